@@ -1,0 +1,22 @@
+// Each subcommand of gpuoffload-agent lives in its own cli/cmd_*.cpp and adds
+// itself to the CLI11 app here. main.cpp only calls these.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace gpo::cli {
+
+// Exit codes shared by all subcommands, so scripts can tell them apart.
+enum Exit : int {
+  kOk = 0,
+  kFailure = 1,      // the command ran and found a problem (bad rules, failed check)
+  kUsage = 2,        // bad arguments or config
+  kNoPrivilege = 3,  // needs root / CAP_BPF+CAP_NET_ADMIN
+  kUnsupported = 4,  // the kernel or machine lacks a required feature
+};
+
+void add_version(CLI::App& app);
+void add_run(CLI::App& app);
+void add_status(CLI::App& app);
+void add_rules(CLI::App& app);
+
+}  // namespace gpo::cli

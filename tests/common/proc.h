@@ -1,0 +1,20 @@
+// Running the real agent binary from tests: argv in, exit code and output out,
+// with a hard timeout so no test can hang CI.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace gpo::test {
+
+struct ProcResult {
+  int exit_code = -1;   // -1 when killed by a signal or the timeout
+  bool timed_out = false;
+  std::string out;      // stdout and stderr, interleaved
+};
+
+// Runs argv[0] with argv (no shell), waits at most timeout_s seconds, then SIGKILLs.
+ProcResult run_proc(const std::vector<std::string>& argv, double timeout_s = 30.0);
+
+bool is_root();
+
+}  // namespace gpo::test
