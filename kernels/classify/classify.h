@@ -1,0 +1,36 @@
+// The packet filter's classifier interface: a batch of L2 frames in, one
+// verdict per frame out. The CPU classifier (cpu_classifier.h) implements it
+// now; the GPU classifier (issue 6) implements the same interface.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace gpo::classify {
+
+// One received frame, starting at the Ethernet header. Not owned.
+struct Frame {
+  const uint8_t* data = nullptr;
+  uint32_t len = 0;
+};
+
+struct Verdict {
+  uint32_t rule_id = 0;  // sid of the first matching rule; 0 = the rule file's default policy
+  uint8_t action = 0;    // enum gpo_action (bpf/xdp_filter.h): pass, drop, alert
+  // True when later packets of the same flow cannot get another verdict, so the
+  // agent may install it in the XDP flow cache. False when a rule earlier in
+  // file order matched the headers but not (yet) the payload: content may still
+  // arrive in later packets, so the flow keeps coming to the agent.
+  bool cacheable = true;
+};
+
+class Classifier {
+ public:
+  virtual ~Classifier() = default;
+  virtual std::string_view name() const = 0;
+  // out.size() == frames.size(). Frames that do not parse as IPv4/IPv6 get the
+  // default policy's verdict with cacheable = false.
+  virtual void classify(std::span<const Frame> frames, std::span<Verdict> out) = 0;
+};
+
+}  // namespace gpo::classify
