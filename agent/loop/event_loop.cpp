@@ -1,0 +1,114 @@
+#include "loop/event_loop.h"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+namespace gpo::loop {
+
+EventLoop::EventLoop() {
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (epfd_ < 0 || wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll/eventfd");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = wake_fd_;
+  epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+}
+
+EventLoop::~EventLoop() {
+  if (wake_fd_ >= 0) close(wake_fd_);
+  if (epfd_ >= 0) close(epfd_);
+}
+
+void EventLoop::add_fd(int fd, Callback cb) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0)
+    throw std::system_error(errno, std::generic_category(), "epoll_ctl add fd " + std::to_string(fd));
+  fds_[fd] = std::move(cb);
+}
+
+void EventLoop::remove_fd(int fd) {
+  epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+  fds_.erase(fd);
+}
+
+void EventLoop::add_timer(std::chrono::milliseconds period, Callback cb) {
+  timers_.push_back({period, std::chrono::steady_clock::now() + period, std::move(cb)});
+}
+
+void EventLoop::stop() {
+  uint64_t one = 1;
+  // Best effort: a full eventfd counter still wakes the loop.
+  [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
+}
+
+int EventLoop::run(bool catch_signals) {
+  int sig_fd = -1;
+  sigset_t mask, old;
+  if (catch_signals) {
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &mask, &old);
+    sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = sig_fd;
+    epoll_ctl(epfd_, EPOLL_CTL_ADD, sig_fd, &ev);
+  }
+  int stopped_by = 0;
+  stopping_ = false;
+  epoll_event events[64];
+  while (!stopping_) {
+    int timeout_ms = -1;
+    auto now = std::chrono::steady_clock::now();
+    for (auto& t : timers_) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.next - now).count();
+      if (ms < 0) ms = 0;
+      if (timeout_ms < 0 || ms < timeout_ms) timeout_ms = int(ms);
+    }
+    int n = epoll_wait(epfd_, events, 64, timeout_ms);
+    if (n < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "epoll_wait");
+    for (int i = 0; i < n && !stopping_; i++) {
+      int fd = events[i].data.fd;
+      if (fd == wake_fd_) {
+        uint64_t v;
+        [[maybe_unused]] ssize_t r = read(wake_fd_, &v, sizeof v);
+        stopping_ = true;
+      } else if (fd == sig_fd) {
+        signalfd_siginfo si{};
+        if (read(sig_fd, &si, sizeof si) == sizeof si) stopped_by = int(si.ssi_signo);
+        stopping_ = true;
+      } else if (auto it = fds_.find(fd); it != fds_.end()) {
+        auto cb = it->second;  // a callback may remove its own fd
+        cb();
+      }
+    }
+    now = std::chrono::steady_clock::now();
+    for (auto& t : timers_) {
+      if (stopping_) break;
+      if (now >= t.next) {
+        t.next = now + t.period;
+        t.cb();
+      }
+    }
+  }
+  if (sig_fd >= 0) {
+    epoll_ctl(epfd_, EPOLL_CTL_DEL, sig_fd, nullptr);
+    close(sig_fd);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
+  return stopped_by;
+}
+
+}  // namespace gpo::loop

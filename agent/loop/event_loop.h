@@ -1,0 +1,47 @@
+// The agent's event loop: one epoll set, callbacks per fd, periodic timers,
+// and a clean stop on SIGINT/SIGTERM. Nothing spins: when every source is
+// idle the thread sleeps in epoll_wait. Each data path (spotting ring buffer,
+// AF_XDP sockets, client IPC) registers its fds here; `run` composes them.
+#pragma once
+#include <chrono>
+#include <functional>
+#include <map>
+#include <vector>
+
+namespace gpo::loop {
+
+class EventLoop {
+ public:
+  using Callback = std::function<void()>;
+
+  EventLoop();
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // Calls cb whenever fd is readable (level-triggered). fd stays owned by the caller.
+  void add_fd(int fd, Callback cb);
+  void remove_fd(int fd);
+  // Calls cb every period, from the loop thread, starting one period from now.
+  void add_timer(std::chrono::milliseconds period, Callback cb);
+
+  // Runs until stop() or SIGINT/SIGTERM (when catch_signals). Returns the
+  // signal number that stopped it, or 0 when stopped by stop().
+  int run(bool catch_signals = true);
+  // Safe from any thread and from inside callbacks.
+  void stop();
+
+ private:
+  struct Timer {
+    std::chrono::milliseconds period;
+    std::chrono::steady_clock::time_point next;
+    Callback cb;
+  };
+  int epfd_ = -1;
+  int wake_fd_ = -1;  // eventfd: stop() from other threads
+  std::map<int, Callback> fds_;
+  std::vector<Timer> timers_;
+  bool stopping_ = false;
+};
+
+}  // namespace gpo::loop
