@@ -78,7 +78,8 @@ struct gpo_xdp_config {
 /* Builds the direction-normalised key; used by XDP and by the agent (which
  * installs verdicts), so both sides compute the same key by construction.
  * Order: addresses compared bytewise (memcmp order), then ports as numbers. */
-static inline void gpo_flow_key_make(struct gpo_flow_key *k, const __u8 src[16], const __u8 dst[16],
+/* always_inline: six arguments exceed the five a BPF-to-BPF call may pass. */
+static inline __attribute__((always_inline)) void gpo_flow_key_make(struct gpo_flow_key *k, const __u8 src[16], const __u8 dst[16],
 				     __u16 sport_be, __u16 dport_be, __u8 proto)
 {
 	int cmp = 0;

@@ -1,0 +1,355 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The packet filter's data plane (docs/xdp.md has the policy table).
+ *
+ * xdp_filter: parse Ethernet / up to two VLAN tags / IPv4 (options) or IPv6
+ * (up to GPO_MAX_EXT_HDRS extension headers) / TCP, UDP, ICMP, ICMPv6; look the
+ * direction-normalised 5-tuple up in the LRU flow cache. Hit: decide here.
+ * Miss: hand the packet to the agent through the XSKMAP entry of its rx queue,
+ * or apply the fail policy when no socket is bound there (agent gone).
+ *
+ * xdp_inject: run by the agent with BPF_PROG_TEST_RUN + BPF_F_TEST_XDP_LIVE_FRAMES
+ * to re-inject a packet it decided to pass: host mode -> XDP_PASS (the kernel
+ * builds an skb on ingress_ifindex), inline mode -> out of the peer port.
+ */
+/* Kernels >= 6.x have a typedef named config in vmlinux.h; our map is "config". */
+#define config gpo_vmlinux_config
+#include "vmlinux.h"
+#undef config
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "xdp_filter.h"
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_ICMP 1
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define IPPROTO_ROUTING 43
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_AH 51
+#define IPPROTO_ICMPV6 58
+#define IPPROTO_DSTOPTS 60
+
+#define IP_OFFSET_MASK 0x1fff
+#define IP6_OFFSET_MASK 0xfff8
+
+/* IPv6 extension headers walked before giving up (parse failure). */
+#define GPO_MAX_EXT_HDRS 6
+#define GPO_MAX_VLAN_TAGS 2
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, GPO_FLOW_CACHE_ENTRIES);
+	__type(key, struct gpo_flow_key);
+	__type(value, struct gpo_flow_verdict);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gpo_xdp_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gpo_xdp_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, GPO_MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xsks SEC(".maps");
+
+/* ingress ifindex -> peer ifindex (inline mode). */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tx_ports SEC(".maps");
+
+enum parse_result {
+	PARSE_OK = 0,
+	PARSE_NON_IP = 1,
+	PARSE_FAIL = 2,
+};
+
+struct gpo_vlan_tag {
+	__be16 tci;
+	__be16 encap_proto;
+};
+
+struct gpo_ip6_opt {
+	__u8 nexthdr;
+	__u8 hdrlen;
+};
+
+struct gpo_ip6_frag {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off;
+	__be32 identification;
+};
+
+static __always_inline void count(struct gpo_counter *c, __u64 bytes)
+{
+	c->packets++;
+	c->bytes += bytes;
+}
+
+static __always_inline int parse_l4(void *l4, void *data_end, __u8 proto, __u16 *sport, __u16 *dport)
+{
+	*sport = 0;
+	*dport = 0;
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+
+		if ((void *)(th + 1) > data_end)
+			return PARSE_FAIL;
+		/* The data offset must cover the fixed header, and the options it
+		 * announces must be in the packet: anything else is malformed. */
+		if (th->doff < 5 || l4 + th->doff * 4 > data_end)
+			return PARSE_FAIL;
+		*sport = th->source;
+		*dport = th->dest;
+	} else if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+
+		if ((void *)(uh + 1) > data_end)
+			return PARSE_FAIL;
+		*sport = uh->source;
+		*dport = uh->dest;
+	} else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+		/* Type, code, checksum and the 4-byte rest of header; not keyed. */
+		if (l4 + 8 > data_end)
+			return PARSE_FAIL;
+	}
+	/* Other protocols (GRE, ESP, SCTP, ...): keyed by addresses and protocol. */
+	return PARSE_OK;
+}
+
+static __always_inline int parse_ipv4(void *l3, void *data_end, struct gpo_flow_key *key)
+{
+	struct iphdr *iph = l3;
+	__u8 src[16] = {}, dst[16] = {};
+	__u16 sport, dport;
+	__u32 ihl;
+
+	if ((void *)(iph + 1) > data_end)
+		return PARSE_FAIL;
+	if (iph->version != 4 || iph->ihl < 5)
+		return PARSE_FAIL;
+	ihl = iph->ihl * 4;
+	if (l3 + ihl > data_end)
+		return PARSE_FAIL;
+	/* Non-first fragments carry no L4 header: the unparsed policy decides. */
+	if (iph->frag_off & bpf_htons(IP_OFFSET_MASK))
+		return PARSE_FAIL;
+	if (parse_l4(l3 + ihl, data_end, iph->protocol, &sport, &dport) != PARSE_OK)
+		return PARSE_FAIL;
+
+	/* v4-mapped IPv6: ::ffff:a.b.c.d */
+	src[10] = src[11] = dst[10] = dst[11] = 0xff;
+	__builtin_memcpy(&src[12], &iph->saddr, 4);
+	__builtin_memcpy(&dst[12], &iph->daddr, 4);
+	gpo_flow_key_make(key, src, dst, sport, dport, iph->protocol);
+	return PARSE_OK;
+}
+
+static __always_inline int parse_ipv6(void *l3, void *data_end, struct gpo_flow_key *key)
+{
+	struct ipv6hdr *ip6h = l3;
+	__u8 src[16], dst[16];
+	__u16 sport, dport;
+	void *cur;
+	__u8 nexthdr;
+	int i;
+
+	if ((void *)(ip6h + 1) > data_end)
+		return PARSE_FAIL;
+	if (ip6h->version != 6)
+		return PARSE_FAIL;
+	nexthdr = ip6h->nexthdr;
+	cur = ip6h + 1;
+
+	for (i = 0; i < GPO_MAX_EXT_HDRS; i++) {
+		if (nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
+		    nexthdr == IPPROTO_DSTOPTS) {
+			struct gpo_ip6_opt *oh = cur;
+
+			if ((void *)(oh + 1) > data_end)
+				return PARSE_FAIL;
+			nexthdr = oh->nexthdr;
+			cur += (oh->hdrlen + 1) * 8;
+		} else if (nexthdr == IPPROTO_AH) {
+			struct gpo_ip6_opt *oh = cur;
+
+			if ((void *)(oh + 1) > data_end)
+				return PARSE_FAIL;
+			nexthdr = oh->nexthdr;
+			cur += (oh->hdrlen + 2) * 4;  /* AH counts 32-bit words, minus 2 */
+		} else if (nexthdr == IPPROTO_FRAGMENT) {
+			struct gpo_ip6_frag *fh = cur;
+
+			if ((void *)(fh + 1) > data_end)
+				return PARSE_FAIL;
+			/* Same fragment policy as IPv4: only the first one has ports. */
+			if (fh->frag_off & bpf_htons(IP6_OFFSET_MASK))
+				return PARSE_FAIL;
+			nexthdr = fh->nexthdr;
+			cur = fh + 1;
+		} else {
+			break;
+		}
+	}
+	/* Still an extension header after the bound: give up. */
+	if (nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING || nexthdr == IPPROTO_DSTOPTS ||
+	    nexthdr == IPPROTO_AH || nexthdr == IPPROTO_FRAGMENT)
+		return PARSE_FAIL;
+	if (cur > data_end)
+		return PARSE_FAIL;
+	if (parse_l4(cur, data_end, nexthdr, &sport, &dport) != PARSE_OK)
+		return PARSE_FAIL;
+
+	__builtin_memcpy(src, &ip6h->saddr, 16);
+	__builtin_memcpy(dst, &ip6h->daddr, 16);
+	gpo_flow_key_make(key, src, dst, sport, dport, nexthdr);
+	return PARSE_OK;
+}
+
+static __always_inline int parse_packet(void *data, void *data_end, struct gpo_flow_key *key)
+{
+	struct ethhdr *eth = data;
+	void *cur;
+	__u16 proto;
+	int i;
+
+	if ((void *)(eth + 1) > data_end)
+		return PARSE_FAIL;
+	proto = eth->h_proto;
+	cur = eth + 1;
+
+#pragma unroll
+	for (i = 0; i < GPO_MAX_VLAN_TAGS; i++) {
+		struct gpo_vlan_tag *vh = cur;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if ((void *)(vh + 1) > data_end)
+			return PARSE_FAIL;
+		proto = vh->encap_proto;
+		cur = vh + 1;
+	}
+	/* A third tag is beyond what we parse. */
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return PARSE_FAIL;
+
+	if (proto == bpf_htons(ETH_P_IP))
+		return parse_ipv4(cur, data_end, key);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(cur, data_end, key);
+	return PARSE_NON_IP;
+}
+
+static __always_inline int policy_action(__u8 policy)
+{
+	return policy == GPO_ACT_DROP ? XDP_DROP : XDP_PASS;
+}
+
+SEC("xdp")
+int xdp_filter(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 bytes = data_end - data;
+	struct gpo_flow_verdict *verdict;
+	struct gpo_xdp_config *cfg;
+	struct gpo_xdp_stats *st;
+	struct gpo_flow_key key;
+	__u32 zero = 0;
+	__u32 qid;
+	int res;
+
+	st = bpf_map_lookup_elem(&stats, &zero);
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!st || !cfg)
+		return XDP_PASS; /* cannot happen: both are arrays of one entry */
+
+	res = parse_packet(data, data_end, &key);
+	if (res == PARSE_NON_IP) {
+		count(&st->non_ip, bytes);
+		return XDP_PASS;
+	}
+	if (res != PARSE_OK) {
+		if (cfg->unparsed_policy == GPO_ACT_DROP) {
+			count(&st->parse_fail_drop, bytes);
+			return XDP_DROP;
+		}
+		count(&st->parse_fail_pass, bytes);
+		return XDP_PASS;
+	}
+
+	verdict = bpf_map_lookup_elem(&flows, &key);
+	if (verdict) {
+		__sync_fetch_and_add(&verdict->hits, 1);
+		verdict->last_seen_ns = bpf_ktime_get_ns();
+		if (verdict->action == GPO_ACT_DROP) {
+			count(&st->cache_drop, bytes);
+			return XDP_DROP;
+		}
+		if (cfg->inline_mode) {
+			__u32 ifindex = ctx->ingress_ifindex;
+
+			/* Check the peer entry first so the counter tells the truth. */
+			if (bpf_map_lookup_elem(&tx_ports, &ifindex)) {
+				count(&st->cache_redirect, bytes);
+				return bpf_redirect_map(&tx_ports, ifindex, XDP_DROP);
+			}
+		}
+		count(&st->cache_pass, bytes);
+		return XDP_PASS;
+	}
+
+	/* Miss: to the agent's socket for this rx queue. Look the entry up first
+	 * (as xdp-tools does) so no_socket_* counts what happened. */
+	qid = ctx->rx_queue_index;
+	if (bpf_map_lookup_elem(&xsks, &qid)) {
+		count(&st->to_agent, bytes);
+		return bpf_redirect_map(&xsks, qid, policy_action(cfg->fail_policy));
+	}
+	if (cfg->fail_policy == GPO_ACT_DROP) {
+		count(&st->no_socket_drop, bytes);
+		return XDP_DROP;
+	}
+	count(&st->no_socket_pass, bytes);
+	return XDP_PASS;
+}
+
+SEC("xdp")
+int xdp_inject(struct xdp_md *ctx)
+{
+	struct gpo_xdp_config *cfg;
+	__u32 zero = 0;
+
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (cfg && cfg->inline_mode)
+		return bpf_redirect_map(&tx_ports, ctx->ingress_ifindex, XDP_DROP);
+	return XDP_PASS;
+}
