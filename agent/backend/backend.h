@@ -1,0 +1,103 @@
+// The backend interface: how batches of jobs reach the CPU or a GPU.
+//
+// A Job is one independent piece of work of one op (ops.h): input and output
+// spans in host memory, key/iv/aad/tag where the op has them, and a status the
+// backend sets. A Batch is jobs of any ops; a backend groups them by op.
+// submit() is asynchronous: every job of the batch is run exactly once (on the
+// GPU, or on the CPU when the GPU failed) and then done(batch) is called once,
+// on a backend thread. docs/backends.md has the whole contract.
+#pragma once
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace gpo::backend {
+
+// Descriptor ids: stable numbers, the same in ring-buffer descriptors and slabs.
+enum class OpId : uint16_t {
+  aes256_gcm_encrypt = 1,
+  aes256_gcm_decrypt = 2,
+  aes256_ctr = 3,  // encrypt and decrypt are the same operation
+  sha256 = 4,
+  zstd_compress = 5,    // out: capacity; out_len: the frame size
+  zstd_decompress = 6,  // out: capacity; out_len: the decompressed size
+};
+
+enum class Status : uint8_t {
+  pending = 0,
+  ok = 1,
+  auth_failed = 2,  // GCM decrypt: the tag did not match; out must not be used
+  invalid = 3,      // the job is malformed (sizes, missing key); nothing ran
+  failed = 4,       // no backend could run it (should not happen: CPU is the last resort)
+};
+const char* status_name(Status s);
+
+struct Job {
+  OpId op = OpId::sha256;
+  std::span<const uint8_t> in;
+  std::span<uint8_t> out;        // cipher ops: in.size() bytes (may alias in); sha256: 32 bytes
+  std::span<const uint8_t> key;  // AES: 32 bytes
+  std::span<const uint8_t> iv;   // GCM: 12 bytes, CTR: 16 bytes (the initial counter block)
+  std::span<const uint8_t> aad;  // GCM only
+  std::array<uint8_t, 16> tag{}; // GCM encrypt: written; GCM decrypt: the expected tag
+  Status status = Status::pending;
+  size_t out_len = 0;            // bytes of out written, for ops whose output size varies (zstd)
+  int level = 0;                 // zstd compress level
+  uint64_t cookie = 0;           // the submitter's own, never touched
+};
+
+struct Batch {
+  std::vector<Job> jobs;
+  // Where the batch ran, set by the backend before done(): "cpu", "cuda:0",
+  // or "cpu-retry" when a GPU error sent its jobs to the CPU.
+  std::string ran_on;
+};
+
+using Completion = std::function<void(Batch&)>;
+
+// Counters every backend keeps; read at any time.
+struct Stats {
+  uint64_t batches = 0;
+  uint64_t jobs = 0;
+  uint64_t bytes = 0;        // input bytes
+  uint64_t gpu_errors = 0;   // CUDA errors seen (each logged once)
+  uint64_t cpu_retries = 0;  // jobs re-run on the CPU after a GPU error
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  // Runs every job of batch once, then calls done(batch) once from a backend
+  // thread. The batch and the memory its spans point to must stay valid until
+  // then. Jobs may be submitted from any thread.
+  virtual void submit(Batch& batch, Completion done) = 0;
+  virtual Stats stats() const = 0;
+  // Host memory that will hold many jobs (a client slab): pinned once so the
+  // GPU copies it by DMA without staging. No-op on the CPU backend.
+  virtual bool register_memory(void* /*p*/, size_t /*len*/) { return true; }
+  virtual void unregister_memory(void* /*p*/) {}
+  // submit() and wait for done().
+  void run(Batch& batch);
+};
+
+// Chooses and builds a backend. kind: "auto" (CUDA when a GPU is usable, else
+// the CPU, saying so in one log line), "cuda" (fails if no GPU), "cpu".
+// gpus: device ordinals to use; empty means all devices of the host.
+struct Options {
+  std::string kind = "auto";
+  std::vector<int> gpus;
+  unsigned cpu_threads = 0;  // 0 = all cores
+};
+std::unique_ptr<Backend> make_backend(const Options& opt);
+
+// How many CUDA devices this process can use, or -1 with why when none (no
+// driver, no device, agent built without CUDA).
+int cuda_device_count(std::string* why);
+
+}  // namespace gpo::backend

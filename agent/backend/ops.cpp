@@ -1,0 +1,122 @@
+#include "backend/ops.h"
+
+#include <vector>
+
+#include "aes/aes.h"
+#include "sha256/sha256.h"
+#include "zstd/zstd.h"
+
+namespace gpo::backend {
+namespace {
+
+std::vector<OpInfo>& table() {
+  static std::vector<OpInfo> t;
+  return t;
+}
+
+Status validate_aes(const Job& j) {
+  const bool gcm = j.op != OpId::aes256_ctr;
+  if (j.key.size() != aes::kKeyBytes) return Status::invalid;
+  if (j.iv.size() != (gcm ? aes::kGcmIvBytes : aes::kCtrIvBytes)) return Status::invalid;
+  if (j.out.size() != j.in.size()) return Status::invalid;
+  if (!gcm && !j.aad.empty()) return Status::invalid;
+  if (j.aad.size() > 0xffffffffu) return Status::invalid;
+  return Status::ok;
+}
+
+Status cpu_aes(Job& j) {
+  aes::Job a;
+  a.mode = j.op == OpId::aes256_ctr ? aes::Mode::ctr : aes::Mode::gcm;
+  a.dir = j.op == OpId::aes256_gcm_decrypt ? aes::Dir::decrypt : aes::Dir::encrypt;
+  a.key = j.key.data();
+  a.iv = j.iv.data();
+  a.aad = j.aad;
+  a.in = j.in;
+  a.out = j.out.data();
+  a.tag = j.tag.data();
+  switch (aes::cpu_run(a)) {
+    case aes::Result::ok: return Status::ok;
+    case aes::Result::auth_failed: return Status::auth_failed;
+    default: return Status::invalid;
+  }
+}
+
+Status validate_sha(const Job& j) {
+  return j.out.size() == sha256::kDigestBytes ? Status::ok : Status::invalid;
+}
+
+Status cpu_sha(Job& j) {
+  sha256::cpu_digest(j.in, j.out.data());
+  return Status::ok;
+}
+
+Status validate_zstd(const Job& j) {
+  return j.key.empty() && j.iv.empty() && j.aad.empty() ? Status::ok : Status::invalid;
+}
+
+Status cpu_zstd(Job& j) {
+  bool err = false;
+  j.out_len = j.op == OpId::zstd_compress ? zstd::cpu_compress(j.in, j.out, j.level, &err)
+                                          : zstd::cpu_decompress(j.in, j.out, &err);
+  return err ? Status::invalid : Status::ok;
+}
+
+}  // namespace
+
+void register_op(OpInfo info) { table().push_back(info); }
+
+void register_crypto_ops() {
+  register_op({OpId::aes256_gcm_encrypt, "aes-256-gcm-encrypt", Family::aes, true, false, validate_aes, cpu_aes});
+  register_op({OpId::aes256_gcm_decrypt, "aes-256-gcm-decrypt", Family::aes, true, false, validate_aes, cpu_aes});
+  register_op({OpId::aes256_ctr, "aes-256-ctr", Family::aes, true, false, validate_aes, cpu_aes});
+  register_op({OpId::sha256, "sha256", Family::sha256, true, true, validate_sha, cpu_sha});
+}
+
+void register_zstd_ops() {
+  // No GPU kernel: the CPU backend serves both (a GPU backend hands them to its CPU).
+  register_op({OpId::zstd_compress, "zstd-compress", Family::zstd, false, true, validate_zstd, cpu_zstd});
+  register_op({OpId::zstd_decompress, "zstd-decompress", Family::zstd, false, true, validate_zstd, cpu_zstd});
+}
+
+std::span<const OpInfo> ops() {
+  static const bool once = [] {
+    register_crypto_ops();
+    register_zstd_ops();
+    // Later op families register here.
+    return true;
+  }();
+  (void)once;
+  return table();
+}
+
+const OpInfo* find_op(OpId id) {
+  for (const auto& o : ops())
+    if (o.id == id) return &o;
+  return nullptr;
+}
+
+const OpInfo* find_op(std::string_view name) {
+  for (const auto& o : ops())
+    if (o.name == name) return &o;
+  return nullptr;
+}
+
+Status run_on_cpu(Job& job) {
+  const OpInfo* op = find_op(job.op);
+  if (!op) return job.status = Status::invalid;
+  if (op->validate(job) != Status::ok) return job.status = Status::invalid;
+  return job.status = op->cpu(job);
+}
+
+const char* status_name(Status s) {
+  switch (s) {
+    case Status::pending: return "pending";
+    case Status::ok: return "ok";
+    case Status::auth_failed: return "auth_failed";
+    case Status::invalid: return "invalid";
+    case Status::failed: return "failed";
+  }
+  return "?";
+}
+
+}  // namespace gpo::backend

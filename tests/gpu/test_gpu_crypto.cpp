@@ -1,0 +1,344 @@
+// The CUDA kernels through the CUDA backend, bit for bit against OpenSSL (the
+// CPU reference) on random inputs of many sizes and batch shapes, and the
+// published vectors. Every test skips with the reason when there is no GPU.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <memory>
+#include <random>
+
+#include "aes/aes.h"
+#include "backend/cpu_backend.h"
+#include "backend/cuda_backend.h"
+#include "backend/ops.h"
+#include "common/crypto_vectors.h"
+#include "sha256/sha256.h"
+
+using namespace gpo;
+using backend::Job;
+using backend::OpId;
+using backend::Status;
+using gpo::test::hex;
+
+namespace {
+
+class Gpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (backend::cuda_device_count(&why) < 0) GTEST_SKIP() << "no GPU: " << why;
+    cpu_ = std::make_shared<backend::CpuBackend>(4);
+    gpu_ = std::make_unique<backend::CudaBackend>(0, cpu_);
+  }
+  std::shared_ptr<backend::CpuBackend> cpu_;
+  std::unique_ptr<backend::CudaBackend> gpu_;
+  std::mt19937_64 rng_{12345};
+
+  std::vector<uint8_t> random_bytes(size_t n) {
+    std::vector<uint8_t> v(n);
+    for (auto& b : v) b = uint8_t(rng_());
+    return v;
+  }
+};
+
+// Owns the buffers of a batch; jobs may point into one slab (packed, offset).
+struct Owned {
+  std::vector<std::vector<uint8_t>> keys, ivs, aads, ins, outs;
+  backend::Batch batch;
+};
+
+// A reference copy of job j run on the CPU: output and tag.
+struct Ref {
+  std::vector<uint8_t> out;
+  std::array<uint8_t, 16> tag;
+  Status status;
+};
+Ref reference(const Job& j) {
+  Ref r;
+  r.out.resize(j.out.size());
+  Job c = j;
+  c.out = r.out;
+  r.status = backend::run_on_cpu(c);
+  r.tag = c.tag;
+  return r;
+}
+
+void expect_matches_reference(backend::Batch& b, const std::vector<Ref>& refs) {
+  for (size_t i = 0; i < b.jobs.size(); ++i) {
+    const Job& j = b.jobs[i];
+    ASSERT_EQ(j.status, refs[i].status) << "job " << i << " len " << j.in.size();
+    ASSERT_TRUE(std::equal(j.out.begin(), j.out.end(), refs[i].out.begin()))
+        << "job " << i << " op " << int(j.op) << " len " << j.in.size() << " aad " << j.aad.size();
+    if (j.op == OpId::aes256_gcm_encrypt) {
+      ASSERT_EQ(j.tag, refs[i].tag) << "job " << i << " len " << j.in.size();
+    }
+  }
+}
+
+}  // namespace
+
+TEST_F(Gpu, AesGcmAndCtrMatchOpenSslOnManySizes) {
+  const size_t sizes[] = {0, 1, 15, 16, 17, 31, 255, 256, 4095, 4096, 4097, 16383, 16384, 16401, 65536 + 3, 300000, (1 << 20) + 5};
+  const size_t aads[] = {0, 1, 13, 16, 40};
+  Owned o;
+  for (size_t n : sizes)
+    for (OpId op : {OpId::aes256_gcm_encrypt, OpId::aes256_ctr}) {
+      const size_t aad = op == OpId::aes256_ctr ? 0 : aads[rng_() % 5];
+      o.keys.push_back(random_bytes(32));
+      o.ivs.push_back(random_bytes(op == OpId::aes256_ctr ? 16 : 12));
+      o.aads.push_back(random_bytes(aad));
+      // Odd offsets take the unaligned path.
+      const size_t off = (rng_() % 2) ? 0 : 1 + rng_() % 15;
+      o.ins.push_back(random_bytes(n + off));
+      o.outs.push_back(std::vector<uint8_t>(n + off, 0xee));
+      Job j;
+      j.op = op;
+      j.key = o.keys.back();
+      j.iv = o.ivs.back();
+      j.aad = o.aads.back();
+      j.in = std::span<const uint8_t>(o.ins.back()).subspan(off);
+      j.out = std::span<uint8_t>(o.outs.back()).subspan(off);
+      o.batch.jobs.push_back(j);
+    }
+  std::vector<Ref> refs;
+  for (auto& j : o.batch.jobs) refs.push_back(reference(j));
+  gpu_->run(o.batch);
+  EXPECT_EQ(o.batch.ran_on, "cuda:0");
+  expect_matches_reference(o.batch, refs);
+  EXPECT_EQ(gpu_->stats().gpu_errors, 0u);
+}
+
+TEST_F(Gpu, CtrCounterCarriesAcross64And128Bits) {
+  Owned o;
+  for (const char* iv : {"ffffffffffffffffffffffffffffff00", "0000000000000000fffffffffffffff0", "f0f1f2f3f4f5f6f7ffffffffffffffe0"}) {
+    o.keys.push_back(random_bytes(32));
+    o.ivs.push_back(hex(iv));
+    o.ins.push_back(random_bytes(100000));
+    o.outs.push_back(std::vector<uint8_t>(100000));
+    Job j;
+    j.op = OpId::aes256_ctr;
+    j.key = o.keys.back();
+    j.iv = o.ivs.back();
+    j.in = o.ins.back();
+    j.out = o.outs.back();
+    o.batch.jobs.push_back(j);
+  }
+  std::vector<Ref> refs;
+  for (auto& j : o.batch.jobs) refs.push_back(reference(j));
+  gpu_->run(o.batch);
+  expect_matches_reference(o.batch, refs);
+}
+
+TEST_F(Gpu, PublishedVectors) {
+  Owned o;
+  for (const auto& v : test::kGcmVectors) {
+    o.keys.push_back(hex(v.key));
+    o.ivs.push_back(hex(v.iv));
+    o.aads.push_back(hex(v.aad));
+    o.ins.push_back(hex(v.pt));
+    o.outs.push_back(std::vector<uint8_t>(o.ins.back().size()));
+    Job j;
+    j.op = OpId::aes256_gcm_encrypt;
+    j.key = o.keys.back();
+    j.iv = o.ivs.back();
+    j.aad = o.aads.back();
+    j.in = o.ins.back();
+    j.out = o.outs.back();
+    o.batch.jobs.push_back(j);
+  }
+  o.keys.push_back(hex(test::kCtrKey));
+  o.ivs.push_back(hex(test::kCtrIv));
+  o.ins.push_back(hex(test::kCtrPt));
+  o.outs.push_back(std::vector<uint8_t>(64));
+  Job c;
+  c.op = OpId::aes256_ctr;
+  c.key = o.keys.back();
+  c.iv = o.ivs.back();
+  c.in = o.ins.back();
+  c.out = o.outs.back();
+  o.batch.jobs.push_back(c);
+  auto shas = test::sha_vectors();
+  for (auto& s : shas) {
+    o.outs.push_back(std::vector<uint8_t>(32));
+    Job j;
+    j.op = OpId::sha256;
+    j.in = {reinterpret_cast<const uint8_t*>(s.msg.data()), s.msg.size()};
+    j.out = o.outs.back();
+    o.batch.jobs.push_back(j);
+  }
+  gpu_->run(o.batch);
+  size_t i = 0;
+  for (const auto& v : test::kGcmVectors) {
+    const Job& j = o.batch.jobs[i++];
+    EXPECT_EQ(std::vector<uint8_t>(j.out.begin(), j.out.end()), hex(v.ct)) << v.name;
+    EXPECT_EQ(std::vector<uint8_t>(j.tag.begin(), j.tag.end()), hex(v.tag)) << v.name;
+  }
+  const Job& cj = o.batch.jobs[i++];
+  EXPECT_EQ(std::vector<uint8_t>(cj.out.begin(), cj.out.end()), hex(test::kCtrCt));
+  for (auto& s : shas) {
+    const Job& j = o.batch.jobs[i++];
+    EXPECT_EQ(std::vector<uint8_t>(j.out.begin(), j.out.end()), hex(s.digest)) << s.msg.size();
+  }
+  EXPECT_EQ(o.batch.ran_on, "cuda:0");
+}
+
+TEST_F(Gpu, GcmDecryptVerifiesTagsAndFailsOnlyWrongOnes) {
+  Owned o;
+  std::vector<bool> corrupt;
+  for (int i = 0; i < 64; ++i) {
+    const size_t n = (i % 8 == 0) ? 70000 + i : 1 + rng_() % 9000;
+    o.keys.push_back(random_bytes(32));
+    o.ivs.push_back(random_bytes(12));
+    o.aads.push_back(random_bytes(rng_() % 33));
+    std::vector<uint8_t> pt = random_bytes(n), ct(n);
+    Job e;
+    e.op = OpId::aes256_gcm_encrypt;
+    e.key = o.keys.back();
+    e.iv = o.ivs.back();
+    e.aad = o.aads.back();
+    e.in = pt;
+    e.out = ct;
+    ASSERT_EQ(backend::run_on_cpu(e), Status::ok);
+    o.ins.push_back(ct);
+    o.outs.push_back(std::vector<uint8_t>(n));
+    Job d = e;
+    d.op = OpId::aes256_gcm_decrypt;
+    d.in = o.ins.back();
+    d.out = o.outs.back();
+    const bool bad = i % 3 == 1;
+    if (bad) d.tag[rng_() % 16] ^= uint8_t(1 << (rng_() % 8));
+    corrupt.push_back(bad);
+    o.aads.push_back(pt);  // keep the plaintext to compare
+    o.batch.jobs.push_back(d);
+  }
+  gpu_->run(o.batch);
+  for (size_t i = 0; i < o.batch.jobs.size(); ++i) {
+    const Job& j = o.batch.jobs[i];
+    if (corrupt[i]) {
+      EXPECT_EQ(j.status, Status::auth_failed) << i;
+    } else {
+      ASSERT_EQ(j.status, Status::ok) << i;
+      EXPECT_TRUE(std::equal(j.out.begin(), j.out.end(), o.aads[2 * i + 1].begin())) << i;
+    }
+  }
+}
+
+TEST_F(Gpu, LargeSingleGcmJobSplitsAcrossTheGpu) {
+  // 24 MiB + 7: about 1500 segments over several pipelined pieces, GHASH
+  // combined by powers of H.
+  Owned o;
+  for (OpId op : {OpId::aes256_gcm_encrypt, OpId::aes256_ctr}) {
+    const size_t n = (24u << 20) + 7;
+    o.keys.push_back(random_bytes(32));
+    o.ivs.push_back(random_bytes(op == OpId::aes256_ctr ? 16 : 12));
+    o.aads.push_back(random_bytes(op == OpId::aes256_ctr ? 0 : 29));
+    o.ins.push_back(random_bytes(n));
+    o.outs.push_back(std::vector<uint8_t>(n));
+    Job j;
+    j.op = op;
+    j.key = o.keys.back();
+    j.iv = o.ivs.back();
+    j.aad = o.aads.back();
+    j.in = o.ins.back();
+    j.out = o.outs.back();
+    o.batch.jobs.push_back(j);
+  }
+  std::vector<Ref> refs;
+  for (auto& j : o.batch.jobs) refs.push_back(reference(j));
+  gpu_->run(o.batch);
+  expect_matches_reference(o.batch, refs);
+}
+
+TEST_F(Gpu, PackedSlabOfSmallJobsPinnedAndInPlace) {
+  // 3000 jobs of 4 KiB packed in one registered slab (as client slabs are),
+  // encrypted in place.
+  const size_t n = 4096, count = 3000;
+  std::vector<uint8_t> slab = random_bytes(n * count);
+  const std::vector<uint8_t> orig = slab;
+  ASSERT_TRUE(gpu_->register_memory(slab.data(), slab.size()));
+  Owned o;
+  std::vector<Ref> refs;
+  for (size_t i = 0; i < count; ++i) {
+    o.keys.push_back(random_bytes(32));
+    o.ivs.push_back(random_bytes(12));
+    Job j;
+    j.op = OpId::aes256_gcm_encrypt;
+    j.key = o.keys.back();
+    j.iv = o.ivs.back();
+    j.in = std::span<const uint8_t>(slab.data() + i * n, n);
+    j.out = std::span<uint8_t>(slab.data() + i * n, n);
+    refs.push_back(reference(j));
+    o.batch.jobs.push_back(j);
+  }
+  gpu_->run(o.batch);
+  gpu_->unregister_memory(slab.data());
+  expect_matches_reference(o.batch, refs);
+}
+
+TEST_F(Gpu, Sha256MatchesOpenSslOnMixedSizes) {
+  const size_t sizes[] = {0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 1000, 4096, 4097, 65536, 1 << 20, 5 << 20};
+  Owned o;
+  std::vector<Ref> refs;
+  for (int rep = 0; rep < 3; ++rep)
+    for (size_t n : sizes) {
+      const size_t off = rep == 1 ? 1 + rng_() % 15 : 0;
+      o.ins.push_back(random_bytes(n + off));
+      o.outs.push_back(std::vector<uint8_t>(32));
+      Job j;
+      j.op = OpId::sha256;
+      j.in = std::span<const uint8_t>(o.ins.back()).subspan(off);
+      j.out = o.outs.back();
+      refs.push_back(reference(j));
+      o.batch.jobs.push_back(j);
+    }
+  gpu_->run(o.batch);
+  expect_matches_reference(o.batch, refs);
+}
+
+TEST_F(Gpu, Sha256BatchOf4KiBMessagesInOneSlab) {
+  const size_t n = 4096, count = 5000;
+  std::vector<uint8_t> slab = random_bytes(n * count);
+  Owned o;
+  std::vector<Ref> refs;
+  for (size_t i = 0; i < count; ++i) {
+    o.outs.push_back(std::vector<uint8_t>(32));
+    Job j;
+    j.op = OpId::sha256;
+    j.in = std::span<const uint8_t>(slab.data() + i * n, n);
+    j.out = o.outs.back();
+    refs.push_back(reference(j));
+    o.batch.jobs.push_back(j);
+  }
+  gpu_->run(o.batch);
+  expect_matches_reference(o.batch, refs);
+}
+
+TEST_F(Gpu, CudaErrorRetriesTheJobsOnTheCpu) {
+  Owned o;
+  for (int i = 0; i < 20; ++i) {
+    o.keys.push_back(random_bytes(32));
+    o.ivs.push_back(random_bytes(12));
+    o.ins.push_back(random_bytes(5000 + i));
+    o.outs.push_back(std::vector<uint8_t>(5000 + i));
+    Job j;
+    j.op = OpId::aes256_gcm_encrypt;
+    j.key = o.keys.back();
+    j.iv = o.ivs.back();
+    j.in = o.ins.back();
+    j.out = o.outs.back();
+    o.batch.jobs.push_back(j);
+  }
+  std::vector<Ref> refs;
+  for (auto& j : o.batch.jobs) refs.push_back(reference(j));
+  gpu_->inject_fault_for_test();
+  gpu_->run(o.batch);
+  EXPECT_EQ(o.batch.ran_on, "cpu-retry");
+  expect_matches_reference(o.batch, refs);
+  EXPECT_EQ(gpu_->stats().gpu_errors, 1u);
+  EXPECT_EQ(gpu_->stats().cpu_retries, 20u);
+  // The device stays usable: the next batch runs on the GPU again.
+  for (auto& j : o.batch.jobs) j.status = Status::pending;
+  gpu_->run(o.batch);
+  EXPECT_EQ(o.batch.ran_on, "cuda:0");
+  expect_matches_reference(o.batch, refs);
+}
