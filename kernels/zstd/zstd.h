@@ -1,0 +1,26 @@
+// zstd compress and decompress: the CPU reference (libzstd) shared by the
+// backend, the client library's in-process fallback and the tests. Frames are
+// plain one-shot ZSTD_compress() frames, so any `zstd -d` reads them and the
+// output is byte-identical to the caller's own ZSTD_compress() at that level.
+// No GPU kernel yet: the planner keeps these ops on the CPU.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace gpo::zstd {
+
+inline constexpr int kDefaultLevel = 3;
+
+// Worst-case compressed size of n input bytes (ZSTD_compressBound).
+size_t bound(size_t n);
+
+// Compresses in into out at level. Returns the frame size, or 0 with
+// *error set (out too small, bad level) when it fails.
+size_t cpu_compress(std::span<const uint8_t> in, std::span<uint8_t> out, int level, bool* error);
+
+// Decompresses the frame(s) in into out. Returns the decompressed size, or 0
+// with *error set (corrupt input, out too small).
+size_t cpu_decompress(std::span<const uint8_t> in, std::span<uint8_t> out, bool* error);
+
+}  // namespace gpo::zstd
