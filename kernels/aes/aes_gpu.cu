@@ -6,8 +6,8 @@
 //   Te0, replicated 32 times in shared memory so that lane t only ever reads bank
 //   t: no bank conflicts for any key or data).
 // * GHASH is linear, so it parallelises by powers of H: lane t folds its own
-//   blocks by Horner with H^32 (a 4-bit table per job, 32 lookups of 16 bytes per
-//   block), multiplies the result by H^(32-t), the warp XOR-reduces, and lane 0
+//   blocks by Horner with H^32 (acc = acc*H^32 + X; a 4-bit table per job, 32
+//   lookups of 16 bytes per block), multiplies the result by H^(32-t), the warp XOR-reduces, and lane 0
 //   multiplies by H^(kSegBlocks * segments after this one) and XORs it into the
 //   job's accumulator. Segments are aligned to the END of the GHASH input (leading
 //   zero blocks do not change a Horner sum), so every segment has the same shape.
@@ -53,23 +53,38 @@ __device__ __forceinline__ gf gf_mulx(gf v) {  // v * x
   return v;
 }
 
-// General multiply (SP 800-38D algorithm 1). Used once per lane per segment and
-// in setup; the per-block work uses the tables instead.
+// General multiply, 4 bits at a time (Shoup): 16 multiples of y, then 32
+// steps of z = z*x^4 + m[nibble]. Used once per lane per segment and in setup;
+// the per-block work uses the per-job tables instead.
+__device__ __forceinline__ uint64_t reduce4(uint64_t rem) {
+  // The 4 bits shifted out, folded back: linear in rem (0x1c20 = R for the lowest bit).
+  return ((rem & 1) * 0x1c20ull ^ (rem & 2) * 0x1c20ull ^ (rem & 4) * 0x1c20ull ^ (rem & 8) * 0x1c20ull) << 48;
+}
 __device__ gf gf_mul(gf x, gf y) {
-  gf z{0, 0}, v = y;
-#pragma unroll 8
-  for (int i = 0; i < 64; ++i) {
-    uint64_t m = 0 - ((x.hi >> (63 - i)) & 1);
-    z.hi ^= v.hi & m;
-    z.lo ^= v.lo & m;
-    v = gf_mulx(v);
+  gf m[16];
+  m[0] = gf{0, 0};
+  m[8] = y;
+  m[4] = gf_mulx(m[8]);
+  m[2] = gf_mulx(m[4]);
+  m[1] = gf_mulx(m[2]);
+#pragma unroll
+  for (int n = 3; n < 16; ++n) {
+    if (n == 4 || n == 8) continue;
+    const int hi = n & 8 ? 8 : (n & 4 ? 4 : 2);
+    m[n] = gf{m[hi].hi ^ m[n ^ hi].hi, m[hi].lo ^ m[n ^ hi].lo};
   }
-#pragma unroll 8
-  for (int i = 0; i < 64; ++i) {
-    uint64_t m = 0 - ((x.lo >> (63 - i)) & 1);
-    z.hi ^= v.hi & m;
-    z.lo ^= v.lo & m;
-    v = gf_mulx(v);
+  gf z{0, 0};
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {  // nibbles from the highest power of x down
+    const uint64_t w = i < 16 ? x.lo : x.hi;
+    const uint32_t n = uint32_t(w >> (4 * (i & 15))) & 15;
+    if (i) {
+      const uint64_t rem = z.lo & 15;
+      z.lo = (z.hi << 60) | (z.lo >> 4);
+      z.hi = (z.hi >> 4) ^ reduce4(rem);
+    }
+    z.hi ^= m[n].hi;
+    z.lo ^= m[n].lo;
   }
   return z;
 }
@@ -336,7 +351,8 @@ __global__ void __launch_bounds__(kThreads, 2)
         }
       }
       if (gcm) {
-        const uint4 y = xor4(acc, x);
+        // acc = acc * H^32 + x: after J steps lane t holds sum_j X[t+32j] H^(32(J-1-j)).
+        const uint4 y = acc;
         const uint32_t yw[4] = {y.x, y.y, y.z, y.w};
         uint4 z = make_uint4(0, 0, 0, 0);
 #pragma unroll
@@ -345,7 +361,7 @@ __global__ void __launch_bounds__(kThreads, 2)
           const uint32_t nib = (yw[b >> 2] >> (8 * (b & 3) + ((i & 1) ? 0 : 4))) & 15;
           z = xor4(z, __ldg(ht + i * 16 + nib));
         }
-        acc = z;
+        acc = xor4(z, x);
       }
     }
     if (gcm) {

@@ -127,6 +127,28 @@ int main(int argc, char** argv) {
   fill_random(keys.data(), keys.size(), 7);
   fill_random(ivs.data(), ivs.size(), 9);
 
+  // The PCIe ceiling of end-to-end numbers: pinned copies one way, and both ways at once.
+  {
+    cudaStream_t s2;
+    ck(cudaStreamCreate(&s2), "cudaStreamCreate");
+    auto copy_time = [&](bool h2d, bool d2h) {
+      std::vector<double> t;
+      for (int r = 0; r < 4; ++r) {
+        ck(cudaDeviceSynchronize(), "sync");
+        auto t0 = Clock::now();
+        if (h2d) ck(cudaMemcpyAsync(d_out, h_in.data(), max_bytes, cudaMemcpyHostToDevice, stream), "h2d");
+        if (d2h) ck(cudaMemcpyAsync(h_out.data(), d_in, max_bytes, cudaMemcpyDeviceToHost, s2), "d2h");
+        ck(cudaDeviceSynchronize(), "sync");
+        t.push_back(seconds_since(t0));
+      }
+      return max_bytes / median(t) / 1e9;
+    };
+    const double up = copy_time(true, false), down = copy_time(false, true), both = copy_time(true, true);
+    fmt::print("PCIe (pinned, {} MiB): host-to-device {:.1f} GB/s, device-to-host {:.1f} GB/s, both at once {:.1f} GB/s each way\n",
+               max_bytes >> 20, up, down, both);
+    cudaStreamDestroy(s2);
+  }
+
   std::vector<Row> rows;
   for (const auto& sh : shapes) {
     const auto* info = backend::find_op(sh.op);
