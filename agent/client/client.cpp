@@ -1,0 +1,635 @@
+// libgpuoffload: the client side of the offload path (docs/offload.md).
+// One connection and one slab per process, made on first use; jobs are slots
+// of the slab's job table, their buffers carved from its data area.
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "aes/aes.h"
+#include "gpuoffload.h"
+#include "ipc/slab_protocol.h"
+#include "sha256/sha256.h"
+
+using Clock = std::chrono::steady_clock;
+
+extern "C" __attribute__((noinline, visibility("default"))) void gpo_doorbell(uint32_t slab_id, uint32_t job,
+                                                                               uint32_t op, uint64_t len) {
+  // Empty on purpose: the agent's uprobe reads the arguments. The asm keeps
+  // the compiler from dropping the call or the arguments.
+  asm volatile("" ::"r"(slab_id), "r"(job), "r"(op), "r"(len) : "memory");
+}
+
+namespace {
+
+constexpr uint32_t kJobs = 1024;
+constexpr uint64_t kAlign = 64;
+
+struct Counters {
+  std::atomic<uint64_t> jobs{0}, by_agent{0}, local{0}, local_no_agent{0}, local_timeout{0}, local_agent_gone{0},
+      local_rejected{0}, local_no_room{0}, connects{0};
+} g_count;
+
+uint64_t env_u64(const char* name, uint64_t def) {
+  const char* v = getenv(name);
+  if (!v || !*v) return def;
+  char* end = nullptr;
+  unsigned long long x = strtoull(v, &end, 10);
+  return end && *end == '\0' ? x : def;
+}
+
+// First-fit allocator over the slab's data area; offsets are slab offsets.
+class Allocator {
+ public:
+  void init(uint64_t off, uint64_t len) { free_[off] = len; }
+  bool alloc(uint64_t len, uint64_t* off) {
+    len = (len + kAlign - 1) / kAlign * kAlign;
+    if (len == 0) len = kAlign;
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < len) continue;
+      *off = it->first;
+      uint64_t rest = it->second - len;
+      uint64_t at = it->first + len;
+      free_.erase(it);
+      if (rest) free_[at] = rest;
+      used_[*off] = len;
+      return true;
+    }
+    return false;
+  }
+  void release(uint64_t off) {
+    auto u = used_.find(off);
+    if (u == used_.end()) return;
+    uint64_t len = u->second;
+    used_.erase(u);
+    auto next = free_.lower_bound(off);
+    if (next != free_.end() && off + len == next->first) {
+      len += next->second;
+      next = free_.erase(next);
+    }
+    if (next != free_.begin()) {
+      auto prev = std::prev(next);
+      if (prev->first + prev->second == off) {
+        prev->second += len;
+        return;
+      }
+    }
+    free_[off] = len;
+  }
+
+ private:
+  std::map<uint64_t, uint64_t> free_, used_;
+};
+
+struct Conn {
+  int fd = -1;
+  uint8_t* base = nullptr;
+  uint64_t size = 0;
+  uint32_t slab_id = 0;
+  int doorbell = GPO_DOORBELL_SOCKET;
+  pid_t pid = getpid();  // the process that registered the slab
+  std::atomic<bool> dead{false};
+  std::mutex mu;  // jobs free list, allocator, zombies
+  std::vector<uint32_t> free_jobs;
+  std::vector<uint32_t> zombies;  // ABANDONED: buffers reserved until the agent releases them
+  struct Bufs {
+    uint64_t in = UINT64_MAX, out = UINT64_MAX, aad = UINT64_MAX;
+  };
+  std::vector<Bufs> bufs;
+  Allocator alloc;
+
+  gpo_job* job(uint32_t i) {
+    auto* h = reinterpret_cast<gpo_slab_header*>(base);
+    return reinterpret_cast<gpo_job*>(base + h->job_off) + i;
+  }
+  void free_job_locked(uint32_t i) {
+    for (uint64_t o : {bufs[i].in, bufs[i].out, bufs[i].aad})
+      if (o != UINT64_MAX) alloc.release(o);
+    bufs[i] = Bufs{};
+    __atomic_store_n(&job(i)->state, GPO_JOB_FREE, __ATOMIC_RELAXED);
+    free_jobs.push_back(i);
+  }
+  void reap_zombies_locked() {
+    for (size_t k = 0; k < zombies.size();) {
+      uint32_t i = zombies[k];
+      if (__atomic_load_n(&job(i)->state, __ATOMIC_ACQUIRE) == GPO_JOB_RELEASED) {
+        free_job_locked(i);
+        zombies[k] = zombies.back();
+        zombies.pop_back();
+      } else {
+        ++k;
+      }
+    }
+  }
+  // Has the agent closed its end? (killed, restarted)
+  bool check_dead() {
+    if (dead.load()) return true;
+    pollfd p{fd, POLLRDHUP, 0};
+    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR))) dead = true;
+    return dead.load();
+  }
+  ~Conn() {
+    if (base) munmap(base, size);
+    if (fd >= 0) close(fd);
+  }
+};
+
+std::mutex g_mu;  // g_conn, g_next_try, g_socket
+std::shared_ptr<Conn> g_conn;
+Clock::time_point g_next_try;
+std::string g_socket;
+bool g_socket_set = false;
+std::once_flag g_atfork_once;
+
+std::string socket_path() {
+  if (g_socket_set) return g_socket;
+  const char* e = getenv("GPO_SOCKET");
+  return e && *e ? e : GPO_DEFAULT_SOCKET;
+}
+
+std::string own_library_path() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&gpo_doorbell), &info) && info.dli_fname && info.dli_fname[0] == '/')
+    return info.dli_fname;
+  return "";
+}
+
+// Connects, creates and registers the slab. Null when the agent is not there
+// or refuses; the caller then computes locally.
+std::shared_ptr<Conn> connect_agent() {
+  std::string path = socket_path();
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) return nullptr;
+  std::strcpy(addr.sun_path, path.c_str());
+  auto c = std::make_shared<Conn>();
+  c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (c->fd < 0 || connect(c->fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return nullptr;
+
+  uint64_t slab = env_u64("GPO_SLAB_MB", 16) << 20;
+  if (slab < (1u << 20)) slab = 1u << 20;
+  uint32_t job_off = 4096;
+  uint64_t data_off = (job_off + uint64_t(kJobs) * sizeof(gpo_job) + 4095) / 4096 * 4096;
+  int mfd = memfd_create("gpuoffload-slab", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (mfd < 0) return nullptr;
+  if (ftruncate(mfd, off_t(slab)) != 0 ||
+      fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    close(mfd);
+    return nullptr;
+  }
+  void* p = mmap(nullptr, slab, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+  if (p == MAP_FAILED) {
+    close(mfd);
+    return nullptr;
+  }
+  c->base = static_cast<uint8_t*>(p);
+  c->size = slab;
+  auto* h = reinterpret_cast<gpo_slab_header*>(p);
+  h->magic = GPO_SLAB_MAGIC;
+  h->version = GPO_PROTO_VERSION;
+  h->size = slab;
+  h->njobs = kJobs;
+  h->job_off = job_off;
+  h->data_off = data_off;
+
+  gpo_msg_register m{};
+  m.type = GPO_MSG_REGISTER;
+  m.version = GPO_PROTO_VERSION;
+  m.slab_size = slab;
+  m.njobs = kJobs;
+  m.job_off = job_off;
+  m.data_off = data_off;
+  std::string lib = own_library_path();
+  if (lib.size() < sizeof(m.lib_path)) std::strcpy(m.lib_path, lib.c_str());
+  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))]{};
+  iovec iov{&m, sizeof(m)};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = ctl;
+  mh.msg_controllen = sizeof(ctl);
+  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cm), &mfd, sizeof(int));
+  ssize_t sent = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+  close(mfd);  // the agent has its own reference now; ours is the mapping
+  if (sent != ssize_t(sizeof(m))) return nullptr;
+
+  // Bounded wait for the reply: a hung agent must not hang the caller.
+  pollfd pf{c->fd, POLLIN, 0};
+  if (poll(&pf, 1, int(env_u64("GPO_TIMEOUT_MS", 2000))) <= 0) return nullptr;
+  gpo_msg_registered rep{};
+  if (recv(c->fd, &rep, sizeof(rep), 0) != ssize_t(sizeof(rep)) || rep.type != GPO_MSG_REGISTERED) return nullptr;
+  c->slab_id = rep.slab_id;
+  c->doorbell = int(rep.doorbell);
+  c->bufs.resize(kJobs);
+  for (uint32_t i = kJobs; i-- > 0;) c->free_jobs.push_back(i);
+  c->alloc.init(data_off, slab - data_off);
+  g_count.connects++;
+  return c;
+}
+
+void atfork_prepare() { g_mu.lock(); }
+void atfork_parent() { g_mu.unlock(); }
+void atfork_child() {
+  // The child is another process: the agent would refuse its doorbells on the
+  // parent's slab. Forget the connection (without touching the parent's
+  // jobs) and let the first call in the child connect afresh.
+  if (g_conn) {
+    g_conn->dead = true;
+    close(g_conn->fd);  // so the agent sees the parent's exit, not the child's
+    g_conn->fd = -1;
+    new (&g_conn) std::shared_ptr<Conn>();  // leak the child's copy: the mapping stays for handles made before fork
+  }
+  g_next_try = Clock::time_point{};
+  g_mu.unlock();
+}
+
+std::shared_ptr<Conn> get_conn() {
+  std::call_once(g_atfork_once, [] { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); });
+  if (env_u64("GPO_DISABLE", 0)) return nullptr;
+  std::lock_guard lk(g_mu);
+  if (g_conn && !g_conn->check_dead()) return g_conn;
+  g_conn.reset();  // jobs still out keep their own reference
+  auto now = Clock::now();
+  if (now < g_next_try) return nullptr;
+  g_conn = connect_agent();
+  if (!g_conn) g_next_try = now + std::chrono::milliseconds(env_u64("GPO_RECONNECT_MS", 200));
+  return g_conn;
+}
+
+// Bytes the slab needs for the output of r.
+uint64_t slab_out_bytes(const gpo_request& r) {
+  switch (r.op) {
+    case GPO_SHA256: return 32;
+    case GPO_ZSTD_COMPRESS: return ZSTD_compressBound(r.in_len);
+    case GPO_ZSTD_DECOMPRESS: return r.out_cap;
+    default: return r.in_len;
+  }
+}
+
+int check_request(const gpo_request& r) {
+  if ((r.in_len && !r.in) || (r.aad_len && !r.aad)) return GPO_ERR_INVALID;
+  switch (r.op) {
+    case GPO_AES256_GCM_ENCRYPT:
+    case GPO_AES256_GCM_DECRYPT:
+      if (!r.key || !r.iv || r.iv_len != 12 || !r.tag) return GPO_ERR_INVALID;
+      if (r.in_len && !r.out) return GPO_ERR_INVALID;
+      return r.out_cap < r.in_len ? GPO_ERR_DST_TOO_SMALL : GPO_OK;
+    case GPO_AES256_CTR:
+      if (!r.key || !r.iv || r.iv_len != 16 || r.aad_len) return GPO_ERR_INVALID;
+      if (r.in_len && !r.out) return GPO_ERR_INVALID;
+      return r.out_cap < r.in_len ? GPO_ERR_DST_TOO_SMALL : GPO_OK;
+    case GPO_SHA256:
+      if (!r.out) return GPO_ERR_INVALID;
+      return r.out_cap < 32 ? GPO_ERR_DST_TOO_SMALL : GPO_OK;
+    case GPO_ZSTD_COMPRESS:
+    case GPO_ZSTD_DECOMPRESS:
+      if (r.out_cap && !r.out) return GPO_ERR_INVALID;
+      return GPO_OK;
+    default: return GPO_ERR_INVALID;
+  }
+}
+
+// The in-process path: the same libraries as the agent's CPU backend.
+// in/aad may point into the slab (fallback after submit) or at the caller's memory.
+int compute_local(const gpo_request& r, const uint8_t* in, const uint8_t* aad, const uint8_t* dec_tag,
+                  size_t* out_len) {
+  switch (r.op) {
+    case GPO_AES256_GCM_ENCRYPT:
+    case GPO_AES256_GCM_DECRYPT:
+    case GPO_AES256_CTR: {
+      gpo::aes::Job j;
+      j.mode = r.op == GPO_AES256_CTR ? gpo::aes::Mode::ctr : gpo::aes::Mode::gcm;
+      j.dir = r.op == GPO_AES256_GCM_DECRYPT ? gpo::aes::Dir::decrypt : gpo::aes::Dir::encrypt;
+      j.key = r.key;
+      j.iv = r.iv;
+      j.aad = {aad, r.aad_len};
+      j.in = {in, r.in_len};
+      j.out = static_cast<uint8_t*>(r.out);
+      uint8_t tag[16];
+      if (r.op == GPO_AES256_GCM_DECRYPT) std::memcpy(tag, dec_tag, 16);
+      j.tag = tag;
+      uint8_t dummy;
+      if (!j.out) j.out = &dummy;  // empty message: OpenSSL wants a pointer
+      auto res = gpo::aes::cpu_run(j);
+      if (res == gpo::aes::Result::auth_failed) return GPO_ERR_AUTH;
+      if (res != gpo::aes::Result::ok) return GPO_ERR_INVALID;
+      if (r.op == GPO_AES256_GCM_ENCRYPT) std::memcpy(r.tag, tag, 16);
+      *out_len = r.in_len;
+      return GPO_OK;
+    }
+    case GPO_SHA256:
+      gpo::sha256::cpu_digest({in, r.in_len}, static_cast<uint8_t*>(r.out));
+      *out_len = 32;
+      return GPO_OK;
+    case GPO_ZSTD_COMPRESS: {
+      size_t n = ZSTD_compress(r.out, r.out_cap, in, r.in_len, r.level);
+      if (ZSTD_isError(n))
+        return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? GPO_ERR_DST_TOO_SMALL : GPO_ERR_INVALID;
+      *out_len = n;
+      return GPO_OK;
+    }
+    case GPO_ZSTD_DECOMPRESS: {
+      size_t n = ZSTD_decompress(r.out, r.out_cap, in, r.in_len);
+      if (ZSTD_isError(n))
+        return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? GPO_ERR_DST_TOO_SMALL : GPO_ERR_CORRUPT;
+      *out_len = n;
+      return GPO_OK;
+    }
+  }
+  return GPO_ERR_INVALID;
+}
+
+}  // namespace
+
+struct gpo_handle {
+  gpo_request req{};
+  std::shared_ptr<Conn> conn;  // null: computed at submit
+  uint32_t job = 0;
+  int result = GPO_OK;
+  size_t out_len = 0;
+};
+
+namespace {
+
+void free_job(Conn& c, uint32_t i) {
+  std::lock_guard lk(c.mu);
+  c.free_job_locked(i);
+}
+
+// Takes the job back from the agent (timeout, agent gone) and computes it here.
+// Returns false when the agent finished it first (state DONE): use its result.
+bool take_back(gpo_handle& h, std::atomic<uint64_t>& reason) {
+  Conn& c = *h.conn;
+  gpo_job* j = c.job(h.job);
+  uint32_t s = GPO_JOB_SUBMITTED;
+  bool zombie = false;
+  if (!__atomic_compare_exchange_n(&j->state, &s, GPO_JOB_REVOKED, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    if (s != GPO_JOB_RUNNING) return false;  // DONE
+    if (!__atomic_compare_exchange_n(&j->state, &s, GPO_JOB_ABANDONED, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+      return false;  // DONE in between
+    zombie = true;
+  }
+  // The input is still in the slab: the agent only writes the output area.
+  const uint8_t* in = c.base + j->in_off;
+  const uint8_t* aad = c.base + j->aad_off;
+  h.result = compute_local(h.req, in, aad, j->tag, &h.out_len);
+  reason++;
+  g_count.local++;
+  std::lock_guard lk(c.mu);
+  if (zombie && !c.dead) c.zombies.push_back(h.job);
+  else if (!zombie) c.free_job_locked(h.job);
+  // zombie on a dead connection: the whole slab goes with the connection.
+  return true;
+}
+
+void futex_wait(uint32_t* addr, uint32_t val, std::chrono::nanoseconds d) {
+  timespec ts{time_t(d.count() / 1000000000), long(d.count() % 1000000000)};
+  syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, nullptr, 0);
+}
+
+}  // namespace
+
+extern "C" {
+
+int gpo_submit(const gpo_request* req, gpo_handle** out) {
+  if (!req || !out) return GPO_ERR_INVALID;
+  *out = nullptr;
+  int rc = check_request(*req);
+  if (rc != GPO_OK) return rc;
+  auto* h = new (std::nothrow) gpo_handle();
+  if (!h) return GPO_ERR_NOMEM;
+  h->req = *req;
+  g_count.jobs++;
+  auto local = [&](std::atomic<uint64_t>& reason) {
+    h->conn.reset();
+    h->result = compute_local(h->req, static_cast<const uint8_t*>(req->in), static_cast<const uint8_t*>(req->aad),
+                              req->tag, &h->out_len);
+    reason++;
+    g_count.local++;
+    *out = h;
+    return GPO_OK;
+  };
+  auto c = get_conn();
+  if (!c) return local(g_count.local_no_agent);
+
+  uint32_t i;
+  Conn::Bufs b;
+  {
+    std::lock_guard lk(c->mu);
+    c->reap_zombies_locked();
+    if (c->free_jobs.empty()) return local(g_count.local_no_room);
+    bool ok = c->alloc.alloc(req->in_len, &b.in) && c->alloc.alloc(slab_out_bytes(*req), &b.out) &&
+              (req->aad_len == 0 || c->alloc.alloc(req->aad_len, &b.aad));
+    if (!ok) {
+      for (uint64_t o : {b.in, b.out, b.aad})
+        if (o != UINT64_MAX) c->alloc.release(o);
+      return local(g_count.local_no_room);
+    }
+    i = c->free_jobs.back();
+    c->free_jobs.pop_back();
+    c->bufs[i] = b;
+  }
+  gpo_job* j = c->job(i);
+  std::memset(reinterpret_cast<uint8_t*>(j) + sizeof(j->state), 0, sizeof(*j) - sizeof(j->state));
+  j->op = uint16_t(req->op);
+  j->level = req->level;
+  j->in_off = b.in;
+  j->in_len = req->in_len;
+  j->out_off = b.out;
+  j->out_cap = slab_out_bytes(*req);
+  j->aad_off = req->aad_len ? b.aad : b.in;
+  j->aad_len = req->aad_len;
+  if (req->in_len) std::memcpy(c->base + b.in, req->in, req->in_len);
+  if (req->aad_len) std::memcpy(c->base + b.aad, req->aad, req->aad_len);
+  if (req->key) std::memcpy(j->key, req->key, 32);
+  if (req->iv) {
+    std::memcpy(j->iv, req->iv, req->iv_len);
+    j->iv_len = uint8_t(req->iv_len);
+  }
+  if (req->op == GPO_AES256_GCM_DECRYPT) std::memcpy(j->tag, req->tag, 16);
+  __atomic_store_n(&j->state, GPO_JOB_SUBMITTED, __ATOMIC_RELEASE);
+  h->conn = c;
+  h->job = i;
+
+  if (c->doorbell == GPO_DOORBELL_UPROBE) {
+    gpo_doorbell(c->slab_id, i, uint32_t(req->op), req->in_len);
+  } else {
+    gpo_msg_doorbell m{GPO_MSG_DOORBELL, c->slab_id, i, uint32_t(req->op), req->in_len};
+    if (send(c->fd, &m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT) != ssize_t(sizeof(m))) {
+      int e = errno;
+      bool full = e == EAGAIN || e == EWOULDBLOCK;
+      if (!full) c->dead = true;
+      // Not rung: nobody will take it; take it back now.
+      if (take_back(*h, full ? g_count.local_no_room : g_count.local_agent_gone)) h->conn.reset();
+    }
+  }
+  *out = h;
+  return GPO_OK;
+}
+
+int gpo_wait(gpo_handle* h, size_t* out_len) {
+  if (!h) return GPO_ERR_INVALID;
+  if (h->conn && h->conn->pid != getpid()) {
+    // Submitted before fork, waited in the child: the slot is the parent's to
+    // consume. Compute from the input in the shared slab, leave the slot alone.
+    Conn& c = *h->conn;
+    gpo_job* j = c.job(h->job);
+    h->result = compute_local(h->req, c.base + j->in_off, c.base + j->aad_off, j->tag, &h->out_len);
+    g_count.local++;
+    h->conn.reset();
+  }
+  if (h->conn) {
+    Conn& c = *h->conn;
+    gpo_job* j = c.job(h->job);
+    auto deadline = Clock::now() + std::chrono::milliseconds(env_u64("GPO_TIMEOUT_MS", 2000));
+    bool local = false;
+    for (;;) {
+      uint32_t s = __atomic_load_n(&j->state, __ATOMIC_ACQUIRE);
+      if (s == GPO_JOB_DONE) break;
+      if (c.check_dead()) {
+        if (take_back(*h, g_count.local_agent_gone)) local = true;
+        break;
+      }
+      auto now = Clock::now();
+      if (now >= deadline) {
+        if (take_back(*h, g_count.local_timeout)) local = true;
+        break;
+      }
+      // Short slices so a dead agent is noticed quickly, not after the timeout.
+      futex_wait(&j->state, s, std::min<Clock::duration>(deadline - now, std::chrono::milliseconds(20)));
+    }
+    if (!local) {
+      // DONE: the agent's result.
+      const gpo_request& r = h->req;
+      uint8_t st = j->status;
+      uint64_t n = j->out_len;
+      if (st == GPO_JS_OK && n <= j->out_cap) {
+        if (n > r.out_cap) {
+          h->result = GPO_ERR_DST_TOO_SMALL;
+        } else {
+          if (n) std::memcpy(r.out, c.base + j->out_off, n);
+          if (r.op == GPO_AES256_GCM_ENCRYPT) std::memcpy(r.tag, j->tag, 16);
+          h->out_len = n;
+          h->result = GPO_OK;
+        }
+        g_count.by_agent++;
+      } else if (st == GPO_JS_AUTH_FAILED) {
+        h->result = GPO_ERR_AUTH;
+        g_count.by_agent++;
+      } else {
+        // Rejected or failed by the agent: same answer, computed here.
+        h->result = compute_local(r, c.base + j->in_off, c.base + j->aad_off, j->tag, &h->out_len);
+        g_count.local++;
+        g_count.local_rejected++;
+      }
+      free_job(c, h->job);
+    }
+  }
+  int rc = h->result;
+  if (out_len) *out_len = rc == GPO_OK ? h->out_len : 0;
+  delete h;
+  return rc;
+}
+
+int gpo_run(const gpo_request* req, size_t* out_len) {
+  gpo_handle* h = nullptr;
+  int rc = gpo_submit(req, &h);
+  if (rc != GPO_OK) return rc;
+  return gpo_wait(h, out_len);
+}
+
+int gpo_aes256_gcm_encrypt(const uint8_t key[32], const uint8_t iv[12], const void* aad, size_t aad_len,
+                           const void* in, size_t len, void* out, uint8_t tag[16]) {
+  gpo_request r{GPO_AES256_GCM_ENCRYPT, in, len, out, len, key, iv, 12, aad, aad_len, tag, 0};
+  return gpo_run(&r, nullptr);
+}
+
+int gpo_aes256_gcm_decrypt(const uint8_t key[32], const uint8_t iv[12], const void* aad, size_t aad_len,
+                           const void* in, size_t len, void* out, const uint8_t tag[16]) {
+  gpo_request r{GPO_AES256_GCM_DECRYPT, in, len, out, len, key, iv, 12, aad, aad_len, const_cast<uint8_t*>(tag), 0};
+  return gpo_run(&r, nullptr);
+}
+
+int gpo_aes256_ctr(const uint8_t key[32], const uint8_t iv[16], const void* in, size_t len, void* out) {
+  gpo_request r{GPO_AES256_CTR, in, len, out, len, key, iv, 16, nullptr, 0, nullptr, 0};
+  return gpo_run(&r, nullptr);
+}
+
+int gpo_sha256_batch(const void* const* msgs, const size_t* lens, size_t n, uint8_t* digests) {
+  if (n && (!msgs || !lens || !digests)) return GPO_ERR_INVALID;
+  std::vector<gpo_handle*> hs(n, nullptr);
+  int rc = GPO_OK;
+  for (size_t i = 0; i < n; ++i) {
+    gpo_request r{GPO_SHA256, msgs[i], lens[i], digests + 32 * i, 32, nullptr, nullptr, 0, nullptr, 0, nullptr, 0};
+    int e = gpo_submit(&r, &hs[i]);
+    if (e != GPO_OK) rc = e;
+  }
+  for (size_t i = 0; i < n; ++i)
+    if (hs[i]) {
+      int e = gpo_wait(hs[i], nullptr);
+      if (e != GPO_OK) rc = e;
+    }
+  return rc;
+}
+
+int gpo_zstd_compress(void* dst, size_t dst_cap, const void* src, size_t len, int level, size_t* out_len) {
+  gpo_request r{GPO_ZSTD_COMPRESS, src, len, dst, dst_cap, nullptr, nullptr, 0, nullptr, 0, nullptr, level};
+  return gpo_run(&r, out_len);
+}
+
+int gpo_zstd_decompress(void* dst, size_t dst_cap, const void* src, size_t len, size_t* out_len) {
+  gpo_request r{GPO_ZSTD_DECOMPRESS, src, len, dst, dst_cap, nullptr, nullptr, 0, nullptr, 0, nullptr, 0};
+  return gpo_run(&r, out_len);
+}
+
+size_t gpo_zstd_compress_bound(size_t len) { return ZSTD_compressBound(len); }
+
+void gpo_get_stats(gpo_client_stats* out) {
+  if (!out) return;
+  *out = gpo_client_stats{};
+  out->jobs = g_count.jobs;
+  out->by_agent = g_count.by_agent;
+  out->local = g_count.local;
+  out->local_no_agent = g_count.local_no_agent;
+  out->local_timeout = g_count.local_timeout;
+  out->local_agent_gone = g_count.local_agent_gone;
+  out->local_rejected = g_count.local_rejected;
+  out->local_no_room = g_count.local_no_room;
+  out->connects = g_count.connects;
+  std::lock_guard lk(g_mu);
+  out->connected = g_conn && !g_conn->dead ? 1 : 0;
+  out->doorbell = out->connected ? g_conn->doorbell : 0;
+}
+
+void gpo_set_socket(const char* path) {
+  std::lock_guard lk(g_mu);
+  g_socket_set = path != nullptr;
+  g_socket = path ? path : "";
+  g_conn.reset();
+  g_next_try = Clock::time_point{};
+}
+
+}  // extern "C"

@@ -1,0 +1,102 @@
+/* libgpuoffload: offload AES-256-GCM/CTR, batched SHA-256 and zstd to the
+ * gpuoffload agent (GPU or CPU backend), with the same results as OpenSSL and
+ * libzstd. Usable from C and C++; thread-safe; safe across fork (the child
+ * reconnects on first use).
+ *
+ * Every call returns a result: when the agent is absent, dies, is slow
+ * (GPO_TIMEOUT_MS) or its backend fails, the library computes the job itself
+ * on the CPU. docs/offload.md has the protocol and the configuration:
+ *   GPO_SOCKET      agent socket (default /run/gpuoffload/agent.sock)
+ *   GPO_TIMEOUT_MS  how long to wait for the agent per job (default 2000)
+ *   GPO_SLAB_MB     shared slab size (default 16)
+ *   GPO_DISABLE=1   never contact the agent
+ */
+#ifndef GPUOFFLOAD_H
+#define GPUOFFLOAD_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GPO_API __attribute__((visibility("default")))
+
+/* Return codes. */
+#define GPO_OK 0
+#define GPO_ERR_AUTH (-1)          /* GCM decrypt: tag mismatch; out is not valid */
+#define GPO_ERR_INVALID (-2)       /* bad arguments (null pointer, wrong IV length, unknown op) */
+#define GPO_ERR_DST_TOO_SMALL (-3) /* the output does not fit out_cap */
+#define GPO_ERR_CORRUPT (-4)       /* zstd decompress: not a valid frame */
+#define GPO_ERR_NOMEM (-5)
+
+/* Ops: the numbers of the slab protocol (agent/ipc/slab_protocol.h). */
+#define GPO_AES256_GCM_ENCRYPT 1
+#define GPO_AES256_GCM_DECRYPT 2
+#define GPO_AES256_CTR 3
+#define GPO_SHA256 4
+#define GPO_ZSTD_COMPRESS 5
+#define GPO_ZSTD_DECOMPRESS 6
+
+typedef struct gpo_request {
+  int op;
+  const void* in;
+  size_t in_len;
+  void* out;          /* AES: in_len bytes; SHA-256: 32; zstd: out_cap */
+  size_t out_cap;
+  const uint8_t* key; /* AES: 32 bytes */
+  const uint8_t* iv;  /* GCM: 12 bytes, CTR: 16 (the initial counter block) */
+  size_t iv_len;
+  const void* aad;    /* GCM only */
+  size_t aad_len;
+  uint8_t* tag;       /* GCM: 16 bytes, written on encrypt, checked on decrypt */
+  int level;          /* zstd compress level (0 = libzstd's default) */
+} gpo_request;
+
+/* Async: gpo_submit copies the input (and key, IV, AAD, decrypt tag) and
+ * returns at once; gpo_wait returns the job's result, writing out (and tag)
+ * and *out_len, and frees the handle. One thread can keep many jobs in flight.
+ * out and tag must stay valid until gpo_wait. Every handle must be waited. */
+typedef struct gpo_handle gpo_handle;
+GPO_API int gpo_submit(const gpo_request* req, gpo_handle** handle);
+GPO_API int gpo_wait(gpo_handle* handle, size_t* out_len);
+
+/* Sync: submit + wait. */
+GPO_API int gpo_run(const gpo_request* req, size_t* out_len);
+GPO_API int gpo_aes256_gcm_encrypt(const uint8_t key[32], const uint8_t iv[12], const void* aad, size_t aad_len,
+                           const void* in, size_t len, void* out, uint8_t tag[16]);
+GPO_API int gpo_aes256_gcm_decrypt(const uint8_t key[32], const uint8_t iv[12], const void* aad, size_t aad_len,
+                           const void* in, size_t len, void* out, const uint8_t tag[16]);
+GPO_API int gpo_aes256_ctr(const uint8_t key[32], const uint8_t iv[16], const void* in, size_t len, void* out);
+/* n independent messages; digests: n * 32 bytes. */
+GPO_API int gpo_sha256_batch(const void* const* msgs, const size_t* lens, size_t n, uint8_t* digests);
+GPO_API int gpo_zstd_compress(void* dst, size_t dst_cap, const void* src, size_t len, int level, size_t* out_len);
+GPO_API int gpo_zstd_decompress(void* dst, size_t dst_cap, const void* src, size_t len, size_t* out_len);
+GPO_API size_t gpo_zstd_compress_bound(size_t len);
+
+typedef struct gpo_client_stats {
+  uint64_t jobs;            /* submitted */
+  uint64_t by_agent;        /* completed by the agent */
+  uint64_t local;           /* computed in this process (all reasons below) */
+  uint64_t local_no_agent;  /* not connected (agent absent, disabled, refused) */
+  uint64_t local_timeout;   /* the agent did not answer in GPO_TIMEOUT_MS */
+  uint64_t local_agent_gone;/* the connection dropped while the job was out */
+  uint64_t local_rejected;  /* the agent refused or failed the job */
+  uint64_t local_no_room;   /* job too large for the slab, or slab full */
+  uint64_t connects;        /* successful registrations */
+  int connected;
+  int doorbell;             /* 1 = uprobe, 0 = socket (while connected) */
+} gpo_client_stats;
+GPO_API void gpo_get_stats(gpo_client_stats* out);
+
+/* Points the library at another socket (tests, several agents); drops the
+ * current connection. NULL: back to GPO_SOCKET / the default. */
+GPO_API void gpo_set_socket(const char* path);
+
+/* The doorbell: the agent's uprobe sits on this symbol. Called by the library. */
+GPO_API void gpo_doorbell(uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GPUOFFLOAD_H */

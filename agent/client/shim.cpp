@@ -1,0 +1,92 @@
+// libgpuoffload-shim.so: LD_PRELOAD interposer for one-shot calls whose whole
+// meaning is in their arguments. Calls at or over the threshold
+// (GPO_SHIM_MIN_BYTES, default 64 KiB) go through libgpuoffload; everything
+// else, and any call made while the shim is already on this thread's stack
+// (the library's own CPU fallback calls libzstd), goes to the real function
+// found with dlsym(RTLD_NEXT). docs/offload.md lists what is intercepted.
+#include <dlfcn.h>
+#include <zstd.h>
+
+#include <atomic>
+#include <cstdlib>
+
+#include "gpuoffload.h"
+
+namespace {
+
+thread_local bool t_inside = false;  // no recursion through the library's own calls
+
+struct Guard {
+  Guard() { t_inside = true; }
+  ~Guard() { t_inside = false; }
+};
+
+size_t threshold() {
+  static const size_t t = [] {
+    const char* v = getenv("GPO_SHIM_MIN_BYTES");
+    char* end = nullptr;
+    unsigned long long x = v && *v ? strtoull(v, &end, 10) : 0;
+    return v && *v && end && !*end ? size_t(x) : size_t(64) << 10;
+  }();
+  return t;
+}
+
+// Resolves the next definition once; safe from many threads (a racing second
+// lookup stores the same pointer).
+template <typename F>
+F real(std::atomic<F>& slot, const char* name) {
+  F f = slot.load(std::memory_order_acquire);
+  if (!f) {
+    f = reinterpret_cast<F>(dlsym(RTLD_NEXT, name));
+    slot.store(f, std::memory_order_release);
+  }
+  return f;
+}
+
+using Sha256Fn = unsigned char* (*)(const unsigned char*, size_t, unsigned char*);
+using ZCompressFn = size_t (*)(void*, size_t, const void*, size_t, int);
+using ZCompressCCtxFn = size_t (*)(ZSTD_CCtx*, void*, size_t, const void*, size_t, int);
+std::atomic<Sha256Fn> g_sha256{nullptr};
+std::atomic<ZCompressFn> g_zcompress{nullptr};
+std::atomic<ZCompressCCtxFn> g_zcompress_cctx{nullptr};
+
+}  // namespace
+
+extern "C" {
+
+__attribute__((visibility("default"))) unsigned char* SHA256(const unsigned char* d, size_t n, unsigned char* md) {
+  auto next = real(g_sha256, "SHA256");
+  // md == NULL means OpenSSL's static buffer: leave that to OpenSSL.
+  if (t_inside || !md || n < threshold()) return next(d, n, md);
+  Guard g;
+  const void* msg = d;
+  if (gpo_sha256_batch(&msg, &n, 1, md) != GPO_OK) return next(d, n, md);
+  return md;
+}
+
+__attribute__((visibility("default"))) size_t ZSTD_compress(void* dst, size_t cap, const void* src, size_t n,
+                                                            int level) {
+  auto next = real(g_zcompress, "ZSTD_compress");
+  if (t_inside || n < threshold()) return next(dst, cap, src, n, level);
+  Guard g;
+  size_t out = 0;
+  // Any failure (dst too small included) goes to the real call, which
+  // returns libzstd's own error code.
+  if (gpo_zstd_compress(dst, cap, src, n, level, &out) != GPO_OK) return next(dst, cap, src, n, level);
+  return out;
+}
+
+__attribute__((visibility("default"))) size_t ZSTD_compressCCtx(ZSTD_CCtx* cctx, void* dst, size_t cap,
+                                                                const void* src, size_t n, int level) {
+  auto next = real(g_zcompress_cctx, "ZSTD_compressCCtx");
+  if (t_inside || n < threshold() || !cctx) return next(cctx, dst, cap, src, n, level);
+  Guard g;
+  size_t out = 0;
+  if (gpo_zstd_compress(dst, cap, src, n, level, &out) != GPO_OK) return next(cctx, dst, cap, src, n, level);
+  // ZSTD_compressCCtx resets any advanced parameter of cctx (zstd.h): do the
+  // same so the caller's next use of cctx behaves as without the shim.
+  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+  return out;
+}
+
+}  // extern "C"

@@ -1,0 +1,107 @@
+// The agent's side of the offload path (DESIGN.md path 2): a Unix socket that
+// clients (libgpuoffload) register their slabs with, doorbells from the uprobe
+// ring buffer or the socket, validation of every descriptor, batching of jobs
+// of one op across clients, the backend, and completion into the slab with a
+// futex wake. docs/offload.md describes the protocol and the security model.
+#pragma once
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.h"
+#include "ipc/slab_protocol.h"
+
+namespace gpo::loop {
+class EventLoop;
+}
+
+namespace gpo::ipc {
+
+class DoorbellProbe;
+
+struct ServerOptions {
+  std::string socket_path = GPO_DEFAULT_SOCKET;
+  uint64_t max_slab_bytes = 256ull << 20;  // per client
+  uint32_t max_inflight = 4096;            // jobs per client claimed and not yet completed
+  uint32_t batch_max = 64;                 // jobs of one op handed to the backend at once
+  uint32_t batch_window_us = 200;          // wait at most this long for a batch to fill
+  bool uprobe_doorbell = true;             // try the BPF doorbell (needs root); else socket only
+};
+
+struct ServerStats {
+  uint64_t clients = 0;              // connections accepted
+  uint64_t slabs = 0;                // slabs registered
+  uint64_t slabs_released = 0;
+  uint64_t registrations_refused = 0;
+  uint64_t doorbells_socket = 0;
+  uint64_t doorbells_uprobe = 0;
+  uint64_t doorbells_refused = 0;    // unknown slab, or a slab of another process
+  uint64_t doorbells_stale = 0;      // job not SUBMITTED (already taken or revoked)
+  uint64_t jobs_rejected = 0;        // descriptor out of bounds, unknown op, mismatch
+  uint64_t jobs_over_quota = 0;
+  uint64_t jobs_done = 0;            // completed into the slab (DONE)
+  uint64_t jobs_released = 0;        // finished after the client abandoned them
+  uint64_t batches = 0;
+};
+
+class ClientServer {
+ public:
+  ClientServer(ServerOptions opt, backend::Backend& be);
+  ~ClientServer();
+  ClientServer(const ClientServer&) = delete;
+  ClientServer& operator=(const ClientServer&) = delete;
+
+  // Listens on the socket (replacing a stale one), loads the uprobe doorbell
+  // when possible, and adds its fds to loop. Throws std::runtime_error with a
+  // one-line reason when the socket cannot be created.
+  void register_with(loop::EventLoop& loop);
+  // Removes the fds, closes every connection, unlinks the socket.
+  void unregister(loop::EventLoop& loop);
+
+  ServerStats stats() const;
+  nlohmann::json to_json() const;
+  std::string describe() const;  // one line: socket, doorbell kind, batching
+  bool uprobe_doorbell() const { return probe_ != nullptr; }
+
+ private:
+  struct Slab;
+  struct Conn;
+  struct Pending;
+  struct Running;
+
+  void on_accept();
+  void on_conn(int fd);
+  void close_conn(int fd);
+  void on_register(Conn& c, const gpo_msg_register& m, int memfd);
+  void on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len, bool uprobe);
+  void flush(uint16_t op);
+  void flush_all();
+  void arm_timer();
+  static void complete(Slab& s, uint32_t job, uint8_t status, uint64_t out_len, const uint8_t* tag);
+
+  ServerOptions opt_;
+  backend::Backend& be_;
+  loop::EventLoop* loop_ = nullptr;
+  int listen_fd_ = -1;
+  int timer_fd_ = -1;
+  bool timer_armed_ = false;
+  std::unique_ptr<DoorbellProbe> probe_;
+  std::string probe_why_;
+  std::map<int, std::unique_ptr<Conn>> conns_;
+  std::map<uint32_t, std::shared_ptr<Slab>> slabs_;
+  uint32_t next_slab_id_ = 1;
+  std::map<uint16_t, std::vector<Pending>> pending_;  // claimed jobs waiting for their batch
+
+  struct AtomicStats;
+  std::shared_ptr<AtomicStats> st_;
+};
+
+}  // namespace gpo::ipc

@@ -1,0 +1,314 @@
+// The agent component under many clients and hostile ones: processes and
+// threads at once with every job completed exactly once; descriptors out of
+// the slab, for another process's slab, with unknown ops, and bad
+// registrations are refused while the agent keeps serving the others.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "gpuoffload.h"
+#include "ipc/slab_protocol.h"
+#include "offload/offload_env.h"
+
+using namespace gpo::test;
+
+namespace {
+
+// A client written against the protocol by hand, to send what libgpuoffload never would.
+struct RawClient {
+  int fd = -1;
+  uint8_t* base = nullptr;
+  uint64_t size = 0;
+  gpo_msg_registered rep{};
+
+  static constexpr uint32_t kJobs = 16;
+  static constexpr uint32_t kJobOff = 4096;
+  static constexpr uint64_t kDataOff = 8192;
+
+  // seal = false: a memfd the client could shrink under the agent.
+  bool connect_and_register(const std::string& path, uint64_t slab = 1 << 20, bool seal = true) {
+    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strcpy(a.sun_path, path.c_str());
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return false;
+    int mfd = memfd_create("raw", MFD_ALLOW_SEALING);
+    if (ftruncate(mfd, off_t(slab)) != 0) return false;
+    if (seal) fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
+    size = slab;
+    base = static_cast<uint8_t*>(mmap(nullptr, slab, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0));
+    gpo_msg_register m{};
+    m.type = GPO_MSG_REGISTER;
+    m.version = GPO_PROTO_VERSION;
+    m.slab_size = slab;
+    m.njobs = kJobs;
+    m.job_off = kJobOff;
+    m.data_off = kDataOff;
+    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))]{};
+    iovec iov{&m, sizeof(m)};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl;
+    mh.msg_controllen = sizeof(ctl);
+    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &mfd, sizeof(int));
+    bool ok = sendmsg(fd, &mh, 0) == ssize_t(sizeof(m));
+    close(mfd);
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return ok && recv(fd, &rep, sizeof(rep), 0) == ssize_t(sizeof(rep)) && rep.type == GPO_MSG_REGISTERED;
+  }
+  gpo_job* job(uint32_t i) { return reinterpret_cast<gpo_job*>(base + kJobOff) + i; }
+  void ring(uint32_t slab_id, uint32_t j, uint32_t op, uint64_t len) {
+    gpo_msg_doorbell d{GPO_MSG_DOORBELL, slab_id, j, op, len};
+    send(fd, &d, sizeof(d), MSG_NOSIGNAL);
+  }
+  // A well-formed SHA-256 job over n bytes at data offset 0.
+  void sha_job(uint32_t i, uint64_t n) {
+    gpo_job* j = job(i);
+    std::memset(j, 0, sizeof(*j));
+    j->op = GPO_OP_SHA256;
+    j->in_off = kDataOff;
+    j->in_len = n;
+    j->out_off = kDataOff + 65536 + 64 * i;
+    j->out_cap = 32;
+    j->aad_off = kDataOff;
+    __atomic_store_n(&j->state, GPO_JOB_SUBMITTED, __ATOMIC_RELEASE);
+  }
+  // Waits (bounded) until job i leaves SUBMITTED/RUNNING.
+  uint32_t wait_final(uint32_t i, int ms = 3000) {
+    for (int t = 0; t < ms; ++t) {
+      uint32_t s = __atomic_load_n(&job(i)->state, __ATOMIC_ACQUIRE);
+      if (s != GPO_JOB_SUBMITTED && s != GPO_JOB_RUNNING) return s;
+      usleep(1000);
+    }
+    return __atomic_load_n(&job(i)->state, __ATOMIC_ACQUIRE);
+  }
+  ~RawClient() {
+    if (base) munmap(base, size);
+    if (fd >= 0) close(fd);
+  }
+};
+
+gpo::ipc::ServerOptions opts(const char* tag) {
+  gpo::ipc::ServerOptions o;
+  o.socket_path = unique_socket(tag);
+  o.uprobe_doorbell = false;
+  o.max_slab_bytes = 64ull << 20;
+  return o;
+}
+
+TEST(OffloadClients, HostileDescriptorsAreRefusedAndOthersServed) {
+  InProcessAgent agent(opts("hostile"));
+  RawClient a;
+  ASSERT_TRUE(a.connect_and_register(agent.socket()));
+  uint32_t sid = a.rep.slab_id;
+
+  // A good job first: the raw client speaks the protocol right.
+  std::memset(a.base + RawClient::kDataOff, 'x', 1000);
+  a.sha_job(0, 1000);
+  a.ring(sid, 0, GPO_OP_SHA256, 1000);
+  ASSERT_EQ(a.wait_final(0), uint32_t(GPO_JOB_DONE));
+  EXPECT_EQ(a.job(0)->status, GPO_JS_OK);
+  EXPECT_EQ(hex(a.base + a.job(0)->out_off, 32), hex(ref_sha256(Bytes(1000, 'x'))));
+
+  // Output past the end of the slab, input offset wrapping around, an unknown op,
+  // descriptor and doorbell that disagree: each is completed as REJECTED, untouched.
+  auto reject = [&](uint32_t i, auto mutate, uint32_t ring_op, uint64_t ring_len, const char* what) {
+    a.sha_job(i, 100);
+    __atomic_store_n(&a.job(i)->state, GPO_JOB_FREE, __ATOMIC_RELAXED);
+    mutate(*a.job(i));
+    __atomic_store_n(&a.job(i)->state, GPO_JOB_SUBMITTED, __ATOMIC_RELEASE);
+    a.ring(sid, i, ring_op, ring_len);
+    EXPECT_EQ(a.wait_final(i), uint32_t(GPO_JOB_DONE)) << what;
+    EXPECT_EQ(a.job(i)->status, GPO_JS_REJECTED) << what;
+  };
+  auto before = agent.server().stats().jobs_rejected;
+  reject(1, [&](gpo_job& j) { j.out_off = a.size - 16; }, GPO_OP_SHA256, 100, "output past the slab");
+  reject(2, [&](gpo_job& j) { j.in_off = ~0ull - 10; }, GPO_OP_SHA256, 100, "input offset wraps");
+  reject(3, [&](gpo_job& j) { j.in_off = 0; }, GPO_OP_SHA256, 100, "input over the job table");
+  reject(4, [&](gpo_job& j) { j.op = 77; }, 77, 100, "unknown op");
+  reject(5, [&](gpo_job& j) { (void)j; }, GPO_OP_SHA256, 99, "doorbell length differs");
+  reject(6, [&](gpo_job& j) {
+    j.op = GPO_OP_AES256_GCM_ENCRYPT;
+    j.iv_len = 12;
+    j.out_cap = 50;  // AES output must be in_len bytes
+  }, GPO_OP_AES256_GCM_ENCRYPT, 100, "AES output size");
+  EXPECT_EQ(agent.server().stats().jobs_rejected - before, 6u);
+
+  // A doorbell for a job index past the table, and for a slab id nobody has.
+  auto refused = agent.server().stats().doorbells_refused;
+  a.ring(sid, 1000000, GPO_OP_SHA256, 100);
+  a.ring(sid + 999, 0, GPO_OP_SHA256, 100);
+
+  // Another process rings for this slab: refused, the job is not touched.
+  a.sha_job(7, 100);
+  pid_t child = fork();
+  if (child == 0) {
+    RawClient b;
+    bool ok = b.connect_and_register(agent.socket());
+    b.ring(sid, 7, GPO_OP_SHA256, 100);  // a's slab, b's connection
+    usleep(100000);
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  usleep(100000);
+  EXPECT_EQ(__atomic_load_n(&a.job(7)->state, __ATOMIC_ACQUIRE), uint32_t(GPO_JOB_SUBMITTED))
+      << "the agent ran a job on a doorbell from another process";
+  EXPECT_GE(agent.server().stats().doorbells_refused - refused, 3u);
+
+  // ...and the agent still serves: a's own doorbell for job 7, and the library.
+  a.ring(sid, 7, GPO_OP_SHA256, 100);
+  EXPECT_EQ(a.wait_final(7), uint32_t(GPO_JOB_DONE));
+  EXPECT_EQ(a.job(7)->status, GPO_JS_OK);
+  gpo_set_socket(agent.socket().c_str());
+  const char* msg = "still serving";
+  size_t len = strlen(msg);
+  uint8_t d[32];
+  gpo_client_stats s0{}, s1{};
+  gpo_get_stats(&s0);
+  ASSERT_EQ(gpo_sha256_batch(reinterpret_cast<const void* const*>(&msg), &len, 1, d), GPO_OK);
+  gpo_get_stats(&s1);
+  EXPECT_EQ(s1.by_agent - s0.by_agent, 1u);
+  EXPECT_EQ(hex(d, 32), hex(ref_sha256(Bytes(msg, msg + len))));
+  gpo_set_socket(nullptr);
+}
+
+TEST(OffloadClients, BadRegistrationsAreRefused) {
+  auto o = opts("reg");
+  o.max_slab_bytes = 4 << 20;
+  InProcessAgent agent(o);
+  RawClient unsealed, big, ok;
+  EXPECT_FALSE(unsealed.connect_and_register(agent.socket(), 1 << 20, false));
+  EXPECT_EQ(unsealed.rep.type, uint32_t(GPO_MSG_REFUSED));
+  EXPECT_NE(std::string(unsealed.rep.reason).find("F_SEAL_SHRINK"), std::string::npos) << unsealed.rep.reason;
+  EXPECT_FALSE(big.connect_and_register(agent.socket(), 8 << 20));
+  EXPECT_NE(std::string(big.rep.reason).find("quota"), std::string::npos) << big.rep.reason;
+  EXPECT_TRUE(ok.connect_and_register(agent.socket()));
+  EXPECT_EQ(agent.server().stats().registrations_refused, 2u);
+}
+
+TEST(OffloadClients, InflightQuotaRejectsTheExcessOnly) {
+  auto o = opts("quota");
+  o.max_inflight = 4;
+  o.batch_max = 1000;
+  o.batch_window_us = 200000;  // hold the batch so the quota fills
+  InProcessAgent agent(o);
+  RawClient a;
+  ASSERT_TRUE(a.connect_and_register(agent.socket()));
+  for (uint32_t i = 0; i < 10; ++i) {
+    a.sha_job(i, 64);
+    a.ring(a.rep.slab_id, i, GPO_OP_SHA256, 64);
+  }
+  int ok = 0, rejected = 0;
+  for (uint32_t i = 0; i < 10; ++i) {
+    ASSERT_EQ(a.wait_final(i), uint32_t(GPO_JOB_DONE));
+    (a.job(i)->status == GPO_JS_OK ? ok : rejected)++;
+  }
+  EXPECT_EQ(ok, 4);
+  EXPECT_EQ(rejected, 6);
+  EXPECT_EQ(agent.server().stats().jobs_over_quota, 6u);
+}
+
+TEST(OffloadClients, SlabReleasedWhenClientExits) {
+  InProcessAgent agent(opts("release"));
+  {
+    RawClient a;
+    ASSERT_TRUE(a.connect_and_register(agent.socket()));
+  }
+  for (int i = 0; i < 300 && agent.server().stats().slabs_released < 1; ++i) usleep(10000);
+  EXPECT_EQ(agent.server().stats().slabs_released, 1u);
+}
+
+// Many processes x threads through libgpuoffload at once; each child checks
+// every result against OpenSSL/libzstd and reports how many jobs the agent did.
+TEST(OffloadClients, ManyProcessesAndThreadsExactlyOnce) {
+  auto o = opts("many");
+  o.batch_max = 16;
+  InProcessAgent agent(o, 2);
+  constexpr int kProcs = 4, kThreads = 4, kJobsPerThread = 150;
+  int pipes[kProcs][2];
+  pid_t pids[kProcs];
+  for (int p = 0; p < kProcs; ++p) {
+    ASSERT_EQ(pipe(pipes[p]), 0);
+    pids[p] = fork();
+    if (pids[p] == 0) {
+      setenv("GPO_TIMEOUT_MS", "10000", 1);
+      gpo_set_socket(agent.socket().c_str());
+      gpo_client_stats s0{};  // counters are inherited across fork: count from here
+      gpo_get_stats(&s0);
+      std::atomic<int> bad{0};
+      std::vector<std::thread> ts;
+      for (int t = 0; t < kThreads; ++t)
+        ts.emplace_back([&, t] {
+          for (int i = 0; i < kJobsPerThread; ++i) {
+            uint32_t seed = uint32_t(p * 100000 + t * 1000 + i);
+            Bytes in = text_bytes(1 + seed % 9000, seed), key = random_bytes(32, seed), iv = random_bytes(12, seed + 1);
+            switch (i % 3) {
+              case 0: {
+                Bytes out(in.size()), tag(16), ref_tag;
+                if (gpo_aes256_gcm_encrypt(key.data(), iv.data(), nullptr, 0, in.data(), in.size(), out.data(),
+                                           tag.data()) != GPO_OK ||
+                    out != ref_gcm_encrypt(key, iv, {}, in, ref_tag) || tag != ref_tag)
+                  bad++;
+                break;
+              }
+              case 1: {
+                const void* m = in.data();
+                size_t l = in.size();
+                Bytes d(32);
+                if (gpo_sha256_batch(&m, &l, 1, d.data()) != GPO_OK || d != ref_sha256(in)) bad++;
+                break;
+              }
+              default: {
+                Bytes out(gpo_zstd_compress_bound(in.size()));
+                size_t n = 0;
+                if (gpo_zstd_compress(out.data(), out.size(), in.data(), in.size(), 3, &n) != GPO_OK) bad++;
+                out.resize(n);
+                if (out != ref_zstd(in, 3)) bad++;
+              }
+            }
+          }
+        });
+      for (auto& t : ts) t.join();
+      gpo_client_stats s{};
+      gpo_get_stats(&s);
+      uint64_t msg[3] = {uint64_t(bad.load()), s.by_agent - s0.by_agent, s.local - s0.local};
+      if (write(pipes[p][1], msg, sizeof(msg)) != sizeof(msg)) _exit(3);
+      _exit(0);
+    }
+    close(pipes[p][1]);
+  }
+  uint64_t by_agent = 0, local = 0;
+  for (int p = 0; p < kProcs; ++p) {
+    uint64_t msg[3] = {};
+    ASSERT_EQ(read(pipes[p][0], msg, sizeof(msg)), ssize_t(sizeof(msg)));
+    close(pipes[p][0]);
+    int st = 0;
+    waitpid(pids[p], &st, 0);
+    EXPECT_EQ(msg[0], 0u) << "wrong results in process " << p;
+    by_agent += msg[1];
+    local += msg[2];
+  }
+  const uint64_t total = uint64_t(kProcs) * kThreads * kJobsPerThread;
+  EXPECT_EQ(by_agent + local, total);  // every job completed once, by one side
+  EXPECT_EQ(local, 0u) << "jobs fell back with the agent up";
+  EXPECT_EQ(agent.server().stats().jobs_done, by_agent);
+  EXPECT_GE(agent.server().stats().clients, uint64_t(kProcs));
+}
+
+}  // namespace
