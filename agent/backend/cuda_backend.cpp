@@ -3,6 +3,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -26,6 +28,22 @@ void check(cudaError_t e, const char* what) {
 void check(int e, const char* what) { check(static_cast<cudaError_t>(e), what); }
 
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+// GPO_BACKEND_TRACE=1: one line per batch with where its host time went.
+struct Trace {
+  bool on = std::getenv("GPO_BACKEND_TRACE") != nullptr;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  std::string line;
+  void mark(const char* what) {
+    if (!on) return;
+    auto now = std::chrono::steady_clock::now();
+    line += fmt::format(" {} {:.0f}us", what, std::chrono::duration<double, std::micro>(now - t0).count());
+    t0 = now;
+  }
+  void print(const char* op, size_t n) {
+    if (on) fmt::print(stderr, "trace {} jobs={}:{}\n", op, n, line);
+  }
+};
 
 // Grow-only device and pinned host buffers: a batch reuses the last one's.
 struct DevBuf {
@@ -154,6 +172,7 @@ struct CudaBackend::Impl {
     for (auto& e : ev_done) check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
   }
   ~Impl() {
+    for (auto& e : piece_events) cudaEventDestroy(e);
     for (auto& e : ev_done) cudaEventDestroy(e);
     cudaEventDestroy(ev_setup);
     for (auto& s : streams) cudaStreamDestroy(s);
@@ -217,15 +236,23 @@ struct CudaBackend::Impl {
     return std::clamp<uint64_t>(total / 16, uint64_t{1} << 20, uint64_t{16} << 20);
   }
 
+  // AES jobs in pieces: each piece copies its part of the job table, sets up
+  // its new jobs, copies its data in, runs its segments, copies its data out
+  // and finalizes the jobs it completes, on one of kStreams streams, so host
+  // preparation, copies and kernels of successive pieces overlap. A job longer
+  // than a piece is split by segments over several pieces; the piece with its
+  // last segment waits for the others and finalizes it.
   void run_aes(std::vector<Job*>& jobs, bool inject_fault) {
+    Trace tr;
     const uint32_t n = uint32_t(jobs.size());
     std::vector<std::span<const uint8_t>> ins(n), outs(n);
-    uint64_t aux_total = 0;
+    std::vector<uint64_t> aux_off(n + 1, 0);
     for (uint32_t i = 0; i < n; ++i) {
       ins[i] = jobs[i]->in;
       outs[i] = jobs[i]->out;
-      aux_total = align_up(aux_total, 16) + jobs[i]->aad.size();
+      aux_off[i] = align_up(i ? aux_off[i - 1] + jobs[i - 1]->aad.size() : 0, 16);
     }
+    const uint64_t aux_total = n ? aux_off[n - 1] + jobs[n - 1]->aad.size() : 0;
     layout(ins, outs, true);
     prepare_out_staging();
     uint8_t* din = d_in.get(in_m.total);
@@ -233,11 +260,30 @@ struct CudaBackend::Impl {
     uint8_t* daux = d_aux.get(aux_total);
     uint8_t* haux = h_aux.get(aux_total);
 
-    std::vector<aes::gpu::DevJob> dj(n);
-    uint64_t aux_off = 0;
+    // Segment counts first: they size the workspace.
+    using aes::gpu::DevJob;
+    std::vector<uint32_t> first_seg(n + 1, 0);
     for (uint32_t i = 0; i < n; ++i) {
+      DevJob d;
+      d.mode = uint8_t(jobs[i]->op == OpId::aes256_ctr ? aes::Mode::ctr : aes::Mode::gcm);
+      d.len = jobs[i]->in.size();
+      d.aad_len = uint32_t(jobs[i]->aad.size());
+      first_seg[i + 1] = first_seg[i] + aes::gpu::segments_of(d);
+    }
+    const uint32_t nsegs = first_seg[n];
+    auto* dws = d_ws.get(aes::gpu::workspace_bytes(n, nsegs));
+    const aes::gpu::Workspace ws = aes::gpu::carve(dws, n, nsegs);
+    uint8_t* hmeta = h_meta.get(n * sizeof(DevJob) + nsegs * sizeof(uint32_t));
+    auto* hjobs = reinterpret_cast<DevJob*>(hmeta);
+    auto* hseg = reinterpret_cast<uint32_t*>(hmeta + n * sizeof(DevJob));
+    const size_t res_off = size_t(ws.results - ws.tags);
+    uint8_t* hres = h_res.get(res_off + n);
+    tr.mark("layout");
+
+    auto fill = [&](uint32_t i) {
       const Job& j = *jobs[i];
-      auto& d = dj[i];
+      DevJob& d = hjobs[i];
+      d = DevJob{};
       d.mode = uint8_t(j.op == OpId::aes256_ctr ? aes::Mode::ctr : aes::Mode::gcm);
       d.dir = uint8_t(j.op == OpId::aes256_gcm_decrypt ? aes::Dir::decrypt : aes::Dir::encrypt);
       d.len = j.in.size();
@@ -246,132 +292,179 @@ struct CudaBackend::Impl {
       std::memcpy(d.key, j.key.data(), aes::kKeyBytes);
       std::memcpy(d.iv, j.iv.data(), j.iv.size());
       std::memcpy(d.tag, j.tag.data(), aes::kTagBytes);
-      aux_off = align_up(aux_off, 16);
-      if (!j.aad.empty()) std::memcpy(haux + aux_off, j.aad.data(), j.aad.size());
-      d.aad = reinterpret_cast<uint64_t>(daux + aux_off);
+      if (!j.aad.empty()) std::memcpy(haux + aux_off[i], j.aad.data(), j.aad.size());
+      d.aad = reinterpret_cast<uint64_t>(daux + aux_off[i]);
       d.aad_len = uint32_t(j.aad.size());
-      aux_off += j.aad.size();
-    }
-    const std::vector<uint32_t> seg_job = aes::gpu::plan(dj);
-    const uint32_t nsegs = uint32_t(seg_job.size());
-    auto* dws = d_ws.get(aes::gpu::workspace_bytes(n, nsegs));
-    const aes::gpu::Workspace ws = aes::gpu::carve(dws, n, nsegs);
-    // The job table and segment map sit at the start of the workspace: one copy.
-    const size_t meta_bytes = size_t(reinterpret_cast<uint8_t*>(ws.seg_job) - dws) + nsegs * sizeof(uint32_t);
-    uint8_t* hmeta = h_meta.get(meta_bytes);
-    std::memcpy(hmeta, dj.data(), n * sizeof(aes::gpu::DevJob));
-    std::memcpy(hmeta + (reinterpret_cast<uint8_t*>(ws.seg_job) - dws), seg_job.data(), nsegs * sizeof(uint32_t));
+      d.first_seg = first_seg[i];
+      d.nseg = first_seg[i + 1] - first_seg[i];
+      for (uint32_t g = d.first_seg; g < d.first_seg + d.nseg; ++g) hseg[g] = i;
+    };
 
-    check(cudaMemcpyAsync(dws, hmeta, meta_bytes, cudaMemcpyHostToDevice, ctl), "copy job table");
-    if (aux_total) check(cudaMemcpyAsync(daux, haux, aux_total, cudaMemcpyHostToDevice, ctl), "copy aad");
-    check(aes::gpu::enqueue_setup(ws, ctl), "aes setup kernel");
-    check(cudaEventRecord(ev_setup, ctl), "cudaEventRecord");
-
-    // Pieces: consecutive segments worth about piece_target() bytes of data.
-    const uint64_t target = piece_target(in_m.total);
-    uint32_t seg = 0, piece = 0;
-    while (seg < nsegs) {
-      uint32_t end = seg;
-      uint64_t bytes = 0;
-      while (end < nsegs && (bytes < target || end == seg)) {
-        const auto& d = dj[seg_job[end]];
-        // Whole jobs at once when small: segments of a job are taken together
-        // unless the job alone exceeds the target.
-        const uint32_t local = end - d.first_seg;
-        const uint32_t take = d.len <= target ? d.nseg - local : 1;
-        const auto br = aes::gpu::segment_bytes(d, local, local + take);
-        bytes += br.hi - br.lo + 64;
-        end += take;
+    struct Piece {
+      uint32_t fin_lo, fin_hi;  // jobs this piece finalizes
+    };
+    std::vector<Piece> pieces;
+    // Enqueues one piece: new jobs [ja, jb) (table, AAD, setup), segments
+    // [sa, sb), finalize jobs [fa, fb). wait_from: first earlier piece whose
+    // segments the finalized jobs also need.
+    auto enqueue_piece = [&](uint32_t ja, uint32_t jb, uint32_t sa, uint32_t sb, uint32_t fa, uint32_t fb,
+                             size_t wait_from, cudaEvent_t wait_setup) {
+      const size_t p = pieces.size();
+      cudaStream_t s = streams[p % kStreams];
+      if (jb > ja) {
+        check(cudaMemcpyAsync(ws.jobs + ja, hjobs + ja, (jb - ja) * sizeof(DevJob), cudaMemcpyHostToDevice, s),
+              "copy job table");
+        const uint64_t alo = aux_off[ja], ahi = aux_off[jb - 1] + jobs[jb - 1]->aad.size();
+        if (ahi > alo) check(cudaMemcpyAsync(daux + alo, haux + alo, ahi - alo, cudaMemcpyHostToDevice, s), "copy aad");
       }
-      cudaStream_t s = streams[piece % kStreams];
+      if (sb > sa)
+        check(cudaMemcpyAsync(ws.seg_job + sa, hseg + sa, (sb - sa) * sizeof(uint32_t), cudaMemcpyHostToDevice, s),
+              "copy segment map");
+      if (wait_setup) check(cudaStreamWaitEvent(s, wait_setup, 0), "cudaStreamWaitEvent");
+      check(aes::gpu::enqueue_setup(ws, ja, jb, sa, sb, s), "aes setup kernel");
+      if (jb > ja) check(cudaEventRecord(ev_setup, s), "cudaEventRecord");
       cp.clear();
-      for (uint32_t g = seg; g < end;) {
-        const uint32_t j = seg_job[g];
-        const auto& d = dj[j];
-        const uint32_t lo = g - d.first_seg, hi = std::min(end - d.first_seg, d.nseg);
+      for (uint32_t g = sa; g < sb;) {
+        const DevJob& d = hjobs[hseg[g]];
+        const uint32_t lo = g - d.first_seg, hi = std::min(sb - d.first_seg, d.nseg);
         const auto br = aes::gpu::segment_bytes(d, lo, hi);
-        cp.add(in_m, j, br.lo, br.hi);
+        cp.add(in_m, hseg[g], br.lo, br.hi);
         g = d.first_seg + hi;
       }
       copy_in(din, s);
-      if (inject_fault && piece == 0)
+      if (inject_fault && p == 0)
         check(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, s), "copy to host (injected fault)");
-      check(cudaStreamWaitEvent(s, ev_setup, 0), "cudaStreamWaitEvent");
-      check(aes::gpu::enqueue_segments(ws, seg, end, s), "aes segment kernel");
+      check(aes::gpu::enqueue_segments(ws, sa, sb, s), "aes segment kernel");
       cp.clear();
-      for (uint32_t g = seg; g < end;) {
-        const uint32_t j = seg_job[g];
-        const auto& d = dj[j];
-        const uint32_t lo = g - d.first_seg, hi = std::min(end - d.first_seg, d.nseg);
+      for (uint32_t g = sa; g < sb;) {
+        const DevJob& d = hjobs[hseg[g]];
+        const uint32_t lo = g - d.first_seg, hi = std::min(sb - d.first_seg, d.nseg);
         const auto br = aes::gpu::segment_bytes(d, lo, hi);
-        cp.add(out_m, j, br.lo, br.hi);
+        cp.add(out_m, hseg[g], br.lo, br.hi);
         g = d.first_seg + hi;
       }
       copy_out(dout, s);
-      seg = end;
-      ++piece;
-    }
-    for (int i = 0; i < kStreams; ++i) {
-      check(cudaEventRecord(ev_done[i], streams[i]), "cudaEventRecord");
-      check(cudaStreamWaitEvent(ctl, ev_done[i], 0), "cudaStreamWaitEvent");
-    }
-    check(aes::gpu::enqueue_finalize(ws, ctl), "aes finalize kernel");
-    const size_t res_bytes = size_t(ws.results - ws.tags) + n;
-    uint8_t* hres = h_res.get(res_bytes);
-    check(cudaMemcpyAsync(hres, ws.tags, res_bytes, cudaMemcpyDeviceToHost, ctl), "copy tags");
-    check(cudaStreamSynchronize(ctl), "aes batch");
-    finish_out_staging();
-    const uint8_t* results = hres + (ws.results - ws.tags);
+      for (size_t q = wait_from; q < p; ++q) check(cudaStreamWaitEvent(s, piece_event(q), 0), "cudaStreamWaitEvent");
+      check(aes::gpu::enqueue_finalize(ws, fa, fb, s), "aes finalize kernel");
+      if (fb > fa) {
+        check(cudaMemcpyAsync(hres + 16 * size_t(fa), ws.tags + 16 * size_t(fa), 16 * size_t(fb - fa),
+                              cudaMemcpyDeviceToHost, s), "copy tags");
+        check(cudaMemcpyAsync(hres + res_off + fa, ws.results + fa, fb - fa, cudaMemcpyDeviceToHost, s),
+              "copy results");
+      }
+      check(cudaEventRecord(piece_event(p), s), "cudaEventRecord");
+      pieces.push_back({fa, fb});
+    };
+
+    const uint64_t target = piece_target(in_m.total);
+    const uint32_t big_segs = uint32_t(std::max<uint64_t>(1, target / (aes::gpu::kSegBlocks * 16)));
+    uint32_t pend = 0;  // first job not yet enqueued
+    uint64_t bytes = 0;
     for (uint32_t i = 0; i < n; ++i) {
-      Job& j = *jobs[i];
-      if (j.op == OpId::aes256_gcm_encrypt) std::memcpy(j.tag.data(), hres + 16 * size_t(i), 16);
-      j.status = results[i] == uint8_t(aes::Result::ok) ? Status::ok : Status::auth_failed;
+      fill(i);
+      const uint64_t len = jobs[i]->in.size();
+      if (len > target) {
+        // Small jobs before it go first, then the large job in slices of segments.
+        if (i > pend) enqueue_piece(pend, i, first_seg[pend], first_seg[i], pend, i, pieces.size(), nullptr);
+        const size_t first_piece = pieces.size();
+        for (uint32_t g = first_seg[i]; g < first_seg[i + 1]; g += big_segs) {
+          const uint32_t ge = std::min(first_seg[i + 1], g + big_segs);
+          const bool first = g == first_seg[i], last = ge == first_seg[i + 1];
+          enqueue_piece(first ? i : i, first ? i + 1 : i, g, ge, last ? i : i, last ? i + 1 : i,
+                        last ? first_piece : pieces.size(), first ? nullptr : ev_setup);
+        }
+        pend = i + 1;
+        bytes = 0;
+        continue;
+      }
+      bytes += len + 64;
+      if (bytes >= target) {
+        enqueue_piece(pend, i + 1, first_seg[pend], first_seg[i + 1], pend, i + 1, pieces.size(), nullptr);
+        pend = i + 1;
+        bytes = 0;
+      }
     }
+    if (pend < n) enqueue_piece(pend, n, first_seg[pend], first_seg[n], pend, n, pieces.size(), nullptr);
+    tr.mark("fill+enqueue");
+
+    for (size_t p = 0; p < pieces.size(); ++p) {
+      check(cudaEventSynchronize(piece_events[p]), "aes batch");
+      for (uint32_t i = pieces[p].fin_lo; i < pieces[p].fin_hi; ++i) {
+        Job& j = *jobs[i];
+        if (j.op == OpId::aes256_gcm_encrypt) std::memcpy(j.tag.data(), hres + 16 * size_t(i), 16);
+        j.status = hres[res_off + i] == uint8_t(aes::Result::ok) ? Status::ok : Status::auth_failed;
+      }
+    }
+    tr.mark("gpu-wait+results");
+    finish_out_staging();
+    tr.print("aes", n);
   }
 
+  // Events that mark the end of each piece, so results of early pieces are
+  // read back while later pieces still run.
+  std::vector<cudaEvent_t> piece_events;
+  cudaEvent_t piece_event(size_t p) {
+    while (piece_events.size() <= p) {
+      cudaEvent_t e;
+      check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+      piece_events.push_back(e);
+    }
+    return piece_events[p];
+  }
+
+  // Messages are independent: each piece fills its own descriptors, copies them
+  // with its data, hashes, and copies its digests back, so the host work of one
+  // piece overlaps the copies and kernels of the others.
   void run_sha(std::vector<Job*>& jobs, bool inject_fault) {
+    Trace tr;
     const uint32_t n = uint32_t(jobs.size());
     std::vector<std::span<const uint8_t>> ins(n);
     for (uint32_t i = 0; i < n; ++i) ins[i] = jobs[i]->in;
     layout(ins, {}, false);
+    tr.mark("layout");
     uint8_t* din = d_in.get(in_m.total);
     const size_t msgs_bytes = align_up(n * sizeof(sha256::gpu::DevMsg), 256);
     uint8_t* dws = d_ws.get(msgs_bytes + size_t(n) * sha256::kDigestBytes);
     auto* hmsgs = reinterpret_cast<sha256::gpu::DevMsg*>(h_meta.get(n * sizeof(sha256::gpu::DevMsg)));
-    for (uint32_t i = 0; i < n; ++i) hmsgs[i] = {reinterpret_cast<uint64_t>(din + in_m.dev[i]), jobs[i]->in.size()};
     auto* dmsgs = reinterpret_cast<sha256::gpu::DevMsg*>(dws);
     uint8_t* ddig = dws + msgs_bytes;
     uint8_t* hdig = h_res.get(size_t(n) * sha256::kDigestBytes);
-    check(cudaMemcpyAsync(dmsgs, hmsgs, n * sizeof(sha256::gpu::DevMsg), cudaMemcpyHostToDevice, ctl), "copy messages");
-    check(cudaEventRecord(ev_setup, ctl), "cudaEventRecord");
     const uint64_t target = piece_target(in_m.total);
-    uint32_t m = 0, piece = 0;
+    std::vector<uint32_t> piece_end;
+    uint32_t m = 0;
     while (m < n) {
       uint32_t end = m;
       uint64_t bytes = 0;
       while (end < n && (bytes < target || end == m)) bytes += jobs[end++]->in.size() + 64;
-      cudaStream_t s = streams[piece % kStreams];
+      const size_t p = piece_end.size();
+      cudaStream_t s = streams[p % kStreams];
+      for (uint32_t i = m; i < end; ++i) hmsgs[i] = {reinterpret_cast<uint64_t>(din + in_m.dev[i]), jobs[i]->in.size()};
+      check(cudaMemcpyAsync(dmsgs + m, hmsgs + m, (end - m) * sizeof(sha256::gpu::DevMsg), cudaMemcpyHostToDevice, s),
+            "copy messages");
       cp.clear();
       for (uint32_t i = m; i < end; ++i) cp.add(in_m, i, 0, jobs[i]->in.size());
       copy_in(din, s);
-      if (inject_fault && piece == 0)
+      if (inject_fault && p == 0)
         check(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, s), "copy to host (injected fault)");
-      check(cudaStreamWaitEvent(s, ev_setup, 0), "cudaStreamWaitEvent");
       check(sha256::gpu::enqueue_digests(dmsgs + m, end - m, ddig + size_t(m) * 32, s), "sha256 kernel");
       check(cudaMemcpyAsync(hdig + size_t(m) * 32, ddig + size_t(m) * 32, size_t(end - m) * 32, cudaMemcpyDeviceToHost, s),
             "copy digests");
+      check(cudaEventRecord(piece_event(p), s), "cudaEventRecord");
+      piece_end.push_back(end);
       m = end;
-      ++piece;
     }
-    for (int i = 0; i < kStreams; ++i) {
-      check(cudaEventRecord(ev_done[i], streams[i]), "cudaEventRecord");
-      check(cudaStreamWaitEvent(ctl, ev_done[i], 0), "cudaStreamWaitEvent");
+    tr.mark("enqueue");
+    m = 0;
+    for (size_t p = 0; p < piece_end.size(); ++p) {
+      check(cudaEventSynchronize(piece_events[p]), "sha256 batch");
+      for (uint32_t i = m; i < piece_end[p]; ++i) {
+        std::memcpy(jobs[i]->out.data(), hdig + size_t(i) * 32, 32);
+        jobs[i]->status = Status::ok;
+      }
+      m = piece_end[p];
     }
-    check(cudaStreamSynchronize(ctl), "sha256 batch");
-    for (uint32_t i = 0; i < n; ++i) {
-      std::memcpy(jobs[i]->out.data(), hdig + size_t(i) * 32, 32);
-      jobs[i]->status = Status::ok;
-    }
+    tr.mark("gpu-wait+results");
+    tr.print("sha256", n);
   }
 };
 

@@ -67,6 +67,8 @@ struct DevJob {
 // of one job's GHASH input (AAD, data, length block), 32 lanes x 32 steps.
 inline constexpr uint32_t kSegBlocks = 1024;
 
+// Segments of one job (0 for an empty CTR job).
+uint32_t segments_of(const DevJob& job);
 // Fills first_seg/nseg of every job and returns seg_job (segment -> job index).
 std::vector<uint32_t> plan(std::span<DevJob> jobs);
 
@@ -91,14 +93,23 @@ size_t workspace_bytes(uint32_t njobs, uint32_t nsegs);
 // Carves a Workspace out of one device allocation of workspace_bytes().
 Workspace carve(void* base, uint32_t njobs, uint32_t nsegs);
 
-// Stream-ordered steps; jobs and seg_job must already be on the device.
-// setup: key schedule, H, E(J0), GHASH tables; powers for split jobs.
+// Stream-ordered steps; the job table and seg_job entries they read must
+// already be on the device. A backend may run them per piece of a batch.
+// setup: key schedule, H, E(J0), GHASH tables of jobs [job_lo, job_hi), then
+//   the powers of H for segments [seg_lo, seg_hi) (their jobs set up before).
 // segments: CTR keystream, XOR, GHASH partials for segments [lo, hi).
-// finalize: tags and results, after every segment ran.
+// finalize: tags and results of jobs [job_lo, job_hi), after all their segments ran.
 // Each returns the launch error (cudaError_t as int; 0 = success).
-int enqueue_setup(const Workspace& ws, void* stream);
+int enqueue_setup(const Workspace& ws, uint32_t job_lo, uint32_t job_hi, uint32_t seg_lo, uint32_t seg_hi, void* stream);
 int enqueue_segments(const Workspace& ws, uint32_t seg_lo, uint32_t seg_hi, void* stream);
-int enqueue_finalize(const Workspace& ws, void* stream);
+int enqueue_finalize(const Workspace& ws, uint32_t job_lo, uint32_t job_hi, void* stream);
+// The whole batch: setup, segments, finalize.
+inline int enqueue_all(const Workspace& ws, void* stream) {
+  int e = enqueue_setup(ws, 0, ws.njobs, 0, ws.nsegs, stream);
+  if (!e) e = enqueue_segments(ws, 0, ws.nsegs, stream);
+  if (!e) e = enqueue_finalize(ws, 0, ws.njobs, stream);
+  return e;
+}
 
 }  // namespace gpu
 }  // namespace gpo::aes

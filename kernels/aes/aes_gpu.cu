@@ -185,10 +185,11 @@ __host__ __device__ __forceinline__ Shape shape_of(uint8_t mode, uint64_t len, u
 }
 
 // One warp per job: key schedule, H, E(J0), H^1..H^32, the H^32 tables, the ladder.
-__global__ void __launch_bounds__(kThreads) k_setup(const DevJob* jobs, JobState* st, uint4* htab, uint32_t njobs) {
-  const uint32_t j = (blockIdx.x * kThreads + threadIdx.x) / 32;
+__global__ void __launch_bounds__(kThreads) k_setup(const DevJob* jobs, JobState* st, uint4* htab, uint32_t job_lo,
+                                                   uint32_t job_hi) {
+  const uint32_t j = job_lo + (blockIdx.x * kThreads + threadIdx.x) / 32;
   const uint32_t lane = threadIdx.x & 31;
-  if (j >= njobs) return;
+  if (j >= job_hi) return;
   const DevJob& job = jobs[j];
   JobState& s = st[j];
   const bool gcm = job.mode == uint8_t(Mode::gcm);
@@ -264,9 +265,10 @@ __global__ void __launch_bounds__(kThreads) k_setup(const DevJob* jobs, JobState
 }
 
 // One thread per segment of a split job: H^(kSegBlocks * segments after it).
-__global__ void k_segpow(const DevJob* jobs, const uint32_t* seg_job, const JobState* st, uint4* segpow, uint32_t nsegs) {
-  const uint32_t g = blockIdx.x * blockDim.x + threadIdx.x;
-  if (g >= nsegs) return;
+__global__ void k_segpow(const DevJob* jobs, const uint32_t* seg_job, const JobState* st, uint4* segpow, uint32_t seg_lo,
+                         uint32_t seg_hi) {
+  const uint32_t g = seg_lo + blockIdx.x * blockDim.x + threadIdx.x;
+  if (g >= seg_hi) return;
   const uint32_t j = seg_job[g];
   const DevJob& job = jobs[j];
   if (job.mode != uint8_t(Mode::gcm) || job.nseg <= 1) return;
@@ -384,9 +386,10 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
-__global__ void k_finalize(const DevJob* jobs, const JobState* st, uint8_t* tags, uint8_t* results, uint32_t njobs) {
-  const uint32_t j = blockIdx.x * blockDim.x + threadIdx.x;
-  if (j >= njobs) return;
+__global__ void k_finalize(const DevJob* jobs, const JobState* st, uint8_t* tags, uint8_t* results, uint32_t job_lo,
+                           uint32_t job_hi) {
+  const uint32_t j = job_lo + blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= job_hi) return;
   const DevJob& job = jobs[j];
   if (job.mode != uint8_t(Mode::gcm)) {
     results[j] = uint8_t(Result::ok);
@@ -414,12 +417,16 @@ int sm_count() {
 
 }  // namespace
 
+uint32_t segments_of(const DevJob& job) {
+  const Shape sh = shape_of(job.mode, job.len, job.aad_len);
+  return uint32_t((sh.ntot + kSegBlocks - 1) / kSegBlocks);
+}
+
 std::vector<uint32_t> plan(std::span<DevJob> jobs) {
   std::vector<uint32_t> seg_job;
   uint32_t next = 0;
   for (size_t j = 0; j < jobs.size(); ++j) {
-    const Shape sh = shape_of(jobs[j].mode, jobs[j].len, jobs[j].aad_len);
-    const uint32_t n = uint32_t((sh.ntot + kSegBlocks - 1) / kSegBlocks);
+    const uint32_t n = segments_of(jobs[j]);
     jobs[j].first_seg = next;
     jobs[j].nseg = n;
     seg_job.insert(seg_job.end(), n, uint32_t(j));
@@ -464,14 +471,14 @@ Workspace carve(void* base, uint32_t njobs, uint32_t nsegs) {
   return ws;
 }
 
-int enqueue_setup(const Workspace& ws, void* stream) {
-  if (ws.njobs == 0) return 0;
+int enqueue_setup(const Workspace& ws, uint32_t job_lo, uint32_t job_hi, uint32_t seg_lo, uint32_t seg_hi, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  const uint32_t blocks = (ws.njobs + kWarps - 1) / kWarps;
-  k_setup<<<blocks, kThreads, 0, s>>>(ws.jobs, static_cast<JobState*>(ws.state), static_cast<uint4*>(ws.htab), ws.njobs);
-  if (ws.nsegs)
-    k_segpow<<<(ws.nsegs + 255) / 256, 256, 0, s>>>(ws.jobs, ws.seg_job, static_cast<const JobState*>(ws.state),
-                                                    static_cast<uint4*>(ws.segpow), ws.nsegs);
+  if (job_hi > job_lo)
+    k_setup<<<(job_hi - job_lo + kWarps - 1) / kWarps, kThreads, 0, s>>>(ws.jobs, static_cast<JobState*>(ws.state),
+                                                                         static_cast<uint4*>(ws.htab), job_lo, job_hi);
+  if (seg_hi > seg_lo)
+    k_segpow<<<(seg_hi - seg_lo + 255) / 256, 256, 0, s>>>(ws.jobs, ws.seg_job, static_cast<const JobState*>(ws.state),
+                                                          static_cast<uint4*>(ws.segpow), seg_lo, seg_hi);
   return int(cudaGetLastError());
 }
 
@@ -486,10 +493,10 @@ int enqueue_segments(const Workspace& ws, uint32_t seg_lo, uint32_t seg_hi, void
   return int(cudaGetLastError());
 }
 
-int enqueue_finalize(const Workspace& ws, void* stream) {
-  if (ws.njobs == 0) return 0;
-  k_finalize<<<(ws.njobs + 255) / 256, 256, 0, static_cast<cudaStream_t>(stream)>>>(
-      ws.jobs, static_cast<const JobState*>(ws.state), ws.tags, ws.results, ws.njobs);
+int enqueue_finalize(const Workspace& ws, uint32_t job_lo, uint32_t job_hi, void* stream) {
+  if (job_hi <= job_lo) return 0;
+  k_finalize<<<(job_hi - job_lo + 255) / 256, 256, 0, static_cast<cudaStream_t>(stream)>>>(
+      ws.jobs, static_cast<const JobState*>(ws.state), ws.tags, ws.results, job_lo, job_hi);
   return int(cudaGetLastError());
 }
 

@@ -214,9 +214,7 @@ int main(int argc, char** argv) {
       ck(cudaMemcpy(ws.seg_job, seg_job.data(), seg_job.size() * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
       for (int r = -1; r < sh.reps; ++r) {
         cudaEventRecord(e0, stream);
-        ck(cudaError_t(aes::gpu::enqueue_setup(ws, stream)), "setup");
-        ck(cudaError_t(aes::gpu::enqueue_segments(ws, 0, ws.nsegs, stream)), "segments");
-        ck(cudaError_t(aes::gpu::enqueue_finalize(ws, stream)), "finalize");
+        ck(cudaError_t(aes::gpu::enqueue_all(ws, stream)), "aes kernels");
         cudaEventRecord(e1, stream);
         ck(cudaEventSynchronize(e1), "sync");
         float ms;
