@@ -75,6 +75,13 @@ struct gpo_xdp_config {
 	__u8 pad;
 };
 
+/* gcc (user space) does not know clang's unroll pragma. */
+#ifdef __clang__
+#define GPO_UNROLL _Pragma("unroll")
+#else
+#define GPO_UNROLL
+#endif
+
 /* Builds the direction-normalised key; used by XDP and by the agent (which
  * installs verdicts), so both sides compute the same key by construction.
  * Order: addresses compared bytewise (memcmp order), then ports as numbers. */
@@ -85,7 +92,7 @@ static inline __attribute__((always_inline)) void gpo_flow_key_make(struct gpo_f
 	int cmp = 0;
 	int i;
 
-#pragma unroll
+GPO_UNROLL
 	for (i = 0; i < 16; i++) {
 		if (cmp == 0 && src[i] != dst[i])
 			cmp = src[i] < dst[i] ? -1 : 1;
@@ -94,7 +101,7 @@ static inline __attribute__((always_inline)) void gpo_flow_key_make(struct gpo_f
 		cmp = __builtin_bswap16(sport_be) < __builtin_bswap16(dport_be) ? -1 : 1;
 	const __u8 *a = cmp <= 0 ? src : dst;
 	const __u8 *b = cmp <= 0 ? dst : src;
-#pragma unroll
+GPO_UNROLL
 	for (i = 0; i < 16; i++) {
 		k->addr_a[i] = a[i];
 		k->addr_b[i] = b[i];

@@ -1,10 +1,318 @@
+// `gpuoffload-agent run`: the daemon. Composes the data paths on one event
+// loop: the packet filter (XDP + AF_XDP, with --xdp), spotting (hook below,
+// being built) and later the client path.
+#include <sys/stat.h>
+#include <csignal>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "afxdp/packet_path.h"
 #include "cli/commands.h"
+#include "ipc/offload_service.h"
+#include "kernels/classify/cpu_classifier.h"
+#include "loader/xdp_loader.h"
+#include "loop/event_loop.h"
+#include "rules/compiler.h"
+#include "rules/default_rules.h"
+#include "rules/parser.h"
+#include "util/log.h"
 
 namespace gpo::cli {
 
+namespace {
+
+struct RunOptions {
+  std::string xdp;  // IFACE or IFACE,PEER
+  std::string rules_file;
+  std::string backend = "auto";
+  std::string fail_policy = "open";
+  std::string unparsed_policy = "pass";
+  std::string xdp_mode = "auto";
+  std::string xsk_mode = "auto";
+  uint32_t batch_size = 64;
+  uint32_t batch_window_us = 100;
+  uint32_t inspect_packets = 16;
+  std::string pin_dir = GPO_PIN_DIR;
+  std::string status_file = "/run/gpuoffload/status.json";
+  uint32_t status_interval_ms = 1000;
+  bool no_spot = false;
+  ipc::OffloadRunOptions offload;  // --no-offload, --offload-*
+  bool print_config = false;
+  std::string config_file;
+};
+
+// --config FILE: TOML or INI, keys = the long option names (optionally under
+// [run]). Values on the command line win over the file. (CLI11 2.1 reads
+// config files only for the top-level app, so the run subcommand does it here.)
+void apply_config_file(CLI::App* cmd, const std::string& path) {
+  std::vector<CLI::ConfigItem> items;
+  try {
+    items = CLI::ConfigTOML().from_file(path);
+  } catch (const CLI::Error& e) {
+    throw CLI::RuntimeError("--config " + path + ": " + e.what(), kUsage);
+  }
+  for (auto& it : items) {
+    if (it.name == "++" || it.name == "--") continue;  // section markers
+    if (!(it.parents.empty() || (it.parents.size() == 1 && it.parents[0] == "run")))
+      throw CLI::RuntimeError("--config " + path + ": unknown section for key " + it.fullname(), kUsage);
+    CLI::Option* opt = cmd->get_option_no_throw("--" + it.name);
+    if (!opt || !opt->get_configurable())
+      throw CLI::RuntimeError("--config " + path + ": unknown key '" + it.name +
+                                  "' (keys are run's long option names; see run --print-config)",
+                              kUsage);
+    if (opt->count() > 0) continue;
+    try {
+      opt->add_result(it.inputs);
+      opt->run_callback();
+    } catch (const CLI::Error& e) {
+      throw CLI::RuntimeError("--config " + path + ": " + it.name + ": " + e.what(), kUsage);
+    }
+  }
+}
+
+std::vector<std::string> split_ifaces(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    out.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+int exit_for(loader::XdpError::Kind k) {
+  switch (k) {
+    case loader::XdpError::Kind::usage: return kUsage;
+    case loader::XdpError::Kind::privilege: return kNoPrivilege;
+    case loader::XdpError::Kind::unsupported: return kUnsupported;
+    default: return kFailure;
+  }
+}
+
+// Rules from --rules, else the embedded default set; all problems listed, none ignored.
+std::shared_ptr<const classify::RuleTables> load_rules(const std::string& path, std::string& what) {
+  rules::ParseResult pr;
+  std::string name = path.empty() ? rules::kDefaultRulesName : path;
+  try {
+    pr = path.empty() ? rules::parse_rules(rules::default_rules_text()) : rules::parse_rules_file(path);
+  } catch (const std::exception& e) {
+    throw CLI::RuntimeError("rules: " + std::string(e.what()), kUsage);
+  }
+  if (!pr.ok()) {
+    for (auto& d : pr.problems) log::error("{}", rules::format_diagnostic(name, d));
+    throw CLI::RuntimeError("rules: " + std::to_string(pr.problems.size()) + " problem(s) in " + name +
+                                " (listed above); fix them or check with `gpuoffload-agent rules check " +
+                                (path.empty() ? std::string("FILE") : path) + "`",
+                            kFailure);
+  }
+  auto tables = std::make_shared<const classify::RuleTables>(rules::compile(pr.set));
+  what = fmt::format("{} rules from {}, default {}", pr.set.rules.size(), name,
+                     rules::action_name(pr.set.default_action));
+  return tables;
+}
+
+void write_status(const std::string& file, const nlohmann::json& j) {
+  if (file.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(file).parent_path(), ec);
+  std::string tmp = file + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return;
+    out << j.dump(2) << '\n';
+  }
+  std::filesystem::rename(tmp, file, ec);
+}
+
+void run(const RunOptions& o, CLI::App* cmd) {
+  if (o.print_config) {
+    std::fputs(cmd->config_to_str(true, true).c_str(), stdout);
+    return;
+  }
+
+  // Backend: only the CPU classifier exists in this build.
+  std::string backend = o.backend;
+  if (backend == "cuda") {
+#ifdef GPUOFFLOAD_HAVE_CUDA
+    throw CLI::RuntimeError("backend cuda: the GPU classifier is not built yet; use --backend cpu or auto",
+                            kUnsupported);
+#else
+    throw CLI::RuntimeError(
+        "backend cuda: this agent was built without CUDA (GPUOFFLOAD_CUDA=OFF); use --backend cpu or auto",
+        kUnsupported);
+#endif
+  }
+  if (backend == "auto") log::info("backend: cpu (auto: no GPU classifier in this build)");
+  else log::info("backend: cpu");
+
+  std::vector<std::string> ifaces;
+  if (!o.xdp.empty()) {
+    ifaces = split_ifaces(o.xdp);
+    if (ifaces.size() > 2)
+      throw CLI::RuntimeError("--xdp takes IFACE or IFACE,PEER, got " + o.xdp, kUsage);
+    for (auto& i : ifaces)
+      if (i.empty()) throw CLI::RuntimeError("--xdp: empty interface name in '" + o.xdp + "'", kUsage);
+    if (ifaces.size() == 2 && ifaces[0] == ifaces[1])
+      throw CLI::RuntimeError("--xdp IFACE,PEER: the two ports must differ", kUsage);
+  }
+
+  // Rules before privileges: a typo in the rules file should not need root to find.
+  std::string rules_what;
+  auto tables = load_rules(o.rules_file, rules_what);
+  classify::CpuClassifier classifier(tables);
+
+  loop::EventLoop loop;
+  std::unique_ptr<loader::XdpFilter> xdp;
+  std::unique_ptr<afxdp::PacketPath> path;
+
+  if (!ifaces.empty()) {
+    if (!loader::have_bpf_privileges())
+      throw CLI::RuntimeError("run --xdp needs root (or CAP_BPF and CAP_NET_ADMIN): try sudo gpuoffload-agent run",
+                              kNoPrivilege);
+    loader::XdpOptions xo;
+    xo.ifaces = ifaces;
+    xo.fail_policy = o.fail_policy == "closed" ? GPO_ACT_DROP : GPO_ACT_PASS;
+    xo.unparsed_policy = o.unparsed_policy == "drop" ? GPO_ACT_DROP : GPO_ACT_PASS;
+    xo.mode = o.xdp_mode == "native"    ? loader::XdpOptions::Mode::native
+              : o.xdp_mode == "generic" ? loader::XdpOptions::Mode::generic
+                                        : loader::XdpOptions::Mode::auto_;
+    xo.pin_dir = o.pin_dir;
+    try {
+      if (!xo.pin_dir.empty()) loader::ensure_bpffs();
+      xdp = loader::XdpFilter::attach(xo);
+    } catch (const loader::XdpError& e) {
+      throw CLI::RuntimeError(e.what(), exit_for(e.kind));
+    }
+    log::info("attached: {}", xdp->describe());
+    log::info("rules: {}", rules_what);
+
+    afxdp::PacketPathConfig pc;
+    pc.batch_size = o.batch_size;
+    pc.batch_window_us = o.batch_window_us;
+    pc.inspect_packets = o.inspect_packets;
+    pc.bind_mode = o.xsk_mode == "zero-copy" ? afxdp::BindMode::zero_copy
+                   : o.xsk_mode == "copy"    ? afxdp::BindMode::copy
+                                             : afxdp::BindMode::auto_;
+    path = std::make_unique<afxdp::PacketPath>(*xdp, classifier, pc);
+    try {
+      path->start(loop);
+    } catch (const std::exception& e) {
+      throw CLI::RuntimeError(std::string("packet path: ") + e.what(), kFailure);
+    }
+    log::info("packet filter ready: {} AF_XDP socket(s), batch {} frames / {} us, {} mode, fail-{}",
+              path->socket_count(), pc.batch_size, pc.batch_window_us, xdp->inline_mode() ? "inline" : "host",
+              o.fail_policy);
+  } else {
+    log::info("packet filter: off (no --xdp IFACE[,PEER])");
+  }
+
+  // Spotting hook: the spotting component (being built) starts here on the same
+  // loop, unless --no-spot. Until it exists, say so once.
+  if (o.no_spot) log::info("spotting: off (--no-spot)");
+  else log::info("spotting: not built yet in this agent");
+
+  // Offload service (libgpuoffload clients, the shim): on unless --no-offload.
+  ipc::OffloadService offload;
+  offload.start(o.offload, backend, loop);
+
+  auto status = [&] {
+    nlohmann::json j;
+    j["pid"] = getpid();
+    j["backend"] = "cpu";
+    j["rules"] = rules_what;
+    j["spotting"] = !o.no_spot;
+    j["offload"] = offload.to_json();
+    if (path) j["packet_filter"] = path->to_json();
+    return j;
+  };
+  loop.add_timer(std::chrono::milliseconds(o.status_interval_ms), [&] { write_status(o.status_file, status()); });
+  write_status(o.status_file, status());
+  log::info("running (pid {}); status in {}; SIGINT/SIGTERM stops", getpid(), o.status_file);
+
+  int sig = loop.run();
+  offload.stop(loop);
+  if (path) path->stop(loop);
+  write_status(o.status_file, status());
+  if (path) {
+    auto& c = path->counters();
+    log::info("stopped by {}: {} packets to the agent, {} passed, {} dropped, {} flow verdicts cached, {} batches",
+              sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "stop()", c.rx, c.passed, c.dropped,
+              c.cache_installs, c.batches);
+  } else {
+    log::info("stopped by {}", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "stop()");
+  }
+  path.reset();
+  xdp.reset();  // detaches; pinned maps (and the flow cache) stay
+}
+
+}  // namespace
+
 void add_run(CLI::App& app) {
-  auto* cmd = app.add_subcommand("run", "(being built)");
-  cmd->callback([] { throw CLI::RuntimeError("run: not built yet", kUnsupported); });
+  auto* cmd = app.add_subcommand(
+      "run",
+      "Run the agent: the packet filter on --xdp interfaces (XDP + AF_XDP), spotting, and the offload service.");
+  cmd->footer(
+      "Examples:\n"
+      "  sudo gpuoffload-agent run --xdp eth1 --rules /etc/gpuoffload/rules.rules\n"
+      "  sudo gpuoffload-agent run --xdp eth1,eth2 --fail-policy closed   # inline: bridge eth1 <-> eth2\n"
+      "  gpuoffload-agent run --print-config > agent.toml   # then: run --config agent.toml\n"
+      "Every option can also be set in the --config file (TOML or INI, same names without --).");
+  auto o = std::make_shared<RunOptions>();
+  cmd->add_option("--config", o->config_file, "Read options from this TOML/INI file (keys = long option names)")
+      ->check(CLI::ExistingFile)
+      ->configurable(false);
+  cmd->add_option("--xdp", o->xdp, "Filter on IFACE (host mode) or bridge IFACE,PEER (inline mode)");
+  // "" (as --print-config writes it) means the embedded default rules.
+  cmd->add_option("--rules", o->rules_file, "Rules file (default: the embedded default rules)")
+      ->check(CLI::Validator(
+          [](std::string& s) { return s.empty() ? std::string() : CLI::ExistingFile(s); }, "FILE"));
+  cmd->add_option("--backend", o->backend, "Classifier backend")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
+  cmd->add_option("--fail-policy", o->fail_policy,
+                  "New flows while the agent is gone: open = pass, closed = drop")
+      ->check(CLI::IsMember({"open", "closed"}))
+      ->capture_default_str();
+  cmd->add_option("--unparsed-policy", o->unparsed_policy, "Malformed IP packets and non-first fragments")
+      ->check(CLI::IsMember({"pass", "drop"}))
+      ->capture_default_str();
+  cmd->add_option("--xdp-mode", o->xdp_mode, "XDP attach mode: native (driver), generic (skb), auto")
+      ->check(CLI::IsMember({"auto", "native", "generic"}))
+      ->capture_default_str();
+  cmd->add_option("--xsk-mode", o->xsk_mode, "AF_XDP bind mode: zero-copy, copy, auto (zero-copy then copy)")
+      ->check(CLI::IsMember({"auto", "zero-copy", "copy"}))
+      ->capture_default_str();
+  cmd->add_option("--batch-size", o->batch_size, "Classify at most this many packets at once")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("--batch-window-us", o->batch_window_us,
+                  "Wait at most this long for a batch to fill (0 = classify what is there)")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--inspect-packets", o->inspect_packets,
+                  "Packets of a flow the agent inspects before caching a verdict that content may still change")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--pin-dir", o->pin_dir, "bpffs directory for the pinned maps")->capture_default_str();
+  cmd->add_option("--status-file", o->status_file, "JSON status written every --status-interval-ms ('' = none)")
+      ->capture_default_str();
+  cmd->add_option("--status-interval-ms", o->status_interval_ms, "How often the status file is rewritten")
+      ->check(CLI::Range(10, 3600000))
+      ->capture_default_str();
+  ipc::add_run_options(*cmd, o->offload);
+  cmd->add_flag("--no-spot", o->no_spot, "Do not start spotting (uprobes on crypto/compression libraries)");
+  cmd->add_flag("--print-config", o->print_config, "Print the effective configuration (TOML) and exit")
+      ->configurable(false);
+  cmd->callback([o, cmd] {
+    if (!o->config_file.empty()) apply_config_file(cmd, o->config_file);
+    run(*o, cmd);
+  });
 }
 
 }  // namespace gpo::cli

@@ -1,0 +1,329 @@
+#include "afxdp/packet_path.h"
+
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+#include <net/if.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "afxdp/checksum.h"
+#include "kernels/classify/frame.h"
+#include "loader/xdp_loader.h"
+#include "loop/event_loop.h"
+#include "util/log.h"
+
+namespace gpo::afxdp {
+
+namespace {
+
+uint64_t now_ns() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
+}
+
+nlohmann::json counter_json(const gpo_counter& c) { return {{"packets", c.packets}, {"bytes", c.bytes}}; }
+
+// Bounds the per-flow bookkeeping of not-cacheable flows; the XDP LRU map is
+// the real flow table, this is only a counter per flow still under inspection.
+constexpr size_t kMaxTrackedFlows = 65536;
+
+}  // namespace
+
+size_t PacketPath::KeyHash::operator()(const gpo_flow_key& k) const noexcept {
+  // FNV-1a over the (padding-free, zeroed-pad) key bytes.
+  const auto* p = reinterpret_cast<const uint8_t*>(&k);
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < sizeof k; i++) h = (h ^ p[i]) * 1099511628211ull;
+  return size_t(h);
+}
+
+bool PacketPath::KeyEq::operator()(const gpo_flow_key& a, const gpo_flow_key& b) const noexcept {
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+PacketPath::PacketPath(loader::XdpFilter& xdp, classify::Classifier& classifier, PacketPathConfig cfg)
+    : xdp_(xdp), classifier_(classifier), cfg_(cfg) {
+  if (cfg_.batch_size == 0) cfg_.batch_size = 1;
+  if (cfg_.rx_frames < cfg_.batch_size * 2) cfg_.rx_frames = cfg_.batch_size * 2;
+  pending_.reserve(cfg_.batch_size);
+}
+
+PacketPath::~PacketPath() {
+  if (timer_fd_ >= 0) close(timer_fd_);
+}
+
+void PacketPath::start(loop::EventLoop& loop) {
+  timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (timer_fd_ < 0) throw std::runtime_error(std::string("timerfd_create: ") + std::strerror(errno));
+  loop.add_fd(timer_fd_, [this] { on_window(); });
+
+  // Open every socket before publishing any: a half-set-up path must not take traffic.
+  for (int ifindex : xdp_.ifindexes()) {
+    char name[IF_NAMESIZE] = {};
+    if (!if_indextoname(unsigned(ifindex), name))
+      throw std::runtime_error("interface index " + std::to_string(ifindex) + " vanished");
+    uint32_t queues = rx_queue_count(name);
+    if (queues > GPO_MAX_QUEUES) {
+      log::warn("{} has {} rx queues; the XSKMAP holds {}: queues above that get the fail policy", name, queues,
+                GPO_MAX_QUEUES);
+      queues = GPO_MAX_QUEUES;
+    }
+    for (uint32_t q = 0; q < queues; q++) {
+      XskConfig xc;
+      xc.ifname = name;
+      xc.queue = q;
+      xc.rx_frames = cfg_.rx_frames;
+      xc.tx_frames = xdp_.inline_mode() ? cfg_.rx_frames : 64;
+      uint32_t ring = 1;
+      while (ring < xc.rx_frames || ring < xc.tx_frames) ring <<= 1;
+      xc.ring_size = ring;
+      xc.mode = cfg_.bind_mode;
+      socks_.push_back(XskSocket::open(xc));
+      log::info("AF_XDP socket on {} queue {} ({} mode)", name, q,
+                socks_.back()->zero_copy() ? "zero-copy" : "copy");
+    }
+  }
+  for (auto& s : socks_) {
+    XskSocket* raw = s.get();
+    loop.add_fd(s->fd(), [this, raw] { on_readable(raw); });
+  }
+  // The XSKMAP is keyed by rx queue index only. In inline mode both ports have
+  // a queue 0: the first interface (IFACE) owns the slot; PEER's socket is used
+  // for TX (and would need a per-port key in the XSKMAP to receive misses).
+  std::vector<bool> taken(GPO_MAX_QUEUES, false);
+  for (auto& s : socks_) {
+    uint32_t q = s->queue();
+    if (taken[q]) continue;
+    int fd = s->fd();
+    if (bpf_map_update_elem(xdp_.xsks_fd(), &q, &fd, BPF_ANY) != 0)
+      throw std::runtime_error("cannot put the AF_XDP socket of " + s->ifname() + " queue " + std::to_string(q) +
+                               " into the xsks map: " + std::strerror(errno));
+    taken[q] = true;
+  }
+}
+
+void PacketPath::stop(loop::EventLoop& loop) {
+  for (auto& s : socks_) {
+    uint32_t q = s->queue();
+    bpf_map_delete_elem(xdp_.xsks_fd(), &q);
+  }
+  // Frames already taken off the rx rings still get their verdict.
+  for (auto& s : socks_) on_readable(s.get());
+  if (!pending_.empty()) process_batch();
+  for (auto& s : socks_) s->flush_tx();
+  for (auto& s : socks_) loop.remove_fd(s->fd());
+  if (timer_fd_ >= 0) {
+    loop.remove_fd(timer_fd_);
+    close(timer_fd_);
+    timer_fd_ = -1;
+  }
+  socks_.clear();
+}
+
+bool PacketPath::any_zero_copy() const {
+  for (auto& s : socks_)
+    if (s->zero_copy()) return true;
+  return false;
+}
+
+void PacketPath::on_readable(XskSocket* s) {
+  std::vector<RxFrame> got;
+  // Drain in batch-sized steps (a few per wakeup, so one busy socket cannot
+  // starve the others: epoll is level-triggered and calls again); frames stay
+  // in the UMEM until acted on.
+  for (int round = 0; round < 4; round++) {
+    size_t room = cfg_.batch_size - pending_.size();
+    got.clear();
+    size_t n = s->receive(room, got);
+    for (auto& f : got) {
+      pending_.push_back({s, f});
+      c_.rx++;
+      c_.rx_bytes += f.len;
+    }
+    if (pending_.size() >= cfg_.batch_size) {
+      process_batch();
+      continue;
+    }
+    if (n < room) break;
+  }
+  if (pending_.empty()) return;
+  if (cfg_.batch_window_us == 0) process_batch();
+  else arm_window();
+}
+
+void PacketPath::on_window() {
+  uint64_t expirations;
+  [[maybe_unused]] ssize_t r = read(timer_fd_, &expirations, sizeof expirations);
+  window_armed_ = false;
+  if (!pending_.empty()) process_batch();
+}
+
+void PacketPath::arm_window() {
+  if (window_armed_) return;
+  itimerspec its{};
+  its.it_value.tv_sec = cfg_.batch_window_us / 1000000;
+  its.it_value.tv_nsec = long(cfg_.batch_window_us % 1000000) * 1000;
+  timerfd_settime(timer_fd_, 0, &its, nullptr);
+  window_armed_ = true;
+}
+
+void PacketPath::disarm_window() {
+  if (!window_armed_) return;
+  itimerspec its{};
+  timerfd_settime(timer_fd_, 0, &its, nullptr);
+  window_armed_ = false;
+}
+
+XskSocket* PacketPath::peer_socket(const XskSocket* from) const {
+  // Inline mode: the other interface's socket on the same queue, else its queue 0.
+  XskSocket* fallback = nullptr;
+  for (auto& s : socks_) {
+    if (s->ifindex() == from->ifindex()) continue;
+    if (s->queue() == from->queue()) return s.get();
+    if (s->queue() == 0) fallback = s.get();
+  }
+  return fallback;
+}
+
+void PacketPath::deliver(XskSocket* from, const RxFrame& f) {
+  if (xdp_.inline_mode()) {
+    XskSocket* peer = peer_socket(from);
+    if (peer && peer->queue_tx(f.data, f.len)) c_.tx++;
+    else c_.tx_fail++;
+    return;
+  }
+  // Host mode: run xdp_inject on the frame as if it had arrived on this
+  // interface and queue; it returns XDP_PASS and the kernel builds the skb.
+  xdp_md ctx{};
+  ctx.ingress_ifindex = uint32_t(from->ifindex());
+  ctx.rx_queue_index = from->queue();
+  ctx.data_end = f.len;  // the kernel insists ctx describes exactly data_in
+  LIBBPF_OPTS(bpf_test_run_opts, opts);
+  opts.data_in = f.data;
+  opts.data_size_in = f.len;
+  opts.ctx_in = &ctx;
+  opts.ctx_size_in = sizeof ctx;
+  opts.repeat = 1;
+  opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
+  if (bpf_prog_test_run_opts(xdp_.inject_prog_fd(), &opts) == 0) c_.reinjected++;
+  else {
+    if (c_.reinject_fail++ == 0)
+      log::warn("re-injecting a passed packet on {} failed: {} (further failures are only counted)",
+                from->ifname(), std::strerror(errno));
+  }
+}
+
+void PacketPath::process_batch() {
+  disarm_window();
+  const size_t n = pending_.size();
+  frames_.resize(n);
+  verdicts_.assign(n, classify::Verdict{});
+  for (size_t i = 0; i < n; i++) frames_[i] = {pending_[i].frame.data, pending_[i].frame.len};
+
+  const uint64_t t0 = now_ns();
+  classifier_.classify(std::span<const classify::Frame>(frames_.data(), n),
+                       std::span<classify::Verdict>(verdicts_.data(), n));
+  const uint64_t dt = now_ns() - t0;
+  c_.batches++;
+  c_.classify_ns += dt;
+  if (dt > c_.classify_ns_max) c_.classify_ns_max = dt;
+
+  // Verdict install first, delivery second: both follow batch order, so a
+  // flow's packets leave the agent in the order they came.
+  for (size_t i = 0; i < n; i++) {
+    const classify::Verdict& v = verdicts_[i];
+    const Pending& p = pending_[i];
+    classify::ParsedFrame parsed = classify::parse_frame(p.frame.data, p.frame.len);
+    if (parsed.ok()) {
+      gpo_flow_key key = classify::flow_key(parsed);
+      bool install = v.cacheable;
+      if (!install) {
+        c_.uncacheable++;
+        if (uncached_.size() >= kMaxTrackedFlows) uncached_.clear();
+        uint32_t& seen = uncached_[key];
+        if (++seen >= cfg_.inspect_packets) {
+          install = true;
+          c_.capped++;
+        }
+      }
+      if (install) {
+        uncached_.erase(key);
+        try {
+          xdp_.install_verdict(key, v.action, v.rule_id);
+          c_.cache_installs++;
+        } catch (const std::exception& e) {
+          if (c_.cache_install_fail++ == 0) log::warn("flow verdict install failed: {}", e.what());
+        }
+      }
+    }
+    if (v.action == GPO_ACT_DROP) {
+      c_.dropped++;
+    } else {
+      c_.passed++;
+      if (v.action == GPO_ACT_ALERT) {
+        c_.alerts++;
+        log::debug("alert: rule {} on {}", v.rule_id, p.sock->ifname());
+      }
+      // Frames from local senders on veth may carry an offload-only checksum.
+      if (parsed.ok() && complete_partial_checksum(p.frame.data, p.frame.len, parsed)) c_.csum_completed++;
+      deliver(p.sock, p.frame);
+    }
+  }
+  if (xdp_.inline_mode())
+    for (auto& s : socks_) s->flush_tx();
+
+  // Every frame goes back to the fill ring of the socket it came from.
+  std::vector<uint64_t> addrs;
+  for (auto& s : socks_) {
+    addrs.clear();
+    for (auto& p : pending_)
+      if (p.sock == s.get()) addrs.push_back(p.frame.addr);
+    s->recycle(addrs);
+  }
+  pending_.clear();
+}
+
+nlohmann::json PacketPath::to_json() const {
+  nlohmann::json j;
+  j["mode"] = xdp_.inline_mode() ? "inline" : "host";
+  j["classifier"] = std::string(classifier_.name());
+  nlohmann::json socks = nlohmann::json::array();
+  for (auto& s : socks_)
+    socks.push_back({{"ifname", s->ifname()}, {"queue", s->queue()}, {"zero_copy", s->zero_copy()}});
+  j["sockets"] = socks;
+  j["agent"] = {{"rx", c_.rx},
+                {"rx_bytes", c_.rx_bytes},
+                {"passed", c_.passed},
+                {"dropped", c_.dropped},
+                {"alerts", c_.alerts},
+                {"reinjected", c_.reinjected},
+                {"reinject_fail", c_.reinject_fail},
+                {"tx", c_.tx},
+                {"tx_fail", c_.tx_fail},
+                {"cache_installs", c_.cache_installs},
+                {"cache_install_fail", c_.cache_install_fail},
+                {"uncacheable", c_.uncacheable},
+                {"csum_completed", c_.csum_completed},
+                {"capped", c_.capped},
+                {"batches", c_.batches},
+                {"classify_ns_total", c_.classify_ns},
+                {"classify_ns_max", c_.classify_ns_max}};
+  gpo_xdp_stats st = xdp_.read_stats();
+  j["xdp"] = {{"cache_pass", counter_json(st.cache_pass)},
+              {"cache_drop", counter_json(st.cache_drop)},
+              {"cache_redirect", counter_json(st.cache_redirect)},
+              {"to_agent", counter_json(st.to_agent)},
+              {"no_socket_pass", counter_json(st.no_socket_pass)},
+              {"no_socket_drop", counter_json(st.no_socket_drop)},
+              {"parse_fail_pass", counter_json(st.parse_fail_pass)},
+              {"parse_fail_drop", counter_json(st.parse_fail_drop)},
+              {"non_ip", counter_json(st.non_ip)}};
+  return j;
+}
+
+}  // namespace gpo::afxdp

@@ -1,0 +1,249 @@
+#include "common/netns.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace gpo::test {
+
+namespace {
+
+std::atomic<int> g_counter{0};
+
+void check(const ProcResult& r, const std::string& what) {
+  if (r.exit_code != 0) throw std::runtime_error(what + " failed: " + r.out);
+}
+
+int open_netns(const std::string& name) {
+  std::string path = "/run/netns/" + name;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
+  return fd;
+}
+
+}  // namespace
+
+ProcResult ip(const std::vector<std::string>& args, double timeout_s) {
+  std::vector<std::string> argv{"ip"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_proc(argv, timeout_s);
+}
+
+NetNs::NetNs(const std::string& tag) {
+  name_ = "gpo-" + tag + "-" + std::to_string(getpid()) + "-" + std::to_string(g_counter++);
+  check(ip({"netns", "add", name_}), "ip netns add " + name_);
+  try {
+    check(exec({"ip", "link", "set", "lo", "up"}), "lo up in " + name_);
+    // IPv6 off before any veth exists, so no autoconf traffic reaches XDP.
+    check(exec({"sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"}), "disable IPv6 in " + name_);
+    check(exec({"sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"}), "disable IPv6 in " + name_);
+  } catch (...) {
+    ip({"netns", "del", name_});
+    throw;
+  }
+}
+
+NetNs::~NetNs() {
+  // Deleting the namespace removes its veths (and their peers) and detaches XDP.
+  ip({"netns", "del", name_});
+}
+
+ProcResult NetNs::exec(const std::vector<std::string>& argv, double timeout_s) const {
+  std::vector<std::string> full{"ip", "netns", "exec", name_};
+  full.insert(full.end(), argv.begin(), argv.end());
+  return run_proc(full, timeout_s);
+}
+
+NetNs::Enter::Enter(const NetNs& ns) {
+  orig = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (orig < 0) throw std::runtime_error(std::string("open own netns: ") + std::strerror(errno));
+  int fd = open_netns(ns.name());
+  int rc = setns(fd, CLONE_NEWNET);
+  int e = errno;
+  close(fd);
+  if (rc != 0) {
+    close(orig);
+    throw std::runtime_error("setns " + ns.name() + ": " + std::strerror(e));
+  }
+}
+
+NetNs::Enter::~Enter() {
+  if (orig >= 0) {
+    setns(orig, CLONE_NEWNET);
+    close(orig);
+  }
+}
+
+int NetNs::socket(int domain, int type, int protocol) const {
+  return within([&] { return ::socket(domain, type | SOCK_CLOEXEC, protocol); });
+}
+
+int NetNs::ifindex(const std::string& iface) const {
+  return within([&] { return int(if_nametoindex(iface.c_str())); });
+}
+
+std::string veth_mac(int mac_tag, int side) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "02:00:00:00:%02x:%02x", mac_tag & 0xff, side & 0xff);
+  return buf;
+}
+
+void make_veth(const NetNs& a, const std::string& a_if, const NetNs& b, const std::string& b_if, int mac_tag) {
+  check(ip({"link", "add", "name", a_if, "address", veth_mac(mac_tag, 1), "netns", a.name(), "type", "veth", "peer",
+            "name", b_if, "address", veth_mac(mac_tag, 2), "netns", b.name()}),
+        "veth " + a_if + "<->" + b_if);
+  check(a.exec({"ip", "link", "set", a_if, "up"}), "link up " + a_if);
+  check(b.exec({"ip", "link", "set", b_if, "up"}), "link up " + b_if);
+}
+
+void add_addr(const NetNs& ns, const std::string& iface, const std::string& cidr) {
+  check(ns.exec({"ip", "addr", "add", cidr, "dev", iface}), "addr " + cidr + " on " + iface);
+}
+
+void add_neigh(const NetNs& ns, const std::string& iface, const std::string& addr, const std::string& mac) {
+  check(ns.exec({"ip", "neigh", "replace", addr, "lladdr", mac, "dev", iface, "nud", "permanent"}),
+        "neigh " + addr + " on " + iface);
+}
+
+NsProcess::NsProcess(const NetNs& ns, const std::vector<std::string>& argv, const std::string& log_path)
+    : log_path_(log_path) {
+  int nsfd = open_netns(ns.name());
+  int logfd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (logfd < 0) {
+    close(nsfd);
+    throw std::runtime_error("open " + log_path + ": " + std::strerror(errno));
+  }
+  pid_ = fork();
+  if (pid_ == 0) {
+    if (setns(nsfd, CLONE_NEWNET) != 0) _exit(126);
+    dup2(logfd, 1);
+    dup2(logfd, 2);
+    std::vector<char*> args;
+    for (auto& s : argv) args.push_back(const_cast<char*>(s.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(nsfd);
+  close(logfd);
+  if (pid_ < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+}
+
+NsProcess::~NsProcess() {
+  if (running()) {
+    kill(pid_, SIGKILL);
+    wait(std::chrono::seconds(5));
+  }
+}
+
+std::string NsProcess::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool NsProcess::wait_for_log(const std::string& needle, std::chrono::milliseconds timeout) const {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (log().find(needle) != std::string::npos) return true;
+    // Exited (not reaped, so wait() still sees it)? Then one last look.
+    siginfo_t si{};
+    if (status_ != -1 || (waitid(P_PID, id_t(pid_), &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid_))
+      return log().find(needle) != std::string::npos;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+void NsProcess::signal(int sig) const {
+  if (pid_ > 0 && status_ == -1) kill(pid_, sig);
+}
+
+bool NsProcess::running() {
+  if (pid_ <= 0 || status_ != -1) return false;
+  int st = 0;
+  pid_t r = waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) {
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return false;
+  }
+  return r == 0;
+}
+
+int NsProcess::wait(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (running()) {
+    if (std::chrono::steady_clock::now() >= deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return status_;
+}
+
+int udp_bind(const NetNs& ns, const std::string& addr, uint16_t port) {
+  int fd = ns.socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK);
+  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    int e = errno;
+    close(fd);
+    throw std::runtime_error("bind " + addr + ":" + std::to_string(port) + ": " + std::strerror(e));
+  }
+  return fd;
+}
+
+bool udp_send(const NetNs& ns, const std::string& src_ip, uint16_t src_port, const std::string& dst_ip,
+              uint16_t dst_port, const std::string& payload) {
+  int fd = ns.socket(AF_INET, SOCK_DGRAM);
+  if (fd < 0) return false;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in src{}, dst{};
+  src.sin_family = dst.sin_family = AF_INET;
+  src.sin_port = htons(src_port);
+  dst.sin_port = htons(dst_port);
+  inet_pton(AF_INET, src_ip.c_str(), &src.sin_addr);
+  inet_pton(AF_INET, dst_ip.c_str(), &dst.sin_addr);
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) == 0 &&
+            sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) ==
+                ssize_t(payload.size());
+  close(fd);
+  return ok;
+}
+
+std::vector<std::string> udp_recv_all(int fd, std::chrono::milliseconds timeout, size_t max_count) {
+  std::vector<std::string> out;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[65536];
+  while (out.size() < max_count) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    int n = poll(&p, 1, int(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    ssize_t got = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (got >= 0) out.emplace_back(buf, size_t(got));
+  }
+  return out;
+}
+
+}  // namespace gpo::test
