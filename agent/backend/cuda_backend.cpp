@@ -98,31 +98,45 @@ struct Mirror {
 
   // max_gap: bytes between two buffers that one copy may carry along
   // (harmless for inputs; 0 for outputs, whose gaps must not be overwritten).
-  void build(const std::vector<std::span<const uint8_t>>& bufs, uint64_t max_gap) {
+  void reset(size_t n) {
     ranges.clear();
-    range_of.assign(bufs.size(), kNone);
-    dev.assign(bufs.size(), 0);
+    range_of.assign(n, kNone);
+    dev.assign(n, 0);
     total = 0;
-    const uint8_t* prev_end = nullptr;
-    for (size_t i = 0; i < bufs.size(); ++i) {
-      const auto& b = bufs[i];
-      if (b.empty()) continue;
-      if (prev_end && b.data() >= prev_end && uint64_t(b.data() - prev_end) <= max_gap) {
-        Range& r = ranges.back();
-        dev[i] = r.dev + uint64_t(b.data() - r.host);
-        r.len = uint64_t(b.data() + b.size() - r.host);
-        total = r.dev + r.len;
-      } else {
-        // Keep the host address modulo 256 so 16-byte aligned host data is aligned on the device.
-        const uint64_t d = align_up(total, 256) + (reinterpret_cast<uintptr_t>(b.data()) & 255);
-        ranges.push_back({b.data(), d, b.size(), false});
-        dev[i] = d;
-        total = d + b.size();
-      }
-      range_of[i] = uint32_t(ranges.size() - 1);
-      prev_end = b.data() + b.size();
-    }
+    prev_end = nullptr;
   }
+  // Places buffer i after the ones added before it; a new range asks CUDA
+  // whether its memory is pinned when query_pinned.
+  void add(size_t i, std::span<const uint8_t> b, uint64_t max_gap, bool query_pinned) {
+    if (b.empty()) return;
+    if (prev_end && b.data() >= prev_end && uint64_t(b.data() - prev_end) <= max_gap) {
+      Range& r = ranges.back();
+      dev[i] = r.dev + uint64_t(b.data() - r.host);
+      r.len = uint64_t(b.data() + b.size() - r.host);
+      total = r.dev + r.len;
+    } else {
+      // Keep the host address modulo 256 so 16-byte aligned host data is aligned on the device.
+      const uint64_t d = align_up(total, 256) + (reinterpret_cast<uintptr_t>(b.data()) & 255);
+      bool staged = false;
+      if (query_pinned) {
+        cudaPointerAttributes a{};
+        staged = cudaPointerGetAttributes(&a, b.data()) != cudaSuccess || a.type != cudaMemoryTypeHost;
+        cudaGetLastError();  // a failed query is not an error here
+      }
+      ranges.push_back({b.data(), d, b.size(), staged});
+      dev[i] = d;
+      total = d + b.size();
+    }
+    range_of[i] = uint32_t(ranges.size() - 1);
+    prev_end = b.data() + b.size();
+  }
+  // max_gap: bytes between two buffers that one copy may carry along
+  // (harmless for inputs; 0 for outputs, whose gaps must not be overwritten).
+  void build(const std::vector<std::span<const uint8_t>>& bufs, uint64_t max_gap) {
+    reset(bufs.size());
+    for (size_t i = 0; i < bufs.size(); ++i) add(i, bufs[i], max_gap, false);
+  }
+  const uint8_t* prev_end = nullptr;
   void mark_unpinned() {
     for (auto& r : ranges) {
       cudaPointerAttributes a{};
@@ -199,18 +213,18 @@ struct CudaBackend::Impl {
     }
     bool any_in_staged = false;
     for (auto& r : in_m.ranges) any_in_staged |= r.staged;
-    if (any_in_staged) {
-      uint8_t* st = h_stage_in.get(in_m.total);
-      for (auto& r : in_m.ranges)
-        if (r.staged) std::memcpy(st + r.dev, r.host, r.len);
-    }
+    if (any_in_staged) h_stage_in.get(in_m.total);
   }
 
   void copy_in(uint8_t* dev_base, cudaStream_t s) {
     for (auto& c : cp.copies) {
       const auto& r = in_m.ranges[c.range];
-      const void* src = r.staged ? static_cast<const void*>(h_stage_in.p ? static_cast<uint8_t*>(h_stage_in.p) + c.lo : nullptr)
-                                 : static_cast<const void*>(r.host + (c.lo - r.dev));
+      const void* src = r.host + (c.lo - r.dev);
+      if (r.staged) {  // unpinned: through pinned staging, one piece at a time
+        uint8_t* st = static_cast<uint8_t*>(h_stage_in.p) + c.lo;
+        std::memcpy(st, src, c.hi - c.lo);
+        src = st;
+      }
       check(cudaMemcpyAsync(dev_base + c.lo, src, c.hi - c.lo, cudaMemcpyHostToDevice, s), "copy to device");
     }
   }
@@ -415,21 +429,22 @@ struct CudaBackend::Impl {
   // Messages are independent: each piece fills its own descriptors, copies them
   // with its data, hashes, and copies its digests back, so the host work of one
   // piece overlaps the copies and kernels of the others.
-  void run_sha(std::vector<Job*>& jobs, bool inject_fault) {
+  void run_sha(std::vector<Job*>& jobs, uint64_t in_bytes, bool inject_fault) {
     Trace tr;
     const uint32_t n = uint32_t(jobs.size());
-    std::vector<std::span<const uint8_t>> ins(n);
-    for (uint32_t i = 0; i < n; ++i) ins[i] = jobs[i]->in;
-    layout(ins, {}, false);
-    tr.mark("layout");
-    uint8_t* din = d_in.get(in_m.total);
+    // Laid out piece by piece (below), into a buffer sized for the worst case.
+    // Each buffer adds at most 256 bytes of alignment and 256 of gap (max_gap below).
+    const uint64_t bound = in_bytes + 512 * uint64_t(n) + 256;
+    uint8_t* din = d_in.get(bound);
+    in_m.reset(n);
+    bool staging = false;
     const size_t msgs_bytes = align_up(n * sizeof(sha256::gpu::DevMsg), 256);
     uint8_t* dws = d_ws.get(msgs_bytes + size_t(n) * sha256::kDigestBytes);
     auto* hmsgs = reinterpret_cast<sha256::gpu::DevMsg*>(h_meta.get(n * sizeof(sha256::gpu::DevMsg)));
     auto* dmsgs = reinterpret_cast<sha256::gpu::DevMsg*>(dws);
     uint8_t* ddig = dws + msgs_bytes;
     uint8_t* hdig = h_res.get(size_t(n) * sha256::kDigestBytes);
-    const uint64_t target = piece_target(in_m.total);
+    const uint64_t target = piece_target(in_bytes);
     std::vector<uint32_t> piece_end;
     uint32_t m = 0;
     while (m < n) {
@@ -438,7 +453,15 @@ struct CudaBackend::Impl {
       while (end < n && (bytes < target || end == m)) bytes += jobs[end++]->in.size() + 64;
       const size_t p = piece_end.size();
       cudaStream_t s = streams[p % kStreams];
-      for (uint32_t i = m; i < end; ++i) hmsgs[i] = {reinterpret_cast<uint64_t>(din + in_m.dev[i]), jobs[i]->in.size()};
+      for (uint32_t i = m; i < end; ++i) {
+        const size_t ranges_before = in_m.ranges.size();
+        in_m.add(i, jobs[i]->in, 256, true);
+        if (in_m.ranges.size() != ranges_before && in_m.ranges.back().staged && !staging) {
+          h_stage_in.get(bound);
+          staging = true;
+        }
+        hmsgs[i] = {reinterpret_cast<uint64_t>(din + in_m.dev[i]), jobs[i]->in.size()};
+      }
       check(cudaMemcpyAsync(dmsgs + m, hmsgs + m, (end - m) * sizeof(sha256::gpu::DevMsg), cudaMemcpyHostToDevice, s),
             "copy messages");
       cp.clear();
@@ -583,7 +606,11 @@ void CudaBackend::run_batch(Batch& b) {
     }
   };
   gpu_part(aes_jobs, [&](std::vector<Job*>& j) { impl_->run_aes(j, fault); });
-  gpu_part(sha_jobs, [&](std::vector<Job*>& j) { impl_->run_sha(j, fault); });
+  gpu_part(sha_jobs, [&](std::vector<Job*>& j) {
+    uint64_t in_bytes = 0;
+    for (auto* x : j) in_bytes += x->in.size();
+    impl_->run_sha(j, in_bytes, fault);
+  });
   cpu_->run_jobs(cpu_jobs);
   b.ran_on = retried ? "cpu-retry" : (aes_jobs.empty() && sha_jobs.empty() && !cpu_jobs.empty() ? "cpu" : name());
   std::lock_guard lk(stats_mu_);

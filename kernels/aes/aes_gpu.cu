@@ -187,14 +187,18 @@ __host__ __device__ __forceinline__ Shape shape_of(uint8_t mode, uint64_t len, u
 // One warp per job: key schedule, H, E(J0), H^1..H^32, the H^32 tables, the ladder.
 __global__ void __launch_bounds__(kThreads) k_setup(const DevJob* jobs, JobState* st, uint4* htab, uint32_t job_lo,
                                                    uint32_t job_hi) {
+  __shared__ uint32_t T0[256];  // Te0 once per block: a lookup is one shared load
+  T0[threadIdx.x] = te0_of(threadIdx.x);
+  __syncthreads();
   const uint32_t j = job_lo + (blockIdx.x * kThreads + threadIdx.x) / 32;
   const uint32_t lane = threadIdx.x & 31;
   if (j >= job_hi) return;
   const DevJob& job = jobs[j];
   JobState& s = st[j];
   const bool gcm = job.mode == uint8_t(Mode::gcm);
-  auto te = [](uint32_t x) { return te0_of(x); };
-  if (lane == 0) {
+  auto te = [](uint32_t x) { return T0[x]; };
+  // Lanes 0 and 1 both expand the key; lane 0 then computes H, lane 1 E(J0).
+  if (lane < 2) {
     uint32_t rk[60];
     for (int i = 0; i < 8; ++i) rk[i] = be32(job.key + 4 * i);
     uint32_t rcon = 1;
@@ -212,19 +216,23 @@ __global__ void __launch_bounds__(kThreads) k_setup(const DevJob* jobs, JobState
       }
       rk[i] = rk[i - 8] ^ t;
     }
-    for (int i = 0; i < 60; ++i) s.rk[i] = rk[i];
     uint32_t iv[4];
     for (int i = 0; i < 4; ++i) iv[i] = be32(job.iv + 4 * i);
     if (gcm) iv[3] = 1;  // J0 = IV || 0^31 || 1
-    for (int i = 0; i < 4; ++i) s.ivw[i] = iv[i];
-    s.acc = make_uint4(0, 0, 0, 0);
+    if (lane == 0) {
+      for (int i = 0; i < 60; ++i) s.rk[i] = rk[i];
+      for (int i = 0; i < 4; ++i) s.ivw[i] = iv[i];
+      s.acc = make_uint4(0, 0, 0, 0);
+    }
     if (gcm) {
       uint32_t a = 0, b = 0, c = 0, d = 0;
+      if (lane == 1) a = iv[0], b = iv[1], c = iv[2], d = iv[3];
       aes256_block(rk, a, b, c, d, te);
-      s.h = make_uint4(bswap32(a), bswap32(b), bswap32(c), bswap32(d));
-      a = iv[0], b = iv[1], c = iv[2], d = iv[3];
-      aes256_block(rk, a, b, c, d, te);
-      s.ej0 = make_uint4(bswap32(a), bswap32(b), bswap32(c), bswap32(d));
+      const uint4 w = make_uint4(bswap32(a), bswap32(b), bswap32(c), bswap32(d));
+      if (lane == 0)
+        s.h = w;
+      else
+        s.ej0 = w;
     }
   }
   __syncwarp();
@@ -242,7 +250,11 @@ __global__ void __launch_bounds__(kThreads) k_setup(const DevJob* jobs, JobState
   const gf h32{__shfl_sync(0xffffffffu, p.hi, 31), __shfl_sync(0xffffffffu, p.lo, 31)};
   // Lane i writes table i: T_i[n] = (nibble n at bit position 4i) * H^32.
   gf b0 = h32;
-  for (uint32_t r = 0; r < 4 * lane; ++r) b0 = gf_mulx(b0);
+  for (uint32_t r = 0; r < lane; ++r) {  // b0 = H^32 * x^(4 lane), 4 bits a step
+    const uint64_t rem = b0.lo & 15;
+    b0.lo = (b0.hi << 60) | (b0.lo >> 4);
+    b0.hi = (b0.hi >> 4) ^ reduce4(rem);
+  }
   const gf b1 = gf_mulx(b0), b2 = gf_mulx(b1), b3 = gf_mulx(b2);
   uint4* t = htab + size_t(j) * kHtabEntries + lane * 16;
 #pragma unroll
