@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   gpo::cli::add_run(app);
   gpo::cli::add_status(app);
   gpo::cli::add_rules(app);
+  gpo::cli::add_top(app);
   gpo::cli::add_version(app);
 
   try {

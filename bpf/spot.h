@@ -84,7 +84,8 @@ struct gpo_spot_stats {
 
 /* The outer call of a thread that wraps another spotted entry point, so the
  * inner call (same length, same thread, within GPO_SPOT_NEST_NS) is not
- * counted a second time. */
+ * counted a second time. The window only bounds how long a stale entry (an
+ * outer call whose inner call never came) can hide a later direct call. */
 struct gpo_spot_nest {
 	__u64 ts_ns;
 	__u64 len;
@@ -92,6 +93,6 @@ struct gpo_spot_nest {
 	__u32 family; /* enum gpo_spot_op of the inner entry points' family */
 	__u32 pad;
 };
-#define GPO_SPOT_NEST_NS 2000000ULL
+#define GPO_SPOT_NEST_NS 200000000ULL /* 200 ms: wide enough for a preempted thread */
 
 #endif /* GPUOFFLOAD_SPOT_H */

@@ -18,5 +18,6 @@ void add_version(CLI::App& app);
 void add_run(CLI::App& app);
 void add_status(CLI::App& app);
 void add_rules(CLI::App& app);
+void add_top(CLI::App& app);
 
 }  // namespace gpo::cli

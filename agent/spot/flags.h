@@ -1,0 +1,28 @@
+// The spotting flags `run` and `top` share, and their translation to SpotOptions.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+#include "spot/spotter.h"
+
+namespace gpo::spot {
+
+constexpr const char* kDefaultSnapshot = "/run/gpuoffload/spot.json";
+constexpr const char* kDefaultProfile = "/var/lib/gpuoffload/profile.json";
+
+struct SpotFlags {
+  std::vector<std::string> thresholds;  // "op=bytes"
+  std::vector<std::string> libs;        // extra library files
+  bool no_kernel = false;
+  bool no_proc_scan = false;
+};
+
+// Adds --spot-threshold, --spot-lib, --spot-no-kernel, --spot-no-proc-scan to cmd.
+void add_spot_flags(CLI::App* cmd, SpotFlags& f);
+
+// Throws CLI::ValidationError on a bad threshold.
+SpotOptions make_spot_options(const SpotFlags& f);
+
+}  // namespace gpo::spot

@@ -1,0 +1,77 @@
+#include "spot/gain.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "spot.h"
+
+namespace gpo::spot {
+
+std::string planner_key(uint32_t op) {
+  switch (op) {
+    case GPO_SPOT_EVP_ENCRYPT:
+    case GPO_SPOT_EVP_DECRYPT:
+    case GPO_SPOT_EVP_CIPHER:
+    case GPO_SPOT_KERN_AEAD_ENC:
+    case GPO_SPOT_KERN_AEAD_DEC:
+    case GPO_SPOT_KERN_SKCIPHER_ENC:
+    case GPO_SPOT_KERN_SKCIPHER_DEC:
+      return "aes-256-gcm";
+    case GPO_SPOT_EVP_DIGEST:
+    case GPO_SPOT_SHA256:
+      return "sha256";
+    case GPO_SPOT_ZSTD_COMPRESS:
+    case GPO_SPOT_ZSTD_STREAM:
+    case GPO_SPOT_KERN_ZSTD_COMPRESS:
+      return "zstd";
+    default:
+      return "";
+  }
+}
+
+GainModel GainModel::load(const std::string& path) {
+  GainModel m;
+  std::ifstream f(path);
+  if (!f) {
+    m.error_ = "no profile at " + path;
+    return m;
+  }
+  try {
+    auto j = nlohmann::json::parse(f);
+    for (const auto& [key, points] : j.at("ops").items())
+      for (const auto& p : points)
+        m.add_point(key, {p.at("size").get<uint64_t>(), p.at("cpu_ns").get<double>(), p.at("gpu_ns").get<double>()});
+  } catch (const std::exception& e) {
+    m = GainModel();
+    m.error_ = fmt::format("profile {} unreadable: {}", path, e.what());
+  }
+  return m;
+}
+
+double GainModel::speedup(uint32_t op, uint64_t mean_len) const {
+  auto it = ops_.find(planner_key(op));
+  if (it == ops_.end() || it->second.empty() || mean_len == 0) return 0;
+  const Point* best = nullptr;
+  double best_d = 0;
+  for (const auto& p : it->second) {
+    if (p.size == 0 || p.gpu_ns <= 0) continue;
+    double d = std::fabs(std::log2(double(p.size)) - std::log2(double(mean_len)));
+    if (!best || d < best_d) { best = &p; best_d = d; }
+  }
+  return best ? best->cpu_ns / best->gpu_ns : 0;
+}
+
+std::string GainModel::describe(uint32_t op, uint64_t mean_len) const {
+  std::string key = planner_key(op);
+  if (key.empty()) return "no GPU kernel";
+  if (!loaded_) return "no profile: run calibrate";
+  double s = speedup(op, mean_len);
+  if (s == 0) return fmt::format("no {} in profile: run calibrate", key);
+  if (s >= 1.0) return fmt::format("{:.1f}x faster on GPU", s);
+  return fmt::format("CPU faster (GPU {:.2f}x)", s);
+}
+
+}  // namespace gpo::spot

@@ -1,0 +1,415 @@
+// Spotting end to end (root): the real BPF programs on the system's real
+// libcrypto, libzstd and zlib, driven by tests/spot/spot_workload, and the
+// real agent binary's `top`.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <linux/if_alg.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/proc.h"
+#include "spot/spotter.h"
+
+using namespace gpo::spot;
+
+namespace {
+
+double now_s() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// A child with its stdin, stdout and stderr on pipes, killed on destruction.
+struct Child {
+  pid_t pid = -1;
+  int in = -1, out = -1, err = -1;
+  std::string out_buf, err_buf;
+  int status = -1;
+
+  explicit Child(const std::vector<std::string>& argv) {
+    int pi[2], po[2], pe[2];
+    if (pipe2(pi, O_CLOEXEC) || pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) return;
+    pid = fork();
+    if (pid == 0) {
+      dup2(pi[0], 0);
+      dup2(po[1], 1);
+      dup2(pe[1], 2);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    close(pi[0]);
+    close(po[1]);
+    close(pe[1]);
+    in = pi[1];
+    out = po[0];
+    err = pe[0];
+  }
+  ~Child() {
+    if (pid > 0 && status < 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    for (int fd : {in, out, err})
+      if (fd >= 0) close(fd);
+  }
+  // Reads both pipes until pred() holds, the child's pipes close, or timeout.
+  bool pump_until(const std::function<bool()>& pred, double timeout_s) {
+    double deadline = now_s() + timeout_s;
+    while (!pred()) {
+      double left = deadline - now_s();
+      if (left <= 0) return false;
+      pollfd p[2] = {{out, POLLIN, 0}, {err, POLLIN, 0}};
+      int n = poll(p, 2, int(left * 1000) + 1);
+      if (n < 0 && errno == EINTR) continue;
+      bool any = false;
+      char buf[8192];
+      for (int i = 0; i < 2; i++) {
+        if (!(p[i].revents & (POLLIN | POLLHUP))) continue;
+        ssize_t got = read(p[i].fd, buf, sizeof buf);
+        if (got > 0) {
+          (i ? err_buf : out_buf).append(buf, size_t(got));
+          any = true;
+        }
+      }
+      if (!any && (p[0].revents & POLLHUP) && (p[1].revents & POLLHUP)) return pred();
+    }
+    return true;
+  }
+  int wait_exit(double timeout_s) {
+    pump_until([] { return false; }, timeout_s);
+    double deadline = now_s() + 1;
+    while (status < 0 && now_s() < deadline) {
+      int st;
+      if (waitpid(pid, &st, WNOHANG) == pid) status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+      else usleep(10000);
+    }
+    return status;
+  }
+};
+
+struct Call {
+  uint32_t op;
+  uint64_t len;
+  bool operator<(const Call& o) const { return op != o.op ? op < o.op : len < o.len; }
+};
+
+std::map<Call, int> events_of(const std::vector<gpo_spot_event>& evs, uint32_t tgid) {
+  std::map<Call, int> m;
+  for (const auto& e : evs)
+    if (e.tgid == tgid) m[{e.op, e.len}]++;
+  return m;
+}
+
+std::string describe(const std::map<Call, int>& m) {
+  std::ostringstream s;
+  for (const auto& [c, n] : m) s << op_name(c.op) << ":" << c.len << "x" << n << " ";
+  return s.str();
+}
+
+SpotOptions test_options() {
+  SpotOptions o;
+  o.kernel = false;                     // tests of the kernel path enable it
+  o.libraries.scan_processes = false;  // the system's libraries are in ld.so.cache
+  o.rescan = std::chrono::milliseconds(0);
+  return o;
+}
+
+// Drains the ring buffer until it stays empty for a moment.
+void drain(Spotter& s) {
+  double deadline = now_s() + 5;
+  while (now_s() < deadline)
+    if (s.poll(100) == 0) break;
+}
+
+uint64_t slot_delta(const std::array<gpo_spot_hist, kOps>& a, const std::array<gpo_spot_hist, kOps>& b, uint32_t op,
+                    uint64_t len) {
+  uint32_t k = log2_slot(len);
+  return b[op].slots[k] - a[op].slots[k];
+}
+
+#define REQUIRE_ROOT() \
+  if (!gpo::test::is_root()) GTEST_SKIP() << "needs root (BPF, uprobes)"
+
+}  // namespace
+
+// Each large call appears once, with the right pid, op and length; small calls
+// only in the histogram; the aggregate matches. The workload starts after the
+// probes are attached.
+TEST(SpotIntegration, LargeCallsOnceSmallOnlyInHistogram) {
+  REQUIRE_ROOT();
+  auto opts = test_options();
+  // Per-op thresholds from user space: every decompress call is "large", so
+  // its (data-dependent) compressed length is checked too.
+  ASSERT_EQ(apply_threshold(opts.thresholds, "zstd_decompress=1"), "");
+  auto s = Spotter::attach(opts);
+  ASSERT_GT(s->report().uprobes, 10) << "uprobes attached: " << s->report().uprobes;
+  std::vector<gpo_spot_event> evs;
+  s->on_event([&](const gpo_spot_event& e) { evs.push_back(e); });
+  auto h0 = s->read_hist();
+
+  std::vector<std::string> argv = {SPOT_WORKLOAD,
+                                   "evp_encrypt:1048576x3", "evp_encrypt:1024x5",
+                                   "evp_decrypt:262144x2",  "evp_decrypt:100x4",
+                                   "evp_cipher:131072x2",   "evp_cipher:512x3",
+                                   "evp_digest:65536x2",    "evp_digest:64x7",
+                                   "sha256:200000",         "sha256:32x6",
+                                   "zstd_compress:300000",  "zstd_compress:1000x2",
+                                   "zstd_compress_cctx:70000", "zstd_compress2:80000",
+                                   "zstd_stream:90000",     "zstd_decompress:500000",
+                                   "zstd_decompress_dctx:400000", "deflate:100000",
+                                   "compress2:110000",      "compress2:10x3",
+                                   "crc32:120000x2",        "crc32:16x9"};
+  auto r = gpo::test::run_proc(argv, 30);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  int pid = 0;
+  std::vector<uint64_t> frames;
+  std::istringstream lines(r.out);
+  for (std::string l; std::getline(lines, l);) {
+    if (l.rfind("done ", 0) == 0) pid = std::stoi(l.substr(5));
+    if (l.rfind("frame ", 0) == 0) frames.push_back(std::stoull(l.substr(6)));
+  }
+  ASSERT_GT(pid, 0) << r.out;
+  ASSERT_EQ(frames.size(), 2u) << r.out;
+  drain(*s);
+  auto h1 = s->read_hist();
+
+  std::map<Call, int> want = {
+      {{GPO_SPOT_EVP_ENCRYPT, 1048576}, 3},
+      {{GPO_SPOT_EVP_DECRYPT, 262144}, 2},
+      {{GPO_SPOT_EVP_CIPHER, 131072}, 2},  // not also as encrypt: the nested call is skipped
+      {{GPO_SPOT_EVP_DIGEST, 65536}, 2},   // at the threshold counts as large
+      {{GPO_SPOT_SHA256, 200000}, 1},
+      {{GPO_SPOT_ZSTD_COMPRESS, 300000}, 1},  // ZSTD_compress, not again as ZSTD_compressCCtx
+      {{GPO_SPOT_ZSTD_COMPRESS, 70000}, 1},
+      {{GPO_SPOT_ZSTD_COMPRESS, 80000}, 1},   // ZSTD_compress2, not again as ZSTD_compressStream2
+      {{GPO_SPOT_ZSTD_STREAM, 90000}, 1},
+      {{GPO_SPOT_ZSTD_COMPRESS, 500000}, 1},  // the workload's frame for the decompress calls
+      {{GPO_SPOT_ZSTD_COMPRESS, 400000}, 1},
+      {{GPO_SPOT_ZLIB_DEFLATE, 100000}, 1},
+      {{GPO_SPOT_ZLIB_DEFLATE, 110000}, 1},   // compress2, not again as deflate
+      {{GPO_SPOT_ZLIB_CRC32, 120000}, 2},
+  };
+  want[{GPO_SPOT_ZSTD_DECOMPRESS, frames[0]}]++;
+  want[{GPO_SPOT_ZSTD_DECOMPRESS, frames[1]}]++;
+  auto got = events_of(evs, uint32_t(pid));
+  EXPECT_EQ(got.size(), want.size()) << "got  " << describe(got) << "\nwant " << describe(want);
+  for (const auto& [c, n] : want)
+    EXPECT_EQ(got[c], n) << op_name(c.op) << " of " << c.len << " bytes; got " << describe(got);
+
+  for (const auto& e : evs) {
+    if (e.tgid != uint32_t(pid)) continue;
+    EXPECT_EQ(e.pid, e.tgid);  // single-threaded workload
+    EXPECT_STREQ(std::string(e.comm, strnlen(e.comm, sizeof e.comm)).c_str(), "spot_workload");
+    EXPECT_NE(e.cgroup_id, 0u);
+    EXPECT_EQ(e.flags & GPO_SPOT_F_KERNEL, 0u);
+  }
+
+  // Small calls: only in the histogram (other processes may add to it, hence >=).
+  EXPECT_GE(slot_delta(h0, h1, GPO_SPOT_EVP_ENCRYPT, 1024), 5u);
+  EXPECT_GE(slot_delta(h0, h1, GPO_SPOT_EVP_DECRYPT, 100), 4u);
+  EXPECT_GE(slot_delta(h0, h1, GPO_SPOT_EVP_CIPHER, 512), 3u);
+  EXPECT_GE(slot_delta(h0, h1, GPO_SPOT_EVP_DIGEST, 64), 7u);
+  EXPECT_GE(slot_delta(h0, h1, GPO_SPOT_SHA256, 32), 6u);
+  EXPECT_GE(slot_delta(h0, h1, GPO_SPOT_ZSTD_COMPRESS, 1000), 2u);
+  EXPECT_GE(slot_delta(h0, h1, GPO_SPOT_ZLIB_DEFLATE, 10), 3u);
+  EXPECT_GE(slot_delta(h0, h1, GPO_SPOT_ZLIB_CRC32, 16), 9u);
+  // ...and the large ones there too (the histogram covers every call).
+  EXPECT_GE(slot_delta(h0, h1, GPO_SPOT_EVP_ENCRYPT, 1048576), 3u);
+  EXPECT_GE(h1[GPO_SPOT_EVP_ENCRYPT].bytes - h0[GPO_SPOT_EVP_ENCRYPT].bytes, 3u * 1048576 + 5 * 1024);
+
+  // The aggregate is what the events say.
+  const auto* p = s->aggregate().process(uint32_t(pid));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->comm, "spot_workload");
+  std::map<uint32_t, std::pair<uint64_t, uint64_t>> per_op;  // calls, bytes
+  for (const auto& [c, n] : want) {
+    per_op[c.op].first += n;
+    per_op[c.op].second += c.len * n;
+  }
+  EXPECT_EQ(p->ops.size(), per_op.size());
+  for (const auto& [op, cb] : per_op) {
+    ASSERT_TRUE(p->ops.count(op)) << op_name(op);
+    EXPECT_EQ(p->ops.at(op).calls, cb.first) << op_name(op);
+    EXPECT_EQ(p->ops.at(op).bytes, cb.second) << op_name(op);
+  }
+  EXPECT_EQ(s->read_stats().dropped, 0u);
+}
+
+// A process that mapped the libraries before the probes were attached is seen too.
+TEST(SpotIntegration, ProcessRunningBeforeAttachIsSeen) {
+  REQUIRE_ROOT();
+  Child w({SPOT_WORKLOAD, "--wait", "evp_encrypt:1048576x2", "zstd_compress:200000"});
+  ASSERT_TRUE(w.pump_until([&] { return w.out_buf.find("ready") != std::string::npos; }, 10)) << w.err_buf;
+  auto s = Spotter::attach(test_options());
+  std::vector<gpo_spot_event> evs;
+  s->on_event([&](const gpo_spot_event& e) { evs.push_back(e); });
+  ASSERT_EQ(write(w.in, "\n", 1), 1);
+  ASSERT_EQ(w.wait_exit(20), 0) << w.err_buf;
+  drain(*s);
+  auto got = events_of(evs, uint32_t(w.pid));
+  std::map<Call, int> want = {{{GPO_SPOT_EVP_ENCRYPT, 1048576}, 2}, {{GPO_SPOT_ZSTD_COMPRESS, 200000}, 1}};
+  EXPECT_EQ(got.size(), want.size()) << describe(got);
+  for (const auto& [c, n] : want) EXPECT_EQ(got[c], n) << op_name(c.op);
+}
+
+// A full ring buffer loses descriptors, never silently: each lost one is counted.
+TEST(SpotIntegration, RingBufferOverflowIsCounted) {
+  REQUIRE_ROOT();
+  auto opts = test_options();
+  opts.thresholds.fill(0);  // every call is an event
+  auto s = Spotter::attach(opts);
+  auto st0 = s->read_stats();
+  // 4 MiB of 64-byte records holds 65536; nobody consumes while this runs.
+  const int calls = 70000;
+  auto r = gpo::test::run_proc({SPOT_WORKLOAD, "crc32:16x" + std::to_string(calls)}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto st1 = s->read_stats();
+  EXPECT_GT(st1.dropped - st0.dropped, 0u);
+  EXPECT_GE((st1.events - st0.events) + (st1.dropped - st0.dropped), uint64_t(calls));
+}
+
+namespace {
+nlohmann::json last_json_line(const std::string& out) {
+  nlohmann::json j;
+  std::istringstream lines(out);
+  for (std::string l; std::getline(lines, l);)
+    if (!l.empty() && l[0] == '{') j = nlohmann::json::parse(l);
+  return j;
+}
+}  // namespace
+
+// The agent binary: `top --once --json` spots a process started after it and
+// its aggregate matches the calls made; on a kernel without kprobes it says so
+// and keeps going.
+TEST(SpotIntegration, AgentTopAggregatesProcessStartedAfterIt) {
+  REQUIRE_ROOT();
+  Child agent({AGENT_BIN, "top", "--own", "--once", "--json", "--interval", "4", "--spot-no-proc-scan",
+               "--profile", "/nonexistent/profile.json"});
+  ASSERT_TRUE(agent.pump_until([&] { return agent.err_buf.find("spotting ready") != std::string::npos; }, 20))
+      << agent.err_buf;
+  auto r = gpo::test::run_proc({SPOT_WORKLOAD, "evp_encrypt:1048576x4", "zstd_compress:200000x2", "sha256:100x10"},
+                               20);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  int pid = 0;
+  std::istringstream lines(r.out);
+  for (std::string l; std::getline(lines, l);)
+    if (l.rfind("done ", 0) == 0) pid = std::stoi(l.substr(5));
+  ASSERT_EQ(agent.wait_exit(20), 0) << agent.err_buf;
+  auto j = last_json_line(agent.out_buf);
+  ASSERT_TRUE(j.is_object()) << agent.out_buf;
+  nlohmann::json proc;
+  for (const auto& p : j["processes"])
+    if (p["pid"] == pid) proc = p;
+  ASSERT_TRUE(proc.is_object()) << "workload pid " << pid << " not in " << j.dump();
+  EXPECT_EQ(proc["comm"], "spot_workload");
+  EXPECT_EQ(proc["ops"]["evp_encrypt"]["calls"], 4);
+  EXPECT_EQ(proc["ops"]["evp_encrypt"]["bytes"], 4 * 1048576);
+  EXPECT_EQ(proc["ops"]["zstd_compress"]["calls"], 2);
+  EXPECT_EQ(proc["ops"]["zstd_compress"]["bytes"], 400000);
+  EXPECT_FALSE(proc["ops"].contains("sha256"));  // small calls: histogram only
+  EXPECT_EQ(proc["ops"]["evp_encrypt"]["predicted_gain"], "no profile: run calibrate");
+  EXPECT_GE(j["hist"]["sha256"]["calls"].get<uint64_t>(), 10u);
+  EXPECT_GT(j["attach"]["uprobes"].get<int>(), 10);
+  EXPECT_EQ(j["attach"]["kprobes_available"].get<bool>(), kprobes_available());
+}
+
+// Feature fallback: where the kernel has no kprobes, the agent starts, says
+// kprobes are unavailable, and still spots user-space work (above).
+TEST(SpotIntegration, NoKprobesReportedAndAgentKeepsGoing) {
+  REQUIRE_ROOT();
+  if (kprobes_available()) GTEST_SKIP() << "this kernel has kprobes; the fallback is not exercised here";
+  auto r = gpo::test::run_proc({AGENT_BIN, "top", "--own", "--once", "--json", "--interval", "0.5",
+                                "--spot-no-proc-scan"},
+                               30);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("kprobes: unavailable on this kernel"), std::string::npos) << r.out;
+  auto j = last_json_line(r.out);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_FALSE(j["attach"]["kprobes_available"].get<bool>());
+  EXPECT_EQ(j["attach"]["kprobes"], 0);
+  EXPECT_GT(j["attach"]["uprobes"].get<int>(), 10);
+}
+
+// Kernel crypto through AF_ALG: a kprobe on crypto_skcipher_encrypt sees the
+// request length. Runs where kprobes exist (the VM layer); skips here.
+TEST(SpotIntegration, KernelSkcipherViaAfAlg) {
+  REQUIRE_ROOT();
+  if (!kprobes_available()) GTEST_SKIP() << "kprobes unavailable on this kernel (CONFIG_KPROBES off?)";
+  auto opts = test_options();
+  opts.kernel = true;
+  ASSERT_EQ(apply_threshold(opts.thresholds, "kern_skcipher_encrypt=4K"), "");
+  auto s = Spotter::attach(opts);
+  if (s->report().kprobes == 0) GTEST_SKIP() << "no kernel entry point attached: " << s->report().kernel_note;
+  std::vector<gpo_spot_event> evs;
+  s->on_event([&](const gpo_spot_event& e) { evs.push_back(e); });
+
+  int tfm = socket(AF_ALG, SOCK_SEQPACKET, 0);
+  if (tfm < 0) GTEST_SKIP() << "no AF_ALG sockets: " << strerror(errno);
+  sockaddr_alg sa{};
+  sa.salg_family = AF_ALG;
+  std::strcpy(reinterpret_cast<char*>(sa.salg_type), "skcipher");
+  std::strcpy(reinterpret_cast<char*>(sa.salg_name), "ctr(aes)");
+  if (bind(tfm, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    close(tfm);
+    GTEST_SKIP() << "ctr(aes) not available through AF_ALG: " << strerror(errno);
+  }
+  unsigned char key[32] = {1};
+  ASSERT_EQ(setsockopt(tfm, SOL_ALG, ALG_SET_KEY, key, sizeof key), 0) << strerror(errno);
+  int op = accept(tfm, nullptr, nullptr);
+  ASSERT_GE(op, 0) << strerror(errno);
+
+  const size_t len = 32768;
+  std::vector<unsigned char> in(len, 0x5a), out(len);
+  char cbuf[CMSG_SPACE(sizeof(uint32_t)) + CMSG_SPACE(sizeof(af_alg_iv) + 16)] = {};
+  msghdr msg{};
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_ALG;
+  c->cmsg_type = ALG_SET_OP;
+  c->cmsg_len = CMSG_LEN(sizeof(uint32_t));
+  uint32_t enc = ALG_OP_ENCRYPT;
+  std::memcpy(CMSG_DATA(c), &enc, sizeof enc);
+  c = CMSG_NXTHDR(&msg, c);
+  c->cmsg_level = SOL_ALG;
+  c->cmsg_type = ALG_SET_IV;
+  c->cmsg_len = CMSG_LEN(sizeof(af_alg_iv) + 16);
+  auto* iv = reinterpret_cast<af_alg_iv*>(CMSG_DATA(c));
+  iv->ivlen = 16;
+  std::memset(iv->iv, 0, 16);
+  iovec io{in.data(), len};
+  msg.msg_iov = &io;
+  msg.msg_iovlen = 1;
+  ASSERT_EQ(sendmsg(op, &msg, 0), ssize_t(len)) << strerror(errno);
+  ASSERT_EQ(read(op, out.data(), len), ssize_t(len)) << strerror(errno);
+  close(op);
+  close(tfm);
+  drain(*s);
+
+  uint64_t bytes = 0;
+  int n = 0;
+  for (const auto& e : evs)
+    if (e.tgid == uint32_t(getpid()) && e.op == GPO_SPOT_KERN_SKCIPHER_ENC) {
+      bytes += e.len;
+      n++;
+      EXPECT_TRUE(e.flags & GPO_SPOT_F_KERNEL);
+    }
+  EXPECT_GE(n, 1);
+  EXPECT_EQ(bytes, len);  // AF_ALG may split the request; the lengths add up
+}
