@@ -1,0 +1,35 @@
+// The CPU classifier: the reference implementation of Classifier over
+// compiled RuleTables. Per frame: parse, walk the rules in file order with the
+// header matchers, and scan the payload once with the Aho-Corasick matcher the
+// first time a header-matching rule has contents.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "kernels/classify/classify.h"
+#include "kernels/classify/frame.h"
+#include "kernels/classify/tables.h"
+
+namespace gpo::classify {
+
+class CpuClassifier final : public Classifier {
+ public:
+  explicit CpuClassifier(std::shared_ptr<const RuleTables> tables);
+  std::string_view name() const override { return "cpu"; }
+  void classify(std::span<const Frame> frames, std::span<Verdict> out) override;
+
+  Verdict classify_one(const Frame& frame);
+  // For callers that already parsed the frame (the agent needs the flow key too).
+  Verdict classify_parsed(const Frame& frame, const ParsedFrame& parsed);
+  const RuleTables& tables() const { return *tables_; }
+
+ private:
+  bool header_match(const RuleEntry& r, const ParsedFrame& p) const;
+
+  std::shared_ptr<const RuleTables> tables_;
+  // seen_[pattern] == generation_ <=> the pattern occurs in the current payload.
+  std::vector<uint32_t> seen_;
+  uint32_t generation_ = 0;
+};
+
+}  // namespace gpo::classify

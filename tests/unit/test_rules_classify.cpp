@@ -1,0 +1,449 @@
+// Compiler + CPU classifier against a naive reference classifier written here:
+// per rule, straight from the parsed rule (not the compiled tables), on the
+// 5-tuple and payload the test put into each raw frame (not the parser's view).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "kernels/classify/cpu_classifier.h"
+#include "rules/compiler.h"
+#include "rules/parser.h"
+#include "unit/rules_frames.h"
+
+using gpo::classify::CpuClassifier;
+using gpo::classify::Frame;
+using gpo::classify::Verdict;
+using gpo::test::build_frame;
+using gpo::test::FrameSpec;
+using gpo::test::ip16;
+using namespace gpo::rules;
+
+namespace {
+
+// ---- the reference ---------------------------------------------------------
+
+bool ref_cidr(const Cidr& c, const FrameSpec& f, const std::array<uint8_t, 16>& a) {
+  if (c.family == 0) return true;
+  if (c.family != f.ip_version) return false;
+  const uint8_t* addr = f.ip_version == 4 ? a.data() + 12 : a.data();
+  for (int bit = 0; bit < c.prefix_len; ++bit) {
+    int mask = 0x80 >> (bit % 8);
+    if ((addr[bit / 8] & mask) != (c.addr[bit / 8] & mask)) return false;
+  }
+  return true;
+}
+
+bool ref_addr(const AddrSpec& s, const FrameSpec& f, const std::array<uint8_t, 16>& a) {
+  bool has_pos = false, in_pos = false, in_neg = false;
+  for (auto& c : s.entries) {
+    if (c.negated) {
+      in_neg |= ref_cidr(c, f, a);
+    } else {
+      has_pos = true;
+      in_pos |= ref_cidr(c, f, a);
+    }
+  }
+  return ((!has_pos || in_pos) && !in_neg) != s.negated;
+}
+
+bool ref_port(const PortSpec& s, uint16_t p) {
+  bool has_pos = false, in_pos = false, in_neg = false;
+  for (auto& r : s.entries) {
+    bool in = r.lo <= p && p <= r.hi;
+    if (r.negated) {
+      in_neg |= in;
+    } else {
+      has_pos = true;
+      in_pos |= in;
+    }
+  }
+  return ((!has_pos || in_pos) && !in_neg) != s.negated;
+}
+
+bool ref_proto(const Rule& r, uint8_t proto) {
+  if (r.proto == "ip") return true;
+  if (r.proto == "tcp") return proto == 6;
+  if (r.proto == "udp") return proto == 17;
+  if (r.proto == "icmp") return proto == 1 || proto == 58;
+  if (r.proto == "icmpv4") return proto == 1;
+  if (r.proto == "icmpv6") return proto == 58;
+  return false;
+}
+
+bool ref_contains(const std::string& hay, const Content& c) {
+  auto low = [](unsigned char x) { return (x >= 'A' && x <= 'Z') ? x + 32 : x; };
+  for (size_t s = 0; s + c.bytes.size() <= hay.size(); ++s) {
+    bool eq = true;
+    for (size_t i = 0; i < c.bytes.size() && eq; ++i)
+      eq = c.nocase ? low(hay[s + i]) == low(c.bytes[i]) : hay[s + i] == c.bytes[i];
+    if (eq) return true;
+  }
+  return false;
+}
+
+Verdict reference(const RuleSet& set, const FrameSpec& f, uint32_t depth) {
+  bool cacheable = true;
+  bool ported = f.proto == 6 || f.proto == 17;
+  uint16_t sp = ported ? f.sport : 0, dp = ported ? f.dport : 0;
+  std::string inspected = f.payload.substr(0, depth);
+  for (const Rule& r : set.rules) {
+    if (!ref_proto(r, f.proto)) continue;
+    bool fwd = ref_addr(r.src, f, f.src) && ref_addr(r.dst, f, f.dst) && ref_port(r.sport, sp) && ref_port(r.dport, dp);
+    bool rev = r.bidirectional && ref_addr(r.src, f, f.dst) && ref_addr(r.dst, f, f.src) && ref_port(r.sport, dp) &&
+               ref_port(r.dport, sp);
+    if (!fwd && !rev) continue;
+    bool all = true;
+    for (const Content& c : r.contents) all = all && (ref_contains(inspected, c) != c.negated);
+    if (!all) {
+      cacheable = false;
+      continue;
+    }
+    return Verdict{r.sid, r.action, cacheable};
+  }
+  return Verdict{0, set.default_action, cacheable};
+}
+
+// ---- helpers -------------------------------------------------------------------
+
+struct Compiled {
+  RuleSet set;
+  std::shared_ptr<const gpo::classify::RuleTables> tables;
+};
+
+Compiled compile_text(const std::string& text, uint32_t depth = gpo::classify::kDefaultInspectDepth) {
+  ParseResult r = parse_rules(text);
+  for (auto& d : r.problems) ADD_FAILURE() << format_diagnostic("rules", d) << "\n" << text;
+  Compiled c{r.set, nullptr};
+  c.tables = std::make_shared<gpo::classify::RuleTables>(compile(r.set, {depth}));
+  return c;
+}
+
+Verdict classify(CpuClassifier& cls, const FrameSpec& f) {
+  auto bytes = build_frame(f);
+  Frame fr{bytes.data(), uint32_t(bytes.size())};
+  Verdict v;
+  cls.classify({&fr, 1}, {&v, 1});
+  return v;
+}
+
+FrameSpec pkt(const char* src, uint16_t sport, const char* dst, uint16_t dport, std::string payload = "",
+              uint8_t proto = 6) {
+  FrameSpec f;
+  f.src = ip16(src);
+  f.dst = ip16(dst);
+  f.ip_version = std::string(src).find(':') != std::string::npos ? 6 : 4;
+  f.sport = sport;
+  f.dport = dport;
+  f.proto = proto;
+  f.payload = std::move(payload);
+  return f;
+}
+
+#define EXPECT_VERDICT(v, sid_, action_, cacheable_)                     \
+  do {                                                                 \
+    Verdict vv = (v);                                                  \
+    EXPECT_EQ(vv.rule_id, uint32_t(sid_));                             \
+    EXPECT_EQ(int(vv.action), int(action_));                           \
+    EXPECT_EQ(vv.cacheable, bool(cacheable_));                         \
+  } while (0)
+
+}  // namespace
+
+// ---- semantics, case by case ----------------------------------------------------------------
+
+TEST(RulesClassify, FirstMatchInFileOrderThenDefault) {
+  auto c = compile_text(
+      "pass tcp 198.18.0.0/24 any -> any 80 (sid:10;)\n"
+      "drop tcp any any -> any 80 (sid:20;)\n"
+      "alert tcp any any -> any any (sid:30;)\n"
+      "default drop\n");
+  CpuClassifier cls(c.tables);
+  EXPECT_VERDICT(classify(cls, pkt("198.18.0.5", 1000, "198.18.1.1", 80)), 10, GPO_ACT_PASS, true);
+  EXPECT_VERDICT(classify(cls, pkt("198.19.0.5", 1000, "198.18.1.1", 80)), 20, GPO_ACT_DROP, true);
+  EXPECT_VERDICT(classify(cls, pkt("198.19.0.5", 1000, "198.18.1.1", 81)), 30, GPO_ACT_ALERT, true);
+  EXPECT_VERDICT(classify(cls, pkt("198.19.0.5", 1000, "198.18.1.1", 81, "", 17)), 0, GPO_ACT_DROP, true);
+}
+
+TEST(RulesClassify, UnparseableFramesGetTheDefaultUncached) {
+  auto c = compile_text("pass ip any any -> any any (sid:1;)\ndefault drop\n");
+  CpuClassifier cls(c.tables);
+  auto bytes = build_frame(pkt("198.18.0.1", 1, "198.18.0.2", 2));
+  for (uint32_t len : {0u, 13u, 30u, uint32_t(bytes.size() - 1)}) {
+    Frame f{bytes.data(), len};
+    Verdict v = cls.classify_one(f);
+    EXPECT_VERDICT(v, 0, GPO_ACT_DROP, false);
+  }
+  bytes[12] = 0x08;
+  bytes[13] = 0x06;  // ARP
+  EXPECT_VERDICT(cls.classify_one({bytes.data(), uint32_t(bytes.size())}), 0, GPO_ACT_DROP, false);
+}
+
+TEST(RulesClassify, ContentMissBeforeTheDecidingRuleIsNotCacheable) {
+  auto c = compile_text(
+      "drop tcp any any -> any 80 (content:\"evil\"; sid:1;)\n"
+      "pass tcp any any -> any 80 (sid:2;)\n"
+      "drop udp any any -> any 53 (content:\"x\"; sid:3;)\n"
+      "default pass\n");
+  CpuClassifier cls(c.tables);
+  EXPECT_VERDICT(classify(cls, pkt("198.18.0.1", 5, "198.18.0.2", 80, "GET /")), 2, GPO_ACT_PASS, false);
+  EXPECT_VERDICT(classify(cls, pkt("198.18.0.1", 5, "198.18.0.2", 80, "an evil one")), 1, GPO_ACT_DROP, true);
+  // Header of rule 1 does not match (port 81): its content does not matter, cacheable.
+  EXPECT_VERDICT(classify(cls, pkt("198.18.0.1", 5, "198.18.0.2", 81, "GET /")), 0, GPO_ACT_PASS, true);
+  // Default reached after a content miss: not cacheable either.
+  EXPECT_VERDICT(classify(cls, pkt("198.18.0.1", 5, "198.18.0.2", 53, "y", 17)), 0, GPO_ACT_PASS, false);
+}
+
+TEST(RulesClassify, ContentsNocaseHexNegationAllMustMatch) {
+  auto c = compile_text(
+      "drop tcp any any -> any 1 (content:\"GET\"; content:\"host|3a|\"; nocase; sid:1;)\n"
+      "drop tcp any any -> any 2 (content:\"|00 ff 0d 0a|\"; sid:2;)\n"
+      "drop tcp any any -> any 3 (content:\"a\"; content:!\"b\"; sid:3;)\n");
+  CpuClassifier cls(c.tables);
+  EXPECT_EQ(classify(cls, pkt("10.0.0.1", 9, "10.0.0.2", 1, "GET / HTTP/1.1\r\nHOST: x")).rule_id, 1u);
+  EXPECT_EQ(classify(cls, pkt("10.0.0.1", 9, "10.0.0.2", 1, "get / HTTP/1.1\r\nHOST: x")).rule_id, 0u);  // GET is case-sensitive
+  EXPECT_EQ(classify(cls, pkt("10.0.0.1", 9, "10.0.0.2", 1, "GET / HTTP/1.1\r\n")).rule_id, 0u);          // one of two
+  EXPECT_EQ(classify(cls, pkt("10.0.0.1", 9, "10.0.0.2", 2, std::string("x\x00\xff\r\ny", 6))).rule_id, 2u);
+  EXPECT_EQ(classify(cls, pkt("10.0.0.1", 9, "10.0.0.2", 2, std::string("x\x00\xfe\r\ny", 6))).rule_id, 0u);
+  EXPECT_EQ(classify(cls, pkt("10.0.0.1", 9, "10.0.0.2", 3, "aaa")).rule_id, 3u);
+  EXPECT_EQ(classify(cls, pkt("10.0.0.1", 9, "10.0.0.2", 3, "aab")).rule_id, 0u);
+}
+
+TEST(RulesClassify, InspectionDepthBoundary) {
+  const uint32_t depth = 16;
+  auto c = compile_text("drop udp any any -> any any (content:\"MARK\"; sid:1;)\n", depth);
+  CpuClassifier cls(c.tables);
+  std::string ends_at_depth = std::string(depth - 4, '.') + "MARK";
+  std::string one_past = std::string(depth - 3, '.') + "MARK";
+  EXPECT_EQ(classify(cls, pkt("10.0.0.1", 9, "10.0.0.2", 1, ends_at_depth + "tail", 17)).rule_id, 1u);
+  EXPECT_VERDICT(classify(cls, pkt("10.0.0.1", 9, "10.0.0.2", 1, one_past, 17)), 0, GPO_ACT_PASS, false);
+}
+
+TEST(RulesClassify, AddressFamiliesAndIpv6Cidrs) {
+  auto c = compile_text(
+      "drop ip 2001:db8:1::/48 any -> any any (sid:1;)\n"
+      "drop ip ::/0 any -> any any (sid:2;)\n"   // every IPv6 packet, no IPv4 one
+      "drop ip 0.0.0.0/0 any -> 10.0.0.0/8 any (sid:3;)\n");
+  CpuClassifier cls(c.tables);
+  EXPECT_EQ(classify(cls, pkt("2001:db8:1:ffff::1", 1, "2001:db8::2", 2)).rule_id, 1u);
+  EXPECT_EQ(classify(cls, pkt("2001:db8:2::1", 1, "2001:db8::2", 2)).rule_id, 2u);
+  EXPECT_EQ(classify(cls, pkt("1.2.3.4", 1, "10.9.9.9", 2)).rule_id, 3u);
+  EXPECT_EQ(classify(cls, pkt("1.2.3.4", 1, "11.9.9.9", 2)).rule_id, 0u);
+  // An IPv6 packet whose address looks v4-mapped is still IPv6.
+  EXPECT_EQ(classify(cls, pkt("::ffff:1.2.3.4", 1, "::ffff:10.0.0.1", 2)).rule_id, 2u);
+}
+
+TEST(RulesClassify, NegationListsRangesAndBidirectional) {
+  auto c = compile_text(
+      "var NET [198.18.0.0/16, !198.18.5.0/24]\n"
+      "drop tcp $NET any -> any [22, 1000:1010, !1005] (sid:1;)\n"
+      "drop tcp !$NET any -> any !80 (sid:2;)\n"
+      "alert udp 198.18.0.1 53 <> 198.18.0.2 any (sid:3;)\n");
+  CpuClassifier cls(c.tables);
+  EXPECT_EQ(classify(cls, pkt("198.18.1.1", 1, "1.1.1.1", 22)).rule_id, 1u);
+  EXPECT_EQ(classify(cls, pkt("198.18.1.1", 1, "1.1.1.1", 1004)).rule_id, 1u);
+  EXPECT_EQ(classify(cls, pkt("198.18.1.1", 1, "1.1.1.1", 1005)).rule_id, 0u);
+  EXPECT_EQ(classify(cls, pkt("198.18.5.1", 1, "1.1.1.1", 22)).rule_id, 2u);  // excluded from $NET
+  EXPECT_EQ(classify(cls, pkt("198.18.5.1", 1, "1.1.1.1", 80)).rule_id, 0u);
+  EXPECT_EQ(classify(cls, pkt("198.18.0.1", 53, "198.18.0.2", 999, "", 17)).rule_id, 3u);
+  EXPECT_EQ(classify(cls, pkt("198.18.0.2", 999, "198.18.0.1", 53, "", 17)).rule_id, 3u);  // reverse direction
+  EXPECT_EQ(classify(cls, pkt("198.18.0.2", 53, "198.18.0.1", 999, "", 17)).rule_id, 0u);
+}
+
+TEST(RulesClassify, IcmpRulesAndProtocolsWithoutPorts) {
+  auto c = compile_text(
+      "drop icmpv6 any any -> any any (sid:1;)\n"
+      "alert icmp any any -> any any (content:\"ping\"; sid:2;)\n"
+      "pass ip any any -> any any (content:\"gre\"; sid:3;)\n");
+  CpuClassifier cls(c.tables);
+  EXPECT_EQ(classify(cls, pkt("2001:db8::1", 0, "2001:db8::2", 0, "ping", 58)).rule_id, 1u);
+  EXPECT_EQ(classify(cls, pkt("10.0.0.1", 0, "10.0.0.2", 0, "a ping", 1)).rule_id, 2u);
+  EXPECT_EQ(classify(cls, pkt("10.0.0.1", 0, "10.0.0.2", 0, "gre body", 47)).rule_id, 3u);
+}
+
+// ---- randomized: compiler + classifier == reference --------------------------------
+
+namespace {
+
+struct Gen {
+  std::mt19937 rng;
+  explicit Gen(uint32_t seed) : rng(seed) {}
+  uint32_t n(uint32_t k) { return rng() % k; }
+  bool coin(int one_in = 2) { return n(one_in) == 0; }
+
+  const std::vector<std::string> v4 = {"198.18.0.1", "198.18.0.2", "198.18.1.7", "198.19.255.1", "10.0.0.1"};
+  const std::vector<std::string> v6 = {"2001:db8::1", "2001:db8::2", "2001:db8:1::9", "fd00::1"};
+  const std::vector<std::string> words = {"abc", "GET", "get", "xyz", "aB", "zz", "Host:", "q"};
+  const std::vector<uint16_t> port_pool = {22, 53, 80, 443, 1000, 1005, 1010, 65535};
+
+  std::string cidr() {
+    static const char* pool[] = {"198.18.0.0/16", "198.18.0.0/24", "198.18.0.1", "198.18.1.0/24", "198.19.0.0/16",
+                                 "10.0.0.0/8",    "0.0.0.0/0",     "2001:db8::/32", "2001:db8::1", "2001:db8:1::/48",
+                                 "fd00::/8",      "::/0",          "198.18.0.2/31", "2001:db8::/127"};
+    return pool[n(sizeof pool / sizeof *pool)];
+  }
+  std::string addr_spec() {
+    switch (n(6)) {
+      case 0:
+      case 1: return "any";
+      case 2: return cidr();
+      case 3: return "!" + cidr();
+      case 4: return "$NET";
+      default: {
+        std::string s = coin(4) ? "![" : "[";
+        int k = 1 + int(n(3));
+        for (int i = 0; i < k; ++i) s += (i ? ", " : "") + std::string(i && coin(3) ? "!" : "") + cidr();
+        return s + "]";
+      }
+    }
+  }
+  std::string port() {
+    switch (n(4)) {
+      case 0: return std::to_string(port_pool[n(port_pool.size())]);
+      case 1: {
+        uint16_t a = port_pool[n(port_pool.size())], b = port_pool[n(port_pool.size())];
+        return std::to_string(std::min(a, b)) + ":" + std::to_string(std::max(a, b));
+      }
+      case 2: return std::to_string(port_pool[n(port_pool.size())]) + ":";
+      default: return ":" + std::to_string(port_pool[n(port_pool.size())]);
+    }
+  }
+  std::string port_spec() {
+    switch (n(5)) {
+      case 0:
+      case 1: return "any";
+      case 2: return port();
+      case 3: return "!" + port();
+      default: {
+        std::string s = "[";
+        int k = 1 + int(n(3));
+        for (int i = 0; i < k; ++i) s += (i ? "," : "") + std::string(i && coin(3) ? "!" : "") + port();
+        return s + "]";
+      }
+    }
+  }
+  std::string content() {
+    std::string w = words[n(words.size())];
+    std::string s = "content:";
+    if (coin(6)) s += "!";
+    if (coin(5)) {
+      s += "\"|";
+      for (unsigned char ch : w) s += fmt_hex(ch) + " ";
+      s += "|\"";
+    } else {
+      s += "\"" + w + "\"";
+    }
+    s += ";";
+    if (coin(3)) s += " nocase;";
+    return s;
+  }
+  static std::string fmt_hex(unsigned char c) {
+    const char* h = "0123456789ABCDEF";
+    return {h[c >> 4], h[c & 15]};
+  }
+  std::string rule(uint32_t sid) {
+    static const char* actions[] = {"pass", "drop", "alert"};
+    static const char* protos[] = {"ip", "tcp", "udp", "icmp", "icmpv4", "icmpv6"};
+    std::string proto = protos[n(6)];
+    bool ported = proto == "tcp" || proto == "udp";
+    std::string s = std::string(actions[n(3)]) + " " + proto + " " + addr_spec() + " " +
+                    (ported ? port_spec() : "any") + (coin(5) ? " <> " : " -> ") + addr_spec() + " " +
+                    (ported ? port_spec() : "any") + " (msg:\"r\"; ";
+    int contents = coin(2) ? 0 : 1 + int(n(3));
+    for (int i = 0; i < contents; ++i) s += content() + " ";
+    return s + "sid:" + std::to_string(sid) + "; rev:1;)\n";
+  }
+  FrameSpec frame() {
+    FrameSpec f;
+    f.ip_version = coin(3) ? 6 : 4;
+    auto& pool = f.ip_version == 4 ? v4 : v6;
+    f.src = ip16(pool[n(pool.size())]);
+    f.dst = ip16(pool[n(pool.size())]);
+    static const uint8_t protos4[] = {6, 17, 1, 47}, protos6[] = {6, 17, 58, 47};
+    f.proto = (f.ip_version == 4 ? protos4 : protos6)[n(4)];
+    f.sport = coin(2) ? port_pool[n(port_pool.size())] : uint16_t(n(65536));
+    f.dport = coin(2) ? port_pool[n(port_pool.size())] : uint16_t(n(65536));
+    if (f.proto != 6 && f.proto != 17) f.sport = f.dport = 0;
+    int pieces = int(n(6));
+    for (int i = 0; i < pieces; ++i) f.payload += coin(2) ? words[n(words.size())] : std::string(n(6), char('a' + n(26)));
+    if (coin(8)) f.payload += std::string("\x00\xff", 2);
+    f.vlans = int(n(3));
+    if (f.ip_version == 4 && coin(4)) f.ipv4_options = 4 * int(1 + n(10));
+    if (f.ip_version == 6 && coin(4)) f.ipv6_ext = {0, 60};
+    return f;
+  }
+};
+
+}  // namespace
+
+TEST(RulesClassify, RandomRuleSetsAgreeWithReference) {
+  Gen g(20261125);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int checked = 0, matched_rule = 0, uncached = 0;
+  for (int set_no = 0; set_no < 300 && std::chrono::steady_clock::now() < deadline; ++set_no) {
+    std::string text = "var NET [198.18.0.0/15, 2001:db8::/32]\n";
+    int rules = 1 + int(g.n(25));
+    for (int i = 0; i < rules; ++i) text += g.rule(uint32_t(100 + i));
+    static const char* defaults[] = {"default pass\n", "default drop\n", "default alert\n", ""};
+    text += defaults[g.n(4)];
+    uint32_t depth = g.coin(2) ? gpo::classify::kDefaultInspectDepth : 1 + g.n(24);
+    auto c = compile_text(text, depth);
+    ASSERT_EQ(c.set.rules.size(), size_t(rules)) << text;
+    CpuClassifier cls(c.tables);
+
+    std::vector<FrameSpec> specs;
+    std::vector<std::vector<uint8_t>> bytes;
+    std::vector<Frame> frames;
+    for (int i = 0; i < 100; ++i) {
+      specs.push_back(g.frame());
+      bytes.push_back(build_frame(specs.back()));
+    }
+    for (auto& b : bytes) frames.push_back({b.data(), uint32_t(b.size())});
+    std::vector<Verdict> got(frames.size());
+    cls.classify(frames, got);  // the batch interface
+    for (size_t i = 0; i < frames.size(); ++i) {
+      Verdict want = reference(c.set, specs[i], depth);
+      ASSERT_EQ(got[i].rule_id, want.rule_id) << "set " << set_no << " frame " << i << "\n" << text;
+      ASSERT_EQ(got[i].action, want.action) << "set " << set_no << " frame " << i;
+      ASSERT_EQ(got[i].cacheable, want.cacheable) << "set " << set_no << " frame " << i << "\n" << text;
+      ++checked;
+      matched_rule += want.rule_id != 0;
+      uncached += !want.cacheable;
+    }
+  }
+  // The generator must exercise both outcomes, or the comparison proves little.
+  EXPECT_GT(checked, 5000);
+  EXPECT_GT(matched_rule, checked / 10);
+  EXPECT_GT(uncached, checked / 50);
+  RecordProperty("frames_checked", checked);
+}
+
+// Throughput of the CPU reference, for the record (bounded: ~1 s).
+TEST(RulesClassify, CpuThroughput) {
+  Gen g(7);
+  std::string text = "var NET [198.18.0.0/15, 2001:db8::/32]\n";
+  for (int i = 0; i < 1000; ++i) text += g.rule(uint32_t(1 + i));
+  text += "default pass\n";
+  auto c = compile_text(text);
+  CpuClassifier cls(c.tables);
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<Frame> frames;
+  for (int i = 0; i < 1024; ++i) {
+    FrameSpec f = g.frame();
+    f.payload += std::string(512, 'p');
+    bytes.push_back(build_frame(f));
+  }
+  for (auto& b : bytes) frames.push_back({b.data(), uint32_t(b.size())});
+  std::vector<Verdict> out(frames.size());
+  size_t done = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(800)) {
+    cls.classify(frames, out);
+    done += frames.size();
+  }
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("cpu classifier: 1000 rules, %u patterns, %zu frames in %.2f s = %.0f frames/s\n",
+              c.tables->matcher.num_patterns(), done, s, done / s);
+  EXPECT_GT(done, 0u);
+}
