@@ -2,6 +2,9 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -118,6 +121,21 @@ void add_addr(const NetNs& ns, const std::string& iface, const std::string& cidr
 void add_neigh(const NetNs& ns, const std::string& iface, const std::string& addr, const std::string& mac) {
   check(ns.exec({"ip", "neigh", "replace", addr, "lladdr", mac, "dev", iface, "nud", "permanent"}),
         "neigh " + addr + " on " + iface);
+}
+
+void set_tx_checksum(const NetNs& ns, const std::string& iface, bool on) {
+  int fd = ns.socket(AF_INET, SOCK_DGRAM);
+  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  ethtool_value v{};
+  v.cmd = ETHTOOL_STXCSUM;
+  v.data = on ? 1 : 0;
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, iface.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_data = reinterpret_cast<char*>(&v);
+  int rc = ioctl(fd, SIOCETHTOOL, &ifr);
+  int e = errno;
+  close(fd);
+  if (rc != 0) throw std::runtime_error("tx checksum offload " + iface + ": " + std::strerror(e));
 }
 
 NsProcess::NsProcess(const NetNs& ns, const std::vector<std::string>& argv, const std::string& log_path)

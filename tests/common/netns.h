@@ -58,6 +58,9 @@ class NetNs {
 void make_veth(const NetNs& a, const std::string& a_if, const NetNs& b, const std::string& b_if, int mac_tag);
 std::string veth_mac(int mac_tag, int side);  // side 1 = a, 2 = b
 void add_addr(const NetNs& ns, const std::string& iface, const std::string& cidr);
+// Turns the interface's TX checksum offload on or off (legacy ETHTOOL_STXCSUM).
+// Off makes local senders write full checksums, as frames from a wire have.
+void set_tx_checksum(const NetNs& ns, const std::string& iface, bool on);
 void add_neigh(const NetNs& ns, const std::string& iface, const std::string& ip, const std::string& mac);
 
 // A process started inside a namespace (setns only), its stdout and stderr in
