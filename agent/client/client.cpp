@@ -622,6 +622,7 @@ void gpo_get_stats(gpo_client_stats* out) {
   std::lock_guard lk(g_mu);
   out->connected = g_conn && !g_conn->dead ? 1 : 0;
   out->doorbell = out->connected ? g_conn->doorbell : 0;
+  out->slab_id = out->connected ? g_conn->slab_id : 0;
 }
 
 void gpo_set_socket(const char* path) {

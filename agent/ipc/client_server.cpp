@@ -116,7 +116,19 @@ void ClientServer::register_with(loop::EventLoop& loop) {
   if (!dir.empty()) std::filesystem::create_directories(dir, ec);
   listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) throw std::runtime_error(std::string("offload socket: ") + std::strerror(errno));
-  unlink(opt_.socket_path.c_str());  // a stale socket of a killed agent
+  // A socket that still answers belongs to a live agent: never steal it. One
+  // that refuses is the leftover of a killed agent: replace it.
+  {
+    int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    bool live = probe >= 0 && connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    if (probe >= 0) close(probe);
+    if (live) {
+      close(listen_fd_);
+      listen_fd_ = -1;
+      throw SocketBusy("offload socket " + opt_.socket_path + " is served by another agent");
+    }
+  }
+  unlink(opt_.socket_path.c_str());
   if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(listen_fd_, 128) != 0) {
     int e = errno;
     close(listen_fd_);
@@ -300,6 +312,10 @@ void ClientServer::on_register(Conn& c, const gpo_msg_register& m, int memfd) {
   rep.doorbell = GPO_DOORBELL_SOCKET;
   std::string lib(m.lib_path, strnlen(m.lib_path, sizeof(m.lib_path)));
   if (probe_ && !lib.empty() && lib[0] == '/') {
+    // The loader's name may be a symlink (libgpuoffload.so.0); maps shows the file.
+    std::error_code rec;
+    auto real = std::filesystem::canonical(lib, rec);
+    if (!rec) lib = real.string();
     std::string why;
     if (!maps_file(c.pid, lib)) why = lib + " is not mapped by pid " + std::to_string(c.pid);
     else if (probe_->attach(lib, &why)) rep.doorbell = GPO_DOORBELL_UPROBE;

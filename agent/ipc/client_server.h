@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,11 @@ class EventLoop;
 namespace gpo::ipc {
 
 class DoorbellProbe;
+
+// register_with(): another live agent already serves the socket path.
+struct SocketBusy : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 struct ServerOptions {
   std::string socket_path = GPO_DEFAULT_SOCKET;

@@ -86,6 +86,7 @@ typedef struct gpo_client_stats {
   uint64_t connects;        /* successful registrations */
   int connected;
   int doorbell;             /* 1 = uprobe, 0 = socket (while connected) */
+  uint32_t slab_id;         /* the agent's id of this process's slab (while connected) */
 } gpo_client_stats;
 GPO_API void gpo_get_stats(gpo_client_stats* out);
 

@@ -1,0 +1,198 @@
+// The offload path end to end (root): the uprobe doorbell with the tgid the
+// kernel stamps, the LD_PRELOAD shim on an unmodified program, and the real
+// `gpuoffload-agent run` killed with SIGKILL under load and restarted.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+
+#include "common/proc.h"
+#include "gpuoffload.h"
+#include "ipc/slab_protocol.h"
+#include "offload/offload_env.h"
+
+using namespace gpo::test;
+
+namespace {
+
+gpo::ipc::ServerOptions opts(const char* tag, bool uprobe) {
+  gpo::ipc::ServerOptions o;
+  o.socket_path = unique_socket(tag);
+  o.uprobe_doorbell = uprobe;
+  return o;
+}
+
+TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
+  if (!is_root()) GTEST_SKIP() << "needs root for the BPF uprobe doorbell";
+  InProcessAgent agent(opts("uprobe", true));
+  if (!agent.server().uprobe_doorbell()) GTEST_SKIP() << "BPF doorbell not loadable here: " << agent.server().describe();
+  gpo_set_socket(agent.socket().c_str());
+  setenv("GPO_TIMEOUT_MS", "5000", 1);
+  gpo_client_stats s0{}, s1{};
+  gpo_get_stats(&s0);
+  constexpr int kJobs = 200;
+  for (int i = 0; i < kJobs; ++i) {
+    Bytes m = random_bytes(size_t(i * 13), uint32_t(i)), d(32);
+    const void* p = m.data();
+    size_t l = m.size();
+    ASSERT_EQ(gpo_sha256_batch(&p, &l, 1, d.data()), GPO_OK);
+    ASSERT_EQ(d, ref_sha256(m)) << i;
+  }
+  gpo_get_stats(&s1);
+  EXPECT_EQ(s1.doorbell, 1) << "the agent did not attach its uprobe to " << "libgpuoffload";
+  EXPECT_EQ(s1.by_agent - s0.by_agent, uint64_t(kJobs));
+  auto st = agent.server().stats();
+  EXPECT_GE(st.doorbells_uprobe, uint64_t(kJobs));
+  EXPECT_EQ(st.doorbells_socket, 0u);
+
+  // Another process rings the uprobe doorbell for this process's slab: the
+  // kernel stamps the child's tgid, the agent refuses it.
+  uint32_t sid = s1.slab_id;
+  auto refused = st.doorbells_refused;
+  pid_t child = fork();
+  if (child == 0) {
+    for (uint32_t j = 0; j < 8; ++j) gpo_doorbell(sid, j, GPO_OP_SHA256, 0);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  for (int i = 0; i < 200 && agent.server().stats().doorbells_refused < refused + 8; ++i) usleep(5000);
+  EXPECT_EQ(agent.server().stats().doorbells_refused - refused, 8u);
+  EXPECT_EQ(agent.server().stats().jobs_done, uint64_t(kJobs)) << "a forged doorbell ran a job";
+  gpo_set_socket(nullptr);
+}
+
+std::string self_dir() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  std::string p(buf, size_t(n > 0 ? n : 0));
+  return p.substr(0, p.rfind('/'));
+}
+
+TEST(OffloadIntegration, ShimGivesTheSameOutputAsTheRealFunctions) {
+  InProcessAgent agent(opts("shim", false));
+  std::string workload = self_dir() + "/gpo_shim_workload";
+  auto plain = run_proc({workload}, 60);
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
+  ASSERT_NE(plain.out.find("n=300001"), std::string::npos);
+  // run_proc has no environment argument: go through env(1).
+  auto shimmed = run_proc({"/usr/bin/env", "LD_PRELOAD=" + std::string(SHIM_PATH), "GPO_SOCKET=" + agent.socket(),
+                           "GPO_TIMEOUT_MS=10000", workload},
+                          60);
+  ASSERT_EQ(shimmed.exit_code, 0) << shimmed.out;
+  EXPECT_EQ(shimmed.out, plain.out) << "the shim changed a result";
+  // 5 processes' worth (4 threads + a forked child) x 2 large sizes x
+  // (SHA256 + ZSTD_compress + ZSTD_compressCCtx + 2 SHA256 of large frames, the
+  // too-small ZSTD_compress and its fallback): at least 3 per large call.
+  EXPECT_GE(agent.server().stats().jobs_done, 5u * 2 * 3) << "the shim did not offload";
+}
+
+// The real agent binary, in the background; SIGKILL on request.
+struct AgentProc {
+  pid_t pid = -1;
+  void start(const std::string& sock) {
+    pid = fork();
+    if (pid == 0) {
+      int fd = open("/dev/null", O_WRONLY);
+      dup2(fd, 2);
+      execl(AGENT_BIN, AGENT_BIN, "run", "--offload-socket", sock.c_str(), "--status-file", "", "--no-spot",
+            "--offload-window-us", "100", nullptr);
+      _exit(127);
+    }
+  }
+  void kill9() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+      pid = -1;
+    }
+  }
+  ~AgentProc() { kill9(); }
+};
+
+bool wait_for_socket(const std::string& p, int ms) {
+  for (int i = 0; i < ms / 10; ++i) {
+    if (access(p.c_str(), F_OK) == 0) return true;
+    usleep(10000);
+  }
+  return false;
+}
+
+TEST(OffloadIntegration, RealAgentKilledUnderLoadThenRestarted) {
+  auto help = run_proc({AGENT_BIN, "run", "--help"}, 10);
+  ASSERT_NE(help.out.find("--offload-socket"), std::string::npos) << "run has no offload service: " << help.out;
+  std::string sock = unique_socket("kill");
+  AgentProc agent;
+  agent.start(sock);
+  ASSERT_TRUE(wait_for_socket(sock, 5000)) << "agent did not create " << sock;
+  gpo_set_socket(sock.c_str());
+  setenv("GPO_TIMEOUT_MS", "1000", 1);
+  setenv("GPO_RECONNECT_MS", "50", 1);
+  gpo_client_stats s0{};
+  gpo_get_stats(&s0);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0}, done{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; ++t)
+    ts.emplace_back([&, t] {
+      Bytes key = random_bytes(32, uint32_t(t)), iv = random_bytes(12, uint32_t(t) + 7);
+      // Bounded in count and time.
+      for (int i = 0; i < 200000 && !stop; ++i) {
+        Bytes in = text_bytes(1 + size_t(i * 31 % 20000), uint32_t(t * 1000003 + i));
+        if (i % 2) {
+          Bytes out(in.size()), tag(16), ref_tag;
+          if (gpo_aes256_gcm_encrypt(key.data(), iv.data(), nullptr, 0, in.data(), in.size(), out.data(),
+                                     tag.data()) != GPO_OK ||
+              out != ref_gcm_encrypt(key, iv, {}, in, ref_tag) || tag != ref_tag)
+            bad++;
+        } else {
+          Bytes out(gpo_zstd_compress_bound(in.size()));
+          size_t n = 0;
+          if (gpo_zstd_compress(out.data(), out.size(), in.data(), in.size(), 3, &n) != GPO_OK) bad++;
+          out.resize(n);
+          if (out != ref_zstd(in, 3)) bad++;
+        }
+        done++;
+      }
+    });
+  auto phase = [&](int ms) {
+    int start = done;
+    usleep(useconds_t(ms) * 1000);
+    return done - start;
+  };
+  int before_kill = phase(700);
+  gpo_client_stats s1{};
+  gpo_get_stats(&s1);
+  agent.kill9();
+  int while_dead = phase(700);
+  agent.start(sock);
+  ASSERT_TRUE(wait_for_socket(sock, 5000));
+  phase(300);
+  gpo_client_stats s2{};
+  gpo_get_stats(&s2);
+  int after_restart = phase(1000);
+  stop = true;
+  for (auto& t : ts) t.join();
+  gpo_client_stats s3{};
+  gpo_get_stats(&s3);
+
+  EXPECT_EQ(bad.load(), 0) << "wrong results";
+  EXPECT_GT(before_kill, 0);
+  EXPECT_GT(while_dead, 0) << "calls stalled while the agent was dead";
+  EXPECT_GT(after_restart, 0);
+  EXPECT_GT(s1.by_agent - s0.by_agent, 0u) << "the agent served nothing before the kill";
+  EXPECT_EQ(s3.jobs - s0.jobs, s3.by_agent - s0.by_agent + s3.local - s0.local) << "a job completed twice or never";
+  EXPECT_GT(s3.local_no_agent + s3.local_agent_gone + s3.local_timeout -
+                (s0.local_no_agent + s0.local_agent_gone + s0.local_timeout),
+            0u);
+  EXPECT_GE(s3.connects - s0.connects, 2u) << "the client did not reconnect to the restarted agent";
+  EXPECT_GT(s3.by_agent - s2.by_agent, 0u) << "the restarted agent served nothing";
+  gpo_set_socket(nullptr);
+}
+
+}  // namespace
