@@ -19,6 +19,8 @@
 #include "rules/compiler.h"
 #include "rules/default_rules.h"
 #include "rules/parser.h"
+#include "spot/flags.h"
+#include "spot/spotter.h"
 #include "util/log.h"
 
 namespace gpo::cli {
@@ -40,6 +42,7 @@ struct RunOptions {
   std::string status_file = "/run/gpuoffload/status.json";
   uint32_t status_interval_ms = 1000;
   bool no_spot = false;
+  spot::SpotFlags spot;
   ipc::OffloadRunOptions offload;  // --no-offload, --offload-*
   bool print_config = false;
   std::string config_file;
@@ -212,10 +215,22 @@ void run(const RunOptions& o, CLI::App* cmd) {
     log::info("packet filter: off (no --xdp IFACE[,PEER])");
   }
 
-  // Spotting hook: the spotting component (being built) starts here on the same
-  // loop, unless --no-spot. Until it exists, say so once.
-  if (o.no_spot) log::info("spotting: off (--no-spot)");
-  else log::info("spotting: not built yet in this agent");
+  // Spotting (docs/spotting.md) on the same loop, unless --no-spot.
+  std::unique_ptr<spot::Spotter> spotter;
+  if (o.no_spot) {
+    log::info("spotting: off (--no-spot)");
+  } else {
+    auto so = spot::make_spot_options(o.spot);
+    so.ignore_tgid = uint32_t(getpid());       // the CPU backend's own libcrypto calls
+    so.pin_dir = o.pin_dir;
+    so.snapshot_path = spot::kDefaultSnapshot;  // what `top` reads (docs/spotting.md)
+    try {
+      spotter = spot::Spotter::attach(so);
+      spotter->register_with(loop);
+    } catch (const spot::SpotError& e) {
+      log::warn("spotting: off: {}", e.what());  // it only observes: the rest runs without it
+    }
+  }
 
   // Offload service (libgpuoffload clients, the shim): on unless --no-offload.
   ipc::OffloadService offload;
@@ -226,7 +241,7 @@ void run(const RunOptions& o, CLI::App* cmd) {
     j["pid"] = getpid();
     j["backend"] = "cpu";
     j["rules"] = rules_what;
-    j["spotting"] = !o.no_spot;
+    j["spotting"] = spotter != nullptr;
     j["offload"] = offload.to_json();
     if (path) j["packet_filter"] = path->to_json();
     return j;
@@ -307,6 +322,7 @@ void add_run(CLI::App& app) {
       ->capture_default_str();
   ipc::add_run_options(*cmd, o->offload);
   cmd->add_flag("--no-spot", o->no_spot, "Do not start spotting (uprobes on crypto/compression libraries)");
+  spot::add_spot_flags(cmd, o->spot);
   cmd->add_flag("--print-config", o->print_config, "Print the effective configuration (TOML) and exit")
       ->configurable(false);
   cmd->callback([o, cmd] {
