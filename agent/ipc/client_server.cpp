@@ -52,6 +52,7 @@ struct ClientServer::AtomicStats {
   std::atomic<uint64_t> clients{0}, slabs{0}, slabs_released{0}, registrations_refused{0}, doorbells_socket{0},
       doorbells_uprobe{0}, doorbells_refused{0}, doorbells_stale{0}, jobs_rejected{0}, jobs_over_quota{0},
       jobs_done{0}, jobs_released{0}, batches{0};
+  std::atomic<int> running{0};  // batches handed to the backend and not yet completed
 };
 
 // One client's registered slab. Kept alive by the connection and by every
@@ -389,7 +390,10 @@ void ClientServer::on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint3
   s->inflight++;
   auto& q = pending_[p.d.op];
   q.push_back(std::move(p));
-  if (q.size() >= opt_.batch_max || opt_.batch_window_us == 0) flush(uint16_t(op));
+  // Idle backend: waiting for a batch to fill would only add latency; jobs
+  // that arrive while a batch runs accumulate into the next one.
+  bool idle = opt_.flush_when_idle && st_->running.load() == 0;
+  if (q.size() >= opt_.batch_max || opt_.batch_window_us == 0 || idle) flush(uint16_t(op));
   else arm_timer();
 }
 
@@ -431,7 +435,8 @@ void ClientServer::flush(uint16_t op) {
     j.cookie = i;
   }
   st_->batches++;
-  be_.submit(run->batch, [run](backend::Batch& b) {
+  st_->running++;
+  be_.submit(run->batch, [run, st = st_](backend::Batch& b) {
     for (size_t i = 0; i < b.jobs.size(); ++i) {
       auto& j = b.jobs[i];
       Pending& p = run->items[i];
@@ -445,6 +450,7 @@ void ClientServer::flush(uint16_t op) {
       complete(*p.slab, p.job, st, out_len, j.op == backend::OpId::aes256_gcm_encrypt ? j.tag.data() : nullptr);
       p.slab->inflight--;
     }
+    st->running--;
     // run (and with it the slab references) goes when this lambda is destroyed.
   });
 }

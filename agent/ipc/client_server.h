@@ -39,6 +39,7 @@ struct ServerOptions {
   uint32_t max_inflight = 4096;            // jobs per client claimed and not yet completed
   uint32_t batch_max = 64;                 // jobs of one op handed to the backend at once
   uint32_t batch_window_us = 200;          // wait at most this long for a batch to fill
+  bool flush_when_idle = true;             // no batch running: run a job at once, batch only under load
   bool uprobe_doorbell = true;             // try the BPF doorbell (needs root); else socket only
 };
 

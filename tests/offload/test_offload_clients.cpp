@@ -207,6 +207,7 @@ TEST(OffloadClients, InflightQuotaRejectsTheExcessOnly) {
   o.max_inflight = 4;
   o.batch_max = 1000;
   o.batch_window_us = 200000;  // hold the batch so the quota fills
+  o.flush_when_idle = false;
   InProcessAgent agent(o);
   RawClient a;
   ASSERT_TRUE(a.connect_and_register(agent.socket()));
