@@ -269,6 +269,20 @@ gpo_spot_stats Spotter::read_stats() const {
   return total;
 }
 
+std::vector<Spotter::ProgStats> Spotter::prog_stats() const {
+  std::vector<ProgStats> out;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    int fd = bpf_program__fd(prog);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) continue;
+    out.push_back({bpf_program__name(prog), info.run_cnt, info.run_time_ns});
+  }
+  return out;
+}
+
 nlohmann::json hist_to_json(const std::array<gpo_spot_hist, kOps>& h) {
   auto out = nlohmann::json::object();
   for (uint32_t op = 0; op < kOps; op++) {

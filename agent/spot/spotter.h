@@ -96,6 +96,11 @@ class Spotter {
   std::array<gpo_spot_hist, kOps> read_hist() const;
   gpo_spot_stats read_stats() const;
 
+  // Per BPF program: runs and total run time, while kernel.bpf_stats_enabled is on
+  // (bpf_enable_stats): what the programs themselves cost, without the trap.
+  struct ProgStats { std::string name; uint64_t run_cnt = 0; uint64_t run_time_ns = 0; };
+  std::vector<ProgStats> prog_stats() const;
+
   // Attaches uprobes to library files not seen before. Returns how many files were new.
   int rescan();
 
