@@ -437,6 +437,9 @@ void ClientServer::flush(uint16_t op) {
   st_->batches++;
   st_->running++;
   be_.submit(run->batch, [run, st = st_](backend::Batch& b) {
+    // Idle again before the wakes: a client's next job must not find the
+    // backend "busy" and wait out the window behind a batch that is over.
+    st->running--;
     for (size_t i = 0; i < b.jobs.size(); ++i) {
       auto& j = b.jobs[i];
       Pending& p = run->items[i];
@@ -450,7 +453,6 @@ void ClientServer::flush(uint16_t op) {
       complete(*p.slab, p.job, st, out_len, j.op == backend::OpId::aes256_gcm_encrypt ? j.tag.data() : nullptr);
       p.slab->inflight--;
     }
-    st->running--;
     // run (and with it the slab references) goes when this lambda is destroyed.
   });
 }
