@@ -122,7 +122,8 @@ void PacketPath::stop(loop::EventLoop& loop) {
     close(timer_fd_);
     timer_fd_ = -1;
   }
-  socks_.clear();
+  // The sockets stay open (out of the XSKMAP, off the loop) until destruction,
+  // so the final status still shows their kernel counters.
 }
 
 bool PacketPath::any_zero_copy() const {
@@ -293,9 +294,22 @@ nlohmann::json PacketPath::to_json() const {
   j["mode"] = xdp_.inline_mode() ? "inline" : "host";
   j["classifier"] = std::string(classifier_.name());
   nlohmann::json socks = nlohmann::json::array();
-  for (auto& s : socks_)
-    socks.push_back({{"ifname", s->ifname()}, {"queue", s->queue()}, {"zero_copy", s->zero_copy()}});
+  uint64_t kernel_dropped = 0;
+  for (auto& s : socks_) {
+    auto k = s->kernel_stats();
+    kernel_dropped += k.rx_dropped + k.rx_ring_full;  // fill_ring_empty is a cause of rx_dropped
+    socks.push_back({{"ifname", s->ifname()},
+                     {"queue", s->queue()},
+                     {"zero_copy", s->zero_copy()},
+                     {"rx_dropped", k.rx_dropped},
+                     {"rx_ring_full", k.rx_ring_full},
+                     {"fill_ring_empty", k.fill_ring_empty},
+                     {"rx_invalid", k.rx_invalid},
+                     {"tx_invalid", k.tx_invalid}});
+  }
   j["sockets"] = socks;
+  // Misses that reached no verdict: the socket's rings overflowed (agent too slow).
+  j["socket_drops"] = kernel_dropped;
   j["agent"] = {{"rx", c_.rx},
                 {"rx_bytes", c_.rx_bytes},
                 {"passed", c_.passed},

@@ -183,6 +183,22 @@ void XskSocket::reap_completions() {
   tx_outstanding_ -= n < tx_outstanding_ ? n : tx_outstanding_;
 }
 
+XskSocket::KernelStats XskSocket::kernel_stats() const {
+  KernelStats k;
+  xdp_statistics st{};
+  socklen_t len = sizeof st;
+  if (getsockopt(fd(), SOL_XDP, XDP_STATISTICS, &st, &len) == 0) {
+    k.rx_dropped = st.rx_dropped;
+    k.rx_invalid = st.rx_invalid_descs;
+    k.tx_invalid = st.tx_invalid_descs;
+    if (len >= sizeof st) {  // the ring counters came with Linux 5.9
+      k.rx_ring_full = st.rx_ring_full;
+      k.fill_ring_empty = st.rx_fill_ring_empty_descs;
+    }
+  }
+  return k;
+}
+
 uint32_t rx_queue_count(const std::string& ifname) {
   int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (sock >= 0) {

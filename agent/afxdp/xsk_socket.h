@@ -57,6 +57,12 @@ class XskSocket {
   bool queue_tx(const uint8_t* data, uint32_t len);
   // Kicks the kernel to send what queue_tx queued and reaps completions.
   void flush_tx();
+  // The kernel's per-socket counters (getsockopt XDP_STATISTICS): frames it
+  // dropped because the rx ring was full, the fill ring empty, or invalid descs.
+  struct KernelStats {
+    uint64_t rx_dropped = 0, rx_invalid = 0, rx_ring_full = 0, fill_ring_empty = 0, tx_invalid = 0;
+  };
+  KernelStats kernel_stats() const;
   // Frames currently in flight on TX (queued, not yet completed).
   uint32_t tx_in_flight() const { return tx_outstanding_; }
 

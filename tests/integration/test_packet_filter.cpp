@@ -110,7 +110,7 @@ class PacketFilter : public ::testing::Test {
   std::unique_ptr<NsProcess> start_agent(const std::string& xdp, std::vector<std::string> extra = {}) {
     std::vector<std::string> argv{AGENT_BIN, "run", "--xdp", xdp, "--rules", rules_, "--pin-dir", pin_dir_,
                                   "--status-file", (tmp_ / "status.json").string(), "--status-interval-ms", "100",
-                                  "--no-spot"};
+                                  "--no-spot", "--no-offload"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto log = (tmp_ / ("agent-" + std::to_string(starts_++) + ".log")).string();
     auto p = std::make_unique<NsProcess>(*dut_, argv, log);
