@@ -77,6 +77,7 @@ classify::RuleTables compile(const RuleSet& set, const CompileOptions& opt) {
       if (fresh) patterns.push_back({c.bytes, c.nocase});
       t.contents.push_back(classify::ContentRef{it->second, c.negated, {}});
     }
+    t.rule_by_sid.emplace(r.sid, uint32_t(t.rules.size()));
     t.rules.push_back(e);
     t.msgs.push_back(r.msg);
     t.lines.push_back(r.line);

@@ -2,6 +2,8 @@
 // compiled RuleTables. Per frame: parse, walk the rules in file order with the
 // header matchers, and scan the payload once with the Aho-Corasick matcher the
 // first time a header-matching rule has contents.
+// Not thread-safe (it keeps per-payload scratch): one instance per thread;
+// instances may share the same tables.
 #pragma once
 #include <memory>
 #include <vector>

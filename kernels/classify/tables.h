@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 #include "kernels/match/match.h"
@@ -100,9 +101,18 @@ struct RuleTables {
   std::vector<ContentRef> contents;
   match::Matcher matcher;  // distinct (bytes, nocase) patterns of all contents
 
-  // Host-only extras for logs (not needed to classify): per rule, its msg and line.
+  // Host-only extras for logs (not needed to classify): per rule, its msg and
+  // line, and sid -> rule index (to name the rule behind a Verdict).
   std::vector<std::string> msgs;
   std::vector<uint32_t> lines;
+  std::unordered_map<uint32_t, uint32_t> rule_by_sid;
+
+  // The msg of the rule with this sid ("" for sid 0, the default policy, or an unknown sid).
+  const std::string& msg_of(uint32_t sid) const {
+    static const std::string kNone;
+    auto it = rule_by_sid.find(sid);
+    return it == rule_by_sid.end() ? kNone : msgs[it->second];
+  }
 
   size_t table_bytes() const {
     return rules.size() * sizeof(RuleEntry) + addrs.size() * sizeof(AddrEntry) +

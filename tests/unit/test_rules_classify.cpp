@@ -164,6 +164,7 @@ TEST(RulesClassify, FirstMatchInFileOrderThenDefault) {
   EXPECT_VERDICT(classify(cls, pkt("198.19.0.5", 1000, "198.18.1.1", 80)), 20, GPO_ACT_DROP, true);
   EXPECT_VERDICT(classify(cls, pkt("198.19.0.5", 1000, "198.18.1.1", 81)), 30, GPO_ACT_ALERT, true);
   EXPECT_VERDICT(classify(cls, pkt("198.19.0.5", 1000, "198.18.1.1", 81, "", 17)), 0, GPO_ACT_DROP, true);
+  EXPECT_EQ(c.tables->lines[c.tables->rule_by_sid.at(20)], 2u);
 }
 
 TEST(RulesClassify, UnparseableFramesGetTheDefaultUncached) {
@@ -182,13 +183,15 @@ TEST(RulesClassify, UnparseableFramesGetTheDefaultUncached) {
 
 TEST(RulesClassify, ContentMissBeforeTheDecidingRuleIsNotCacheable) {
   auto c = compile_text(
-      "drop tcp any any -> any 80 (content:\"evil\"; sid:1;)\n"
+      "drop tcp any any -> any 80 (msg:\"evil payload\"; content:\"evil\"; sid:1;)\n"
       "pass tcp any any -> any 80 (sid:2;)\n"
       "drop udp any any -> any 53 (content:\"x\"; sid:3;)\n"
       "default pass\n");
   CpuClassifier cls(c.tables);
   EXPECT_VERDICT(classify(cls, pkt("198.18.0.1", 5, "198.18.0.2", 80, "GET /")), 2, GPO_ACT_PASS, false);
   EXPECT_VERDICT(classify(cls, pkt("198.18.0.1", 5, "198.18.0.2", 80, "an evil one")), 1, GPO_ACT_DROP, true);
+  EXPECT_EQ(c.tables->msg_of(1), "evil payload");
+  EXPECT_EQ(c.tables->msg_of(0), "");
   // Header of rule 1 does not match (port 81): its content does not matter, cacheable.
   EXPECT_VERDICT(classify(cls, pkt("198.18.0.1", 5, "198.18.0.2", 81, "GET /")), 0, GPO_ACT_PASS, true);
   // Default reached after a content miss: not cacheable either.
