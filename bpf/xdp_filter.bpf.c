@@ -70,7 +70,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, GPO_MAX_QUEUES);
+	__uint(max_entries, GPO_XSK_SLOTS);
 	__type(key, __u32);
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -329,7 +329,8 @@ int xdp_filter(struct xdp_md *ctx)
 
 	/* Miss: to the agent's socket for this rx queue. Look the entry up first
 	 * (as xdp-tools does) so no_socket_* counts what happened. */
-	qid = ctx->rx_queue_index;
+	qid = gpo_xsk_slot(ctx->rx_queue_index,
+			   cfg->inline_mode && ctx->ingress_ifindex == cfg->peer_ifindex);
 	if (bpf_map_lookup_elem(&xsks, &qid)) {
 		count(&st->to_agent, bytes);
 		return bpf_redirect_map(&xsks, qid, policy_action(cfg->fail_policy));

@@ -5,7 +5,7 @@
  *   flows     LRU hash   struct gpo_flow_key -> struct gpo_flow_verdict
  *   stats     per-CPU array[1] of struct gpo_xdp_stats
  *   config    array[1] of struct gpo_xdp_config (written by the agent)
- *   xsks      XSKMAP     rx queue index -> AF_XDP socket of the agent
+ *   xsks      XSKMAP     gpo_xsk_slot(port, rx queue) -> AF_XDP socket of the agent
  *   tx_ports  DEVMAP_HASH ingress ifindex -> peer ifindex (inline mode)
  */
 #ifndef GPUOFFLOAD_XDP_FILTER_H
@@ -18,6 +18,15 @@
 #define GPO_PIN_DIR "/sys/fs/bpf/gpuoffload"
 #define GPO_FLOW_CACHE_ENTRIES 262144
 #define GPO_MAX_QUEUES 64
+/* XSKMAP slots: IFACE's queues first, then (inline mode) PEER's, so a flow that
+ * starts on either port of a bridge reaches the agent. */
+#define GPO_XSK_SLOTS (2 * GPO_MAX_QUEUES)
+static inline __u32 gpo_xsk_slot(__u32 rx_queue, int on_peer)
+{
+	if (rx_queue >= GPO_MAX_QUEUES)
+		return GPO_XSK_SLOTS; /* no slot: the fail policy applies */
+	return on_peer ? GPO_MAX_QUEUES + rx_queue : rx_queue;
+}
 
 /* What a rule (or a policy) decides for a packet or a flow. */
 enum gpo_action {
@@ -73,6 +82,7 @@ struct gpo_xdp_config {
 	__u8 unparsed_policy; /* enum gpo_action: truncated/malformed IP packets */
 	__u8 inline_mode;     /* 1: pass = redirect to the peer port through tx_ports */
 	__u8 pad;
+	__u32 peer_ifindex;   /* inline mode: PEER's ifindex (its misses use the upper xsks slots) */
 };
 
 /* gcc (user space) does not know clang's unroll pragma. */

@@ -92,24 +92,25 @@ void PacketPath::start(loop::EventLoop& loop) {
     XskSocket* raw = s.get();
     loop.add_fd(s->fd(), [this, raw] { on_readable(raw); });
   }
-  // The XSKMAP is keyed by rx queue index only. In inline mode both ports have
-  // a queue 0: the first interface (IFACE) owns the slot; PEER's socket is used
-  // for TX (and would need a per-port key in the XSKMAP to receive misses).
-  std::vector<bool> taken(GPO_MAX_QUEUES, false);
+  // One XSKMAP slot per (port, queue): misses of either port reach the agent.
   for (auto& s : socks_) {
-    uint32_t q = s->queue();
-    if (taken[q]) continue;
+    uint32_t q = xsk_slot(*s);
     int fd = s->fd();
     if (bpf_map_update_elem(xdp_.xsks_fd(), &q, &fd, BPF_ANY) != 0)
       throw std::runtime_error("cannot put the AF_XDP socket of " + s->ifname() + " queue " + std::to_string(q) +
                                " into the xsks map: " + std::strerror(errno));
-    taken[q] = true;
   }
+}
+
+uint32_t PacketPath::xsk_slot(const XskSocket& s) const {
+  const auto& ifs = xdp_.ifindexes();
+  bool on_peer = xdp_.inline_mode() && ifs.size() > 1 && s.ifindex() == ifs[1];
+  return gpo_xsk_slot(s.queue(), on_peer);
 }
 
 void PacketPath::stop(loop::EventLoop& loop) {
   for (auto& s : socks_) {
-    uint32_t q = s->queue();
+    uint32_t q = xsk_slot(*s);
     bpf_map_delete_elem(xdp_.xsks_fd(), &q);
   }
   // Frames already taken off the rx rings still get their verdict.

@@ -104,6 +104,7 @@ class PacketPath {
   void process_batch();
   void deliver(XskSocket* from, const RxFrame& f);
   XskSocket* peer_socket(const XskSocket* from) const;
+  uint32_t xsk_slot(const XskSocket& s) const;  // its key in the xsks map
   void arm_window();
   void disarm_window();
 

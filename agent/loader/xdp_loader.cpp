@@ -194,7 +194,8 @@ void XdpFilter::open_and_load(const XdpOptions& opts) {
     if (access(path.c_str(), F_OK) != 0 && bpf_map__pin(skel_->maps.tx_ports, path.c_str()) != 0)
       fail(XdpError::Kind::failure, "xdp: pinning " + path + " failed: " + err_str(errno));
   }
-  set_config({opts.fail_policy, opts.unparsed_policy, uint8_t(inline_ ? 1 : 0), 0});
+  set_config({opts.fail_policy, opts.unparsed_policy, uint8_t(inline_ ? 1 : 0), 0,
+              inline_ && ifindexes_.size() > 1 ? uint32_t(ifindexes_[1]) : 0u});
 }
 
 std::unique_ptr<XdpFilter> XdpFilter::load(const XdpOptions& opts) {
@@ -261,8 +262,8 @@ std::unique_ptr<XdpFilter> XdpFilter::attach(const XdpOptions& opts) {
     idx.push_back(i);
   }
   std::unique_ptr<XdpFilter> f(new XdpFilter());
+  f->ifindexes_ = idx;  // before loading: the config names the peer port
   f->open_and_load(opts);
-  f->ifindexes_ = idx;
 
   // tx_ports: each port of an inline pair forwards to the other; host mode
   // clears entries a previous inline run left in the pinned map.

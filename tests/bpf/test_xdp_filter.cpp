@@ -102,13 +102,13 @@ class XdpFilterTest : public ::testing::Test {
     std::vector<gpo_xdp_stats> zero(ncpu);
     uint32_t k0 = 0;
     ASSERT_EQ(bpf_map_update_elem(filter_->stats_fd(), &k0, zero.data(), BPF_ANY), 0);
-    filter_->set_config({GPO_ACT_PASS, GPO_ACT_PASS, 0, 0});
+    filter_->set_config({GPO_ACT_PASS, GPO_ACT_PASS, 0, 0, 0});
     uint32_t lo = 1;
     bpf_map_delete_elem(filter_->tx_ports_fd(), &lo);
   }
 
   void apply(const MapSetup& s) {
-    filter_->set_config({s.fail_policy, s.unparsed_policy, uint8_t(s.inline_mode), 0});
+    filter_->set_config({s.fail_policy, s.unparsed_policy, uint8_t(s.inline_mode), 0, 0});
     if (s.peer_port) {
       uint32_t lo = 1;  // test runs arrive on the namespace's lo (ifindex 1); redirect back to it
       ASSERT_EQ(bpf_map_update_elem(filter_->tx_ports_fd(), &lo, &lo, BPF_ANY), 0) << strerror(errno);
@@ -367,7 +367,7 @@ TEST_F(XdpFilterTest, TruncatedAtEveryHeaderBoundaryIsAParseFailure) {
         SCOPED_TRACE(desc + " cut at " + std::to_string(len) + " [" + layers + "] unparsed " +
                      gpo::loader::action_name(policy));
         reset();
-        filter_->set_config({GPO_ACT_PASS, policy, 0, 0});
+        filter_->set_config({GPO_ACT_PASS, policy, 0, 0, 0});
         auto run = xdp_test_run(filter_->filter_prog_fd(), cut);
         if (len < 14) {
           // The kernel refuses test frames shorter than an Ethernet header

@@ -275,7 +275,7 @@ TEST(XdpLoader, MissWithABoundSocketGoesToTheAgent) {
   XdpOptions lo;
   lo.pin_dir = "";
   auto f = XdpFilter::load(lo);
-  f->set_config({GPO_ACT_DROP, GPO_ACT_PASS, 0, 0});
+  f->set_config({GPO_ACT_DROP, GPO_ACT_PASS, 0, 0, 0});
   auto pkt = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").udp(1, 2).payload("miss").build();
   ns.run_inside([&] {
     constexpr size_t kFrames = 64, kFrame = 4096;

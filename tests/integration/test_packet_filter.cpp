@@ -160,8 +160,9 @@ class PacketFilter : public ::testing::Test {
     return j;
   }
 
-  void send(const NetNs& from, uint16_t sport, const std::string& dst, uint16_t dport, const std::string& payload) {
-    ASSERT_TRUE(gpo::test::udp_send(from, "198.18.0.1", sport, dst, dport, payload))
+  void send(const NetNs& from, uint16_t sport, const std::string& dst, uint16_t dport, const std::string& payload,
+            const std::string& src = "198.18.0.1") {
+    ASSERT_TRUE(gpo::test::udp_send(from, src, sport, dst, dport, payload))
         << "send " << payload << ": " << strerror(errno);
   }
 
@@ -344,6 +345,7 @@ TEST_F(PacketFilter, InlineModeBridgesPassAndBlocksDrop) {
   // full checksums, as traffic from a wire has (the agent's own path completes
   // partial checksums, the kernel's DEVMAP fast path cannot).
   gpo::test::set_tx_checksum(*src_, "s0", false);
+  gpo::test::set_tx_checksum(*dst_, "t0", false);
   attach_xdp_pass(*src_, "s0");
   attach_xdp_pass(*dst_, "t0");
   if (HasFatalFailure()) return;
@@ -375,6 +377,18 @@ TEST_F(PacketFilter, InlineModeBridgesPassAndBlocksDrop) {
   auto dv = flow(udp_key("198.18.0.1", 43001, "198.18.0.3", 7001));
   ASSERT_TRUE(dv);
   EXPECT_EQ(dv->action, GPO_ACT_DROP);
+
+  // A flow that starts on the PEER side: its miss reaches the agent through
+  // PEER's own xsks slot and goes out of IFACE.
+  const auto s1 = stats();
+  int rx_back = gpo::test::udp_bind(*src_, "198.18.0.1", 7003);
+  send(*dst_, 43002, "198.18.0.1", 7003, "from-peer-0", "198.18.0.3");
+  EXPECT_EQ(gpo::test::udp_recv_all(rx_back, 3000ms, 1), Strings{"from-peer-0"}) << agent_->log();
+  EXPECT_EQ(stats().to_agent.packets - s1.to_agent.packets, 1u);
+  auto bv = flow(udp_key("198.18.0.3", 43002, "198.18.0.1", 7003));
+  ASSERT_TRUE(bv) << agent_->log();
+  EXPECT_EQ(bv->action, GPO_ACT_PASS);
+  close(rx_back);
 
   agent_->signal(SIGTERM);
   EXPECT_EQ(agent_->wait(10s), 0) << agent_->log();
