@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "afxdp/packet_path.h"
+#include "backend/backend.h"
 #include "cli/commands.h"
 #include "ipc/offload_service.h"
 #include "kernels/classify/cpu_classifier.h"
@@ -31,6 +32,7 @@ struct RunOptions {
   std::string xdp;  // IFACE or IFACE,PEER
   std::string rules_file;
   std::string backend = "auto";
+  std::vector<int> gpus;
   std::string fail_policy = "open";
   std::string unparsed_policy = "pass";
   std::string xdp_mode = "auto";
@@ -139,20 +141,18 @@ void run(const RunOptions& o, CLI::App* cmd) {
     return;
   }
 
-  // Backend: only the CPU classifier exists in this build.
+  // --backend picks the offload path's backend (backend::make_backend: CUDA
+  // when usable under auto). The packet classifier runs on the CPU until the
+  // GPU classifier exists (issue 6), whatever --backend says.
   std::string backend = o.backend;
+  for (int g : o.gpus)
+    if (g < 0) throw CLI::RuntimeError("--gpu " + std::to_string(g) + ": GPU ordinals start at 0", kUsage);
   if (backend == "cuda") {
-#ifdef GPUOFFLOAD_HAVE_CUDA
-    throw CLI::RuntimeError("backend cuda: the GPU classifier is not built yet; use --backend cpu or auto",
-                            kUnsupported);
-#else
-    throw CLI::RuntimeError(
-        "backend cuda: this agent was built without CUDA (GPUOFFLOAD_CUDA=OFF); use --backend cpu or auto",
-        kUnsupported);
-#endif
+    std::string why;
+    if (backend::cuda_device_count(&why) <= 0)
+      throw CLI::RuntimeError("backend cuda: no usable GPU: " + why + "; use --backend cpu or auto", kUnsupported);
   }
-  if (backend == "auto") log::info("backend: cpu (auto: no GPU classifier in this build)");
-  else log::info("backend: cpu");
+  log::info("packet classifier: cpu (no GPU classifier in this build)");
 
   std::vector<std::string> ifaces;
   if (!o.xdp.empty()) {
@@ -234,12 +234,12 @@ void run(const RunOptions& o, CLI::App* cmd) {
 
   // Offload service (libgpuoffload clients, the shim): on unless --no-offload.
   ipc::OffloadService offload;
-  offload.start(o.offload, backend, loop);
+  offload.start(o.offload, backend, o.gpus, loop);
 
   auto status = [&] {
     nlohmann::json j;
     j["pid"] = getpid();
-    j["backend"] = "cpu";
+    j["classifier"] = "cpu";
     j["rules"] = rules_what;
     j["spotting"] = spotter != nullptr;
     j["offload"] = offload.to_json();
@@ -287,7 +287,9 @@ void add_run(CLI::App& app) {
   cmd->add_option("--rules", o->rules_file, "Rules file (default: the embedded default rules)")
       ->check(CLI::Validator(
           [](std::string& s) { return s.empty() ? std::string() : CLI::ExistingFile(s); }, "FILE"));
-  cmd->add_option("--backend", o->backend, "Classifier backend")
+  // No range check: --print-config writes an empty `gpu=` that must read back.
+  cmd->add_option("--gpu", o->gpus, "GPU ordinal for the offload backend; repeat for several (default: all)");
+  cmd->add_option("--backend", o->backend, "Offload backend: auto (CUDA when a GPU is usable), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
   cmd->add_option("--fail-policy", o->fail_policy,

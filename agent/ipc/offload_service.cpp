@@ -26,13 +26,15 @@ void add_run_options(CLI::App& cmd, OffloadRunOptions& o) {
                "Offload: take doorbells from the socket only, not from the uprobe ring buffer");
 }
 
-void OffloadService::start(const OffloadRunOptions& o, const std::string& backend_kind, loop::EventLoop& loop) {
+void OffloadService::start(const OffloadRunOptions& o, const std::string& backend_kind, const std::vector<int>& gpus,
+                           loop::EventLoop& loop) {
   if (o.disabled) {
     log::info("offload: off (--no-offload)");
     return;
   }
   backend::Options bo;
   bo.kind = backend_kind;
+  bo.gpus = gpus;
   try {
     backend_ = backend::make_backend(bo);
   } catch (const std::exception& e) {

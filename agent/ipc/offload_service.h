@@ -5,6 +5,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -31,7 +32,8 @@ class OffloadService {
  public:
   // Builds the backend (kind: auto|cpu|cuda) and serves clients on loop,
   // unless disabled. Throws CLI::RuntimeError with a one-line reason.
-  void start(const OffloadRunOptions& o, const std::string& backend_kind, loop::EventLoop& loop);
+  void start(const OffloadRunOptions& o, const std::string& backend_kind, const std::vector<int>& gpus,
+             loop::EventLoop& loop);
   void stop(loop::EventLoop& loop);
   nlohmann::json to_json() const;
 
