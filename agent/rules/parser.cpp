@@ -73,6 +73,9 @@ class LineParser {
  private:
   bool parse_addr(std::string_view s, std::string_view at, AddrSpec& out, int depth);
   bool parse_ports(std::string_view s, std::string_view at, PortSpec& out, int depth);
+  template <typename Spec, typename Leaf>
+  bool parse_spec(std::string_view s, std::string_view at, Spec& out, int depth, std::string_view what,
+                  bool (LineParser::*parse_leaf)(std::string_view, std::string_view, Leaf&));
   bool parse_cidr(std::string_view s, std::string_view at, Cidr& out);
   bool parse_port_range(std::string_view s, std::string_view at, PortRange& out);
   const Var* lookup(std::string_view ref, std::string_view at);
@@ -142,8 +145,12 @@ bool LineParser::parse_cidr(std::string_view s, std::string_view at, Cidr& out) 
   return true;
 }
 
-bool LineParser::parse_addr(std::string_view s, std::string_view at, AddrSpec& out, int depth) {
-  out = AddrSpec{};
+// Addresses and ports share one grammar: [!]any | [!]$VAR | [!][a, b, ...] | [!]leaf,
+// where list elements may be any of these again (one level of negation inside).
+template <typename Spec, typename Leaf>
+bool LineParser::parse_spec(std::string_view s, std::string_view at, Spec& out, int depth, std::string_view what,
+                            bool (LineParser::*parse_leaf)(std::string_view, std::string_view, Leaf&)) {
+  out = Spec{};
   s = trim(s);
   bool neg = false;
   if (!s.empty() && s[0] == '!') {
@@ -151,7 +158,7 @@ bool LineParser::parse_addr(std::string_view s, std::string_view at, AddrSpec& o
     s = trim(s.substr(1));
   }
   if (s.empty()) {
-    error(at, "", "empty address");
+    error(at, "", fmt::format("empty {}", what));
     return false;
   }
   if (s == "any") {
@@ -167,7 +174,7 @@ bool LineParser::parse_addr(std::string_view s, std::string_view at, AddrSpec& o
       return false;
     }
     const Var* v = lookup(s, at);
-    if (!v || !parse_addr(v->value, at, out, depth + 1)) return false;
+    if (!v || !parse_spec(v->value, at, out, depth + 1, what, parse_leaf)) return false;
     if (neg) {
       if (out.is_any()) {
         error(at, std::string(s), fmt::format("'!{}' is '!any' and matches nothing", s));
@@ -179,15 +186,15 @@ bool LineParser::parse_addr(std::string_view s, std::string_view at, AddrSpec& o
   }
   if (s[0] == '[') {
     if (s.back() != ']') {
-      error(at, std::string(s), fmt::format("unterminated address list '{}'", s));
+      error(at, std::string(s), fmt::format("unterminated {} list '{}'", what, s));
       return false;
     }
     auto parts = split_list(s.substr(1, s.size() - 2));
     for (auto part : parts) {
-      AddrSpec e;
-      if (!parse_addr(part, at, e, depth + 1)) return false;
+      Spec e;
+      if (!parse_spec(part, at, e, depth + 1, what, parse_leaf)) return false;
       if (e.is_any()) {
-        out.entries.push_back(Cidr{});  // family 0, prefix 0: everything
+        out.entries.push_back(Leaf{});  // a default leaf matches everything
         continue;
       }
       bool has_neg = false;
@@ -205,11 +212,15 @@ bool LineParser::parse_addr(std::string_view s, std::string_view at, AddrSpec& o
     out.negated = neg;
     return true;
   }
-  Cidr c;
-  if (!parse_cidr(s, at, c)) return false;
+  Leaf c;
+  if (!(this->*parse_leaf)(s, at, c)) return false;
   out.entries.push_back(c);
   out.negated = neg;
   return true;
+}
+
+bool LineParser::parse_addr(std::string_view s, std::string_view at, AddrSpec& out, int depth) {
+  return parse_spec(s, at, out, depth, "address", &LineParser::parse_cidr);
 }
 
 bool LineParser::parse_port_range(std::string_view s, std::string_view at, PortRange& out) {
@@ -238,73 +249,7 @@ bool LineParser::parse_port_range(std::string_view s, std::string_view at, PortR
 }
 
 bool LineParser::parse_ports(std::string_view s, std::string_view at, PortSpec& out, int depth) {
-  out = PortSpec{};
-  s = trim(s);
-  bool neg = false;
-  if (!s.empty() && s[0] == '!') {
-    neg = true;
-    s = trim(s.substr(1));
-  }
-  if (s.empty()) {
-    error(at, "", "empty port");
-    return false;
-  }
-  if (s == "any") {
-    if (neg) {
-      error(at, "!any", "'!any' matches nothing");
-      return false;
-    }
-    return true;
-  }
-  if (s[0] == '$') {
-    if (depth >= kMaxVarDepth) {
-      error(at, std::string(s), fmt::format("variable '{}' nests too deep (a loop?)", s));
-      return false;
-    }
-    const Var* v = lookup(s, at);
-    if (!v || !parse_ports(v->value, at, out, depth + 1)) return false;
-    if (neg) {
-      if (out.is_any()) {
-        error(at, std::string(s), fmt::format("'!{}' is '!any' and matches nothing", s));
-        return false;
-      }
-      out.negated = !out.negated;
-    }
-    return true;
-  }
-  if (s[0] == '[') {
-    if (s.back() != ']') {
-      error(at, std::string(s), fmt::format("unterminated port list '{}'", s));
-      return false;
-    }
-    auto parts = split_list(s.substr(1, s.size() - 2));
-    for (auto part : parts) {
-      PortSpec e;
-      if (!parse_ports(part, at, e, depth + 1)) return false;
-      if (e.is_any()) {
-        out.entries.push_back(PortRange{});
-        continue;
-      }
-      bool has_neg = false;
-      for (auto& r : e.entries) has_neg |= r.negated;
-      if (has_neg && (e.negated || parts.size() > 1)) {
-        error(at, std::string(part),
-              fmt::format("unsupported nesting of negations in '{}': flatten the list", part));
-        return false;
-      }
-      for (auto r : e.entries) {
-        r.negated = r.negated != e.negated;
-        out.entries.push_back(r);
-      }
-    }
-    out.negated = neg;
-    return true;
-  }
-  PortRange r;
-  if (!parse_port_range(s, at, r)) return false;
-  out.entries.push_back(r);
-  out.negated = neg;
-  return true;
+  return parse_spec(s, at, out, depth, "port", &LineParser::parse_port_range);
 }
 
 bool LineParser::unquote(std::string_view v, std::string_view at, std::string_view keyword, std::string& out) {
