@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -412,4 +414,59 @@ TEST(SpotIntegration, KernelSkcipherViaAfAlg) {
     }
   EXPECT_GE(n, 1);
   EXPECT_EQ(bytes, len);  // AF_ALG may split the request; the lengths add up
+}
+
+// Kernel zstd through zram: pages written to a zram device with the zstd
+// compressor reach zstd_compress_cctx (no btrfs needed). A fresh device from
+// zram-control, removed afterwards, so no existing zram (swap) is touched.
+TEST(SpotIntegration, KernelZstdViaZram) {
+  REQUIRE_ROOT();
+  if (!kprobes_available()) GTEST_SKIP() << "kprobes unavailable on this kernel (CONFIG_KPROBES off?)";
+  if (access("/sys/class/zram-control/hot_add", F_OK) != 0) {
+    int rc = std::system("modprobe zram num_devices=0 >/dev/null 2>&1");
+    (void)rc;  // the hot_add check below says whether it worked
+  }
+  std::ifstream add("/sys/class/zram-control/hot_add");
+  int id = -1;
+  if (!(add >> id) || id < 0) GTEST_SKIP() << "no zram on this kernel (modprobe zram failed)";
+  const std::string sys = "/sys/block/zram" + std::to_string(id);
+  struct Remove {
+    int id;
+    ~Remove() { std::ofstream("/sys/class/zram-control/hot_remove") << id; }
+  } remove{id};
+  if (!(std::ofstream(sys + "/comp_algorithm") << "zstd"))
+    GTEST_SKIP() << "zram has no zstd compressor here";
+  ASSERT_TRUE(std::ofstream(sys + "/disksize") << "8M");
+
+  auto opts = test_options();
+  opts.kernel = true;
+  ASSERT_EQ(apply_threshold(opts.thresholds, "kern_zstd_compress=4K"), "");
+  auto s = Spotter::attach(opts);
+  if (s->report().kprobes == 0) GTEST_SKIP() << "no kernel entry point attached: " << s->report().kernel_note;
+  std::vector<gpo_spot_event> evs;
+  s->on_event([&](const gpo_spot_event& e) { evs.push_back(e); });
+
+  // 64 pages of compressible text that is not same-filled (zram stores
+  // same-filled pages without compressing them). O_DIRECT: compressed now.
+  const size_t page = 4096, pages = 64;
+  void* buf = nullptr;
+  ASSERT_EQ(posix_memalign(&buf, page, page * pages), 0);
+  auto* p = static_cast<char*>(buf);
+  for (size_t i = 0; i < page * pages; i++) p[i] = "gpuoffload zram zstd "[i % 21] + char(i / 4096 % 3);
+  int fd = open(("/dev/zram" + std::to_string(id)).c_str(), O_WRONLY | O_DIRECT);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  EXPECT_EQ(write(fd, buf, page * pages), ssize_t(page * pages)) << strerror(errno);
+  fsync(fd);
+  close(fd);
+  free(buf);
+  drain(*s);
+
+  int n = 0;
+  for (const auto& e : evs)
+    if (e.op == GPO_SPOT_KERN_ZSTD_COMPRESS) {
+      EXPECT_TRUE(e.flags & GPO_SPOT_F_KERNEL);
+      EXPECT_EQ(e.len, page);  // zram compresses one page per call
+      n++;
+    }
+  EXPECT_EQ(n, int(pages));
 }
