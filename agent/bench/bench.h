@@ -1,0 +1,48 @@
+// `gpuoffload-agent bench`: every benchmark of the project under one command.
+// A suite measures one area (crypto, zstd, classify, offload, ...) and returns
+// tables whose rows put the GPU figures next to the CPU reference measured in
+// the same run (OpenSSL, libzstd, Hyperscan, ...). The command prints the
+// tables, or JSON with --json. A suite is one source file in agent/bench/ and
+// one register_*_bench() call in bench.cpp.
+#pragma once
+#include <string>
+#include <string_view>
+#include <span>
+#include <vector>
+
+namespace gpo::bench {
+
+struct Options {
+  bool quick = false;        // small sizes and few repetitions (tests, CI smoke)
+  int gpu = 0;               // CUDA device ordinal
+  unsigned threads = 0;      // CPU reference threads for "all cores" rows; 0 = all
+  double min_seconds = 0.2;  // minimum measured time per point
+  std::string corpus;        // zstd: folder of input files; empty = the suite's default
+  std::vector<std::string> args;  // suite-specific key=value settings (--set k=v)
+};
+
+struct Table {
+  std::string title;                       // "AES-256-GCM, GB/s of input"
+  std::vector<std::string> columns;        // first column names the row
+  std::vector<std::vector<std::string>> rows;  // cells already formatted
+  std::vector<std::string> notes;          // what limits the figures, data description
+};
+
+struct Suite {
+  std::string_view name;     // CLI name: "crypto", "zstd", "classify", ...
+  std::string_view what;     // one line for --help and `bench --list`
+  bool needs_gpu;            // skipped with a reason when no GPU is usable
+  // Appends tables; returns 0, or non-zero after printing why to stderr.
+  int (*run)(const Options&, std::vector<Table>& out);
+};
+
+void register_suite(Suite s);
+std::span<const Suite> suites();  // registers the built-in suites on first call
+const Suite* find_suite(std::string_view name);
+
+// Formatting helpers so every suite prints numbers the same way.
+std::string fmt_rate(double per_second);      // "1.23M", "456K", "12.3G"
+std::string fmt_gbps(double bytes_per_second); // "12.34" (GB/s, 1e9)
+std::string fmt_size(size_t bytes);           // "4 KiB", "1 MiB"
+
+}  // namespace gpo::bench
