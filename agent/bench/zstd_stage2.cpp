@@ -1,0 +1,321 @@
+// `bench zstd-stage2`: zstd with the entropy coding on the GPU too (issue 7,
+// stage 2). Corpus: files already on the machine (docs, shared libraries,
+// executables, headers), cut into inputs of `chunk` bytes (one frame each).
+// Sequences come from stage 1 (the GPU finder when it runs, else its CPU
+// twin; the table says which); the rows put stage 2's GPU figures (kernel
+// only, end to end host in/host out) next to libzstd level 1 on one core and
+// on all cores, and the ratio next to zstd -1 and -3 on the same inputs.
+#include <cuda_runtime.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/bench.h"
+#include "zstd/zstd_entropy.h"
+#include "zstd/zstd_gpu.h"
+
+namespace gpo::bench {
+namespace {
+
+namespace ent = gpo::zstd::entropy;
+namespace zg = gpo::zstd::gpu;
+using Clock = std::chrono::steady_clock;
+
+double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+std::string gbps(double bytes, double s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f", bytes / s / 1e9);
+  return b;
+}
+std::string ratio_str(double r) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3f", r);
+  return b;
+}
+
+// Files from the machine, sorted, concatenated up to want bytes.
+std::vector<uint8_t> build_corpus(const std::string& dir_opt, size_t want, std::string* what) {
+  std::vector<std::string> dirs;
+  if (!dir_opt.empty()) dirs = {dir_opt};
+  else dirs = {"/usr/share/doc", "/usr/lib/x86_64-linux-gnu", "/usr/bin", "/usr/include"};
+  std::vector<uint8_t> out;
+  out.reserve(want);
+  // Take from each folder in turn so every kind is in even a quick corpus.
+  std::vector<std::vector<std::string>> files(dirs.size());
+  for (size_t d = 0; d < dirs.size(); ++d) {
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(
+             dirs[d], std::filesystem::directory_options::skip_permission_denied, ec);
+         it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      if (ec) break;
+      if (it->is_regular_file(ec) && !it->is_symlink(ec) && it->file_size(ec) > 0) files[d].push_back(it->path());
+    }
+    std::sort(files[d].begin(), files[d].end());
+  }
+  std::vector<size_t> next(dirs.size(), 0);
+  const size_t per_turn = 4 << 20;
+  bool any = true;
+  while (out.size() < want && any) {
+    any = false;
+    for (size_t d = 0; d < dirs.size() && out.size() < want; ++d) {
+      size_t got = 0;
+      while (next[d] < files[d].size() && got < per_turn && out.size() < want) {
+        std::ifstream f(files[d][next[d]++], std::ios::binary);
+        char buf[1 << 16];
+        while (f && out.size() < want) {
+          f.read(buf, std::streamsize(std::min(sizeof buf, want - out.size())));
+          out.insert(out.end(), buf, buf + f.gcount());
+          got += size_t(f.gcount());
+        }
+        any = true;
+      }
+    }
+  }
+  *what = std::to_string(out.size() >> 20) + " MiB from ";
+  for (auto& d : dirs) *what += d + " ";
+  return out;
+}
+
+struct Chunks {
+  std::vector<uint64_t> sizes, offsets;
+};
+Chunks cut(size_t total, size_t chunk) {
+  Chunks c;
+  for (uint64_t p = 0; p < total; p += chunk) {
+    c.offsets.push_back(p);
+    c.sizes.push_back(std::min<uint64_t>(chunk, total - p));
+  }
+  return c;
+}
+
+// libzstd at level on every chunk with threads threads: total size, seconds.
+std::pair<size_t, double> libzstd_run(const std::vector<uint8_t>& in, const Chunks& c, int level, unsigned threads,
+                                      double min_s) {
+  std::vector<size_t> sz(c.sizes.size());
+  double best = 1e30;
+  Clock::time_point t_end = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(min_s));
+  int reps = 0;
+  do {
+    const auto t0 = Clock::now();
+    std::vector<std::thread> th;
+    for (unsigned t = 0; t < threads; ++t)
+      th.emplace_back([&, t] {
+        ZSTD_CCtx* cc = ZSTD_createCCtx();
+        std::vector<uint8_t> out(ZSTD_compressBound(c.sizes.empty() ? 0 : *std::max_element(c.sizes.begin(), c.sizes.end())));
+        for (size_t i = t; i < c.sizes.size(); i += threads)
+          sz[i] = ZSTD_compressCCtx(cc, out.data(), out.size(), in.data() + c.offsets[i], c.sizes[i], level);
+        ZSTD_freeCCtx(cc);
+      });
+    for (auto& x : th) x.join();
+    best = std::min(best, secs(t0, Clock::now()));
+    reps++;
+  } while (Clock::now() < t_end && reps < 20);
+  size_t total = 0;
+  for (size_t s : sz) total += s;
+  return {total, best};
+}
+
+int run_stage2(const Options& opt, std::vector<Table>& out) {
+  int ndev = 0;
+  if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+    std::fprintf(stderr, "zstd-stage2: no usable CUDA device\n");
+    return 1;
+  }
+  cudaSetDevice(opt.gpu);
+  size_t total = opt.quick ? (16u << 20) : (512u << 20);
+  size_t chunk = 1u << 20;
+  for (const auto& a : opt.args) {
+    if (a.rfind("size=", 0) == 0) total = std::stoull(a.substr(5)) << 20;
+    if (a.rfind("chunk=", 0) == 0) chunk = std::stoull(a.substr(6)) << 10;
+  }
+  std::string corpus_what;
+  std::vector<uint8_t> in = build_corpus(opt.corpus, total, &corpus_what);
+  if (in.empty()) {
+    std::fprintf(stderr, "zstd-stage2: empty corpus\n");
+    return 1;
+  }
+  const Chunks c = cut(in.size(), chunk);
+  const unsigned all = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
+  const double min_s = opt.quick ? 0.05 : opt.min_seconds;
+
+  // CPU references.
+  auto [z1, t1] = libzstd_run(in, c, 1, 1, min_s);
+  auto [z1a, t1a] = libzstd_run(in, c, 1, all, min_s);
+  auto [z3, t3] = libzstd_run(in, c, 3, all, opt.quick ? 0.0 : min_s);
+
+  // Stage 1: the GPU finder when it runs, else its CPU twin.
+  std::vector<zg::BlockDesc> blocks;
+  const uint64_t slots = zg::plan_blocks(c.sizes, c.offsets, blocks);
+  std::vector<zg::Sequence> seqs(slots);
+  uint8_t *d_in = nullptr, *h_in = nullptr, *h_out = nullptr;
+  zg::BlockDesc* d_blocks = nullptr;
+  zg::Sequence* d_seqs = nullptr;
+  cudaStream_t st;
+  cudaStreamCreate(&st);
+  cudaMalloc(&d_in, in.size());
+  cudaMalloc(&d_blocks, blocks.size() * sizeof(zg::BlockDesc));
+  cudaMalloc(&d_seqs, slots * sizeof(zg::Sequence));
+  cudaMallocHost(&h_in, in.size());
+  std::copy(in.begin(), in.end(), h_in);
+  cudaMemcpy(d_in, h_in, in.size(), cudaMemcpyHostToDevice);
+  cudaMemcpy(d_blocks, blocks.data(), blocks.size() * sizeof(zg::BlockDesc), cudaMemcpyHostToDevice);
+  bool gpu_find = zg::enqueue_find(d_in, d_blocks, uint32_t(blocks.size()), d_seqs, st) == 0 &&
+                  cudaStreamSynchronize(st) == cudaSuccess;
+  cudaGetLastError();
+  if (gpu_find) {
+    cudaMemcpy(blocks.data(), d_blocks, blocks.size() * sizeof(zg::BlockDesc), cudaMemcpyDeviceToHost);
+    cudaMemcpy(seqs.data(), d_seqs, slots * sizeof(zg::Sequence), cudaMemcpyDeviceToHost);
+  } else {
+    zg::cpu_find({in.data(), in.size()}, blocks, seqs);
+    cudaMemcpy(d_blocks, blocks.data(), blocks.size() * sizeof(zg::BlockDesc), cudaMemcpyHostToDevice);
+    cudaMemcpy(d_seqs, seqs.data(), slots * sizeof(zg::Sequence), cudaMemcpyHostToDevice);
+  }
+
+  // Stage 2 on the GPU: kernel only (sequences on the device).
+  ent::GpuEncoder encoder;
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  float best_ms = 1e30f;
+  const int reps = opt.quick ? 3 : 10;
+  for (int r = 0; r < reps; ++r) {
+    cudaEventRecord(e0, st);
+    const int rc = encoder.encode(d_in, in.size(), d_blocks, uint32_t(blocks.size()), d_seqs, slots, c.sizes, st);
+    cudaEventRecord(e1, st);
+    if (rc != 0 || cudaEventSynchronize(e1) != cudaSuccess) {
+      std::fprintf(stderr, "zstd-stage2: encode failed: %s\n", cudaGetErrorString(cudaError_t(rc ? rc : cudaGetLastError())));
+      return 1;
+    }
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    best_ms = std::min(best_ms, ms);
+  }
+  std::vector<uint64_t> offs(c.sizes.size() + 1);
+  cudaMemcpy(offs.data(), encoder.d_offsets(), offs.size() * 8, cudaMemcpyDeviceToHost);
+  const size_t gpu_size = offs.back();
+  cudaMallocHost(&h_out, encoder.out_capacity());
+
+  // End to end: input and sequences in (pinned), encode, offsets and frames out.
+  std::vector<uint8_t> h_seq_bytes;
+  zg::Sequence* h_seqs = nullptr;
+  cudaMallocHost(&h_seqs, slots * sizeof(zg::Sequence));
+  std::copy(seqs.begin(), seqs.end(), h_seqs);
+  double best_e2e = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = Clock::now();
+    cudaMemcpyAsync(d_in, h_in, in.size(), cudaMemcpyHostToDevice, st);
+    if (!gpu_find) cudaMemcpyAsync(d_seqs, h_seqs, slots * sizeof(zg::Sequence), cudaMemcpyHostToDevice, st);
+    cudaMemcpyAsync(d_blocks, blocks.data(), blocks.size() * sizeof(zg::BlockDesc), cudaMemcpyHostToDevice, st);
+    if (gpu_find) zg::enqueue_find(d_in, d_blocks, uint32_t(blocks.size()), d_seqs, st);
+    encoder.encode(d_in, in.size(), d_blocks, uint32_t(blocks.size()), d_seqs, slots, c.sizes, st);
+    cudaMemcpyAsync(offs.data(), encoder.d_offsets(), offs.size() * 8, cudaMemcpyDeviceToHost, st);
+    cudaStreamSynchronize(st);
+    cudaMemcpyAsync(h_out, encoder.d_out(), offs.back(), cudaMemcpyDeviceToHost, st);
+    cudaStreamSynchronize(st);
+    best_e2e = std::min(best_e2e, secs(t0, Clock::now()));
+  }
+  // Check: every frame decompresses to its chunk (a bench that lies is worse than none).
+  size_t bad = 0;
+  {
+    std::vector<uint8_t> back(chunk + 1);
+    for (size_t i = 0; i < c.sizes.size(); ++i) {
+      const size_t r = ZSTD_decompress(back.data(), back.size(), h_out + offs[i], offs[i + 1] - offs[i]);
+      if (ZSTD_isError(r) || r != c.sizes[i] || !std::equal(back.begin(), back.begin() + r, in.begin() + c.offsets[i]))
+        bad++;
+    }
+  }
+  // The same encoder on one CPU core (the code the GPU runs).
+  double cpu_enc_s;
+  {
+    std::vector<uint8_t> o(ent::frame_bound(chunk));
+    const auto t0 = Clock::now();
+    size_t b0 = 0;
+    const size_t n_in = opt.quick ? c.sizes.size() : std::min<size_t>(c.sizes.size(), 64);
+    size_t bytes = 0;
+    for (size_t i = 0; i < n_in; ++i) {
+      size_t nb = 0;
+      while (b0 + nb < blocks.size() && blocks[b0 + nb].input == i) nb++;
+      ent::cpu_encode_frame(in.data(), {blocks.data() + b0, nb}, seqs.data(), c.sizes[i], ent::kWindowLog, o.data(),
+                            o.size());
+      b0 += nb;
+      bytes += c.sizes[i];
+    }
+    cpu_enc_s = secs(t0, Clock::now()) * double(in.size()) / double(bytes);
+  }
+
+  const double n = double(in.size());
+  Table t;
+  t.title = "zstd stage 2 (GPU entropy coding), " + std::to_string(in.size() >> 20) + " MiB in " +
+            std::to_string(chunk >> 10) + " KiB inputs, GB/s of input";
+  t.columns = {"row", "ratio (in/out)", "size vs zstd -1", "GB/s"};
+  t.rows.push_back({"libzstd -1, 1 core", ratio_str(n / double(z1)), "1.000", gbps(n, t1)});
+  t.rows.push_back({"libzstd -1, " + std::to_string(all) + " threads", ratio_str(n / double(z1a)), "1.000", gbps(n, t1a)});
+  t.rows.push_back({"libzstd -3, " + std::to_string(all) + " threads", ratio_str(n / double(z3)),
+                    ratio_str(double(z3) / double(z1)), gbps(n, t3)});
+  t.rows.push_back({"GPU stage 2, kernel only", ratio_str(n / double(gpu_size)), ratio_str(double(gpu_size) / double(z1)),
+                    gbps(n, best_ms / 1e3)});
+  t.rows.push_back({std::string("GPU e2e (") + (gpu_find ? "GPU find + " : "seqs in + ") + "encode, host in/out)",
+                    ratio_str(n / double(gpu_size)), ratio_str(double(gpu_size) / double(z1)), gbps(n, best_e2e)});
+  t.rows.push_back({"same encoder, CPU 1 core (no find)", ratio_str(n / double(gpu_size)),
+                    ratio_str(double(gpu_size) / double(z1)), gbps(n, cpu_enc_s)});
+  t.notes.push_back("corpus: " + corpus_what);
+  t.notes.push_back(std::string("sequences: ") + (gpu_find ? "stage 1 GPU finder" : "stage 1 CPU twin (GPU finder not available)"));
+  t.notes.push_back("frames that failed to decompress to their input: " + std::to_string(bad));
+  t.notes.push_back("stage 2 kernel: one thread per 128 KiB block (portable encoder); GPU " + std::to_string(opt.gpu));
+  out.push_back(std::move(t));
+
+  cudaFree(d_in);
+  cudaFree(d_blocks);
+  cudaFree(d_seqs);
+  cudaFreeHost(h_in);
+  cudaFreeHost(h_out);
+  cudaFreeHost(h_seqs);
+  cudaStreamDestroy(st);
+  return bad ? 1 : 0;
+}
+
+}  // namespace
+
+void register_zstd_stage2_bench() {
+  register_suite({"zstd-stage2", "zstd with GPU entropy coding (stage 2): ratio vs zstd -1/-3, GB/s vs libzstd",
+                  true, run_stage2});
+}
+
+}  // namespace gpo::bench
+
+#ifdef GPO_ZSTD_STAGE2_STANDALONE
+// Stand-alone runner for the GPU rounds (prints the tables).
+namespace gpo::bench {
+static std::vector<Suite> g_suites;
+void register_suite(Suite s) { g_suites.push_back(s); }
+}  // namespace gpo::bench
+int main(int argc, char** argv) {
+  gpo::bench::register_zstd_stage2_bench();
+  gpo::bench::Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--quick") o.quick = true;
+    else o.args.push_back(a);
+  }
+  std::vector<gpo::bench::Table> t;
+  const int rc = gpo::bench::g_suites[0].run(o, t);
+  for (auto& tb : t) {
+    std::printf("## %s\n", tb.title.c_str());
+    for (auto& col : tb.columns) std::printf("| %s ", col.c_str());
+    std::printf("|\n");
+    for (auto& r : tb.rows) {
+      for (auto& cell : r) std::printf("| %s ", cell.c_str());
+      std::printf("|\n");
+    }
+    for (auto& nt : tb.notes) std::printf("- %s\n", nt.c_str());
+  }
+  return rc;
+}
+#endif

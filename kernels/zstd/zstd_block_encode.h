@@ -1,0 +1,849 @@
+// zstd stage 2: entropy coding of one block (literals with Huffman, sequences
+// with FSE) and frame headers, as portable code that g++ and nvcc compile alike
+// (__host__ __device__). The CPU tests and the GPU kernels run this very code,
+// so a GPU frame is bit-identical to the CPU one and both are checked against
+// libzstd's decompressor (RFC 8878 is the format; no libzstd code here).
+//
+// Input per block: the source bytes and its sequences in stage 1's layout
+// (zstd_gpu.h: lit_len, match_len, plain backward offset) plus the literals
+// after the last match. Output: a complete block (3-byte header + content):
+// Compressed_Block when it pays, else Raw_Block; never more than len + 3 bytes.
+//
+// Choices, per block:
+// - literals: Raw, RLE, or Huffman (table from the block's histogram, max 11
+//   bits, 1 stream under 256 literals else 4; weights written directly when
+//   <= 128 of them, else FSE-compressed when that is smaller or needed);
+//   no treeless (table reuse) mode, so every block stands alone.
+// - sequences: per stream (literal lengths, offsets, match lengths) the
+//   cheapest of Predefined, RLE and FSE_Compressed (table built from the
+//   block's codes); no Repeat mode.
+// - repeat offsets: tracked inside the block only. The decoder's history at a
+//   block start depends on the previous block, which is encoded in parallel, so
+//   a slot is used only once this block has set it (or at the frame start,
+//   where the history is the known 1, 4, 8).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "zstd/zstd_gpu.h"
+
+#if defined(__CUDACC__)
+#define GPO_ZHD __host__ __device__ inline
+#else
+#define GPO_ZHD inline
+#endif
+
+namespace gpo::zstd::enc {
+
+using gpu::Sequence;
+
+inline constexpr uint32_t kMaxBlock = 128 * 1024;
+inline constexpr uint32_t kHufMaxBits = 11;
+inline constexpr uint32_t kFrameHeaderMax = 4 + 1 + 1 + 8;
+
+GPO_ZHD uint32_t highbit(uint32_t v) {  // v > 0
+#if defined(__CUDA_ARCH__)
+  return 31u - __clz(v);
+#else
+  return 31u - static_cast<uint32_t>(__builtin_clz(v));
+#endif
+}
+
+GPO_ZHD void put_le16(uint8_t* p, uint32_t v) {
+  p[0] = uint8_t(v);
+  p[1] = uint8_t(v >> 8);
+}
+GPO_ZHD void put_le24(uint8_t* p, uint32_t v) {
+  p[0] = uint8_t(v);
+  p[1] = uint8_t(v >> 8);
+  p[2] = uint8_t(v >> 16);
+}
+GPO_ZHD void put_le32(uint8_t* p, uint32_t v) {
+  put_le16(p, v);
+  put_le16(p + 2, v >> 16);
+}
+
+// Forward bit writer: bits go in from the low end; the decoder reads the
+// stream backwards from the end mark (the highest 1 bit of the last byte).
+struct BitWriter {
+  uint8_t* start;
+  uint8_t* p;
+  uint8_t* end;
+  uint64_t acc;
+  uint32_t n;
+  bool overflow;
+
+  GPO_ZHD void init(uint8_t* out, size_t cap) {
+    start = p = out;
+    end = out + cap;
+    acc = 0;
+    n = 0;
+    overflow = false;
+  }
+  GPO_ZHD void add(uint32_t v, uint32_t nb) {  // nb <= 32
+    acc |= (uint64_t(v) & ((uint64_t(1) << nb) - 1)) << n;
+    n += nb;
+    if (n >= 32) {
+      if (end - p >= 4) {
+        put_le32(p, uint32_t(acc));
+        p += 4;
+      } else {
+        overflow = true;
+      }
+      acc >>= 32;
+      n -= 32;
+    }
+  }
+  // Adds the end mark and flushes. Returns the stream size, or 0 on overflow.
+  GPO_ZHD size_t close() {
+    add(1, 1);
+    while (n > 0) {
+      if (p < end) {
+        *p++ = uint8_t(acc);
+      } else {
+        overflow = true;
+      }
+      acc >>= 8;
+      n = n > 8 ? n - 8 : 0;
+    }
+    return overflow ? 0 : size_t(p - start);
+  }
+};
+
+// ---------------------------------------------------------------- FSE
+
+inline constexpr uint32_t kFseMaxLog = 9;
+inline constexpr uint32_t kFseMaxSymbols = 64;
+
+struct FseCTable {
+  uint16_t state[1u << kFseMaxLog];
+  int32_t find_state[kFseMaxSymbols];
+  uint32_t delta_nb_bits[kFseMaxSymbols];
+  uint32_t log;  // 0: RLE (no bits at all)
+};
+
+// Encoder table from a normalized distribution (counts sum to 1 << log; -1 is
+// a "less than 1" symbol), spread the way every zstd decoder builds its table.
+GPO_ZHD void fse_build(FseCTable& ct, const int16_t* norm, uint32_t max_sym, uint32_t log) {
+  const uint32_t size = 1u << log;
+  uint32_t high = size - 1;
+  uint8_t table_sym[1u << kFseMaxLog];
+  uint32_t cumul[kFseMaxSymbols + 1];
+  ct.log = log;
+  cumul[0] = 0;
+  for (uint32_t u = 1; u <= max_sym + 1; ++u) {
+    if (norm[u - 1] == -1) {
+      cumul[u] = cumul[u - 1] + 1;
+      table_sym[high--] = uint8_t(u - 1);
+    } else {
+      cumul[u] = cumul[u - 1] + uint32_t(norm[u - 1] > 0 ? norm[u - 1] : 0);
+    }
+  }
+  const uint32_t step = (size >> 1) + (size >> 3) + 3, mask = size - 1;
+  uint32_t pos = 0;
+  for (uint32_t s = 0; s <= max_sym; ++s) {
+    for (int i = 0; i < norm[s]; ++i) {
+      table_sym[pos] = uint8_t(s);
+      do {
+        pos = (pos + step) & mask;
+      } while (pos > high);
+    }
+  }
+  for (uint32_t u = 0; u < size; ++u) {
+    const uint32_t s = table_sym[u];
+    ct.state[cumul[s]++] = uint16_t(size + u);
+  }
+  int32_t total = 0;
+  for (uint32_t s = 0; s <= max_sym; ++s) {
+    const int c = norm[s];
+    if (c == 0) {
+      ct.delta_nb_bits[s] = ((log + 1) << 16) - size;
+      ct.find_state[s] = 0;
+    } else if (c == -1 || c == 1) {
+      ct.delta_nb_bits[s] = (log << 16) - size;
+      ct.find_state[s] = total - 1;
+      total += 1;
+    } else {
+      const uint32_t max_bits_out = log - highbit(uint32_t(c) - 1);
+      const uint32_t min_state_plus = uint32_t(c) << max_bits_out;
+      ct.delta_nb_bits[s] = (max_bits_out << 16) - min_state_plus;
+      ct.find_state[s] = total - c;
+      total += c;
+    }
+  }
+}
+
+GPO_ZHD uint32_t fse_init_state(const FseCTable& ct, uint32_t s) {
+  if (ct.log == 0) return 0;
+  const uint32_t nb = (ct.delta_nb_bits[s] + (1u << 15)) >> 16;
+  const uint32_t v = (nb << 16) - ct.delta_nb_bits[s];
+  return ct.state[int32_t(v >> nb) + ct.find_state[s]];
+}
+
+GPO_ZHD void fse_encode(const FseCTable& ct, uint32_t& state, uint32_t s, BitWriter& bw) {
+  if (ct.log == 0) return;
+  const uint32_t nb = (state + ct.delta_nb_bits[s]) >> 16;
+  bw.add(state, nb);
+  state = ct.state[int32_t(state >> nb) + ct.find_state[s]];
+}
+
+GPO_ZHD void fse_flush(const FseCTable& ct, uint32_t state, BitWriter& bw) {
+  if (ct.log != 0) bw.add(state, ct.log);
+}
+
+// Normalizes counts (total > 0) to sum to 1 << log, every present symbol >= 1.
+// Integer only, so CPU and GPU agree. Needs (1 << log) >= present symbols.
+GPO_ZHD void fse_normalize(int16_t* norm, const uint32_t* cnt, uint32_t max_sym, uint32_t total, uint32_t log) {
+  const uint32_t size = 1u << log;
+  int32_t sum = 0;
+  uint32_t biggest = 0;
+  for (uint32_t s = 0; s <= max_sym; ++s) {
+    if (cnt[s] == 0) {
+      norm[s] = 0;
+      continue;
+    }
+    uint32_t v = uint32_t((uint64_t(cnt[s]) * size + total / 2) / total);
+    if (v == 0) v = 1;
+    norm[s] = int16_t(v);
+    sum += int32_t(v);
+    if (cnt[s] > cnt[biggest]) biggest = s;
+  }
+  int32_t diff = int32_t(size) - sum;
+  if (diff > 0) {
+    norm[biggest] = int16_t(norm[biggest] + diff);
+    return;
+  }
+  while (diff < 0) {  // take from the largest entries, never below 1
+    uint32_t best = 0;
+    for (uint32_t s = 1; s <= max_sym; ++s)
+      if (norm[s] > norm[best]) best = s;
+    int32_t take = norm[best] - 1;
+    if (take > -diff) take = -diff;
+    if (take <= 0) return;  // cannot happen when size >= present symbols
+    norm[best] = int16_t(norm[best] - take);
+    diff += take;
+  }
+}
+
+// FSE table description (RFC 8878 4.1.1). Returns bytes written; out needs
+// room for the worst case plus 2 bytes of slack.
+GPO_ZHD size_t fse_write_ncount(uint8_t* out, const int16_t* norm, uint32_t max_sym, uint32_t log) {
+  uint8_t* o = out;
+  const int table_size = 1 << log;
+  uint32_t bits = 0;
+  int nbits_in = 0;
+  bits += (log - 5) << nbits_in;
+  nbits_in += 4;
+  int remaining = table_size + 1, threshold = table_size, nb = int(log) + 1;
+  uint32_t symbol = 0;
+  const uint32_t alphabet = max_sym + 1;
+  bool prev0 = false;
+  while (symbol < alphabet && remaining > 1) {
+    if (prev0) {
+      uint32_t start = symbol;
+      while (symbol < alphabet && norm[symbol] == 0) symbol++;
+      if (symbol == alphabet) break;
+      while (symbol >= start + 24) {
+        start += 24;
+        bits += 0xFFFFu << nbits_in;
+        o[0] = uint8_t(bits);
+        o[1] = uint8_t(bits >> 8);
+        o += 2;
+        bits >>= 16;
+      }
+      while (symbol >= start + 3) {
+        start += 3;
+        bits += 3u << nbits_in;
+        nbits_in += 2;
+      }
+      bits += (symbol - start) << nbits_in;
+      nbits_in += 2;
+      if (nbits_in > 16) {
+        o[0] = uint8_t(bits);
+        o[1] = uint8_t(bits >> 8);
+        o += 2;
+        bits >>= 16;
+        nbits_in -= 16;
+      }
+    }
+    int count = norm[symbol++];
+    const int max = (2 * threshold - 1) - remaining;
+    remaining -= count < 0 ? -count : count;
+    count++;
+    if (count >= threshold) count += max;
+    bits += uint32_t(count) << nbits_in;
+    nbits_in += nb;
+    nbits_in -= (count < max);
+    prev0 = (count == 1);
+    while (remaining < threshold) {
+      nb--;
+      threshold >>= 1;
+    }
+    if (nbits_in > 16) {
+      o[0] = uint8_t(bits);
+      o[1] = uint8_t(bits >> 8);
+      o += 2;
+      bits >>= 16;
+      nbits_in -= 16;
+    }
+  }
+  o[0] = uint8_t(bits);
+  o[1] = uint8_t(bits >> 8);
+  o += (nbits_in + 7) / 8;
+  return size_t(o - out);
+}
+
+// zstd's rule for a table's accuracy: small inputs get small tables.
+GPO_ZHD uint32_t fse_table_log(uint32_t max_log, uint32_t n, uint32_t max_sym) {
+  uint32_t log = max_log;
+  const uint32_t max_bits_src = n > 1 ? highbit(n - 1) : 0;
+  if (max_bits_src >= 2 && max_bits_src - 2 < log) log = max_bits_src - 2;
+  uint32_t min_bits = highbit(n) + 1;
+  const uint32_t mb2 = highbit(max_sym > 0 ? max_sym : 1) + 2;
+  if (mb2 < min_bits) min_bits = mb2;
+  if (min_bits > log) log = min_bits;
+  if (log < 5) log = 5;
+  if (log > max_log) log = max_log;
+  return log;
+}
+
+// Fixed-point -log2 helpers (1/256 bit) for mode decisions, integer only.
+GPO_ZHD uint32_t log2_fp8(uint32_t x) {  // x > 0: log2(x) * 256, mantissa linear
+  const uint32_t h = highbit(x);
+  const uint32_t frac = h >= 8 ? (x >> (h - 8)) & 255 : (x << (8 - h)) & 255;
+  return h * 256 + frac;
+}
+
+// ------------------------------------------------------------- Huffman
+
+struct HufTable {
+  uint16_t code[256];
+  uint8_t len[256];
+  uint32_t max_bits;
+  uint32_t last_sym;
+};
+
+// Length-limited (<= kHufMaxBits) Huffman code from a histogram with >= 2
+// symbols: a two-queue Huffman build; when too deep, counts are halved
+// (keeping every present symbol) and the build is redone. Canonical codes in
+// zstd's order (longest codes first, by symbol within a length).
+GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t) {
+  uint16_t leaf_sym[256];
+  uint32_t w[256];
+  uint32_t n = 0;
+  for (uint32_t s = 0; s < 256; ++s) {
+    t.len[s] = 0;
+    t.code[s] = 0;
+    if (hist[s]) {
+      leaf_sym[n] = uint16_t(s);
+      w[n] = hist[s];
+      n++;
+      t.last_sym = s;
+    }
+  }
+  uint32_t node_w[512];
+  uint16_t parent[512];
+  uint8_t depth[512];
+  for (;;) {
+    // Sort leaves by (count, symbol), insertion sort (n <= 256).
+    for (uint32_t i = 1; i < n; ++i) {
+      const uint32_t wi = w[i];
+      const uint16_t si = leaf_sym[i];
+      uint32_t j = i;
+      while (j > 0 && (w[j - 1] > wi || (w[j - 1] == wi && leaf_sym[j - 1] > si))) {
+        w[j] = w[j - 1];
+        leaf_sym[j] = leaf_sym[j - 1];
+        j--;
+      }
+      w[j] = wi;
+      leaf_sym[j] = si;
+    }
+    for (uint32_t i = 0; i < n; ++i) node_w[i] = w[i];
+    uint32_t li = 0, ni = n, next = n;
+    while (next < 2 * n - 1) {
+      uint32_t pick[2];
+      for (int k = 0; k < 2; ++k) {
+        if (li < n && (ni >= next || node_w[li] <= node_w[ni])) {
+          pick[k] = li++;
+        } else {
+          pick[k] = ni++;
+        }
+      }
+      node_w[next] = node_w[pick[0]] + node_w[pick[1]];
+      parent[pick[0]] = uint16_t(next);
+      parent[pick[1]] = uint16_t(next);
+      next++;
+    }
+    const uint32_t root = 2 * n - 2;
+    depth[root] = 0;
+    uint32_t maxd = 0;
+    for (int32_t i = int32_t(root) - 1; i >= 0; --i) {
+      depth[i] = uint8_t(depth[parent[i]] + 1);
+      if (uint32_t(i) < n && depth[i] > maxd) maxd = depth[i];
+    }
+    if (maxd <= kHufMaxBits) {
+      t.max_bits = maxd;
+      for (uint32_t i = 0; i < n; ++i) t.len[leaf_sym[i]] = depth[i];
+      break;
+    }
+    for (uint32_t i = 0; i < n; ++i) w[i] = (w[i] + 1) >> 1;
+  }
+  uint32_t nb_per_len[kHufMaxBits + 2] = {};
+  for (uint32_t s = 0; s < 256; ++s) nb_per_len[t.len[s]]++;
+  uint32_t val_per_len[kHufMaxBits + 2] = {};
+  uint32_t mn = 0;
+  for (uint32_t l = t.max_bits; l > 0; --l) {
+    val_per_len[l] = mn;
+    mn += nb_per_len[l];
+    mn >>= 1;
+  }
+  for (uint32_t s = 0; s < 256; ++s)
+    if (t.len[s]) t.code[s] = uint16_t(val_per_len[t.len[s]]++);
+}
+
+// Huffman tree description (RFC 8878 4.2.1): weights of symbols
+// 0..last_sym-1 (the last one is implied). Returns bytes, 0 if none fits.
+GPO_ZHD size_t huf_write_tree(const HufTable& t, uint8_t* out, size_t cap) {
+  const uint32_t nw = t.last_sym;
+  uint8_t wt[256];
+  for (uint32_t s = 0; s < nw; ++s) wt[s] = t.len[s] ? uint8_t(t.max_bits + 1 - t.len[s]) : 0;
+  const size_t direct = nw <= 128 ? 1 + (nw + 1) / 2 : 0;
+  // FSE-compressed weights (two interleaved states, accuracy <= 6).
+  size_t fse_size = 0;
+  uint8_t fse_buf[160];
+  if (nw >= 2) {
+    uint32_t cnt[16] = {};
+    uint32_t max_w = 0, max_c = 0;
+    for (uint32_t s = 0; s < nw; ++s) {
+      cnt[wt[s]]++;
+      if (wt[s] > max_w) max_w = wt[s];
+    }
+    for (uint32_t v = 0; v <= max_w; ++v)
+      if (cnt[v] > max_c) max_c = cnt[v];
+    if (max_c < nw && max_c > 1) {
+      const uint32_t log = 6;
+      int16_t norm[16];
+      fse_normalize(norm, cnt, max_w, nw, log);
+      size_t h = 1 + fse_write_ncount(fse_buf + 1, norm, max_w, log);
+      FseCTable ct;
+      fse_build(ct, norm, max_w, log);
+      BitWriter bw;
+      bw.init(fse_buf + h, sizeof(fse_buf) - h - 2);
+      uint32_t st[2] = {0, 0};
+      bool init[2] = {false, false};
+      for (int32_t i = int32_t(nw) - 1; i >= 0; --i) {
+        const int k = i & 1;  // even positions belong to state 1, odd to state 2
+        if (!init[k]) {
+          st[k] = fse_init_state(ct, wt[i]);
+          init[k] = true;
+        } else {
+          fse_encode(ct, st[k], wt[i], bw);
+        }
+      }
+      fse_flush(ct, st[1], bw);
+      fse_flush(ct, st[0], bw);
+      const size_t bs = bw.close();
+      if (bs && h + bs - 1 < 128) {
+        fse_size = h + bs;
+        fse_buf[0] = uint8_t(fse_size - 1);
+      }
+    }
+  }
+  if (fse_size && (direct == 0 || fse_size < direct)) {
+    if (fse_size > cap) return 0;
+    for (size_t i = 0; i < fse_size; ++i) out[i] = fse_buf[i];
+    return fse_size;
+  }
+  if (direct == 0 || direct > cap) return 0;
+  out[0] = uint8_t(127 + nw);
+  for (uint32_t k = 0; k < nw; k += 2) {
+    const uint8_t lo = k + 1 < nw ? wt[k + 1] : 0;
+    out[1 + k / 2] = uint8_t((wt[k] << 4) | lo);
+  }
+  return direct;
+}
+
+// One Huffman stream of lits[0..n), symbols written last first.
+GPO_ZHD size_t huf_encode_stream(const HufTable& t, const uint8_t* lits, uint32_t n, uint8_t* out, size_t cap) {
+  BitWriter bw;
+  bw.init(out, cap);
+  for (uint32_t i = n; i-- > 0;) {
+    const uint8_t s = lits[i];
+    bw.add(t.code[s], t.len[s]);
+  }
+  return bw.close();
+}
+
+// -------------------------------------------------------------- codes
+
+GPO_ZHD uint32_t ll_base(uint32_t c) {
+  static constexpr uint32_t b[36] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,   10,  11,  12,   13,   14,   15,   16,    18,
+                              20, 22, 24, 28, 32, 40, 48, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
+  return b[c];
+}
+GPO_ZHD uint32_t ll_bits(uint32_t c) {
+  static constexpr uint8_t b[36] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  0,  0,  1,  1,
+                             1, 1, 2, 2, 3, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  return b[c];
+}
+GPO_ZHD uint32_t ml_base(uint32_t c) {
+  static constexpr uint32_t b[53] = {3,   4,   5,   6,    7,    8,    9,    10,   11,    12,    13,    14,    15,    16,
+                              17,  18,  19,  20,   21,   22,   23,   24,   25,    26,    27,    28,    29,    30,
+                              31,  32,  33,  34,   35,   37,   39,   41,   43,    47,    51,    59,    67,    83,
+                              99,  131, 259, 515,  1027, 2051, 4099, 8195, 16387, 32771, 65539};
+  return b[c];
+}
+GPO_ZHD uint32_t ml_bits(uint32_t c) {
+  static constexpr uint8_t b[53] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                             0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  return b[c];
+}
+GPO_ZHD uint32_t ll_code(uint32_t ll) {
+  if (ll < 16) return ll;
+  uint32_t lo = 16, hi = 35;  // largest c with base(c) <= ll
+  while (lo < hi) {
+    const uint32_t mid = (lo + hi + 1) / 2;
+    if (ll_base(mid) <= ll) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+GPO_ZHD uint32_t ml_code(uint32_t ml) {  // ml >= 3
+  if (ml < 35) return ml - 3;
+  uint32_t lo = 32, hi = 52;
+  while (lo < hi) {
+    const uint32_t mid = (lo + hi + 1) / 2;
+    if (ml_base(mid) <= ml) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+GPO_ZHD const int16_t* predefined_norm(int which) {  // 0 LL, 1 OF, 2 ML
+  // RFC 8878 3.1.1.3.2.2: default distributions.
+  static constexpr int16_t ll[36] = {4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2,  2,  2,
+                                     2, 2, 2, 2, 2, 2, 3, 2, 1, 1, 1, 1, 1, -1, -1, -1, -1};
+  static constexpr int16_t of[29] = {1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1,
+                                     1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1};
+  static constexpr int16_t ml[53] = {1, 4, 3, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1};
+  return which == 0 ? ll : which == 1 ? of : ml;
+}
+GPO_ZHD uint32_t predefined_max_sym(int which) { return which == 0 ? 35 : which == 1 ? 28 : 52; }
+GPO_ZHD uint32_t predefined_log(int which) { return which == 1 ? 5 : 6; }
+GPO_ZHD uint32_t max_log_of(int which) { return which == 1 ? 8 : 9; }
+
+// ---------------------------------------------------------- the block
+
+// Per-block scratch: lits has room for len bytes, ofv for nseq entries, codes
+// for 3 * nseq bytes (device: global memory, one slice per block).
+struct BlockScratch {
+  uint8_t* lits;
+  uint32_t* ofv;
+  uint8_t* codes;
+};
+
+// Phase 1: literals gathered, offsets turned into zstd offset values (repeat
+// codes 1..3 where this block knows the history, else offset + 3).
+GPO_ZHD uint32_t gather_block(const uint8_t* src, uint32_t len, const Sequence* seqs, uint32_t nseq, bool frame_start,
+                              const BlockScratch& ws) {
+  uint32_t rep[3] = {1, 4, 8};
+  bool known[3] = {frame_start, frame_start, frame_start};
+  uint32_t ip = 0, nl = 0;
+  for (uint32_t i = 0; i < nseq; ++i) {
+    const Sequence sq = seqs[i];
+    for (uint32_t k = 0; k < sq.lit_len; ++k) ws.lits[nl + k] = src[ip + k];
+    nl += sq.lit_len;
+    ip += sq.lit_len + sq.match_len;
+    const uint32_t o = sq.offset;
+    // Candidates for repeat codes 1..3 (RFC 8878 3.1.2.5) and their slot.
+    uint32_t cand[3];
+    bool ck[3];
+    int slot[3];
+    if (sq.lit_len > 0) {
+      cand[0] = rep[0]; ck[0] = known[0]; slot[0] = 0;
+      cand[1] = rep[1]; ck[1] = known[1]; slot[1] = 1;
+      cand[2] = rep[2]; ck[2] = known[2]; slot[2] = 2;
+    } else {
+      cand[0] = rep[1]; ck[0] = known[1]; slot[0] = 1;
+      cand[1] = rep[2]; ck[1] = known[2]; slot[1] = 2;
+      cand[2] = rep[0] - 1; ck[2] = known[0]; slot[2] = 3;
+    }
+    int code = 0;
+    for (int c = 0; c < 3; ++c)
+      if (ck[c] && cand[c] == o) {
+        code = c + 1;
+        break;
+      }
+    ws.ofv[i] = code ? uint32_t(code) : o + 3;
+    const int used = code ? slot[code - 1] : 3;  // 3: a new offset (or rep0 - 1)
+    if (used == 0) continue;                      // rep0 again: history unchanged
+    if (used == 1) {                              // [o, r0, r2]
+      rep[1] = rep[0]; known[1] = known[0];
+    } else {                                      // [o, r0, r1]
+      rep[2] = rep[1]; known[2] = known[1];
+      rep[1] = rep[0]; known[1] = known[0];
+    }
+    rep[0] = o;
+    known[0] = true;
+  }
+  for (uint32_t k = 0; k < len - ip; ++k) ws.lits[nl + k] = src[ip + k];
+  return nl + (len - ip);
+}
+
+// Literals section (raw, RLE or Huffman) at out. Returns its size (never more
+// than the raw section: nl + header).
+GPO_ZHD size_t encode_literals(const uint8_t* lits, uint32_t nl, const uint32_t* hist, uint8_t* out) {
+  auto raw = [&]() -> size_t {
+    size_t h;
+    if (nl < 32) {
+      out[0] = uint8_t(nl << 3);
+      h = 1;
+    } else if (nl < 4096) {
+      put_le16(out, (1u << 2) | (nl << 4));
+      h = 2;
+    } else {
+      put_le24(out, (3u << 2) | (nl << 4));
+      h = 3;
+    }
+    for (uint32_t i = 0; i < nl; ++i) out[h + i] = lits[i];
+    return h + nl;
+  };
+  uint32_t distinct = 0, any = 0;
+  for (uint32_t s = 0; s < 256; ++s)
+    if (hist[s]) {
+      distinct++;
+      any = s;
+    }
+  if (nl > 0 && distinct == 1) {  // RLE
+    size_t h;
+    if (nl < 32) {
+      out[0] = uint8_t(1 | (nl << 3));
+      h = 1;
+    } else if (nl < 4096) {
+      put_le16(out, 1 | (1u << 2) | (nl << 4));
+      h = 2;
+    } else {
+      put_le24(out, 1 | (3u << 2) | (nl << 4));
+      h = 3;
+    }
+    out[h] = uint8_t(any);
+    return h + 1;
+  }
+  if (nl < 64) return raw();
+  HufTable t;
+  huf_build(hist, t);
+  // Estimate first: a table that does not pay is not worth encoding.
+  uint64_t bits = 0;
+  for (uint32_t s = 0; s < 256; ++s) bits += uint64_t(hist[s]) * t.len[s];
+  const size_t lh = nl < 1024 ? 3 : nl < 16384 ? 4 : 5;
+  const bool single = nl < 256;
+  const size_t raw_size = nl + (nl < 32 ? 1 : nl < 4096 ? 2 : 3);
+  if (lh + bits / 8 + (single ? 0 : 6) + 8 >= raw_size) return raw();
+  uint8_t* op = out + lh;
+  const size_t cap = raw_size - lh;  // room before the Huffman section loses
+  const size_t tree = huf_write_tree(t, op, cap);
+  if (tree == 0) return raw();
+  size_t used = tree;
+  if (single) {
+    const size_t s = huf_encode_stream(t, lits, nl, op + used, cap - used);
+    if (s == 0) return raw();
+    used += s;
+  } else {
+    if (used + 6 >= cap) return raw();
+    uint8_t* jump = op + used;
+    used += 6;
+    const uint32_t seg = (nl + 3) / 4;
+    for (uint32_t k = 0; k < 4; ++k) {
+      const uint32_t a = k * seg, b = k == 3 ? nl : (k + 1) * seg;
+      const size_t s = huf_encode_stream(t, lits + a, b - a, op + used, cap - used);
+      if (s == 0) return raw();
+      if (k < 3) put_le16(jump + 2 * k, uint32_t(s));
+      used += s;
+    }
+  }
+  const uint32_t cs = uint32_t(used);
+  const uint32_t fmt = single ? 0 : (lh == 3 ? 1 : lh == 4 ? 2 : 3);
+  if (lh == 3) {
+    put_le24(out, 2 | (fmt << 2) | (nl << 4) | (cs << 14));
+  } else if (lh == 4) {
+    put_le32(out, 2 | (fmt << 2) | (nl << 4) | (cs << 18));
+  } else {
+    put_le32(out, 2 | (fmt << 2) | (nl << 4) | (cs << 22));
+    out[4] = uint8_t(cs >> 10);
+  }
+  return lh + used;
+}
+
+// Sequences section at out (cap bytes). Returns its size, 0 if it does not fit.
+GPO_ZHD size_t encode_sequences(const Sequence* seqs, const uint32_t* ofv, uint32_t nseq, uint8_t* codes, uint8_t* out,
+                                size_t cap) {
+  if (cap < 4) return 0;
+  uint8_t* op = out;
+  if (nseq < 128) {
+    *op++ = uint8_t(nseq);
+  } else if (nseq < 0x7F00) {
+    *op++ = uint8_t((nseq >> 8) + 128);
+    *op++ = uint8_t(nseq);
+  } else {
+    *op++ = 0xFF;
+    put_le16(op, nseq - 0x7F00);
+    op += 2;
+  }
+  if (nseq == 0) return size_t(op - out);
+  uint8_t* llc = codes;
+  uint8_t* ofc = codes + nseq;
+  uint8_t* mlc = codes + 2 * nseq;
+  uint32_t cnt[3][kFseMaxSymbols] = {};
+  uint32_t maxc[3] = {0, 0, 0};
+  for (uint32_t i = 0; i < nseq; ++i) {
+    const uint32_t l = ll_code(seqs[i].lit_len), f = highbit(ofv[i]), m = ml_code(seqs[i].match_len);
+    llc[i] = uint8_t(l);
+    ofc[i] = uint8_t(f);
+    mlc[i] = uint8_t(m);
+    cnt[0][l]++;
+    cnt[1][f]++;
+    cnt[2][m]++;
+    if (l > maxc[0]) maxc[0] = l;
+    if (f > maxc[1]) maxc[1] = f;
+    if (m > maxc[2]) maxc[2] = m;
+  }
+  uint8_t* modes = op++;
+  uint32_t mode_bits = 0;
+  FseCTable ct[3];
+  for (int w = 0; w < 3; ++w) {  // LL, OF, ML
+    const uint32_t ms = maxc[w];
+    uint32_t present = 0, top = 0;
+    for (uint32_t s = 0; s <= ms; ++s)
+      if (cnt[w][s]) {
+        present++;
+        top = s;
+      }
+    uint32_t mode;
+    if (present == 1 && nseq > 2) {
+      mode = 1;  // RLE: one byte, no bits per symbol
+      if (size_t(op - out) + 1 > cap) return 0;
+      *op++ = uint8_t(top);
+      ct[w].log = 0;
+    } else {
+      // Cost in 1/256 bit: predefined vs a table built from this block.
+      const int16_t* pn = predefined_norm(w);
+      const uint32_t plog = predefined_log(w);
+      uint64_t pre_cost = ~uint64_t(0);
+      if (ms <= predefined_max_sym(w)) {
+        pre_cost = 0;
+        for (uint32_t s = 0; s <= ms; ++s)
+          if (cnt[w][s]) {
+            const uint32_t p = pn[s] < 0 ? 1 : uint32_t(pn[s]);
+            pre_cost += uint64_t(cnt[w][s]) * (plog * 256 - log2_fp8(p));
+          }
+      }
+      const uint32_t log = fse_table_log(max_log_of(w), nseq, ms);
+      int16_t norm[kFseMaxSymbols];
+      fse_normalize(norm, cnt[w], ms, nseq, log);
+      uint8_t hdr[96];
+      const size_t hsize = fse_write_ncount(hdr, norm, ms, log);
+      uint64_t fse_cost = uint64_t(hsize) * 8 * 256;
+      for (uint32_t s = 0; s <= ms; ++s)
+        if (cnt[w][s]) fse_cost += uint64_t(cnt[w][s]) * (log * 256 - log2_fp8(uint32_t(norm[s])));
+      if (fse_cost < pre_cost) {
+        mode = 2;
+        if (size_t(op - out) + hsize > cap) return 0;
+        for (size_t i = 0; i < hsize; ++i) op[i] = hdr[i];
+        op += hsize;
+        fse_build(ct[w], norm, ms, log);
+      } else {
+        mode = 0;
+        fse_build(ct[w], pn, predefined_max_sym(w), plog);
+      }
+    }
+    mode_bits |= mode << (6 - 2 * w);
+  }
+  *modes = uint8_t(mode_bits);
+  BitWriter bw;
+  bw.init(op, cap - size_t(op - out));
+  const uint32_t last = nseq - 1;
+  uint32_t s_ml = fse_init_state(ct[2], mlc[last]);
+  uint32_t s_of = fse_init_state(ct[1], ofc[last]);
+  uint32_t s_ll = fse_init_state(ct[0], llc[last]);
+  bw.add(seqs[last].lit_len - ll_base(llc[last]), ll_bits(llc[last]));
+  bw.add(seqs[last].match_len - ml_base(mlc[last]), ml_bits(mlc[last]));
+  bw.add(ofv[last] - (1u << ofc[last]), ofc[last]);
+  for (uint32_t n = last; n-- > 0;) {
+    fse_encode(ct[1], s_of, ofc[n], bw);
+    fse_encode(ct[2], s_ml, mlc[n], bw);
+    fse_encode(ct[0], s_ll, llc[n], bw);
+    bw.add(seqs[n].lit_len - ll_base(llc[n]), ll_bits(llc[n]));
+    bw.add(seqs[n].match_len - ml_base(mlc[n]), ml_bits(mlc[n]));
+    bw.add(ofv[n] - (1u << ofc[n]), ofc[n]);
+  }
+  fse_flush(ct[2], s_ml, bw);
+  fse_flush(ct[1], s_of, bw);
+  fse_flush(ct[0], s_ll, bw);
+  const size_t bs = bw.close();
+  if (bs == 0) return 0;
+  return size_t(op - out) + bs;
+}
+
+GPO_ZHD void write_block_header(uint8_t* out, bool last, uint32_t type, uint32_t size) {
+  put_le24(out, (last ? 1u : 0u) | (type << 1) | (size << 3));
+}
+
+GPO_ZHD size_t raw_block(const uint8_t* src, uint32_t len, bool last, uint8_t* out) {
+  write_block_header(out, last, 0, len);
+  for (uint32_t i = 0; i < len; ++i) out[3 + i] = src[i];
+  return 3 + size_t(len);
+}
+
+// The whole block: out has room for len + 3 bytes. Returns bytes written.
+GPO_ZHD size_t encode_block(const uint8_t* src, uint32_t len, const Sequence* seqs, uint32_t nseq, bool frame_start,
+                            bool last, const BlockScratch& ws, uint8_t* out) {
+  const uint32_t nl = gather_block(src, len, seqs, nseq, frame_start, ws);
+  uint32_t hist[256];
+  for (uint32_t s = 0; s < 256; ++s) hist[s] = 0;
+  for (uint32_t i = 0; i < nl; ++i) hist[ws.lits[i]]++;
+  // The literals section can be up to nl + 3 bytes: only when nl + 3 < len
+  // does it fit the slot (else the block is raw anyway).
+  if (size_t(nl) + 3 + 4 >= len) return raw_block(src, len, last, out);
+  const size_t ls = encode_literals(ws.lits, nl, hist, out + 3);
+  const size_t room = len - ls;  // content must stay below len to beat raw
+  const size_t ss = encode_sequences(seqs, ws.ofv, nseq, ws.codes, out + 3 + ls, room);
+  if (ss == 0 || ls + ss >= len) return raw_block(src, len, last, out);
+  write_block_header(out, last, 2, uint32_t(ls + ss));
+  return 3 + ls + ss;
+}
+
+// ---------------------------------------------------------- the frame
+
+// Frame header for content_size bytes whose matches reach back at most
+// window bytes (window >= min(content, 128 KiB)). Returns its size.
+GPO_ZHD size_t write_frame_header(uint8_t* out, uint64_t content_size, uint32_t window_log) {
+  put_le32(out, 0xFD2FB528u);
+  const bool single = content_size <= (uint64_t(1) << window_log);
+  uint32_t fcs_flag, fcs_bytes;
+  if (single && content_size < 256) {
+    fcs_flag = 0;
+    fcs_bytes = 1;
+  } else if (content_size >= 256 && content_size < 65536 + 256) {
+    fcs_flag = 1;
+    fcs_bytes = 2;
+  } else if (content_size <= 0xFFFFFFFFu) {
+    fcs_flag = 2;
+    fcs_bytes = 4;
+  } else {
+    fcs_flag = 3;
+    fcs_bytes = 8;
+  }
+  out[4] = uint8_t((fcs_flag << 6) | (single ? 0x20 : 0));
+  size_t p = 5;
+  if (!single) out[p++] = uint8_t((window_log - 10) << 3);
+  uint64_t v = fcs_flag == 1 ? content_size - 256 : content_size;
+  for (uint32_t i = 0; i < fcs_bytes; ++i) out[p++] = uint8_t(v >> (8 * i));
+  return p;
+}
+
+// Bound of a frame of n bytes cut into blocks of kMaxBlock.
+GPO_ZHD size_t frame_bound(uint64_t n) {
+  const uint64_t blocks = n ? (n + kMaxBlock - 1) / kMaxBlock : 1;
+  return size_t(kFrameHeaderMax + n + 3 * blocks);
+}
+
+}  // namespace gpo::zstd::enc

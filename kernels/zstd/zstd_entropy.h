@@ -1,0 +1,69 @@
+// zstd stage 2: entropy coding on the GPU. Sequences and source already on the
+// device (stage 1's layout, zstd_gpu.h) -> standard zstd frames, one per input,
+// that any `zstd -d` reads. The per-block encoder is zstd_block_encode.h, the
+// same code on the CPU (cpu_encode_frame: tests, reference) and the GPU.
+//
+// Layout: one frame per input, its blocks (<= 128 KiB, stage 1's cut) encoded
+// independently and in parallel; the frame header carries the content size;
+// no checksum. The window is kWindowLog (stage 1's matches reach back at most
+// kMaxOffset < 256 KiB), or the input size when smaller (single segment).
+// What independence costs in ratio (per-block Huffman tables, repeat offsets
+// restarted per block) is measured in docs/zstd-gpu.md.
+//
+// No CUDA types here: host-only code includes it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "zstd/zstd_gpu.h"
+
+namespace gpo::zstd::entropy {
+
+using gpu::BlockDesc;
+using gpu::Sequence;
+
+inline constexpr uint32_t kWindowLog = 18;  // 256 KiB > gpu::kMaxOffset
+static_assert((1u << kWindowLog) > gpu::kMaxOffset);
+
+// Worst-case frame size of n input bytes.
+size_t frame_bound(uint64_t n);
+
+// CPU: the frame of one input of input_size bytes. in: the batch buffer that
+// BlockDesc::src indexes; blocks: that input's blocks in order (none when
+// empty); seqs: the array their seq_first indexes. window_log: the frame's
+// window (matches must reach back no further). Returns the frame size, or 0
+// when out (cap bytes, frame_bound is enough) is too small.
+size_t cpu_encode_frame(const uint8_t* in, std::span<const BlockDesc> blocks, const Sequence* seqs,
+                        uint64_t input_size, uint32_t window_log, uint8_t* out, size_t cap);
+
+// GPU batch encoder (zstd_entropy_gpu.cu, CUDA builds only). Keeps its device
+// buffers between calls (they grow as needed).
+class GpuEncoder {
+ public:
+  GpuEncoder();
+  ~GpuEncoder();
+  GpuEncoder(const GpuEncoder&) = delete;
+  GpuEncoder& operator=(const GpuEncoder&) = delete;
+
+  // Encodes the frames of a batch: d_in (device) is the batch input, d_blocks
+  // (device, nblocks) and d_seqs (device) stage 1's output for it, input_sizes
+  // (host, one per input; the blocks of input i are those with input == i, in
+  // order). in_extent: bytes of d_in that blocks index (max src + len).
+  // Asynchronous on stream (a cudaStream_t): frames land in d_out(), input i
+  // at d_offsets()[i] .. d_offsets()[i + 1] (device). Returns a cudaError_t
+  // as int (0 = success).
+  int encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc* d_blocks, uint32_t nblocks,
+             const Sequence* d_seqs, uint64_t seq_slots, std::span<const uint64_t> input_sizes, void* stream);
+
+  uint8_t* d_out() const;             // device: the frames, back to back
+  const uint64_t* d_offsets() const;  // device: ninputs + 1 offsets into d_out
+  size_t out_capacity() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gpo::zstd::entropy

@@ -1,0 +1,205 @@
+// zstd stage 2 on the CPU: the block encoder that the GPU runs
+// (zstd_block_encode.h), fed with sequences from libzstd's own parser
+// (ZSTD_generateSequences) and from stage 1's CPU finder; every frame must
+// decompress with libzstd to the input, over the data kinds and sizes of
+// issue 7, and come within a few percent of zstd's own entropy coding.
+#define ZSTD_STATIC_LINKING_ONLY
+#include <gtest/gtest.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "unit/zstd_entropy_data.h"
+#include "zstd/zstd_block_encode.h"
+#include "zstd/zstd_entropy.h"
+#include "zstd/zstd_gpu.h"
+
+namespace {
+
+using gpo::zstd::gpu::BlockDesc;
+using gpo::zstd::gpu::Sequence;
+namespace ent = gpo::zstd::entropy;
+namespace data = gpo::test::zstd_data;
+
+struct Parsed {
+  std::vector<BlockDesc> blocks;
+  std::vector<Sequence> seqs;
+  uint32_t window_log = ent::kWindowLog;
+};
+
+// libzstd's parse at level: its blocks and sequences in stage 1's layout.
+Parsed parse_with_libzstd(const std::vector<uint8_t>& in, int level) {
+  Parsed p;
+  if (in.empty()) return p;
+  ZSTD_CCtx* cc = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, level);
+  std::vector<ZSTD_Sequence> zs(in.size() + in.size() / 1024 + 16);
+  const size_t n = ZSTD_generateSequences(cc, zs.data(), zs.size(), in.data(), in.size());
+  ZSTD_freeCCtx(cc);
+  EXPECT_FALSE(ZSTD_isError(n)) << ZSTD_getErrorName(n);
+  if (ZSTD_isError(n)) return p;
+  BlockDesc cur{};
+  uint64_t pos = 0, maxoff = 1;
+  cur.seq_first = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const ZSTD_Sequence& s = zs[i];
+    if (s.offset == 0 && s.matchLength == 0) {  // block delimiter: trailing literals
+      cur.len += s.litLength;
+      cur.trailing_literals = s.litLength;
+      cur.src = pos;
+      cur.pos = uint32_t(pos);
+      pos += cur.len;
+      p.blocks.push_back(cur);
+      cur = BlockDesc{};
+      cur.seq_first = uint32_t(p.seqs.size());
+      continue;
+    }
+    p.seqs.push_back({s.litLength, s.matchLength, s.offset});
+    cur.seq_count++;
+    cur.len += s.litLength + s.matchLength;
+    maxoff = std::max<uint64_t>(maxoff, s.offset);
+  }
+  // libzstd reports no sequences for a tail it stores raw: literals only.
+  while (pos < in.size()) {
+    BlockDesc b{};
+    b.len = uint32_t(std::min<uint64_t>(in.size() - pos, 128 * 1024));
+    b.src = pos;
+    b.pos = uint32_t(pos);
+    b.seq_first = uint32_t(p.seqs.size());
+    b.trailing_literals = b.len;
+    p.blocks.push_back(b);
+    pos += b.len;
+  }
+  p.window_log = 17;
+  while ((uint64_t(1) << p.window_log) < maxoff) p.window_log++;
+  return p;
+}
+
+// Stage 1's CPU finder (the GPU finder's twin).
+Parsed parse_with_stage1(const std::vector<uint8_t>& in) {
+  Parsed p;
+  const uint64_t size = in.size(), off = 0;
+  const uint64_t slots = gpo::zstd::gpu::plan_blocks({&size, 1}, {&off, 1}, p.blocks);
+  p.seqs.resize(slots);
+  gpo::zstd::gpu::cpu_find(in, p.blocks, p.seqs);
+  return p;
+}
+
+std::vector<uint8_t> encode(const std::vector<uint8_t>& in, const Parsed& p) {
+  std::vector<uint8_t> out(ent::frame_bound(in.size()));
+  const size_t n = ent::cpu_encode_frame(in.data(), p.blocks, p.seqs.data(), in.size(), p.window_log, out.data(),
+                                         out.size());
+  EXPECT_GT(n, 0u);
+  out.resize(n);
+  return out;
+}
+
+void expect_round_trip(const std::vector<uint8_t>& in, const std::vector<uint8_t>& frame, const std::string& what) {
+  EXPECT_EQ(ZSTD_getFrameContentSize(frame.data(), frame.size()), in.size()) << what;
+  std::vector<uint8_t> back(in.size() + 1);
+  const size_t r = ZSTD_decompress(back.data(), back.size(), frame.data(), frame.size());
+  ASSERT_FALSE(ZSTD_isError(r)) << what << ": " << ZSTD_getErrorName(r);
+  ASSERT_EQ(r, in.size()) << what;
+  back.resize(r);
+  EXPECT_TRUE(back == in) << what << ": content differs";
+}
+
+size_t zstd_size(const std::vector<uint8_t>& in, int level) {
+  std::vector<uint8_t> c(ZSTD_compressBound(in.size()));
+  return ZSTD_compress(c.data(), c.size(), in.data(), in.size(), level);
+}
+
+TEST(ZstdEntropy, RoundTripLibzstdSequencesAllKindsAndSizes) {
+  for (const auto& k : data::kinds())
+    for (size_t n : data::sizes()) {
+      const auto in = k.make(n);
+      const auto frame = encode(in, parse_with_libzstd(in, 1));
+      expect_round_trip(in, frame, std::string(k.name) + " " + std::to_string(n));
+      EXPECT_LE(frame.size(), ent::frame_bound(n));
+    }
+}
+
+TEST(ZstdEntropy, RoundTripStage1Sequences) {
+  for (const auto& k : data::kinds())
+    for (size_t n : data::sizes()) {
+      const auto in = k.make(n);
+      const auto frame = encode(in, parse_with_stage1(in));
+      expect_round_trip(in, frame, std::string(k.name) + " " + std::to_string(n) + " (stage 1)");
+    }
+}
+
+// Bigger inputs through libzstd level 3's parse (longer matches, repcodes).
+TEST(ZstdEntropy, RoundTripLevel3Parse) {
+  for (const auto& k : data::kinds()) {
+    const auto in = k.make((2 << 20) + 3);
+    expect_round_trip(in, encode(in, parse_with_libzstd(in, 3)), std::string(k.name) + " level-3 parse");
+  }
+}
+
+// Fed libzstd's own level-1 parse, the entropy stage alone must come close to
+// zstd -1 (independent blocks cost a little: no table reuse across blocks).
+TEST(ZstdEntropy, RatioCloseToLibzstdOnSameParse) {
+  for (const char* name : {"text", "binary", "mixed"}) {
+    const auto& k = *std::find_if(data::kinds().begin(), data::kinds().end(),
+                                  [&](const data::Kind& x) { return std::string(x.name) == name; });
+    const auto in = k.make(4 << 20);
+    const size_t ours = encode(in, parse_with_libzstd(in, 1)).size();
+    const size_t ref = zstd_size(in, 1);
+    const size_t s1 = encode(in, parse_with_stage1(in)).size();
+    std::printf("%-8s in %zu  zstd -1 %zu  ours(libzstd parse) %zu (%.3f)  ours(stage-1 parse) %zu (%.3f)  zstd -3 %zu\n",
+                name, in.size(), ref, ours, double(ours) / double(ref), s1, double(s1) / double(ref), zstd_size(in, 3));
+    EXPECT_LE(double(ours), 1.05 * double(ref)) << name;
+  }
+}
+
+// Literals with more than 128 distinct weights force FSE-compressed Huffman
+// weights; a small alphabet gives direct weights; one value gives RLE.
+TEST(ZstdEntropy, LiteralModes) {
+  for (int alphabet : {2, 5, 40, 120, 200, 256}) {
+    std::vector<uint8_t> in(100000);
+    std::mt19937 rng(alphabet);
+    std::geometric_distribution<int> g(0.03);
+    for (auto& b : in) b = uint8_t(std::min(alphabet - 1, g(rng)) * (256 / alphabet));
+    for (auto& b : in) b = uint8_t(b + (alphabet == 256 ? 0 : 0));
+    const auto frame = encode(in, parse_with_libzstd(in, 1));
+    expect_round_trip(in, frame, "alphabet " + std::to_string(alphabet));
+  }
+}
+
+// The Huffman builder: lengths <= 11, a complete prefix code (Kraft sum 1),
+// even for the skewed counts that make a plain Huffman tree deeper than 11.
+TEST(ZstdEntropy, HuffmanLengthLimitAndKraft) {
+  for (int kind = 0; kind < 3; ++kind) {
+    uint32_t hist[256] = {};
+    uint32_t f0 = 1, f1 = 1;
+    for (int s = 0; s < 256; ++s) {
+      if (kind == 0) {  // Fibonacci counts: a plain Huffman tree ~ 40 deep
+        hist[s] = s < 30 ? f0 : 0;
+        const uint32_t t = f0 + f1;
+        f0 = f1;
+        f1 = t;
+      } else if (kind == 1) {
+        hist[s] = 1;
+      } else {
+        hist[s] = (s % 7 == 0) ? 100000 : (s % 3);
+      }
+    }
+    gpo::zstd::enc::HufTable t;
+    gpo::zstd::enc::huf_build(hist, t);
+    uint64_t kraft = 0;
+    for (int s = 0; s < 256; ++s) {
+      if (hist[s] == 0) {
+        EXPECT_EQ(t.len[s], 0);
+        continue;
+      }
+      ASSERT_GE(t.len[s], 1);
+      ASSERT_LE(t.len[s], gpo::zstd::enc::kHufMaxBits);
+      kraft += uint64_t(1) << (gpo::zstd::enc::kHufMaxBits - t.len[s]);
+    }
+    EXPECT_EQ(kraft, uint64_t(1) << gpo::zstd::enc::kHufMaxBits) << "kind " << kind;
+  }
+}
+
+}  // namespace
