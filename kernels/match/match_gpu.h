@@ -207,7 +207,7 @@ bool gpu_usable(std::string* why);
 
 struct ScanTiming {
   double kernel_ms = 0;  // the scan kernel alone (events around it)
-  double total_ms = 0;   // host payloads in .. bitsets back on the host
+  double total_ms = 0;   // host payloads in .. bitsets back on the host (wall clock)
 };
 
 // The compiled matcher in device memory, uploaded once; scans batches.
@@ -226,14 +226,18 @@ class DeviceMatcher {
   size_t device_bytes() const;
 
   // Host batch: payloads (slices of `data`) in, bitsets out:
-  // bits[i * bitset_words() + w]. Synchronous.
+  // bits[i * bitset_words() + w]. Synchronous. data may be pinned_input().
   void scan(std::span<const uint8_t> data, std::span<const PayloadRef> payloads, uint32_t depth,
             std::vector<uint32_t>& bits, ScanTiming* timing = nullptr);
 
+  // A pinned host buffer of at least `bytes` (valid until the next call):
+  // payloads written there skip one host copy in scan().
+  uint8_t* pinned_input(size_t bytes);
+
   // Device batch (kernel only): d_data, d_payloads and d_bits are device
   // memory; d_bits (n * bitset_words() words) is zeroed here. max_len: the
-  // longest payload (sizes the chunks; longer payloads are still scanned
-  // whole, just less parallel). Returns cudaError_t as int (0 = success).
+  // longest payload (sizes the chunks; a longer payload is still scanned
+  // whole, its last chunk just longer). Returns cudaError_t as int (0 = success).
   int enqueue_scan(const uint8_t* d_data, const PayloadRef* d_payloads, uint32_t n, uint32_t max_len,
                    uint32_t depth, uint32_t* d_bits, void* stream);
 

@@ -1,0 +1,266 @@
+// The GPU matcher: DeviceMatcher (upload once, scan batches) and the batch
+// kernel. The scan itself is scan_span() of match_gpu.h, the same code the
+// unit tests run on the CPU.
+//
+// Batch kernel: one thread per (payload, chunk). Threads are payload-minor
+// (thread t scans payload t % n, chunk t / n), so a warp walks 32 payloads at
+// the same chunk index: similar lengths, little divergence. A block first
+// copies the byte-class table and the first (breadth-first, so shallowest)
+// rows of both automata into shared memory.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/match/match_gpu.h"
+
+namespace gpo::match::gpu {
+namespace {
+
+constexpr uint32_t kThreads = 256;
+constexpr uint32_t kMinChunk = 64;
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string("match gpu: ") + what + ": " + cudaGetErrorString(e));
+}
+
+__global__ void __launch_bounds__(kThreads) k_scan(MatcherView m, const uint8_t* __restrict__ data,
+                                                   const PayloadRef* __restrict__ payloads, uint32_t n,
+                                                   uint32_t chunks, uint32_t chunk, uint32_t depth,
+                                                   uint32_t* __restrict__ bits, uint32_t hot_e, uint32_t hot_f) {
+  extern __shared__ uint32_t smem[];
+  for (uint32_t i = threadIdx.x; i < 256; i += blockDim.x) smem[i] = m.classes[i];
+  uint32_t* he = smem + 256;
+  uint32_t* hf = he + hot_e;
+  for (uint32_t i = threadIdx.x; i < hot_e; i += blockDim.x) he[i] = __ldg(m.exact.next + i);
+  for (uint32_t i = threadIdx.x; i < hot_f; i += blockDim.x) hf[i] = __ldg(m.folded.next + i);
+  __syncthreads();
+  m.classes = smem;
+  m.exact.hot = he;
+  m.exact.hot_entries = hot_e;
+  m.folded.hot = hf;
+  m.folded.hot_entries = hot_f;
+
+  const uint32_t t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= n * chunks) return;
+  const uint32_t p = t % n, c = t / n;
+  const PayloadRef r = payloads[p];
+  const uint32_t len = min(r.len, depth);
+  const uint32_t begin = c * chunk;
+  if (begin >= len) return;
+  uint32_t* out = bits + size_t(p) * m.bitset_words();
+  const uint32_t end = c + 1 == chunks ? len : begin + chunk;  // the last chunk takes any rest (max_len too small)
+  scan_span(m, data + r.offset, len, begin, end, [out](uint32_t id) { set_hit(out, id); });
+}
+
+template <typename T>
+struct DevBuf {
+  T* p = nullptr;
+  size_t cap = 0;  // elements
+  void reserve(size_t n) {
+    if (n <= cap) return;
+    if (p) cudaFree(p);
+    p = nullptr;
+    cap = 0;
+    check(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+    cap = n;
+  }
+  ~DevBuf() {
+    if (p) cudaFree(p);
+  }
+};
+
+template <typename T>
+struct HostBuf {  // pinned
+  T* p = nullptr;
+  size_t cap = 0;
+  void reserve(size_t n) {
+    if (n <= cap) return;
+    if (p) cudaFreeHost(p);
+    p = nullptr;
+    cap = 0;
+    check(cudaMallocHost(&p, std::max<size_t>(n, 1) * sizeof(T)), "cudaMallocHost");
+    cap = n;
+  }
+  ~HostBuf() {
+    if (p) cudaFreeHost(p);
+  }
+};
+
+}  // namespace
+
+bool gpu_usable(std::string* why) {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    if (why) *why = cudaGetErrorString(e);
+    cudaGetLastError();
+    return false;
+  }
+  if (n == 0) {
+    if (why) *why = "no CUDA device";
+    return false;
+  }
+  return true;
+}
+
+struct DeviceMatcher::Impl {
+  int device = 0;
+  int sms = 1;
+  cudaStream_t stream = nullptr;
+  cudaEvent_t ev0 = nullptr, ev1 = nullptr;
+  MatcherImage image;
+  MatcherView dview;
+  DevBuf<uint32_t> tables;  // everything of the image, one allocation
+  size_t table_bytes = 0;
+  uint32_t hot_bytes = 32 * 1024;
+  DevBuf<uint8_t> d_data;
+  DevBuf<PayloadRef> d_payloads;
+  DevBuf<uint32_t> d_bits;
+  HostBuf<uint8_t> h_data;
+  HostBuf<PayloadRef> h_payloads;
+  HostBuf<uint32_t> h_bits;
+
+  ~Impl() {
+    if (ev0) cudaEventDestroy(ev0);
+    if (ev1) cudaEventDestroy(ev1);
+    if (stream) cudaStreamDestroy(stream);
+  }
+
+  // Copies the image's arrays into one device allocation and points dview there.
+  void upload() {
+    const MatcherImage::Automaton* autos[2] = {&image.exact, &image.folded};
+    size_t words = image.classes.size();
+    for (auto* a : autos) words += a->next.size() + a->out_first.size() + a->out_ids.size();
+    tables.reserve(words);
+    table_bytes = words * sizeof(uint32_t);
+    size_t at = 0;
+    auto put = [&](const std::vector<uint32_t>& v) {
+      const uint32_t* d = tables.p + at;
+      check(cudaMemcpy(tables.p + at, v.data(), v.size() * sizeof(uint32_t), cudaMemcpyHostToDevice), "upload");
+      at += v.size();
+      return d;
+    };
+    dview = image.view();
+    dview.classes = put(image.classes);
+    AutomatonView* views[2] = {&dview.exact, &dview.folded};
+    for (int i = 0; i < 2; ++i) {
+      views[i]->next = put(autos[i]->next);
+      views[i]->out_first = put(autos[i]->out_first);
+      views[i]->out_ids = put(autos[i]->out_ids);
+      views[i]->hot = nullptr;
+      views[i]->hot_entries = 0;
+    }
+  }
+
+  // Shared-memory rows: the budget goes to the active automata, each at most its table.
+  void hot_split(uint32_t& he, uint32_t& hf) const {
+    const uint32_t budget = hot_bytes / 4;
+    const uint32_t ne = image.exact.active ? uint32_t(image.exact.next.size()) : 0;
+    const uint32_t nf = image.folded.active ? uint32_t(image.folded.next.size()) : 0;
+    if (ne == 0 || nf == 0) {
+      he = std::min(ne, budget);
+      hf = std::min(nf, budget - he);
+      return;
+    }
+    he = std::min(ne, budget / 2);
+    hf = std::min(nf, budget - he);
+    he = std::min(ne, budget - hf);
+  }
+};
+
+DeviceMatcher::DeviceMatcher(const Matcher& m, int device) : impl_(std::make_unique<Impl>()) {
+  impl_->device = device;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  check(cudaDeviceGetAttribute(&impl_->sms, cudaDevAttrMultiProcessorCount, device), "device attributes");
+  check(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  check(cudaEventCreate(&impl_->ev0), "cudaEventCreate");
+  check(cudaEventCreate(&impl_->ev1), "cudaEventCreate");
+  impl_->image = build_image(m);
+  impl_->upload();
+  check(cudaFuncSetAttribute(k_scan, cudaFuncAttributeMaxDynamicSharedMemorySize, 96 * 1024), "smem attribute");
+}
+
+DeviceMatcher::~DeviceMatcher() = default;
+
+const MatcherView& DeviceMatcher::view() const { return impl_->dview; }
+size_t DeviceMatcher::device_bytes() const { return impl_->table_bytes; }
+void DeviceMatcher::set_hot_bytes(uint32_t bytes) { impl_->hot_bytes = std::min<uint32_t>(bytes, 64 * 1024); }
+
+int DeviceMatcher::enqueue_scan(const uint8_t* d_data, const PayloadRef* d_payloads, uint32_t n, uint32_t max_len,
+                                uint32_t depth, uint32_t* d_bits, void* stream) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const MatcherView& m = impl_->dview;
+  const size_t words = size_t(n) * m.bitset_words();
+  if (n == 0 || words == 0) return 0;
+  cudaError_t e = cudaMemsetAsync(d_bits, 0, words * sizeof(uint32_t), s);
+  if (e != cudaSuccess) return int(e);
+  // Chunks: enough threads to fill the GPU (2048 per SM), but a chunk at
+  // least 4x the overlap so re-read bytes stay a small share.
+  const uint32_t eff = std::max<uint32_t>(1, std::min(max_len, depth));
+  const uint64_t target = uint64_t(impl_->sms) * 2048;
+  const uint32_t overlap = m.max_pattern_len > 0 ? m.max_pattern_len - 1 : 0;
+  uint64_t chunk = (uint64_t(eff) * n + target - 1) / target;
+  chunk = std::max<uint64_t>({chunk, kMinChunk, 4ull * overlap});
+  chunk = (chunk + 3) & ~uint64_t(3);
+  const uint32_t chunks = chunk >= eff ? 1 : uint32_t((eff + chunk - 1) / chunk);
+  uint32_t he = 0, hf = 0;
+  impl_->hot_split(he, hf);
+  const size_t smem = (256 + size_t(he) + hf) * sizeof(uint32_t);
+  const uint64_t threads = uint64_t(n) * chunks;
+  const uint32_t blocks = uint32_t((threads + kThreads - 1) / kThreads);
+  k_scan<<<blocks, kThreads, smem, s>>>(m, d_data, d_payloads, n, chunks, uint32_t(chunk), depth, d_bits, he, hf);
+  return int(cudaGetLastError());
+}
+
+void DeviceMatcher::scan(std::span<const uint8_t> data, std::span<const PayloadRef> payloads, uint32_t depth,
+                         std::vector<uint32_t>& bits, ScanTiming* timing) {
+  Impl& I = *impl_;
+  check(cudaSetDevice(I.device), "cudaSetDevice");
+  const uint32_t n = uint32_t(payloads.size());
+  const size_t words = size_t(n) * bitset_words();
+  bits.assign(words, 0);
+  if (n == 0 || words == 0) return;
+  uint32_t max_len = 0;
+  for (const PayloadRef& p : payloads) {
+    if (size_t(p.offset) + p.len > data.size()) throw std::out_of_range("match gpu: payload outside the data buffer");
+    max_len = std::max(max_len, p.len);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  I.d_data.reserve(data.size());
+  I.d_payloads.reserve(n);
+  I.d_bits.reserve(words);
+  I.h_data.reserve(data.size());
+  I.h_payloads.reserve(n);
+  I.h_bits.reserve(words);
+  // Through pinned staging buffers: the copies then run at PCIe speed.
+  // Callers that wrote into pinned_input() skip the host copy.
+  if (data.data() != I.h_data.p) std::memcpy(I.h_data.p, data.data(), data.size());
+  std::memcpy(I.h_payloads.p, payloads.data(), n * sizeof(PayloadRef));
+  check(cudaMemcpyAsync(I.d_data.p, I.h_data.p, data.size(), cudaMemcpyHostToDevice, I.stream), "copy in");
+  check(cudaMemcpyAsync(I.d_payloads.p, I.h_payloads.p, n * sizeof(PayloadRef), cudaMemcpyHostToDevice, I.stream),
+        "copy in");
+  check(cudaEventRecord(I.ev0, I.stream), "cudaEventRecord");
+  check(cudaError_t(enqueue_scan(I.d_data.p, I.d_payloads.p, n, max_len, depth, I.d_bits.p, I.stream)), "scan kernel");
+  check(cudaEventRecord(I.ev1, I.stream), "cudaEventRecord");
+  check(cudaMemcpyAsync(I.h_bits.p, I.d_bits.p, words * sizeof(uint32_t), cudaMemcpyDeviceToHost, I.stream), "copy out");
+  check(cudaStreamSynchronize(I.stream), "scan");
+  std::memcpy(bits.data(), I.h_bits.p, words * sizeof(uint32_t));
+  if (timing) {
+    float k = 0;
+    cudaEventElapsedTime(&k, I.ev0, I.ev1);
+    timing->kernel_ms = k;
+    timing->total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
+}
+
+uint8_t* DeviceMatcher::pinned_input(size_t bytes) {
+  check(cudaSetDevice(impl_->device), "cudaSetDevice");
+  impl_->h_data.reserve(bytes);
+  return impl_->h_data.p;
+}
+
+}  // namespace gpo::match::gpu
