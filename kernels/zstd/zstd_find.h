@@ -1,0 +1,61 @@
+// The match finder's tuning knobs and the pieces the CUDA kernel and its CPU
+// twin (cpu_find) share, so both produce the same parse (the GPU test checks
+// that they agree sequence for sequence).
+//
+// The parse, per block (positions relative to the start of its history):
+//  1. the table (the latest position per hash bucket) is filled with the up to
+//     kHistoryBytes before the block (in parallel: "latest wins" is a max);
+//  2. every position p of the block, in order, takes as candidate the latest
+//     earlier position with the same hash of its kHashBytes bytes, then enters
+//     the table; its match length with the candidate is measured up to kCapA;
+//  3. the parse walks the block in windows of kWindow positions (a warp; a
+//     window never crosses a chunk of kChunk positions): at each position, a
+//     match with the last offset (rep) of >= kRepMin bytes, else the hash
+//     match of >= kHashMin bytes; the first position of the window with one
+//     wins, unless the next one has a longer match (one lazy step); a match of
+//     kCapA is extended to its end, then backwards over pending literals; the
+//     cursor jumps over it.
+// No match starts in the last kTail bytes of a block.
+#pragma once
+#include <cstdint>
+
+#include "zstd/zstd_gpu.h"
+
+#if defined(__CUDACC__)
+#define GPO_HD __host__ __device__ __forceinline__
+#else
+#define GPO_HD inline
+#endif
+
+namespace gpo::zstd::gpu::find {
+
+inline constexpr int kHashLog = 14;        // 16K buckets (64 KiB of shared memory)
+inline constexpr uint32_t kHashBytes = 5;  // bytes hashed per position (5 beat 6 on binaries and libraries)
+inline constexpr uint32_t kChunk = 256;    // positions per step (= threads per CTA)
+inline constexpr uint32_t kWindow = 32;    // positions the parse looks at at once (a warp)
+inline constexpr uint32_t kCapA = 32;      // match length measured in step 1
+inline constexpr uint32_t kHashMin = 5;    // shortest hash match taken
+inline constexpr uint32_t kRepMin = 4;     // shortest rep match taken
+inline constexpr uint32_t kTail = 8;       // no match starts in the last kTail bytes of a block
+static_assert(kRepMin >= kMinMatch && kHashMin >= kMinMatch);
+
+// Little-endian 8 bytes -> bucket (zstd's prime multiply of the low kHashBytes bytes).
+GPO_HD uint32_t hash_of(uint64_t v) {
+  constexpr uint64_t kPrime = 227718039650203ULL;
+  return uint32_t(((v << (64 - 8 * kHashBytes)) * kPrime) >> (64 - kHashLog));
+}
+
+// The parse's choice at one position, from its hash match and rep match.
+struct Choice {
+  uint32_t len;  // 0: no match
+  uint32_t dist;
+};
+GPO_HD Choice choose(uint32_t hash_len, uint32_t hash_dist, uint32_t rep_len, uint32_t rep) {
+  if (rep_len >= kRepMin && rep_len + 1 >= hash_len) return {rep_len, rep};
+  if (hash_len >= kHashMin) return {hash_len, hash_dist};
+  return {0, 0};
+}
+// Lazy step: the next position's match replaces this one's when longer by more than one.
+GPO_HD bool prefer_next(Choice here, Choice next) { return next.len > here.len + 1; }
+
+}  // namespace gpo::zstd::gpu::find

@@ -1,0 +1,114 @@
+// Block planning and the CPU twin of the GPU match finder (zstd_find.h has
+// the parse; this file follows it step for step, one position at a time).
+#include <algorithm>
+#include <cstring>
+
+#include "zstd/zstd_find.h"
+#include "zstd/zstd_gpu.h"
+
+namespace gpo::zstd::gpu {
+
+uint64_t plan_blocks(std::span<const uint64_t> sizes, std::span<const uint64_t> offsets,
+                     std::vector<BlockDesc>& blocks) {
+  uint64_t slots = blocks.empty() ? 0 : blocks.back().seq_first + seq_capacity(blocks.back().len);
+  for (size_t i = 0; i < sizes.size(); ++i)
+    for (uint64_t pos = 0; pos < sizes[i]; pos += kBlockBytes) {
+      BlockDesc b{};
+      b.src = offsets[i] + pos;
+      b.len = uint32_t(std::min<uint64_t>(kBlockBytes, sizes[i] - pos));
+      b.input = uint32_t(i);
+      b.pos = uint32_t(pos);
+      b.seq_first = uint32_t(slots);
+      blocks.push_back(b);
+      slots += seq_capacity(b.len);
+    }
+  return slots;
+}
+
+namespace {
+
+using namespace find;
+
+uint64_t load64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// Equal bytes at a and b, at most max.
+uint32_t match_len(const uint8_t* a, const uint8_t* b, uint32_t max) {
+  uint32_t n = 0;
+  while (n < max && a[n] == b[n]) ++n;
+  return n;
+}
+
+void find_block(const uint8_t* base, BlockDesc& b, Sequence* seqs) {
+  const uint32_t hist = std::min(b.pos, kHistoryBytes);
+  const uint8_t* h0 = base + b.src - hist;  // positions below are relative to h0
+  const uint32_t end = hist + b.len;
+  const uint64_t in_start = uint64_t(b.pos) - hist;  // h0's offset in its input
+  std::vector<uint32_t> table(size_t(1) << kHashLog, 0);  // latest position + 1; 0 = empty
+  for (uint32_t q = 0; q < hist; ++q)
+    if (q + 8 <= end) {
+      uint32_t& t = table[hash_of(load64(h0 + q))];
+      t = std::max(t, q + 1);
+    }
+  uint32_t hlen[kChunk], hdist[kChunk];
+  Choice ch[kWindow];
+  uint32_t cursor = hist, lit_start = hist, rep = 0, n = 0;
+  Sequence* out = seqs + b.seq_first;
+  auto rep_len = [&](uint32_t p) -> uint32_t {
+    if (!rep || p + kTail > end || in_start + p < rep) return 0;
+    return match_len(h0 + p - int64_t(rep), h0 + p, std::min(kCapA, end - p));
+  };
+  for (uint32_t cs = hist; cs < end; cs += kChunk) {
+    const uint32_t ce = std::min(cs + kChunk, end);
+    for (uint32_t p = cs; p < ce; ++p) {
+      hlen[p - cs] = hdist[p - cs] = 0;
+      if (p + kTail > end) continue;
+      const uint32_t h = hash_of(load64(h0 + p));
+      const uint32_t c = table[h];
+      table[h] = p + 1;
+      if (!c) continue;
+      hlen[p - cs] = match_len(h0 + c - 1, h0 + p, std::min(kCapA, end - p));
+      hdist[p - cs] = p - (c - 1);
+    }
+    for (uint32_t p = cs; p < ce; ++p)
+      if (p + 8 <= end) {
+        uint32_t& t = table[hash_of(load64(h0 + p))];
+        t = std::max(t, p + 1);
+      }
+    while (cursor < ce) {
+      const uint32_t wend = std::min(cursor + kWindow, ce);
+      int f = -1;
+      for (uint32_t p = cursor; p < wend; ++p) {
+        ch[p - cursor] = choose(hlen[p - cs], hdist[p - cs], rep_len(p), rep);
+        if (f < 0 && ch[p - cursor].len) f = int(p - cursor);
+      }
+      if (f < 0) {
+        cursor = wend;
+        continue;
+      }
+      if (uint32_t(f) + 1 < wend - cursor && prefer_next(ch[f], ch[f + 1])) ++f;
+      uint32_t p = cursor + uint32_t(f);
+      uint32_t len = ch[f].len;
+      const uint32_t d = ch[f].dist;
+      if (len == kCapA) len = match_len(h0 + p - d, h0 + p, end - p);
+      // Catch up: the match may start earlier, over literals not yet emitted.
+      while (p > lit_start && in_start + p > d && h0[p - 1] == h0[int64_t(p) - 1 - int64_t(d)]) --p, ++len;
+      out[n++] = {p - lit_start, len, d};
+      rep = d;
+      cursor = lit_start = p + len;
+    }
+  }
+  b.seq_count = n;
+  b.trailing_literals = end - lit_start;
+}
+
+}  // namespace
+
+void cpu_find(std::span<const uint8_t> in, std::span<BlockDesc> blocks, std::span<Sequence> seqs) {
+  for (auto& b : blocks) find_block(in.data(), b, seqs.data());
+}
+
+}  // namespace gpo::zstd::gpu

@@ -1,0 +1,189 @@
+// Stage 1 of zstd on the GPU: the batch match finder. One CTA per block of
+// kBlockBytes, all blocks of a batch in one launch; the hash table lives in
+// shared memory. zstd_find.h describes the parse; cpu_find (zstd_find_cpu.cpp)
+// is its step-for-step CPU twin.
+//
+// Per chunk of kChunk positions (one per thread):
+//  - every thread hashes its position;
+//  - warp 0 walks the chunk's 8 warps of positions in order: a position's
+//    candidate is the latest earlier position of its warp with the same hash
+//    (__match_any_sync), else the table; then the warp's latest position per
+//    hash enters the table. That is exactly "the latest earlier position with
+//    this hash" of a one-position-at-a-time parse, at 8 warp steps per chunk;
+//  - every thread measures its match (capped at kCapA);
+//  - warp 0 parses the chunk (rep matches, lazy step, extension, catch-up).
+#include <cuda_runtime.h>
+
+#include "zstd/zstd_find.h"
+#include "zstd/zstd_gpu.h"
+
+namespace gpo::zstd::gpu {
+namespace {
+
+using namespace find;
+
+constexpr uint32_t kThreads = kChunk;
+constexpr uint32_t kWarps = kThreads / 32;
+constexpr uint32_t kTableWords = 1u << kHashLog;
+constexpr size_t kSmemBytes = (kTableWords + 4 * kThreads) * sizeof(uint32_t);
+constexpr uint32_t kNoHash = ~0u;
+
+// 4 bytes at any address from aligned words: reads nothing past p + 3's word.
+__device__ __forceinline__ uint32_t load32(const uint8_t* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const uint32_t* w = reinterpret_cast<const uint32_t*>(a & ~uintptr_t(3));
+  const uint32_t s = uint32_t(a & 3) * 8;
+  const uint32_t lo = __ldg(w);
+  if (!s) return lo;
+  return __funnelshift_r(lo, __ldg(w + 1), s);
+}
+__device__ __forceinline__ uint64_t load64(const uint8_t* p) {
+  return uint64_t(load32(p)) | (uint64_t(load32(p + 4)) << 32);
+}
+
+// Equal bytes at a and b, at most max (a < b: a's bytes exist where b's do).
+__device__ uint32_t match_len(const uint8_t* a, const uint8_t* b, uint32_t max) {
+  uint32_t n = 0;
+  while (n + 4 <= max) {
+    const uint32_t x = load32(a + n) ^ load32(b + n);
+    if (x) return n + uint32_t(__ffs(int(x)) - 1) / 8;
+    n += 4;
+  }
+  while (n < max && a[n] == b[n]) ++n;
+  return n;
+}
+
+// The whole warp extends a match of n bytes (a < b), 128 bytes per step.
+__device__ uint32_t extend_match(const uint8_t* a, const uint8_t* b, uint32_t n, uint32_t max, uint32_t lane) {
+  for (;;) {
+    const uint32_t off = n + lane * 4;
+    const bool full = off + 4 <= max;
+    const uint32_t x = full ? load32(a + off) ^ load32(b + off) : 1;
+    const unsigned stop = __ballot_sync(~0u, !full || x != 0);
+    if (!stop) {
+      n += 128;
+      continue;
+    }
+    const uint32_t first = __ffs(int(stop)) - 1;
+    const uint32_t xf = __shfl_sync(~0u, x, first);
+    const bool ff = __shfl_sync(~0u, full, first);
+    n += first * 4;
+    if (ff) return n + uint32_t(__ffs(int(xf)) - 1) / 8;
+    while (n < max && a[n] == b[n]) ++n;  // the last < 4 bytes; every lane computes the same
+    return n;
+  }
+}
+
+__global__ void __launch_bounds__(kThreads) find_kernel(const uint8_t* __restrict__ in, BlockDesc* blocks,
+                                                        Sequence* __restrict__ seqs) {
+  extern __shared__ uint32_t smem[];
+  uint32_t* table = smem;  // latest position + 1 per bucket; 0 = empty
+  uint32_t* s_hash = table + kTableWords;
+  uint32_t* s_cand = s_hash + kThreads;
+  uint32_t* s_len = s_cand + kThreads;
+  uint32_t* s_dist = s_len + kThreads;
+  const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+
+  BlockDesc& blk = blocks[blockIdx.x];
+  const uint32_t pos = blk.pos, len = blk.len;
+  const uint32_t hist = min(pos, kHistoryBytes);
+  const uint8_t* h0 = in + blk.src - hist;  // positions are relative to h0
+  const uint32_t end = hist + len;
+  const uint64_t in_start = uint64_t(pos) - hist;
+
+  for (uint32_t i = tid; i < kTableWords; i += kThreads) table[i] = 0;
+  __syncthreads();
+  for (uint32_t q = tid; q < hist; q += kThreads)
+    if (q + 8 <= end) atomicMax(&table[hash_of(load64(h0 + q))], q + 1);
+  __syncthreads();
+
+  // Parse state, kept by warp 0 (all its lanes hold the same values).
+  uint32_t cursor = hist, lit_start = hist, rep = 0, n = 0;
+  Sequence* out = seqs + blk.seq_first;
+
+  for (uint32_t cs = hist; cs < end; cs += kChunk) {
+    const uint32_t ce = min(cs + kChunk, end);
+    const uint32_t p = cs + tid;
+    const bool valid = p < ce && p + kTail <= end;
+    s_hash[tid] = valid ? hash_of(load64(h0 + p)) : kNoHash;
+    __syncthreads();
+    if (warp == 0) {
+      for (uint32_t w = 0; w < kWarps; ++w) {
+        const uint32_t idx = w * 32 + lane;
+        const uint32_t h = s_hash[idx];
+        const unsigned peers = __match_any_sync(~0u, h);
+        const unsigned lower = peers & ((1u << lane) - 1);
+        uint32_t c = 0;
+        if (h != kNoHash) c = lower ? cs + w * 32 + (31 - __clz(int(lower))) + 1 : table[h];
+        __syncwarp();
+        if (h != kNoHash && !(peers >> lane >> 1)) table[h] = cs + idx + 1;  // the warp's latest per hash
+        s_cand[idx] = c;
+        __syncwarp();
+      }
+    }
+    __syncthreads();
+    {
+      uint32_t hl = 0, hd = 0;
+      const uint32_t c = s_cand[tid];
+      if (valid && c) {
+        hl = match_len(h0 + (c - 1), h0 + p, min(kCapA, end - p));
+        hd = p - (c - 1);
+      }
+      s_len[tid] = hl;
+      s_dist[tid] = hd;
+    }
+    __syncthreads();
+    if (warp == 0) {
+      while (cursor < ce) {
+        const uint32_t wend = min(cursor + kWindow, ce);
+        const uint32_t q = cursor + lane;
+        Choice ch{0, 0};
+        if (q < wend) {
+          uint32_t rl = 0;
+          if (rep && q + kTail <= end && in_start + q >= rep)
+            rl = match_len(h0 + q - int64_t(rep), h0 + q, min(kCapA, end - q));
+          ch = choose(s_len[q - cs], s_dist[q - cs], rl, rep);
+        }
+        const unsigned any = __ballot_sync(~0u, ch.len != 0);
+        const uint32_t nlen = __shfl_down_sync(~0u, ch.len, 1);
+        const uint32_t ndist = __shfl_down_sync(~0u, ch.dist, 1);
+        if (!any) {
+          cursor = wend;
+          continue;
+        }
+        uint32_t f = __ffs(int(any)) - 1;
+        const bool next = f + 1 < wend - cursor && prefer_next(ch, Choice{nlen, ndist});
+        if (__shfl_sync(~0u, next, f)) ++f;
+        uint32_t m = __shfl_sync(~0u, ch.len, f);
+        const uint32_t d = __shfl_sync(~0u, ch.dist, f);
+        uint32_t at = cursor + f;
+        if (m == kCapA) m = extend_match(h0 + at - int64_t(d), h0 + at, m, end - at, lane);
+        // Catch up over literals not yet emitted (same steps in every lane).
+        while (at > lit_start && in_start + at > d && h0[at - 1] == h0[int64_t(at) - 1 - int64_t(d)]) --at, ++m;
+        if (lane == 0) out[n] = Sequence{at - lit_start, m, d};
+        ++n;
+        rep = d;
+        cursor = lit_start = at + m;
+      }
+    }
+    __syncthreads();
+  }
+  if (tid == 0) {
+    blk.seq_count = n;
+    blk.trailing_literals = end - lit_start;
+  }
+}
+
+}  // namespace
+
+int enqueue_find(const uint8_t* d_in, BlockDesc* d_blocks, uint32_t nblocks, Sequence* d_seqs, void* stream) {
+  if (!nblocks) return 0;
+  // Per call: the attribute is per device, and cheap to set.
+  const cudaError_t attr =
+      cudaFuncSetAttribute(find_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes));
+  if (attr != cudaSuccess) return int(attr);
+  find_kernel<<<nblocks, kThreads, kSmemBytes, static_cast<cudaStream_t>(stream)>>>(d_in, d_blocks, d_seqs);
+  return int(cudaGetLastError());
+}
+
+}  // namespace gpo::zstd::gpu
