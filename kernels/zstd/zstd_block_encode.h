@@ -541,18 +541,13 @@ struct BlockScratch {
   uint8_t* codes;
 };
 
-// Phase 1: literals gathered, offsets turned into zstd offset values (repeat
-// codes 1..3 where this block knows the history, else offset + 3).
-GPO_ZHD uint32_t gather_block(const uint8_t* src, uint32_t len, const Sequence* seqs, uint32_t nseq, bool frame_start,
-                              const BlockScratch& ws) {
+// Offsets turned into zstd offset values: repeat codes 1..3 where this block
+// knows the history, else offset + 3.
+GPO_ZHD void offset_values(const Sequence* seqs, uint32_t nseq, bool frame_start, uint32_t* ofv) {
   uint32_t rep[3] = {1, 4, 8};
   bool known[3] = {frame_start, frame_start, frame_start};
-  uint32_t ip = 0, nl = 0;
   for (uint32_t i = 0; i < nseq; ++i) {
     const Sequence sq = seqs[i];
-    for (uint32_t k = 0; k < sq.lit_len; ++k) ws.lits[nl + k] = src[ip + k];
-    nl += sq.lit_len;
-    ip += sq.lit_len + sq.match_len;
     const uint32_t o = sq.offset;
     // Candidates for repeat codes 1..3 (RFC 8878 3.1.2.5) and their slot.
     uint32_t cand[3];
@@ -573,7 +568,7 @@ GPO_ZHD uint32_t gather_block(const uint8_t* src, uint32_t len, const Sequence* 
         code = c + 1;
         break;
       }
-    ws.ofv[i] = code ? uint32_t(code) : o + 3;
+    ofv[i] = code ? uint32_t(code) : o + 3;
     const int used = code ? slot[code - 1] : 3;  // 3: a new offset (or rep0 - 1)
     if (used == 0) continue;                      // rep0 again: history unchanged
     if (used == 1) {                              // [o, r0, r2]
@@ -585,83 +580,38 @@ GPO_ZHD uint32_t gather_block(const uint8_t* src, uint32_t len, const Sequence* 
     rep[0] = o;
     known[0] = true;
   }
-  for (uint32_t k = 0; k < len - ip; ++k) ws.lits[nl + k] = src[ip + k];
+}
+
+// The block's literals, in order, into lits. Returns their count.
+GPO_ZHD uint32_t gather_literals(const uint8_t* src, uint32_t len, const Sequence* seqs, uint32_t nseq, uint8_t* lits) {
+  uint32_t ip = 0, nl = 0;
+  for (uint32_t i = 0; i < nseq; ++i) {
+    const Sequence sq = seqs[i];
+    for (uint32_t k = 0; k < sq.lit_len; ++k) lits[nl + k] = src[ip + k];
+    nl += sq.lit_len;
+    ip += sq.lit_len + sq.match_len;
+  }
+  for (uint32_t k = 0; k < len - ip; ++k) lits[nl + k] = src[ip + k];
   return nl + (len - ip);
 }
 
-// Literals section (raw, RLE or Huffman) at out. Returns its size (never more
-// than the raw section: nl + header).
-GPO_ZHD size_t encode_literals(const uint8_t* lits, uint32_t nl, const uint32_t* hist, uint8_t* out) {
-  auto raw = [&]() -> size_t {
-    size_t h;
-    if (nl < 32) {
-      out[0] = uint8_t(nl << 3);
-      h = 1;
-    } else if (nl < 4096) {
-      put_le16(out, (1u << 2) | (nl << 4));
-      h = 2;
-    } else {
-      put_le24(out, (3u << 2) | (nl << 4));
-      h = 3;
-    }
-    for (uint32_t i = 0; i < nl; ++i) out[h + i] = lits[i];
-    return h + nl;
-  };
-  uint32_t distinct = 0, any = 0;
-  for (uint32_t s = 0; s < 256; ++s)
-    if (hist[s]) {
-      distinct++;
-      any = s;
-    }
-  if (nl > 0 && distinct == 1) {  // RLE
-    size_t h;
-    if (nl < 32) {
-      out[0] = uint8_t(1 | (nl << 3));
-      h = 1;
-    } else if (nl < 4096) {
-      put_le16(out, 1 | (1u << 2) | (nl << 4));
-      h = 2;
-    } else {
-      put_le24(out, 1 | (3u << 2) | (nl << 4));
-      h = 3;
-    }
-    out[h] = uint8_t(any);
-    return h + 1;
+// Literals section headers (RFC 8878 3.1.1.3.1.1).
+GPO_ZHD size_t lit_plain_header(uint8_t* out, uint32_t type, uint32_t nl) {  // type 0 raw, 1 RLE
+  if (nl < 32) {
+    out[0] = uint8_t(type | (nl << 3));
+    return 1;
   }
-  if (nl < 64) return raw();
-  HufTable t;
-  huf_build(hist, t);
-  // Estimate first: a table that does not pay is not worth encoding.
-  uint64_t bits = 0;
-  for (uint32_t s = 0; s < 256; ++s) bits += uint64_t(hist[s]) * t.len[s];
-  const size_t lh = nl < 1024 ? 3 : nl < 16384 ? 4 : 5;
-  const bool single = nl < 256;
-  const size_t raw_size = nl + (nl < 32 ? 1 : nl < 4096 ? 2 : 3);
-  if (lh + bits / 8 + (single ? 0 : 6) + 8 >= raw_size) return raw();
-  uint8_t* op = out + lh;
-  const size_t cap = raw_size - lh;  // room before the Huffman section loses
-  const size_t tree = huf_write_tree(t, op, cap);
-  if (tree == 0) return raw();
-  size_t used = tree;
-  if (single) {
-    const size_t s = huf_encode_stream(t, lits, nl, op + used, cap - used);
-    if (s == 0) return raw();
-    used += s;
-  } else {
-    if (used + 6 >= cap) return raw();
-    uint8_t* jump = op + used;
-    used += 6;
-    const uint32_t seg = (nl + 3) / 4;
-    for (uint32_t k = 0; k < 4; ++k) {
-      const uint32_t a = k * seg, b = k == 3 ? nl : (k + 1) * seg;
-      const size_t s = huf_encode_stream(t, lits + a, b - a, op + used, cap - used);
-      if (s == 0) return raw();
-      if (k < 3) put_le16(jump + 2 * k, uint32_t(s));
-      used += s;
-    }
+  if (nl < 4096) {
+    put_le16(out, type | (1u << 2) | (nl << 4));
+    return 2;
   }
-  const uint32_t cs = uint32_t(used);
-  const uint32_t fmt = single ? 0 : (lh == 3 ? 1 : lh == 4 ? 2 : 3);
+  put_le24(out, type | (3u << 2) | (nl << 4));
+  return 3;
+}
+GPO_ZHD size_t huf_lit_header_size(uint32_t nl) { return nl < 1024 ? 3 : nl < 16384 ? 4 : 5; }
+GPO_ZHD void huf_lit_header(uint8_t* out, uint32_t nl, uint32_t cs) {
+  const size_t lh = huf_lit_header_size(nl);
+  const uint32_t fmt = nl < 256 ? 0 : (lh == 3 ? 1 : lh == 4 ? 2 : 3);  // 0: one stream
   if (lh == 3) {
     put_le24(out, 2 | (fmt << 2) | (nl << 4) | (cs << 14));
   } else if (lh == 4) {
@@ -670,7 +620,87 @@ GPO_ZHD size_t encode_literals(const uint8_t* lits, uint32_t nl, const uint32_t*
     put_le32(out, 2 | (fmt << 2) | (nl << 4) | (cs << 22));
     out[4] = uint8_t(cs >> 10);
   }
-  return lh + used;
+}
+
+// What the literals section will be, from the histogram alone (the GPU
+// kernel takes the same decisions before it encodes the streams in parallel).
+enum class LitMode { kRaw, kRle, kHuffman };
+struct LitPlan {
+  LitMode mode;
+  uint32_t rle_sym;
+  size_t lh;        // Huffman: literals header bytes
+  size_t cap;       // Huffman: room after the header before it loses to raw
+  size_t tree;      // Huffman: tree description bytes (in tree_buf)
+};
+GPO_ZHD LitPlan plan_literals(uint32_t nl, const uint32_t* hist, HufTable& t, uint8_t* tree_buf) {
+  LitPlan p{LitMode::kRaw, 0, 0, 0, 0};
+  uint32_t distinct = 0;
+  for (uint32_t s = 0; s < 256; ++s)
+    if (hist[s]) {
+      distinct++;
+      p.rle_sym = s;
+    }
+  if (nl > 0 && distinct == 1) {
+    p.mode = LitMode::kRle;
+    return p;
+  }
+  if (nl < 64) return p;
+  huf_build(hist, t);
+  // Estimate first: a table that does not pay is not worth encoding.
+  uint64_t bits = 0;
+  for (uint32_t s = 0; s < 256; ++s) bits += uint64_t(hist[s]) * t.len[s];
+  const size_t lh = huf_lit_header_size(nl);
+  const bool single = nl < 256;
+  const size_t raw_size = nl + (nl < 32 ? 1 : nl < 4096 ? 2 : 3);
+  if (lh + bits / 8 + (single ? 0 : 6) + 8 >= raw_size) return p;
+  p.lh = lh;
+  p.cap = raw_size - lh;
+  p.tree = huf_write_tree(t, tree_buf, p.cap);
+  if (p.tree == 0) return p;
+  if (!single && p.tree + 6 >= p.cap) return p;
+  p.mode = LitMode::kHuffman;
+  return p;
+}
+
+GPO_ZHD size_t raw_literals(const uint8_t* lits, uint32_t nl, uint8_t* out) {
+  const size_t h = lit_plain_header(out, 0, nl);
+  for (uint32_t i = 0; i < nl; ++i) out[h + i] = lits[i];
+  return h + nl;
+}
+
+// Literals section (raw, RLE or Huffman) at out. Returns its size (never more
+// than the raw section: nl + header).
+GPO_ZHD size_t encode_literals(const uint8_t* lits, uint32_t nl, const uint32_t* hist, uint8_t* out) {
+  HufTable t;
+  uint8_t tree[160];
+  const LitPlan p = plan_literals(nl, hist, t, tree);
+  if (p.mode == LitMode::kRle) {
+    const size_t h = lit_plain_header(out, 1, nl);
+    out[h] = uint8_t(p.rle_sym);
+    return h + 1;
+  }
+  if (p.mode == LitMode::kRaw) return raw_literals(lits, nl, out);
+  uint8_t* op = out + p.lh;
+  for (size_t i = 0; i < p.tree; ++i) op[i] = tree[i];
+  size_t used = p.tree;
+  if (nl < 256) {
+    const size_t s = huf_encode_stream(t, lits, nl, op + used, p.cap - used);
+    if (s == 0) return raw_literals(lits, nl, out);
+    used += s;
+  } else {
+    uint8_t* jump = op + used;
+    used += 6;
+    const uint32_t seg = (nl + 3) / 4;
+    for (uint32_t k = 0; k < 4; ++k) {
+      const uint32_t a = k * seg, b = k == 3 ? nl : (k + 1) * seg;
+      const size_t s = huf_encode_stream(t, lits + a, b - a, op + used, p.cap - used);
+      if (s == 0) return raw_literals(lits, nl, out);
+      if (k < 3) put_le16(jump + 2 * k, uint32_t(s));
+      used += s;
+    }
+  }
+  huf_lit_header(out, nl, uint32_t(used));
+  return p.lh + used;
 }
 
 // Sequences section at out (cap bytes). Returns its size, 0 if it does not fit.
@@ -796,7 +826,8 @@ GPO_ZHD size_t raw_block(const uint8_t* src, uint32_t len, bool last, uint8_t* o
 // The whole block: out has room for len + 3 bytes. Returns bytes written.
 GPO_ZHD size_t encode_block(const uint8_t* src, uint32_t len, const Sequence* seqs, uint32_t nseq, bool frame_start,
                             bool last, const BlockScratch& ws, uint8_t* out) {
-  const uint32_t nl = gather_block(src, len, seqs, nseq, frame_start, ws);
+  offset_values(seqs, nseq, frame_start, ws.ofv);
+  const uint32_t nl = gather_literals(src, len, seqs, nseq, ws.lits);
   uint32_t hist[256];
   for (uint32_t s = 0; s < 256; ++s) hist[s] = 0;
   for (uint32_t i = 0; i < nl; ++i) hist[ws.lits[i]]++;

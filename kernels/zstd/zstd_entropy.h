@@ -61,6 +61,10 @@ class GpuEncoder {
   const uint64_t* d_offsets() const;  // device: ninputs + 1 offsets into d_out
   size_t out_capacity() const;
 
+  // The simple path: one thread runs enc::encode_block per block (the first
+  // version; kept as a cross-check). Default: a CTA per block for literals.
+  void set_one_thread_per_block(bool on);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

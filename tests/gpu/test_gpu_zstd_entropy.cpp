@@ -35,7 +35,9 @@ template <typename T>
 T* upload(const std::vector<T>& v) {
   T* d = nullptr;
   EXPECT_EQ(cudaMalloc(&d, std::max<size_t>(1, v.size()) * sizeof(T)), cudaSuccess);
-  if (!v.empty()) EXPECT_EQ(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+  if (!v.empty()) {
+    EXPECT_EQ(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+  }
   return d;
 }
 
@@ -95,6 +97,15 @@ TEST(GpuZstdEntropy, FramesMatchCpuAndDecompressAllKinds) {
   std::string why;
   if (!gpu_usable(&why)) GTEST_SKIP() << why;
   ent::GpuEncoder encoder;
+  for (const auto& k : data::kinds()) run_batch(k, data::sizes(), encoder);
+}
+
+// The first, simple path (one thread per block) gives the same frames.
+TEST(GpuZstdEntropy, OneThreadPerBlockPathMatchesToo) {
+  std::string why;
+  if (!gpu_usable(&why)) GTEST_SKIP() << why;
+  ent::GpuEncoder encoder;
+  encoder.set_one_thread_per_block(true);
   for (const auto& k : data::kinds()) run_batch(k, data::sizes(), encoder);
 }
 
