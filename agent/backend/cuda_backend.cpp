@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "aes/aes.h"
+#include "backend/cuda_zstd.h"
 #include "backend/ops.h"
 #include "sha256/sha256.h"
 #include "util/log.h"
@@ -178,6 +179,7 @@ struct CudaBackend::Impl {
   HostBuf h_meta, h_aux, h_res, h_stage_in, h_stage_out;
   Mirror in_m, out_m;
   CopyPlan cp;
+  std::unique_ptr<CudaZstd> zstd;    // zstd_compress (cuda_zstd.cpp), made on first use
 
   Impl() {
     check(cudaStreamCreateWithFlags(&ctl, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -562,7 +564,7 @@ void CudaBackend::worker() {
 }
 
 void CudaBackend::run_batch(Batch& b) {
-  std::vector<Job*> aes_jobs, sha_jobs, cpu_jobs;
+  std::vector<Job*> aes_jobs, sha_jobs, zstd_jobs, cpu_jobs;
   uint64_t bytes = 0;
   for (auto& j : b.jobs) {
     bytes += j.in.size();
@@ -575,6 +577,8 @@ void CudaBackend::run_batch(Batch& b) {
       cpu_jobs.push_back(&j);
     else if (op->family == Family::aes)
       aes_jobs.push_back(&j);
+    else if (op->family == Family::zstd)
+      zstd_jobs.push_back(&j);
     else
       sha_jobs.push_back(&j);
   }
@@ -611,8 +615,12 @@ void CudaBackend::run_batch(Batch& b) {
     for (auto* x : j) in_bytes += x->in.size();
     impl_->run_sha(j, in_bytes, fault);
   });
+  gpu_part(zstd_jobs, [&](std::vector<Job*>& j) {
+    if (!impl_->zstd) impl_->zstd = std::make_unique<CudaZstd>(0);
+    impl_->zstd->run(j, fault);
+  });
   cpu_->run_jobs(cpu_jobs);
-  b.ran_on = retried ? "cpu-retry" : (aes_jobs.empty() && sha_jobs.empty() && !cpu_jobs.empty() ? "cpu" : name());
+  b.ran_on = retried ? "cpu-retry" : (aes_jobs.empty() && sha_jobs.empty() && zstd_jobs.empty() && !cpu_jobs.empty() ? "cpu" : name());
   std::lock_guard lk(stats_mu_);
   stats_.batches++;
   stats_.jobs += b.jobs.size();

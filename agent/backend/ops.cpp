@@ -73,8 +73,9 @@ void register_crypto_ops() {
 }
 
 void register_zstd_ops() {
-  // No GPU kernel: the CPU backend serves both (a GPU backend hands them to its CPU).
-  register_op({OpId::zstd_compress, "zstd-compress", Family::zstd, false, true, validate_zstd, cpu_zstd});
+  // Compress: GPU match finding, libzstd entropy coding (kernels/zstd, stage 1);
+  // blocks of one job run in parallel on the GPU. Decompress: the CPU.
+  register_op({OpId::zstd_compress, "zstd-compress", Family::zstd, true, false, validate_zstd, cpu_zstd});
   register_op({OpId::zstd_decompress, "zstd-decompress", Family::zstd, false, true, validate_zstd, cpu_zstd});
 }
 

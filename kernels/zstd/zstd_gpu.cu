@@ -174,7 +174,28 @@ __global__ void __launch_bounds__(kThreads) find_kernel(const uint8_t* __restric
   }
 }
 
+__global__ void compact_kernel(const BlockDesc* __restrict__ blocks, const Sequence* __restrict__ slots,
+                               Sequence* __restrict__ dense, uint32_t* dense_first, unsigned long long* total) {
+  __shared__ uint32_t base;
+  const BlockDesc& b = blocks[blockIdx.x];
+  const uint32_t n = b.seq_count;
+  if (threadIdx.x == 0) {
+    base = uint32_t(atomicAdd(total, (unsigned long long)n));
+    dense_first[blockIdx.x] = base;
+  }
+  __syncthreads();
+  for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) dense[base + i] = slots[b.seq_first + i];
+}
+
 }  // namespace
+
+int enqueue_compact(const BlockDesc* d_blocks, uint32_t nblocks, const Sequence* d_slots, Sequence* d_dense,
+                    uint32_t* d_dense_first, unsigned long long* d_total, void* stream) {
+  if (!nblocks) return 0;
+  compact_kernel<<<nblocks, 128, 0, static_cast<cudaStream_t>(stream)>>>(d_blocks, d_slots, d_dense, d_dense_first,
+                                                                         d_total);
+  return int(cudaGetLastError());
+}
 
 int enqueue_find(const uint8_t* d_in, BlockDesc* d_blocks, uint32_t nblocks, Sequence* d_seqs, void* stream) {
   if (!nblocks) return 0;

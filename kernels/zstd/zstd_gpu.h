@@ -19,6 +19,9 @@
 // 1 <= offset <= kMaxOffset. libzstd's window at any level >= 1 covers that
 // (window >= 512 KiB for inputs > 256 KiB, >= the input size below).
 //
+// d_in must stay readable 8 bytes past the end of the last input (the kernel
+// reads aligned 4-byte words).
+//
 // This header has no CUDA types, so host-only code (tests, glue) includes it.
 #pragma once
 #include <cstddef>
@@ -69,10 +72,17 @@ uint64_t plan_blocks(std::span<const uint64_t> sizes, std::span<const uint64_t> 
 // Defined in zstd_gpu.cu (CUDA builds only).
 int enqueue_find(const uint8_t* d_in, BlockDesc* d_blocks, uint32_t nblocks, Sequence* d_seqs, void* stream);
 
+// Copies the sequences of blocks[0, nblocks) from their slots (d_slots) to a
+// dense array (d_dense), blocks in any order: dense_first[i] is block i's
+// first, *d_total counts them (zero it first). For copying sequences back to
+// the host without the empty slots. Returns the launch error.
+int enqueue_compact(const BlockDesc* d_blocks, uint32_t nblocks, const Sequence* d_slots, Sequence* d_dense,
+                    uint32_t* d_dense_first, unsigned long long* d_total, void* stream);
+
 // A CPU match finder with the same output format and limits (tests, and a
 // reference for the glue): in is the batch's input buffer as laid out for the
 // device (BlockDesc::src indexes it); fills seqs at each block's seq_first.
-// Not the GPU parse bit for bit.
+// The GPU's parse step for step: the same sequences (the GPU test checks).
 void cpu_find(std::span<const uint8_t> in, std::span<BlockDesc> blocks, std::span<Sequence> seqs);
 
 // The glue to libzstd (zstd_seq.cpp, host only, any sequence source):
@@ -86,5 +96,40 @@ void cpu_find(std::span<const uint8_t> in, std::span<BlockDesc> blocks, std::spa
 size_t compress_with_sequences(std::span<const uint8_t> in, std::span<const BlockDesc> blocks,
                                const Sequence* seqs, std::span<uint8_t> out, int level, bool* error,
                                unsigned* fallbacks = nullptr);
+
+// Stage 1 end to end on the current CUDA device (zstd_gpu_batch.cpp, CUDA
+// builds only): copies a batch of inputs in, finds the sequences of all their
+// blocks in one launch, copies them back, then CPU threads compress each input
+// with libzstd through compress_with_sequences. Throws std::runtime_error on a
+// CUDA error. One thread uses a Pipeline at a time.
+class Pipeline {
+ public:
+  explicit Pipeline(unsigned cpu_threads = 0);  // entropy threads; 0 = all cores
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  struct Times {  // seconds, of the last call
+    double copy_in = 0, find = 0, copy_out = 0, entropy = 0;
+  };
+  // Host copies of the finder's output: blocks of all inputs in order, their
+  // seq_first re-pointed into seqs.
+  struct Found {
+    std::vector<BlockDesc> blocks;
+    std::vector<Sequence> seqs;
+  };
+  void find(std::span<const std::span<const uint8_t>> ins, Found& out);
+  // find() then one frame per input at levels[i] (or levels[0] for all when
+  // it has one): sizes[i] = frame size, or 0 when outs[i] is too small.
+  // fallbacks (optional): blocks libzstd matched itself.
+  void compress(std::span<const std::span<const uint8_t>> ins, std::span<const std::span<uint8_t>> outs,
+                std::span<const int> levels, std::span<size_t> sizes, unsigned* fallbacks = nullptr);
+  const Times& times() const { return times_; }
+
+ private:
+  struct Impl;
+  Impl* impl_;
+  Times times_;
+};
 
 }  // namespace gpo::zstd::gpu

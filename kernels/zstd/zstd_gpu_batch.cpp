@@ -1,0 +1,203 @@
+// Stage 1 end to end (zstd_gpu.h, Pipeline): inputs to the device, one launch
+// of the match finder over all blocks, sequences compacted and copied back,
+// then libzstd entropy-codes each input on CPU threads from those sequences.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "zstd/zstd_gpu.h"
+
+namespace gpo::zstd::gpu {
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string(what) + " (" + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + ")");
+}
+void check(int e, const char* what) { check(static_cast<cudaError_t>(e), what); }
+
+// Grow-only device / pinned host buffers: a batch reuses the last one's.
+struct DevBuf {
+  void* p = nullptr;
+  size_t cap = 0;
+  template <class T = uint8_t>
+  T* get(size_t bytes) {
+    if (bytes > cap) {
+      if (p) cudaFree(p);
+      p = nullptr;
+      cap = 0;
+      check(cudaMalloc(&p, std::max<size_t>(bytes, 256)), "cudaMalloc");
+      cap = bytes;
+    }
+    return static_cast<T*>(p);
+  }
+  ~DevBuf() {
+    if (p) cudaFree(p);
+  }
+};
+struct HostBuf {
+  void* p = nullptr;
+  size_t cap = 0;
+  template <class T = uint8_t>
+  T* get(size_t bytes) {
+    if (bytes > cap) {
+      if (p) cudaFreeHost(p);
+      p = nullptr;
+      cap = 0;
+      check(cudaMallocHost(&p, std::max<size_t>(bytes, 256)), "cudaMallocHost");
+      cap = bytes;
+    }
+    return static_cast<T*>(p);
+  }
+  ~HostBuf() {
+    if (p) cudaFreeHost(p);
+  }
+};
+
+}  // namespace
+
+struct Pipeline::Impl {
+  unsigned threads;
+  cudaStream_t s = nullptr;
+  cudaEvent_t ev[4] = {};
+  DevBuf d_in, d_blocks, d_slots, d_dense, d_first, d_total;
+  HostBuf h_blocks, h_first, h_total, h_seqs;
+  std::vector<BlockDesc> blocks;       // host plan, then the finder's output
+  std::vector<uint32_t> first_block;   // per input, + 1: its blocks are [first_block[i], first_block[i + 1])
+  const Sequence* seqs = nullptr;      // pinned, dense; blocks[].seq_first index it
+  size_t nseqs = 0;
+
+  explicit Impl(unsigned t) : threads(t ? t : std::max(1u, std::thread::hardware_concurrency())) {
+    check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+    for (auto& e : ev) check(cudaEventCreate(&e), "cudaEventCreate");
+  }
+  ~Impl() {
+    for (auto& e : ev) cudaEventDestroy(e);
+    cudaStreamDestroy(s);
+  }
+
+  void find(std::span<const std::span<const uint8_t>> ins, Times& t) {
+    const size_t n = ins.size();
+    // Device layout: inputs adjacent in host memory stay adjacent (one copy);
+    // others start 256-byte aligned.
+    std::vector<uint64_t> sizes(n), offs(n);
+    struct Copy {
+      const uint8_t* host;
+      uint64_t dev, len;
+    };
+    std::vector<Copy> copies;
+    uint64_t total = 0;
+    first_block.assign(n + 1, 0);
+    for (size_t i = 0; i < n; ++i) {
+      sizes[i] = ins[i].size();
+      if (ins[i].empty()) {
+        offs[i] = total;
+        continue;
+      }
+      if (!copies.empty() && copies.back().host + copies.back().len == ins[i].data()) {
+        offs[i] = copies.back().dev + copies.back().len;
+        copies.back().len += ins[i].size();
+      } else {
+        offs[i] = (total + 255) / 256 * 256;
+        copies.push_back({ins[i].data(), offs[i], ins[i].size()});
+      }
+      total = offs[i] + ins[i].size();
+    }
+    blocks.clear();
+    for (size_t i = 0; i < n; ++i) {
+      first_block[i] = uint32_t(blocks.size());
+      plan_blocks({&sizes[i], 1}, {&offs[i], 1}, blocks);
+      for (size_t k = first_block[i]; k < blocks.size(); ++k) blocks[k].input = uint32_t(i);
+    }
+    first_block[n] = uint32_t(blocks.size());
+    const uint32_t nb = uint32_t(blocks.size());
+    const uint64_t slots = nb ? blocks.back().seq_first + seq_capacity(blocks.back().len) : 0;
+
+    uint8_t* din = d_in.get(total + 16);
+    auto* dblk = d_blocks.get<BlockDesc>(nb * sizeof(BlockDesc));
+    auto* dslots = d_slots.get<Sequence>(slots * sizeof(Sequence));
+    auto* ddense = d_dense.get<Sequence>(slots * sizeof(Sequence));
+    auto* dfirst = d_first.get<uint32_t>(nb * sizeof(uint32_t));
+    auto* dtotal = d_total.get<unsigned long long>(sizeof(unsigned long long));
+    auto* hblk = h_blocks.get<BlockDesc>(nb * sizeof(BlockDesc));
+    auto* hfirst = h_first.get<uint32_t>(nb * sizeof(uint32_t));
+    auto* htotal = h_total.get<unsigned long long>(sizeof(unsigned long long));
+    if (nb) std::memcpy(hblk, blocks.data(), nb * sizeof(BlockDesc));
+
+    check(cudaEventRecord(ev[0], s), "cudaEventRecord");
+    for (auto& c : copies) check(cudaMemcpyAsync(din + c.dev, c.host, c.len, cudaMemcpyHostToDevice, s), "copy inputs");
+    check(cudaMemcpyAsync(dblk, hblk, nb * sizeof(BlockDesc), cudaMemcpyHostToDevice, s), "copy blocks");
+    check(cudaMemsetAsync(dtotal, 0, sizeof(unsigned long long), s), "cudaMemset");
+    check(cudaEventRecord(ev[1], s), "cudaEventRecord");
+    check(enqueue_find(din, dblk, nb, dslots, s), "zstd match finder");
+    check(cudaEventRecord(ev[2], s), "cudaEventRecord");
+    check(enqueue_compact(dblk, nb, dslots, ddense, dfirst, dtotal, s), "zstd sequence compaction");
+    check(cudaMemcpyAsync(hblk, dblk, nb * sizeof(BlockDesc), cudaMemcpyDeviceToHost, s), "copy blocks back");
+    check(cudaMemcpyAsync(hfirst, dfirst, nb * sizeof(uint32_t), cudaMemcpyDeviceToHost, s), "copy block index");
+    check(cudaMemcpyAsync(htotal, dtotal, sizeof(unsigned long long), cudaMemcpyDeviceToHost, s), "copy count");
+    check(cudaStreamSynchronize(s), "zstd match finder batch");
+    nseqs = nb ? size_t(*htotal) : 0;
+    auto* hseqs = h_seqs.get<Sequence>(nseqs * sizeof(Sequence));
+    check(cudaMemcpyAsync(hseqs, ddense, nseqs * sizeof(Sequence), cudaMemcpyDeviceToHost, s), "copy sequences");
+    check(cudaEventRecord(ev[3], s), "cudaEventRecord");
+    check(cudaStreamSynchronize(s), "copy sequences");
+    for (uint32_t i = 0; i < nb; ++i) {
+      blocks[i] = hblk[i];
+      blocks[i].seq_first = hfirst[i];
+    }
+    seqs = hseqs;
+    float ms = 0;
+    cudaEventElapsedTime(&ms, ev[0], ev[1]);
+    t.copy_in = ms / 1e3;
+    cudaEventElapsedTime(&ms, ev[1], ev[2]);
+    t.find = ms / 1e3;
+    cudaEventElapsedTime(&ms, ev[2], ev[3]);
+    t.copy_out = ms / 1e3;
+  }
+};
+
+Pipeline::Pipeline(unsigned cpu_threads) : impl_(new Impl(cpu_threads)) {}
+Pipeline::~Pipeline() { delete impl_; }
+
+void Pipeline::find(std::span<const std::span<const uint8_t>> ins, Found& out) {
+  times_ = {};
+  impl_->find(ins, times_);
+  out.blocks = impl_->blocks;
+  out.seqs.assign(impl_->seqs, impl_->seqs + impl_->nseqs);
+}
+
+void Pipeline::compress(std::span<const std::span<const uint8_t>> ins, std::span<const std::span<uint8_t>> outs,
+                        std::span<const int> levels, std::span<size_t> sizes, unsigned* fallbacks) {
+  times_ = {};
+  impl_->find(ins, times_);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::atomic<size_t> next{0};
+  std::atomic<unsigned> fb{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < ins.size();) {
+      const auto& fbk = impl_->first_block;
+      std::span<const BlockDesc> b(impl_->blocks.data() + fbk[i], fbk[i + 1] - fbk[i]);
+      bool err = false;
+      unsigned f = 0;
+      const int level = levels.size() == 1 ? levels[0] : levels[i];
+      sizes[i] = compress_with_sequences(ins[i], b, impl_->seqs, outs[i], level, &err, &f);
+      if (err) sizes[i] = 0;
+      fb += f;
+    }
+  };
+  const unsigned nt = unsigned(std::min<size_t>(impl_->threads, ins.size()));
+  std::vector<std::thread> pool;
+  for (unsigned k = 1; k < nt; ++k) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+  times_.entropy = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (fallbacks) *fallbacks = fb;
+}
+
+}  // namespace gpo::zstd::gpu
