@@ -35,6 +35,7 @@
 #include <cstdint>
 
 #include "bpf/xdp_filter.h"
+#include "kernels/classify/hd.h"
 
 namespace gpo::classify {
 
@@ -61,9 +62,10 @@ struct ParsedFrame {
   uint32_t payload_offset = 0;  // L4 payload, from the start of the frame
   uint32_t payload_len = 0;
 
-  bool ok() const { return status == ParseStatus::kOk; }
+  GPO_HD bool ok() const { return status == ParseStatus::kOk; }
 };
 
+// Implemented in frame_parse.h (host+device), which the GPU classifier shares.
 ParsedFrame parse_frame(const uint8_t* data, uint32_t len);
 
 // The flow cache key for a parsed frame, exactly as XDP computes it
