@@ -5,11 +5,13 @@
 namespace gpo::bench {
 
 #ifdef GPUOFFLOAD_HAVE_CUDA
+void register_zstd_bench();
 void register_zstd_stage2_bench();
 #endif
 
 void register_builtin_suites() {
 #ifdef GPUOFFLOAD_HAVE_CUDA
+  register_zstd_bench();
   register_zstd_stage2_bench();
 #endif
 }
