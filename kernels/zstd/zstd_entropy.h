@@ -70,4 +70,31 @@ class GpuEncoder {
   std::unique_ptr<Impl> impl_;
 };
 
+// Stages 1 and 2 on the current CUDA device, host in, host out: the inputs
+// are copied in, stage 1 finds the sequences of all their blocks in one
+// launch, GpuEncoder codes them, the frames are copied back. The host packs
+// the inputs into and the frames out of pinned buffers (memcpy) and does no
+// other work per byte. Throws std::runtime_error on a CUDA error. One thread
+// uses a GpuCompressor at a time. (CUDA builds only.)
+class GpuCompressor {
+ public:
+  GpuCompressor();
+  ~GpuCompressor();
+  GpuCompressor(const GpuCompressor&) = delete;
+  GpuCompressor& operator=(const GpuCompressor&) = delete;
+
+  struct Times {  // seconds, of the last call
+    double copy_in = 0, kernels = 0, copy_out = 0;
+  };
+  // One frame per input into outs[i]; sizes[i] = its size, or 0 when outs[i]
+  // is smaller than the frame (frame_bound(ins[i].size()) always fits).
+  void compress(std::span<const std::span<const uint8_t>> ins, std::span<const std::span<uint8_t>> outs,
+                std::span<size_t> sizes);
+  const Times& times() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace gpo::zstd::entropy

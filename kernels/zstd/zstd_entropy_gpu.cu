@@ -7,6 +7,10 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "zstd/zstd_block_encode.h"
@@ -419,6 +423,105 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
     k_assemble_split<<<nblocks, 256, 0, stream>>>(d_in, d_blocks, m.inputs.p, m.slots.p, m.sscratch.p, m.lit_sizes.p,
                                                   m.seq_sizes.p, m.block_dst.p, m.offsets.p, m.out.p);
   return int(cudaGetLastError());
+}
+
+// ---- Stages 1 + 2, host in, host out.
+
+namespace {
+void check(int e, const char* what) {
+  if (e != 0) {
+    const cudaError_t c = static_cast<cudaError_t>(e);
+    throw std::runtime_error(std::string("zstd GPU: ") + what + " (" + cudaGetErrorName(c) + ": " +
+                             cudaGetErrorString(c) + ")");
+  }
+}
+struct PinnedBuf {
+  uint8_t* p = nullptr;
+  size_t n = 0;
+  uint8_t* get(size_t want) {
+    if (want > n) {
+      if (p) cudaFreeHost(p);
+      p = nullptr;
+      n = 0;
+      check(cudaMallocHost(&p, std::max<size_t>(want, 256)), "cudaMallocHost");
+      n = want;
+    }
+    return p;
+  }
+  ~PinnedBuf() {
+    if (p) cudaFreeHost(p);
+  }
+};
+}  // namespace
+
+struct GpuCompressor::Impl {
+  GpuEncoder encoder;
+  DevBuf<uint8_t> in;
+  DevBuf<BlockDesc> blocks;
+  DevBuf<Sequence> seqs;
+  PinnedBuf h_in, h_out;
+  std::vector<BlockDesc> h_blocks;
+  std::vector<uint64_t> sizes, offsets, frame_offs;
+  cudaStream_t stream = nullptr;
+  Times times;
+  Impl() { check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate"); }
+  ~Impl() {
+    if (stream) cudaStreamDestroy(stream);
+  }
+};
+
+GpuCompressor::GpuCompressor() : impl_(std::make_unique<Impl>()) {}
+GpuCompressor::~GpuCompressor() = default;
+const GpuCompressor::Times& GpuCompressor::times() const { return impl_->times; }
+
+void GpuCompressor::compress(std::span<const std::span<const uint8_t>> ins, std::span<const std::span<uint8_t>> outs,
+                             std::span<size_t> sizes) {
+  using Clock = std::chrono::steady_clock;
+  auto secs = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+  Impl& m = *impl_;
+  const size_t n = ins.size();
+  m.sizes.resize(n);
+  m.offsets.resize(n);
+  uint64_t extent = 0;
+  for (size_t i = 0; i < n; ++i) {
+    m.sizes[i] = ins[i].size();
+    m.offsets[i] = extent;
+    extent += (ins[i].size() + 15) / 16 * 16;
+  }
+  m.h_blocks.clear();
+  const uint64_t slots = gpu::plan_blocks(m.sizes, m.offsets, m.h_blocks);
+  const auto t0 = Clock::now();
+  uint8_t* hin = m.h_in.get(extent + 16);
+  for (size_t i = 0; i < n; ++i)
+    if (!ins[i].empty()) std::memcpy(hin + m.offsets[i], ins[i].data(), ins[i].size());
+  check(m.in.ensure(extent + 16), "cudaMalloc");  // the finder reads up to 8 bytes past the end
+  check(m.blocks.ensure(m.h_blocks.size()), "cudaMalloc");
+  check(m.seqs.ensure(slots), "cudaMalloc");
+  check(cudaMemcpyAsync(m.in.p, hin, extent, cudaMemcpyHostToDevice, m.stream), "copy in");
+  check(cudaMemcpyAsync(m.blocks.p, m.h_blocks.data(), m.h_blocks.size() * sizeof(BlockDesc), cudaMemcpyHostToDevice,
+                        m.stream),
+        "copy in");
+  check(cudaStreamSynchronize(m.stream), "copy in");
+  const auto t1 = Clock::now();
+  const uint32_t nb = uint32_t(m.h_blocks.size());
+  if (nb) check(gpu::enqueue_find(m.in.p, m.blocks.p, nb, m.seqs.p, m.stream), "match finder");
+  check(m.encoder.encode(m.in.p, extent, m.blocks.p, nb, m.seqs.p, slots, m.sizes, m.stream), "entropy coder");
+  m.frame_offs.resize(n + 1);
+  check(cudaMemcpyAsync(m.frame_offs.data(), m.encoder.d_offsets(), (n + 1) * sizeof(uint64_t),
+                        cudaMemcpyDeviceToHost, m.stream),
+        "copy out");
+  check(cudaStreamSynchronize(m.stream), "kernels");
+  const auto t2 = Clock::now();
+  uint8_t* hout = m.h_out.get(m.frame_offs[n]);
+  check(cudaMemcpyAsync(hout, m.encoder.d_out(), m.frame_offs[n], cudaMemcpyDeviceToHost, m.stream), "copy out");
+  check(cudaStreamSynchronize(m.stream), "copy out");
+  for (size_t i = 0; i < n; ++i) {
+    const size_t fs = m.frame_offs[i + 1] - m.frame_offs[i];
+    sizes[i] = fs <= outs[i].size() ? fs : 0;
+    if (sizes[i]) std::memcpy(outs[i].data(), hout + m.frame_offs[i], fs);
+  }
+  const auto t3 = Clock::now();
+  m.times = {secs(t0, t1), secs(t1, t2), secs(t2, t3)};
 }
 
 }  // namespace gpo::zstd::entropy

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <zstd.h>
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -118,6 +119,36 @@ TEST(GpuZstdEntropy, LargeBatch) {
   sizes.push_back(64 << 20);
   sizes.push_back(0);
   run_batch(data::kinds()[5], sizes, encoder);  // mixed
+}
+
+// Stages 1 + 2 host in, host out: every kind and size in one call; each
+// frame decompresses to its input; a too-small output reports 0.
+TEST(GpuZstdEntropy, CompressorHostInHostOut) {
+  std::string why;
+  if (!gpu_usable(&why)) GTEST_SKIP() << why;
+  ent::GpuCompressor comp;
+  std::vector<std::vector<uint8_t>> inputs, outputs;
+  for (const auto& k : data::kinds())
+    for (size_t n : data::sizes()) {
+      inputs.push_back(k.make(n));
+      outputs.emplace_back(ent::frame_bound(n));
+    }
+  outputs.back().resize(8);  // too small for any frame of its input
+  std::vector<std::span<const uint8_t>> ins(inputs.begin(), inputs.end());
+  std::vector<std::span<uint8_t>> outs(outputs.begin(), outputs.end());
+  std::vector<size_t> sizes(inputs.size());
+  for (int round = 0; round < 2; ++round) {  // buffers reused by the second call
+    comp.compress(ins, outs, sizes);
+    for (size_t i = 0; i + 1 < inputs.size(); ++i) {
+      ASSERT_GT(sizes[i], 0u) << i;
+      std::vector<uint8_t> back(inputs[i].size() + 1);
+      const size_t r = ZSTD_decompress(back.data(), back.size(), outputs[i].data(), sizes[i]);
+      ASSERT_FALSE(ZSTD_isError(r)) << i << ": " << ZSTD_getErrorName(r);
+      back.resize(r);
+      EXPECT_TRUE(back == inputs[i]) << i;
+    }
+    EXPECT_EQ(sizes.back(), 0u);
+  }
 }
 
 }  // namespace
