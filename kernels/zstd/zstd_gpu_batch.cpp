@@ -60,29 +60,30 @@ struct HostBuf {
   }
 };
 
-}  // namespace
-
-struct Pipeline::Impl {
-  unsigned threads;
+// One batch (or piece of a batch) in flight: its device and pinned buffers,
+// the block plan and, after collect(), the finder's output.
+struct Set {
   cudaStream_t s = nullptr;
-  cudaEvent_t ev[4] = {};
+  cudaEvent_t ev[5] = {};
   DevBuf d_in, d_blocks, d_slots, d_dense, d_first, d_total;
   HostBuf h_blocks, h_first, h_total, h_seqs;
-  std::vector<BlockDesc> blocks;       // host plan, then the finder's output
-  std::vector<uint32_t> first_block;   // per input, + 1: its blocks are [first_block[i], first_block[i + 1])
-  const Sequence* seqs = nullptr;      // pinned, dense; blocks[].seq_first index it
+  std::vector<BlockDesc> blocks;      // host plan, then the finder's output
+  std::vector<uint32_t> first_block;  // per input + 1: input i's blocks are [first_block[i], first_block[i + 1])
+  const Sequence* seqs = nullptr;     // pinned, dense; blocks[].seq_first index it
   size_t nseqs = 0;
+  uint32_t nb = 0;
 
-  explicit Impl(unsigned t) : threads(t ? t : std::max(1u, std::thread::hardware_concurrency())) {
+  Set() {
     check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
     for (auto& e : ev) check(cudaEventCreate(&e), "cudaEventCreate");
   }
-  ~Impl() {
+  ~Set() {
     for (auto& e : ev) cudaEventDestroy(e);
     cudaStreamDestroy(s);
   }
 
-  void find(std::span<const std::span<const uint8_t>> ins, Times& t) {
+  // Enqueues the copies in, the finder, the compaction and the small copies back.
+  void launch(std::span<const std::span<const uint8_t>> ins) {
     const size_t n = ins.size();
     // Device layout: inputs adjacent in host memory stay adjacent (one copy);
     // others start 256-byte aligned.
@@ -93,7 +94,6 @@ struct Pipeline::Impl {
     };
     std::vector<Copy> copies;
     uint64_t total = 0;
-    first_block.assign(n + 1, 0);
     for (size_t i = 0; i < n; ++i) {
       sizes[i] = ins[i].size();
       if (ins[i].empty()) {
@@ -110,13 +110,14 @@ struct Pipeline::Impl {
       total = offs[i] + ins[i].size();
     }
     blocks.clear();
+    first_block.assign(n + 1, 0);
     for (size_t i = 0; i < n; ++i) {
       first_block[i] = uint32_t(blocks.size());
       plan_blocks({&sizes[i], 1}, {&offs[i], 1}, blocks);
       for (size_t k = first_block[i]; k < blocks.size(); ++k) blocks[k].input = uint32_t(i);
     }
     first_block[n] = uint32_t(blocks.size());
-    const uint32_t nb = uint32_t(blocks.size());
+    nb = uint32_t(blocks.size());
     const uint64_t slots = nb ? blocks.back().seq_first + seq_capacity(blocks.back().len) : 0;
 
     uint8_t* din = d_in.get(total + 16);
@@ -141,12 +142,19 @@ struct Pipeline::Impl {
     check(cudaMemcpyAsync(hblk, dblk, nb * sizeof(BlockDesc), cudaMemcpyDeviceToHost, s), "copy blocks back");
     check(cudaMemcpyAsync(hfirst, dfirst, nb * sizeof(uint32_t), cudaMemcpyDeviceToHost, s), "copy block index");
     check(cudaMemcpyAsync(htotal, dtotal, sizeof(unsigned long long), cudaMemcpyDeviceToHost, s), "copy count");
-    check(cudaStreamSynchronize(s), "zstd match finder batch");
-    nseqs = nb ? size_t(*htotal) : 0;
-    auto* hseqs = h_seqs.get<Sequence>(nseqs * sizeof(Sequence));
-    check(cudaMemcpyAsync(hseqs, ddense, nseqs * sizeof(Sequence), cudaMemcpyDeviceToHost, s), "copy sequences");
     check(cudaEventRecord(ev[3], s), "cudaEventRecord");
-    check(cudaStreamSynchronize(s), "copy sequences");
+  }
+
+  // Waits for launch(), copies the dense sequences back; adds the GPU times.
+  void collect(Pipeline::Times& t) {
+    check(cudaEventSynchronize(ev[3]), "zstd match finder batch");
+    const auto* hblk = static_cast<const BlockDesc*>(h_blocks.p);
+    const auto* hfirst = static_cast<const uint32_t*>(h_first.p);
+    nseqs = nb ? size_t(*static_cast<const unsigned long long*>(h_total.p)) : 0;
+    auto* hseqs = h_seqs.get<Sequence>(nseqs * sizeof(Sequence));
+    check(cudaMemcpyAsync(hseqs, d_dense.p, nseqs * sizeof(Sequence), cudaMemcpyDeviceToHost, s), "copy sequences");
+    check(cudaEventRecord(ev[4], s), "cudaEventRecord");
+    check(cudaEventSynchronize(ev[4]), "copy sequences");
     for (uint32_t i = 0; i < nb; ++i) {
       blocks[i] = hblk[i];
       blocks[i].seq_first = hfirst[i];
@@ -154,11 +162,41 @@ struct Pipeline::Impl {
     seqs = hseqs;
     float ms = 0;
     cudaEventElapsedTime(&ms, ev[0], ev[1]);
-    t.copy_in = ms / 1e3;
+    t.copy_in += ms / 1e3;
     cudaEventElapsedTime(&ms, ev[1], ev[2]);
-    t.find = ms / 1e3;
-    cudaEventElapsedTime(&ms, ev[2], ev[3]);
-    t.copy_out = ms / 1e3;
+    t.find += ms / 1e3;
+    cudaEventElapsedTime(&ms, ev[2], ev[4]);
+    t.copy_out += ms / 1e3;
+  }
+};
+
+}  // namespace
+
+struct Pipeline::Impl {
+  unsigned threads;
+  Set sets[2];  // piece k on sets[k % 2]: the GPU finds piece k + 1 while the CPU codes piece k
+  explicit Impl(unsigned t) : threads(t ? t : std::max(1u, std::thread::hardware_concurrency())) {}
+
+  // CPU threads code the inputs of one collected set.
+  void entropy(const Set& set, std::span<const std::span<const uint8_t>> ins, std::span<const std::span<uint8_t>> outs,
+               std::span<const int> levels, size_t level_base, std::span<size_t> sizes, std::atomic<unsigned>& fb) {
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t i; (i = next.fetch_add(1)) < ins.size();) {
+        std::span<const BlockDesc> b(set.blocks.data() + set.first_block[i], set.first_block[i + 1] - set.first_block[i]);
+        bool err = false;
+        unsigned f = 0;
+        const int level = levels.size() == 1 ? levels[0] : levels[level_base + i];
+        sizes[i] = compress_with_sequences(ins[i], b, set.seqs, outs[i], level, &err, &f);
+        if (err) sizes[i] = 0;
+        fb += f;
+      }
+    };
+    const unsigned nt = unsigned(std::min<size_t>(threads, ins.size()));
+    std::vector<std::thread> pool;
+    for (unsigned k = 1; k < nt; ++k) pool.emplace_back(work);
+    work();
+    for (auto& th : pool) th.join();
   }
 };
 
@@ -167,36 +205,50 @@ Pipeline::~Pipeline() { delete impl_; }
 
 void Pipeline::find(std::span<const std::span<const uint8_t>> ins, Found& out) {
   times_ = {};
-  impl_->find(ins, times_);
-  out.blocks = impl_->blocks;
-  out.seqs.assign(impl_->seqs, impl_->seqs + impl_->nseqs);
+  Set& set = impl_->sets[0];
+  set.launch(ins);
+  set.collect(times_);
+  out.blocks = set.blocks;
+  out.seqs.assign(set.seqs, set.seqs + set.nseqs);
 }
 
 void Pipeline::compress(std::span<const std::span<const uint8_t>> ins, std::span<const std::span<uint8_t>> outs,
                         std::span<const int> levels, std::span<size_t> sizes, unsigned* fallbacks) {
   times_ = {};
-  impl_->find(ins, times_);
-  const auto t0 = std::chrono::steady_clock::now();
-  std::atomic<size_t> next{0};
-  std::atomic<unsigned> fb{0};
-  auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < ins.size();) {
-      const auto& fbk = impl_->first_block;
-      std::span<const BlockDesc> b(impl_->blocks.data() + fbk[i], fbk[i + 1] - fbk[i]);
-      bool err = false;
-      unsigned f = 0;
-      const int level = levels.size() == 1 ? levels[0] : levels[i];
-      sizes[i] = compress_with_sequences(ins[i], b, impl_->seqs, outs[i], level, &err, &f);
-      if (err) sizes[i] = 0;
-      fb += f;
+  // Pieces of about an eighth of the batch (at least kMinPiece): the first
+  // piece's GPU time and the last one's CPU time are all that do not overlap.
+  constexpr uint64_t kMinPiece = 16 << 20;
+  uint64_t total = 0;
+  for (auto& i : ins) total += i.size();
+  const uint64_t target = std::max<uint64_t>(kMinPiece, total / 8);
+  std::vector<size_t> cut{0};
+  for (size_t i = 0, acc = 0; i < ins.size(); ++i) {
+    acc += ins[i].size();
+    if (acc >= target && i + 1 < ins.size()) {
+      cut.push_back(i + 1);
+      acc = 0;
     }
-  };
-  const unsigned nt = unsigned(std::min<size_t>(impl_->threads, ins.size()));
-  std::vector<std::thread> pool;
-  for (unsigned k = 1; k < nt; ++k) pool.emplace_back(work);
-  work();
-  for (auto& th : pool) th.join();
-  times_.entropy = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  cut.push_back(ins.size());
+  const size_t pieces = cut.size() - 1;
+  std::atomic<unsigned> fb{0};
+  auto piece = [&](size_t k) { return ins.subspan(cut[k], cut[k + 1] - cut[k]); };
+  try {
+    impl_->sets[0].launch(piece(0));
+    for (size_t k = 0; k < pieces; ++k) {
+      Set& set = impl_->sets[k % 2];
+      set.collect(times_);
+      if (k + 1 < pieces) impl_->sets[(k + 1) % 2].launch(piece(k + 1));
+      const auto t0 = std::chrono::steady_clock::now();
+      impl_->entropy(set, piece(k), outs.subspan(cut[k], cut[k + 1] - cut[k]), levels, cut[k],
+                     sizes.subspan(cut[k], cut[k + 1] - cut[k]), fb);
+      times_.entropy += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+  } catch (...) {
+    // Nothing of this batch may still be in flight when the caller retries on the CPU.
+    for (auto& set : impl_->sets) cudaStreamSynchronize(set.s);
+    throw;
+  }
   if (fallbacks) *fallbacks = fb;
 }
 
