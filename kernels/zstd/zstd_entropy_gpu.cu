@@ -359,6 +359,15 @@ struct GpuEncoder::Impl {
   DevBuf<uint64_t> block_dst, frame_sizes, offsets;
   DevBuf<InputInfo> inputs;
   std::vector<InputInfo> h_inputs;
+  // The sequences kernel (one thread per block, latency-bound) runs on a side
+  // stream next to the literals kernel (bandwidth-bound).
+  cudaStream_t side = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
+  ~Impl() {
+    if (side) cudaStreamDestroy(side);
+    if (fork) cudaEventDestroy(fork);
+    if (join) cudaEventDestroy(join);
+  }
 };
 
 GpuEncoder::GpuEncoder() : impl_(std::make_unique<Impl>()) {}
@@ -406,10 +415,16 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
         (e = m.lp.ensure(seq_slots + nblocks)) || (e = m.sp.ensure(seq_slots + nblocks)) ||
         (e = m.lit_sizes.ensure(nblocks)) || (e = m.seq_sizes.ensure(nblocks)))
       return int(e);
-    k_sequences<<<(nblocks + 31) / 32, 32, 0, stream>>>(d_blocks, nblocks, d_seqs, m.ofv.p, m.codes.p, m.sscratch.p,
+    if (!m.side && ((e = cudaStreamCreateWithFlags(&m.side, cudaStreamNonBlocking)) ||
+                    (e = cudaEventCreateWithFlags(&m.fork, cudaEventDisableTiming)) ||
+                    (e = cudaEventCreateWithFlags(&m.join, cudaEventDisableTiming))))
+      return int(e);
+    if ((e = cudaEventRecord(m.fork, stream)) || (e = cudaStreamWaitEvent(m.side, m.fork, 0))) return int(e);
+    k_sequences<<<(nblocks + 31) / 32, 32, 0, m.side>>>(d_blocks, nblocks, d_seqs, m.ofv.p, m.codes.p, m.sscratch.p,
                                                         m.seq_sizes.p);
     k_literals<<<nblocks, kLitThreads, 0, stream>>>(d_in, d_blocks, d_seqs, m.lp.p, m.sp.p, m.lits.p, m.huf.p,
                                                     m.slots.p, m.lit_sizes.p);
+    if ((e = cudaEventRecord(m.join, m.side)) || (e = cudaStreamWaitEvent(stream, m.join, 0))) return int(e);
     k_block_sizes<<<(nblocks + 127) / 128, 128, 0, stream>>>(d_blocks, nblocks, m.lit_sizes.p, m.seq_sizes.p,
                                                              m.block_sizes.p);
   }
