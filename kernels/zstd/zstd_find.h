@@ -11,7 +11,8 @@
 //  3. the parse walks the block in windows of kWindow positions (a warp; a
 //     window never crosses a chunk of kChunk positions): at each position, a
 //     match with the last offset (rep) of >= kRepMin bytes, else the hash
-//     match of >= kHashMin bytes; the first position of the window with one
+//     match of >= kHashMin bytes, or a longer one at the 2nd or 3rd last
+//     offset (choose()); the first position of the window with one
 //     wins, unless the next one has a longer match (one lazy step); a match of
 //     kCapA is extended to its end, then backwards over pending literals; the
 //     cursor jumps over it.
@@ -45,15 +46,29 @@ GPO_HD uint32_t hash_of(uint64_t v) {
   return uint32_t(((v << (64 - 8 * kHashBytes)) * kPrime) >> (64 - kHashLog));
 }
 
-// The parse's choice at one position, from its hash match and rep match.
+// The parse's choice at one position, from its hash match and its matches at
+// the three last distinct offsets (reps[0] the latest; 0 = none yet): rep 0
+// unless the hash match is longer by more than one, then a longer rep 1 or 2.
 struct Choice {
   uint32_t len;  // 0: no match
   uint32_t dist;
 };
-GPO_HD Choice choose(uint32_t hash_len, uint32_t hash_dist, uint32_t rep_len, uint32_t rep) {
-  if (rep_len >= kRepMin && rep_len + 1 >= hash_len) return {rep_len, rep};
-  if (hash_len >= kHashMin) return {hash_len, hash_dist};
-  return {0, 0};
+GPO_HD Choice choose(uint32_t hash_len, uint32_t hash_dist, const uint32_t* rep_len, const uint32_t* reps) {
+  Choice c{0, 0};
+  if (rep_len[0] >= kRepMin && rep_len[0] + 1 >= hash_len)
+    c = {rep_len[0], reps[0]};
+  else if (hash_len >= kHashMin)
+    c = {hash_len, hash_dist};
+  if (rep_len[1] >= kRepMin && rep_len[1] > c.len) c = {rep_len[1], reps[1]};
+  if (rep_len[2] >= kRepMin && rep_len[2] > c.len) c = {rep_len[2], reps[2]};
+  return c;
+}
+// After a match at distance d (zstd's repcode history, without its ll0 special case).
+GPO_HD void update_reps(uint32_t* reps, uint32_t d) {
+  if (d == reps[0]) return;
+  if (d != reps[1]) reps[2] = reps[1];
+  reps[1] = reps[0];
+  reps[0] = d;
 }
 // Lazy step: the next position's match replaces this one's when longer by more than one.
 GPO_HD bool prefer_next(Choice here, Choice next) { return next.len > here.len + 1; }

@@ -55,9 +55,10 @@ void find_block(const uint8_t* base, BlockDesc& b, Sequence* seqs) {
     }
   uint32_t hlen[kChunk], hdist[kChunk];
   Choice ch[kWindow];
-  uint32_t cursor = hist, lit_start = hist, rep = 0, n = 0;
+  uint32_t cursor = hist, lit_start = hist, n = 0;
+  uint32_t reps[3] = {0, 0, 0};
   Sequence* out = seqs + b.seq_first;
-  auto rep_len = [&](uint32_t p) -> uint32_t {
+  auto rep_len = [&](uint32_t p, uint32_t rep) -> uint32_t {
     if (!rep || p + kTail > end || in_start + p < rep) return 0;
     return match_len(h0 + p - int64_t(rep), h0 + p, std::min(kCapA, end - p));
   };
@@ -82,7 +83,8 @@ void find_block(const uint8_t* base, BlockDesc& b, Sequence* seqs) {
       const uint32_t wend = std::min(cursor + kWindow, ce);
       int f = -1;
       for (uint32_t p = cursor; p < wend; ++p) {
-        ch[p - cursor] = choose(hlen[p - cs], hdist[p - cs], rep_len(p), rep);
+        const uint32_t rl[3] = {rep_len(p, reps[0]), rep_len(p, reps[1]), rep_len(p, reps[2])};
+        ch[p - cursor] = choose(hlen[p - cs], hdist[p - cs], rl, reps);
         if (f < 0 && ch[p - cursor].len) f = int(p - cursor);
       }
       if (f < 0) {
@@ -97,7 +99,7 @@ void find_block(const uint8_t* base, BlockDesc& b, Sequence* seqs) {
       // Catch up: the match may start earlier, over literals not yet emitted.
       while (p > lit_start && in_start + p > d && h0[p - 1] == h0[int64_t(p) - 1 - int64_t(d)]) --p, ++len;
       out[n++] = {p - lit_start, len, d};
-      rep = d;
+      update_reps(reps, d);
       cursor = lit_start = p + len;
     }
   }

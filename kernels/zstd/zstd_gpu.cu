@@ -98,7 +98,8 @@ __global__ void __launch_bounds__(kThreads) find_kernel(const uint8_t* __restric
   __syncthreads();
 
   // Parse state, kept by warp 0 (all its lanes hold the same values).
-  uint32_t cursor = hist, lit_start = hist, rep = 0, n = 0;
+  uint32_t cursor = hist, lit_start = hist, n = 0;
+  uint32_t reps[3] = {0, 0, 0};
   Sequence* out = seqs + blk.seq_first;
 
   for (uint32_t cs = hist; cs < end; cs += kChunk) {
@@ -139,10 +140,14 @@ __global__ void __launch_bounds__(kThreads) find_kernel(const uint8_t* __restric
         const uint32_t q = cursor + lane;
         Choice ch{0, 0};
         if (q < wend) {
-          uint32_t rl = 0;
-          if (rep && q + kTail <= end && in_start + q >= rep)
-            rl = match_len(h0 + q - int64_t(rep), h0 + q, min(kCapA, end - q));
-          ch = choose(s_len[q - cs], s_dist[q - cs], rl, rep);
+          uint32_t rl[3];
+#pragma unroll
+          for (int r = 0; r < 3; ++r) {
+            rl[r] = 0;
+            if (reps[r] && q + kTail <= end && in_start + q >= reps[r])
+              rl[r] = match_len(h0 + q - int64_t(reps[r]), h0 + q, min(kCapA, end - q));
+          }
+          ch = choose(s_len[q - cs], s_dist[q - cs], rl, reps);
         }
         const unsigned any = __ballot_sync(~0u, ch.len != 0);
         const uint32_t nlen = __shfl_down_sync(~0u, ch.len, 1);
@@ -162,7 +167,7 @@ __global__ void __launch_bounds__(kThreads) find_kernel(const uint8_t* __restric
         while (at > lit_start && in_start + at > d && h0[at - 1] == h0[int64_t(at) - 1 - int64_t(d)]) --at, ++m;
         if (lane == 0) out[n] = Sequence{at - lit_start, m, d};
         ++n;
-        rep = d;
+        update_reps(reps, d);
         cursor = lit_start = at + m;
       }
     }
