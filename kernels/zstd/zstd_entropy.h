@@ -65,6 +65,15 @@ class GpuEncoder {
   // version; kept as a cross-check). Default: a CTA per block for literals.
   void set_one_thread_per_block(bool on);
 
+  // Bench aid: with profiling on, last_split() gives the last encode's time
+  // from its start to the end of the literals kernel, of the sequences kernel
+  // (they overlap) and of the whole (milliseconds; zeros when off).
+  struct Split {
+    float literals_ms = 0, sequences_ms = 0, total_ms = 0;
+  };
+  void set_profile(bool on);
+  Split last_split() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -363,7 +363,12 @@ struct GpuEncoder::Impl {
   // stream next to the literals kernel (bandwidth-bound).
   cudaStream_t side = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr;
+  // Optional split of the time (bench): start, literals done, sequences done, end.
+  bool profile = false;
+  cudaEvent_t prof[4] = {};
   ~Impl() {
+    for (cudaEvent_t ev : prof)
+      if (ev) cudaEventDestroy(ev);
     if (side) cudaStreamDestroy(side);
     if (fork) cudaEventDestroy(fork);
     if (join) cudaEventDestroy(join);
@@ -376,6 +381,20 @@ uint8_t* GpuEncoder::d_out() const { return impl_->out.p; }
 const uint64_t* GpuEncoder::d_offsets() const { return impl_->offsets.p; }
 size_t GpuEncoder::out_capacity() const { return impl_->out.n; }
 void GpuEncoder::set_one_thread_per_block(bool on) { impl_->one_thread = on; }
+void GpuEncoder::set_profile(bool on) {
+  impl_->profile = on;
+  for (cudaEvent_t& ev : impl_->prof)
+    if (on && !ev) cudaEventCreate(&ev);
+}
+GpuEncoder::Split GpuEncoder::last_split() const {
+  Split sp;
+  const Impl& m = *impl_;
+  if (!m.profile || !m.prof[0] || cudaEventSynchronize(m.prof[3]) != cudaSuccess) return sp;
+  cudaEventElapsedTime(&sp.literals_ms, m.prof[0], m.prof[1]);
+  cudaEventElapsedTime(&sp.sequences_ms, m.prof[0], m.prof[2]);
+  cudaEventElapsedTime(&sp.total_ms, m.prof[0], m.prof[3]);
+  return sp;
+}
 
 int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc* d_blocks, uint32_t nblocks,
                        const Sequence* d_seqs, uint64_t seq_slots, std::span<const uint64_t> input_sizes,
@@ -419,11 +438,16 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
                     (e = cudaEventCreateWithFlags(&m.fork, cudaEventDisableTiming)) ||
                     (e = cudaEventCreateWithFlags(&m.join, cudaEventDisableTiming))))
       return int(e);
+    if (m.profile) cudaEventRecord(m.prof[0], stream);
     if ((e = cudaEventRecord(m.fork, stream)) || (e = cudaStreamWaitEvent(m.side, m.fork, 0))) return int(e);
     k_sequences<<<(nblocks + 31) / 32, 32, 0, m.side>>>(d_blocks, nblocks, d_seqs, m.ofv.p, m.codes.p, m.sscratch.p,
                                                         m.seq_sizes.p);
     k_literals<<<nblocks, kLitThreads, 0, stream>>>(d_in, d_blocks, d_seqs, m.lp.p, m.sp.p, m.lits.p, m.huf.p,
                                                     m.slots.p, m.lit_sizes.p);
+    if (m.profile) {
+      cudaEventRecord(m.prof[1], stream);
+      cudaEventRecord(m.prof[2], m.side);
+    }
     if ((e = cudaEventRecord(m.join, m.side)) || (e = cudaStreamWaitEvent(stream, m.join, 0))) return int(e);
     k_block_sizes<<<(nblocks + 127) / 128, 128, 0, stream>>>(d_blocks, nblocks, m.lit_sizes.p, m.seq_sizes.p,
                                                              m.block_sizes.p);
@@ -437,6 +461,7 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
   else if (nblocks)
     k_assemble_split<<<nblocks, 256, 0, stream>>>(d_in, d_blocks, m.inputs.p, m.slots.p, m.sscratch.p, m.lit_sizes.p,
                                                   m.seq_sizes.p, m.block_dst.p, m.offsets.p, m.out.p);
+  if (m.profile && !m.one_thread && nblocks) cudaEventRecord(m.prof[3], stream);
   return int(cudaGetLastError());
 }
 
