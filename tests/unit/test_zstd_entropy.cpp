@@ -7,8 +7,13 @@
 #include <gtest/gtest.h>
 #include <zstd.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
 #include <vector>
 
 #include "unit/zstd_entropy_data.h"
@@ -152,6 +157,35 @@ TEST(ZstdEntropy, RatioCloseToLibzstdOnSameParse) {
                 name, in.size(), ref, ours, double(ours) / double(ref), s1, double(s1) / double(ref), zstd_size(in, 3));
     EXPECT_LE(double(ours), 1.05 * double(ref)) << name;
   }
+}
+
+// The frames go through the `zstd` command line tool too (streaming decoder,
+// window limits of a real reader) when it is installed.
+TEST(ZstdEntropy, ZstdCliDecompresses) {
+  if (access("/usr/bin/zstd", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/zstd";
+  char dir[] = "/tmp/gpo-zstd-entropy-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  for (const char* name : {"text", "binary", "mixed"}) {
+    const auto& k = *std::find_if(data::kinds().begin(), data::kinds().end(),
+                                  [&](const data::Kind& x) { return std::string(x.name) == name; });
+    for (size_t n : {size_t(0), size_t(200 * 1024), size_t(5 << 20) + 7}) {
+      const auto in = k.make(n);
+      const auto frame = encode(in, parse_with_stage1(in));
+      const std::string zf = std::string(dir) + "/f.zst", raw = std::string(dir) + "/f";
+      FILE* f = std::fopen(zf.c_str(), "wb");
+      ASSERT_NE(f, nullptr);
+      const size_t wrote = std::fwrite(frame.data(), 1, frame.size(), f);
+      ASSERT_EQ(wrote, frame.size());
+      std::fclose(f);
+      const std::string cmd = "/usr/bin/zstd -q -d -f " + zf + " -o " + raw;
+      ASSERT_EQ(std::system(cmd.c_str()), 0) << name << " " << n;
+      const auto back = data::read_prefix(raw, n + 1);
+      EXPECT_TRUE(back == in) << name << " " << n;
+      std::remove(zf.c_str());
+      std::remove(raw.c_str());
+    }
+  }
+  rmdir(dir);
 }
 
 // Literals with more than 128 distinct weights force FSE-compressed Huffman
