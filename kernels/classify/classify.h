@@ -1,6 +1,6 @@
 // The packet filter's classifier interface: a batch of L2 frames in, one
-// verdict per frame out. The CPU classifier (cpu_classifier.h) implements it
-// now; the GPU classifier (issue 6) implements the same interface.
+// verdict per frame out. The CPU classifier (cpu_classifier.h) and the GPU
+// classifier (gpu_classifier.h, also AsyncClassifier) implement it.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -31,6 +31,23 @@ class Classifier {
   // out.size() == frames.size(). Frames that do not parse as IPv4/IPv6 get the
   // default policy's verdict with cacheable = false.
   virtual void classify(std::span<const Frame> frames, std::span<Verdict> out) = 0;
+};
+
+// A classifier that can also take batches asynchronously (the GPU
+// classifier): submit, keep receiving, collect when ready. The packet path
+// keeps the results in batch order.
+class AsyncClassifier : public Classifier {
+ public:
+  // Queues the batch; returns a ticket, or -1 when no buffer is free. The
+  // frames must stay valid until collect().
+  virtual int submit(std::span<const Frame> frames) = 0;
+  virtual bool ready(int ticket) const = 0;  // never blocks
+  // Waits if needed, writes the verdicts (out.size() == the batch's size).
+  virtual void collect(int ticket, std::span<Verdict> out) = 0;
+  // Readable whenever a submitted batch completes (an eventfd), for an event loop.
+  virtual int completion_fd() const = 0;
+  virtual int in_flight() const = 0;
+  virtual uint32_t max_batch() const = 0;
 };
 
 }  // namespace gpo::classify
