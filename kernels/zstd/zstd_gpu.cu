@@ -3,15 +3,16 @@
 // shared memory. zstd_find.h describes the parse; cpu_find (zstd_find_cpu.cpp)
 // is its step-for-step CPU twin.
 //
-// Per chunk of kChunk positions (one per thread):
-//  - every thread hashes its position;
+// Per chunk of kChunk positions (one per worker thread, 8 worker warps):
+//  - every worker hashes its position;
 //  - warp 0 walks the chunk's 8 warps of positions in order: a position's
 //    candidate is the latest earlier position of its warp with the same hash
 //    (__match_any_sync), else the table; then the warp's latest position per
 //    hash enters the table. That is exactly "the latest earlier position with
 //    this hash" of a one-position-at-a-time parse, at 8 warp steps per chunk;
-//  - every thread measures its match (capped at kCapA);
-//  - warp 0 parses the chunk (rep matches, lazy step, extension, catch-up).
+//  - every worker measures its match (capped at kCapA);
+//  - meanwhile a 9th warp parses the previous chunk (rep matches, lazy step,
+//    extension, catch-up), so the sequential parse overlaps the rest.
 #include <cuda_runtime.h>
 
 #include "zstd/zstd_find.h"
@@ -22,11 +23,14 @@ namespace {
 
 using namespace find;
 
-constexpr uint32_t kThreads = kChunk;
-constexpr uint32_t kWarps = kThreads / 32;
+constexpr uint32_t kWorkerWarps = kChunk / 32;    // one position per worker thread
+constexpr uint32_t kThreads = kChunk + 32;         // + the parser warp
 constexpr uint32_t kTableWords = 1u << kHashLog;
-constexpr size_t kSmemBytes = (kTableWords + 4 * kThreads) * sizeof(uint32_t);
+constexpr size_t kSmemBytes = (kTableWords + 6 * kChunk) * sizeof(uint32_t);
 constexpr uint32_t kNoHash = ~0u;
+
+// Barrier of the worker warps only (the parser warp does not take part).
+__device__ __forceinline__ void workers_sync() { asm volatile("bar.sync 1, %0;" ::"n"(kChunk) : "memory"); }
 
 // 4 bytes at any address from aligned words: reads nothing past p + 3's word.
 __device__ __forceinline__ uint32_t load32(const uint8_t* p) {
@@ -74,14 +78,17 @@ __device__ uint32_t extend_match(const uint8_t* a, const uint8_t* b, uint32_t n,
   }
 }
 
+// Warps 0..7 (workers) hash, resolve candidates and measure matches of chunk
+// i while warp 8 (the parser) parses chunk i - 1: the sequential parse
+// overlaps the parallel work. Two buffers of match lengths alternate.
 __global__ void __launch_bounds__(kThreads) find_kernel(const uint8_t* __restrict__ in, BlockDesc* blocks,
                                                         Sequence* __restrict__ seqs) {
   extern __shared__ uint32_t smem[];
   uint32_t* table = smem;  // latest position + 1 per bucket; 0 = empty
   uint32_t* s_hash = table + kTableWords;
-  uint32_t* s_cand = s_hash + kThreads;
-  uint32_t* s_len = s_cand + kThreads;
-  uint32_t* s_dist = s_len + kThreads;
+  uint32_t* s_cand = s_hash + kChunk;
+  uint32_t* s_len = s_cand + kChunk;   // [2][kChunk]
+  uint32_t* s_dist = s_len + 2 * kChunk;  // [2][kChunk]
   const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
   BlockDesc& blk = blocks[blockIdx.x];
@@ -90,6 +97,7 @@ __global__ void __launch_bounds__(kThreads) find_kernel(const uint8_t* __restric
   const uint8_t* h0 = in + blk.src - hist;  // positions are relative to h0
   const uint32_t end = hist + len;
   const uint64_t in_start = uint64_t(pos) - hist;
+  const uint32_t nchunks = (len + kChunk - 1) / kChunk;
 
   for (uint32_t i = tid; i < kTableWords; i += kThreads) table[i] = 0;
   __syncthreads();
@@ -97,44 +105,49 @@ __global__ void __launch_bounds__(kThreads) find_kernel(const uint8_t* __restric
     if (q + 8 <= end) atomicMax(&table[hash_of(load64(h0 + q))], q + 1);
   __syncthreads();
 
-  // Parse state, kept by warp 0 (all its lanes hold the same values).
+  // Parse state, kept by the parser warp (all its lanes hold the same values).
   uint32_t cursor = hist, lit_start = hist, n = 0;
   uint32_t reps[3] = {0, 0, 0};
   Sequence* out = seqs + blk.seq_first;
 
-  for (uint32_t cs = hist; cs < end; cs += kChunk) {
-    const uint32_t ce = min(cs + kChunk, end);
-    const uint32_t p = cs + tid;
-    const bool valid = p < ce && p + kTail <= end;
-    s_hash[tid] = valid ? hash_of(load64(h0 + p)) : kNoHash;
-    __syncthreads();
-    if (warp == 0) {
-      for (uint32_t w = 0; w < kWarps; ++w) {
-        const uint32_t idx = w * 32 + lane;
-        const uint32_t h = s_hash[idx];
-        const unsigned peers = __match_any_sync(~0u, h);
-        const unsigned lower = peers & ((1u << lane) - 1);
-        uint32_t c = 0;
-        if (h != kNoHash) c = lower ? cs + w * 32 + (31 - __clz(int(lower))) + 1 : table[h];
-        __syncwarp();
-        if (h != kNoHash && !(peers >> lane >> 1)) table[h] = cs + idx + 1;  // the warp's latest per hash
-        s_cand[idx] = c;
-        __syncwarp();
+  for (uint32_t it = 0; it <= nchunks; ++it) {
+    if (warp < kWorkerWarps) {
+      if (it < nchunks) {
+        const uint32_t cs = hist + it * kChunk;
+        const uint32_t ce = min(cs + kChunk, end);
+        const uint32_t p = cs + tid;
+        const bool valid = p < ce && p + kTail <= end;
+        s_hash[tid] = valid ? hash_of(load64(h0 + p)) : kNoHash;
+        workers_sync();
+        if (warp == 0) {
+          for (uint32_t w = 0; w < kWorkerWarps; ++w) {
+            const uint32_t idx = w * 32 + lane;
+            const uint32_t h = s_hash[idx];
+            const unsigned peers = __match_any_sync(~0u, h);
+            const unsigned lower = peers & ((1u << lane) - 1);
+            uint32_t c = 0;
+            if (h != kNoHash) c = lower ? cs + w * 32 + (31 - __clz(int(lower))) + 1 : table[h];
+            __syncwarp();
+            if (h != kNoHash && !(peers >> lane >> 1)) table[h] = cs + idx + 1;  // the warp's latest per hash
+            s_cand[idx] = c;
+            __syncwarp();
+          }
+        }
+        workers_sync();
+        uint32_t hl = 0, hd = 0;
+        const uint32_t c = s_cand[tid];
+        if (valid && c) {
+          hl = match_len(h0 + (c - 1), h0 + p, min(kCapA, end - p));
+          hd = p - (c - 1);
+        }
+        s_len[(it & 1) * kChunk + tid] = hl;
+        s_dist[(it & 1) * kChunk + tid] = hd;
       }
-    }
-    __syncthreads();
-    {
-      uint32_t hl = 0, hd = 0;
-      const uint32_t c = s_cand[tid];
-      if (valid && c) {
-        hl = match_len(h0 + (c - 1), h0 + p, min(kCapA, end - p));
-        hd = p - (c - 1);
-      }
-      s_len[tid] = hl;
-      s_dist[tid] = hd;
-    }
-    __syncthreads();
-    if (warp == 0) {
+    } else if (it > 0) {
+      const uint32_t cs = hist + (it - 1) * kChunk;
+      const uint32_t ce = min(cs + kChunk, end);
+      const uint32_t* lens = s_len + ((it - 1) & 1) * kChunk;
+      const uint32_t* dists = s_dist + ((it - 1) & 1) * kChunk;
       while (cursor < ce) {
         const uint32_t wend = min(cursor + kWindow, ce);
         const uint32_t q = cursor + lane;
@@ -147,7 +160,7 @@ __global__ void __launch_bounds__(kThreads) find_kernel(const uint8_t* __restric
             if (reps[r] && q + kTail <= end && in_start + q >= reps[r])
               rl[r] = match_len(h0 + q - int64_t(reps[r]), h0 + q, min(kCapA, end - q));
           }
-          ch = choose(s_len[q - cs], s_dist[q - cs], rl, reps);
+          ch = choose(lens[q - cs], dists[q - cs], rl, reps);
         }
         const unsigned any = __ballot_sync(~0u, ch.len != 0);
         const uint32_t nlen = __shfl_down_sync(~0u, ch.len, 1);
@@ -173,7 +186,7 @@ __global__ void __launch_bounds__(kThreads) find_kernel(const uint8_t* __restric
     }
     __syncthreads();
   }
-  if (tid == 0) {
+  if (warp == kWorkerWarps && lane == 0) {
     blk.seq_count = n;
     blk.trailing_literals = end - lit_start;
   }
