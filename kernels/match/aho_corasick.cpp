@@ -23,11 +23,14 @@ Automaton build_one(std::span<const Pattern> patterns, const std::vector<uint32_
       uint8_t b = fold_case ? fold(c) : c;
       if (cls[b] < 0) cls[b] = int(n++);
     }
+  // Patterns that use every byte value leave class 0 empty: drop it, so 256
+  // classes (0..255) still fit the uint8_t table.
+  const int shift = n > 256 ? 1 : 0;
+  n -= uint32_t(shift);
   for (int b = 0; b < 256; ++b) {
     int c = cls[fold_case ? fold(uint8_t(b)) : b];
-    a.byte_class[b] = uint8_t(c < 0 ? 0 : c);
+    a.byte_class[b] = uint8_t(c < 0 ? 0 : c - shift);
   }
-  if (n > 256) throw std::logic_error("match: more than 255 byte classes");  // cannot happen: 256 bytes
   a.num_classes = n;
 
   // Trie, built straight into the dense table.

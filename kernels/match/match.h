@@ -29,7 +29,7 @@ struct Pattern {
 // suffixes) are out_ids[out_first[state] .. out_first[state + 1]).
 struct Automaton {
   uint32_t num_states = 1;
-  uint32_t num_classes = 1;                // class 0: bytes that occur in no pattern
+  uint32_t num_classes = 1;                // class 0: bytes in no pattern (when every byte is in one: a byte class)
   std::array<uint8_t, 256> byte_class{};   // byte -> class (folded automaton: A-Z share a-z's class)
   std::vector<uint32_t> next;              // num_states * num_classes
   std::vector<uint32_t> out_first;         // num_states + 1 (CSR offsets into out_ids)

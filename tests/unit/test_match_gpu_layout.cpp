@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <random>
 #include <set>
 #include <string>
@@ -118,6 +119,41 @@ TEST(MatchGpuLayout, NoPatternsAndOneKindOnly) {
     EXPECT_EQ(img.exact.active, !nocase);
     EXPECT_EQ(img.folded.active, nocase);
     EXPECT_EQ(gpu_layout_ids(img.view(), p, uint32_t(text.size()), 1500), nocase ? (Ids{0, 1}) : (Ids{1}));
+  }
+}
+
+// Patterns that use all 256 byte values (binary contents): 256 byte classes,
+// none left for "in no pattern".
+TEST(MatchGpuLayout, EveryByteValue) {
+  std::mt19937 rng(5);
+  std::vector<Pattern> pats;
+  for (int b = 0; b < 256; b += 4) pats.push_back({std::string{char(b), char(b + 1), char(b + 2), char(b + 3)}, false});
+  pats.push_back({"AbC", true});
+  auto m = gpo::match::build(pats);
+  EXPECT_EQ(m.exact.num_classes, 256u);
+  auto img = mg::build_image(m);
+  auto v = img.view();
+  for (int t = 0; t < 50; ++t) {
+    std::string buf(1 + rng() % 1500, '\0');
+    for (auto& c : buf) c = char(rng() % 2 ? rng() % 256 : rng() % 8);
+    if (t % 2) buf.replace(rng() % (buf.size() / 2 + 1), 3, "aBc");
+    auto p = reinterpret_cast<const uint8_t*>(buf.data());
+    const uint32_t len = uint32_t(buf.size());
+    Ids brute;  // occurrences by direct comparison
+    for (uint32_t id = 0; id < pats.size(); ++id) {
+      const std::string& pat = pats[id].bytes;
+      for (size_t s = 0; s + pat.size() <= buf.size(); ++s) {
+        bool eq = true;
+        for (size_t i = 0; i < pat.size() && eq; ++i) {
+          uint8_t a = uint8_t(buf[s + i]), b = uint8_t(pat[i]);
+          if (pats[id].nocase) a = uint8_t(std::tolower(a)), b = uint8_t(std::tolower(b));
+          eq = a == b;
+        }
+        if (eq) brute.insert(id);
+      }
+    }
+    ASSERT_EQ(cpu_ids(m, p, len, 1500), brute) << t;
+    ASSERT_EQ(gpu_layout_ids(v, p, len, 1500), brute) << t;
   }
 }
 
