@@ -81,10 +81,11 @@ class GpuEncoder {
 
 // Stages 1 and 2 on the current CUDA device, host in, host out: the inputs
 // are copied in, stage 1 finds the sequences of all their blocks in one
-// launch, GpuEncoder codes them, the frames are copied back. The host packs
-// the inputs into and the frames out of pinned buffers (memcpy) and does no
-// other work per byte. Throws std::runtime_error on a CUDA error. One thread
-// uses a GpuCompressor at a time. (CUDA builds only.)
+// launch, GpuEncoder codes them, the frames are copied back. A batch goes in
+// pieces of about 32 MiB on two buffer sets, so copies overlap the kernels.
+// The host packs the inputs into and the frames out of pinned buffers
+// (memcpy) and does no other work per byte. Throws std::runtime_error on a
+// CUDA error. One thread uses a GpuCompressor at a time. (CUDA builds only.)
 class GpuCompressor {
  public:
   GpuCompressor();
@@ -92,8 +93,9 @@ class GpuCompressor {
   GpuCompressor(const GpuCompressor&) = delete;
   GpuCompressor& operator=(const GpuCompressor&) = delete;
 
-  struct Times {  // seconds, of the last call
-    double copy_in = 0, kernels = 0, copy_out = 0;
+  struct Times {  // of the last call
+    double total = 0;  // seconds
+    size_t pieces = 0;
   };
   // One frame per input into outs[i]; sizes[i] = its size, or 0 when outs[i]
   // is smaller than the frame (frame_bound(ins[i].size()) always fits).

@@ -465,7 +465,9 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
   return int(cudaGetLastError());
 }
 
-// ---- Stages 1 + 2, host in, host out.
+// ---- Stages 1 + 2, host in, host out, in pieces on two buffer sets: while
+// the GPU runs piece k, the host takes piece k - 1's frames out and packs
+// piece k + 1 in.
 
 namespace {
 void check(int e, const char* what) {
@@ -475,15 +477,16 @@ void check(int e, const char* what) {
                              cudaGetErrorString(c) + ")");
   }
 }
+template <typename T>
 struct PinnedBuf {
-  uint8_t* p = nullptr;
+  T* p = nullptr;
   size_t n = 0;
-  uint8_t* get(size_t want) {
+  T* get(size_t want) {
     if (want > n) {
       if (p) cudaFreeHost(p);
       p = nullptr;
       n = 0;
-      check(cudaMallocHost(&p, std::max<size_t>(want, 256)), "cudaMallocHost");
+      check(cudaMallocHost(&p, std::max<size_t>(want, 1) * sizeof(T)), "cudaMallocHost");
       n = want;
     }
     return p;
@@ -492,21 +495,79 @@ struct PinnedBuf {
     if (p) cudaFreeHost(p);
   }
 };
+constexpr uint64_t kPieceBytes = 32ull << 20;
 }  // namespace
 
 struct GpuCompressor::Impl {
-  GpuEncoder encoder;
-  DevBuf<uint8_t> in;
-  DevBuf<BlockDesc> blocks;
-  DevBuf<Sequence> seqs;
-  PinnedBuf h_in, h_out;
-  std::vector<BlockDesc> h_blocks;
-  std::vector<uint64_t> sizes, offsets, frame_offs;
-  cudaStream_t stream = nullptr;
+  struct Set {
+    GpuEncoder encoder;
+    DevBuf<uint8_t> in;
+    DevBuf<BlockDesc> blocks;
+    DevBuf<Sequence> seqs;
+    PinnedBuf<uint8_t> h_in, h_out;
+    PinnedBuf<uint64_t> h_offs;
+    std::vector<BlockDesc> h_blocks;
+    std::vector<uint64_t> sizes, offsets;
+    size_t first = 0, count = 0;  // the piece: inputs [first, first + count)
+    cudaStream_t stream = nullptr;
+  };
+  Set sets[2];
   Times times;
-  Impl() { check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate"); }
+  Impl() {
+    for (Set& st : sets) check(cudaStreamCreateWithFlags(&st.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  }
   ~Impl() {
-    if (stream) cudaStreamDestroy(stream);
+    for (Set& st : sets)
+      if (st.stream) cudaStreamDestroy(st.stream);
+  }
+
+  // Packs inputs [first, first + count) and queues copy in, stages 1 and 2,
+  // and the copy of the frame offsets.
+  void start(Set& st, std::span<const std::span<const uint8_t>> ins, size_t first, size_t count) {
+    st.first = first;
+    st.count = count;
+    st.sizes.resize(count);
+    st.offsets.resize(count);
+    uint64_t extent = 0;
+    for (size_t i = 0; i < count; ++i) {
+      st.sizes[i] = ins[first + i].size();
+      st.offsets[i] = extent;
+      extent += (st.sizes[i] + 15) / 16 * 16;
+    }
+    st.h_blocks.clear();
+    const uint64_t slots = gpu::plan_blocks(st.sizes, st.offsets, st.h_blocks);
+    uint8_t* hin = st.h_in.get(extent + 16);
+    for (size_t i = 0; i < count; ++i)
+      if (st.sizes[i]) std::memcpy(hin + st.offsets[i], ins[first + i].data(), st.sizes[i]);
+    check(st.in.ensure(extent + 16), "cudaMalloc");  // the finder reads up to 8 bytes past the end
+    check(st.blocks.ensure(st.h_blocks.size()), "cudaMalloc");
+    check(st.seqs.ensure(slots), "cudaMalloc");
+    check(cudaMemcpyAsync(st.in.p, hin, extent, cudaMemcpyHostToDevice, st.stream), "copy in");
+    check(cudaMemcpyAsync(st.blocks.p, st.h_blocks.data(), st.h_blocks.size() * sizeof(BlockDesc),
+                          cudaMemcpyHostToDevice, st.stream),
+          "copy in");
+    const uint32_t nb = uint32_t(st.h_blocks.size());
+    if (nb) check(gpu::enqueue_find(st.in.p, st.blocks.p, nb, st.seqs.p, st.stream), "match finder");
+    check(st.encoder.encode(st.in.p, extent, st.blocks.p, nb, st.seqs.p, slots, st.sizes, st.stream),
+          "entropy coder");
+    check(cudaMemcpyAsync(st.h_offs.get(count + 1), st.encoder.d_offsets(), (count + 1) * sizeof(uint64_t),
+                          cudaMemcpyDeviceToHost, st.stream),
+          "copy out");
+  }
+
+  // Waits for the piece, copies its frames out into outs.
+  void finish(Set& st, std::span<const std::span<uint8_t>> outs, std::span<size_t> sizes) {
+    check(cudaStreamSynchronize(st.stream), "kernels");
+    const uint64_t* offs = st.h_offs.p;
+    uint8_t* hout = st.h_out.get(offs[st.count]);
+    check(cudaMemcpyAsync(hout, st.encoder.d_out(), offs[st.count], cudaMemcpyDeviceToHost, st.stream), "copy out");
+    check(cudaStreamSynchronize(st.stream), "copy out");
+    for (size_t i = 0; i < st.count; ++i) {
+      const size_t fs = offs[i + 1] - offs[i];
+      const size_t k = st.first + i;
+      sizes[k] = fs <= outs[k].size() ? fs : 0;
+      if (sizes[k]) std::memcpy(outs[k].data(), hout + offs[i], fs);
+    }
   }
 };
 
@@ -517,51 +578,24 @@ const GpuCompressor::Times& GpuCompressor::times() const { return impl_->times; 
 void GpuCompressor::compress(std::span<const std::span<const uint8_t>> ins, std::span<const std::span<uint8_t>> outs,
                              std::span<size_t> sizes) {
   using Clock = std::chrono::steady_clock;
-  auto secs = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
-  Impl& m = *impl_;
-  const size_t n = ins.size();
-  m.sizes.resize(n);
-  m.offsets.resize(n);
-  uint64_t extent = 0;
-  for (size_t i = 0; i < n; ++i) {
-    m.sizes[i] = ins[i].size();
-    m.offsets[i] = extent;
-    extent += (ins[i].size() + 15) / 16 * 16;
-  }
-  m.h_blocks.clear();
-  const uint64_t slots = gpu::plan_blocks(m.sizes, m.offsets, m.h_blocks);
   const auto t0 = Clock::now();
-  uint8_t* hin = m.h_in.get(extent + 16);
-  for (size_t i = 0; i < n; ++i)
-    if (!ins[i].empty()) std::memcpy(hin + m.offsets[i], ins[i].data(), ins[i].size());
-  check(m.in.ensure(extent + 16), "cudaMalloc");  // the finder reads up to 8 bytes past the end
-  check(m.blocks.ensure(m.h_blocks.size()), "cudaMalloc");
-  check(m.seqs.ensure(slots), "cudaMalloc");
-  check(cudaMemcpyAsync(m.in.p, hin, extent, cudaMemcpyHostToDevice, m.stream), "copy in");
-  check(cudaMemcpyAsync(m.blocks.p, m.h_blocks.data(), m.h_blocks.size() * sizeof(BlockDesc), cudaMemcpyHostToDevice,
-                        m.stream),
-        "copy in");
-  check(cudaStreamSynchronize(m.stream), "copy in");
-  const auto t1 = Clock::now();
-  const uint32_t nb = uint32_t(m.h_blocks.size());
-  if (nb) check(gpu::enqueue_find(m.in.p, m.blocks.p, nb, m.seqs.p, m.stream), "match finder");
-  check(m.encoder.encode(m.in.p, extent, m.blocks.p, nb, m.seqs.p, slots, m.sizes, m.stream), "entropy coder");
-  m.frame_offs.resize(n + 1);
-  check(cudaMemcpyAsync(m.frame_offs.data(), m.encoder.d_offsets(), (n + 1) * sizeof(uint64_t),
-                        cudaMemcpyDeviceToHost, m.stream),
-        "copy out");
-  check(cudaStreamSynchronize(m.stream), "kernels");
-  const auto t2 = Clock::now();
-  uint8_t* hout = m.h_out.get(m.frame_offs[n]);
-  check(cudaMemcpyAsync(hout, m.encoder.d_out(), m.frame_offs[n], cudaMemcpyDeviceToHost, m.stream), "copy out");
-  check(cudaStreamSynchronize(m.stream), "copy out");
-  for (size_t i = 0; i < n; ++i) {
-    const size_t fs = m.frame_offs[i + 1] - m.frame_offs[i];
-    sizes[i] = fs <= outs[i].size() ? fs : 0;
-    if (sizes[i]) std::memcpy(outs[i].data(), hout + m.frame_offs[i], fs);
+  Impl& m = *impl_;
+  // Pieces: consecutive inputs, about kPieceBytes each (at least one input).
+  std::vector<std::pair<size_t, size_t>> pieces;
+  for (size_t i = 0; i < ins.size();) {
+    size_t j = i;
+    uint64_t bytes = 0;
+    while (j < ins.size() && (j == i || bytes + ins[j].size() <= kPieceBytes)) bytes += ins[j++].size();
+    pieces.push_back({i, j - i});
+    i = j;
   }
-  const auto t3 = Clock::now();
-  m.times = {secs(t0, t1), secs(t1, t2), secs(t2, t3)};
+  for (size_t k = 0; k < pieces.size(); ++k) {
+    m.start(m.sets[k % 2], ins, pieces[k].first, pieces[k].second);
+    if (k > 0) m.finish(m.sets[(k - 1) % 2], outs, sizes);
+  }
+  if (!pieces.empty()) m.finish(m.sets[(pieces.size() - 1) % 2], outs, sizes);
+  m.times.total = std::chrono::duration<double>(Clock::now() - t0).count();
+  m.times.pieces = pieces.size();
 }
 
 }  // namespace gpo::zstd::entropy
