@@ -9,7 +9,10 @@ void register_zstd_bench();
 void register_zstd_stage2_bench();
 #endif
 
+void register_match_bench();
+
 void register_builtin_suites() {
+  register_match_bench();
 #ifdef GPUOFFLOAD_HAVE_CUDA
   register_zstd_bench();
   register_zstd_stage2_bench();
