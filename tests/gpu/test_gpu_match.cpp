@@ -114,7 +114,7 @@ TEST_F(GpuMatch, TenThousandPrintablePatterns) {
     auto want = cpu_bits(m, b, 1500);
     size_t hits = 0;
     for (uint32_t w : want) hits += __builtin_popcount(w);
-    EXPECT_GT(hits, n / 4);  // the planted patterns are there
+    EXPECT_GT(hits, n / 8);  // the planted patterns (in about half of the payloads) are found
     ASSERT_EQ(got, want) << n << " payloads";
   }
 }
