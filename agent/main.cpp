@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
   gpo::cli::add_status(app);
   gpo::cli::add_rules(app);
   gpo::cli::add_top(app);
+  gpo::cli::add_calibrate(app);
+  gpo::cli::add_plan(app);
+  gpo::cli::add_bench(app);
   gpo::cli::add_version(app);
 
   try {

@@ -4,6 +4,9 @@
 
 namespace gpo::bench {
 
+void register_crypto_bench();
+void register_planner_bench();
+
 #ifdef GPUOFFLOAD_HAVE_CUDA
 void register_zstd_bench();
 void register_zstd_stage2_bench();
@@ -13,6 +16,8 @@ void register_match_bench();
 
 void register_builtin_suites() {
   register_match_bench();
+  register_crypto_bench();
+  register_planner_bench();
 #ifdef GPUOFFLOAD_HAVE_CUDA
   register_zstd_bench();
   register_zstd_stage2_bench();

@@ -19,5 +19,8 @@ void add_run(CLI::App& app);
 void add_status(CLI::App& app);
 void add_rules(CLI::App& app);
 void add_top(CLI::App& app);
+void add_calibrate(CLI::App& app);  // cli/cmd_calibrate.cpp, with add_plan
+void add_plan(CLI::App& app);
+void add_bench(CLI::App& app);  // agent/bench/cmd_bench.cpp (library gpo_bench)
 
 }  // namespace gpo::cli

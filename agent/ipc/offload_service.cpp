@@ -1,6 +1,8 @@
 #include "ipc/offload_service.h"
 
+#include "backend/cpu_backend.h"
 #include "cli/commands.h"
+#include "planner/planned_backend.h"
 #include "util/log.h"
 
 namespace gpo::ipc {
@@ -22,6 +24,8 @@ void add_run_options(CLI::App& cmd, OffloadRunOptions& o) {
   cmd.add_option("--offload-max-inflight", o.server.max_inflight, "Offload: jobs in flight per client")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
+  cmd.add_option("--profile", o.profile, "Offload: the planner's calibrated profile (gpuoffload-agent calibrate)")
+      ->capture_default_str();
   cmd.add_flag("!--no-offload-uprobe", o.server.uprobe_doorbell,
                "Offload: take doorbells from the socket only, not from the uprobe ring buffer");
 }
@@ -36,7 +40,27 @@ void OffloadService::start(const OffloadRunOptions& o, const std::string& backen
   bo.kind = backend_kind;
   bo.gpus = gpus;
   try {
-    backend_ = backend::make_backend(bo);
+    if (backend_kind == "auto") {
+      // Both backends, and the planner picks per batch (--backend cpu|cuda forces one).
+      std::string why;
+      auto cpu = std::make_shared<backend::CpuBackend>(0);
+      std::unique_ptr<backend::Backend> gpu;
+      if (backend::cuda_device_count(&why) > 0) {
+        bo.kind = "cuda";
+        gpu = backend::make_backend(bo);
+      } else {
+        log::info("backend: no usable GPU ({}); serving on the CPU backend ({} threads)", why, cpu->threads());
+      }
+      auto loaded = planner::load_profile(o.profile, planner::this_machine(gpus.empty() ? 0 : gpus.front()));
+      planner::PlannerOptions po;
+      po.gpu_usable = gpu != nullptr;
+      po.cpu_threads = cpu->threads();
+      planner_ = std::make_shared<planner::Planner>(loaded.profile, loaded.why, po);
+      log::info("{}", planner_->status_line());
+      backend_ = std::make_unique<planner::PlannedBackend>(cpu, std::move(gpu), planner_);
+    } else {
+      backend_ = backend::make_backend(bo);
+    }
   } catch (const std::exception& e) {
     throw CLI::RuntimeError(std::string("offload backend: ") + e.what() + " (or --no-offload)", cli::kFailure);
   }
@@ -74,6 +98,8 @@ nlohmann::json OffloadService::to_json() const {
   auto j = server_->to_json();
   j["enabled"] = true;
   j["backend"] = backend_->name();
+  j["planner"] = planner_ ? planner_->to_json()
+                          : nlohmann::json{{"status", "planner: off (--backend " + backend_->name() + ")"}};
   return j;
 }
 

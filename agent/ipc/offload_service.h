@@ -12,6 +12,7 @@
 
 #include "backend/backend.h"
 #include "ipc/client_server.h"
+#include "planner/planner.h"
 
 namespace gpo::loop {
 class EventLoop;
@@ -23,6 +24,7 @@ struct OffloadRunOptions {
   bool disabled = false;
   ServerOptions server;
   uint32_t max_slab_mb = 256;
+  std::string profile = "/var/lib/gpuoffload/profile.json";  // the planner's (backend auto)
 };
 
 // Adds the offload options to the run subcommand.
@@ -39,6 +41,7 @@ class OffloadService {
 
  private:
   std::unique_ptr<backend::Backend> backend_;
+  std::shared_ptr<planner::Planner> planner_;  // backend auto: CPU or GPU per batch
   std::unique_ptr<ClientServer> server_;
 };
 

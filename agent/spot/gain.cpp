@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "planner/profile.h"
 #include "spot.h"
 
 namespace gpo::spot {
@@ -19,34 +20,36 @@ std::string planner_key(uint32_t op) {
     case GPO_SPOT_KERN_AEAD_DEC:
     case GPO_SPOT_KERN_SKCIPHER_ENC:
     case GPO_SPOT_KERN_SKCIPHER_DEC:
-      return "aes-256-gcm";
+      return "aes-256-gcm-encrypt";
     case GPO_SPOT_EVP_DIGEST:
     case GPO_SPOT_SHA256:
       return "sha256";
     case GPO_SPOT_ZSTD_COMPRESS:
     case GPO_SPOT_ZSTD_STREAM:
     case GPO_SPOT_KERN_ZSTD_COMPRESS:
-      return "zstd";
+      return "zstd-compress";
     default:
       return "";
   }
 }
 
 GainModel GainModel::load(const std::string& path) {
+  // The planner's profile (agent/planner/profile.h), valid only for this machine.
   GainModel m;
-  std::ifstream f(path);
-  if (!f) {
-    m.error_ = "no profile at " + path;
+  auto loaded = planner::load_profile(path, planner::this_machine(0));
+  if (!loaded.profile) {
+    m.error_ = loaded.why;
     return m;
   }
-  try {
-    auto j = nlohmann::json::parse(f);
-    for (const auto& [key, points] : j.at("ops").items())
-      for (const auto& p : points)
-        m.add_point(key, {p.at("size").get<uint64_t>(), p.at("cpu_ns").get<double>(), p.at("gpu_ns").get<double>()});
-  } catch (const std::exception& e) {
-    m = GainModel();
-    m.error_ = fmt::format("profile {} unreadable: {}", path, e.what());
+  m.loaded_ = true;
+  // Per size: the time per job of the largest measured batch the GPU ran
+  // (offload batches calls across processes), all CPU threads vs GPU end to end.
+  for (const auto& [key, op] : loaded.profile->ops) {
+    std::map<uint64_t, const planner::Point*> best;
+    for (const auto& p : op.points)
+      if (p.gpu_ns > 0 && p.cpu_ns > 0 && (!best[p.size] || best[p.size]->batch < p.batch)) best[p.size] = &p;
+    for (const auto& [size, p] : best)
+      if (p) m.add_point(key, {size, p->cpu_ns / double(p->batch), p->gpu_ns / double(p->batch)});
   }
   return m;
 }

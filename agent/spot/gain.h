@@ -2,11 +2,10 @@
 // profile (`gpuoffload-agent calibrate`). Without a profile the answer is
 // "no profile: run calibrate"; nothing is guessed.
 //
-// Profile format read here (JSON):
-//   {"ops": {"aes-256-gcm": [{"size": 65536, "cpu_ns": 7000, "gpu_ns": 4100}, ...],
-//            "sha256": [...], "zstd": [...]}}
-// one point per measured size (one call or one batch item of that size,
-// transfers and launch included in gpu_ns). The nearest size (log scale) is used.
+// The profile is the planner's (agent/planner/profile.h, docs/planner.md),
+// accepted only when measured on this machine. Per op and job size it uses the
+// largest batch the GPU was measured on: time per job on all CPU threads vs the
+// GPU end to end (transfers and launch included). The nearest size (log scale) is used.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -15,7 +14,8 @@
 
 namespace gpo::spot {
 
-// The planner key of a spotted op ("aes-256-gcm", "sha256", "zstd"), or "" when
+// The planner key (op registry name) of a spotted op ("aes-256-gcm-encrypt", "sha256",
+// "zstd-compress"), or "" when
 // no GPU implementation exists for it (decompress, deflate, crc32). EVP cipher
 // updates do not say which cipher they run (see docs/spotting.md): AES-256-GCM
 // is assumed, the op the GPU path implements.

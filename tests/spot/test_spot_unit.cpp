@@ -13,6 +13,7 @@
 #include <string>
 
 #include "spot/aggregate.h"
+#include "planner/profile.h"
 #include "spot/gain.h"
 #include "spot/libs.h"
 #include "spot/ops.h"
@@ -227,13 +228,18 @@ TEST(SpotGain, NoProfileSaysCalibrate) {
 }
 
 TEST(SpotGain, NearestSizeOfProfile) {
+  // The planner's profile (planner/profile.h), measured "on this machine".
   char path[] = "/tmp/gpo-spot-profile-XXXXXX";
   int fd = mkstemp(path);
   ASSERT_GE(fd, 0);
-  std::string body = R"({"ops": {"aes-256-gcm": [{"size": 4096, "cpu_ns": 500, "gpu_ns": 5000},
-                                                  {"size": 1048576, "cpu_ns": 110000, "gpu_ns": 40000}]}})";
-  ASSERT_EQ(write(fd, body.data(), body.size()), ssize_t(body.size()));
   close(fd);
+  gpo::planner::Profile p;
+  p.machine = gpo::planner::this_machine(0);
+  auto& aes = p.ops["aes-256-gcm-encrypt"];
+  aes.gpu_kernel = true;
+  aes.points = {{4096, 1, 600, 500, 5000}, {4096, 16, 9600, 8000, 80000},  // largest batch per size counts
+                {1048576, 4, 880000, 440000, 160000}};
+  gpo::planner::save_profile(p, path);
   auto g = GainModel::load(path);
   unlink(path);
   ASSERT_TRUE(g.has_profile()) << g.error();
@@ -241,4 +247,20 @@ TEST(SpotGain, NearestSizeOfProfile) {
   EXPECT_EQ(g.describe(GPO_SPOT_EVP_ENCRYPT, 900000), "2.8x faster on GPU");
   EXPECT_EQ(g.describe(GPO_SPOT_EVP_DECRYPT, 5000), "CPU faster (GPU 0.10x)");
   EXPECT_EQ(g.describe(GPO_SPOT_SHA256, 5000), "no sha256 in profile: run calibrate");
+}
+
+TEST(SpotGain, ProfileOfAnotherMachineIsIgnored) {
+  char path[] = "/tmp/gpo-spot-profile-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  gpo::planner::Profile p;
+  p.machine = gpo::planner::this_machine(0);
+  p.machine.cpu += " (another one)";
+  p.ops["sha256"].points = {{4096, 1, 600, 500, 5000}};
+  gpo::planner::save_profile(p, path);
+  auto g = GainModel::load(path);
+  unlink(path);
+  EXPECT_FALSE(g.has_profile());
+  EXPECT_NE(g.error().find("another machine"), std::string::npos) << g.error();
 }

@@ -1,0 +1,150 @@
+// `gpuoffload-agent bench`: runs the registered suites (bench.h) and prints
+// their tables as aligned text, or one JSON document with --json.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "backend/backend.h"
+#include "bench/bench.h"
+#include "cli/commands.h"
+
+namespace gpo::cli {
+namespace {
+
+struct BenchArgs {
+  bool list = false;
+  bool json = false;
+  bench::Options opt;
+  std::vector<std::string> names;
+};
+
+void print_table(const bench::Table& t) {
+  std::vector<size_t> w(t.columns.size(), 0);
+  for (size_t c = 0; c < t.columns.size(); ++c) w[c] = t.columns[c].size();
+  for (const auto& r : t.rows)
+    for (size_t c = 0; c < r.size() && c < w.size(); ++c) w[c] = std::max(w[c], r[c].size());
+  fmt::print("\n{}\n", t.title);
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string s = " ";
+    for (size_t c = 0; c < w.size(); ++c) {
+      const std::string& v = c < cells.size() ? cells[c] : std::string();
+      // First column (row name) left-aligned, figures right-aligned.
+      s += c == 0 ? fmt::format(" {:<{}}", v, w[c]) : fmt::format("  {:>{}}", v, w[c]);
+    }
+    fmt::print("{}\n", s);
+  };
+  line(t.columns);
+  std::vector<std::string> rule;
+  for (size_t c = 0; c < w.size(); ++c) rule.push_back(std::string(w[c], '-'));
+  line(rule);
+  for (const auto& r : t.rows) line(r);
+  for (const auto& n : t.notes) fmt::print("  note: {}\n", n);
+}
+
+nlohmann::json table_json(const bench::Table& t) {
+  return {{"title", t.title}, {"columns", t.columns}, {"rows", t.rows}, {"notes", t.notes}};
+}
+
+void run_bench(BenchArgs& a) {
+  auto all = bench::suites();
+  if (a.list) {
+    for (const auto& s : all) fmt::print("{:<12} {}{}\n", s.name, s.what, s.needs_gpu ? " (GPU)" : "");
+    return;
+  }
+  std::vector<const bench::Suite*> chosen;
+  for (const auto& n : a.names) {
+    const auto* s = bench::find_suite(n);
+    if (!s) {
+      std::string names;
+      for (const auto& x : all) names += (names.empty() ? "" : ", ") + std::string(x.name);
+      throw CLI::RuntimeError(fmt::format("bench: no suite '{}'; suites: {}", n, names), kUsage);
+    }
+    if (std::find(chosen.begin(), chosen.end(), s) == chosen.end()) chosen.push_back(s);
+  }
+  if (a.names.empty())
+    for (const auto& s : all) chosen.push_back(&s);
+  for (const auto& kv : a.opt.args)
+    if (kv.find('=') == std::string::npos)
+      throw CLI::RuntimeError(fmt::format("bench: --set {}: expected KEY=VALUE", kv), kUsage);
+
+  std::string why;
+  const int gpus = backend::cuda_device_count(&why);
+  if (gpus > 0 && (a.opt.gpu < 0 || a.opt.gpu >= gpus))
+    throw CLI::RuntimeError(fmt::format("bench: --gpu {}: this host has GPUs 0..{}", a.opt.gpu, gpus - 1), kUsage);
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  if (a.opt.threads == 0) a.opt.threads = cores;
+  if (a.opt.quick) a.opt.min_seconds = std::min(a.opt.min_seconds, 0.05);
+
+  nlohmann::json out;
+  out["host"] = {{"cpu_threads", cores}, {"gpus", std::max(gpus, 0)}, {"gpu_why", gpus > 0 ? "" : why},
+                 {"quick", a.opt.quick}, {"threads", a.opt.threads}};
+  out["suites"] = nlohmann::json::array();
+  if (!a.json)
+    fmt::print("gpuoffload bench: {} CPU threads (all-cores rows use {}), {}{}\n", cores, a.opt.threads,
+               gpus > 0 ? fmt::format("GPU {} of {}", a.opt.gpu, gpus) : "no GPU: " + why,
+               a.opt.quick ? ", quick mode" : "");
+  int failed = 0;
+  for (const auto* s : chosen) {
+    nlohmann::json js{{"name", s->name}};
+    if (s->needs_gpu && gpus <= 0) {
+      js["skipped"] = "no usable GPU: " + why;
+      if (!a.json) fmt::print("\n== {}: skipped (no usable GPU: {})\n", s->name, why);
+      out["suites"].push_back(js);
+      continue;
+    }
+    if (!a.json) {
+      fmt::print("\n== {}: {}\n", s->name, s->what);
+      std::fflush(stdout);
+    }
+    std::vector<bench::Table> tables;
+    const auto t0 = std::chrono::steady_clock::now();
+    int rc = s->run(a.opt, tables);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    js["seconds"] = secs;
+    js["rc"] = rc;
+    js["tables"] = nlohmann::json::array();
+    for (const auto& t : tables) js["tables"].push_back(table_json(t));
+    if (!a.json) {
+      for (const auto& t : tables) print_table(t);
+      fmt::print("  ({} took {:.1f} s{})\n", s->name, secs, rc ? fmt::format(", FAILED rc {}", rc) : "");
+      std::fflush(stdout);
+    }
+    if (rc) ++failed;
+    out["suites"].push_back(js);
+  }
+  if (a.json) fmt::print("{}\n", out.dump(2));
+  if (failed) throw CLI::RuntimeError(fmt::format("bench: {} suite(s) failed (see above)", failed), kFailure);
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  auto* cmd = app.add_subcommand(
+      "bench",
+      "Benchmarks of every area under one command: GPU figures next to the CPU reference measured in the same run.");
+  cmd->footer(
+      "Examples:\n"
+      "  gpuoffload-agent bench --list\n"
+      "  gpuoffload-agent bench crypto\n"
+      "  gpuoffload-agent bench --quick --json > bench.json\n"
+      "Suites that need a GPU are skipped, with the reason, when none is usable.");
+  cmd->add_option("suite", a->names, "suites to run (default: all; see --list)");
+  cmd->add_flag("--list", a->list, "list the suites and exit");
+  cmd->add_flag("--quick", a->opt.quick, "small sizes and few repetitions (seconds per suite)");
+  cmd->add_flag("--json", a->json, "print one JSON document instead of tables");
+  cmd->add_option("--gpu", a->opt.gpu, "CUDA device ordinal")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", a->opt.threads, "CPU threads of the all-cores reference (default: all)");
+  cmd->add_option("--min-seconds", a->opt.min_seconds, "minimum measured time per point")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 60.0));
+  cmd->add_option("--corpus", a->opt.corpus, "zstd: folder of input files (default: the suite's own)");
+  cmd->add_option("--set", a->opt.args, "suite setting KEY=VALUE (repeatable)");
+  cmd->callback([a] { run_bench(*a); });
+}
+
+}  // namespace gpo::cli

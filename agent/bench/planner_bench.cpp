@@ -1,0 +1,171 @@
+// Suite "planner" (GPU): the mixed-workload claim, measured. At each
+// job size, batches of every op that has a GPU kernel (enumerated from the
+// registry) are submitted all at once, interleaved, three ways: CPU backend
+// only, CUDA backend only, and through the planner (PlannedBackend with the
+// calibrated profile, or its defaults). The table says whether planned was at
+// least as fast as the better of the two at each size. Reported, not asserted.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+
+#include "backend/cpu_backend.h"
+#include "backend/ops.h"
+#include "bench/bench.h"
+#include "planner/calibrate.h"
+#include "planner/planned_backend.h"
+#include "planner/planner.h"
+#include "planner/profile.h"
+#ifdef GPUOFFLOAD_HAVE_CUDA
+#include "backend/cuda_backend.h"
+#endif
+
+namespace gpo::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string setting(const Options& o, const std::string& key, const std::string& dflt) {
+  for (const auto& kv : o.args)
+    if (kv.rfind(key + "=", 0) == 0) return kv.substr(key.size() + 1);
+  return dflt;
+}
+
+// Submits every batch to be at once and waits for all; returns seconds.
+double run_all(backend::Backend& be, std::vector<backend::Batch>& batches) {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t left = batches.size();
+  auto t0 = Clock::now();
+  for (auto& b : batches) {
+    for (auto& j : b.jobs) j.status = backend::Status::pending;
+    be.submit(b, [&](backend::Batch&) {
+      std::lock_guard lk(mu);
+      if (--left == 0) cv.notify_all();
+    });
+  }
+  std::unique_lock lk(mu);
+  cv.wait(lk, [&] { return left == 0; });
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+int run_planner(const Options& opt, std::vector<Table>& out) {
+#ifndef GPUOFFLOAD_HAVE_CUDA
+  (void)opt;
+  (void)out;
+  fmt::print(stderr, "planner: this build has no CUDA support\n");
+  return 1;
+#else
+  const std::string profile_path = setting(opt, "profile", planner::kDefaultProfilePath);
+  const std::vector<uint64_t> sizes = opt.quick ? std::vector<uint64_t>{4096, 1 << 20, 16 << 20}
+                                                : std::vector<uint64_t>{4096, 65536, 1 << 20, 4 << 20, 16 << 20};
+  const uint64_t batch_bytes = opt.quick ? (uint64_t{8} << 20) : (uint64_t{32} << 20);
+  const int batches_per_op = opt.quick ? 4 : 8;
+  const int reps = opt.quick ? 1 : 3;
+
+  struct OpJobs {
+    const backend::OpInfo* op;
+    planner::JobShape shape;
+  };
+  std::vector<OpJobs> ops;
+  std::string names;
+  for (const auto& op : backend::ops()) {
+    if (!op.gpu) continue;
+    auto sh = planner::probe_job_shape(op);
+    if (!sh) continue;
+    ops.push_back({&op, *sh});
+    names += (names.empty() ? "" : ", ") + std::string(op.name);
+  }
+  // One input buffer shared by all batches (read only); one output region per op.
+  const uint64_t max_out = batch_bytes + batch_bytes / 8 + 4096 * 4096;
+  std::vector<uint8_t> in(batch_bytes + 4096), outbuf(max_out * ops.size());
+  for (size_t i = 0; i < in.size(); ++i) in[i] = uint8_t(i * 2654435761u >> 13);
+  auto km = planner::job_key_material();
+
+  const unsigned threads = opt.threads ? opt.threads : 1;
+  auto cpu = std::make_shared<backend::CpuBackend>(threads);
+  auto cuda = std::make_unique<backend::CudaBackend>(opt.gpu, cpu);
+  auto loaded = planner::load_profile(profile_path, planner::this_machine(opt.gpu));
+  planner::PlannerOptions po;
+  po.gpu_usable = true;
+  po.cpu_threads = threads;
+  auto pl = std::make_shared<planner::Planner>(loaded.profile, loaded.why, po);
+  // The planned backend gets its own pair, so that the one-backend runs leave it no backlog.
+  auto pcpu = std::make_shared<backend::CpuBackend>(threads);
+  planner::PlannedBackend planned(pcpu, std::make_unique<backend::CudaBackend>(opt.gpu, pcpu), pl);
+  // Pinned once (portable: every backend of the process DMAs it), as client slabs are.
+  cuda->register_memory(in.data(), in.size());
+  cuda->register_memory(outbuf.data(), outbuf.size());
+
+  Table t;
+  t.title = fmt::format("Mixed workload ({} batches of each op, interleaved, submitted at once), GB/s of input", batches_per_op);
+  t.columns = {"job size", "jobs/batch", "CPU only", "GPU only", "planned", "planned >= max(CPU, GPU)",
+               "planned: GPU batches"};
+  for (uint64_t size : sizes) {
+    const uint64_t per_batch = std::clamp<uint64_t>(batch_bytes / size, 1, 4096);
+    std::vector<backend::Batch> batches;
+    uint64_t total = 0;
+    for (int k = 0; k < batches_per_op; ++k)
+      for (size_t o = 0; o < ops.size(); ++o) {
+        backend::Batch b;
+        b.jobs.resize(per_batch);
+        uint64_t out_off = 0;
+        for (uint64_t i = 0; i < per_batch; ++i) {
+          auto& j = b.jobs[i];
+          j.op = ops[o].op->id;
+          j.level = 3;
+          j.key = km.subspan(0, ops[o].shape.key);
+          j.iv = km.subspan(32, ops[o].shape.iv);
+          j.in = {in.data() + (i * size) % (in.size() - size + 1), size};
+          const size_t ob = ops[o].shape.out_bytes(size);
+          j.out = {outbuf.data() + o * max_out + out_off, ob};
+          out_off += ob;
+          total += size;
+        }
+        batches.push_back(std::move(b));
+      }
+    auto best_of = [&](backend::Backend& be) {
+      run_all(be, batches);  // warm-up
+      double best = 1e30;
+      for (int r = 0; r < reps; ++r) best = std::min(best, run_all(be, batches));
+      return double(total) / best;
+    };
+    const double c = best_of(*cpu), g = best_of(*cuda);
+    const auto before = pl->to_json()["ops"];
+    const double p = best_of(planned);
+    const auto after = pl->to_json()["ops"];
+    uint64_t gb = 0, all = 0;
+    for (const auto& [op, v] : after.items()) {
+      const uint64_t g0 = before.contains(op) ? before[op]["gpu_batches"].get<uint64_t>() : 0;
+      const uint64_t c0 = before.contains(op) ? before[op]["cpu_batches"].get<uint64_t>() : 0;
+      gb += v["gpu_batches"].get<uint64_t>() - g0;
+      all += v["gpu_batches"].get<uint64_t>() - g0 + v["cpu_batches"].get<uint64_t>() - c0;
+    }
+    const double best = std::max(c, g);
+    t.rows.push_back({fmt_size(size), std::to_string(per_batch), fmt_gbps(c), fmt_gbps(g), fmt_gbps(p),
+                      p >= best ? "yes" : fmt::format("no ({:.0f}% of best)", 100 * p / best),
+                      fmt::format("{} of {}", gb, all)});
+  }
+  t.notes.push_back("ops: " + names);
+  t.notes.push_back(pl->status_line());
+  t.notes.push_back(fmt::format("CPU backend {} threads; best of {} runs after a warm-up; planned = PlannedBackend "
+                                "(CPU and CUDA backends, the planner refining online as it goes)",
+                                threads, reps));
+  cuda->unregister_memory(in.data());
+  cuda->unregister_memory(outbuf.data());
+  out.push_back(std::move(t));
+  return 0;
+#endif
+}
+
+}  // namespace
+
+void register_planner_bench() {
+  register_suite({"planner", "mixed workload CPU-only vs GPU-only vs planned, per job size (--set profile=PATH)", true,
+                  run_planner});
+}
+
+}  // namespace gpo::bench

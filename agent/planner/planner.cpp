@@ -1,0 +1,204 @@
+#include "planner/planner.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+#include "backend/ops.h"
+
+namespace gpo::planner {
+
+const char* where_name(Where w) { return w == Where::gpu ? "gpu" : "cpu"; }
+
+namespace {
+
+double field_of(const Point& p, Field f) {
+  switch (f) {
+    case Field::cpu1: return p.cpu1_ns;
+    case Field::cpu: return p.cpu_ns;
+    case Field::gpu: return p.gpu_ns;
+  }
+  return -1;
+}
+
+// Time of `batch` jobs at one measured size: (batch, ns) sorted by batch.
+double along_batch(const std::vector<std::pair<uint64_t, double>>& v, uint64_t batch) {
+  if (batch <= v.front().first) return v.front().second * double(batch) / double(v.front().first);
+  if (batch >= v.back().first) return v.back().second * double(batch) / double(v.back().first);
+  for (size_t i = 1; i < v.size(); ++i)
+    if (batch <= v[i].first) {
+      const auto& [b0, t0] = v[i - 1];
+      const auto& [b1, t1] = v[i];
+      return t0 + (t1 - t0) * double(batch - b0) / double(b1 - b0);
+    }
+  return v.back().second;
+}
+
+// Defaults without a profile: a plain CPU (1 GB/s and 1 us per job per
+// thread) and a GPU behind PCIe (50 us launch and sync, 20 GB/s end to end).
+// Rough on purpose; the gate in plan() keeps small work on the CPU.
+double default_cpu_ns(uint64_t size, uint64_t count, unsigned threads) {
+  const double per_job = 1000.0 + double(size) / 1.0;  // ns at 1 GB/s
+  const double rounds = std::ceil(double(count) / double(std::max(1u, threads)));
+  return rounds * per_job;
+}
+double default_gpu_ns(uint64_t size, uint64_t count) { return 50'000.0 + double(size) * double(count) / 20.0; }
+
+}  // namespace
+
+std::optional<double> interpolate(const std::vector<Point>& pts, Field f, uint64_t size, uint64_t batch) {
+  std::map<uint64_t, std::vector<std::pair<uint64_t, double>>> by_size;
+  for (const auto& p : pts) {
+    double t = field_of(p, f);
+    if (t > 0) by_size[p.size].push_back({p.batch, t});
+  }
+  if (by_size.empty()) return std::nullopt;
+  for (auto& [s, v] : by_size) std::sort(v.begin(), v.end());
+  batch = std::max<uint64_t>(batch, 1);
+  auto first = by_size.begin();
+  auto last = std::prev(by_size.end());
+  if (size <= first->first) return along_batch(first->second, batch);
+  if (size >= last->first) return along_batch(last->second, batch) * double(size) / double(last->first);
+  auto hi = by_size.lower_bound(size);
+  if (hi->first == size) return along_batch(hi->second, batch);
+  auto lo = std::prev(hi);
+  const double t0 = along_batch(lo->second, batch), t1 = along_batch(hi->second, batch);
+  return t0 + (t1 - t0) * double(size - lo->first) / double(hi->first - lo->first);
+}
+
+Planner::Planner(std::optional<Profile> profile, std::string why_none, PlannerOptions opt)
+    : profile_(std::move(profile)), why_none_(std::move(why_none)), opt_(opt) {
+  if (opt_.cpu_threads == 0) opt_.cpu_threads = std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::string Planner::status_line() const {
+  if (profile_)
+    return fmt::format("planner: profile of {} ({}{})", profile_->created, profile_->machine.describe(),
+                       profile_->quick ? ", quick calibration" : "");
+  return fmt::format("planner: no profile (defaults), run calibrate ({})", why_none_);
+}
+
+int Planner::bucket(uint64_t size) { return size ? int(std::log2(double(size))) : 0; }
+
+double Planner::raw_cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count,
+                            std::string* source) const {
+  const auto* info = backend::find_op(op);
+  if (!info) return -1;
+  if (w == Where::gpu && (!info->gpu || !opt_.gpu_usable)) return -1;
+  if (profile_) {
+    auto it = profile_->ops.find(std::string(op));
+    if (it != profile_->ops.end()) {
+      auto t = interpolate(it->second.points, w == Where::gpu ? Field::gpu : Field::cpu, mean_size, count);
+      if (t) {
+        if (source) *source = "profile";
+        return *t;
+      }
+    }
+  }
+  if (source) *source = profile_ ? "defaults (op not in profile)" : "defaults (no profile)";
+  return w == Where::gpu ? default_gpu_ns(mean_size, count) : default_cpu_ns(mean_size, count, opt_.cpu_threads);
+}
+
+double Planner::correction(std::string_view op, Where w, uint64_t mean_size) const {
+  std::lock_guard lk(mu_);
+  auto it = factor_.find(std::make_tuple(std::string(op), int(w), bucket(mean_size)));
+  return it == factor_.end() ? 1.0 : it->second;
+}
+
+double Planner::cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count, std::string* source) const {
+  double raw = raw_cost_ns(op, w, mean_size, count, source);
+  return raw < 0 ? raw : raw * correction(op, w, mean_size);
+}
+
+Decision Planner::plan(std::string_view op, uint64_t mean_size, uint64_t count) const {
+  Decision d;
+  const auto* info = backend::find_op(op);
+  if (!info) {
+    d.reason = "unknown op";
+    d.source = "none";
+    return d;
+  }
+  d.cpu_cost_ns = cost_ns(op, Where::cpu, mean_size, count, &d.source);
+  std::string gsrc;
+  d.gpu_cost_ns = cost_ns(op, Where::gpu, mean_size, count, &gsrc);
+  if (d.gpu_cost_ns >= 0 && gsrc != d.source) d.source += ", GPU " + gsrc;
+  d.cpu_wait_ns = backlog_ns(Where::cpu);
+  d.gpu_wait_ns = backlog_ns(Where::gpu);
+  if (!info->gpu) {
+    d.reason = "no GPU kernel";
+    return d;
+  }
+  if (!opt_.gpu_usable) {
+    d.reason = "no GPU";
+    return d;
+  }
+  if (gsrc != "profile" &&
+      (mean_size < kDefaultGpuMinJobBytes || mean_size * count < kDefaultGpuMinBatchBytes)) {
+    d.reason = fmt::format("defaults: GPU only for batches >= {} MiB of jobs >= {} KiB", kDefaultGpuMinBatchBytes >> 20,
+                           kDefaultGpuMinJobBytes >> 10);
+    return d;
+  }
+  const bool gpu_sooner = d.gpu_done_ns() < d.cpu_done_ns();
+  const bool gpu_cheaper = d.gpu_cost_ns < d.cpu_cost_ns;
+  d.where = gpu_sooner ? Where::gpu : Where::cpu;
+  if (gpu_sooner)
+    d.reason = gpu_cheaper ? "GPU sooner" : "CPU backlog";
+  else
+    d.reason = gpu_cheaper ? "GPU backlog" : "CPU sooner";
+  return d;
+}
+
+Planner::Ticket Planner::dispatched(std::string_view op, Where where, uint64_t mean_size, uint64_t count) {
+  Ticket t{std::string(op), where, mean_size, count, 0};
+  t.predicted_ns = std::max(0.0, cost_ns(op, where, mean_size, count));
+  std::lock_guard lk(mu_);
+  backlog_[int(where)] += t.predicted_ns;
+  auto& c = counts_[t.op];
+  c.batches[int(where)]++;
+  c.jobs[int(where)] += count;
+  return t;
+}
+
+void Planner::finished(const Ticket& t, double observed_ns) {
+  const double raw = raw_cost_ns(t.op, t.where, t.mean_size, t.count, nullptr);
+  std::lock_guard lk(mu_);
+  backlog_[int(t.where)] = std::max(0.0, backlog_[int(t.where)] - t.predicted_ns);
+  if (raw <= 0 || observed_ns <= 0) return;
+  // Ratio observed/model, clamped so that one odd batch (a page fault storm,
+  // a preempted thread) cannot flip decisions for long.
+  const double ratio = std::clamp(observed_ns / raw, 0.02, 50.0);
+  auto key = std::make_tuple(t.op, int(t.where), bucket(t.mean_size));
+  auto it = factor_.find(key);
+  if (it == factor_.end())
+    factor_[key] = ratio;
+  else
+    it->second += opt_.ewma_alpha * (ratio - it->second);
+}
+
+void Planner::set_backlog_ns(Where w, double ns) {
+  std::lock_guard lk(mu_);
+  backlog_[int(w)] = ns;
+}
+
+double Planner::backlog_ns(Where w) const {
+  std::lock_guard lk(mu_);
+  return backlog_[int(w)];
+}
+
+nlohmann::json Planner::to_json() const {
+  nlohmann::json j;
+  j["profile"] = profile_.has_value();
+  j["status"] = status_line();
+  j["gpu_usable"] = opt_.gpu_usable;
+  std::lock_guard lk(mu_);
+  j["backlog_ns"] = {{"cpu", backlog_[0]}, {"gpu", backlog_[1]}};
+  j["ops"] = nlohmann::json::object();
+  for (const auto& [op, c] : counts_)
+    j["ops"][op] = {{"cpu_batches", c.batches[0]}, {"gpu_batches", c.batches[1]}, {"cpu_jobs", c.jobs[0]},
+                    {"gpu_jobs", c.jobs[1]}};
+  return j;
+}
+
+}  // namespace gpo::planner

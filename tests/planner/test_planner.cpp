@@ -1,0 +1,268 @@
+// The planner on synthetic profiles (no GPU needed: the planner only predicts),
+// and the profile file: round trip, version, another machine.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "backend/ops.h"
+#include "planner/planner.h"
+#include "planner/profile.h"
+
+using namespace gpo::planner;
+
+namespace {
+
+// A CPU of 10 GB/s with 2 us per batch, a GPU of 40 GB/s end to end with
+// 30 us launch + sync and 100 ns per job: the GPU wins on big batches only.
+Point model_point(uint64_t size, uint64_t batch) {
+  const double bytes = double(size) * double(batch);
+  return {size, batch, 2000 + bytes / 1.0, 2000 + bytes / 10.0, 30000 + bytes / 40.0 + 100.0 * double(batch)};
+}
+
+Profile synthetic() {
+  Profile p;
+  p.machine = {"Synthetic GPU", 13000, "Synthetic CPU", 16};
+  p.created = "2026-11-25T00:00:00Z";
+  p.cpu_threads = 16;
+  for (const char* op : {"sha256", "aes-256-ctr"}) {
+    auto& o = p.ops[op];
+    o.gpu_kernel = true;
+    for (uint64_t s : {256, 4096, 65536, 1 << 20})
+      for (uint64_t b : {1, 16, 256}) o.points.push_back(model_point(s, b));
+  }
+  return p;
+}
+
+Planner planner_with(std::optional<Profile> p, bool gpu = true) {
+  PlannerOptions o;
+  o.gpu_usable = gpu;
+  o.cpu_threads = 16;
+  return Planner(std::move(p), "no profile at /nonexistent", o);
+}
+
+std::string tmp_path() {
+  char path[] = "/tmp/gpo-planner-XXXXXX";
+  int fd = mkstemp(path);
+  close(fd);
+  return path;
+}
+
+}  // namespace
+
+TEST(Interpolate, ExactInBetweenAndBeyond) {
+  std::vector<Point> pts{{1000, 1, -1, 100, -1}, {1000, 10, -1, 400, -1}, {2000, 1, -1, 300, -1},
+                         {2000, 10, -1, 1200, -1}};
+  EXPECT_DOUBLE_EQ(*interpolate(pts, Field::cpu, 1000, 10), 400);
+  EXPECT_DOUBLE_EQ(*interpolate(pts, Field::cpu, 1000, 4), 200);      // linear in batch
+  EXPECT_DOUBLE_EQ(*interpolate(pts, Field::cpu, 1500, 1), 200);      // linear in size
+  EXPECT_DOUBLE_EQ(*interpolate(pts, Field::cpu, 1000, 20), 800);     // beyond: last per-job time
+  EXPECT_DOUBLE_EQ(*interpolate(pts, Field::cpu, 4000, 10), 2400);    // beyond: last throughput
+  EXPECT_DOUBLE_EQ(*interpolate(pts, Field::cpu, 10, 1), 100);        // below: the smallest size's time
+  EXPECT_FALSE(interpolate(pts, Field::gpu, 1000, 1).has_value());    // no GPU figures
+}
+
+TEST(Planner, SmallJobsStayOnTheCpu) {
+  auto pl = planner_with(synthetic());
+  for (uint64_t size : {256, 4096})
+    for (uint64_t batch : {1, 16}) {
+      auto d = pl.plan("sha256", size, batch);
+      EXPECT_EQ(d.where, Where::cpu) << size << " x" << batch << ": " << d.reason;
+      EXPECT_EQ(d.source, "profile");
+      EXPECT_LT(d.cpu_cost_ns, d.gpu_cost_ns);
+    }
+}
+
+TEST(Planner, LargeBatchesGoToTheGpu) {
+  auto pl = planner_with(synthetic());
+  auto d = pl.plan("sha256", 1 << 20, 256);
+  EXPECT_EQ(d.where, Where::gpu) << d.reason;
+  EXPECT_EQ(d.reason, "GPU sooner");
+  // The predictions are the profile's figures at a measured point.
+  EXPECT_DOUBLE_EQ(d.cpu_cost_ns, model_point(1 << 20, 256).cpu_ns);
+  EXPECT_DOUBLE_EQ(d.gpu_cost_ns, model_point(1 << 20, 256).gpu_ns);
+  // Between measured points too (interpolated): 256 KiB x 128.
+  EXPECT_EQ(pl.plan("aes-256-ctr", 256 << 10, 128).where, Where::gpu);
+}
+
+TEST(Planner, GpuBacklogSendsWorkToTheCpu) {
+  auto pl = planner_with(synthetic());
+  const auto alone = pl.plan("sha256", 1 << 20, 256);
+  ASSERT_EQ(alone.where, Where::gpu);
+  pl.set_backlog_ns(Where::gpu, alone.cpu_cost_ns);  // a queue as long as the CPU would take
+  auto d = pl.plan("sha256", 1 << 20, 256);
+  EXPECT_EQ(d.where, Where::cpu);
+  EXPECT_EQ(d.reason, "GPU backlog");
+  EXPECT_DOUBLE_EQ(d.gpu_wait_ns, alone.cpu_cost_ns);
+  // The queue drains: back to the GPU.
+  pl.set_backlog_ns(Where::gpu, 0);
+  EXPECT_EQ(pl.plan("sha256", 1 << 20, 256).where, Where::gpu);
+}
+
+TEST(Planner, DispatchedBatchesQueueUntilFinished) {
+  auto pl = planner_with(synthetic());
+  auto t1 = pl.dispatched("sha256", Where::gpu, 1 << 20, 256);
+  EXPECT_GT(pl.backlog_ns(Where::gpu), 0);
+  // Enough GPU batches in flight: the next one is planned onto the CPU.
+  std::vector<Planner::Ticket> more;
+  while (pl.plan("sha256", 1 << 20, 256).where == Where::gpu && more.size() < 100)
+    more.push_back(pl.dispatched("sha256", Where::gpu, 1 << 20, 256));
+  EXPECT_LT(more.size(), 100u);
+  EXPECT_EQ(pl.plan("sha256", 1 << 20, 256).reason, "GPU backlog");
+  pl.finished(t1, t1.predicted_ns);
+  for (auto& t : more) pl.finished(t, t.predicted_ns);
+  EXPECT_NEAR(pl.backlog_ns(Where::gpu), 0, 1e-6);
+  auto j = pl.to_json();
+  EXPECT_EQ(j["ops"]["sha256"]["gpu_batches"].get<uint64_t>(), 1 + more.size());
+  EXPECT_EQ(j["ops"]["sha256"]["gpu_jobs"].get<uint64_t>(), 256 * (1 + more.size()));
+}
+
+TEST(Planner, MemcpyStaysOnTheCpuWhenTheProfileSaysSo) {
+  if (!gpo::backend::find_op("memcpy")) GTEST_SKIP() << "no memcpy op in this build's registry";
+  Profile p = synthetic();
+  auto& m = p.ops["memcpy"];
+  m.gpu_kernel = true;
+  // memcpy: 20 GB/s on the CPU; the GPU pays two PCIe crossings (about 12 GB/s end to end).
+  for (uint64_t s : {4096, 1 << 20, 16 << 20})
+    for (uint64_t b : {1, 16, 64}) {
+      const double bytes = double(s) * double(b);
+      m.points.push_back({s, b, 500 + bytes / 10.0, 500 + bytes / 20.0, 20000 + bytes / 12.0});
+    }
+  auto pl = planner_with(p);
+  for (uint64_t s : {4096, 1 << 20, 16 << 20, 64 << 20})
+    for (uint64_t b : {1, 64, 1024}) {
+      auto d = pl.plan("memcpy", s, b);
+      EXPECT_EQ(d.where, Where::cpu) << s << " x" << b;
+      EXPECT_EQ(d.reason, "CPU sooner");
+    }
+}
+
+TEST(Planner, OnlineRefinementMovesAWrongPrediction) {
+  auto pl = planner_with(synthetic());
+  ASSERT_EQ(pl.plan("sha256", 1 << 20, 256).where, Where::gpu);
+  // The GPU turns out 10x slower than the profile says (another tenant, a slower link).
+  int flipped_after = -1;
+  for (int i = 0; i < 20 && flipped_after < 0; ++i) {
+    auto t = pl.dispatched("sha256", Where::gpu, 1 << 20, 256);
+    pl.finished(t, 10 * model_point(1 << 20, 256).gpu_ns);
+    if (pl.plan("sha256", 1 << 20, 256).where == Where::cpu) flipped_after = i + 1;
+  }
+  EXPECT_GT(flipped_after, 0) << "never moved to the CPU";
+  EXPECT_NEAR(pl.correction("sha256", Where::gpu, 1 << 20), 10.0, 1e-9);
+  // Other sizes keep the profile's figures (the correction is per size bucket).
+  EXPECT_DOUBLE_EQ(pl.correction("sha256", Where::gpu, 4096), 1.0);
+  // Observations agreeing with the profile bring it back, step by step (EWMA).
+  double before = pl.correction("sha256", Where::gpu, 1 << 20);
+  auto t = pl.dispatched("sha256", Where::gpu, 1 << 20, 256);
+  pl.finished(t, model_point(1 << 20, 256).gpu_ns);
+  double after = pl.correction("sha256", Where::gpu, 1 << 20);
+  EXPECT_LT(after, before);
+  EXPECT_GT(after, 1.0);
+}
+
+TEST(Planner, NoProfileUsesConservativeDefaultsAndSaysSo) {
+  auto pl = planner_with(std::nullopt);
+  EXPECT_FALSE(pl.has_profile());
+  EXPECT_NE(pl.status_line().find("planner: no profile (defaults), run calibrate"), std::string::npos);
+  auto small = pl.plan("sha256", 4096, 4096);  // 16 MiB of small jobs: still the CPU
+  EXPECT_EQ(small.where, Where::cpu);
+  EXPECT_EQ(small.source, "defaults (no profile)");
+  EXPECT_NE(small.reason.find("defaults"), std::string::npos);
+  EXPECT_EQ(pl.plan("sha256", 1 << 20, 4).where, Where::cpu);    // big jobs, small batch
+  EXPECT_EQ(pl.plan("sha256", 1 << 20, 64).where, Where::gpu);   // 64 MiB of 1 MiB jobs
+}
+
+TEST(Planner, WithoutAGpuOrAGpuKernelEverythingRunsOnTheCpu) {
+  auto pl = planner_with(synthetic(), /*gpu=*/false);
+  auto d = pl.plan("sha256", 1 << 20, 256);
+  EXPECT_EQ(d.where, Where::cpu);
+  EXPECT_EQ(d.reason, "no GPU");
+  EXPECT_LT(d.gpu_cost_ns, 0);
+  auto pl2 = planner_with(synthetic());
+  for (const auto& op : gpo::backend::ops())
+    if (!op.gpu) {
+      auto d2 = pl2.plan(op.name, 1 << 20, 256);
+      EXPECT_EQ(d2.where, Where::cpu) << op.name;
+      EXPECT_EQ(d2.reason, "no GPU kernel") << op.name;
+    }
+  EXPECT_EQ(pl2.plan("no-such-op", 1, 1).reason, "unknown op");
+}
+
+TEST(Profile, JsonRoundTrip) {
+  Profile p = synthetic();
+  p.classify.points.push_back({512, 256, 9000, 2000, -1});
+  p.classify_rules = 12;
+  p.notes = {"a note"};
+  p.quick = true;
+  const std::string path = tmp_path();
+  save_profile(p, path);
+  auto l = load_profile(path, p.machine);
+  unlink(path.c_str());
+  ASSERT_TRUE(l.profile) << l.why;
+  const Profile& q = *l.profile;
+  EXPECT_EQ(q.machine, p.machine);
+  EXPECT_EQ(q.created, p.created);
+  EXPECT_TRUE(q.quick);
+  EXPECT_EQ(q.notes, p.notes);
+  EXPECT_EQ(q.classify_rules, 12u);
+  ASSERT_EQ(q.classify.points.size(), 1u);
+  EXPECT_LT(q.classify.points[0].gpu_ns, 0);  // not measured stays not measured
+  ASSERT_EQ(q.ops.size(), p.ops.size());
+  for (const auto& [name, op] : p.ops) {
+    const auto& o = q.ops.at(name);
+    ASSERT_EQ(o.points.size(), op.points.size());
+    for (size_t i = 0; i < o.points.size(); ++i) {
+      EXPECT_EQ(o.points[i].size, op.points[i].size);
+      EXPECT_EQ(o.points[i].batch, op.points[i].batch);
+      EXPECT_DOUBLE_EQ(o.points[i].cpu_ns, op.points[i].cpu_ns);
+      EXPECT_DOUBLE_EQ(o.points[i].cpu1_ns, op.points[i].cpu1_ns);
+      EXPECT_DOUBLE_EQ(o.points[i].gpu_ns, op.points[i].gpu_ns);
+    }
+  }
+}
+
+TEST(Profile, VersionMismatchIsReportedAndIgnored) {
+  auto j = synthetic().to_json();
+  j["version"] = kProfileVersion + 1;
+  const std::string path = tmp_path();
+  std::ofstream(path) << j.dump();
+  auto l = load_profile(path, std::nullopt);
+  unlink(path.c_str());
+  EXPECT_FALSE(l.profile);
+  EXPECT_NE(l.why.find("version"), std::string::npos) << l.why;
+  EXPECT_NE(l.why.find("run calibrate"), std::string::npos) << l.why;
+}
+
+TEST(Profile, AnotherMachinesProfileIsReportedAndIgnored) {
+  Profile p = synthetic();
+  const std::string path = tmp_path();
+  save_profile(p, path);
+  for (auto change : {+[](MachineKey& k) { k.gpu = "Other GPU"; }, +[](MachineKey& k) { k.driver = 12000; },
+                      +[](MachineKey& k) { k.cpu = "Other CPU"; }, +[](MachineKey& k) { k.cores = 2; }}) {
+    MachineKey here = p.machine;
+    change(here);
+    auto l = load_profile(path, here);
+    EXPECT_FALSE(l.profile);
+    EXPECT_NE(l.why.find("another machine"), std::string::npos) << l.why;
+  }
+  EXPECT_TRUE(load_profile(path, p.machine).profile);
+  unlink(path.c_str());
+}
+
+TEST(Profile, MissingOrMalformedFiles) {
+  auto l = load_profile("/nonexistent/profile.json", std::nullopt);
+  EXPECT_FALSE(l.profile);
+  EXPECT_EQ(l.why, "no profile at /nonexistent/profile.json");
+  const std::string path = tmp_path();
+  std::ofstream(path) << R"({"ops": {"aes-256-gcm": []}})";  // not this format
+  l = load_profile(path, std::nullopt);
+  EXPECT_FALSE(l.profile);
+  EXPECT_NE(l.why.find("not a gpuoffload profile"), std::string::npos) << l.why;
+  std::ofstream(path) << R"({"format": "gpuoffload-profile", "version": 1, "machine": {}})";
+  l = load_profile(path, std::nullopt);
+  EXPECT_NE(l.why.find("malformed"), std::string::npos) << l.why;
+  std::ofstream(path) << "{ not json";
+  l = load_profile(path, std::nullopt);
+  EXPECT_FALSE(l.profile);
+  unlink(path.c_str());
+}
