@@ -44,14 +44,16 @@ __global__ void __launch_bounds__(kThreads) k_scan(MatcherView m, const uint8_t*
   m.folded.hot = hf;
   m.folded.hot_entries = hot_f;
 
-  const uint32_t t = blockIdx.x * blockDim.x + threadIdx.x;
-  if (t >= n * chunks) return;
-  const uint32_t p = t % n, c = t / n;
+  const uint64_t t = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= uint64_t(n) * chunks) return;
+  const uint32_t p = uint32_t(t % n), c = uint32_t(t / n);
+  uint32_t* out = bits + size_t(p) * m.bitset_words();
+  if (chunks == 1)  // the payload is this thread's alone: zero its bitset here (no memset pass)
+    for (uint32_t w = 0; w < m.bitset_words(); ++w) out[w] = 0;
   const PayloadRef r = payloads[p];
   const uint32_t len = min(r.len, depth);
   const uint32_t begin = c * chunk;
   if (begin >= len) return;
-  uint32_t* out = bits + size_t(p) * m.bitset_words();
   const uint32_t end = c + 1 == chunks ? len : begin + chunk;  // the last chunk takes any rest (max_len too small)
   scan_span(m, data + r.offset, len, begin, end, [out](uint32_t id) { set_hit(out, id); });
 }
@@ -196,8 +198,6 @@ int DeviceMatcher::enqueue_scan(const uint8_t* d_data, const PayloadRef* d_paylo
   const MatcherView& m = impl_->dview;
   const size_t words = size_t(n) * m.bitset_words();
   if (n == 0 || words == 0) return 0;
-  cudaError_t e = cudaMemsetAsync(d_bits, 0, words * sizeof(uint32_t), s);
-  if (e != cudaSuccess) return int(e);
   // Chunks: enough threads to fill the GPU (2048 per SM), but a chunk at
   // least 4x the overlap so re-read bytes stay a small share.
   const uint32_t eff = std::max<uint32_t>(1, std::min(max_len, depth));
@@ -207,6 +207,10 @@ int DeviceMatcher::enqueue_scan(const uint8_t* d_data, const PayloadRef* d_paylo
   chunk = std::max<uint64_t>({chunk, kMinChunk, 4ull * overlap});
   chunk = (chunk + 3) & ~uint64_t(3);
   const uint32_t chunks = chunk >= eff ? 1 : uint32_t((eff + chunk - 1) / chunk);
+  if (chunks > 1) {  // threads of one payload share its bitset: zero it first
+    const cudaError_t e = cudaMemsetAsync(d_bits, 0, words * sizeof(uint32_t), s);
+    if (e != cudaSuccess) return int(e);
+  }
   uint32_t he = 0, hf = 0;
   impl_->hot_split(he, hf);
   const size_t smem = (256 + size_t(he) + hf) * sizeof(uint32_t);

@@ -87,7 +87,8 @@ TEST_F(GpuMatch, RandomSetsAgainstCpuMatcher) {
     if (round % 2) dm.set_hot_bytes(0);
     // Small batches of long payloads (split into chunks) and larger mixed ones.
     const size_t n = round % 3 == 0 ? 1 + rng_() % 8 : 1 + rng_() % 3000;
-    Batch b = payloads(alpha, pats, n, 1500);
+    // Up to 1500 bytes (split into chunks) or up to 60 (one thread per payload).
+    Batch b = payloads(alpha, pats, n, (round / 4) % 2 == 0 ? 1500 : 60);
     for (uint32_t depth : {1500u, 100u, 7u}) {
       std::vector<uint32_t> got;
       dm.scan(b.data, b.refs, depth, got);
