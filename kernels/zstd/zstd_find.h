@@ -8,14 +8,16 @@
 //  2. every position p of the block, in order, takes as candidate the latest
 //     earlier position with the same hash of its kHashBytes bytes, then enters
 //     the table; its match length with the candidate is measured up to kCapA;
-//  3. the parse walks the block in windows of kWindow positions (a warp; a
-//     window never crosses a chunk of kChunk positions): at each position, a
-//     match with the last offset (rep) of >= kRepMin bytes, else the hash
-//     match of >= kHashMin bytes, or a longer one at the 2nd or 3rd last
-//     offset (choose()); the first position of the window with one
-//     wins, unless the next one has a longer match (one lazy step); a match of
-//     kCapA is extended to its end, then backwards over pending literals; the
-//     cursor jumps over it.
+//  3. the block is cut into up to kMaxSegments segments (segments_of), each
+//     parsed on its own in windows of kWindow positions (a warp): at each
+//     position, a match with the last offset (rep) of >= kRepMin bytes, else
+//     the hash match of >= kHashMin bytes, or a longer one at the 2nd or 3rd
+//     last offset (choose()); matches end inside their segment; the first
+//     position of the window with one wins, unless the next one has a longer
+//     match (one lazy step); a match of kCapA is extended to its end, then
+//     backwards over pending literals; the cursor jumps over it;
+//  4. the segments' sequences are joined, each segment's trailing literals
+//     leading the next segment's first sequence.
 // No match starts in the last kTail bytes of a block.
 #pragma once
 #include <cstdint>
@@ -38,6 +40,20 @@ inline constexpr uint32_t kCapA = 32;      // match length measured in step 1
 inline constexpr uint32_t kHashMin = 5;    // shortest hash match taken
 inline constexpr uint32_t kRepMin = 4;     // shortest rep match taken
 inline constexpr uint32_t kTail = 8;       // no match starts in the last kTail bytes of a block
+inline constexpr uint32_t kMaxSegments = 8;      // a block's parse runs in up to 8 independent segments
+inline constexpr uint32_t kMinSegment = 4096;    // of at least this many bytes
+
+// The segments of a block of len bytes: count of `bytes` each (the last one
+// shorter), bytes a multiple of 4 so segment k's sequences start at slot
+// k * bytes / 4 of the block (see zstd_gpu.cu).
+struct Segments {
+  uint32_t bytes, count;
+};
+GPO_HD Segments segments_of(uint32_t len) {
+  uint32_t bytes = ((len + kMaxSegments - 1) / kMaxSegments + 3) & ~3u;
+  if (bytes < kMinSegment) bytes = kMinSegment;
+  return {bytes, (len + bytes - 1) / bytes};
+}
 static_assert(kRepMin >= kMinMatch && kHashMin >= kMinMatch);
 
 // Little-endian 8 bytes -> bucket (zstd's prime multiply of the low kHashBytes bytes).

@@ -53,38 +53,37 @@ void find_block(const uint8_t* base, BlockDesc& b, Sequence* seqs) {
       uint32_t& t = table[hash_of(load64(h0 + q))];
       t = std::max(t, q + 1);
     }
-  uint32_t hlen[kChunk], hdist[kChunk];
-  Choice ch[kWindow];
-  uint32_t cursor = hist, lit_start = hist, n = 0;
-  uint32_t reps[3] = {0, 0, 0};
+  // Step 1: every position's hash match (the latest earlier position with its hash).
+  std::vector<uint32_t> hlen(b.len, 0), hdist(b.len, 0);
+  for (uint32_t p = hist; p < end; ++p) {
+    if (p + kTail > end) continue;
+    const uint32_t h = hash_of(load64(h0 + p));
+    const uint32_t c = table[h];
+    table[h] = p + 1;
+    if (!c) continue;
+    hlen[p - hist] = match_len(h0 + c - 1, h0 + p, std::min(kCapA, end - p));
+    hdist[p - hist] = p - (c - 1);
+  }
+  // Step 2: each segment parsed on its own, then stitched.
+  const Segments sg = segments_of(b.len);
   Sequence* out = seqs + b.seq_first;
-  auto rep_len = [&](uint32_t p, uint32_t rep) -> uint32_t {
-    if (!rep || p + kTail > end || in_start + p < rep) return 0;
-    return match_len(h0 + p - int64_t(rep), h0 + p, std::min(kCapA, end - p));
-  };
-  for (uint32_t cs = hist; cs < end; cs += kChunk) {
-    const uint32_t ce = std::min(cs + kChunk, end);
-    for (uint32_t p = cs; p < ce; ++p) {
-      hlen[p - cs] = hdist[p - cs] = 0;
-      if (p + kTail > end) continue;
-      const uint32_t h = hash_of(load64(h0 + p));
-      const uint32_t c = table[h];
-      table[h] = p + 1;
-      if (!c) continue;
-      hlen[p - cs] = match_len(h0 + c - 1, h0 + p, std::min(kCapA, end - p));
-      hdist[p - cs] = p - (c - 1);
-    }
-    for (uint32_t p = cs; p < ce; ++p)
-      if (p + 8 <= end) {
-        uint32_t& t = table[hash_of(load64(h0 + p))];
-        t = std::max(t, p + 1);
-      }
-    while (cursor < ce) {
-      const uint32_t wend = std::min(cursor + kWindow, ce);
+  uint32_t count[kMaxSegments] = {}, trailing[kMaxSegments] = {};
+  Choice ch[kWindow];
+  for (uint32_t k = 0; k < sg.count; ++k) {
+    const uint32_t ss = hist + k * sg.bytes, se = std::min(ss + sg.bytes, end);
+    uint32_t cursor = ss, lit_start = ss, n = 0;
+    uint32_t reps[3] = {0, 0, 0};
+    Sequence* sout = out + (k * sg.bytes) / 4;
+    auto rep_len = [&](uint32_t p, uint32_t rep) -> uint32_t {
+      if (!rep || p + kTail > end || in_start + p < rep) return 0;
+      return match_len(h0 + p - int64_t(rep), h0 + p, std::min(kCapA, se - p));
+    };
+    while (cursor < se) {
+      const uint32_t wend = std::min(cursor + kWindow, se);
       int f = -1;
       for (uint32_t p = cursor; p < wend; ++p) {
         const uint32_t rl[3] = {rep_len(p, reps[0]), rep_len(p, reps[1]), rep_len(p, reps[2])};
-        ch[p - cursor] = choose(hlen[p - cs], hdist[p - cs], rl, reps);
+        ch[p - cursor] = choose(std::min(hlen[p - hist], se - p), hdist[p - hist], rl, reps);
         if (f < 0 && ch[p - cursor].len) f = int(p - cursor);
       }
       if (f < 0) {
@@ -95,16 +94,32 @@ void find_block(const uint8_t* base, BlockDesc& b, Sequence* seqs) {
       uint32_t p = cursor + uint32_t(f);
       uint32_t len = ch[f].len;
       const uint32_t d = ch[f].dist;
-      if (len == kCapA) len = match_len(h0 + p - d, h0 + p, end - p);
+      if (len == kCapA) len = match_len(h0 + p - d, h0 + p, se - p);
       // Catch up: the match may start earlier, over literals not yet emitted.
       while (p > lit_start && in_start + p > d && h0[p - 1] == h0[int64_t(p) - 1 - int64_t(d)]) --p, ++len;
-      out[n++] = {p - lit_start, len, d};
+      sout[n++] = {p - lit_start, len, d};
       update_reps(reps, d);
       cursor = lit_start = p + len;
     }
+    count[k] = n;
+    trailing[k] = se - lit_start;
+  }
+  // Stitch: a segment's trailing literals lead the next segment's first
+  // sequence; the segments' sequences move down to one run.
+  uint32_t carry = 0, n = 0;
+  for (uint32_t k = 0; k < sg.count; ++k) {
+    Sequence* sout = out + (k * sg.bytes) / 4;
+    if (count[k]) {
+      sout[0].lit_len += carry;
+      carry = trailing[k];
+    } else {
+      carry += trailing[k];
+    }
+    for (uint32_t i = 0; i < count[k]; ++i) out[n + i] = sout[i];
+    n += count[k];
   }
   b.seq_count = n;
-  b.trailing_literals = end - lit_start;
+  b.trailing_literals = carry;
 }
 
 }  // namespace
