@@ -10,6 +10,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <fmt/format.h>
+
 #include "afxdp/checksum.h"
 #include "kernels/classify/frame.h"
 #include "loader/xdp_loader.h"
@@ -61,6 +63,12 @@ void PacketPath::start(loop::EventLoop& loop) {
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (timer_fd_ < 0) throw std::runtime_error(std::string("timerfd_create: ") + std::strerror(errno));
   loop.add_fd(timer_fd_, [this] { on_window(); });
+  if (gpu_) {
+    // Batches held while the GPU works keep their UMEM frames: room for them.
+    const uint32_t want = cfg_.batch_size * (cfg_.max_batches_in_flight + 2);
+    if (cfg_.rx_frames < want) cfg_.rx_frames = want;
+    loop.add_fd(gpu_->completion_fd(), [this] { on_gpu_done(); });
+  }
 
   // Open every socket before publishing any: a half-set-up path must not take traffic.
   for (int ifindex : xdp_.ifindexes()) {
@@ -116,8 +124,10 @@ void PacketPath::stop(loop::EventLoop& loop) {
   // Frames already taken off the rx rings still get their verdict.
   for (auto& s : socks_) on_readable(s.get());
   if (!pending_.empty()) process_batch();
+  complete_batches(true);
   for (auto& s : socks_) s->flush_tx();
   for (auto& s : socks_) loop.remove_fd(s->fd());
+  if (gpu_) loop.remove_fd(gpu_->completion_fd());
   if (timer_fd_ >= 0) {
     loop.remove_fd(timer_fd_);
     close(timer_fd_);
@@ -222,24 +232,66 @@ void PacketPath::deliver(XskSocket* from, const RxFrame& f) {
 
 void PacketPath::process_batch() {
   disarm_window();
-  const size_t n = pending_.size();
-  frames_.resize(n);
-  verdicts_.assign(n, classify::Verdict{});
-  for (size_t i = 0; i < n; i++) frames_[i] = {pending_[i].frame.data, pending_[i].frame.len};
+  Batch b;
+  b.pending.swap(pending_);
+  pending_.reserve(cfg_.batch_size);
+  const size_t n = b.pending.size();
+  b.frames.resize(n);
+  b.verdicts.assign(n, classify::Verdict{});
+  for (size_t i = 0; i < n; i++) b.frames[i] = {b.pending[i].frame.data, b.pending[i].frame.len};
 
   const uint64_t t0 = now_ns();
-  classifier_.classify(std::span<const classify::Frame>(frames_.data(), n),
-                       std::span<classify::Verdict>(verdicts_.data(), n));
-  const uint64_t dt = now_ns() - t0;
+  if (gpu_ && n >= cfg_.gpu_min_batch && n <= gpu_->max_batch()) {
+    b.ticket = gpu_->submit(b.frames);
+    if (b.ticket < 0) c_.gpu_busy_cpu++;  // both buffers busy: the CPU takes it, no waiting
+  }
+  if (b.ticket >= 0) {
+    b.submitted_ns = t0;
+    c_.gpu_batches++;
+    c_.gpu_frames += n;
+  } else {
+    classifier_.classify(b.frames, b.verdicts);
+    const uint64_t dt = now_ns() - t0;
+    c_.classify_ns += dt;
+    if (dt > c_.classify_ns_max) c_.classify_ns_max = dt;
+  }
   c_.batches++;
-  c_.classify_ns += dt;
-  if (dt > c_.classify_ns_max) c_.classify_ns_max = dt;
+  batches_.push_back(std::move(b));
+  complete_batches(false);
+}
 
+void PacketPath::on_gpu_done() {
+  uint64_t n;
+  [[maybe_unused]] ssize_t r = read(gpu_->completion_fd(), &n, sizeof n);
+  complete_batches(false);
+}
+
+void PacketPath::complete_batches(bool drain) {
+  while (!batches_.empty()) {
+    Batch& b = batches_.front();
+    if (b.ticket >= 0) {
+      const bool must = drain || batches_.size() > cfg_.max_batches_in_flight;
+      const bool ready = gpu_->ready(b.ticket);
+      if (!ready && !must) break;
+      const uint64_t t0 = now_ns();
+      gpu_->collect(b.ticket, b.verdicts);
+      const uint64_t t1 = now_ns();
+      if (!ready) c_.gpu_wait_ns += t1 - t0;
+      c_.gpu_ns += t1 - b.submitted_ns;
+      b.ticket = -1;
+    }
+    act(b);
+    batches_.pop_front();
+  }
+}
+
+void PacketPath::act(Batch& b) {
+  const size_t n = b.pending.size();
   // Verdict install first, delivery second: both follow batch order, so a
   // flow's packets leave the agent in the order they came.
   for (size_t i = 0; i < n; i++) {
-    const classify::Verdict& v = verdicts_[i];
-    const Pending& p = pending_[i];
+    const classify::Verdict& v = b.verdicts[i];
+    const Pending& p = b.pending[i];
     classify::ParsedFrame parsed = classify::parse_frame(p.frame.data, p.frame.len);
     if (parsed.ok()) {
       gpo_flow_key key = classify::flow_key(parsed);
@@ -283,17 +335,18 @@ void PacketPath::process_batch() {
   std::vector<uint64_t> addrs;
   for (auto& s : socks_) {
     addrs.clear();
-    for (auto& p : pending_)
+    for (auto& p : b.pending)
       if (p.sock == s.get()) addrs.push_back(p.frame.addr);
     s->recycle(addrs);
   }
-  pending_.clear();
 }
 
 nlohmann::json PacketPath::to_json() const {
   nlohmann::json j;
   j["mode"] = xdp_.inline_mode() ? "inline" : "host";
-  j["classifier"] = std::string(classifier_.name());
+  j["classifier"] = gpu_ ? fmt::format("{} (batches >= {} frames), {} below", gpu_->name(), cfg_.gpu_min_batch,
+                                        classifier_.name())
+                         : std::string(classifier_.name());
   nlohmann::json socks = nlohmann::json::array();
   uint64_t kernel_dropped = 0;
   for (auto& s : socks_) {
@@ -327,7 +380,12 @@ nlohmann::json PacketPath::to_json() const {
                 {"capped", c_.capped},
                 {"batches", c_.batches},
                 {"classify_ns_total", c_.classify_ns},
-                {"classify_ns_max", c_.classify_ns_max}};
+                {"classify_ns_max", c_.classify_ns_max},
+                {"gpu_batches", c_.gpu_batches},
+                {"gpu_frames", c_.gpu_frames},
+                {"gpu_busy_cpu", c_.gpu_busy_cpu},
+                {"gpu_ns_total", c_.gpu_ns},
+                {"gpu_wait_ns_total", c_.gpu_wait_ns}};
   gpo_xdp_stats st = xdp_.read_stats();
   j["xdp"] = {{"cache_pass", counter_json(st.cache_pass)},
               {"cache_drop", counter_json(st.cache_drop)},

@@ -15,11 +15,21 @@
 // inspect_packets packets of that flow; then the verdict of the last packet
 // is cached (bounded inspection, as an IDS bounds stream depth).
 //
+// With a GPU classifier (set_gpu_classifier), batches of at least
+// gpu_min_batch frames go to the GPU asynchronously (double buffering: batch N
+// on the GPU while batch N+1 is received); its completion eventfd wakes the
+// loop, and batches are acted on strictly in arrival order (a flow's packets
+// never overtake each other). When both GPU buffers are busy, or the batch is
+// small, the CPU classifier takes the batch at once, so the rx loop does not
+// wait on the GPU; it waits only when more than max_batches_in_flight batches
+// are held (UMEM frames are finite), and then for one GPU batch at most.
+//
 // Everything runs on the event loop thread; the rx path never blocks except
 // in epoll_wait.
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -45,6 +55,8 @@ struct PacketPathConfig {
   uint32_t inspect_packets = 16;   // cap on agent-classified packets of a not-cacheable flow
   BindMode bind_mode = BindMode::auto_;
   uint32_t rx_frames = 2048;       // UMEM frames per socket for rx
+  uint32_t gpu_min_batch = 256;    // with a GPU classifier: smaller batches stay on the CPU
+  uint32_t max_batches_in_flight = 4;  // batches classified but not yet acted on (GPU in flight)
 };
 
 struct PacketCounters {
@@ -65,6 +77,11 @@ struct PacketCounters {
   uint64_t batches = 0;
   uint64_t classify_ns = 0;    // total time in Classifier::classify
   uint64_t classify_ns_max = 0;
+  uint64_t gpu_batches = 0;    // batches classified on the GPU
+  uint64_t gpu_frames = 0;
+  uint64_t gpu_busy_cpu = 0;   // GPU-sized batches the CPU took because both GPU buffers were busy
+  uint64_t gpu_ns = 0;         // submit -> verdicts collected, summed over GPU batches
+  uint64_t gpu_wait_ns = 0;    // time the loop blocked on the GPU (queue bound reached)
 };
 
 class PacketPath {
@@ -73,6 +90,10 @@ class PacketPath {
   ~PacketPath();
   PacketPath(const PacketPath&) = delete;
   PacketPath& operator=(const PacketPath&) = delete;
+
+  // Optional, before start(): batches >= cfg.gpu_min_batch go to `gpu`
+  // (not owned; outlives the path). The CPU classifier stays for the rest.
+  void set_gpu_classifier(classify::AsyncClassifier* gpu) { gpu_ = gpu; }
 
   // Opens one socket per rx queue of every interface, registers them with the
   // loop and only then puts them in the XSKMAP. Throws std::runtime_error.
@@ -99,7 +120,22 @@ class PacketPath {
     bool operator()(const gpo_flow_key& a, const gpo_flow_key& b) const noexcept;
   };
 
+  // A batch from receipt to action: verdicts come from the CPU at once or
+  // from the GPU later (ticket >= 0 until collected).
+  struct Batch {
+    std::vector<Pending> pending;
+    std::vector<classify::Frame> frames;
+    std::vector<classify::Verdict> verdicts;
+    int ticket = -1;
+    uint64_t submitted_ns = 0;
+  };
+
   void on_readable(XskSocket* s);
+  void on_gpu_done();
+  // Acts on finished batches at the front of the queue; waits for the front
+  // while the queue is longer than allowed, or for everything when drain.
+  void complete_batches(bool drain);
+  void act(Batch& b);
   void on_window();
   void process_batch();
   void deliver(XskSocket* from, const RxFrame& f);
@@ -110,13 +146,13 @@ class PacketPath {
 
   loader::XdpFilter& xdp_;
   classify::Classifier& classifier_;
+  classify::AsyncClassifier* gpu_ = nullptr;
+  std::deque<Batch> batches_;  // classified or in flight, arrival order
   PacketPathConfig cfg_;
   std::vector<std::unique_ptr<XskSocket>> socks_;
   int timer_fd_ = -1;
   bool window_armed_ = false;
   std::vector<Pending> pending_;
-  std::vector<classify::Frame> frames_;
-  std::vector<classify::Verdict> verdicts_;
   std::unordered_map<gpo_flow_key, uint32_t, KeyHash, KeyEq> uncached_;  // agent-seen packets per open flow
   PacketCounters c_;
 };

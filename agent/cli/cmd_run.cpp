@@ -15,6 +15,9 @@
 #include "cli/commands.h"
 #include "ipc/offload_service.h"
 #include "kernels/classify/cpu_classifier.h"
+#ifdef GPUOFFLOAD_HAVE_CUDA
+#include "kernels/classify/gpu_classifier.h"
+#endif
 #include "loader/xdp_loader.h"
 #include "loop/event_loop.h"
 #include "rules/compiler.h"
@@ -39,6 +42,7 @@ struct RunOptions {
   std::string xsk_mode = "auto";
   uint32_t batch_size = 64;
   uint32_t batch_window_us = 100;
+  uint32_t gpu_min_batch = 256;
   uint32_t inspect_packets = 16;
   std::string pin_dir = GPO_PIN_DIR;
   std::string status_file = "/run/gpuoffload/status.json";
@@ -142,8 +146,8 @@ void run(const RunOptions& o, CLI::App* cmd) {
   }
 
   // --backend picks the offload path's backend (backend::make_backend: CUDA
-  // when usable under auto). The packet classifier runs on the CPU until the
-  // GPU classifier exists (issue 6), whatever --backend says.
+  // when usable under auto) and whether the packet path may classify batches
+  // on the GPU (GpuClassifier, batches of >= --gpu-min-batch frames).
   std::string backend = o.backend;
   for (int g : o.gpus)
     if (g < 0) throw CLI::RuntimeError("--gpu " + std::to_string(g) + ": GPU ordinals start at 0", kUsage);
@@ -152,7 +156,6 @@ void run(const RunOptions& o, CLI::App* cmd) {
     if (backend::cuda_device_count(&why) <= 0)
       throw CLI::RuntimeError("backend cuda: no usable GPU: " + why + "; use --backend cpu or auto", kUnsupported);
   }
-  log::info("packet classifier: cpu (no GPU classifier in this build)");
 
   std::vector<std::string> ifaces;
   if (!o.xdp.empty()) {
@@ -169,6 +172,36 @@ void run(const RunOptions& o, CLI::App* cmd) {
   std::string rules_what;
   auto tables = load_rules(o.rules_file, rules_what);
   classify::CpuClassifier classifier(tables);
+  std::unique_ptr<classify::AsyncClassifier> gpu_classifier;
+  std::string classifier_what = "cpu";
+  if (ifaces.empty()) {
+    classifier_what = "cpu (no packet filter)";
+  } else if (backend == "cpu") {
+    classifier_what = "cpu (--backend cpu)";
+  } else {
+#ifdef GPUOFFLOAD_HAVE_CUDA
+    std::string why;
+    const int dev = o.gpus.empty() ? 0 : o.gpus.front();
+    if (classify::GpuClassifier::device_count(&why) > dev) {
+      try {
+        gpu_classifier = std::make_unique<classify::GpuClassifier>(
+            tables, classify::GpuClassifierOptions{dev, std::max<uint32_t>(o.batch_size, 1)});
+        classifier_what = fmt::format("gpu {} for batches of >= {} frames, cpu below", dev, o.gpu_min_batch);
+        if (o.batch_size < o.gpu_min_batch)
+          classifier_what += fmt::format(" (--batch-size {} < --gpu-min-batch {}: every batch stays on the cpu)",
+                                         o.batch_size, o.gpu_min_batch);
+      } catch (const std::exception& e) {
+        if (backend == "cuda") throw CLI::RuntimeError(std::string("packet classifier: ") + e.what(), kFailure);
+        classifier_what = std::string("cpu (GPU classifier failed: ") + e.what() + ")";
+      }
+    } else {
+      classifier_what = "cpu (no usable GPU " + std::to_string(dev) + ": " + why + ")";
+    }
+#else
+    classifier_what = "cpu (built without CUDA)";
+#endif
+  }
+  log::info("packet classifier: {}", classifier_what);
 
   loop::EventLoop loop;
   std::unique_ptr<loader::XdpFilter> xdp;
@@ -199,10 +232,12 @@ void run(const RunOptions& o, CLI::App* cmd) {
     pc.batch_size = o.batch_size;
     pc.batch_window_us = o.batch_window_us;
     pc.inspect_packets = o.inspect_packets;
+    pc.gpu_min_batch = o.gpu_min_batch;
     pc.bind_mode = o.xsk_mode == "zero-copy" ? afxdp::BindMode::zero_copy
                    : o.xsk_mode == "copy"    ? afxdp::BindMode::copy
                                              : afxdp::BindMode::auto_;
     path = std::make_unique<afxdp::PacketPath>(*xdp, classifier, pc);
+    if (gpu_classifier) path->set_gpu_classifier(gpu_classifier.get());
     try {
       path->start(loop);
     } catch (const std::exception& e) {
@@ -239,7 +274,7 @@ void run(const RunOptions& o, CLI::App* cmd) {
   auto status = [&] {
     nlohmann::json j;
     j["pid"] = getpid();
-    j["classifier"] = "cpu";
+    j["classifier"] = classifier_what;
     j["rules"] = rules_what;
     j["spotting"] = spotter != nullptr;
     j["offload"] = offload.to_json();
@@ -311,6 +346,10 @@ void add_run(CLI::App& app) {
   cmd->add_option("--batch-window-us", o->batch_window_us,
                   "Wait at most this long for a batch to fill (0 = classify what is there)")
       ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--gpu-min-batch", o->gpu_min_batch,
+                  "With a GPU (--backend auto|cuda): batches of at least this many packets are classified on it")
+      ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   cmd->add_option("--inspect-packets", o->inspect_packets,
                   "Packets of a flow the agent inspects before caching a verdict that content may still change")
