@@ -8,6 +8,8 @@
 #include <random>
 
 #include "backend/backend.h"
+#include "backend/cpu_backend.h"
+#include "backend/cuda_backend.h"
 #include "common/zstd_data.h"
 #include "zstd/zstd_gpu.h"
 
@@ -147,6 +149,45 @@ TEST_F(GpuZstd, BackendRunsZstdCompressOnTheGpu) {
     EXPECT_TRUE(decompress({frames[i].data(), batch.jobs[i].out_len}, in.data[i].size()) == in.data[i]) << in.names[i];
   }
   EXPECT_EQ(be->stats().cpu_retries, 0u);
+}
+
+TEST_F(GpuZstd, BackendRetriesOnTheCpuAfterAGpuErrorAndReportsShortOutputs) {
+  auto cpu = std::make_shared<backend::CpuBackend>(4);
+  backend::CudaBackend gpu(0, cpu);
+  Inputs in;
+  for (int i = 0; i < 12; ++i) in.add(test::zstd_data(test::kZstdKinds[i % 5], 50000 + 999 * i, uint32_t(i)), "job" + std::to_string(i));
+  in.finish();
+  std::vector<std::vector<uint8_t>> frames(in.data.size());
+  backend::Batch batch;
+  for (size_t i = 0; i < in.data.size(); ++i) {
+    frames[i].resize(i == 3 ? 20 : ZSTD_compressBound(in.data[i].size()));  // job 3: no room for its frame
+    backend::Job j;
+    j.op = backend::OpId::zstd_compress;
+    j.in = in.spans[i];
+    j.out = frames[i];
+    j.level = 1 + int(i % 3);
+    batch.jobs.push_back(j);
+  }
+  auto check = [&] {
+    for (size_t i = 0; i < in.data.size(); ++i) {
+      if (i == 3) {
+        EXPECT_EQ(batch.jobs[i].status, backend::Status::invalid);
+        continue;
+      }
+      ASSERT_EQ(batch.jobs[i].status, backend::Status::ok) << in.names[i];
+      EXPECT_TRUE(decompress({frames[i].data(), batch.jobs[i].out_len}, in.data[i].size()) == in.data[i]) << in.names[i];
+    }
+  };
+  gpu.inject_fault_for_test();
+  gpu.run(batch);
+  EXPECT_EQ(batch.ran_on, "cpu-retry");
+  check();
+  EXPECT_EQ(gpu.stats().gpu_errors, 1u);
+  // The next batch runs on the GPU again.
+  for (auto& j : batch.jobs) j.status = backend::Status::pending, j.out_len = 0;
+  gpu.run(batch);
+  EXPECT_EQ(batch.ran_on, gpu.name());
+  check();
 }
 
 }  // namespace
