@@ -218,6 +218,18 @@ void build_field(const RuleTables& t, const Index& idx, Field f, FieldIndex& out
     ev.shrink_to_fit();
   }
 
+  if (f == kSrc4 || f == kDst4 || f == kSrc6 || f == kDst6) {
+    // hint16[k]: the interval holding the first value with top 16 bits k.
+    const bool v4 = f == kSrc4 || f == kDst4;
+    out.hint16.resize(65537);
+    uint32_t iv = 0;
+    for (uint32_t k = 0; k < 65536; ++k) {
+      const U128 first = v4 ? U128{0, uint64_t(k) << 16} : U128{uint64_t(k) << 48, 0};
+      while (iv + 1 < ni && !(first < starts[iv + 1])) ++iv;
+      out.hint16[k] = iv;
+    }
+    out.hint16[65536] = ni - 1;
+  }
   switch (f) {
     case kSrc4:
     case kDst4:
@@ -243,6 +255,7 @@ FieldView field_view(const FieldIndex& f) {
   v.num_intervals = f.num_intervals;
   v.starts32 = f.starts32.data();
   v.starts128 = f.starts128.data();
+  v.hint16 = f.hint16.data();
   v.direct = f.direct.data();
   v.class_of = f.class_of.data();
   v.words = f.words.data();

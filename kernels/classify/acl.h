@@ -2,6 +2,9 @@
 // over (src, dst, sport, dport, protocol) for up to ~100K rules without a
 // per-packet scan of the rules.
 //
+// Address lookups start with a 16-bit hint table (top 16 bits -> the
+// interval range to search), so a binary search covers one /16's edges.
+//
 // Decomposition (per-field elementary intervals + chunked bit vectors):
 //  - A slot is one direction of a rule: every rule has a forward slot, a
 //    bidirectional (`<>`) rule a reverse slot right after it (src/dst and
@@ -68,6 +71,8 @@ struct FieldView {
   uint32_t num_intervals = 0;
   const uint32_t* starts32 = nullptr;  // kSrc4/kDst4: sorted interval starts (starts[0] == 0)
   const U128* starts128 = nullptr;     // kSrc6/kDst6
+  const uint32_t* hint16 = nullptr;    // address fields: 65537 entries, [k] = interval holding the
+                                       // first value whose top 16 bits are k ([65536] = num_intervals - 1)
   const uint32_t* direct = nullptr;    // kSport/kDport: 65536 entries, kProto: 5; value -> interval
   const uint32_t* class_of = nullptr;  // [interval * num_chunks + chunk]
   const uint64_t* words = nullptr;     // [class * kWordsPerChunk + w]
@@ -86,12 +91,13 @@ struct FieldIndex {
   uint32_t num_classes = 0;
   std::vector<uint32_t> starts32;
   std::vector<U128> starts128;
+  std::vector<uint32_t> hint16;
   std::vector<uint32_t> direct;
   std::vector<uint32_t> class_of;
   std::vector<uint64_t> words;
   std::vector<uint32_t> summary;
   size_t bytes() const {
-    return starts32.size() * 4 + starts128.size() * 16 + direct.size() * 4 + class_of.size() * 4 + words.size() * 8 +
+    return starts32.size() * 4 + starts128.size() * 16 + hint16.size() * 4 + direct.size() * 4 + class_of.size() * 4 + words.size() * 8 +
            summary.size() * 4;
   }
 };
@@ -126,10 +132,9 @@ GPO_HD int ctz64(uint64_t x) {
 #endif
 }
 
-// Largest i with starts[i] <= x (starts[0] == 0, so i exists).
+// Largest i in [lo, hi) with starts[i] <= x (starts[lo] <= x holds).
 template <typename T>
-GPO_HD uint32_t find_interval(const T* starts, uint32_t n, const T& x) {
-  uint32_t lo = 0, hi = n;  // answer in [lo, hi)
+GPO_HD uint32_t find_interval(const T* starts, uint32_t lo, uint32_t hi, const T& x) {
   while (hi - lo > 1) {
     uint32_t mid = (lo + hi) / 2;
     if (x < starts[mid]) hi = mid;
@@ -158,13 +163,16 @@ GPO_HD void for_each_match(const View& v, const ParsedFrame& p, OnSlot&& on_slot
   if (p.ip_version == 4) {
     fs[0] = &v.f[kSrc4];
     fs[1] = &v.f[kDst4];
-    iv[0] = find_interval(fs[0]->starts32, fs[0]->num_intervals, be32(p.src + 12));
-    iv[1] = find_interval(fs[1]->starts32, fs[1]->num_intervals, be32(p.dst + 12));
+    const uint32_t s = be32(p.src + 12), d = be32(p.dst + 12);
+    iv[0] = find_interval(fs[0]->starts32, fs[0]->hint16[s >> 16], fs[0]->hint16[(s >> 16) + 1] + 1, s);
+    iv[1] = find_interval(fs[1]->starts32, fs[1]->hint16[d >> 16], fs[1]->hint16[(d >> 16) + 1] + 1, d);
   } else {
     fs[0] = &v.f[kSrc6];
     fs[1] = &v.f[kDst6];
-    iv[0] = find_interval(fs[0]->starts128, fs[0]->num_intervals, be128(p.src));
-    iv[1] = find_interval(fs[1]->starts128, fs[1]->num_intervals, be128(p.dst));
+    const U128 s = be128(p.src), d = be128(p.dst);
+    const uint32_t ks = uint32_t(s.hi >> 48), kd = uint32_t(d.hi >> 48);
+    iv[0] = find_interval(fs[0]->starts128, fs[0]->hint16[ks], fs[0]->hint16[ks + 1] + 1, s);
+    iv[1] = find_interval(fs[1]->starts128, fs[1]->hint16[kd], fs[1]->hint16[kd + 1] + 1, d);
   }
   fs[2] = &v.f[kSport];
   fs[3] = &v.f[kDport];

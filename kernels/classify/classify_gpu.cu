@@ -35,7 +35,8 @@ __global__ void __launch_bounds__(128) k_classify(DeviceTables t, const uint8_t*
                                                   Verdict* __restrict__ out, uint32_t cap) {
   // The byte -> class table in shared memory (one load per payload byte).
   __shared__ uint32_t classes[256];
-  for (uint32_t i = threadIdx.x; i < 256; i += blockDim.x) classes[i] = t.matcher.classes[i];
+  if (t.matcher.classes)  // null only without patterns (then nothing is scanned)
+    for (uint32_t i = threadIdx.x; i < 256; i += blockDim.x) classes[i] = t.matcher.classes[i];
   __syncthreads();
   match::gpu::MatcherView mv = t.matcher;
   mv.classes = classes;
