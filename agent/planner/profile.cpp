@@ -10,7 +10,6 @@
 #include <stdexcept>
 #include <thread>
 
-#include "backend/backend.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
 #include <cuda_runtime.h>
 #endif
@@ -32,7 +31,11 @@ MachineKey this_machine(int gpu) {
       break;
     }
 #ifdef GPUOFFLOAD_HAVE_CUDA
-  if (backend::cuda_device_count(nullptr) > gpu) {
+  // The CUDA runtime directly (not backend::cuda_device_count): top links this
+  // file without the backends.
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) cudaGetLastError(), n = 0;
+  if (gpu >= 0 && gpu < n) {
     cudaDeviceProp p{};
     if (cudaGetDeviceProperties(&p, gpu) == cudaSuccess) k.gpu = p.name;
     int v = 0;
