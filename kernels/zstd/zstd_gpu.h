@@ -68,7 +68,10 @@ uint64_t plan_blocks(std::span<const uint64_t> sizes, std::span<const uint64_t> 
 
 // Finds the sequences of blocks[0, nblocks) (device pointers) in d_in, writing
 // d_seqs and each block's seq_count and trailing_literals. Asynchronous on
-// stream (a cudaStream_t). Returns the launch error (cudaError_t as int; 0 = success).
+// stream (a cudaStream_t). A block's whole slot range [seq_first, seq_first +
+// seq_capacity(len)) is its scratch during the launch (so it must be the
+// range plan_blocks gave); past seq_count it holds garbage afterwards.
+// Returns the launch error (cudaError_t as int; 0 = success).
 // Defined in zstd_gpu.cu (CUDA builds only).
 int enqueue_find(const uint8_t* d_in, BlockDesc* d_blocks, uint32_t nblocks, Sequence* d_seqs, void* stream);
 
