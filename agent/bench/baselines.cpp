@@ -234,7 +234,83 @@ const AclApi& acl_api() {
   return api;
 }
 
-// One rule of the tables as ACL rules (IPv4). Returns false when it cannot be expressed.
+// Sets of values as sorted, disjoint, inclusive ranges.
+using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
+
+Ranges normalize(Ranges v) {
+  std::sort(v.begin(), v.end());
+  Ranges out;
+  for (auto [lo, hi] : v) {
+    if (!out.empty() && lo <= out.back().second + 1) out.back().second = std::max(out.back().second, hi);
+    else out.push_back({lo, hi});
+  }
+  return out;
+}
+
+Ranges complement(const Ranges& v, uint64_t max) {  // v normalized, within [0, max]
+  Ranges out;
+  uint64_t next = 0;
+  for (auto [lo, hi] : v) {
+    if (lo > next) out.push_back({next, lo - 1});
+    next = hi + 1;
+  }
+  if (next <= max) out.push_back({next, max});
+  return out;
+}
+
+Ranges subtract(const Ranges& a, const Ranges& b, uint64_t max) {  // a \ b
+  Ranges nb = complement(b, max), out;
+  for (auto [alo, ahi] : a)
+    for (auto [blo, bhi] : nb) {
+      const uint64_t lo = std::max(alo, blo), hi = std::min(ahi, bhi);
+      if (lo <= hi) out.push_back({lo, hi});
+    }
+  return normalize(out);
+}
+
+// The values of a field that match a FieldSet, exactly as addr_set_match /
+// port_set_match decide: (no positive entry, or in one) and in no negated
+// entry, inverted for a negated set. `entry(i, lo, hi)` gives entry i's range
+// and returns false when the entry can never match (an IPv6 entry for an IPv4
+// packet), `neg(i)` whether it is negated.
+template <typename Entry, typename Neg>
+Ranges field_ranges(const classify::FieldSet& s, uint64_t max, Entry&& entry, Neg&& neg) {
+  Ranges pos, negs;
+  bool any_pos = false;
+  for (uint32_t i = s.first; i < s.first + s.count; ++i) {
+    uint64_t lo = 0, hi = 0;
+    const bool can = entry(i, lo, hi);
+    if (neg(i)) {
+      if (can) negs.push_back({lo, hi});
+    } else {
+      any_pos = true;  // even an entry of the other family: the list "has a positive entry"
+      if (can) pos.push_back({lo, hi});
+    }
+  }
+  Ranges base = any_pos ? normalize(pos) : Ranges{{0, max}};
+  Ranges m = subtract(base, normalize(negs), max);
+  return s.negated ? complement(m, max) : m;
+}
+
+// A range of IPv4 addresses as the fewest CIDRs (address, prefix length).
+void to_cidrs(uint64_t lo, uint64_t hi, std::vector<std::pair<uint32_t, uint32_t>>& out) {
+  while (lo <= hi) {
+    uint32_t len = 32;
+    // Widen while the block stays aligned at lo and inside [lo, hi].
+    while (len > 0) {
+      const uint64_t size = 1ull << (32 - (len - 1));
+      if ((lo & (size - 1)) != 0 || lo + size - 1 > hi) break;
+      --len;
+    }
+    out.push_back({uint32_t(lo), len});
+    lo += 1ull << (32 - len);
+  }
+}
+
+// One rule of the tables as ACL rules (IPv4): one per (protocol, src CIDR,
+// dst CIDR, sport range, dport range) of its matching sets, both directions
+// for `<>`. Returns false when it cannot be expressed (contents; "other"
+// protocols) or the expansion passes `cap`.
 bool expand_rule(const classify::RuleTables& t, const classify::RuleEntry& r, int32_t priority, uint32_t userdata,
                  std::vector<AclRule>& out, size_t cap) {
   using namespace classify;
@@ -249,71 +325,58 @@ bool expand_rule(const classify::RuleTables& t, const classify::RuleEntry& r, in
     if (r.proto_mask & kProtoIcmp4) protos.push_back(1);
     if (r.proto_mask & kProtoIcmp6) protos.push_back(58);
   }
-  struct Cidr {
-    uint32_t addr;
-    uint32_t len;
-  };
-  // IPv4 CIDRs of a set; nullopt-like flag when not expressible. Empty = no IPv4 entry (never matches).
-  auto addrs = [&](const FieldSet& s, std::vector<Cidr>& v) {
-    if (s.negated) return false;
-    if (s.count == 0) {
-      v.push_back({0, 0});
+  auto addr_entry = [&](uint32_t i, uint64_t& lo, uint64_t& hi) {
+    const AddrEntry& e = t.addrs[i];
+    if (e.family == 6) return false;
+    if (e.family == 0) {
+      lo = 0, hi = 0xffffffffull;
       return true;
     }
-    for (uint32_t i = s.first; i < s.first + s.count; ++i) {
-      const AddrEntry& e = t.addrs[i];
-      if (e.negated) return false;
-      if (e.family == 6) continue;
-      if (e.family == 0) {
-        v.push_back({0, 0});
-        continue;
-      }
-      uint32_t a = uint32_t(e.addr[12]) << 24 | uint32_t(e.addr[13]) << 16 | uint32_t(e.addr[14]) << 8 | e.addr[15];
-      v.push_back({a, e.prefix_len >= 96 ? uint32_t(e.prefix_len - 96) : 0u});
-    }
+    const uint32_t a = uint32_t(e.addr[12]) << 24 | uint32_t(e.addr[13]) << 16 | uint32_t(e.addr[14]) << 8 | e.addr[15];
+    const uint32_t len = e.prefix_len >= 96 ? uint32_t(e.prefix_len - 96) : 0u;
+    lo = a;
+    hi = uint64_t(a) + ((1ull << (32 - len)) - 1);
     return true;
   };
-  auto ports = [&](const FieldSet& s, std::vector<std::pair<uint16_t, uint16_t>>& v) {
-    if (s.negated) return false;
-    if (s.count == 0) {
-      v.push_back({0, 65535});
-      return true;
-    }
-    for (uint32_t i = s.first; i < s.first + s.count; ++i) {
-      const PortEntry& e = t.ports[i];
-      if (e.negated) return false;
-      v.push_back({e.lo, e.hi});
-    }
+  auto addr_neg = [&](uint32_t i) { return t.addrs[i].negated != 0; };
+  auto port_entry = [&](uint32_t i, uint64_t& lo, uint64_t& hi) {
+    lo = t.ports[i].lo, hi = t.ports[i].hi;
     return true;
   };
-  std::vector<Cidr> src, dst;
-  std::vector<std::pair<uint16_t, uint16_t>> sp, dp;
-  if (!addrs(r.src, src) || !addrs(r.dst, dst) || !ports(r.sport, sp) || !ports(r.dport, dp)) return false;
+  auto port_neg = [&](uint32_t i) { return t.ports[i].negated != 0; };
+  auto cidrs = [&](const FieldSet& s) {
+    std::vector<std::pair<uint32_t, uint32_t>> v;
+    for (auto [lo, hi] : field_ranges(s, 0xffffffffull, addr_entry, addr_neg)) to_cidrs(lo, hi, v);
+    return v;
+  };
+  const auto src = cidrs(r.src), dst = cidrs(r.dst);
+  const Ranges sp = field_ranges(r.sport, 65535, port_entry, port_neg);
+  const Ranges dp = field_ranges(r.dport, 65535, port_entry, port_neg);
   for (int dir = 0; dir < (r.bidirectional ? 2 : 1); ++dir) {
     const auto& S = dir ? dst : src;
     const auto& D = dir ? src : dst;
     const auto& SP = dir ? dp : sp;
     const auto& DP = dir ? sp : dp;
+    if (out.size() + protos.size() * S.size() * D.size() * SP.size() * DP.size() > cap) return false;
     for (uint8_t pr : protos)
-      for (const Cidr& s : S)
-        for (const Cidr& d : D)
+      for (auto [saddr, slen] : S)
+        for (auto [daddr, dlen] : D)
           for (auto [slo, shi] : SP)
             for (auto [dlo, dhi] : DP) {
-              if (out.size() >= cap) return false;
               AclRule a{};
               a.data.category_mask = 1;
               a.data.priority = priority;
               a.data.userdata = userdata;
               a.field[0].value.u8 = pr;
               a.field[0].mask_range.u8 = pr ? 0xff : 0;
-              a.field[1].value.u32 = s.addr;
-              a.field[1].mask_range.u32 = s.len;
-              a.field[2].value.u32 = d.addr;
-              a.field[2].mask_range.u32 = d.len;
-              a.field[3].value.u16 = slo;
-              a.field[3].mask_range.u16 = shi;
-              a.field[4].value.u16 = dlo;
-              a.field[4].mask_range.u16 = dhi;
+              a.field[1].value.u32 = saddr;
+              a.field[1].mask_range.u32 = slen;
+              a.field[2].value.u32 = daddr;
+              a.field[2].mask_range.u32 = dlen;
+              a.field[3].value.u16 = uint16_t(slo);
+              a.field[3].mask_range.u16 = uint16_t(shi);
+              a.field[4].value.u16 = uint16_t(dlo);
+              a.field[4].mask_range.u16 = uint16_t(dhi);
               out.push_back(a);
             }
   }
@@ -444,11 +507,12 @@ BaselineResult rte_acl_classify(const classify::RuleTables& tables, std::span<co
     const size_t before = rules.size();
     if (!expand_rule(tables, tables.rules[i], kAclMaxPriority - int32_t(i), uint32_t(i + 1), rules, kMaxAclRules)) {
       rules.resize(before);
-      ++r.skipped_rules;
-      if (rules.size() >= kMaxAclRules) {
-        r.why_not = "not run: the rules expand to more than 4M rte_acl rules";
+      if (tables.rules[i].content_count == 0 && !(tables.rules[i].proto_mask & classify::kProtoOther &&
+                                                  (tables.rules[i].proto_mask & classify::kProtoAnyIp) != classify::kProtoAnyIp)) {
+        r.why_not = "not run: the rules expand to more than 4M rte_acl rules (CIDRs x port ranges per rule)";
         return r;
       }
+      ++r.skipped_rules;
     }
   }
 

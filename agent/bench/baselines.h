@@ -60,17 +60,20 @@ BaselineResult hyperscan_scan(std::span<const match::Pattern> patterns, std::spa
                               std::span<const match::gpu::PayloadRef> payloads, uint32_t depth, unsigned threads,
                               double min_seconds, std::vector<uint32_t>* hit_bits = nullptr);
 
-// rte_acl over the header part of the rule tables, IPv4 only: one ACL rule
-// per (src entry, dst entry, sport range, dport range, protocol) of each rule
-// (and the swapped one for `<>`), priority by file order so the highest
-// priority match is the first match. The 5-tuples are extracted from the
-// frames with classify::parse_frame before timing (as DPDK applications hand
-// rte_acl a pointer into the packet); the rate is rte_acl_classify alone.
-// Left out, counted in skipped_*: IPv6 packets (rte_acl needs a second
-// context with 128-bit fields, not built), frames that do not parse, and rules
-// it cannot express: negated addresses/ports/sets, `content` (payload),
-// protocol `ip` restricted to "other" protocols. IPv6-only address entries are
-// dropped (they never match an IPv4 packet). sids, when given, receives one
+// rte_acl over the header part of the rule tables, IPv4 only. Each field set
+// (lists, negated entries, negated lists: the exact addr_set_match /
+// port_set_match semantics) becomes the set of values it matches, as ranges;
+// address ranges become the fewest CIDRs. One ACL rule per (protocol, src
+// CIDR, dst CIDR, sport range, dport range), and the swapped ones for `<>`;
+// priority by file order so the highest priority match is the first match.
+// The 5-tuples are extracted from the frames with classify::parse_frame before
+// timing (as DPDK applications hand rte_acl a pointer into the packet); the
+// rate is rte_acl_classify alone, in bursts of 64. Left out, counted in
+// skipped_*: IPv6 packets (rte_acl needs a second context with 128-bit
+// fields, not built), frames that do not parse, and rules it cannot express:
+// `content` (payload) and protocol sets with "other" protocols short of `ip`.
+// IPv6 address entries never match an IPv4 packet and add no ACL rule. Not
+// run when the expansion passes 4M ACL rules. sids, when given, receives one
 // pass's per-frame result: the sid of the first matching rule, 0 for none
 // (the default policy), UINT32_MAX for a skipped frame. Verdicts agree with
 // the CPU classifier's rule_id when skipped_rules == 0.
