@@ -45,7 +45,8 @@ struct Compiled {
 
 Compiled compile_text(const std::string& text, uint32_t depth = gpo::classify::kDefaultInspectDepth) {
   auto r = gpo::rules::parse_rules(text);
-  for (auto& d : r.problems) ADD_FAILURE() << gpo::rules::format_diagnostic("rules", d);
+  if (!r.problems.empty())
+    ADD_FAILURE() << r.problems.size() << " problems, first: " << gpo::rules::format_diagnostic("rules", r.problems[0]);
   return {r.set, std::make_shared<RuleTables>(gpo::rules::compile(r.set, {depth}))};
 }
 
