@@ -11,9 +11,11 @@
 // 90% printable and 10% binary (hex-byte contents), a quarter nocase;
 // payloads are random printable text with one pattern planted in every 8th.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -208,6 +210,7 @@ int run_match(const Options& opt, std::vector<Table>& out) {
   }
   const uint32_t cpu_batch = opt.quick ? 2048 : 16384;  // CPU rates do not depend on the batch: measured once
 
+  const bool progress = std::getenv("GPO_BENCH_PROGRESS") != nullptr;
   bool gpu = false;
   std::string why_no_gpu = "no CUDA in this build";
 #ifdef GPUOFFLOAD_HAVE_CUDA
@@ -264,6 +267,7 @@ int run_match(const Options& opt, std::vector<Table>& out) {
 #endif
         if (!gpu) row.insert(row.end(), {"no GPU", "no GPU", "no GPU", "-"});
         row.insert(row.end(), {gbit(cpu.bytes_per_second), hs1_s, hsn_s, agree});
+        if (progress) fmt::print(stderr, "match: {}\n", fmt::join(row, " | "));  // survives a timeout
         t.rows.push_back(std::move(row));
       }
       if (len == 64)
