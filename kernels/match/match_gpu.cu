@@ -7,6 +7,7 @@
 // the same chunk index: similar lengths, little divergence. A block first
 // copies the byte-class table and the first (breadth-first, so shallowest)
 // rows of both automata into shared memory.
+#include <cub/device/device_scan.cuh>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -56,6 +57,32 @@ __global__ void __launch_bounds__(kThreads) k_scan(MatcherView m, const uint8_t*
   if (begin >= len) return;
   const uint32_t end = c + 1 == chunks ? len : begin + chunk;  // the last chunk takes any rest (max_len too small)
   scan_span(m, data + r.offset, len, begin, end, [out](uint32_t id) { set_hit(out, id); });
+}
+
+// Hit lists from bitsets: counts (one per payload, and a trailing 0 so the
+// exclusive scan's last entry is the total), then the ids in increasing order.
+__global__ void k_count(const uint32_t* __restrict__ bits, uint32_t n, uint32_t words, uint32_t* __restrict__ counts) {
+  const uint32_t p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p > n) return;
+  uint32_t c = 0;
+  if (p < n)
+    for (uint32_t w = 0; w < words; ++w) c += __popc(bits[size_t(p) * words + w]);
+  counts[p] = c;
+}
+
+__global__ void k_write_ids(const uint32_t* __restrict__ bits, uint32_t n, uint32_t words,
+                            const uint32_t* __restrict__ offsets, uint32_t* __restrict__ ids) {
+  const uint32_t p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= n) return;
+  uint32_t at = offsets[p];
+  for (uint32_t w = 0; w < words; ++w) {
+    uint32_t x = bits[size_t(p) * words + w];
+    while (x) {
+      const uint32_t b = __ffs(x) - 1;
+      ids[at++] = w * 32 + b;
+      x &= x - 1;
+    }
+  }
 }
 
 template <typename T>
@@ -125,6 +152,9 @@ struct DeviceMatcher::Impl {
   HostBuf<uint8_t> h_data;
   HostBuf<PayloadRef> h_payloads;
   HostBuf<uint32_t> h_bits;
+  DevBuf<uint32_t> d_counts, d_offsets, d_ids;
+  DevBuf<uint8_t> d_cub;
+  HostBuf<uint32_t> h_offsets, h_ids;
 
   ~Impl() {
     if (ev0) cudaEventDestroy(ev0);
@@ -253,6 +283,65 @@ void DeviceMatcher::scan(std::span<const uint8_t> data, std::span<const PayloadR
   check(cudaMemcpyAsync(I.h_bits.p, I.d_bits.p, words * sizeof(uint32_t), cudaMemcpyDeviceToHost, I.stream), "copy out");
   check(cudaStreamSynchronize(I.stream), "scan");
   std::memcpy(bits.data(), I.h_bits.p, words * sizeof(uint32_t));
+  if (timing) {
+    float k = 0;
+    cudaEventElapsedTime(&k, I.ev0, I.ev1);
+    timing->kernel_ms = k;
+    timing->total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
+}
+
+void DeviceMatcher::scan_lists(std::span<const uint8_t> data, std::span<const PayloadRef> payloads, uint32_t depth,
+                               std::vector<uint32_t>& offsets, std::vector<uint32_t>& ids, ScanTiming* timing) {
+  Impl& I = *impl_;
+  check(cudaSetDevice(I.device), "cudaSetDevice");
+  const auto t0 = std::chrono::steady_clock::now();
+  const uint32_t n = uint32_t(payloads.size());
+  const uint32_t words = bitset_words();
+  offsets.assign(size_t(n) + 1, 0);
+  ids.clear();
+  if (n == 0 || words == 0) return;
+  uint32_t max_len = 0;
+  for (const PayloadRef& p : payloads) {
+    if (size_t(p.offset) + p.len > data.size()) throw std::out_of_range("match gpu: payload outside the data buffer");
+    max_len = std::max(max_len, p.len);
+  }
+  I.d_data.reserve(data.size());
+  I.d_payloads.reserve(n);
+  I.d_bits.reserve(size_t(n) * words);
+  I.h_data.reserve(data.size());
+  I.h_payloads.reserve(n);
+  I.d_counts.reserve(size_t(n) + 1);
+  I.d_offsets.reserve(size_t(n) + 1);
+  I.h_offsets.reserve(size_t(n) + 1);
+  size_t tmp = 0;
+  check(cub::DeviceScan::ExclusiveSum(nullptr, tmp, I.d_counts.p, I.d_offsets.p, n + 1, I.stream), "scan size");
+  I.d_cub.reserve(tmp);
+  if (data.data() != I.h_data.p) std::memcpy(I.h_data.p, data.data(), data.size());
+  std::memcpy(I.h_payloads.p, payloads.data(), n * sizeof(PayloadRef));
+  check(cudaMemcpyAsync(I.d_data.p, I.h_data.p, data.size(), cudaMemcpyHostToDevice, I.stream), "copy in");
+  check(cudaMemcpyAsync(I.d_payloads.p, I.h_payloads.p, n * sizeof(PayloadRef), cudaMemcpyHostToDevice, I.stream),
+        "copy in");
+  check(cudaEventRecord(I.ev0, I.stream), "cudaEventRecord");
+  check(cudaError_t(enqueue_scan(I.d_data.p, I.d_payloads.p, n, max_len, depth, I.d_bits.p, I.stream)), "scan kernel");
+  check(cudaEventRecord(I.ev1, I.stream), "cudaEventRecord");
+  const uint32_t blocks = (n + 1 + kThreads - 1) / kThreads;
+  k_count<<<blocks, kThreads, 0, I.stream>>>(I.d_bits.p, n, words, I.d_counts.p);
+  check(cub::DeviceScan::ExclusiveSum(I.d_cub.p, tmp, I.d_counts.p, I.d_offsets.p, n + 1, I.stream), "scan");
+  check(cudaMemcpyAsync(I.h_offsets.p, I.d_offsets.p, (size_t(n) + 1) * 4, cudaMemcpyDeviceToHost, I.stream), "copy out");
+  check(cudaStreamSynchronize(I.stream), "hit counts");
+  const uint32_t total = I.h_offsets.p[n];
+  std::memcpy(offsets.data(), I.h_offsets.p, (size_t(n) + 1) * 4);
+  if (total > 0) {
+    I.d_ids.reserve(total);
+    I.h_ids.reserve(total);
+    k_write_ids<<<(n + kThreads - 1) / kThreads, kThreads, 0, I.stream>>>(I.d_bits.p, n, words, I.d_offsets.p,
+                                                                          I.d_ids.p);
+    check(cudaGetLastError(), "hit lists");
+    check(cudaMemcpyAsync(I.h_ids.p, I.d_ids.p, size_t(total) * 4, cudaMemcpyDeviceToHost, I.stream), "copy out");
+    check(cudaStreamSynchronize(I.stream), "hit lists");
+    ids.assign(I.h_ids.p, I.h_ids.p + total);
+  }
   if (timing) {
     float k = 0;
     cudaEventElapsedTime(&k, I.ev0, I.ev1);

@@ -230,6 +230,12 @@ class DeviceMatcher {
   void scan(std::span<const uint8_t> data, std::span<const PayloadRef> payloads, uint32_t depth,
             std::vector<uint32_t>& bits, ScanTiming* timing = nullptr);
 
+  // The same, with compact hit lists out instead of bitsets (the GPU turns
+  // the bitsets into lists, so few bytes cross PCIe even with 10K patterns):
+  // payload i's pattern ids, increasing, are ids[offsets[i] .. offsets[i + 1]).
+  void scan_lists(std::span<const uint8_t> data, std::span<const PayloadRef> payloads, uint32_t depth,
+                  std::vector<uint32_t>& offsets, std::vector<uint32_t>& ids, ScanTiming* timing = nullptr);
+
   // A pinned host buffer of at least `bytes` (valid until the next call):
   // payloads written there skip one host copy in scan().
   uint8_t* pinned_input(size_t bytes);

@@ -92,7 +92,23 @@ TEST_F(GpuMatch, RandomSetsAgainstCpuMatcher) {
     for (uint32_t depth : {1500u, 100u, 7u}) {
       std::vector<uint32_t> got;
       dm.scan(b.data, b.refs, depth, got);
-      ASSERT_EQ(got, cpu_bits(m, b, depth)) << "round " << round << " depth " << depth << " n " << n;
+      const auto want = cpu_bits(m, b, depth);
+      ASSERT_EQ(got, want) << "round " << round << " depth " << depth << " n " << n;
+      // The compact form: the same ids, increasing, per payload.
+      std::vector<uint32_t> offsets, ids;
+      dm.scan_lists(b.data, b.refs, depth, offsets, ids);
+      ASSERT_EQ(offsets.size(), n + 1);
+      ASSERT_EQ(offsets.back(), ids.size());
+      const uint32_t words = dm.bitset_words();
+      std::vector<uint32_t> from_lists(want.size(), 0);
+      for (size_t i = 0; i < n; ++i)
+        for (uint32_t k = offsets[i]; k < offsets[i + 1]; ++k) {
+          if (k > offsets[i]) {
+            ASSERT_LT(ids[k - 1], ids[k]);
+          }
+          from_lists[i * words + ids[k] / 32] |= 1u << (ids[k] % 32);
+        }
+      ASSERT_EQ(from_lists, want) << "lists, round " << round << " depth " << depth;
     }
   }
 }
@@ -127,6 +143,10 @@ TEST_F(GpuMatch, NoPatterns) {
   std::vector<uint32_t> got{1, 2, 3};
   dm.scan(b.data, b.refs, 1500, got);
   EXPECT_TRUE(got.empty());
+  std::vector<uint32_t> offsets, ids{7};
+  dm.scan_lists(b.data, b.refs, 1500, offsets, ids);
+  EXPECT_EQ(offsets, std::vector<uint32_t>(11, 0));
+  EXPECT_TRUE(ids.empty());
 }
 
 // enqueue_scan with a max_len below the real longest payload still scans it whole.
