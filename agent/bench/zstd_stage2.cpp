@@ -129,7 +129,7 @@ int run_stage2(const Options& opt, std::vector<Table>& out) {
     return 1;
   }
   cudaSetDevice(opt.gpu);
-  size_t total = opt.quick ? (16u << 20) : (512u << 20);
+  size_t total = opt.quick ? (16u << 20) : (256u << 20);
   size_t chunk = 1u << 20;
   for (const auto& a : opt.args) {
     if (a.rfind("size=", 0) == 0) total = std::stoull(a.substr(5)) << 20;
