@@ -26,6 +26,9 @@ enum class OpId : uint16_t {
   sha256 = 4,
   zstd_compress = 5,    // out: capacity; out_len: the frame size
   zstd_decompress = 6,  // out: capacity; out_len: the decompressed size
+  zlib_compress = 7,    // compress2(): out: capacity; out_len: the zlib stream size; level
+  crc32 = 8,            // zlib crc32(crc, in): crc = Job::crc; out: 4 bytes, the result little-endian
+  memcpy = 9,           // out: in.size() bytes, a copy of in (tier 2: the GPU path is there to be measured)
 };
 
 enum class Status : uint8_t {
@@ -47,7 +50,8 @@ struct Job {
   std::array<uint8_t, 16> tag{}; // GCM encrypt: written; GCM decrypt: the expected tag
   Status status = Status::pending;
   size_t out_len = 0;            // bytes of out written, for ops whose output size varies (zstd)
-  int level = 0;                 // zstd compress level
+  int level = 0;                 // zstd / zlib compress level
+  uint32_t crc = 0;              // crc32: the crc to continue from (zlib's first argument; 0 to start)
   uint64_t cookie = 0;           // the submitter's own, never touched
 };
 

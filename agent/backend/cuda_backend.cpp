@@ -9,8 +9,9 @@
 #include <stdexcept>
 
 #include "aes/aes.h"
-#include "backend/cuda_zstd.h"
 #include "backend/ops.h"
+#include "backend/cuda_tier2.h"
+#include "backend/cuda_zstd.h"
 #include "sha256/sha256.h"
 #include "util/log.h"
 
@@ -179,6 +180,7 @@ struct CudaBackend::Impl {
   HostBuf h_meta, h_aux, h_res, h_stage_in, h_stage_out;
   Mirror in_m, out_m;
   CopyPlan cp;
+  std::unique_ptr<CudaTier2> tier2;  // crc32, memcpy (cuda_tier2.cpp), made on first use
   std::unique_ptr<CudaZstd> zstd;    // zstd_compress (cuda_zstd.cpp), made on first use
 
   Impl() {
@@ -564,7 +566,7 @@ void CudaBackend::worker() {
 }
 
 void CudaBackend::run_batch(Batch& b) {
-  std::vector<Job*> aes_jobs, sha_jobs, zstd_jobs, cpu_jobs;
+  std::vector<Job*> aes_jobs, sha_jobs, crc_jobs, copy_jobs, zstd_jobs, cpu_jobs;
   uint64_t bytes = 0;
   for (auto& j : b.jobs) {
     bytes += j.in.size();
@@ -577,6 +579,10 @@ void CudaBackend::run_batch(Batch& b) {
       cpu_jobs.push_back(&j);
     else if (op->family == Family::aes)
       aes_jobs.push_back(&j);
+    else if (op->family == Family::crc32)
+      crc_jobs.push_back(&j);
+    else if (op->family == Family::memcpy)
+      copy_jobs.push_back(&j);
     else if (op->family == Family::zstd)
       zstd_jobs.push_back(&j);
     else
@@ -615,12 +621,20 @@ void CudaBackend::run_batch(Batch& b) {
     for (auto* x : j) in_bytes += x->in.size();
     impl_->run_sha(j, in_bytes, fault);
   });
+  auto tier2 = [&]() -> CudaTier2& {
+    if (!impl_->tier2) impl_->tier2 = std::make_unique<CudaTier2>(reinterpret_cast<void* const*>(impl_->streams), Impl::kStreams);
+    return *impl_->tier2;
+  };
+  gpu_part(crc_jobs, [&](std::vector<Job*>& j) { check(tier2().run_crc32(j, fault), "crc32 batch"); });
+  gpu_part(copy_jobs, [&](std::vector<Job*>& j) { check(tier2().run_memcpy(j, fault), "memcpy batch"); });
   gpu_part(zstd_jobs, [&](std::vector<Job*>& j) {
     if (!impl_->zstd) impl_->zstd = std::make_unique<CudaZstd>(0);
     impl_->zstd->run(j, fault);
   });
   cpu_->run_jobs(cpu_jobs);
-  b.ran_on = retried ? "cpu-retry" : (aes_jobs.empty() && sha_jobs.empty() && zstd_jobs.empty() && !cpu_jobs.empty() ? "cpu" : name());
+  const bool gpu_ran = !aes_jobs.empty() || !sha_jobs.empty() || !crc_jobs.empty() || !copy_jobs.empty() ||
+                       !zstd_jobs.empty();
+  b.ran_on = retried ? "cpu-retry" : (!gpu_ran && !cpu_jobs.empty() ? "cpu" : name());
   std::lock_guard lk(stats_mu_);
   stats_.batches++;
   stats_.jobs += b.jobs.size();

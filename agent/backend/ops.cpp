@@ -83,6 +83,7 @@ std::span<const OpInfo> ops() {
   static const bool once = [] {
     register_crypto_ops();
     register_zstd_ops();
+    register_tier2_ops();
     // Later op families register here.
     return true;
   }();

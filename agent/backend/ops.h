@@ -10,7 +10,7 @@
 
 namespace gpo::backend {
 
-enum class Family : uint8_t { aes, sha256, zstd };  // ops one GPU pipeline runs together
+enum class Family : uint8_t { aes, sha256, zstd, deflate, crc32, memcpy };  // ops one GPU pipeline runs together
 
 struct OpInfo {
   OpId id;
@@ -33,5 +33,6 @@ Status run_on_cpu(Job& job);
 void register_op(OpInfo info);
 void register_crypto_ops();
 void register_zstd_ops();
+void register_tier2_ops();  // zlib compress2, crc32, memcpy (ops_tier2.cpp)
 
 }  // namespace gpo::backend

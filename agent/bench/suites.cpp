@@ -15,7 +15,10 @@ void register_zstd_stage2_bench();
 
 void register_match_bench();
 
+void register_tier2_bench();
+
 void register_builtin_suites() {
+  register_tier2_bench();
   register_match_bench();
   register_crypto_bench();
   register_planner_bench();

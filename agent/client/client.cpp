@@ -26,6 +26,8 @@
 #include <vector>
 
 #include "aes/aes.h"
+#include "crc32/crc32.h"
+#include "deflate/deflate.h"
 #include "gpuoffload.h"
 #include "ipc/slab_protocol.h"
 #include "sha256/sha256.h"
@@ -285,6 +287,8 @@ uint64_t slab_out_bytes(const gpo_request& r) {
     case GPO_SHA256: return 32;
     case GPO_ZSTD_COMPRESS: return ZSTD_compressBound(r.in_len);
     case GPO_ZSTD_DECOMPRESS: return r.out_cap;
+    case GPO_ZLIB_COMPRESS: return gpo::deflate::bound(r.in_len);
+    case GPO_CRC32: return 4;
     default: return r.in_len;
   }
 }
@@ -308,6 +312,19 @@ int check_request(const gpo_request& r) {
     case GPO_ZSTD_DECOMPRESS:
       if (r.out_cap && !r.out) return GPO_ERR_INVALID;
       return GPO_OK;
+    case GPO_ZLIB_COMPRESS:
+      if ((r.out_cap && !r.out) || r.key || r.iv_len || r.aad_len) return GPO_ERR_INVALID;
+      return GPO_OK;
+    case GPO_CRC32:
+      if (!r.out || r.key || r.iv_len || r.aad_len) return GPO_ERR_INVALID;
+      return r.out_cap < 4 ? GPO_ERR_DST_TOO_SMALL : GPO_OK;
+    case GPO_MEMCPY: {
+      if ((r.in_len && !r.out) || r.key || r.iv_len || r.aad_len) return GPO_ERR_INVALID;
+      const auto* i = static_cast<const uint8_t*>(r.in);
+      const auto* o = static_cast<const uint8_t*>(r.out);
+      if (r.in_len && i != o && o < i + r.in_len && i < o + r.in_len) return GPO_ERR_INVALID;  // overlap
+      return r.out_cap < r.in_len ? GPO_ERR_DST_TOO_SMALL : GPO_OK;
+    }
     default: return GPO_ERR_INVALID;
   }
 }
@@ -358,6 +375,25 @@ int compute_local(const gpo_request& r, const uint8_t* in, const uint8_t* aad, c
       *out_len = n;
       return GPO_OK;
     }
+    case GPO_ZLIB_COMPRESS: {
+      // zlib's own compress2 (kernels/deflate/zlib_real.h): never the shim.
+      size_t n = 0;
+      auto res = gpo::deflate::cpu_compress({in, r.in_len}, {static_cast<uint8_t*>(r.out), r.out_cap}, r.level, &n);
+      if (res == gpo::deflate::Result::dst_too_small) return GPO_ERR_DST_TOO_SMALL;
+      if (res != gpo::deflate::Result::ok) return GPO_ERR_INVALID;
+      *out_len = n;
+      return GPO_OK;
+    }
+    case GPO_CRC32: {
+      const uint32_t c = gpo::crc32::cpu_crc32(r.crc, {in, r.in_len});
+      for (int b = 0; b < 4; ++b) static_cast<uint8_t*>(r.out)[b] = uint8_t(c >> (8 * b));
+      *out_len = 4;
+      return GPO_OK;
+    }
+    case GPO_MEMCPY:
+      if (r.in_len && r.out != in) std::memcpy(r.out, in, r.in_len);
+      *out_len = r.in_len;
+      return GPO_OK;
   }
   return GPO_ERR_INVALID;
 }
@@ -456,6 +492,7 @@ int gpo_submit(const gpo_request* req, gpo_handle** out) {
   std::memset(reinterpret_cast<uint8_t*>(j) + sizeof(j->state), 0, sizeof(*j) - sizeof(j->state));
   j->op = uint16_t(req->op);
   j->level = req->level;
+  j->crc = req->crc;
   j->in_off = b.in;
   j->in_len = req->in_len;
   j->out_off = b.out;
@@ -563,18 +600,18 @@ int gpo_run(const gpo_request* req, size_t* out_len) {
 
 int gpo_aes256_gcm_encrypt(const uint8_t key[32], const uint8_t iv[12], const void* aad, size_t aad_len,
                            const void* in, size_t len, void* out, uint8_t tag[16]) {
-  gpo_request r{GPO_AES256_GCM_ENCRYPT, in, len, out, len, key, iv, 12, aad, aad_len, tag, 0};
+  gpo_request r{GPO_AES256_GCM_ENCRYPT, in, len, out, len, key, iv, 12, aad, aad_len, tag, 0, 0};
   return gpo_run(&r, nullptr);
 }
 
 int gpo_aes256_gcm_decrypt(const uint8_t key[32], const uint8_t iv[12], const void* aad, size_t aad_len,
                            const void* in, size_t len, void* out, const uint8_t tag[16]) {
-  gpo_request r{GPO_AES256_GCM_DECRYPT, in, len, out, len, key, iv, 12, aad, aad_len, const_cast<uint8_t*>(tag), 0};
+  gpo_request r{GPO_AES256_GCM_DECRYPT, in, len, out, len, key, iv, 12, aad, aad_len, const_cast<uint8_t*>(tag), 0, 0};
   return gpo_run(&r, nullptr);
 }
 
 int gpo_aes256_ctr(const uint8_t key[32], const uint8_t iv[16], const void* in, size_t len, void* out) {
-  gpo_request r{GPO_AES256_CTR, in, len, out, len, key, iv, 16, nullptr, 0, nullptr, 0};
+  gpo_request r{GPO_AES256_CTR, in, len, out, len, key, iv, 16, nullptr, 0, nullptr, 0, 0};
   return gpo_run(&r, nullptr);
 }
 
@@ -583,7 +620,7 @@ int gpo_sha256_batch(const void* const* msgs, const size_t* lens, size_t n, uint
   std::vector<gpo_handle*> hs(n, nullptr);
   int rc = GPO_OK;
   for (size_t i = 0; i < n; ++i) {
-    gpo_request r{GPO_SHA256, msgs[i], lens[i], digests + 32 * i, 32, nullptr, nullptr, 0, nullptr, 0, nullptr, 0};
+    gpo_request r{GPO_SHA256, msgs[i], lens[i], digests + 32 * i, 32, nullptr, nullptr, 0, nullptr, 0, nullptr, 0, 0};
     int e = gpo_submit(&r, &hs[i]);
     if (e != GPO_OK) rc = e;
   }
@@ -596,16 +633,37 @@ int gpo_sha256_batch(const void* const* msgs, const size_t* lens, size_t n, uint
 }
 
 int gpo_zstd_compress(void* dst, size_t dst_cap, const void* src, size_t len, int level, size_t* out_len) {
-  gpo_request r{GPO_ZSTD_COMPRESS, src, len, dst, dst_cap, nullptr, nullptr, 0, nullptr, 0, nullptr, level};
+  gpo_request r{GPO_ZSTD_COMPRESS, src, len, dst, dst_cap, nullptr, nullptr, 0, nullptr, 0, nullptr, level, 0};
   return gpo_run(&r, out_len);
 }
 
 int gpo_zstd_decompress(void* dst, size_t dst_cap, const void* src, size_t len, size_t* out_len) {
-  gpo_request r{GPO_ZSTD_DECOMPRESS, src, len, dst, dst_cap, nullptr, nullptr, 0, nullptr, 0, nullptr, 0};
+  gpo_request r{GPO_ZSTD_DECOMPRESS, src, len, dst, dst_cap, nullptr, nullptr, 0, nullptr, 0, nullptr, 0, 0};
   return gpo_run(&r, out_len);
 }
 
 size_t gpo_zstd_compress_bound(size_t len) { return ZSTD_compressBound(len); }
+
+int gpo_zlib_compress(void* dst, size_t dst_cap, const void* src, size_t len, int level, size_t* out_len) {
+  gpo_request r{GPO_ZLIB_COMPRESS, src, len, dst, dst_cap, nullptr, nullptr, 0, nullptr, 0, nullptr, level, 0};
+  return gpo_run(&r, out_len);
+}
+
+size_t gpo_zlib_compress_bound(size_t len) { return gpo::deflate::bound(len); }
+
+int gpo_crc32(uint32_t crc, const void* buf, size_t len, uint32_t* out) {
+  if (!out) return GPO_ERR_INVALID;
+  uint8_t le[4];
+  gpo_request r{GPO_CRC32, buf, len, le, 4, nullptr, nullptr, 0, nullptr, 0, nullptr, 0, crc};
+  int rc = gpo_run(&r, nullptr);
+  if (rc == GPO_OK) *out = uint32_t(le[0]) | uint32_t(le[1]) << 8 | uint32_t(le[2]) << 16 | uint32_t(le[3]) << 24;
+  return rc;
+}
+
+int gpo_memcpy(void* dst, const void* src, size_t len) {
+  gpo_request r{GPO_MEMCPY, src, len, dst, len, nullptr, nullptr, 0, nullptr, 0, nullptr, 0, 0};
+  return gpo_run(&r, nullptr);
+}
 
 void gpo_get_stats(gpo_client_stats* out) {
   if (!out) return;

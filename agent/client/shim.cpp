@@ -4,7 +4,11 @@
 // else, and any call made while the shim is already on this thread's stack
 // (the library's own CPU fallback calls libzstd), goes to the real function
 // found with dlsym(RTLD_NEXT). docs/offload.md lists what is intercepted.
+// zlib: compress2, compress, crc32, crc32_z. The library's and the agent's
+// zlib calls go to libz.so.1's own definitions (kernels/deflate/zlib_real.h),
+// so they never come back here, even in a process that preloads the shim.
 #include <dlfcn.h>
+#include <zlib.h>
 #include <zstd.h>
 
 #include <atomic>
@@ -49,6 +53,34 @@ using ZCompressCCtxFn = size_t (*)(ZSTD_CCtx*, void*, size_t, const void*, size_
 std::atomic<Sha256Fn> g_sha256{nullptr};
 std::atomic<ZCompressFn> g_zcompress{nullptr};
 std::atomic<ZCompressCCtxFn> g_zcompress_cctx{nullptr};
+using Compress2Fn = int (*)(Bytef*, uLongf*, const Bytef*, uLong, int);
+using CompressFn = int (*)(Bytef*, uLongf*, const Bytef*, uLong);
+using Crc32Fn = uLong (*)(uLong, const Bytef*, uInt);
+using Crc32zFn = uLong (*)(uLong, const Bytef*, z_size_t);
+std::atomic<Compress2Fn> g_compress2{nullptr};
+std::atomic<CompressFn> g_compress{nullptr};
+std::atomic<Crc32Fn> g_crc32{nullptr};
+std::atomic<Crc32zFn> g_crc32_z{nullptr};
+
+// compress2 through the library: true with *dest_len set, or false (the caller
+// then asks the real function, which returns zlib's own error code).
+bool offload_compress2(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n, int level) {
+  if (!dest || !dest_len || !src) return false;
+  Guard g;
+  size_t out = 0;
+  if (gpo_zlib_compress(dest, *dest_len, src, n, level, &out) != GPO_OK) return false;
+  *dest_len = uLongf(out);
+  return true;
+}
+
+// zlib's crc arithmetic is on the low 32 bits of crc; so is the library's.
+bool offload_crc32(uLong crc, const Bytef* buf, size_t n, uLong* out) {
+  Guard g;
+  uint32_t c = 0;
+  if (gpo_crc32(uint32_t(crc), buf, n, &c) != GPO_OK) return false;
+  *out = c;
+  return true;
+}
 
 }  // namespace
 
@@ -87,6 +119,38 @@ __attribute__((visibility("default"))) size_t ZSTD_compressCCtx(ZSTD_CCtx* cctx,
   // same so the caller's next use of cctx behaves as without the shim.
   ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
   return out;
+}
+
+__attribute__((visibility("default"))) int compress2(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n,
+                                                     int level) {
+  auto next = real(g_compress2, "compress2");
+  if (t_inside || n < threshold() || !offload_compress2(dest, dest_len, src, n, level))
+    return next(dest, dest_len, src, n, level);
+  return Z_OK;
+}
+
+// zlib's compress() is compress2() at Z_DEFAULT_COMPRESSION (some builds call
+// it through the PLT, and then compress2 above sees it; others inline it).
+__attribute__((visibility("default"))) int compress(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n) {
+  auto next = real(g_compress, "compress");
+  if (t_inside || n < threshold() || !offload_compress2(dest, dest_len, src, n, Z_DEFAULT_COMPRESSION))
+    return next(dest, dest_len, src, n);
+  return Z_OK;
+}
+
+// buf == NULL is zlib's "give me the initial crc" (returns 0): left to zlib.
+__attribute__((visibility("default"))) uLong crc32(uLong crc, const Bytef* buf, uInt n) {
+  auto next = real(g_crc32, "crc32");
+  uLong r = 0;
+  if (t_inside || !buf || n < threshold() || !offload_crc32(crc, buf, n, &r)) return next(crc, buf, n);
+  return r;
+}
+
+__attribute__((visibility("default"))) uLong crc32_z(uLong crc, const Bytef* buf, z_size_t n) {
+  auto next = real(g_crc32_z, "crc32_z");
+  uLong r = 0;
+  if (t_inside || !buf || n < threshold() || !offload_crc32(crc, buf, n, &r)) return next(crc, buf, n);
+  return r;
 }
 
 }  // extern "C"

@@ -374,6 +374,8 @@ void ClientServer::on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint3
       case GPO_OP_AES256_GCM_DECRYPT: ok = p.d.out_cap == p.d.in_len && p.d.iv_len == 12; break;
       case GPO_OP_AES256_CTR: ok = p.d.out_cap == p.d.in_len && p.d.iv_len == 16 && p.d.aad_len == 0; break;
       case GPO_OP_SHA256: ok = p.d.out_cap == 32; break;
+      case GPO_OP_CRC32: ok = p.d.out_cap == 4 && p.d.aad_len == 0 && p.d.iv_len == 0; break;
+      case GPO_OP_MEMCPY: ok = p.d.out_cap == p.d.in_len && p.d.aad_len == 0 && p.d.iv_len == 0; break;
       default: ok = p.d.aad_len == 0 && p.d.iv_len == 0; break;
     }
   }
@@ -426,6 +428,7 @@ void ClientServer::flush(uint16_t op) {
     j.in = {b + p.d.in_off, size_t(p.d.in_len)};
     j.out = {b + p.d.out_off, size_t(p.d.out_cap)};
     j.level = p.d.level;
+    j.crc = p.d.crc;
     if (p.d.op <= GPO_OP_AES256_CTR) {
       j.key = {p.d.key, 32};
       j.iv = {p.d.iv, p.d.iv_len};
@@ -448,7 +451,8 @@ void ClientServer::flush(uint16_t op) {
                    : j.status == backend::Status::invalid     ? GPO_JS_INVALID
                                                               : GPO_JS_FAILED;
       uint64_t out_len = j.op == backend::OpId::sha256                                          ? 32
-                         : (j.op == backend::OpId::zstd_compress || j.op == backend::OpId::zstd_decompress) ? j.out_len
+                         : (j.op == backend::OpId::zstd_compress || j.op == backend::OpId::zstd_decompress ||
+                            j.op == backend::OpId::zlib_compress || j.op == backend::OpId::crc32) ? j.out_len
                                                                                                  : j.in.size();
       complete(*p.slab, p.job, st, out_len, j.op == backend::OpId::aes256_gcm_encrypt ? j.tag.data() : nullptr);
       p.slab->inflight--;

@@ -44,6 +44,9 @@ enum gpo_op_id {
   GPO_OP_SHA256 = 4,
   GPO_OP_ZSTD_COMPRESS = 5,
   GPO_OP_ZSTD_DECOMPRESS = 6,
+  GPO_OP_ZLIB_COMPRESS = 7,   /* compress2(): level; out_len = the zlib stream size */
+  GPO_OP_CRC32 = 8,           /* zlib crc32(crc, in): crc in gpo_job.crc; out = 4 bytes, little-endian */
+  GPO_OP_MEMCPY = 9,          /* out = a copy of in */
 };
 
 enum gpo_job_state {
@@ -71,8 +74,8 @@ struct gpo_job {
   uint16_t op;        /* gpo_op_id */
   uint8_t status;     /* gpo_job_status, written by the agent before DONE */
   uint8_t iv_len;
-  int32_t level;      /* zstd compression level */
-  uint32_t reserved0;
+  int32_t level;      /* zstd / zlib compression level */
+  uint32_t crc;       /* crc32: the crc to continue from (zlib's first argument) */
   uint64_t in_off, in_len;
   uint64_t out_off, out_cap;
   uint64_t out_len;   /* written by the agent before DONE */

@@ -1,6 +1,6 @@
-/* libgpuoffload: offload AES-256-GCM/CTR, batched SHA-256 and zstd to the
- * gpuoffload agent (GPU or CPU backend), with the same results as OpenSSL and
- * libzstd. Usable from C and C++; thread-safe; safe across fork (the child
+/* libgpuoffload: offload AES-256-GCM/CTR, batched SHA-256, zstd, zlib
+ * compress2(), CRC-32 and memcpy to the gpuoffload agent (GPU or CPU backend),
+ * with the same results as OpenSSL, libzstd, zlib and libc. Usable from C and C++; thread-safe; safe across fork (the child
  * reconnects on first use).
  *
  * Every call returns a result: when the agent is absent, dies, is slow
@@ -37,12 +37,15 @@ extern "C" {
 #define GPO_SHA256 4
 #define GPO_ZSTD_COMPRESS 5
 #define GPO_ZSTD_DECOMPRESS 6
+#define GPO_ZLIB_COMPRESS 7 /* zlib compress2(): zlib format, level */
+#define GPO_CRC32 8         /* zlib crc32(crc, in): out = 4 bytes, the crc little-endian */
+#define GPO_MEMCPY 9        /* out = a copy of in (tier 2: see docs/offload.md) */
 
 typedef struct gpo_request {
   int op;
   const void* in;
   size_t in_len;
-  void* out;          /* AES: in_len bytes; SHA-256: 32; zstd: out_cap */
+  void* out;          /* AES, memcpy: in_len bytes; SHA-256: 32; CRC-32: 4; zstd, zlib: out_cap */
   size_t out_cap;
   const uint8_t* key; /* AES: 32 bytes */
   const uint8_t* iv;  /* GCM: 12 bytes, CTR: 16 (the initial counter block) */
@@ -50,7 +53,8 @@ typedef struct gpo_request {
   const void* aad;    /* GCM only */
   size_t aad_len;
   uint8_t* tag;       /* GCM: 16 bytes, written on encrypt, checked on decrypt */
-  int level;          /* zstd compress level (0 = libzstd's default) */
+  int level;          /* zstd compress level (0 = libzstd's default); zlib: -1 = Z_DEFAULT_COMPRESSION, 0..9 */
+  uint32_t crc;       /* CRC-32: the crc to continue from (zlib's first argument; 0 to start) */
 } gpo_request;
 
 /* Async: gpo_submit copies the input (and key, IV, AAD, decrypt tag) and
@@ -73,6 +77,15 @@ GPO_API int gpo_sha256_batch(const void* const* msgs, const size_t* lens, size_t
 GPO_API int gpo_zstd_compress(void* dst, size_t dst_cap, const void* src, size_t len, int level, size_t* out_len);
 GPO_API int gpo_zstd_decompress(void* dst, size_t dst_cap, const void* src, size_t len, size_t* out_len);
 GPO_API size_t gpo_zstd_compress_bound(size_t len);
+/* compress2() semantics: a zlib stream, byte-identical to this zlib's compress2()
+ * at level; GPO_ERR_DST_TOO_SMALL where compress2 says Z_BUF_ERROR. */
+GPO_API int gpo_zlib_compress(void* dst, size_t dst_cap, const void* src, size_t len, int level, size_t* out_len);
+GPO_API size_t gpo_zlib_compress_bound(size_t len);
+/* *out = zlib crc32_z(crc, buf, len) (crc: 0 to start, or the crc of what came before). */
+GPO_API int gpo_crc32(uint32_t crc, const void* buf, size_t len, uint32_t* out);
+/* dst = a copy of src (no overlap). Offloading a copy costs two PCIe
+ * crossings: it exists to be measured, see docs/offload.md. */
+GPO_API int gpo_memcpy(void* dst, const void* src, size_t len);
 
 typedef struct gpo_client_stats {
   uint64_t jobs;            /* submitted */

@@ -1,0 +1,355 @@
+#include "backend/cuda_tier2.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <span>
+
+#include "crc32/crc32.h"
+
+namespace gpo::backend {
+namespace {
+
+struct Fail {
+  cudaError_t code;
+};
+void ck(cudaError_t e) {
+  if (e != cudaSuccess) throw Fail{e};
+}
+void ck(int e) { ck(static_cast<cudaError_t>(e)); }
+
+uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+// Grow-only device / pinned host buffers (a batch reuses the last one's).
+struct DevBuf {
+  void* p = nullptr;
+  size_t cap = 0;
+  uint8_t* get(size_t n) {
+    if (n > cap) {
+      if (p) cudaFree(p);
+      p = nullptr;
+      cap = 0;
+      ck(cudaMalloc(&p, std::max<size_t>(n, 1)));
+      cap = n;
+    }
+    return static_cast<uint8_t*>(p);
+  }
+  ~DevBuf() {
+    if (p) cudaFree(p);
+  }
+};
+struct HostBuf {
+  void* p = nullptr;
+  size_t cap = 0;
+  uint8_t* get(size_t n) {
+    if (n > cap) {
+      if (p) cudaFreeHost(p);
+      p = nullptr;
+      cap = 0;
+      ck(cudaMallocHost(&p, std::max<size_t>(n, 1)));
+      cap = n;
+    }
+    return static_cast<uint8_t*>(p);
+  }
+  ~HostBuf() {
+    if (p) cudaFreeHost(p);
+  }
+};
+
+bool is_pinned(const void* p) {
+  cudaPointerAttributes a{};
+  const bool pinned = cudaPointerGetAttributes(&a, p) == cudaSuccess && a.type == cudaMemoryTypeHost;
+  cudaGetLastError();  // a failed query is not an error here
+  return pinned;
+}
+
+// Inputs laid out on the device so that buffers close together in host memory
+// (jobs packed in a client slab) share one copy; the host address modulo 256
+// is kept so aligned host data stays aligned.
+struct Layout {
+  struct Range {
+    const uint8_t* host;
+    uint64_t dev, len;
+    bool staged;  // not pinned: goes through pinned staging
+  };
+  std::vector<Range> ranges;
+  std::vector<uint32_t> range_of;
+  std::vector<uint64_t> dev;
+  uint64_t total = 0;
+  void build(const std::vector<Job*>& jobs) {
+    ranges.clear();
+    range_of.assign(jobs.size(), 0);
+    dev.assign(jobs.size(), 0);
+    total = 0;
+    const uint8_t* prev_end = nullptr;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      auto b = jobs[i]->in;
+      if (b.empty()) continue;
+      if (prev_end && b.data() >= prev_end && uint64_t(b.data() - prev_end) <= 4096) {
+        Range& r = ranges.back();
+        dev[i] = r.dev + uint64_t(b.data() - r.host);
+        r.len = uint64_t(b.data() + b.size() - r.host);
+        total = r.dev + r.len;
+      } else {
+        const uint64_t d = align_up(total, 256) + (reinterpret_cast<uintptr_t>(b.data()) & 255);
+        ranges.push_back({b.data(), d, b.size(), !is_pinned(b.data())});
+        dev[i] = d;
+        total = d + b.size();
+      }
+      range_of[i] = uint32_t(ranges.size() - 1);
+      prev_end = b.data() + b.size();
+    }
+  }
+  bool any_staged() const {
+    for (auto& r : ranges)
+      if (r.staged) return true;
+    return false;
+  }
+};
+
+// Copies of one piece, merged per range.
+struct CopyList {
+  struct Copy {
+    uint32_t range;
+    uint64_t lo, hi;  // device offsets
+  };
+  std::vector<Copy> v;
+  void add(const Layout& l, size_t job, uint64_t lo, uint64_t hi) {
+    if (hi <= lo) return;
+    const uint32_t r = l.range_of[job];
+    const uint64_t dlo = l.dev[job] + lo, dhi = l.dev[job] + hi;
+    if (!v.empty() && v.back().range == r && dlo >= v.back().lo) {
+      v.back().hi = std::max(v.back().hi, dhi);
+      return;
+    }
+    v.push_back({r, dlo, dhi});
+  }
+};
+
+uint64_t piece_target(uint64_t total) {
+  return std::clamp<uint64_t>(total / 16, uint64_t{1} << 20, uint64_t{16} << 20);
+}
+
+}  // namespace
+
+struct CudaTier2::Impl {
+  std::vector<cudaStream_t> streams;
+  std::vector<cudaEvent_t> events;
+  cudaEvent_t ev_meta = nullptr;
+  DevBuf d_in, d_meta;
+  HostBuf h_meta, h_stage_in, h_stage_out;
+  Layout lay;
+
+  cudaEvent_t event(size_t p) {
+    while (events.size() <= p) {
+      cudaEvent_t e;
+      ck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      events.push_back(e);
+    }
+    return events[p];
+  }
+  void sync_all() {
+    for (auto s : streams) cudaStreamSynchronize(s);
+    cudaGetLastError();
+  }
+  void copy_in(const CopyList& cl, uint8_t* din, cudaStream_t s) {
+    for (auto& c : cl.v) {
+      const auto& r = lay.ranges[c.range];
+      const void* src = r.host + (c.lo - r.dev);
+      if (r.staged) {  // unpinned: through pinned staging, one piece at a time
+        uint8_t* st = h_stage_in.p ? static_cast<uint8_t*>(h_stage_in.p) + c.lo : nullptr;
+        std::memcpy(st, src, c.hi - c.lo);
+        src = st;
+      }
+      ck(cudaMemcpyAsync(din + c.lo, src, c.hi - c.lo, cudaMemcpyHostToDevice, s));
+    }
+  }
+
+  void crc32(std::vector<Job*>& jobs, bool inject_fault) {
+    namespace g = crc32::gpu;
+    const uint32_t n = uint32_t(jobs.size());
+    lay.build(jobs);
+    if (lay.any_staged()) h_stage_in.get(lay.total);
+    uint8_t* din = d_in.get(lay.total);
+    std::vector<uint32_t> first(n + 1, 0);
+    for (uint32_t i = 0; i < n; ++i) first[i + 1] = first[i] + uint32_t(g::tiles_of(jobs[i]->in.size()));
+    const uint32_t ntiles = first[n];
+    // Metadata: jobs, tile -> job map, accumulators, results.
+    const size_t jobs_b = align_up(n * sizeof(g::DevJob), 256), map_b = align_up(ntiles * sizeof(uint32_t), 256),
+                 acc_b = align_up(n * sizeof(uint32_t), 256);
+    uint8_t* hm = h_meta.get(jobs_b + map_b + acc_b);
+    uint8_t* dm = d_meta.get(jobs_b + map_b + 2 * acc_b);
+    auto* hjobs = reinterpret_cast<g::DevJob*>(hm);
+    auto* hmap = reinterpret_cast<uint32_t*>(hm + jobs_b);
+    auto* hres = reinterpret_cast<uint32_t*>(hm + jobs_b + map_b);
+    auto* djobs = reinterpret_cast<g::DevJob*>(dm);
+    auto* dmap = reinterpret_cast<uint32_t*>(dm + jobs_b);
+    auto* dacc = reinterpret_cast<uint32_t*>(dm + jobs_b + map_b);
+    auto* dres = reinterpret_cast<uint32_t*>(dm + jobs_b + map_b + acc_b);
+    for (uint32_t i = 0; i < n; ++i) {
+      hjobs[i] = {reinterpret_cast<uint64_t>(din + lay.dev[i]), jobs[i]->in.size(), first[i], jobs[i]->crc};
+      for (uint32_t t = first[i]; t < first[i + 1]; ++t) hmap[t] = i;
+    }
+    cudaStream_t s0 = streams[0];
+    if (!ev_meta) ck(cudaEventCreateWithFlags(&ev_meta, cudaEventDisableTiming));
+    ck(cudaMemcpyAsync(dm, hm, jobs_b + map_b, cudaMemcpyHostToDevice, s0));
+    ck(cudaMemsetAsync(dacc, 0, n * sizeof(uint32_t), s0));
+    ck(cudaEventRecord(ev_meta, s0));
+
+    // Pieces of whole tiles, ~piece_target bytes each, round-robin on the streams.
+    const uint64_t target = piece_target(lay.total);
+    size_t pieces = 0;
+    CopyList cl;
+    uint32_t ta = 0;
+    uint64_t bytes = 0;
+    auto flush = [&](uint32_t tb) {
+      if (tb <= ta) return;
+      cudaStream_t s = streams[pieces % streams.size()];
+      ck(cudaStreamWaitEvent(s, ev_meta, 0));
+      copy_in(cl, din, s);
+      if (inject_fault && pieces == 0) ck(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, s));
+      ck(g::enqueue_tiles(djobs, dmap, ta, tb, dacc, s));
+      ck(cudaEventRecord(event(pieces), s));
+      ++pieces;
+      cl.v.clear();
+      ta = tb;
+      bytes = 0;
+    };
+    for (uint32_t i = 0; i < n; ++i) {
+      const uint64_t len = jobs[i]->in.size(), nt = first[i + 1] - first[i];
+      const uint64_t pad = nt * g::kTileBytes - len;
+      for (uint64_t t = 0; t < nt; ++t) {
+        const uint64_t lo = t * g::kTileBytes > pad ? t * g::kTileBytes - pad : 0, hi = (t + 1) * g::kTileBytes - pad;
+        cl.add(lay, i, lo, hi);
+        bytes += hi - lo + 64;
+        if (bytes >= target) flush(first[i] + uint32_t(t) + 1);
+      }
+    }
+    flush(ntiles);
+    for (size_t p = 0; p < pieces; ++p) ck(cudaStreamWaitEvent(s0, events[p], 0));
+    ck(g::enqueue_finalize(djobs, n, dacc, dres, s0));
+    ck(cudaMemcpyAsync(hres, dres, n * sizeof(uint32_t), cudaMemcpyDeviceToHost, s0));
+    ck(cudaStreamSynchronize(s0));
+    for (uint32_t i = 0; i < n; ++i) {
+      Job& j = *jobs[i];
+      for (int b = 0; b < 4; ++b) j.out[b] = uint8_t(hres[i] >> (8 * b));
+      j.out_len = crc32::kCrcBytes;
+      j.status = Status::ok;
+    }
+  }
+
+  // host -> device -> host, in pieces over the streams (copies in both
+  // directions overlap). Outputs that are not pinned come back through staging.
+  void memcpy_(std::vector<Job*>& jobs, bool inject_fault) {
+    const uint32_t n = uint32_t(jobs.size());
+    lay.build(jobs);
+    if (lay.any_staged()) h_stage_in.get(lay.total);
+    uint8_t* din = d_in.get(lay.total);
+    std::vector<bool> out_staged(n, false);
+    bool any_out_staged = false;
+    for (uint32_t i = 0; i < n; ++i)
+      if (!jobs[i]->out.empty() && jobs[i]->out.data() != jobs[i]->in.data())
+        any_out_staged |= out_staged[i] = !is_pinned(jobs[i]->out.data());
+    if (any_out_staged) h_stage_out.get(lay.total);
+    uint8_t* hso = static_cast<uint8_t*>(h_stage_out.p);
+
+    struct Chunk {
+      uint32_t job;
+      uint64_t lo, hi;
+    };
+    std::vector<std::vector<Chunk>> pieces;
+    const uint64_t target = piece_target(lay.total);
+    std::vector<Chunk> cur;
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      const uint64_t len = jobs[i]->in.size();
+      for (uint64_t lo = 0; lo < len;) {
+        const uint64_t hi = std::min(len, lo + (target - bytes));  // bytes < target here
+        cur.push_back({i, lo, hi});
+        bytes += hi - lo + 64;
+        lo = hi;
+        if (bytes >= target) {
+          pieces.push_back(std::move(cur));
+          cur.clear();
+          bytes = 0;
+        }
+      }
+    }
+    if (!cur.empty()) pieces.push_back(std::move(cur));
+
+    CopyList cl;
+    for (size_t p = 0; p < pieces.size(); ++p) {
+      cudaStream_t s = streams[p % streams.size()];
+      cl.v.clear();
+      for (auto& c : pieces[p]) cl.add(lay, c.job, c.lo, c.hi);
+      copy_in(cl, din, s);
+      if (inject_fault && p == 0) ck(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, s));
+      // Device -> host, merging chunks adjacent on both sides (outputs packed like their inputs).
+      const uint8_t* run_src = nullptr;
+      uint8_t* run_dst = nullptr;
+      uint64_t run_len = 0;
+      auto send = [&] {
+        if (run_len) ck(cudaMemcpyAsync(run_dst, run_src, run_len, cudaMemcpyDeviceToHost, s));
+        run_len = 0;
+      };
+      for (auto& c : pieces[p]) {
+        Job& j = *jobs[c.job];
+        if (j.out.data() == j.in.data()) continue;  // in place: the bytes are already there
+        const uint8_t* src = din + lay.dev[c.job] + c.lo;
+        uint8_t* dst = out_staged[c.job] ? hso + lay.dev[c.job] + c.lo : j.out.data() + c.lo;
+        if (run_len && src == run_src + run_len && dst == run_dst + run_len) {
+          run_len += c.hi - c.lo;
+          continue;
+        }
+        send();
+        run_src = src, run_dst = dst, run_len = c.hi - c.lo;
+      }
+      send();
+      ck(cudaEventRecord(event(p), s));
+    }
+    for (size_t p = 0; p < pieces.size(); ++p) {
+      ck(cudaEventSynchronize(events[p]));
+      for (auto& c : pieces[p])
+        if (out_staged[c.job])
+          std::memcpy(jobs[c.job]->out.data() + c.lo, hso + lay.dev[c.job] + c.lo, c.hi - c.lo);
+    }
+    for (auto* j : jobs) {
+      j->out_len = j->in.size();
+      j->status = Status::ok;
+    }
+  }
+};
+
+CudaTier2::CudaTier2(void* const* streams, int nstreams) : impl_(std::make_unique<Impl>()) {
+  for (int i = 0; i < nstreams; ++i) impl_->streams.push_back(static_cast<cudaStream_t>(streams[i]));
+}
+
+CudaTier2::~CudaTier2() {
+  for (auto e : impl_->events) cudaEventDestroy(e);
+  if (impl_->ev_meta) cudaEventDestroy(impl_->ev_meta);
+}
+
+int CudaTier2::run_crc32(std::vector<Job*>& jobs, bool inject_fault) {
+  if (jobs.empty()) return 0;
+  try {
+    impl_->crc32(jobs, inject_fault);
+    return 0;
+  } catch (const Fail& f) {
+    impl_->sync_all();  // nothing of this batch still in flight when the CPU takes over
+    return int(f.code);
+  }
+}
+
+int CudaTier2::run_memcpy(std::vector<Job*>& jobs, bool inject_fault) {
+  if (jobs.empty()) return 0;
+  try {
+    impl_->memcpy_(jobs, inject_fault);
+    return 0;
+  } catch (const Fail& f) {
+    impl_->sync_all();
+    return int(f.code);
+  }
+}
+
+}  // namespace gpo::backend

@@ -1,0 +1,168 @@
+// Real programs that call zlib's compress2() / crc32(), run with and without
+// LD_PRELOAD=libgpuoffload-shim.so against the agent component (in-process,
+// CPU backend): the same bytes out, and the agent served jobs (so the calls
+// really went through the shim). The tools, and why they call zlib:
+//   python3 -c zlib.crc32(...)       -> crc32() (CPython's zlib module)
+//   git archive --format=zip -0      -> crc32() over each file's content
+//   llvm-objcopy --compress-debug-sections=zlib -> compress2() per section (libLLVM)
+// Each test skips, saying which tool is missing, when it is not installed.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "common/proc.h"
+#include "offload/offload_env.h"
+
+using namespace gpo::test;
+
+namespace {
+
+std::string self_dir() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  std::string p(buf, size_t(n > 0 ? n : 0));
+  return p.substr(0, p.rfind('/'));
+}
+
+std::string read_file(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+void write_file(const std::string& p, const Bytes& b) {
+  std::ofstream f(p, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+}
+
+// llvm-objcopy leaves the ch_reserved word of each compressed section's
+// Elf64_Chdr uninitialized (two plain runs differ there): zero it before
+// comparing. Everything else, the zlib streams included, must be identical.
+std::string mask_chdr_reserved(std::string b) {
+  auto rd = [&](size_t off, size_t n) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < n && off + i < b.size(); ++i) v |= uint64_t(uint8_t(b[off + i])) << (8 * i);
+    return v;
+  };
+  if (b.size() < 64 || b.compare(0, 4, "\x7f" "ELF") != 0 || b[4] != 2) return b;
+  const uint64_t shoff = rd(0x28, 8), shentsize = rd(0x3a, 2), shnum = rd(0x3c, 2);
+  for (uint64_t i = 0; i < shnum; ++i) {
+    const uint64_t sh = shoff + i * shentsize;
+    if (sh + 64 > b.size()) break;
+    const uint64_t flags = rd(sh + 8, 8), off = rd(sh + 24, 8);
+    if ((flags & 0x800) && off + 8 <= b.size())  // SHF_COMPRESSED
+      for (int k = 4; k < 8; ++k) b[off + k] = 0;
+  }
+  return b;
+}
+
+class ShimZlib : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    gpo::ipc::ServerOptions o;
+    o.socket_path = unique_socket("shimz");
+    o.uprobe_doorbell = false;
+    agent_ = std::make_unique<InProcessAgent>(o);
+    dir_ = "/tmp/gpo-shimz-" + std::to_string(getpid());
+    ASSERT_EQ(run_proc({"/bin/mkdir", "-p", dir_}, 10).exit_code, 0);
+  }
+  void TearDown() override {
+    if (!dir_.empty()) run_proc({"/bin/rm", "-rf", dir_}, 30);
+  }
+  // argv under env(1) with extra VAR=value settings.
+  ProcResult run_env(const std::vector<std::string>& env, const std::vector<std::string>& argv) {
+    std::vector<std::string> a{"/usr/bin/env"};
+    a.insert(a.end(), env.begin(), env.end());
+    a.insert(a.end(), argv.begin(), argv.end());
+    return run_proc(a, 120);
+  }
+  // Runs argv plain and under the shim; {OUT} in argv is replaced by a path
+  // per run, whose contents must match too. Returns the jobs the agent did.
+  uint64_t same_with_and_without_shim(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
+                                      std::string (*mask)(std::string) = nullptr) {
+    auto subst = [&](const std::string& out) {
+      std::vector<std::string> a = argv;
+      for (auto& s : a)
+        if (auto at = s.find("{OUT}"); at != std::string::npos) s.replace(at, 5, out);
+      return a;
+    };
+    const std::string out_plain = dir_ + "/plain.out", out_shim = dir_ + "/shim.out";
+    auto plain = run_env(env, subst(out_plain));
+    EXPECT_EQ(plain.exit_code, 0) << plain.out;
+    const uint64_t before = agent_->server().stats().jobs_done;
+    std::vector<std::string> e = env;
+    e.push_back("LD_PRELOAD=" + std::string(SHIM_PATH));
+    e.push_back("GPO_SOCKET=" + agent_->socket());
+    e.push_back("GPO_TIMEOUT_MS=20000");
+    e.push_back("GPO_SHIM_MIN_BYTES=16384");
+    auto shim = run_env(e, subst(out_shim));
+    EXPECT_EQ(shim.exit_code, 0) << shim.out;
+    EXPECT_EQ(shim.out, plain.out) << "the shim changed the program's output";
+    std::string got = read_file(out_shim), want = read_file(out_plain);
+    if (mask) got = mask(got), want = mask(want);
+    EXPECT_TRUE(got == want) << "the shim changed the file the program wrote (" << got.size() << " vs " << want.size()
+                             << " bytes)";
+    return agent_->server().stats().jobs_done - before;
+  }
+  std::unique_ptr<InProcessAgent> agent_;
+  std::string dir_;
+};
+
+TEST_F(ShimZlib, Python3ZlibCrc32) {
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  write_file(dir_ + "/in.bin", random_bytes((size_t{2} << 20) + 5, 11));
+  // -I: isolated (no user site, no PYTHON* environment).
+  uint64_t jobs = same_with_and_without_shim(
+      {"/usr/bin/python3", "-I", "-c",
+       "import zlib,sys\n"
+       "d=open(sys.argv[1],'rb').read()\n"
+       "print(hex(zlib.crc32(d)), hex(zlib.crc32(d[7:], 0x12345678)), hex(zlib.crc32(d[:100])))\n"
+       "open(sys.argv[2],'w').write(str(zlib.crc32(d[:1<<20], zlib.crc32(d[1<<20:]))))\n",
+       dir_ + "/in.bin", "{OUT}"});
+  EXPECT_GE(jobs, 3u) << "python3's zlib.crc32 did not go through the shim";
+}
+
+TEST_F(ShimZlib, GitArchiveZipCrc32) {
+  if (access("/usr/bin/git", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/git";
+  const std::string repo = dir_ + "/repo";
+  write_file(dir_ + "/blob", random_bytes(size_t{3} << 20, 12));
+  ASSERT_EQ(run_proc({"/bin/mkdir", "-p", repo}, 10).exit_code, 0);
+  write_file(repo + "/big.bin", random_bytes((size_t{1} << 20) + 3, 13));
+  write_file(repo + "/text.txt", text_bytes(300000, 14));
+  write_file(repo + "/small.txt", text_bytes(100, 15));
+  const std::vector<std::string> id{"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org",
+                                    "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org",
+                                    "GIT_AUTHOR_DATE=2026-11-25T12:00:00Z", "GIT_COMMITTER_DATE=2026-11-25T12:00:00Z",
+                                    "HOME=" + dir_};
+  ASSERT_EQ(run_env(id, {"/usr/bin/git", "-C", repo, "init", "-q"}).exit_code, 0);
+  ASSERT_EQ(run_env(id, {"/usr/bin/git", "-C", repo, "add", "."}).exit_code, 0);
+  auto c = run_env(id, {"/usr/bin/git", "-C", repo, "commit", "-q", "-m", "x"});
+  ASSERT_EQ(c.exit_code, 0) << c.out;
+  uint64_t jobs = same_with_and_without_shim(
+      {"/usr/bin/git", "-C", repo, "archive", "--format=zip", "-0", "-o", "{OUT}", "HEAD"}, id);
+  EXPECT_GE(jobs, 2u) << "git archive's crc32 calls did not go through the shim";
+}
+
+TEST_F(ShimZlib, LlvmObjcopyCompressDebugSectionsCompress2) {
+  std::string objcopy;
+  for (const char* p : {"/usr/bin/llvm-objcopy", "/usr/bin/llvm-objcopy-15", "/usr/bin/llvm-objcopy-14"})
+    if (access(p, X_OK) == 0) {
+      objcopy = p;
+      break;
+    }
+  if (objcopy.empty()) GTEST_SKIP() << "no llvm-objcopy";
+  // A binary of this build with debug sections (RelWithDebInfo).
+  const std::string in = self_dir() + "/gpo_shim_workload";
+  uint64_t jobs =
+      same_with_and_without_shim({objcopy, "--compress-debug-sections=zlib", in, "{OUT}"}, {}, mask_chdr_reserved);
+  if (jobs == 0) {
+    auto s = run_proc({objcopy, "--version"}, 10);
+    FAIL() << "no compress2 call reached the agent (" << s.out.substr(0, 60)
+           << "; debug sections under 16 KiB, or libLLVM without zlib?)";
+  }
+}
+
+}  // namespace
