@@ -80,8 +80,9 @@ int run_planner(const Options& opt, std::vector<Table>& out) {
     names += (names.empty() ? "" : ", ") + std::string(op.name);
   }
   // One input buffer shared by all batches (read only); one output region per op.
-  const uint64_t max_out = batch_bytes + batch_bytes / 8 + 4096 * 4096;
-  std::vector<uint8_t> in(batch_bytes + 4096), outbuf(max_out * ops.size());
+  const uint64_t max_out = std::max<uint64_t>(batch_bytes, 16 << 20) * 9 / 8 + 4096 * 4096;
+  const uint64_t in_bytes = std::max(batch_bytes, *std::max_element(sizes.begin(), sizes.end())) + 4096;
+  std::vector<uint8_t> in(in_bytes), outbuf(max_out * ops.size());
   for (size_t i = 0; i < in.size(); ++i) in[i] = uint8_t(i * 2654435761u >> 13);
   auto km = planner::job_key_material();
 

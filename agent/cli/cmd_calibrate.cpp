@@ -106,7 +106,11 @@ void run_plan(PlanArgs& a) {
                      {"reason", d.reason},
                      {"source", d.source},
                      {"profile", pl.status_line()},
-                     {"cpu", {{"cost_ns", d.cpu_cost_ns}, {"queued_ns", d.cpu_wait_ns}, {"done_ns", d.cpu_done_ns()}}},
+                     {"cpu",
+                      {{"cost_ns", d.cpu_cost_ns},
+                       {"queued_ns", d.cpu_wait_ns},
+                       {"done_ns", d.cpu_done_ns()},
+                       {"inline", d.cpu_inline}}},
                      {"gpu", d.gpu_cost_ns < 0 ? nlohmann::json(nullptr)
                                                : nlohmann::json{{"cost_ns", d.gpu_cost_ns},
                                                                 {"queued_ns", d.gpu_wait_ns},
@@ -117,8 +121,8 @@ void run_plan(PlanArgs& a) {
   }
   fmt::print("{} x{} of {} B ({} B in all): {} ({})\n", a.op, a.batch, a.size, a.size * a.batch,
              d.where == planner::Where::gpu ? "GPU" : "CPU", d.reason);
-  fmt::print("  CPU: {} queued + {} this batch = done in {}\n", us(d.cpu_wait_ns), us(d.cpu_cost_ns),
-             us(d.cpu_done_ns()));
+  fmt::print("  CPU: {} queued + {} this batch = done in {}{}\n", us(d.cpu_wait_ns), us(d.cpu_cost_ns),
+             us(d.cpu_done_ns()), d.cpu_inline ? " (one thread, inline: cheaper than waking the pool)" : "");
   if (d.gpu_cost_ns >= 0)
     fmt::print("  GPU: {} queued + {} this batch = done in {}\n", us(d.gpu_wait_ns), us(d.gpu_cost_ns),
                us(d.gpu_done_ns()));

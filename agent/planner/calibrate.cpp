@@ -1,4 +1,5 @@
 #include "planner/calibrate.h"
+#include "planner/planner.h"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "rules/compiler.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
 #include "backend/cuda_backend.h"
+#include "kernels/classify/gpu_classifier.h"
 #endif
 
 namespace gpo::planner {
@@ -68,7 +70,7 @@ struct Grid {
 
 Grid grid_for(bool quick) {
   if (quick) return {{256, 4096, 65536}, {1, 16, 64}, uint64_t{1} << 20, 0.002, 2, 1.0};
-  return {{256, 4096, 65536, 1 << 20, 16 << 20}, {1, 4, 16, 64, 256, 1024, 4096}, uint64_t{256} << 20, 0.03, 3, 8.0};
+  return {{256, 4096, 65536, 1 << 20, 16 << 20}, {1, 4, 16, 64, 256, 1024, 4096}, uint64_t{256} << 20, 0.02, 3, 4.0};
 }
 
 using Shape = JobShape;
@@ -190,10 +192,14 @@ double Calibrator::time_backend(backend::Backend& be, std::vector<Job>& jobs) {
 // One thread: jobs run one after another on this thread; a prefix when the
 // batch is long, scaled to the whole batch (the cost is linear in jobs).
 double Calibrator::time_one_thread(std::vector<Job>& jobs) {
+  {
+    Job w = jobs.front();  // warm-up: first call, caches
+    backend::run_on_cpu(w);
+  }
   size_t n = 0;
   auto t0 = Clock::now();
-  while (n < jobs.size() && (n == 0 || seconds_since(t0) < g_.min_seconds)) {
-    Job c = jobs[n++];
+  while (n == 0 || (n < 1000000 && seconds_since(t0) < g_.min_seconds)) {
+    Job c = jobs[n++ % jobs.size()];
     backend::run_on_cpu(c);
   }
   return seconds_since(t0) * 1e9 * double(jobs.size()) / double(n);
@@ -207,6 +213,7 @@ void Calibrator::measure_op(const backend::OpInfo& op, Profile& p) {
     p.notes.push_back(fmt::format("{}: no job shape this calibrator knows is accepted; not measured", op.name));
     return;
   }
+  if (!isatty(STDERR_FILENO)) progress(std::string(op.name));  // a line per op in logs
   const auto t_op = Clock::now();
   bool cut = false;
   std::vector<uint8_t> staging;
@@ -216,14 +223,15 @@ void Calibrator::measure_op(const backend::OpInfo& op, Profile& p) {
       const bool use_gpu = gpu_ && op.gpu;
       units_done_ += 3;
       if (cut) continue;
-      if (seconds_since(t_op) > g_.op_budget_s) {
+      const double budget = op.gpu ? g_.op_budget_s : g_.op_budget_s / 2;
+      if (seconds_since(t_op) > budget) {
         cut = true;
         p.notes.push_back(fmt::format("{}: stopped at {} x{} after {:.0f} s (per-op budget); larger points are "
                                       "extrapolated",
-                                      op.name, size_str(size), batch, g_.op_budget_s));
+                                      op.name, size_str(size), batch, budget));
         continue;
       }
-      progress(fmt::format("{} {} x{}", op.name, size_str(size), batch));
+      if (isatty(STDERR_FILENO)) progress(fmt::format("{} {} x{}", op.name, size_str(size), batch));
       auto jobs = make_jobs(op, *shape, size, batch, staging);
       if (jobs.empty()) continue;
       Point pt;
@@ -263,17 +271,31 @@ std::vector<uint8_t> make_frames(uint32_t frame_len, uint32_t count) {
 void Calibrator::measure_classify(Profile& p) {
   auto tables = std::make_shared<const classify::RuleTables>(rules::load_rules(opt_.rules));
   p.classify_rules = tables->rules.size();
-  p.classify.gpu_kernel = false;
-  p.notes.push_back(fmt::format("classify: {} rules ({}); CPU classifier only: no GPU classifier factory in this build",
-                                p.classify_rules, opt_.rules.empty() ? "built-in default.rules" : opt_.rules));
+  std::unique_ptr<classify::Classifier> gpu;
+#ifdef GPUOFFLOAD_HAVE_CUDA
+  if (gpu_) {
+    try {
+      classify::GpuClassifierOptions go;
+      go.device = opt_.gpu;
+      gpu = std::make_unique<classify::GpuClassifier>(tables, go);
+    } catch (const std::exception& e) {
+      p.notes.push_back(std::string("classify: GPU classifier failed: ") + e.what());
+    }
+  }
+#endif
+  p.classify.gpu_kernel = gpu != nullptr;
+  p.notes.push_back(fmt::format("classify: {} rules ({}); {}", p.classify_rules,
+                                opt_.rules.empty() ? "built-in default.rules" : opt_.rules,
+                                gpu ? "GPU classifier end to end (synchronous classify())" : "CPU classifier only"));
   const std::vector<uint32_t> lens = opt_.quick ? std::vector<uint32_t>{64, 1500} : std::vector<uint32_t>{64, 512, 1500};
   const std::vector<uint32_t> counts = opt_.quick ? std::vector<uint32_t>{64} : std::vector<uint32_t>{64, 256, 1024, 8192};
+  if (!isatty(STDERR_FILENO)) progress("classify");
   std::vector<std::unique_ptr<classify::CpuClassifier>> cls;
   for (unsigned t = 0; t < threads_; ++t) cls.push_back(std::make_unique<classify::CpuClassifier>(tables));
   for (uint32_t len : lens)
     for (uint32_t n : counts) {
       units_done_ += 3;
-      progress(fmt::format("classify {} B x{}", len, n));
+      if (isatty(STDERR_FILENO)) progress(fmt::format("classify {} B x{}", len, n));
       auto buf = make_frames(len, n);
       std::vector<classify::Frame> frames(n);
       for (uint32_t i = 0; i < n; ++i) frames[i] = {buf.data() + size_t(i) * len, len};
@@ -307,6 +329,7 @@ void Calibrator::measure_classify(Profile& p) {
         }
         for (auto& th : ts) th.join();
       });
+      if (gpu) pt.gpu_ns = timed([&] { gpu->classify(frames, v); });
       p.classify.points.push_back(pt);
     }
 }
@@ -425,8 +448,13 @@ Crossover crossover(const Profile& p) {
   std::set<uint64_t> batches;
   for (const auto& [name, op] : p.ops)
     for (const auto& pt : op.points) batches.insert(pt.batch);
+  for (const auto& pt : p.classify.points) batches.insert(pt.batch);
   c.batches.assign(batches.begin(), batches.end());
-  for (const auto& [name, op] : p.ops) {
+  std::vector<std::pair<std::string, const OpProfile*>> all;
+  for (const auto& [name, op] : p.ops) all.push_back({name, &op});
+  if (!p.classify.points.empty()) all.push_back({"classify (frame bytes)", &p.classify});
+  for (const auto& [name, opp] : all) {
+    const OpProfile& op = *opp;
     Crossover::Row r;
     r.op = name;
     double best = 0;
@@ -441,7 +469,7 @@ Crossover crossover(const Profile& p) {
       for (const auto* pt : pts) {
         if (pt->gpu_ns <= 0) continue;
         any_gpu = true;
-        const double s = pt->cpu_ns / pt->gpu_ns;
+        const double s = effective_cpu_ns(*pt) / pt->gpu_ns;
         if (s > best) best = s, best_pt = pt;
         if (s > 1.0 && cell == "never") cell = size_str(pt->size);
       }
@@ -462,7 +490,7 @@ Crossover crossover(const Profile& p) {
 std::string format_crossover(const Crossover& c) {
   std::vector<std::string> head{"op"};
   for (uint64_t b : c.batches) head.push_back(fmt::format("batch {}", b));
-  head.push_back("best GPU/CPU (all threads)");
+  head.push_back("best CPU/GPU time");
   std::vector<std::vector<std::string>> rows{head};
   for (const auto& r : c.rows) {
     std::vector<std::string> row{r.op};
@@ -474,7 +502,8 @@ std::string format_crossover(const Crossover& c) {
   for (const auto& row : rows)
     for (size_t i = 0; i < row.size(); ++i) w[i] = std::max(w[i], row[i].size());
   std::string s =
-      "Crossover: smallest job size from which the GPU (end to end) finishes a batch sooner than all CPU threads\n";
+      "Crossover: smallest job size from which the GPU (end to end) finishes a batch sooner than the CPU\n"
+      "(CPU = all threads, or one thread inline where that is sooner and under 50 us, as the planner runs it)\n";
   for (size_t k = 0; k < rows.size(); ++k) {
     s += " ";
     for (size_t i = 0; i < rows[k].size(); ++i)

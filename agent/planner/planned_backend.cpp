@@ -43,6 +43,18 @@ void PlannedBackend::submit(backend::Batch& batch, backend::Completion done) {
   Where w = gpu_ && d.where == Where::gpu ? Where::gpu : Where::cpu;
   auto ticket = planner_->dispatched(op, w, mean, count);
   const auto submitted = std::chrono::steady_clock::now();
+  if (ticket.cpu_inline) {
+    // A small batch: one thread, here, costs less than waking the pool (the
+    // planner only says so below kInlineMaxNs, so the caller is not held long).
+    for (auto& j : batch.jobs) backend::run_on_cpu(j);
+    batch.ran_on = "cpu-inline";
+    planner_->finished(ticket, std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - submitted).count());
+    inline_batches_++;
+    inline_jobs_ += count;
+    inline_bytes_ += bytes;
+    done(batch);
+    return;
+  }
   auto wrapped = [done = std::move(done), ticket = std::move(ticket), submitted, clock = clock_,
                   planner = planner_](backend::Batch& b) {
     const auto end = std::chrono::steady_clock::now();
@@ -61,6 +73,7 @@ void PlannedBackend::submit(backend::Batch& batch, backend::Completion done) {
 
 backend::Stats PlannedBackend::stats() const {
   backend::Stats s = cpu_->stats();
+  s.batches += inline_batches_, s.jobs += inline_jobs_, s.bytes += inline_bytes_;
   if (gpu_) {
     auto g = gpu_->stats();
     s.batches += g.batches, s.jobs += g.jobs, s.bytes += g.bytes;

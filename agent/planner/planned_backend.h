@@ -3,6 +3,7 @@
 // offload service's ClientServer) submits to it as to any backend; the
 // planner counts the decisions and learns from the observed times.
 #pragma once
+#include <atomic>
 #include <memory>
 
 #include "backend/backend.h"
@@ -30,6 +31,7 @@ class PlannedBackend final : public backend::Backend {
   std::shared_ptr<Planner> planner_;
   struct Clock;
   std::shared_ptr<Clock> clock_;
+  std::atomic<uint64_t> inline_batches_{0}, inline_jobs_{0}, inline_bytes_{0};  // run on the submitting thread
 };
 
 }  // namespace gpo::planner

@@ -48,6 +48,12 @@ double default_gpu_ns(uint64_t size, uint64_t count) { return 50'000.0 + double(
 
 }  // namespace
 
+double effective_cpu_ns(const Point& p, bool* inline_cpu) {
+  const bool in = p.cpu1_ns > 0 && p.cpu1_ns <= kInlineMaxNs && (p.cpu_ns <= 0 || p.cpu1_ns < p.cpu_ns);
+  if (inline_cpu) *inline_cpu = in;
+  return in ? p.cpu1_ns : p.cpu_ns;
+}
+
 std::optional<double> interpolate(const std::vector<Point>& pts, Field f, uint64_t size, uint64_t batch) {
   std::map<uint64_t, std::vector<std::pair<uint64_t, double>>> by_size;
   for (const auto& p : pts) {
@@ -82,8 +88,9 @@ std::string Planner::status_line() const {
 
 int Planner::bucket(uint64_t size) { return size ? int(std::log2(double(size))) : 0; }
 
-double Planner::raw_cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count,
-                            std::string* source) const {
+double Planner::raw_cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count, std::string* source,
+                            bool* cpu_inline) const {
+  if (cpu_inline) *cpu_inline = false;
   const auto* info = backend::find_op(op);
   if (!info) return -1;
   if (w == Where::gpu && (!info->gpu || !opt_.gpu_usable)) return -1;
@@ -93,6 +100,14 @@ double Planner::raw_cost_ns(std::string_view op, Where w, uint64_t mean_size, ui
       auto t = interpolate(it->second.points, w == Where::gpu ? Field::gpu : Field::cpu, mean_size, count);
       if (t) {
         if (source) *source = "profile";
+        if (w == Where::cpu) {
+          // One thread inline, when short and sooner than waking the pool.
+          auto t1 = interpolate(it->second.points, Field::cpu1, mean_size, count);
+          if (t1 && *t1 <= kInlineMaxNs && *t1 < *t) {
+            if (cpu_inline) *cpu_inline = true;
+            return *t1;
+          }
+        }
         return *t;
       }
     }
@@ -107,8 +122,9 @@ double Planner::correction(std::string_view op, Where w, uint64_t mean_size) con
   return it == factor_.end() ? 1.0 : it->second;
 }
 
-double Planner::cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count, std::string* source) const {
-  double raw = raw_cost_ns(op, w, mean_size, count, source);
+double Planner::cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count, std::string* source,
+                        bool* cpu_inline) const {
+  double raw = raw_cost_ns(op, w, mean_size, count, source, cpu_inline);
   return raw < 0 ? raw : raw * correction(op, w, mean_size);
 }
 
@@ -120,7 +136,7 @@ Decision Planner::plan(std::string_view op, uint64_t mean_size, uint64_t count) 
     d.source = "none";
     return d;
   }
-  d.cpu_cost_ns = cost_ns(op, Where::cpu, mean_size, count, &d.source);
+  d.cpu_cost_ns = cost_ns(op, Where::cpu, mean_size, count, &d.source, &d.cpu_inline);
   std::string gsrc;
   d.gpu_cost_ns = cost_ns(op, Where::gpu, mean_size, count, &gsrc);
   if (d.gpu_cost_ns >= 0 && gsrc != d.source) d.source += ", GPU " + gsrc;
@@ -151,10 +167,11 @@ Decision Planner::plan(std::string_view op, uint64_t mean_size, uint64_t count) 
 }
 
 Planner::Ticket Planner::dispatched(std::string_view op, Where where, uint64_t mean_size, uint64_t count) {
-  Ticket t{std::string(op), where, mean_size, count, 0};
-  t.predicted_ns = std::max(0.0, cost_ns(op, where, mean_size, count));
+  Ticket t{std::string(op), where, mean_size, count, 0, false};
+  t.predicted_ns = std::max(0.0, cost_ns(op, where, mean_size, count, nullptr, &t.cpu_inline));
+  t.cpu_inline = t.cpu_inline && where == Where::cpu;
   std::lock_guard lk(mu_);
-  backlog_[int(where)] += t.predicted_ns;
+  if (!t.cpu_inline) backlog_[int(where)] += t.predicted_ns;
   auto& c = counts_[t.op];
   c.batches[int(where)]++;
   c.jobs[int(where)] += count;
@@ -164,7 +181,7 @@ Planner::Ticket Planner::dispatched(std::string_view op, Where where, uint64_t m
 void Planner::finished(const Ticket& t, double observed_ns) {
   const double raw = raw_cost_ns(t.op, t.where, t.mean_size, t.count, nullptr);
   std::lock_guard lk(mu_);
-  backlog_[int(t.where)] = std::max(0.0, backlog_[int(t.where)] - t.predicted_ns);
+  if (!t.cpu_inline) backlog_[int(t.where)] = std::max(0.0, backlog_[int(t.where)] - t.predicted_ns);
   if (raw <= 0 || observed_ns <= 0) return;
   // Ratio observed/model, clamped so that one odd batch (a page fault storm,
   // a preempted thread) cannot flip decisions for long.

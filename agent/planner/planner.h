@@ -27,6 +27,7 @@ struct Decision {
   Where where = Where::cpu;
   double cpu_cost_ns = 0, gpu_cost_ns = -1;  // the batch alone; gpu < 0: the GPU cannot take it
   double cpu_wait_ns = 0, gpu_wait_ns = 0;   // work queued on each backend before it
+  bool cpu_inline = false;  // CPU: run on the submitting thread (small batch: cheaper than waking the pool)
   double cpu_done_ns() const { return cpu_wait_ns + cpu_cost_ns; }
   double gpu_done_ns() const { return gpu_cost_ns < 0 ? -1 : gpu_wait_ns + gpu_cost_ns; }
   std::string source;  // "profile", "defaults (no profile)", "defaults (op not in profile)"
@@ -43,6 +44,15 @@ struct PlannerOptions {
 // least kDefaultGpuMinBatchBytes made of jobs of at least kDefaultGpuMinJobBytes.
 constexpr uint64_t kDefaultGpuMinJobBytes = 64 << 10;
 constexpr uint64_t kDefaultGpuMinBatchBytes = 16 << 20;
+// A CPU batch predicted to take at most this long on one thread runs inline on
+// the submitting thread when that beats the pool (whose wake-up costs more
+// than a tiny batch); longer ones go to the pool, so the batcher's loop never
+// blocks for long.
+constexpr double kInlineMaxNs = 50'000;
+
+// The CPU time of a measured point as the planner runs it: one thread inline
+// when that is sooner and short (kInlineMaxNs), else the pool (all threads).
+double effective_cpu_ns(const Point& p, bool* inline_cpu = nullptr);
 
 class Planner {
  public:
@@ -57,7 +67,8 @@ class Planner {
   // given what is queued now. Unknown op: CPU, reason "unknown op".
   Decision plan(std::string_view op, uint64_t mean_size, uint64_t count) const;
   // The batch's predicted cost on one backend (no queue), online correction applied; < 0: cannot run there.
-  double cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count, std::string* source = nullptr) const;
+  double cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count, std::string* source = nullptr,
+                 bool* cpu_inline = nullptr) const;
 
   // Dispatch bookkeeping: a batch decided `d` goes to d.where; its predicted
   // cost joins that backend's queue until finished() takes it off and feeds
@@ -67,6 +78,7 @@ class Planner {
     Where where = Where::cpu;
     uint64_t mean_size = 0, count = 0;
     double predicted_ns = 0;
+    bool cpu_inline = false;  // runs on the submitting thread: never queued
   };
   Ticket dispatched(std::string_view op, Where where, uint64_t mean_size, uint64_t count);
   void finished(const Ticket& t, double observed_ns);
@@ -81,7 +93,8 @@ class Planner {
   nlohmann::json to_json() const;
 
  private:
-  double raw_cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count, std::string* source) const;
+  double raw_cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count, std::string* source,
+                     bool* cpu_inline = nullptr) const;
   static int bucket(uint64_t size);
 
   std::optional<Profile> profile_;

@@ -6,6 +6,8 @@
 #include <fstream>
 
 #include "backend/ops.h"
+#include "backend/cpu_backend.h"
+#include "planner/planned_backend.h"
 #include "planner/planner.h"
 #include "planner/profile.h"
 
@@ -265,4 +267,61 @@ TEST(Profile, MissingOrMalformedFiles) {
   l = load_profile(path, std::nullopt);
   EXPECT_FALSE(l.profile);
   unlink(path.c_str());
+}
+
+TEST(Planner, TinyBatchesRunInlineWhenThatBeatsWakingThePool) {
+  Profile p = synthetic();
+  // memcpy-like op: one thread takes 50 ns per job; the pool costs 100 us to wake.
+  auto& o = p.ops["aes-256-ctr"];
+  o.points.clear();
+  for (uint64_t b : {1, 16, 4096}) o.points.push_back({256, b, 50.0 * double(b), 100000 + 5.0 * double(b), 20000});
+  auto pl = planner_with(p);
+  auto d = pl.plan("aes-256-ctr", 256, 1);
+  EXPECT_EQ(d.where, Where::cpu);
+  EXPECT_TRUE(d.cpu_inline);
+  EXPECT_DOUBLE_EQ(d.cpu_cost_ns, 50);
+  // Long on one thread (over kInlineMaxNs): the pool, and then the GPU is sooner.
+  auto big = pl.plan("aes-256-ctr", 256, 4096);
+  EXPECT_FALSE(big.cpu_inline);
+  EXPECT_EQ(big.where, Where::gpu);
+  // Inline batches never queue.
+  auto t = pl.dispatched("aes-256-ctr", Where::cpu, 256, 1);
+  EXPECT_TRUE(t.cpu_inline);
+  EXPECT_EQ(pl.backlog_ns(Where::cpu), 0);
+  pl.finished(t, 60);
+  EXPECT_NEAR(pl.correction("aes-256-ctr", Where::cpu, 256), 60.0 / 50.0, 1e-9);
+}
+
+TEST(PlannedBackend, RunsEveryJobAndCountsWhereBatchesWent) {
+  PlannerOptions o;
+  o.gpu_usable = false;
+  o.cpu_threads = 2;
+  auto pl = std::make_shared<Planner>(std::nullopt, "no profile at /nonexistent", o);
+  PlannedBackend be(std::make_shared<gpo::backend::CpuBackend>(2), nullptr, pl);
+  std::vector<std::vector<uint8_t>> in(8), out(8);
+  gpo::backend::Batch b;
+  for (size_t i = 0; i < in.size(); ++i) {
+    in[i].assign(1000 + i, uint8_t(i));
+    out[i].assign(32, 0);
+    gpo::backend::Job j;
+    j.op = gpo::backend::OpId::sha256;
+    j.in = in[i];
+    j.out = out[i];
+    b.jobs.push_back(j);
+  }
+  be.run(b);
+  for (size_t i = 0; i < in.size(); ++i) {
+    ASSERT_EQ(b.jobs[i].status, gpo::backend::Status::ok);
+    gpo::backend::Job ref = b.jobs[i];
+    std::vector<uint8_t> digest(32);
+    ref.out = digest;
+    gpo::backend::run_on_cpu(ref);
+    EXPECT_EQ(digest, out[i]) << i;
+  }
+  auto j = pl->to_json();
+  EXPECT_EQ(j["ops"]["sha256"]["cpu_batches"], 1);
+  EXPECT_EQ(j["ops"]["sha256"]["cpu_jobs"], 8);
+  EXPECT_EQ(j["ops"]["sha256"]["gpu_batches"], 0);
+  EXPECT_EQ(be.stats().jobs, 8u);
+  EXPECT_NEAR(pl->backlog_ns(Where::cpu), 0, 1e-6);  // finished: off the queue
 }
