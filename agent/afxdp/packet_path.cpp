@@ -241,9 +241,14 @@ void PacketPath::process_batch() {
   for (size_t i = 0; i < n; i++) b.frames[i] = {b.pending[i].frame.data, b.pending[i].frame.len};
 
   const uint64_t t0 = now_ns();
-  if (gpu_ && n >= cfg_.gpu_min_batch && n <= gpu_->max_batch()) {
-    b.ticket = gpu_->submit(b.frames);
-    if (b.ticket < 0) c_.gpu_busy_cpu++;  // both buffers busy: the CPU takes it, no waiting
+  if (gpu_ && !gpu_failed_ && n >= cfg_.gpu_min_batch && n <= gpu_->max_batch()) {
+    try {
+      b.ticket = gpu_->submit(b.frames);
+      if (b.ticket < 0) c_.gpu_busy_cpu++;  // both buffers busy: the CPU takes it, no waiting
+    } catch (const std::exception& e) {
+      gpu_fail(e.what());
+      b.ticket = -1;
+    }
   }
   if (b.ticket >= 0) {
     b.submitted_ns = t0;
@@ -260,6 +265,12 @@ void PacketPath::process_batch() {
   complete_batches(false);
 }
 
+void PacketPath::gpu_fail(const char* what) {
+  if (!gpu_failed_) log::warn("GPU classifier failed ({}): the CPU classifier takes every batch from now on", what);
+  gpu_failed_ = true;
+  c_.gpu_errors++;
+}
+
 void PacketPath::on_gpu_done() {
   uint64_t n;
   [[maybe_unused]] ssize_t r = read(gpu_->completion_fd(), &n, sizeof n);
@@ -274,7 +285,12 @@ void PacketPath::complete_batches(bool drain) {
       const bool ready = gpu_->ready(b.ticket);
       if (!ready && !must) break;
       const uint64_t t0 = now_ns();
-      gpu_->collect(b.ticket, b.verdicts);
+      try {
+        gpu_->collect(b.ticket, b.verdicts);
+      } catch (const std::exception& e) {
+        gpu_fail(e.what());
+        classifier_.classify(b.frames, b.verdicts);  // the frames are still in the UMEM
+      }
       const uint64_t t1 = now_ns();
       if (!ready) c_.gpu_wait_ns += t1 - t0;
       c_.gpu_ns += t1 - b.submitted_ns;
@@ -385,7 +401,8 @@ nlohmann::json PacketPath::to_json() const {
                 {"gpu_frames", c_.gpu_frames},
                 {"gpu_busy_cpu", c_.gpu_busy_cpu},
                 {"gpu_ns_total", c_.gpu_ns},
-                {"gpu_wait_ns_total", c_.gpu_wait_ns}};
+                {"gpu_wait_ns_total", c_.gpu_wait_ns},
+                {"gpu_errors", c_.gpu_errors}};
   gpo_xdp_stats st = xdp_.read_stats();
   j["xdp"] = {{"cache_pass", counter_json(st.cache_pass)},
               {"cache_drop", counter_json(st.cache_drop)},

@@ -22,7 +22,8 @@
 // never overtake each other). When both GPU buffers are busy, or the batch is
 // small, the CPU classifier takes the batch at once, so the rx loop does not
 // wait on the GPU; it waits only when more than max_batches_in_flight batches
-// are held (UMEM frames are finite), and then for one GPU batch at most.
+// are held (UMEM frames are finite), and then for one GPU batch at most. A
+// GPU error re-classifies that batch on the CPU and leaves the GPU unused.
 //
 // Everything runs on the event loop thread; the rx path never blocks except
 // in epoll_wait.
@@ -82,6 +83,7 @@ struct PacketCounters {
   uint64_t gpu_busy_cpu = 0;   // GPU-sized batches the CPU took because both GPU buffers were busy
   uint64_t gpu_ns = 0;         // submit -> verdicts collected, summed over GPU batches
   uint64_t gpu_wait_ns = 0;    // time the loop blocked on the GPU (queue bound reached)
+  uint64_t gpu_errors = 0;     // GPU failures (those batches were classified on the CPU)
 };
 
 class PacketPath {
@@ -132,6 +134,7 @@ class PacketPath {
 
   void on_readable(XskSocket* s);
   void on_gpu_done();
+  void gpu_fail(const char* what);  // logs once; later batches stay on the CPU
   // Acts on finished batches at the front of the queue; waits for the front
   // while the queue is longer than allowed, or for everything when drain.
   void complete_batches(bool drain);
@@ -147,6 +150,7 @@ class PacketPath {
   loader::XdpFilter& xdp_;
   classify::Classifier& classifier_;
   classify::AsyncClassifier* gpu_ = nullptr;
+  bool gpu_failed_ = false;
   std::deque<Batch> batches_;  // classified or in flight, arrival order
   PacketPathConfig cfg_;
   std::vector<std::unique_ptr<XskSocket>> socks_;

@@ -217,10 +217,8 @@ int GpuClassifier::submit(std::span<const Frame> frames) {
 bool GpuClassifier::ready(int ticket) const {
   const Impl::Slot& s = impl_->slots[ticket];
   if (!s.busy) return true;
-  cudaError_t e = cudaEventQuery(s.done);
-  if (e == cudaErrorNotReady) return false;
-  check(e, "batch");
-  return true;
+  // An error also counts as ready: collect() reports it.
+  return cudaEventQuery(s.done) != cudaErrorNotReady;
 }
 
 void GpuClassifier::collect(int ticket, std::span<Verdict> out) {
