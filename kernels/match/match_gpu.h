@@ -4,8 +4,8 @@
 // Layout (built on the host from the same match::Matcher the CPU classifier
 // uses, uploaded once, read-only on the device):
 //  - Per automaton (exact, folded) one flat transition table of uint32 over
-//    byte classes (alphabet compression: class 0 = bytes in no pattern, so a
-//    table row is num_classes entries, not 256). An entry holds the *row
+//    byte classes (alphabet compression: bytes in no pattern share class 0,
+//    so a table row is num_classes entries, usually far fewer than 256). An entry holds the *row
 //    offset* of the next state (state * num_classes: no multiply in the loop)
 //    with bit 31 set when that state ends a pattern, so the hot loop is one
 //    dependent load per byte and touches the output lists only on a hit.
@@ -29,7 +29,8 @@
 // report exactly what one whole scan reports (long payloads in small batches
 // keep the GPU busy).
 //
-// Results: a bitset per payload of bitset_words() uint32 words, bit `id` set
+// Results: a bitset per payload of bitset_words() uint32 words (or, from
+// DeviceMatcher::scan_lists, compact id lists made from them on the GPU), bit `id` set
 // when pattern `id` occurs in the first `depth` bytes (a pattern that
 // straddles the depth does not match, as on the CPU). That is what the
 // classifier's first-match walk needs (CpuClassifier's seen_ marks): for each
