@@ -327,7 +327,10 @@ struct HufTable {
 // symbols: a two-queue Huffman build; when too deep, counts are halved
 // (keeping every present symbol) and the build is redone. Canonical codes in
 // zstd's order (longest codes first, by symbol within a length).
-GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t) {
+// order (optional): the present symbols already sorted by (count, symbol),
+// e.g. ranked in parallel by the GPU; the result is the same either way (the
+// sort below is then linear).
+GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t, const uint8_t* order = nullptr) {
   uint16_t leaf_sym[256];
   uint32_t w[256];
   uint32_t n = 0;
@@ -335,11 +338,23 @@ GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t) {
     t.len[s] = 0;
     t.code[s] = 0;
     if (hist[s]) {
-      leaf_sym[n] = uint16_t(s);
-      w[n] = hist[s];
       n++;
       t.last_sym = s;
     }
+  }
+  if (order) {
+    for (uint32_t i = 0; i < n; ++i) {
+      leaf_sym[i] = order[i];
+      w[i] = hist[order[i]];
+    }
+  } else {
+    uint32_t k = 0;
+    for (uint32_t s = 0; s < 256; ++s)
+      if (hist[s]) {
+        leaf_sym[k] = uint16_t(s);
+        w[k] = hist[s];
+        k++;
+      }
   }
   uint32_t node_w[512];
   uint16_t parent[512];
@@ -632,7 +647,8 @@ struct LitPlan {
   size_t cap;       // Huffman: room after the header before it loses to raw
   size_t tree;      // Huffman: tree description bytes (in tree_buf)
 };
-GPO_ZHD LitPlan plan_literals(uint32_t nl, const uint32_t* hist, HufTable& t, uint8_t* tree_buf) {
+GPO_ZHD LitPlan plan_literals(uint32_t nl, const uint32_t* hist, HufTable& t, uint8_t* tree_buf,
+                              const uint8_t* order = nullptr) {
   LitPlan p{LitMode::kRaw, 0, 0, 0, 0};
   uint32_t distinct = 0;
   for (uint32_t s = 0; s < 256; ++s)
@@ -645,7 +661,7 @@ GPO_ZHD LitPlan plan_literals(uint32_t nl, const uint32_t* hist, HufTable& t, ui
     return p;
   }
   if (nl < 64) return p;
-  huf_build(hist, t);
+  huf_build(hist, t, order);
   // Estimate first: a table that does not pay is not worth encoding.
   uint64_t bits = 0;
   for (uint32_t s = 0; s < 256; ++s) bits += uint64_t(hist[s]) * t.len[s];

@@ -107,6 +107,7 @@ struct LitShared {
   uint32_t bits[kLitThreads];
   enc::HufTable t;
   uint8_t tree[160];
+  uint8_t order[256];
   enc::LitPlan plan;
   uint64_t carry;
   uint32_t stream_bytes[4];
@@ -198,8 +199,21 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
   }
   __syncthreads();
 
-  // 3. Decisions (one thread; same code as the CPU).
-  if (tid == 0) sh.plan = enc::plan_literals(nl, sh.h, sh.t, sh.tree);
+  // 3. Symbols ranked by (count, symbol) in parallel, so the Huffman build
+  // (one thread) does not sort; then the decisions, same code as the CPU.
+  {
+    const uint32_t my = sh.h[tid];
+    if (my) {
+      uint32_t rank = 0;
+      for (uint32_t s = 0; s < 256; ++s) {
+        const uint32_t o = sh.h[s];
+        rank += (o != 0) & ((o < my) | ((o == my) & (s < tid)));
+      }
+      sh.order[rank] = uint8_t(tid);
+    }
+  }
+  __syncthreads();
+  if (tid == 0) sh.plan = enc::plan_literals(nl, sh.h, sh.t, sh.tree, sh.order);
   __syncthreads();
   const enc::LitPlan plan = sh.plan;
   if (plan.mode == enc::LitMode::kRle) {

@@ -236,4 +236,31 @@ TEST(ZstdEntropy, HuffmanLengthLimitAndKraft) {
   }
 }
 
+// The GPU ranks the symbols in parallel and hands the order to huf_build:
+// the table must be the one the CPU builds from the histogram alone.
+TEST(ZstdEntropy, HuffmanPresortedOrderSameTable) {
+  std::mt19937 rng(5);
+  for (int round = 0; round < 200; ++round) {
+    uint32_t hist[256] = {};
+    const int present = 2 + int(rng() % 255);
+    for (int k = 0; k < present; ++k) hist[rng() % 256] = 1 + (round % 3 == 0 ? rng() % 4 : rng() % 5000);
+    uint8_t order[256];
+    for (uint32_t s = 0; s < 256; ++s) {  // the kernel's rank rule
+      if (!hist[s]) continue;
+      uint32_t rank = 0;
+      for (uint32_t o = 0; o < 256; ++o)
+        rank += hist[o] != 0 && (hist[o] < hist[s] || (hist[o] == hist[s] && o < s));
+      order[rank] = uint8_t(s);
+    }
+    gpo::zstd::enc::HufTable a, b;
+    gpo::zstd::enc::huf_build(hist, a);
+    gpo::zstd::enc::huf_build(hist, b, order);
+    ASSERT_EQ(a.max_bits, b.max_bits);
+    for (int s = 0; s < 256; ++s) {
+      ASSERT_EQ(a.len[s], b.len[s]) << round << " " << s;
+      ASSERT_EQ(a.code[s], b.code[s]) << round << " " << s;
+    }
+  }
+}
+
 }  // namespace
