@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
+#include <fstream>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -233,6 +235,34 @@ void run_status(const std::string& pin_dir, bool json, size_t top_n) {
   }
 }
 
+// The offload service's part of the status file that `run` writes: its
+// backend and what the planner decided (issue 8). Text mode only; nothing
+// when no live agent wrote the file.
+void print_offload_status(const std::string& file) {
+  std::ifstream f(file);
+  if (!f) return;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const std::exception&) {
+    return;
+  }
+  const int pid = j.value("pid", 0);
+  if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) return;
+  const auto off = j.value("offload", nlohmann::json::object());
+  if (!off.value("enabled", false)) {
+    std::printf("\noffload (agent pid %d): off\n", pid);
+    return;
+  }
+  std::printf("\noffload (agent pid %d): backend %s\n", pid, off.value("backend", std::string("?")).c_str());
+  const auto pl = off.value("planner", nlohmann::json::object());
+  std::printf("  %s\n", pl.value("status", std::string("planner: unknown")).c_str());
+  for (const auto& [op, c] : pl.value("ops", nlohmann::json::object()).items())
+    std::printf("  %-22s %8llu batches on the CPU (%llu jobs), %8llu on the GPU (%llu jobs)\n", op.c_str(),
+                (unsigned long long)c.value("cpu_batches", 0ull), (unsigned long long)c.value("cpu_jobs", 0ull),
+                (unsigned long long)c.value("gpu_batches", 0ull), (unsigned long long)c.value("gpu_jobs", 0ull));
+}
+
 }  // namespace
 
 void add_status(CLI::App& app) {
@@ -247,12 +277,23 @@ void add_status(CLI::App& app) {
     bool json = false;
     size_t top = 10;
     std::string pin_dir = GPO_PIN_DIR;
+    std::string status_file = "/run/gpuoffload/status.json";
   };
   auto o = std::make_shared<Opts>();
   cmd->add_flag("--json", o->json, "Print JSON instead of text");
   cmd->add_option("--top", o->top, "How many flows to list, busiest first")->capture_default_str();
   cmd->add_option("--pin-dir", o->pin_dir, "Where the maps are pinned")->capture_default_str();
-  cmd->callback([o] { run_status(o->pin_dir, o->json, o->top); });
+  cmd->add_option("--status-file", o->status_file, "The status file `run` writes (offload and planner lines)")
+      ->capture_default_str();
+  cmd->callback([o] {
+    try {
+      run_status(o->pin_dir, o->json, o->top);
+    } catch (const CLI::RuntimeError&) {
+      if (!o->json) print_offload_status(o->status_file);
+      throw;
+    }
+    if (!o->json) print_offload_status(o->status_file);
+  });
 }
 
 }  // namespace gpo::cli
