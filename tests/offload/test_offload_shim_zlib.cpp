@@ -6,13 +6,20 @@
 //   git archive --format=zip -0      -> crc32() over each file's content
 //   llvm-objcopy --compress-debug-sections=zlib -> compress2() per section (libLLVM)
 // Each test skips, saying which tool is missing, when it is not installed.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
+
+#include <chrono>
 
 #include <fstream>
 #include <sstream>
 
 #include "common/proc.h"
+#include "gpuoffload.h"
 #include "offload/offload_env.h"
 
 using namespace gpo::test;
@@ -162,6 +169,64 @@ TEST_F(ShimZlib, LlvmObjcopyCompressDebugSectionsCompress2) {
     auto s = run_proc({objcopy, "--version"}, 10);
     FAIL() << "no compress2 call reached the agent (" << s.out.substr(0, 60)
            << "; debug sections under 16 KiB, or libLLVM without zlib?)";
+  }
+}
+
+// The agent itself under the shim, pointed at its own socket: its CPU backend
+// calls zlib through libz's own handle (kernels/deflate/zlib_real.h), so it
+// never sends itself a job. Were it to go through the shim, each job would
+// wait for the agent's own (busy) backend until the inner client's timeout
+// (3 s here) before computing locally.
+TEST(ShimZlibAgent, AgentUnderTheShimNeverSendsItselfJobs) {
+  const std::string sock = unique_socket("shimself");
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open("/dev/null", O_WRONLY);
+    dup2(fd, 2);
+    setenv("LD_PRELOAD", SHIM_PATH, 1);
+    setenv("GPO_SOCKET", sock.c_str(), 1);
+    setenv("GPO_SHIM_MIN_BYTES", "1024", 1);
+    setenv("GPO_TIMEOUT_MS", "3000", 1);
+    execl(AGENT_BIN, AGENT_BIN, "run", "--offload-socket", sock.c_str(), "--status-file", "", "--no-spot",
+          "--backend", "cpu", nullptr);
+    _exit(127);
+  }
+  bool up = false;
+  for (int i = 0; i < 500 && !up; ++i) {
+    up = access(sock.c_str(), F_OK) == 0;
+    if (!up) usleep(10000);
+  }
+  ASSERT_TRUE(up) << "agent did not create " << sock;
+  gpo_set_socket(sock.c_str());
+  setenv("GPO_TIMEOUT_MS", "20000", 1);
+  gpo_client_stats s0{}, s1{};
+  gpo_get_stats(&s0);
+  Bytes in = text_bytes(1 << 20, 21);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 4; ++i) {
+    uint32_t c = 0;
+    ASSERT_EQ(gpo_crc32(uint32_t(i), in.data(), in.size(), &c), GPO_OK);
+    EXPECT_EQ(c, uint32_t(crc32_z(uLong(i), in.data(), in.size())));
+    Bytes out(gpo_zlib_compress_bound(in.size()));
+    size_t n = 0;
+    ASSERT_EQ(gpo_zlib_compress(out.data(), out.size(), in.data(), in.size(), 6, &n), GPO_OK);
+    Bytes ref(compressBound(uLong(in.size())));
+    uLongf rn = uLongf(ref.size());
+    ASSERT_EQ(compress2(ref.data(), &rn, in.data(), uLong(in.size()), 6), Z_OK);
+    EXPECT_EQ(Bytes(out.begin(), out.begin() + long(n)), Bytes(ref.begin(), ref.begin() + long(rn)));
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  gpo_get_stats(&s1);
+  EXPECT_EQ(s1.by_agent - s0.by_agent, 8u) << "the agent did not serve the jobs";
+  // 8 jobs of 1 MiB; a loop through the shim would cost 3 s per job.
+  EXPECT_LT(s, 3.0) << "the agent's zlib calls went back through the shim (a job waited out the inner timeout)";
+  gpo_set_socket(nullptr);
+  kill(pid, SIGTERM);
+  int st = 0;
+  for (int i = 0; i < 300 && waitpid(pid, &st, WNOHANG) == 0; ++i) usleep(10000);
+  if (waitpid(pid, &st, WNOHANG) == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
   }
 }
 
