@@ -13,9 +13,10 @@
 //    (exact class | folded class << 16): one load per byte for both.
 //  - States are in breadth-first order (aho_corasick.cpp), so the shallow
 //    states, where a scan of ordinary traffic spends nearly all its steps, are
-//    the first rows. The batch kernel copies the first rows (and the class
-//    table) into shared memory (AutomatonView::hot); deeper rows are read
-//    through the read-only cache. Device functions called from another
+//    the first rows, which stay in L1/L2. The batch kernel copies the class
+//    table into shared memory; it can also copy the first rows there
+//    (AutomatonView::hot, set_hot_bytes), which measured slower on H100
+//    (occupancy and L1 lost), so that is off by default. Device functions called from another
 //    kernel may leave `hot` at its default (all rows from global memory).
 //  - Outputs: CSR lists (out_first per state, out_ids), as on the CPU.
 // Why a full DFA (not PFAC, not failure links): one load per byte and no
@@ -248,7 +249,8 @@ class DeviceMatcher {
   int enqueue_scan(const uint8_t* d_data, const PayloadRef* d_payloads, uint32_t n, uint32_t max_len,
                    uint32_t depth, uint32_t* d_bits, void* stream);
 
-  // Tuning: shared-memory bytes for the hot rows of the batch kernel (0 = off; default 32 KiB).
+  // Tuning: shared-memory bytes for the hot rows of the batch kernel (0 = off, the default: measured
+  // on H100, the rows in shared memory cost occupancy and L1 and made the kernel 1.2-3x slower).
   void set_hot_bytes(uint32_t bytes);
 
  private:
