@@ -82,7 +82,7 @@ class GpuEncoder {
 // Stages 1 and 2 on the current CUDA device, host in, host out: the inputs
 // are copied in, stage 1 finds the sequences of all their blocks in one
 // launch, GpuEncoder codes them, the frames are copied back. A batch goes in
-// pieces of about 32 MiB on two buffer sets, so copies overlap the kernels.
+// pieces of about 256 MiB on two buffer sets, so copies overlap the kernels.
 // The host packs the inputs into and the frames out of pinned buffers
 // (memcpy) and does no other work per byte. Throws std::runtime_error on a
 // CUDA error. One thread uses a GpuCompressor at a time. (CUDA builds only.)

@@ -441,7 +441,7 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
       (e = cudaMemcpyAsync(m.inputs.p, m.h_inputs.data(), ninputs * sizeof(InputInfo), cudaMemcpyHostToDevice, stream)))
     return int(e);
   if (nblocks && m.one_thread) {
-    k_encode_blocks<<<(nblocks + 31) / 32, 32, 0, stream>>>(d_in, d_blocks, nblocks, d_seqs, m.inputs.p, m.lits.p,
+    k_encode_blocks<<<nblocks, 1, 0, stream>>>(d_in, d_blocks, nblocks, d_seqs, m.inputs.p, m.lits.p,
                                                             m.ofv.p, m.codes.p, m.slots.p, m.block_sizes.p);
   } else if (nblocks) {
     if ((e = m.sscratch.ensure(in_extent)) || (e = m.huf.ensure(kHufStride * nblocks)) ||
@@ -454,8 +454,10 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
       return int(e);
     if (m.profile) cudaEventRecord(m.prof[0], stream);
     if ((e = cudaEventRecord(m.fork, stream)) || (e = cudaStreamWaitEvent(m.side, m.fork, 0))) return int(e);
-    k_sequences<<<(nblocks + 31) / 32, 32, 0, m.side>>>(d_blocks, nblocks, d_seqs, m.ofv.p, m.codes.p, m.sscratch.p,
-                                                        m.seq_sizes.p);
+    // One thread per CTA: the 32 lanes of a warp would each run a different
+    // block's sequential loop, diverging; alone, each block gets its own warp.
+    k_sequences<<<nblocks, 1, 0, m.side>>>(d_blocks, nblocks, d_seqs, m.ofv.p, m.codes.p, m.sscratch.p,
+                                           m.seq_sizes.p);
     k_literals<<<nblocks, kLitThreads, 0, stream>>>(d_in, d_blocks, d_seqs, m.lp.p, m.sp.p, m.lits.p, m.huf.p,
                                                     m.slots.p, m.lit_sizes.p);
     if (m.profile) {
@@ -509,7 +511,7 @@ struct PinnedBuf {
     if (p) cudaFreeHost(p);
   }
 };
-constexpr uint64_t kPieceBytes = 32ull << 20;
+constexpr uint64_t kPieceBytes = 256ull << 20;  // the sequences kernel is latency-bound: big pieces
 }  // namespace
 
 struct GpuCompressor::Impl {
