@@ -155,7 +155,7 @@ TEST(OffloadIntegration, RealAgentKilledUnderLoadThenRestarted) {
           size_t n = 0;
           if (gpo_zstd_compress(out.data(), out.size(), in.data(), in.size(), 3, &n) != GPO_OK) bad++;
           out.resize(n);
-          if (out != ref_zstd(in, 3)) bad++;
+          if (!zstd_round_trips(out, in)) bad++;  // GPU frames differ from ZSTD_compress's bytes
         }
         done++;
       }
