@@ -90,13 +90,14 @@ struct GpuClassifier::Impl {
       at += align4(frames[i].len);
     }
     std::memset(s.h_in + at, 0, 4);
-    // Big batches (1500-byte frames x 64K = 98 MB) are copied by several
-    // threads: one core's memcpy would cap the end-to-end rate below PCIe.
+    // Big batches (1500-byte frames x 64K = 98 MB, or 64K small frames) are
+    // copied by several threads: one core would cap the end-to-end rate.
     auto copy = [&](uint32_t from, uint32_t to) {
       for (uint32_t i = from; i < to; ++i)
         if (frames[i].len) std::memcpy(s.h_in + offsets[i], frames[i].data, frames[i].len);
     };
-    const unsigned threads = bytes >= (size_t(8) << 20) ? std::min(8u, std::max(1u, std::thread::hardware_concurrency() / 2)) : 1;
+    const bool big = bytes >= (size_t(8) << 20) || n >= 16384;  // per-frame calls cost too at 64 B
+    const unsigned threads = big ? std::min(8u, std::max(1u, std::thread::hardware_concurrency() / 2)) : 1;
     if (threads <= 1) {
       copy(0, n);
     } else {
