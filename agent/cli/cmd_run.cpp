@@ -145,6 +145,10 @@ void run(const RunOptions& o, CLI::App* cmd) {
     return;
   }
 
+  // Before the first thread (CUDA runtime, backends, GPU classifier): SIGTERM
+  // and SIGINT must reach the loop's signalfd, not a worker thread.
+  loop::EventLoop::block_stop_signals();
+
   // --backend picks the offload path's backend (backend::make_backend: CUDA
   // when usable under auto) and whether the packet path may classify batches
   // on the GPU (GpuClassifier, batches of >= --gpu-min-batch frames).

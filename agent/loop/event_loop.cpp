@@ -52,6 +52,14 @@ void EventLoop::stop() {
   [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
 }
 
+void EventLoop::block_stop_signals() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+}
+
 int EventLoop::run(bool catch_signals) {
   int sig_fd = -1;
   sigset_t mask, old;

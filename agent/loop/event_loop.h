@@ -28,6 +28,11 @@ class EventLoop {
   // Runs until stop() or SIGINT/SIGTERM (when catch_signals). Returns the
   // signal number that stopped it, or 0 when stopped by stop().
   int run(bool catch_signals = true);
+  // Blocks SIGINT/SIGTERM in the calling thread. Call it before any thread is
+  // started (CUDA runtime, backend workers): threads inherit the mask, so the
+  // signal waits for run()'s signalfd instead of killing the process through a
+  // worker thread that left it unblocked.
+  static void block_stop_signals();
   // Safe from any thread and from inside callbacks.
   void stop();
 

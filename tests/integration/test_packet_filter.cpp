@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "backend/backend.h"
 #include "bpf/xdp_filter.h"
 #include "cli/commands.h"
 #include "common/netns.h"
@@ -279,6 +280,34 @@ TEST_F(PacketFilter, ContentRuleDropsOnlyMatchingFlowAndInspectionIsCapped) {
   close(rx);
 }
 
+// The GPU classifier in the real packet path (run --backend cuda): every batch
+// goes to the GPU (--gpu-min-batch 1) and gets the CPU classifier's verdicts:
+// a pass flow delivered and cached, a content drop cached with its sid.
+TEST_F(PacketFilter, GpuClassifierDecidesBatchesInThePacketPath) {
+  std::string why;
+  if (gpo::backend::cuda_device_count(&why) <= 0) GTEST_SKIP() << "no usable GPU: " << why;
+  host_topology();
+  agent_ = start_agent("d0", {"--backend", "cuda", "--gpu-min-batch", "1"});
+  ASSERT_TRUE(agent_);
+  int rx = gpo::test::udp_bind(*dut_, "198.18.0.2", 7002);
+  send(*src_, 42000, "198.18.0.2", 7002, "harmless");
+  EXPECT_EQ(gpo::test::udp_recv_all(rx, 3000ms, 1), Strings{"harmless"}) << agent_->log();
+  send(*src_, 42001, "198.18.0.2", 7002, "an EVIL payload");
+  auto v = flow(udp_key("198.18.0.1", 42001, "198.18.0.2", 7002));
+  ASSERT_TRUE(v) << agent_->log();
+  EXPECT_EQ(v->action, GPO_ACT_DROP);
+  EXPECT_EQ(v->rule_id, kSidEvil);
+  EXPECT_TRUE(gpo::test::udp_recv_all(rx, 500ms).empty()) << "the EVIL packet was delivered";
+  std::this_thread::sleep_for(300ms);
+  auto st = status_json();
+  ASSERT_TRUE(st.contains("packet_filter")) << st.dump();
+  auto& a = st["packet_filter"]["agent"];
+  EXPECT_EQ(a["gpu_batches"].get<uint64_t>(), a["batches"].get<uint64_t>()) << st.dump();
+  EXPECT_GE(a["gpu_frames"].get<uint64_t>(), 2u) << st.dump();
+  EXPECT_EQ(a["gpu_errors"].get<uint64_t>(), 0u) << st.dump();
+  close(rx);
+}
+
 class FailPolicy : public PacketFilter, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(FailPolicy, AgentKilledNewFlowsFollowPolicyThenRestartServes) {
@@ -424,6 +453,9 @@ TEST(RunErrors, MissingInterfaceAndCudaBackend) {
   EXPECT_NE(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("nosuchif0"), std::string::npos) << r.out;
 
+  // --backend cuda without a usable GPU is refused; with one the agent would run.
+  std::string why;
+  if (gpo::backend::cuda_device_count(&why) > 0) return;
   auto c = gpo::test::run_proc({AGENT_BIN, "run", "--backend", "cuda", "--status-file", ""}, 20);
   EXPECT_EQ(c.exit_code, gpo::cli::kUnsupported) << c.out;
   EXPECT_NE(c.out.find("backend cuda"), std::string::npos) << c.out;
