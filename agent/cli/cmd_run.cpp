@@ -31,6 +31,10 @@ namespace gpo::cli {
 
 namespace {
 
+constexpr uint32_t kMaxBatch = 4096;         // --batch-size upper bound
+constexpr uint32_t kGpuDefaultBatch = 1024;  // --batch-size when the GPU classifier runs and none is given
+
+
 struct RunOptions {
   std::string xdp;  // IFACE or IFACE,PEER
   std::string rules_file;
@@ -177,6 +181,7 @@ void run(const RunOptions& o, CLI::App* cmd) {
   auto tables = load_rules(o.rules_file, rules_what);
   classify::CpuClassifier classifier(tables);
   std::unique_ptr<classify::AsyncClassifier> gpu_classifier;
+  uint32_t batch_size = o.batch_size;  // raised when the GPU classifier runs (below)
   std::string classifier_what = "cpu";
   if (ifaces.empty()) {
     classifier_what = "cpu (no packet filter)";
@@ -188,12 +193,18 @@ void run(const RunOptions& o, CLI::App* cmd) {
     const int dev = o.gpus.empty() ? 0 : o.gpus.front();
     if (classify::GpuClassifier::device_count(&why) > dev) {
       try {
+        // Under load batches grow to --batch-size; only those reach the GPU. A
+        // default of 64 would keep every batch below --gpu-min-batch, so with a
+        // GPU and no explicit --batch-size batches may grow to 1024: light
+        // traffic still runs in small CPU batches, heavy traffic goes to the GPU.
+        // (Not 4096: the UMEM holds batch x 6 frames per socket, 24 MiB at 1024.)
+        if (cmd->count("--batch-size") == 0) batch_size = kGpuDefaultBatch;
         gpu_classifier = std::make_unique<classify::GpuClassifier>(
-            tables, classify::GpuClassifierOptions{dev, std::max<uint32_t>(o.batch_size, 1)});
+            tables, classify::GpuClassifierOptions{dev, std::max<uint32_t>(batch_size, 1)});
         classifier_what = fmt::format("gpu {} for batches of >= {} frames, cpu below", dev, o.gpu_min_batch);
-        if (o.batch_size < o.gpu_min_batch)
+        if (batch_size < o.gpu_min_batch)
           classifier_what += fmt::format(" (--batch-size {} < --gpu-min-batch {}: every batch stays on the cpu)",
-                                         o.batch_size, o.gpu_min_batch);
+                                         batch_size, o.gpu_min_batch);
       } catch (const std::exception& e) {
         if (backend == "cuda") throw CLI::RuntimeError(std::string("packet classifier: ") + e.what(), kFailure);
         classifier_what = std::string("cpu (GPU classifier failed: ") + e.what() + ")";
@@ -233,7 +244,7 @@ void run(const RunOptions& o, CLI::App* cmd) {
     log::info("rules: {}", rules_what);
 
     afxdp::PacketPathConfig pc;
-    pc.batch_size = o.batch_size;
+    pc.batch_size = batch_size;
     pc.batch_window_us = o.batch_window_us;
     pc.inspect_packets = o.inspect_packets;
     pc.gpu_min_batch = o.gpu_min_batch;
@@ -344,8 +355,9 @@ void add_run(CLI::App& app) {
   cmd->add_option("--xsk-mode", o->xsk_mode, "AF_XDP bind mode: zero-copy, copy, auto (zero-copy then copy)")
       ->check(CLI::IsMember({"auto", "zero-copy", "copy"}))
       ->capture_default_str();
-  cmd->add_option("--batch-size", o->batch_size, "Classify at most this many packets at once")
-      ->check(CLI::Range(1, 4096))
+  cmd->add_option("--batch-size", o->batch_size,
+                  "Classify at most this many packets at once (with the GPU classifier and no --batch-size: 1024)")
+      ->check(CLI::Range(uint32_t{1}, kMaxBatch))
       ->capture_default_str();
   cmd->add_option("--batch-window-us", o->batch_window_us,
                   "Wait at most this long for a batch to fill (0 = classify what is there)")
