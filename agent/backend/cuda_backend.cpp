@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "aes/aes.h"
+#include "cuda_buffers.h"
 #include "backend/ops.h"
 #include "backend/cuda_tier2.h"
 #include "backend/cuda_zstd.h"
@@ -18,15 +19,8 @@
 namespace gpo::backend {
 namespace {
 
-struct CudaError : std::runtime_error {
-  cudaError_t code;
-  CudaError(cudaError_t c, const char* what)
-      : std::runtime_error(fmt::format("{} ({}: {})", what, cudaGetErrorName(c), cudaGetErrorString(c))), code(c) {}
-};
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw CudaError(e, what);
-}
+using CudaError = cuda::Error;
+using cuda::check;
 void check(int e, const char* what) { check(static_cast<cudaError_t>(e), what); }
 
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
@@ -44,42 +38,6 @@ struct Trace {
   }
   void print(const char* op, size_t n) {
     if (on) fmt::print(stderr, "trace {} jobs={}:{}\n", op, n, line);
-  }
-};
-
-// Grow-only device and pinned host buffers: a batch reuses the last one's.
-struct DevBuf {
-  void* p = nullptr;
-  size_t cap = 0;
-  uint8_t* get(size_t n) {
-    if (n > cap) {
-      if (p) cudaFree(p);
-      p = nullptr;
-      cap = 0;
-      check(cudaMalloc(&p, std::max<size_t>(n, 1)), "cudaMalloc");
-      cap = n;
-    }
-    return static_cast<uint8_t*>(p);
-  }
-  ~DevBuf() {
-    if (p) cudaFree(p);
-  }
-};
-struct HostBuf {
-  void* p = nullptr;
-  size_t cap = 0;
-  uint8_t* get(size_t n) {
-    if (n > cap) {
-      if (p) cudaFreeHost(p);
-      p = nullptr;
-      cap = 0;
-      check(cudaMallocHost(&p, std::max<size_t>(n, 1)), "cudaMallocHost");
-      cap = n;
-    }
-    return static_cast<uint8_t*>(p);
-  }
-  ~HostBuf() {
-    if (p) cudaFreeHost(p);
   }
 };
 
@@ -120,11 +78,7 @@ struct Mirror {
       // Keep the host address modulo 256 so 16-byte aligned host data is aligned on the device.
       const uint64_t d = align_up(total, 256) + (reinterpret_cast<uintptr_t>(b.data()) & 255);
       bool staged = false;
-      if (query_pinned) {
-        cudaPointerAttributes a{};
-        staged = cudaPointerGetAttributes(&a, b.data()) != cudaSuccess || a.type != cudaMemoryTypeHost;
-        cudaGetLastError();  // a failed query is not an error here
-      }
+      if (query_pinned) staged = !cuda::is_pinned(b.data());
       ranges.push_back({b.data(), d, b.size(), staged});
       dev[i] = d;
       total = d + b.size();
@@ -140,11 +94,8 @@ struct Mirror {
   }
   const uint8_t* prev_end = nullptr;
   void mark_unpinned() {
-    for (auto& r : ranges) {
-      cudaPointerAttributes a{};
-      if (cudaPointerGetAttributes(&a, r.host) != cudaSuccess || a.type != cudaMemoryTypeHost) r.staged = true;
-      cudaGetLastError();  // a failed query is not an error here
-    }
+    for (auto& r : ranges)
+      if (!cuda::is_pinned(r.host)) r.staged = true;
   }
 };
 
@@ -176,8 +127,9 @@ struct CudaBackend::Impl {
   cudaStream_t streams[kStreams] = {};
   cudaEvent_t ev_setup = nullptr;
   cudaEvent_t ev_done[kStreams] = {};
-  DevBuf d_in, d_out, d_ws, d_aux;
-  HostBuf h_meta, h_aux, h_res, h_stage_in, h_stage_out;
+  // Grow-only: a batch reuses the last one's buffers.
+  cuda::DevBuf<uint8_t> d_in, d_out, d_ws, d_aux;
+  cuda::PinnedBuf<uint8_t> h_meta, h_aux, h_res, h_stage_in, h_stage_out;
   Mirror in_m, out_m;
   CopyPlan cp;
   std::unique_ptr<CudaTier2> tier2;  // crc32, memcpy (cuda_tier2.cpp), made on first use
@@ -225,7 +177,7 @@ struct CudaBackend::Impl {
       const auto& r = in_m.ranges[c.range];
       const void* src = r.host + (c.lo - r.dev);
       if (r.staged) {  // unpinned: through pinned staging, one piece at a time
-        uint8_t* st = static_cast<uint8_t*>(h_stage_in.p) + c.lo;
+        uint8_t* st = h_stage_in.data() + c.lo;
         std::memcpy(st, src, c.hi - c.lo);
         src = st;
       }
@@ -235,7 +187,7 @@ struct CudaBackend::Impl {
   void copy_out(const uint8_t* dev_base, cudaStream_t s) {
     for (auto& c : cp.copies) {
       const auto& r = out_m.ranges[c.range];
-      void* dst = r.staged ? static_cast<void*>(static_cast<uint8_t*>(h_stage_out.p) + c.lo)
+      void* dst = r.staged ? static_cast<void*>(h_stage_out.data() + c.lo)
                            : static_cast<void*>(const_cast<uint8_t*>(r.host) + (c.lo - r.dev));
       check(cudaMemcpyAsync(dst, dev_base + c.lo, c.hi - c.lo, cudaMemcpyDeviceToHost, s), "copy to host");
     }
@@ -247,7 +199,7 @@ struct CudaBackend::Impl {
   }
   void finish_out_staging() {
     for (auto& r : out_m.ranges)
-      if (r.staged) std::memcpy(const_cast<uint8_t*>(r.host), static_cast<uint8_t*>(h_stage_out.p) + r.dev, r.len);
+      if (r.staged) std::memcpy(const_cast<uint8_t*>(r.host), h_stage_out.data() + r.dev, r.len);
   }
 
   static uint64_t piece_target(uint64_t total) {

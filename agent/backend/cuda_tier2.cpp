@@ -7,6 +7,7 @@
 #include <span>
 
 #include "crc32/crc32.h"
+#include "cuda_buffers.h"
 
 namespace gpo::backend {
 namespace {
@@ -21,48 +22,7 @@ void ck(int e) { ck(static_cast<cudaError_t>(e)); }
 
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
-// Grow-only device / pinned host buffers (a batch reuses the last one's).
-struct DevBuf {
-  void* p = nullptr;
-  size_t cap = 0;
-  uint8_t* get(size_t n) {
-    if (n > cap) {
-      if (p) cudaFree(p);
-      p = nullptr;
-      cap = 0;
-      ck(cudaMalloc(&p, std::max<size_t>(n, 1)));
-      cap = n;
-    }
-    return static_cast<uint8_t*>(p);
-  }
-  ~DevBuf() {
-    if (p) cudaFree(p);
-  }
-};
-struct HostBuf {
-  void* p = nullptr;
-  size_t cap = 0;
-  uint8_t* get(size_t n) {
-    if (n > cap) {
-      if (p) cudaFreeHost(p);
-      p = nullptr;
-      cap = 0;
-      ck(cudaMallocHost(&p, std::max<size_t>(n, 1)));
-      cap = n;
-    }
-    return static_cast<uint8_t*>(p);
-  }
-  ~HostBuf() {
-    if (p) cudaFreeHost(p);
-  }
-};
-
-bool is_pinned(const void* p) {
-  cudaPointerAttributes a{};
-  const bool pinned = cudaPointerGetAttributes(&a, p) == cudaSuccess && a.type == cudaMemoryTypeHost;
-  cudaGetLastError();  // a failed query is not an error here
-  return pinned;
-}
+using cuda::is_pinned;
 
 // Inputs laid out on the device so that buffers close together in host memory
 // (jobs packed in a client slab) share one copy; the host address modulo 256
@@ -137,8 +97,14 @@ struct CudaTier2::Impl {
   std::vector<cudaStream_t> streams;
   std::vector<cudaEvent_t> events;
   cudaEvent_t ev_meta = nullptr;
-  DevBuf d_in, d_meta;
-  HostBuf h_meta, h_stage_in, h_stage_out;
+  // Grow-only (a batch reuses the last one's); allocation errors go to Fail.
+  cuda::DevBuf<uint8_t> d_in, d_meta;
+  cuda::PinnedBuf<uint8_t> h_meta, h_stage_in, h_stage_out;
+  template <typename Buf>
+  static uint8_t* grow(Buf& b, size_t n) {
+    ck(b.ensure(n));
+    return b.data();
+  }
   Layout lay;
 
   cudaEvent_t event(size_t p) {
@@ -158,7 +124,7 @@ struct CudaTier2::Impl {
       const auto& r = lay.ranges[c.range];
       const void* src = r.host + (c.lo - r.dev);
       if (r.staged) {  // unpinned: through pinned staging, one piece at a time
-        uint8_t* st = h_stage_in.p ? static_cast<uint8_t*>(h_stage_in.p) + c.lo : nullptr;
+        uint8_t* st = h_stage_in.data() ? h_stage_in.data() + c.lo : nullptr;
         std::memcpy(st, src, c.hi - c.lo);
         src = st;
       }
@@ -170,16 +136,16 @@ struct CudaTier2::Impl {
     namespace g = crc32::gpu;
     const uint32_t n = uint32_t(jobs.size());
     lay.build(jobs);
-    if (lay.any_staged()) h_stage_in.get(lay.total);
-    uint8_t* din = d_in.get(lay.total);
+    if (lay.any_staged()) grow(h_stage_in, lay.total);
+    uint8_t* din = grow(d_in, lay.total);
     std::vector<uint32_t> first(n + 1, 0);
     for (uint32_t i = 0; i < n; ++i) first[i + 1] = first[i] + uint32_t(g::tiles_of(jobs[i]->in.size()));
     const uint32_t ntiles = first[n];
     // Metadata: jobs, tile -> job map, accumulators, results.
     const size_t jobs_b = align_up(n * sizeof(g::DevJob), 256), map_b = align_up(ntiles * sizeof(uint32_t), 256),
                  acc_b = align_up(n * sizeof(uint32_t), 256);
-    uint8_t* hm = h_meta.get(jobs_b + map_b + acc_b);
-    uint8_t* dm = d_meta.get(jobs_b + map_b + 2 * acc_b);
+    uint8_t* hm = grow(h_meta, jobs_b + map_b + acc_b);
+    uint8_t* dm = grow(d_meta, jobs_b + map_b + 2 * acc_b);
     auto* hjobs = reinterpret_cast<g::DevJob*>(hm);
     auto* hmap = reinterpret_cast<uint32_t*>(hm + jobs_b);
     auto* hres = reinterpret_cast<uint32_t*>(hm + jobs_b + map_b);
@@ -244,15 +210,15 @@ struct CudaTier2::Impl {
   void memcpy_(std::vector<Job*>& jobs, bool inject_fault) {
     const uint32_t n = uint32_t(jobs.size());
     lay.build(jobs);
-    if (lay.any_staged()) h_stage_in.get(lay.total);
-    uint8_t* din = d_in.get(lay.total);
+    if (lay.any_staged()) grow(h_stage_in, lay.total);
+    uint8_t* din = grow(d_in, lay.total);
     std::vector<bool> out_staged(n, false);
     bool any_out_staged = false;
     for (uint32_t i = 0; i < n; ++i)
       if (!jobs[i]->out.empty() && jobs[i]->out.data() != jobs[i]->in.data())
         any_out_staged |= out_staged[i] = !is_pinned(jobs[i]->out.data());
-    if (any_out_staged) h_stage_out.get(lay.total);
-    uint8_t* hso = static_cast<uint8_t*>(h_stage_out.p);
+    if (any_out_staged) grow(h_stage_out, lay.total);
+    uint8_t* hso = h_stage_out.data();
 
     struct Chunk {
       uint32_t job;

@@ -11,30 +11,14 @@
 #include <utility>
 #include <vector>
 
+#include "cuda_buffers.h"
 #include "zstd/zstd_entropy.h"
 #include "zstd/zstd_gpu.h"
 
 namespace gpo::zstd::entropy {
 
-namespace {
-template <typename T>
-struct DevBuf {
-  T* p = nullptr;
-  size_t n = 0;
-  cudaError_t ensure(size_t want) {
-    if (want <= n) return cudaSuccess;
-    if (p) cudaFree(p);
-    p = nullptr;
-    n = 0;
-    const cudaError_t e = cudaMalloc(&p, std::max<size_t>(want, 1) * sizeof(T));
-    if (e == cudaSuccess) n = want;
-    return e;
-  }
-  ~DevBuf() {
-    if (p) cudaFree(p);
-  }
-};
-}  // namespace
+using cuda::DevBuf;
+using cuda::PinnedBuf;
 
 // ---- Stages 1 + 2, host in, host out, in pieces on two buffer sets: while
 // the GPU runs piece k, the host takes piece k - 1's frames out and packs
@@ -48,24 +32,6 @@ void check(int e, const char* what) {
                              cudaGetErrorString(c) + ")");
   }
 }
-template <typename T>
-struct PinnedBuf {
-  T* p = nullptr;
-  size_t n = 0;
-  T* get(size_t want) {
-    if (want > n) {
-      if (p) cudaFreeHost(p);
-      p = nullptr;
-      n = 0;
-      check(cudaMallocHost(&p, std::max<size_t>(want, 1) * sizeof(T)), "cudaMallocHost");
-      n = want;
-    }
-    return p;
-  }
-  ~PinnedBuf() {
-    if (p) cudaFreeHost(p);
-  }
-};
 constexpr uint64_t kPieceBytes = 256ull << 20;  // the sequences kernel is latency-bound: big pieces
 }  // namespace
 
@@ -107,21 +73,21 @@ struct GpuCompressor::Impl {
     }
     st.h_blocks.clear();
     const uint64_t slots = gpu::plan_blocks(st.sizes, st.offsets, st.h_blocks);
-    uint8_t* hin = st.h_in.get(extent + 16);
+    uint8_t* hin = st.h_in.get(extent + 16, "zstd GPU: cudaMallocHost");
     for (size_t i = 0; i < count; ++i)
       if (st.sizes[i]) std::memcpy(hin + st.offsets[i], ins[first + i].data(), st.sizes[i]);
     check(st.in.ensure(extent + 16), "cudaMalloc");  // the finder reads up to 8 bytes past the end
     check(st.blocks.ensure(st.h_blocks.size()), "cudaMalloc");
     check(st.seqs.ensure(slots), "cudaMalloc");
-    check(cudaMemcpyAsync(st.in.p, hin, extent, cudaMemcpyHostToDevice, st.stream), "copy in");
-    check(cudaMemcpyAsync(st.blocks.p, st.h_blocks.data(), st.h_blocks.size() * sizeof(BlockDesc),
+    check(cudaMemcpyAsync(st.in.data(), hin, extent, cudaMemcpyHostToDevice, st.stream), "copy in");
+    check(cudaMemcpyAsync(st.blocks.data(), st.h_blocks.data(), st.h_blocks.size() * sizeof(BlockDesc),
                           cudaMemcpyHostToDevice, st.stream),
           "copy in");
     const uint32_t nb = uint32_t(st.h_blocks.size());
-    if (nb) check(gpu::enqueue_find(st.in.p, st.blocks.p, nb, st.seqs.p, st.stream), "match finder");
-    check(st.encoder.encode(st.in.p, extent, st.blocks.p, nb, st.seqs.p, slots, st.sizes, st.stream),
+    if (nb) check(gpu::enqueue_find(st.in.data(), st.blocks.data(), nb, st.seqs.data(), st.stream), "match finder");
+    check(st.encoder.encode(st.in.data(), extent, st.blocks.data(), nb, st.seqs.data(), slots, st.sizes, st.stream),
           "entropy coder");
-    check(cudaMemcpyAsync(st.h_offs.get(count + 1), st.encoder.d_offsets(), (count + 1) * sizeof(uint64_t),
+    check(cudaMemcpyAsync(st.h_offs.get(count + 1, "zstd GPU: cudaMallocHost"), st.encoder.d_offsets(), (count + 1) * sizeof(uint64_t),
                           cudaMemcpyDeviceToHost, st.stream),
           "copy out");
   }
@@ -129,8 +95,8 @@ struct GpuCompressor::Impl {
   // Waits for the piece, copies its frames out into outs.
   void finish(Set& st, std::span<const std::span<uint8_t>> outs, std::span<size_t> sizes) {
     check(cudaStreamSynchronize(st.stream), "kernels");
-    const uint64_t* offs = st.h_offs.p;
-    uint8_t* hout = st.h_out.get(offs[st.count]);
+    const uint64_t* offs = st.h_offs.data();
+    uint8_t* hout = st.h_out.get(offs[st.count], "zstd GPU: cudaMallocHost");
     check(cudaMemcpyAsync(hout, st.encoder.d_out(), offs[st.count], cudaMemcpyDeviceToHost, st.stream), "copy out");
     check(cudaStreamSynchronize(st.stream), "copy out");
     for (size_t i = 0; i < st.count; ++i) {
