@@ -1,13 +1,24 @@
 // zstd stages 1 + 2 on the GPU, host in, host out (GpuCompressor,
 // zstd_entropy.h): host code only (g++ against cudart); the kernels are in
 // zstd_gpu.cu (stage 1) and zstd_entropy_gpu.cu (stage 2).
+//
+// A call is a stream of pieces over kSets buffer sets, each with its own CUDA
+// stream. The host loop, per step k: start piece k (lay it out, pack its
+// pageable inputs, queue copy in, find, encode, frame offsets back), drain
+// piece k - 1 (wait for its offsets, queue its frames back), finish piece
+// k - 2 (wait for its frames, unpack the staged ones). So while the GPU runs
+// piece k's kernels, its copy engines move piece k + 1 in and piece k - 1 out.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -17,122 +28,339 @@
 
 namespace gpo::zstd::entropy {
 
+namespace {
+
 using cuda::DevBuf;
 using cuda::PinnedBuf;
+using Clock = std::chrono::steady_clock;
 
-// ---- Stages 1 + 2, host in, host out, in pieces on two buffer sets: while
-// the GPU runs piece k, the host takes piece k - 1's frames out and packs
-// piece k + 1 in.
+void check(cudaError_t e, const char* what) { cuda::check(e, what); }
+void check(int e, const char* what) { cuda::check(static_cast<cudaError_t>(e), what); }
 
-namespace {
-void check(int e, const char* what) {
-  if (e != 0) {
-    const cudaError_t c = static_cast<cudaError_t>(e);
-    throw std::runtime_error(std::string("zstd GPU: ") + what + " (" + cudaGetErrorName(c) + ": " +
-                             cudaGetErrorString(c) + ")");
+uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+constexpr uint64_t kDefaultPieceBytes = 64ull << 20;
+constexpr uint64_t kMergeGap = 4096;       // pinned inputs this close in host memory share one copy
+constexpr size_t kCopyTaskBytes = 2 << 20; // host copies are cut into tasks of this size
+
+// Host memcpy on a few persistent threads (the caller's thread works too):
+// one pageable copy per core does not reach the copy engines' rate.
+class CopyPool {
+ public:
+  struct Task {
+    void* dst;
+    const void* src;
+    size_t n;
+  };
+  explicit CopyPool(unsigned threads) {
+    for (unsigned t = 1; t < threads; ++t) workers_.emplace_back([this] { loop(); });
   }
+  ~CopyPool() {
+    {
+      std::lock_guard lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+  // Appends the copy of n bytes, cut into tasks.
+  static void add(std::vector<Task>& tasks, void* dst, const void* src, size_t n) {
+    for (size_t o = 0; o < n; o += kCopyTaskBytes)
+      tasks.push_back({static_cast<uint8_t*>(dst) + o, static_cast<const uint8_t*>(src) + o,
+                       std::min(kCopyTaskBytes, n - o)});
+  }
+  void run(const std::vector<Task>& tasks) {
+    if (tasks.empty()) return;
+    if (workers_.empty() || tasks.size() == 1) {
+      for (const Task& t : tasks) std::memcpy(t.dst, t.src, t.n);
+      return;
+    }
+    {
+      std::lock_guard lk(mu_);
+      tasks_ = &tasks;
+      next_.store(0, std::memory_order_relaxed);
+      busy_ = workers_.size();
+      ++gen_;
+    }
+    cv_.notify_all();
+    work(tasks);
+    std::unique_lock lk(mu_);
+    done_.wait(lk, [&] { return busy_ == 0; });
+    tasks_ = nullptr;
+  }
+
+ private:
+  void work(const std::vector<Task>& tasks) {
+    for (size_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < tasks.size();)
+      std::memcpy(tasks[i].dst, tasks[i].src, tasks[i].n);
+  }
+  void loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      const std::vector<Task>* t;
+      {
+        std::unique_lock lk(mu_);
+        cv_.wait(lk, [&] { return stop_ || gen_ != seen; });
+        if (stop_) return;
+        seen = gen_;
+        t = tasks_;
+      }
+      work(*t);
+      std::lock_guard lk(mu_);
+      if (--busy_ == 0) done_.notify_one();
+    }
+  }
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_;
+  const std::vector<Task>* tasks_ = nullptr;
+  std::atomic<size_t> next_{0};
+  size_t busy_ = 0;
+  uint64_t gen_ = 0;
+  bool stop_ = false;
+};
+
+unsigned default_threads(unsigned want) {
+  if (want) return want;
+  return std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
 }
-constexpr uint64_t kPieceBytes = 256ull << 20;  // the sequences kernel is latency-bound: big pieces
+
 }  // namespace
 
 struct GpuCompressor::Impl {
+  // One contiguous host -> device copy: pinned inputs adjacent in host memory,
+  // or pageable inputs packed next to each other in staging.
+  struct Run {
+    const uint8_t* host;  // pinned source (unused when staged)
+    uint64_t dev, len;    // offset in the device input buffer (= in staging)
+    bool staged;
+  };
   struct Set {
     GpuEncoder encoder;
     DevBuf<uint8_t> in;
     DevBuf<BlockDesc> blocks;
     DevBuf<Sequence> seqs;
-    PinnedBuf<uint8_t> h_in, h_out;
+    PinnedBuf<uint8_t> h_in, h_out;  // staging for pageable inputs / outputs
     PinnedBuf<uint64_t> h_offs;
-    std::vector<BlockDesc> h_blocks;
+    PinnedBuf<BlockDesc> h_blocks;
+    std::vector<BlockDesc> blocks_v;
     std::vector<uint64_t> sizes, offsets;
+    std::vector<Run> runs;
     size_t first = 0, count = 0;  // the piece: inputs [first, first + count)
     cudaStream_t stream = nullptr;
+    cudaEvent_t offs_ready = nullptr, frames_back = nullptr;
   };
-  Set sets[2];
+  Set sets[kSets];
+  CopyPool pool;
+  std::vector<CopyPool::Task> tasks;
+  std::vector<uint8_t> in_pinned, out_pinned;
+  uint64_t piece_bytes = kDefaultPieceBytes;
+  bool fault = false;
   Times times;
-  Impl() {
-    for (Set& st : sets) check(cudaStreamCreateWithFlags(&st.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+
+  explicit Impl(unsigned threads) : pool(default_threads(threads)) {
+    for (Set& st : sets) {
+      check(cudaStreamCreateWithFlags(&st.stream, cudaStreamNonBlocking), "zstd GPU: cudaStreamCreate");
+      check(cudaEventCreateWithFlags(&st.offs_ready, cudaEventDisableTiming), "zstd GPU: cudaEventCreate");
+      check(cudaEventCreateWithFlags(&st.frames_back, cudaEventDisableTiming), "zstd GPU: cudaEventCreate");
+    }
   }
   ~Impl() {
-    for (Set& st : sets)
+    for (Set& st : sets) {
+      if (st.stream) cudaStreamSynchronize(st.stream);
+      if (st.offs_ready) cudaEventDestroy(st.offs_ready);
+      if (st.frames_back) cudaEventDestroy(st.frames_back);
       if (st.stream) cudaStreamDestroy(st.stream);
+    }
+  }
+  void sync_all() {
+    for (Set& st : sets) cudaStreamSynchronize(st.stream);
+    cudaGetLastError();  // the caller reports the first error; sticky ones stay sticky
   }
 
-  // Packs inputs [first, first + count) and queues copy in, stages 1 and 2,
-  // and the copy of the frame offsets.
+  // Lays out inputs [first, first + count), packs the pageable ones, queues
+  // copy in, stages 1 and 2, and the copy of the frame offsets.
   void start(Set& st, std::span<const std::span<const uint8_t>> ins, size_t first, size_t count) {
     st.first = first;
     st.count = count;
     st.sizes.resize(count);
     st.offsets.resize(count);
-    uint64_t extent = 0;
+    st.runs.clear();
+    uint64_t total = 0;
+    const uint8_t* prev_end = nullptr;
     for (size_t i = 0; i < count; ++i) {
-      st.sizes[i] = ins[first + i].size();
-      st.offsets[i] = extent;
-      extent += (st.sizes[i] + 15) / 16 * 16;
+      const std::span<const uint8_t> b = ins[first + i];
+      st.sizes[i] = b.size();
+      st.offsets[i] = total;
+      if (b.empty()) continue;
+      const bool pinned = in_pinned[first + i];
+      Run* last = st.runs.empty() ? nullptr : &st.runs.back();
+      if (pinned && last && !last->staged && b.data() >= prev_end && uint64_t(b.data() - prev_end) <= kMergeGap) {
+        st.offsets[i] = last->dev + uint64_t(b.data() - last->host);
+        last->len = st.offsets[i] + b.size() - last->dev;
+      } else if (!pinned && last && last->staged) {
+        st.offsets[i] = align_up(total, 16);
+        last->len = st.offsets[i] + b.size() - last->dev;
+      } else {
+        // A pinned run keeps its host address modulo 256, so aligned host data is aligned on the device.
+        const uint64_t d = align_up(total, 256) + (pinned ? reinterpret_cast<uintptr_t>(b.data()) & 255 : 0);
+        st.runs.push_back({b.data(), d, b.size(), !pinned});
+        st.offsets[i] = d;
+      }
+      total = st.offsets[i] + b.size();
+      prev_end = b.data() + b.size();
     }
-    st.h_blocks.clear();
-    const uint64_t slots = gpu::plan_blocks(st.sizes, st.offsets, st.h_blocks);
-    uint8_t* hin = st.h_in.get(extent + 16, "zstd GPU: cudaMallocHost");
+    st.blocks_v.clear();
+    const uint64_t slots = gpu::plan_blocks(st.sizes, st.offsets, st.blocks_v);
+    const uint32_t nb = uint32_t(st.blocks_v.size());
+
+    // Pack the pageable inputs into staging (same offsets as on the device).
+    tasks.clear();
     for (size_t i = 0; i < count; ++i)
-      if (st.sizes[i]) std::memcpy(hin + st.offsets[i], ins[first + i].data(), st.sizes[i]);
-    check(st.in.ensure(extent + 16), "cudaMalloc");  // the finder reads up to 8 bytes past the end
-    check(st.blocks.ensure(st.h_blocks.size()), "cudaMalloc");
-    check(st.seqs.ensure(slots), "cudaMalloc");
-    check(cudaMemcpyAsync(st.in.data(), hin, extent, cudaMemcpyHostToDevice, st.stream), "copy in");
-    check(cudaMemcpyAsync(st.blocks.data(), st.h_blocks.data(), st.h_blocks.size() * sizeof(BlockDesc),
-                          cudaMemcpyHostToDevice, st.stream),
-          "copy in");
-    const uint32_t nb = uint32_t(st.h_blocks.size());
-    if (nb) check(gpu::enqueue_find(st.in.data(), st.blocks.data(), nb, st.seqs.data(), st.stream), "match finder");
-    check(st.encoder.encode(st.in.data(), extent, st.blocks.data(), nb, st.seqs.data(), slots, st.sizes, st.stream),
-          "entropy coder");
-    check(cudaMemcpyAsync(st.h_offs.get(count + 1, "zstd GPU: cudaMallocHost"), st.encoder.d_offsets(), (count + 1) * sizeof(uint64_t),
-                          cudaMemcpyDeviceToHost, st.stream),
-          "copy out");
+      if (st.sizes[i] && !in_pinned[first + i]) {
+        if (tasks.empty()) st.h_in.get(total, "zstd GPU: cudaMallocHost (input staging)");
+        CopyPool::add(tasks, st.h_in.data() + st.offsets[i], ins[first + i].data(), st.sizes[i]);
+        times.staged_in += st.sizes[i];
+      } else {
+        times.direct_in += st.sizes[i];
+      }
+    const auto t0 = Clock::now();
+    pool.run(tasks);
+    times.pack += since(t0);
+
+    uint8_t* din = st.in.get(total + 16, "zstd GPU: cudaMalloc");  // the finder reads up to 8 bytes past the end
+    BlockDesc* hb = st.h_blocks.get(nb, "zstd GPU: cudaMallocHost");
+    if (nb) std::memcpy(hb, st.blocks_v.data(), nb * sizeof(BlockDesc));
+    st.blocks.get(nb, "zstd GPU: cudaMalloc");
+    st.seqs.get(slots, "zstd GPU: cudaMalloc");
+    for (const Run& r : st.runs) {
+      const uint8_t* src = r.staged ? st.h_in.data() + r.dev : r.host;
+      check(cudaMemcpyAsync(din + r.dev, src, r.len, cudaMemcpyHostToDevice, st.stream), "zstd GPU: copy in");
+      times.copies_in++;
+    }
+    if (fault) {
+      fault = false;
+      check(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, st.stream), "zstd GPU: copy (injected fault)");
+    }
+    if (nb) {
+      check(cudaMemcpyAsync(st.blocks.data(), hb, nb * sizeof(BlockDesc), cudaMemcpyHostToDevice, st.stream),
+            "zstd GPU: copy in");
+      check(gpu::enqueue_find(din, st.blocks.data(), nb, st.seqs.data(), st.stream), "zstd GPU: match finder");
+    }
+    check(st.encoder.encode(din, total, st.blocks.data(), nb, st.seqs.data(), slots, st.sizes, st.stream),
+          "zstd GPU: entropy coder");
+    check(cudaMemcpyAsync(st.h_offs.get(count + 1, "zstd GPU: cudaMallocHost"), st.encoder.d_offsets(),
+                          (count + 1) * sizeof(uint64_t), cudaMemcpyDeviceToHost, st.stream),
+          "zstd GPU: copy out");
+    check(cudaEventRecord(st.offs_ready, st.stream), "zstd GPU: cudaEventRecord");
   }
 
-  // Waits for the piece, copies its frames out into outs.
-  void finish(Set& st, std::span<const std::span<uint8_t>> outs, std::span<size_t> sizes) {
-    check(cudaStreamSynchronize(st.stream), "kernels");
+  // Waits for the piece's frame offsets, sets sizes and queues the frames
+  // back: straight into pinned outputs, through staging for the others.
+  void drain(Set& st, std::span<const std::span<uint8_t>> outs, std::span<size_t> sizes) {
+    check(cudaEventSynchronize(st.offs_ready), "zstd GPU: kernels");
     const uint64_t* offs = st.h_offs.data();
-    uint8_t* hout = st.h_out.get(offs[st.count], "zstd GPU: cudaMallocHost");
-    check(cudaMemcpyAsync(hout, st.encoder.d_out(), offs[st.count], cudaMemcpyDeviceToHost, st.stream), "copy out");
-    check(cudaStreamSynchronize(st.stream), "copy out");
+    const uint8_t* dout = st.encoder.d_out();
+    // Runs: contiguous on the device and (direct) in host memory, or (staged) in staging.
+    uint8_t* run_dst = nullptr;
+    uint64_t run_src = 0, run_len = 0;
+    bool run_staged = false;
+    auto flush = [&] {
+      if (!run_len) return;
+      check(cudaMemcpyAsync(run_dst, dout + run_src, run_len, cudaMemcpyDeviceToHost, st.stream),
+            "zstd GPU: copy out");
+      times.copies_out++;
+      run_len = 0;
+    };
+    bool staging = false;
     for (size_t i = 0; i < st.count; ++i) {
-      const size_t fs = offs[i + 1] - offs[i];
       const size_t k = st.first + i;
+      const uint64_t fs = offs[i + 1] - offs[i];
       sizes[k] = fs <= outs[k].size() ? fs : 0;
-      if (sizes[k]) std::memcpy(outs[k].data(), hout + offs[i], fs);
+      if (!sizes[k]) continue;
+      const bool staged = !out_pinned[k];
+      if (staged && !staging) {
+        st.h_out.get(offs[st.count], "zstd GPU: cudaMallocHost (output staging)");
+        staging = true;
+      }
+      uint8_t* dst = staged ? st.h_out.data() + offs[i] : outs[k].data();
+      if (run_len && staged == run_staged && offs[i] == run_src + run_len && dst == run_dst + run_len) {
+        run_len += fs;
+      } else {
+        flush();
+        run_dst = dst, run_src = offs[i], run_len = fs, run_staged = staged;
+      }
+      (staged ? times.staged_out : times.direct_out) += fs;
     }
+    flush();
+    check(cudaEventRecord(st.frames_back, st.stream), "zstd GPU: cudaEventRecord");
+  }
+
+  // Waits for the piece's frames, copies the staged ones to their outputs.
+  void finish(Set& st, std::span<const std::span<uint8_t>> outs, std::span<const size_t> sizes) {
+    check(cudaEventSynchronize(st.frames_back), "zstd GPU: copy out");
+    tasks.clear();
+    const uint64_t* offs = st.h_offs.data();
+    for (size_t i = 0; i < st.count; ++i) {
+      const size_t k = st.first + i;
+      if (sizes[k] && !out_pinned[k]) CopyPool::add(tasks, outs[k].data(), st.h_out.data() + offs[i], sizes[k]);
+    }
+    const auto t0 = Clock::now();
+    pool.run(tasks);
+    times.unpack += since(t0);
+  }
+
+  void compress(std::span<const std::span<const uint8_t>> ins, std::span<const std::span<uint8_t>> outs,
+                std::span<size_t> sizes) {
+    const size_t n = ins.size();
+    in_pinned.assign(n, 0);
+    out_pinned.assign(n, 0);
+    for (size_t i = 0; i < n; ++i) {
+      if (!ins[i].empty()) in_pinned[i] = cuda::is_pinned(ins[i].data());
+      if (!outs[i].empty()) out_pinned[i] = cuda::is_pinned(outs[i].data());
+    }
+    // Pieces: consecutive inputs, about piece_bytes each (at least one input).
+    std::vector<std::pair<size_t, size_t>> pieces;
+    for (size_t i = 0; i < n;) {
+      size_t j = i;
+      uint64_t bytes = 0;
+      while (j < n && (j == i || bytes + ins[j].size() <= piece_bytes)) bytes += ins[j++].size();
+      pieces.push_back({i, j - i});
+      i = j;
+    }
+    const size_t np = pieces.size();
+    for (size_t k = 0; k < np + 2; ++k) {
+      if (k < np) start(sets[k % kSets], ins, pieces[k].first, pieces[k].second);
+      if (k >= 1 && k - 1 < np) drain(sets[(k - 1) % kSets], outs, sizes);
+      if (k >= 2 && k - 2 < np) finish(sets[(k - 2) % kSets], outs, sizes);
+    }
+    times.pieces = np;
   }
 };
+static_assert(GpuCompressor::kSets >= 3, "start, drain and finish work on three different sets");
 
-GpuCompressor::GpuCompressor() : impl_(std::make_unique<Impl>()) {}
+GpuCompressor::GpuCompressor(unsigned host_threads) : impl_(std::make_unique<Impl>(host_threads)) {}
 GpuCompressor::~GpuCompressor() = default;
 const GpuCompressor::Times& GpuCompressor::times() const { return impl_->times; }
+void GpuCompressor::set_piece_bytes(uint64_t bytes) { impl_->piece_bytes = std::max<uint64_t>(bytes, 1); }
+void GpuCompressor::inject_fault_once() { impl_->fault = true; }
 
 void GpuCompressor::compress(std::span<const std::span<const uint8_t>> ins, std::span<const std::span<uint8_t>> outs,
                              std::span<size_t> sizes) {
-  using Clock = std::chrono::steady_clock;
+  if (outs.size() != ins.size() || sizes.size() != ins.size())
+    throw std::invalid_argument("GpuCompressor::compress: ins, outs and sizes differ in length");
   const auto t0 = Clock::now();
   Impl& m = *impl_;
-  // Pieces: consecutive inputs, about kPieceBytes each (at least one input).
-  std::vector<std::pair<size_t, size_t>> pieces;
-  for (size_t i = 0; i < ins.size();) {
-    size_t j = i;
-    uint64_t bytes = 0;
-    while (j < ins.size() && (j == i || bytes + ins[j].size() <= kPieceBytes)) bytes += ins[j++].size();
-    pieces.push_back({i, j - i});
-    i = j;
+  m.times = Times{};
+  try {
+    m.compress(ins, outs, sizes);
+  } catch (...) {
+    m.sync_all();  // nothing of this call still in flight: the caller may rerun the jobs elsewhere
+    m.times.total = since(t0);
+    throw;
   }
-  for (size_t k = 0; k < pieces.size(); ++k) {
-    m.start(m.sets[k % 2], ins, pieces[k].first, pieces[k].second);
-    if (k > 0) m.finish(m.sets[(k - 1) % 2], outs, sizes);
-  }
-  if (!pieces.empty()) m.finish(m.sets[(pieces.size() - 1) % 2], outs, sizes);
-  m.times.total = std::chrono::duration<double>(Clock::now() - t0).count();
-  m.times.pieces = pieces.size();
+  m.times.total = since(t0);
 }
 
 }  // namespace gpo::zstd::entropy

@@ -79,29 +79,52 @@ class GpuEncoder {
   std::unique_ptr<Impl> impl_;
 };
 
-// Stages 1 and 2 on the current CUDA device, host in, host out: the inputs
-// are copied in, stage 1 finds the sequences of all their blocks in one
-// launch, GpuEncoder codes them, the frames are copied back. A batch goes in
-// pieces of about 256 MiB on two buffer sets, so copies overlap the kernels.
-// The host packs the inputs into and the frames out of pinned buffers
-// (memcpy) and does no other work per byte. Throws std::runtime_error on a
-// CUDA error. One thread uses a GpuCompressor at a time. (CUDA builds only.)
+// Stages 1 and 2 on the current CUDA device, host in, host out
+// (zstd_compressor_gpu.cpp): the inputs are copied in, stage 1 finds the
+// sequences of all their blocks, GpuEncoder codes them, the frames are copied
+// back. A batch goes in pieces (consecutive inputs, about piece_bytes each)
+// on kSets streams, so the copy in of piece k + 1, the kernels of piece k and
+// the copy out of piece k - 1 overlap.
+//
+// Host memory: inputs and outputs that are pinned (cudaMallocHost, or
+// registered with cudaHostRegister like the agent's client slabs) are copied
+// by DMA directly, one copy per input or per run of inputs adjacent in host
+// memory; pageable ones go through pinned staging, packed and unpacked by
+// host_threads threads in parallel while the GPU works on other pieces. The
+// host does no other work per byte.
+//
+// Throws std::runtime_error (a gpo::cuda::Error for CUDA errors) after
+// waiting for the work already queued, so nothing of the call is still in
+// flight. One thread uses a GpuCompressor at a time. (CUDA builds only.)
 class GpuCompressor {
  public:
-  GpuCompressor();
+  static constexpr int kSets = 3;
+  explicit GpuCompressor(unsigned host_threads = 0);  // 0: all cores, at most 16
   ~GpuCompressor();
   GpuCompressor(const GpuCompressor&) = delete;
   GpuCompressor& operator=(const GpuCompressor&) = delete;
 
   struct Times {  // of the last call
-    double total = 0;  // seconds
+    double total = 0;   // seconds, the whole call
+    double pack = 0;    // seconds the host spent packing pageable inputs into staging
+    double unpack = 0;  // seconds the host spent copying frames out of staging
     size_t pieces = 0;
+    uint64_t direct_in = 0, staged_in = 0;    // input bytes copied from pinned memory / through staging
+    uint64_t direct_out = 0, staged_out = 0;  // frame bytes likewise
+    size_t copies_in = 0, copies_out = 0;     // cudaMemcpyAsync calls for data
   };
   // One frame per input into outs[i]; sizes[i] = its size, or 0 when outs[i]
   // is smaller than the frame (frame_bound(ins[i].size()) always fits).
+  // outs must not overlap ins.
   void compress(std::span<const std::span<const uint8_t>> ins, std::span<const std::span<uint8_t>> outs,
                 std::span<size_t> sizes);
   const Times& times() const;
+
+  // Bytes of input per piece (default 64 MiB; at least one input per piece).
+  void set_piece_bytes(uint64_t bytes);
+  // Test aid: the next compress() fails with a real CUDA error (an invalid
+  // copy queued on its first piece's stream) after queueing that piece.
+  void inject_fault_once();
 
  private:
   struct Impl;
