@@ -133,7 +133,7 @@ struct CudaBackend::Impl {
   Mirror in_m, out_m;
   CopyPlan cp;
   std::unique_ptr<CudaTier2> tier2;  // crc32, memcpy (cuda_tier2.cpp), made on first use
-  std::unique_ptr<CudaZstd> zstd;    // zstd_compress (cuda_zstd.cpp), made on first use
+  std::unique_ptr<CudaZstd> zstd;    // zstd_compress at level <= 3 (cuda_zstd.cpp), made on first use
 
   Impl() {
     check(cudaStreamCreateWithFlags(&ctl, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -536,7 +536,7 @@ void CudaBackend::run_batch(Batch& b) {
     else if (op->family == Family::memcpy)
       copy_jobs.push_back(&j);
     else if (op->family == Family::zstd)
-      zstd_jobs.push_back(&j);
+      (CudaZstd::gpu_takes(j) ? zstd_jobs : cpu_jobs).push_back(&j);  // higher levels: libzstd at that level
     else
       sha_jobs.push_back(&j);
   }
@@ -580,7 +580,7 @@ void CudaBackend::run_batch(Batch& b) {
   gpu_part(crc_jobs, [&](std::vector<Job*>& j) { check(tier2().run_crc32(j, fault), "crc32 batch"); });
   gpu_part(copy_jobs, [&](std::vector<Job*>& j) { check(tier2().run_memcpy(j, fault), "memcpy batch"); });
   gpu_part(zstd_jobs, [&](std::vector<Job*>& j) {
-    if (!impl_->zstd) impl_->zstd = std::make_unique<CudaZstd>(0);
+    if (!impl_->zstd) impl_->zstd = std::make_unique<CudaZstd>();
     impl_->zstd->run(j, fault);
   });
   cpu_->run_jobs(cpu_jobs);

@@ -73,8 +73,9 @@ void register_crypto_ops() {
 }
 
 void register_zstd_ops() {
-  // Compress: GPU match finding, libzstd entropy coding (kernels/zstd, stage 1);
-  // blocks of one job run in parallel on the GPU. Decompress: the CPU.
+  // Compress: on a CUDA backend, levels <= 3 are matched and entropy-coded on
+  // the GPU (kernels/zstd stages 1 + 2, blocks of one job in parallel), higher
+  // levels run libzstd on the CPU. Decompress: the CPU.
   register_op({OpId::zstd_compress, "zstd-compress", Family::zstd, true, false, validate_zstd, cpu_zstd});
   register_op({OpId::zstd_decompress, "zstd-decompress", Family::zstd, false, true, validate_zstd, cpu_zstd});
 }
