@@ -5,6 +5,10 @@
 // tables, or JSON with --json. A suite is one source file in agent/bench/ and
 // one register_*_bench() call in bench.cpp.
 #pragma once
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <span>
@@ -44,5 +48,37 @@ const Suite* find_suite(std::string_view name);
 std::string fmt_rate(double per_second);      // "1.23M", "456K", "12.3G"
 std::string fmt_gbps(double bytes_per_second); // "12.34" (GB/s, 1e9)
 std::string fmt_size(size_t bytes);           // "4 KiB", "1 MiB"
+
+// Timing helpers shared by the suites.
+inline double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+inline double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+// Runs f until min_seconds have passed (at least twice, the first untimed);
+// returns seconds per call.
+template <typename F>
+double time_per_call(double min_seconds, F&& f) {
+  f();
+  int n = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  do {
+    f();
+    ++n;
+  } while (seconds_since(t0) < min_seconds);
+  return seconds_since(t0) / n;
+}
+// Deterministic incompressible bytes (xorshift), seeded.
+inline void fill_random(uint8_t* p, size_t n, uint64_t seed) {
+  uint64_t x = seed | 1;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    std::memcpy(p + i, &x, 8);
+  }
+  for (; i < n; ++i) p[i] = uint8_t(i * 131);
+}
 
 }  // namespace gpo::bench

@@ -30,23 +30,6 @@ using backend::Job;
 using backend::OpId;
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-void fill_random(uint8_t* p, size_t n, uint64_t seed) {
-  uint64_t x = seed | 1;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    std::memcpy(p + i, &x, 8);
-  }
-  for (; i < n; ++i) p[i] = uint8_t(i * 131);
-}
-
 struct Shape {
   OpId op;
   size_t job;

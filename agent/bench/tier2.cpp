@@ -34,32 +34,6 @@ using backend::Job;
 using backend::OpId;
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-void fill_random(uint8_t* p, size_t n, uint64_t seed) {
-  uint64_t x = seed | 1;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    std::memcpy(p + i, &x, 8);
-  }
-  for (; i < n; ++i) p[i] = uint8_t(i * 131);
-}
-
-// Runs f until min_seconds have passed (at least twice, the first untimed);
-// returns seconds per call.
-template <typename F>
-double time_per_call(double min_seconds, F&& f) {
-  f();
-  int n = 0;
-  auto t0 = Clock::now();
-  do {
-    f();
-    ++n;
-  } while (seconds_since(t0) < min_seconds);
-  return seconds_since(t0) / n;
-}
-
 // Splits [0, jobs) x bytes over threads: each thread takes whole jobs, or,
 // when there are fewer jobs than threads, one part of each job.
 template <typename Part>

@@ -9,48 +9,15 @@
 #include <fstream>
 
 #include "gpuoffload.h"
-#include "offload/offload_env.h"
+#include "offload/offload_fixture.h"
 
 using namespace gpo::test;
 
 namespace {
 
-class OffloadOps : public ::testing::TestWithParam<bool> {
+class OffloadOps : public OffloadPathTest {
  protected:
-  void SetUp() override {
-    setenv("GPO_TIMEOUT_MS", "5000", 1);
-    if (GetParam()) {
-      gpo::ipc::ServerOptions o;
-      o.socket_path = unique_socket("ops");
-      o.uprobe_doorbell = false;
-      agent_ = std::make_unique<InProcessAgent>(o);
-      gpo_set_socket(o.socket_path.c_str());
-    } else {
-      gpo_set_socket(("/nonexistent/gpo-" + std::to_string(getpid())).c_str());
-    }
-    gpo_get_stats(&before_);
-  }
-  void TearDown() override {
-    gpo_client_stats after{};
-    gpo_get_stats(&after);
-    uint64_t jobs = after.jobs - before_.jobs;
-    // Every job completed exactly once, by the path this fixture chose.
-    EXPECT_EQ(after.by_agent - before_.by_agent + after.local - before_.local, jobs);
-    if (GetParam()) {
-      // Only jobs the agent itself answered "invalid" (corrupt zstd input) are
-      // recomputed here, to return libzstd's exact error.
-      EXPECT_EQ(after.local - before_.local, after.local_rejected - before_.local_rejected)
-          << "jobs fell back to the CPU with the agent up";
-      EXPECT_EQ(after.by_agent - before_.by_agent + after.local_rejected - before_.local_rejected, jobs);
-      EXPECT_EQ(agent_->server().stats().jobs_done, jobs);
-    } else {
-      EXPECT_EQ(after.local_no_agent - before_.local_no_agent, jobs);
-    }
-    gpo_set_socket(nullptr);
-    agent_.reset();
-  }
-  std::unique_ptr<InProcessAgent> agent_;
-  gpo_client_stats before_{};
+  OffloadOps() : OffloadPathTest("ops", false) {}
 };
 
 const char* kGcmKey = "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308";

@@ -7,46 +7,15 @@
 #include <zlib.h>
 
 #include "gpuoffload.h"
-#include "offload/offload_env.h"
+#include "offload/offload_fixture.h"
 
 using namespace gpo::test;
 
 namespace {
 
-class OffloadTier2 : public ::testing::TestWithParam<bool> {
+class OffloadTier2 : public OffloadPathTest {
  protected:
-  void SetUp() override {
-    setenv("GPO_TIMEOUT_MS", "5000", 1);
-    if (GetParam()) {
-      gpo::ipc::ServerOptions o;
-      o.socket_path = unique_socket("tier2");
-      o.uprobe_doorbell = false;
-      agent_ = std::make_unique<InProcessAgent>(o);
-      gpo_set_socket(o.socket_path.c_str());
-    } else {
-      gpo_set_socket(("/nonexistent/gpo-" + std::to_string(getpid())).c_str());
-    }
-    gpo_get_stats(&before_);
-  }
-  void TearDown() override {
-    gpo_client_stats after{};
-    gpo_get_stats(&after);
-    const uint64_t jobs = after.jobs - before_.jobs;
-    EXPECT_GT(jobs, 0u);
-    EXPECT_EQ(after.by_agent - before_.by_agent + after.local - before_.local, jobs) << "a job completed twice or never";
-    if (GetParam()) {
-      // Only jobs the agent answered "invalid" (a bad level) are recomputed here.
-      EXPECT_EQ(after.local - before_.local, after.local_rejected - before_.local_rejected)
-          << "jobs fell back to the CPU with the agent up";
-      EXPECT_EQ(agent_->server().stats().jobs_done, jobs);
-    } else {
-      EXPECT_EQ(after.local_no_agent - before_.local_no_agent, jobs);
-    }
-    gpo_set_socket(nullptr);
-    agent_.reset();
-  }
-  std::unique_ptr<InProcessAgent> agent_;
-  gpo_client_stats before_{};
+  OffloadTier2() : OffloadPathTest("tier2", true) {}
 };
 
 uint32_t zlib_crc(uint32_t init, const Bytes& b, size_t off = 0, size_t n = SIZE_MAX) {

@@ -1,0 +1,64 @@
+// The fixture of the libgpuoffload op tests, parameterized by the path: true,
+// through the real agent component in-process (CPU backend, socket doorbell);
+// false, with no agent (the library's own CPU fallback). TearDown checks the
+// accounting of both sides: every job completed exactly once, by that path.
+#pragma once
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "gpuoffload.h"
+#include "offload/offload_env.h"
+
+namespace gpo::test {
+
+class OffloadPathTest : public ::testing::TestWithParam<bool> {
+ protected:
+  // socket_tag: names the agent's socket (unique per test); expect_jobs: the
+  // test must have submitted at least one job.
+  OffloadPathTest(const char* socket_tag, bool expect_jobs) : tag_(socket_tag), expect_jobs_(expect_jobs) {}
+
+  void SetUp() override {
+    setenv("GPO_TIMEOUT_MS", "5000", 1);
+    if (GetParam()) {
+      gpo::ipc::ServerOptions o;
+      o.socket_path = unique_socket(tag_);
+      o.uprobe_doorbell = false;
+      agent_ = std::make_unique<InProcessAgent>(o);
+      gpo_set_socket(o.socket_path.c_str());
+    } else {
+      gpo_set_socket(("/nonexistent/gpo-" + std::to_string(getpid())).c_str());
+    }
+    gpo_get_stats(&before_);
+  }
+  void TearDown() override {
+    gpo_client_stats after{};
+    gpo_get_stats(&after);
+    const uint64_t jobs = after.jobs - before_.jobs;
+    if (expect_jobs_) EXPECT_GT(jobs, 0u);
+    EXPECT_EQ(after.by_agent - before_.by_agent + after.local - before_.local, jobs) << "a job completed twice or never";
+    if (GetParam()) {
+      // Only jobs the agent itself answered "invalid" (corrupt zstd input, a
+      // bad level) are recomputed here, to return the library's exact error.
+      EXPECT_EQ(after.local - before_.local, after.local_rejected - before_.local_rejected)
+          << "jobs fell back to the CPU with the agent up";
+      EXPECT_EQ(agent_->server().stats().jobs_done, jobs);
+    } else {
+      EXPECT_EQ(after.local_no_agent - before_.local_no_agent, jobs);
+    }
+    gpo_set_socket(nullptr);
+    agent_.reset();
+  }
+
+  std::unique_ptr<InProcessAgent> agent_;
+  gpo_client_stats before_{};
+
+ private:
+  const char* tag_;
+  bool expect_jobs_;
+};
+
+}  // namespace gpo::test
