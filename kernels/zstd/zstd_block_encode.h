@@ -122,13 +122,20 @@ struct FseCTable {
   uint32_t log;  // 0: RLE (no bits at all)
 };
 
-// Encoder table from a normalized distribution (counts sum to 1 << log; -1 is
-// a "less than 1" symbol), spread the way every zstd decoder builds its table.
-GPO_ZHD void fse_build(FseCTable& ct, const int16_t* norm, uint32_t max_sym, uint32_t log) {
-  const uint32_t size = 1u << log;
-  uint32_t high = size - 1;
+// Work arrays of fse_build. The GPU passes them in shared memory: a local
+// array there lives in (slow) local memory.
+struct FseBuildScratch {
   uint8_t table_sym[1u << kFseMaxLog];
   uint32_t cumul[kFseMaxSymbols + 1];
+};
+
+// Encoder table from a normalized distribution (counts sum to 1 << log; -1 is
+// a "less than 1" symbol), spread the way every zstd decoder builds its table.
+GPO_ZHD void fse_build(FseCTable& ct, const int16_t* norm, uint32_t max_sym, uint32_t log, FseBuildScratch& ws) {
+  const uint32_t size = 1u << log;
+  uint32_t high = size - 1;
+  uint8_t* table_sym = ws.table_sym;
+  uint32_t* cumul = ws.cumul;
   ct.log = log;
   cumul[0] = 0;
   for (uint32_t u = 1; u <= max_sym + 1; ++u) {
@@ -171,6 +178,11 @@ GPO_ZHD void fse_build(FseCTable& ct, const int16_t* norm, uint32_t max_sym, uin
       total += c;
     }
   }
+}
+
+GPO_ZHD void fse_build(FseCTable& ct, const int16_t* norm, uint32_t max_sym, uint32_t log) {
+  FseBuildScratch ws;
+  fse_build(ct, norm, max_sym, log, ws);
 }
 
 GPO_ZHD uint32_t fse_init_state(const FseCTable& ct, uint32_t s) {
@@ -323,6 +335,17 @@ struct HufTable {
   uint32_t last_sym;
 };
 
+// Work arrays of huf_build (in shared memory on the GPU, see FseBuildScratch).
+struct HufBuildScratch {
+  uint32_t w[256];
+  uint32_t node_w[512];
+  uint16_t leaf_sym[256];
+  uint16_t parent[512];
+  uint8_t depth[512];
+  uint32_t nb_per_len[kHufMaxBits + 2];
+  uint32_t val_per_len[kHufMaxBits + 2];
+};
+
 // Length-limited (<= kHufMaxBits) Huffman code from a histogram with >= 2
 // symbols: a two-queue Huffman build; when too deep, counts are halved
 // (keeping every present symbol) and the build is redone. Canonical codes in
@@ -330,9 +353,9 @@ struct HufTable {
 // order (optional): the present symbols already sorted by (count, symbol),
 // e.g. ranked in parallel by the GPU; the result is the same either way (the
 // sort below is then linear).
-GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t, const uint8_t* order = nullptr) {
-  uint16_t leaf_sym[256];
-  uint32_t w[256];
+GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t, HufBuildScratch& ws, const uint8_t* order = nullptr) {
+  uint16_t* leaf_sym = ws.leaf_sym;
+  uint32_t* w = ws.w;
   uint32_t n = 0;
   for (uint32_t s = 0; s < 256; ++s) {
     t.len[s] = 0;
@@ -356,9 +379,9 @@ GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t, const uint8_t* order =
         k++;
       }
   }
-  uint32_t node_w[512];
-  uint16_t parent[512];
-  uint8_t depth[512];
+  uint32_t* node_w = ws.node_w;
+  uint16_t* parent = ws.parent;
+  uint8_t* depth = ws.depth;
   for (;;) {
     // Sort leaves by (count, symbol), insertion sort (n <= 256).
     for (uint32_t i = 1; i < n; ++i) {
@@ -374,6 +397,7 @@ GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t, const uint8_t* order =
       leaf_sym[j] = si;
     }
     for (uint32_t i = 0; i < n; ++i) node_w[i] = w[i];
+    // Two queues: leaves [li, n) and inner nodes [ni, next), both ascending.
     uint32_t li = 0, ni = n, next = n;
     while (next < 2 * n - 1) {
       uint32_t pick[2];
@@ -403,9 +427,10 @@ GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t, const uint8_t* order =
     }
     for (uint32_t i = 0; i < n; ++i) w[i] = (w[i] + 1) >> 1;
   }
-  uint32_t nb_per_len[kHufMaxBits + 2] = {};
+  uint32_t* nb_per_len = ws.nb_per_len;
+  uint32_t* val_per_len = ws.val_per_len;
+  for (uint32_t l = 0; l < kHufMaxBits + 2; ++l) nb_per_len[l] = val_per_len[l] = 0;
   for (uint32_t s = 0; s < 256; ++s) nb_per_len[t.len[s]]++;
-  uint32_t val_per_len[kHufMaxBits + 2] = {};
   uint32_t mn = 0;
   for (uint32_t l = t.max_bits; l > 0; --l) {
     val_per_len[l] = mn;
@@ -415,19 +440,35 @@ GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t, const uint8_t* order =
   for (uint32_t s = 0; s < 256; ++s)
     if (t.len[s]) t.code[s] = uint16_t(val_per_len[t.len[s]]++);
 }
+GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t, const uint8_t* order = nullptr) {
+  HufBuildScratch ws;
+  huf_build(hist, t, ws, order);
+}
+
+// Work arrays of huf_write_tree (shared memory on the GPU).
+struct HufTreeScratch {
+  FseCTable ct;
+  FseBuildScratch build;
+  uint32_t cnt[16];
+  int16_t norm[16];
+  uint8_t wt[256];
+  uint8_t fse_buf[160];
+};
 
 // Huffman tree description (RFC 8878 4.2.1): weights of symbols
 // 0..last_sym-1 (the last one is implied). Returns bytes, 0 if none fits.
-GPO_ZHD size_t huf_write_tree(const HufTable& t, uint8_t* out, size_t cap) {
+GPO_ZHD size_t huf_write_tree(const HufTable& t, uint8_t* out, size_t cap, HufTreeScratch& ws) {
   const uint32_t nw = t.last_sym;
-  uint8_t wt[256];
+  uint8_t* wt = ws.wt;
   for (uint32_t s = 0; s < nw; ++s) wt[s] = t.len[s] ? uint8_t(t.max_bits + 1 - t.len[s]) : 0;
   const size_t direct = nw <= 128 ? 1 + (nw + 1) / 2 : 0;
   // FSE-compressed weights (two interleaved states, accuracy <= 6).
   size_t fse_size = 0;
-  uint8_t fse_buf[160];
+  uint8_t* fse_buf = ws.fse_buf;
+  constexpr size_t kFseBuf = sizeof(ws.fse_buf);
   if (nw >= 2) {
-    uint32_t cnt[16] = {};
+    uint32_t* cnt = ws.cnt;
+    for (uint32_t v = 0; v < 16; ++v) cnt[v] = 0;
     uint32_t max_w = 0, max_c = 0;
     for (uint32_t s = 0; s < nw; ++s) {
       cnt[wt[s]]++;
@@ -437,13 +478,13 @@ GPO_ZHD size_t huf_write_tree(const HufTable& t, uint8_t* out, size_t cap) {
       if (cnt[v] > max_c) max_c = cnt[v];
     if (max_c < nw && max_c > 1) {
       const uint32_t log = 6;
-      int16_t norm[16];
+      int16_t* norm = ws.norm;
       fse_normalize(norm, cnt, max_w, nw, log);
       size_t h = 1 + fse_write_ncount(fse_buf + 1, norm, max_w, log);
-      FseCTable ct;
-      fse_build(ct, norm, max_w, log);
+      FseCTable& ct = ws.ct;
+      fse_build(ct, norm, max_w, log, ws.build);
       BitWriter bw;
-      bw.init(fse_buf + h, sizeof(fse_buf) - h - 2);
+      bw.init(fse_buf + h, kFseBuf - h - 2);
       uint32_t st[2] = {0, 0};
       bool init[2] = {false, false};
       for (int32_t i = int32_t(nw) - 1; i >= 0; --i) {
@@ -513,23 +554,44 @@ GPO_ZHD uint32_t ml_bits(uint32_t c) {
                              0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
   return b[c];
 }
-GPO_ZHD uint32_t ll_code(uint32_t ll) {
+// Codes by range arithmetic, no table lookups (RFC 8878 3.1.1.3.2.1; the
+// unit test checks them against the base tables for every length). Every
+// base is a multiple of 1 << bits, so the extra bits are the value's low bits.
+GPO_ZHD uint32_t ll_code(uint32_t ll) {  // ll < 131072
   if (ll < 16) return ll;
-  uint32_t lo = 16, hi = 35;  // largest c with base(c) <= ll
-  while (lo < hi) {
-    const uint32_t mid = (lo + hi + 1) / 2;
-    if (ll_base(mid) <= ll) lo = mid; else hi = mid - 1;
-  }
-  return lo;
+  if (ll < 24) return 16 + ((ll - 16) >> 1);
+  if (ll < 32) return 20 + ((ll - 24) >> 2);
+  if (ll < 48) return 22 + ((ll - 32) >> 3);
+  if (ll < 64) return 24;
+  return 19 + highbit(ll);
 }
-GPO_ZHD uint32_t ml_code(uint32_t ml) {  // ml >= 3
-  if (ml < 35) return ml - 3;
-  uint32_t lo = 32, hi = 52;
-  while (lo < hi) {
-    const uint32_t mid = (lo + hi + 1) / 2;
-    if (ml_base(mid) <= ml) lo = mid; else hi = mid - 1;
-  }
-  return lo;
+GPO_ZHD uint32_t ml_code(uint32_t ml) {  // 3 <= ml < 131075
+  const uint32_t v = ml - 3;
+  if (v < 32) return v;
+  if (v < 40) return 32 + ((v - 32) >> 1);
+  if (v < 48) return 36 + ((v - 40) >> 2);
+  if (v < 64) return 38 + ((v - 48) >> 3);
+  if (v < 96) return 40 + ((v - 64) >> 4);
+  if (v < 128) return 42;
+  return 36 + highbit(v);
+}
+// Extra bits of a code (= ll_bits / ml_bits, without the tables).
+GPO_ZHD uint32_t ll_code_bits(uint32_t c) {
+  if (c < 16) return 0;
+  if (c < 20) return 1;
+  if (c < 22) return 2;
+  if (c < 24) return 3;
+  if (c == 24) return 4;
+  return c - 19;
+}
+GPO_ZHD uint32_t ml_code_bits(uint32_t c) {
+  if (c < 32) return 0;
+  if (c < 36) return 1;
+  if (c < 38) return 2;
+  if (c < 40) return 3;
+  if (c < 42) return 4;
+  if (c == 42) return 5;
+  return c - 36;
 }
 
 GPO_ZHD const int16_t* predefined_norm(int which) {  // 0 LL, 1 OF, 2 ML
@@ -556,45 +618,48 @@ struct BlockScratch {
   uint8_t* codes;
 };
 
-// Offsets turned into zstd offset values: repeat codes 1..3 where this block
-// knows the history, else offset + 3.
-GPO_ZHD void offset_values(const Sequence* seqs, uint32_t nseq, bool frame_start, uint32_t* ofv) {
-  uint32_t rep[3] = {1, 4, 8};
-  bool known[3] = {frame_start, frame_start, frame_start};
-  for (uint32_t i = 0; i < nseq; ++i) {
-    const Sequence sq = seqs[i];
-    const uint32_t o = sq.offset;
-    // Candidates for repeat codes 1..3 (RFC 8878 3.1.2.5) and their slot.
-    uint32_t cand[3];
-    bool ck[3];
-    int slot[3];
-    if (sq.lit_len > 0) {
-      cand[0] = rep[0]; ck[0] = known[0]; slot[0] = 0;
-      cand[1] = rep[1]; ck[1] = known[1]; slot[1] = 1;
-      cand[2] = rep[2]; ck[2] = known[2]; slot[2] = 2;
-    } else {
-      cand[0] = rep[1]; ck[0] = known[1]; slot[0] = 1;
-      cand[1] = rep[2]; ck[1] = known[2]; slot[1] = 2;
-      cand[2] = rep[0] - 1; ck[2] = known[0]; slot[2] = 3;
-    }
-    int code = 0;
-    for (int c = 0; c < 3; ++c)
-      if (ck[c] && cand[c] == o) {
-        code = c + 1;
-        break;
-      }
-    ofv[i] = code ? uint32_t(code) : o + 3;
-    const int used = code ? slot[code - 1] : 3;  // 3: a new offset (or rep0 - 1)
-    if (used == 0) continue;                      // rep0 again: history unchanged
-    if (used == 1) {                              // [o, r0, r2]
-      rep[1] = rep[0]; known[1] = known[0];
-    } else {                                      // [o, r0, r1]
-      rep[2] = rep[1]; known[2] = known[1];
-      rep[1] = rep[0]; known[1] = known[0];
-    }
-    rep[0] = o;
-    known[0] = true;
+// The decoder's repeat-offset history (RFC 8878 3.1.2.5) and which slots this
+// block knows: a slot is known at the frame start (1, 4, 8) or once this block
+// has set it (the previous block is encoded in parallel).
+struct RepHistory {
+  uint32_t r0, r1, r2;
+  bool k0, k1, k2;
+  GPO_ZHD void start(bool frame_start) {
+    r0 = 1;
+    r1 = 4;
+    r2 = 8;
+    k0 = k1 = k2 = frame_start;
   }
+  // The zstd offset value of a match at offset o (has_lits: lit_len > 0):
+  // repeat code 1..3 where a known slot matches, else o + 3. Updates the history.
+  GPO_ZHD uint32_t code(uint32_t o, bool has_lits) {
+    uint32_t c = 0;
+    if (has_lits) {
+      c = (k0 && r0 == o) ? 1 : (k1 && r1 == o) ? 2 : (k2 && r2 == o) ? 3 : 0;
+      if (c == 1) return 1;  // rep0 again: history unchanged
+    } else {
+      c = (k1 && r1 == o) ? 1 : (k2 && r2 == o) ? 2 : (k0 && r0 - 1 == o) ? 3 : 0;
+    }
+    // Slot used: with literals code c takes slot c - 1, without them slot c
+    // (code 3 = rep0 - 1 acts as a new offset).
+    const bool slot1 = has_lits ? c == 2 : c == 1;
+    if (!slot1) {  // [o, r0, r1]
+      r2 = r1;
+      k2 = k1;
+    }
+    r1 = r0;  // slot 1: [o, r0, r2]
+    k1 = k0;
+    r0 = o;
+    k0 = true;
+    return c ? c : o + 3;
+  }
+};
+
+// Offsets turned into zstd offset values (RepHistory::code) for the block.
+GPO_ZHD void offset_values(const Sequence* seqs, uint32_t nseq, bool frame_start, uint32_t* ofv) {
+  RepHistory h;
+  h.start(frame_start);
+  for (uint32_t i = 0; i < nseq; ++i) ofv[i] = h.code(seqs[i].offset, seqs[i].lit_len > 0);
 }
 
 // The block's literals, in order, into lits. Returns their count.
@@ -647,8 +712,13 @@ struct LitPlan {
   size_t cap;       // Huffman: room after the header before it loses to raw
   size_t tree;      // Huffman: tree description bytes (in tree_buf)
 };
+// Work arrays of plan_literals (one after the other, so they share memory).
+union LitPlanScratch {
+  HufBuildScratch build;
+  HufTreeScratch tree;
+};
 GPO_ZHD LitPlan plan_literals(uint32_t nl, const uint32_t* hist, HufTable& t, uint8_t* tree_buf,
-                              const uint8_t* order = nullptr) {
+                              LitPlanScratch& ws, const uint8_t* order = nullptr) {
   LitPlan p{LitMode::kRaw, 0, 0, 0, 0};
   uint32_t distinct = 0;
   for (uint32_t s = 0; s < 256; ++s)
@@ -661,7 +731,7 @@ GPO_ZHD LitPlan plan_literals(uint32_t nl, const uint32_t* hist, HufTable& t, ui
     return p;
   }
   if (nl < 64) return p;
-  huf_build(hist, t, order);
+  huf_build(hist, t, ws.build, order);
   // Estimate first: a table that does not pay is not worth encoding.
   uint64_t bits = 0;
   for (uint32_t s = 0; s < 256; ++s) bits += uint64_t(hist[s]) * t.len[s];
@@ -671,7 +741,7 @@ GPO_ZHD LitPlan plan_literals(uint32_t nl, const uint32_t* hist, HufTable& t, ui
   if (lh + bits / 8 + (single ? 0 : 6) + 8 >= raw_size) return p;
   p.lh = lh;
   p.cap = raw_size - lh;
-  p.tree = huf_write_tree(t, tree_buf, p.cap);
+  p.tree = huf_write_tree(t, tree_buf, p.cap, ws.tree);
   if (p.tree == 0) return p;
   if (!single && p.tree + 6 >= p.cap) return p;
   p.mode = LitMode::kHuffman;
@@ -684,12 +754,11 @@ GPO_ZHD size_t raw_literals(const uint8_t* lits, uint32_t nl, uint8_t* out) {
   return h + nl;
 }
 
-// Literals section (raw, RLE or Huffman) at out. Returns its size (never more
-// than the raw section: nl + header).
-GPO_ZHD size_t encode_literals(const uint8_t* lits, uint32_t nl, const uint32_t* hist, uint8_t* out) {
-  HufTable t;
-  uint8_t tree[160];
-  const LitPlan p = plan_literals(nl, hist, t, tree);
+// Literals section (raw, RLE or Huffman) at out from its plan (t and tree as
+// plan_literals left them). Returns its size (never more than the raw
+// section: nl + header).
+GPO_ZHD size_t encode_planned_literals(const LitPlan& p, const HufTable& t, const uint8_t* tree,
+                                       const uint8_t* lits, uint32_t nl, uint8_t* out) {
   if (p.mode == LitMode::kRle) {
     const size_t h = lit_plain_header(out, 1, nl);
     out[h] = uint8_t(p.rle_sym);
@@ -719,21 +788,71 @@ GPO_ZHD size_t encode_literals(const uint8_t* lits, uint32_t nl, const uint32_t*
   return p.lh + used;
 }
 
+GPO_ZHD size_t encode_literals(const uint8_t* lits, uint32_t nl, const uint32_t* hist, uint8_t* out) {
+  HufTable t;
+  uint8_t tree[160];
+  LitPlanScratch ws;
+  const LitPlan p = plan_literals(nl, hist, t, tree, ws);
+  return encode_planned_literals(p, t, tree, lits, nl, out);
+}
+
+// The header of a sequences section: the sequence count (1 to 3 bytes).
+GPO_ZHD size_t seq_count_header(uint8_t* op, uint32_t nseq) {
+  if (nseq < 128) {
+    op[0] = uint8_t(nseq);
+    return 1;
+  }
+  if (nseq < 0x7F00) {
+    op[0] = uint8_t((nseq >> 8) + 128);
+    op[1] = uint8_t(nseq);
+    return 2;
+  }
+  op[0] = 0xFF;
+  put_le16(op + 1, nseq - 0x7F00);
+  return 3;
+}
+
+// Mode of one sequences stream (w: 0 LL, 1 OF, 2 ML) from its code counts
+// (max code ms, nseq codes in all): 1 RLE (one code), else the cheaper of 0
+// Predefined and 2 FSE_Compressed (table from these counts; norm and its
+// description hdr[*hsize] filled), by an integer cost in 1/256 bit, so CPU
+// and GPU decide alike.
+GPO_ZHD uint32_t plan_seq_stream(int w, const uint32_t* cnt, uint32_t ms, uint32_t nseq, int16_t* norm,
+                                 uint32_t* log_out, uint8_t* hdr, size_t* hsize) {
+  uint32_t present = 0;
+  for (uint32_t s = 0; s <= ms; ++s) present += cnt[s] != 0;
+  *hsize = 0;
+  if (present == 1 && nseq > 2) return 1;
+  const int16_t* pn = predefined_norm(w);
+  const uint32_t plog = predefined_log(w);
+  uint64_t pre_cost = ~uint64_t(0);
+  if (ms <= predefined_max_sym(w)) {
+    pre_cost = 0;
+    for (uint32_t s = 0; s <= ms; ++s)
+      if (cnt[s]) {
+        const uint32_t p = pn[s] < 0 ? 1 : uint32_t(pn[s]);
+        pre_cost += uint64_t(cnt[s]) * (plog * 256 - log2_fp8(p));
+      }
+  }
+  const uint32_t log = fse_table_log(max_log_of(w), nseq, ms);
+  fse_normalize(norm, cnt, ms, nseq, log);
+  const size_t hs = fse_write_ncount(hdr, norm, ms, log);
+  uint64_t fse_cost = uint64_t(hs) * 8 * 256;
+  for (uint32_t s = 0; s <= ms; ++s)
+    if (cnt[s]) fse_cost += uint64_t(cnt[s]) * (log * 256 - log2_fp8(uint32_t(norm[s])));
+  if (fse_cost < pre_cost) {
+    *hsize = hs;
+    *log_out = log;
+    return 2;
+  }
+  return 0;
+}
+
 // Sequences section at out (cap bytes). Returns its size, 0 if it does not fit.
 GPO_ZHD size_t encode_sequences(const Sequence* seqs, const uint32_t* ofv, uint32_t nseq, uint8_t* codes, uint8_t* out,
                                 size_t cap) {
   if (cap < 4) return 0;
-  uint8_t* op = out;
-  if (nseq < 128) {
-    *op++ = uint8_t(nseq);
-  } else if (nseq < 0x7F00) {
-    *op++ = uint8_t((nseq >> 8) + 128);
-    *op++ = uint8_t(nseq);
-  } else {
-    *op++ = 0xFF;
-    put_le16(op, nseq - 0x7F00);
-    op += 2;
-  }
+  uint8_t* op = out + seq_count_header(out, nseq);
   if (nseq == 0) return size_t(op - out);
   uint8_t* llc = codes;
   uint8_t* ofc = codes + nseq;
@@ -756,70 +875,44 @@ GPO_ZHD size_t encode_sequences(const Sequence* seqs, const uint32_t* ofv, uint3
   uint32_t mode_bits = 0;
   FseCTable ct[3];
   for (int w = 0; w < 3; ++w) {  // LL, OF, ML
-    const uint32_t ms = maxc[w];
-    uint32_t present = 0, top = 0;
-    for (uint32_t s = 0; s <= ms; ++s)
-      if (cnt[w][s]) {
-        present++;
-        top = s;
-      }
-    uint32_t mode;
-    if (present == 1 && nseq > 2) {
-      mode = 1;  // RLE: one byte, no bits per symbol
+    int16_t norm[kFseMaxSymbols];
+    uint8_t hdr[96];
+    size_t hsize = 0;
+    uint32_t log = 0;
+    const uint32_t mode = plan_seq_stream(w, cnt[w], maxc[w], nseq, norm, &log, hdr, &hsize);
+    if (mode == 1) {
       if (size_t(op - out) + 1 > cap) return 0;
-      *op++ = uint8_t(top);
+      *op++ = uint8_t(maxc[w]);
       ct[w].log = 0;
+    } else if (mode == 2) {
+      if (size_t(op - out) + hsize > cap) return 0;
+      for (size_t i = 0; i < hsize; ++i) op[i] = hdr[i];
+      op += hsize;
+      fse_build(ct[w], norm, maxc[w], log);
     } else {
-      // Cost in 1/256 bit: predefined vs a table built from this block.
-      const int16_t* pn = predefined_norm(w);
-      const uint32_t plog = predefined_log(w);
-      uint64_t pre_cost = ~uint64_t(0);
-      if (ms <= predefined_max_sym(w)) {
-        pre_cost = 0;
-        for (uint32_t s = 0; s <= ms; ++s)
-          if (cnt[w][s]) {
-            const uint32_t p = pn[s] < 0 ? 1 : uint32_t(pn[s]);
-            pre_cost += uint64_t(cnt[w][s]) * (plog * 256 - log2_fp8(p));
-          }
-      }
-      const uint32_t log = fse_table_log(max_log_of(w), nseq, ms);
-      int16_t norm[kFseMaxSymbols];
-      fse_normalize(norm, cnt[w], ms, nseq, log);
-      uint8_t hdr[96];
-      const size_t hsize = fse_write_ncount(hdr, norm, ms, log);
-      uint64_t fse_cost = uint64_t(hsize) * 8 * 256;
-      for (uint32_t s = 0; s <= ms; ++s)
-        if (cnt[w][s]) fse_cost += uint64_t(cnt[w][s]) * (log * 256 - log2_fp8(uint32_t(norm[s])));
-      if (fse_cost < pre_cost) {
-        mode = 2;
-        if (size_t(op - out) + hsize > cap) return 0;
-        for (size_t i = 0; i < hsize; ++i) op[i] = hdr[i];
-        op += hsize;
-        fse_build(ct[w], norm, ms, log);
-      } else {
-        mode = 0;
-        fse_build(ct[w], pn, predefined_max_sym(w), plog);
-      }
+      fse_build(ct[w], predefined_norm(w), predefined_max_sym(w), predefined_log(w));
     }
     mode_bits |= mode << (6 - 2 * w);
   }
   *modes = uint8_t(mode_bits);
   BitWriter bw;
   bw.init(op, cap - size_t(op - out));
+  // Extra bits: every base is a multiple of 1 << bits, so BitWriter::add's
+  // mask of the value itself gives value - base.
   const uint32_t last = nseq - 1;
   uint32_t s_ml = fse_init_state(ct[2], mlc[last]);
   uint32_t s_of = fse_init_state(ct[1], ofc[last]);
   uint32_t s_ll = fse_init_state(ct[0], llc[last]);
-  bw.add(seqs[last].lit_len - ll_base(llc[last]), ll_bits(llc[last]));
-  bw.add(seqs[last].match_len - ml_base(mlc[last]), ml_bits(mlc[last]));
-  bw.add(ofv[last] - (1u << ofc[last]), ofc[last]);
+  bw.add(seqs[last].lit_len, ll_code_bits(llc[last]));
+  bw.add(seqs[last].match_len - 3, ml_code_bits(mlc[last]));
+  bw.add(ofv[last], ofc[last]);
   for (uint32_t n = last; n-- > 0;) {
     fse_encode(ct[1], s_of, ofc[n], bw);
     fse_encode(ct[2], s_ml, mlc[n], bw);
     fse_encode(ct[0], s_ll, llc[n], bw);
-    bw.add(seqs[n].lit_len - ll_base(llc[n]), ll_bits(llc[n]));
-    bw.add(seqs[n].match_len - ml_base(mlc[n]), ml_bits(mlc[n]));
-    bw.add(ofv[n] - (1u << ofc[n]), ofc[n]);
+    bw.add(seqs[n].lit_len, ll_code_bits(llc[n]));
+    bw.add(seqs[n].match_len - 3, ml_code_bits(mlc[n]));
+    bw.add(ofv[n], ofc[n]);
   }
   fse_flush(ct[2], s_ml, bw);
   fse_flush(ct[1], s_of, bw);

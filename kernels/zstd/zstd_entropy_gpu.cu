@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -89,22 +91,286 @@ constexpr int kLitThreads = 256;
 constexpr int kLitWarps = kLitThreads / 32;
 constexpr uint64_t kHufStride = enc::kMaxBlock + 64;  // per-block stream scratch (4-byte aligned)
 
-// Sequences section of every block (one thread each) into sscratch at src.
-__global__ void k_sequences(const BlockDesc* blocks, uint32_t nblocks, const Sequence* seqs, uint32_t* ofv,
-                            uint8_t* codes, uint8_t* sscratch, uint32_t* seq_sizes) {
-  const uint32_t b = blockIdx.x * blockDim.x + threadIdx.x;
-  if (b >= nblocks) return;
+// Optional phase timing (GPO_ZSTD_ENC_PHASES=1 in the environment): thread 0
+// of every CTA adds the clock cycles of each phase; ~GpuEncoder prints the
+// averages. Off: one flag read per CTA.
+__device__ int d_phase_on;
+__device__ unsigned long long d_phase_sum[8], d_phase_cnt[8];
+#define GPO_PHASE(k)                                                 \
+  if (phase_on && threadIdx.x == 0) {                                \
+    const long long t_ = clock64();                                  \
+    atomicAdd(&d_phase_sum[k], (unsigned long long)(t_ - t_phase));  \
+    atomicAdd(&d_phase_cnt[k], 1ull);                                \
+    t_phase = t_;                                                    \
+  }
+constexpr const char* kPhaseNames[8] = {"lit.scan", "lit.gather", "lit.plan", "lit.streams",
+                                        "lit.place", "seq.pass1", "seq.tables", "seq.pass2"};
+
+// ---- Sequences: one warp per block. Pass 1 (forward, 32 sequences at a
+// time): offset values with the repeat history (every lane runs the same
+// history over the 32, shuffled in, and keeps its own value), codes and
+// histograms (shared atomics). Then lanes 0-2 choose the three streams' modes
+// and build their FSE tables, all in shared memory. Pass 2 (backward, 32 at a
+// time): the three FSE state chains run redundantly on every lane (the only
+// sequential part: a few shared loads per sequence), each lane keeps the
+// state bits of its own sequence, a warp scan places every sequence's bits,
+// and the lanes OR them into a shared word window that is flushed to global
+// memory as whole words. Same bits as enc::encode_sequences.
+
+constexpr uint32_t kFull = 0xFFFFFFFFu;
+constexpr uint32_t kSeqHdrStride = 320;                      // count, modes, up to 3 table descriptions
+constexpr uint64_t kSeqBitsStride = enc::kMaxBlock + 256;    // bytes per block, multiple of 4
+constexpr uint32_t kSeqRingWords = 128;                      // > 32 sequences of <= 76 bits + a partial word
+
+struct SeqShared {
+  enc::FseCTable ct[3];
+  enc::FseBuildScratch build[3];
+  uint32_t cnt[3][enc::kFseMaxSymbols];
+  int16_t norm[3][enc::kFseMaxSymbols];
+  uint8_t hdr[3][96];
+  uint32_t hsize[3], mode[3], maxc[3], log[3];
+  uint32_t ring[kSeqRingWords];
+};
+
+// ORs nb bits of v (nb <= 32) at bit p of the window.
+__device__ inline void ring_put(uint32_t* ring, uint32_t p, uint32_t v, uint32_t nb) {
+  if (nb == 0) return;
+  if (nb < 32) v &= (1u << nb) - 1;
+  const uint32_t w = p >> 5, sh = p & 31;
+  atomicOr(ring + w, v << sh);
+  if (sh + nb > 32) atomicOr(ring + w + 1, v >> (32 - sh));
+}
+
+// Writes the window's whole words (bits below `bits`, window-relative) to
+// out at word wbase, keeps the partial word as word 0. Whole warp.
+__device__ inline void ring_flush(uint32_t* ring, uint32_t& bits, uint32_t& wbase, uint32_t* out, uint32_t cap_words,
+                                  uint32_t lane) {
+  __syncwarp();
+  const uint32_t nfull = bits >> 5;
+  for (uint32_t k = lane; k < nfull; k += 32)
+    if (wbase + k < cap_words) out[wbase + k] = ring[k];
+  const uint32_t partial = ring[nfull];
+  __syncwarp();
+  for (uint32_t k = lane; k <= nfull && k < kSeqRingWords; k += 32) ring[k] = 0;
+  __syncwarp();
+  if (lane == 0) ring[0] = partial;
+  __syncwarp();
+  wbase += nfull;
+  bits &= 31;
+}
+
+// One FSE step of a state chain (enc::fse_encode without the writer): the
+// bits to write (v, nb) and the next state.
+__device__ inline void fse_step(const enc::FseCTable& ct, uint32_t log, uint32_t& state, uint32_t s, uint32_t& v,
+                                uint32_t& nb) {
+  if (log == 0) {
+    v = 0;
+    nb = 0;
+    return;
+  }
+  nb = (state + ct.delta_nb_bits[s]) >> 16;
+  v = state;
+  state = ct.state[int32_t(state >> nb) + ct.find_state[s]];
+}
+
+// The sequences section of block blockIdx.x: its header (count, modes, table
+// descriptions) at hdr_all + kSeqHdrStride * b (hdr_sizes[b] bytes), its
+// bitstream at bits_all + kSeqBitsStride * b; seq_sizes[b] = the section's
+// size, 0 when it does not fit the block (len bytes).
+__global__ void __launch_bounds__(32) k_sequences(const BlockDesc* blocks, const Sequence* seqs, uint32_t* ofv_all,
+                                                  uint8_t* hdr_all, uint32_t* bits_all, uint32_t* hdr_sizes,
+                                                  uint32_t* seq_sizes) {
+  __shared__ SeqShared sh;
+  const uint32_t b = blockIdx.x, lane = threadIdx.x;
   const BlockDesc bd = blocks[b];
-  uint32_t* ov = ofv + bd.seq_first;
-  enc::offset_values(seqs + bd.seq_first, bd.seq_count, bd.pos == 0, ov);
-  seq_sizes[b] = uint32_t(enc::encode_sequences(seqs + bd.seq_first, ov, bd.seq_count,
-                                                codes + 3 * uint64_t(bd.seq_first), sscratch + bd.src, bd.len));
+  const uint32_t nseq = bd.seq_count, len = bd.len;
+  const Sequence* S = seqs + bd.seq_first;
+  uint32_t* OV = ofv_all + bd.seq_first;
+  uint8_t* hdr_out = hdr_all + uint64_t(kSeqHdrStride) * b;
+  uint32_t* words = bits_all + (kSeqBitsStride / 4) * uint64_t(b);
+  const int phase_on = d_phase_on;
+  long long t_phase = phase_on ? clock64() : 0;
+  if (nseq == 0) {  // as enc::encode_sequences (the block is raw anyway: all literals)
+    if (lane == 0) {
+      hdr_out[0] = 0;
+      hdr_sizes[b] = 1;
+      seq_sizes[b] = len >= 4 ? 1 : 0;
+    }
+    return;
+  }
+  for (uint32_t k = lane; k < 3 * enc::kFseMaxSymbols; k += 32) (&sh.cnt[0][0])[k] = 0;
+  for (uint32_t k = lane; k < kSeqRingWords; k += 32) sh.ring[k] = 0;
+  __syncwarp();
+
+  // Pass 1: offset values, codes, histograms.
+  {
+    enc::RepHistory h;
+    h.start(bd.pos == 0);
+    Sequence nxt{0, 4, 1};
+    if (lane < nseq) nxt = S[lane];
+    for (uint32_t base = 0; base < nseq; base += 32) {
+      const uint32_t i = base + lane;
+      const Sequence sq = nxt;
+      if (i + 32 < nseq) nxt = S[i + 32];  // next chunk's load in flight during this one
+      const uint32_t n_here = min(32u, nseq - base);
+      uint32_t my = 0;
+      for (uint32_t j = 0; j < n_here; ++j) {
+        const uint32_t o = __shfl_sync(kFull, sq.offset, j);
+        const uint32_t l = __shfl_sync(kFull, sq.lit_len, j);
+        const uint32_t v = h.code(o, l > 0);
+        if (lane == j) my = v;
+      }
+      if (i < nseq) {
+        OV[i] = my;
+        atomicAdd(&sh.cnt[0][enc::ll_code(sq.lit_len)], 1u);
+        atomicAdd(&sh.cnt[1][enc::highbit(my)], 1u);
+        atomicAdd(&sh.cnt[2][enc::ml_code(sq.match_len)], 1u);
+      }
+    }
+  }
+  __syncwarp();
+  GPO_PHASE(5);
+
+  // Modes and tables: lane w does stream w (LL, OF, ML).
+  if (lane < 3) {
+    const int w = int(lane);
+    uint32_t ms = 0;
+    for (uint32_t s = 0; s < enc::kFseMaxSymbols; ++s)
+      if (sh.cnt[w][s]) ms = s;
+    size_t hs = 0;
+    uint32_t lg = 0;
+    const uint32_t mode = enc::plan_seq_stream(w, sh.cnt[w], ms, nseq, sh.norm[w], &lg, sh.hdr[w], &hs);
+    if (mode == 2) {
+      enc::fse_build(sh.ct[w], sh.norm[w], ms, lg, sh.build[w]);
+    } else if (mode == 0) {
+      lg = enc::predefined_log(w);
+      enc::fse_build(sh.ct[w], enc::predefined_norm(w), enc::predefined_max_sym(w), lg, sh.build[w]);
+    } else {
+      lg = 0;
+      sh.ct[w].log = 0;
+    }
+    sh.mode[w] = mode;
+    sh.hsize[w] = uint32_t(hs);
+    sh.maxc[w] = ms;
+    sh.log[w] = lg;
+  }
+  __syncwarp();
+  uint32_t hdr_size = 0;
+  if (lane == 0) {
+    uint32_t p = uint32_t(enc::seq_count_header(hdr_out, nseq));
+    hdr_out[p++] = uint8_t((sh.mode[0] << 6) | (sh.mode[1] << 4) | (sh.mode[2] << 2));
+    for (int w = 0; w < 3; ++w) {
+      if (sh.mode[w] == 1) hdr_out[p++] = uint8_t(sh.maxc[w]);
+      if (sh.mode[w] == 2)
+        for (uint32_t k = 0; k < sh.hsize[w]; ++k) hdr_out[p++] = sh.hdr[w][k];
+    }
+    hdr_size = p;
+    hdr_sizes[b] = p;
+  }
+  hdr_size = __shfl_sync(kFull, hdr_size, 0);
+  GPO_PHASE(6);
+
+  // Pass 2: the bitstream, last sequence first.
+  const uint32_t lg_ll = sh.log[0], lg_of = sh.log[1], lg_ml = sh.log[2];
+  const enc::FseCTable& ct_ll = sh.ct[0];
+  const enc::FseCTable& ct_of = sh.ct[1];
+  const enc::FseCTable& ct_ml = sh.ct[2];
+  constexpr uint32_t kCapWords = uint32_t(kSeqBitsStride / 4);
+  uint32_t s_ll = 0, s_of = 0, s_ml = 0;  // the same on every lane
+  uint32_t bits = 0, wbase = 0;           // window-relative bit count, window start (words)
+  const uint32_t last = nseq - 1;
+  Sequence nxt{0, 4, 1};
+  uint32_t nxt_ov = 4;
+  if (lane <= last) {
+    nxt = S[last - lane];
+    nxt_ov = OV[last - lane];
+  }
+  for (int32_t hi = int32_t(last); hi >= 0; hi -= 32) {
+    const uint32_t n_here = min(32u, uint32_t(hi) + 1);
+    const Sequence sq = nxt;
+    const uint32_t ov = nxt_ov;
+    if (int32_t(lane) <= hi - 32) {
+      nxt = S[hi - 32 - int32_t(lane)];
+      nxt_ov = OV[hi - 32 - int32_t(lane)];
+    }
+    const uint32_t cl = enc::ll_code(sq.lit_len), co = enc::highbit(ov), cm = enc::ml_code(sq.match_len);
+    const uint32_t packed = cl | (co << 8) | (cm << 16);
+    uint32_t v_of = 0, n_of = 0, v_ml = 0, n_ml = 0, v_ll = 0, n_ll = 0;
+    for (uint32_t j = 0; j < n_here; ++j) {
+      const uint32_t pk = __shfl_sync(kFull, packed, j);
+      const uint32_t jl = pk & 255, jo = (pk >> 8) & 255, jm = pk >> 16;
+      uint32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0, c0 = 0, c1 = 0;
+      if (uint32_t(hi) - j == last) {  // the walk's first sequence: states start here, no bits
+        s_ml = enc::fse_init_state(ct_ml, jm);
+        s_of = enc::fse_init_state(ct_of, jo);
+        s_ll = enc::fse_init_state(ct_ll, jl);
+      } else {
+        fse_step(ct_of, lg_of, s_of, jo, a0, a1);
+        fse_step(ct_ml, lg_ml, s_ml, jm, b0, b1);
+        fse_step(ct_ll, lg_ll, s_ll, jl, c0, c1);
+      }
+      if (lane == j) {
+        v_of = a0; n_of = a1;
+        v_ml = b0; n_ml = b1;
+        v_ll = c0; n_ll = c1;
+      }
+    }
+    // This lane's bits in stream order: states OF, ML, LL, then extras LL, ML, OF.
+    const uint32_t xl = enc::ll_code_bits(cl), xm = enc::ml_code_bits(cm);
+    const uint32_t mine = lane < n_here ? n_of + n_ml + n_ll + xl + xm + co : 0;
+    uint32_t incl = mine;
+    for (uint32_t d = 1; d < 32; d <<= 1) {
+      const uint32_t t = __shfl_up_sync(kFull, incl, d);
+      if (lane >= d) incl += t;
+    }
+    const uint32_t total = __shfl_sync(kFull, incl, 31);
+    if (lane < n_here) {
+      uint32_t p = bits + incl - mine;
+      ring_put(sh.ring, p, v_of, n_of);
+      p += n_of;
+      ring_put(sh.ring, p, v_ml, n_ml);
+      p += n_ml;
+      ring_put(sh.ring, p, v_ll, n_ll);
+      p += n_ll;
+      ring_put(sh.ring, p, sq.lit_len, xl);
+      p += xl;
+      ring_put(sh.ring, p, sq.match_len - 3, xm);
+      p += xm;
+      ring_put(sh.ring, p, ov, co);
+    }
+    bits += total;
+    ring_flush(sh.ring, bits, wbase, words, kCapWords, lane);
+  }
+  // Final states (ML, OF, LL), the end mark, the last words.
+  if (lane == 0) {
+    ring_put(sh.ring, bits, s_ml, lg_ml);
+    bits += lg_ml;
+    ring_put(sh.ring, bits, s_of, lg_of);
+    bits += lg_of;
+    ring_put(sh.ring, bits, s_ll, lg_ll);
+    bits += lg_ll;
+    ring_put(sh.ring, bits, 1, 1);
+    bits += 1;
+  }
+  bits = __shfl_sync(kFull, bits, 0);
+  __syncwarp();
+  const uint32_t stream_bytes = wbase * 4 + (bits + 7) / 8;
+  bits = (bits + 31) & ~31u;  // the partial word too
+  ring_flush(sh.ring, bits, wbase, words, kCapWords, lane);
+  if (lane == 0) {
+    const uint64_t size = uint64_t(hdr_size) + stream_bytes;
+    seq_sizes[b] = size <= len ? uint32_t(size) : 0;
+  }
+  GPO_PHASE(7);
 }
 
 struct LitShared {
-  uint32_t hist[kLitWarps][256];
+  union {
+    uint32_t hist[kLitWarps][256];  // per-warp histograms (gather)
+    enc::LitPlanScratch plan_ws;     // then the Huffman plan's work arrays
+  };
   uint32_t h[256];
-  uint32_t bits[kLitThreads];
+  uint32_t warp_bits[kLitWarps];
   enc::HufTable t;
   uint8_t tree[160];
   uint8_t order[256];
@@ -133,6 +399,8 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
   const uint8_t* src = in + bd.src;
   uint8_t* lits = lits_all + bd.src;
   uint8_t* out = slots + bd.src + 3 * uint64_t(b) + 3;
+  const int phase_on = d_phase_on;
+  long long t_phase = phase_on ? clock64() : 0;
 
   // 1. Prefix sums of (lit_len, lit_len + match_len), packed in one 64-bit sum.
   if (tid == 0) sh.carry = 0;
@@ -159,6 +427,7 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
     __syncthreads();
   }
   const uint64_t tot = sh.carry;
+  GPO_PHASE(0);
   if (tid == 0) {
     LP[nseq] = uint32_t(tot >> 32);
     SP[nseq] = uint32_t(tot);
@@ -198,6 +467,7 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
     sh.h[tid] = h;
   }
   __syncthreads();
+  GPO_PHASE(1);
 
   // 3. Symbols ranked by (count, symbol) in parallel, so the Huffman build
   // (one thread) does not sort; then the decisions, same code as the CPU.
@@ -213,8 +483,9 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
     }
   }
   __syncthreads();
-  if (tid == 0) sh.plan = enc::plan_literals(nl, sh.h, sh.t, sh.tree, sh.order);
+  if (tid == 0) sh.plan = enc::plan_literals(nl, sh.h, sh.t, sh.tree, sh.plan_ws, sh.order);
   __syncthreads();
+  GPO_PHASE(2);
   const enc::LitPlan plan = sh.plan;
   if (plan.mode == enc::LitMode::kRle) {
     if (tid == 0) {
@@ -226,7 +497,7 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
   }
   bool raw = plan.mode == enc::LitMode::kRaw;
   if (!raw && nl < 256) {  // one small stream: one thread, as on the CPU
-    if (tid == 0) lit_sizes[b] = uint32_t(enc::encode_literals(lits, nl, sh.h, out));
+    if (tid == 0) lit_sizes[b] = uint32_t(enc::encode_planned_literals(plan, sh.t, sh.tree, lits, nl, out));
     return;
   }
   if (!raw) {
@@ -238,15 +509,22 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
     const uint32_t c0 = min(e, a + j * per), c1 = min(e, c0 + per);
     uint32_t nb = 0;
     for (uint32_t q = c0; q < c1; ++q) nb += sh.t.len[lits[q]];
-    sh.bits[tid] = nb;
+    // Bits of this thread's later chunks (they come first in the stream) and
+    // the stream's total: a suffix sum over the 64 threads of the stream.
+    uint32_t sfx = nb;
+    for (uint32_t d = 1; d < 32; d <<= 1) {
+      const uint32_t t = __shfl_down_sync(kFull, sfx, d);
+      if (lane + d < 32) sfx += t;
+    }
+    if (lane == 0) sh.warp_bits[warp] = sfx;
     __syncthreads();
+    const uint32_t later = sfx - nb + ((warp & 1) == 0 ? sh.warp_bits[warp + 1] : 0);
     if (tid == 0) {
       size_t used = plan.tree + 6;
       uint32_t off = 0;
       sh.ok = 1;
       for (uint32_t s = 0; s < 4; ++s) {
-        uint32_t tb = 0;
-        for (uint32_t x = 0; x < 64; ++x) tb += sh.bits[64 * s + x];
+        const uint32_t tb = sh.warp_bits[2 * s] + sh.warp_bits[2 * s + 1];
         const uint32_t bytes = tb / 8 + 1;  // with the end mark
         if (bytes > plan.cap - used) sh.ok = 0;
         used += bytes;
@@ -262,8 +540,7 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
       const uint32_t nwords = (sh.stream_off[3] + sh.stream_bytes[3] + 3) / 4;
       for (uint32_t w = tid; w < nwords; w += kLitThreads) words[w] = 0;
       __syncthreads();
-      uint32_t start = 0;  // bits of this stream's later chunks
-      for (uint32_t x = j + 1; x < 64; ++x) start += sh.bits[64 * k + x];
+      const uint32_t start = later;  // bits of this stream's later chunks
       uint32_t* sw = words + sh.stream_off[k] / 4;
       uint32_t w = start >> 5, nacc = start & 31;
       uint64_t acc = 0;
@@ -286,6 +563,7 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
       }
       if (nacc > 0) atomicOr(sw + w, uint32_t(acc));
       __syncthreads();
+      GPO_PHASE(3);
       // 5. Into place: header, tree, jump table, streams.
       const uint8_t* sb = huf_scratch + kHufStride * b;
       uint8_t* op = out + plan.lh + plan.tree + 6;
@@ -301,6 +579,7 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
         enc::huf_lit_header(out, nl, cs);
         lit_sizes[b] = uint32_t(plan.lh + cs);
       }
+      GPO_PHASE(4);
       return;
     }
   }
@@ -325,9 +604,9 @@ __global__ void k_block_sizes(const BlockDesc* blocks, uint32_t nblocks, const u
 // One CTA per block: block header, then the literals and sequences sections
 // (or the raw bytes) straight into the frame.
 __global__ void k_assemble_split(const uint8_t* in, const BlockDesc* blocks, const InputInfo* inputs,
-                                 const uint8_t* slots, const uint8_t* sscratch, const uint32_t* lit_sizes,
-                                 const uint32_t* seq_sizes, const uint64_t* block_dst, const uint64_t* offsets,
-                                 uint8_t* out) {
+                                 const uint8_t* slots, const uint8_t* seq_hdr, const uint32_t* seq_hdr_sizes,
+                                 const uint32_t* seq_bits, const uint32_t* lit_sizes, const uint32_t* seq_sizes,
+                                 const uint64_t* block_dst, const uint64_t* offsets, uint8_t* out) {
   const uint32_t b = blockIdx.x;
   const BlockDesc bd = blocks[b];
   uint8_t* d = out + offsets[bd.input] + block_dst[b];
@@ -342,8 +621,11 @@ __global__ void k_assemble_split(const uint8_t* in, const BlockDesc* blocks, con
   if (threadIdx.x == 0) enc::write_block_header(d, last, 2, ls + ss);
   const uint8_t* l = slots + bd.src + 3 * uint64_t(b) + 3;
   for (uint32_t k = threadIdx.x; k < ls; k += blockDim.x) d[3 + k] = l[k];
-  const uint8_t* q = sscratch + bd.src;
-  for (uint32_t k = threadIdx.x; k < ss; k += blockDim.x) d[3 + ls + k] = q[k];
+  const uint32_t hs = seq_hdr_sizes[b];
+  const uint8_t* qh = seq_hdr + uint64_t(kSeqHdrStride) * b;
+  for (uint32_t k = threadIdx.x; k < hs; k += blockDim.x) d[3 + ls + k] = qh[k];
+  const uint8_t* qb = reinterpret_cast<const uint8_t*>(seq_bits) + kSeqBitsStride * b;
+  for (uint32_t k = threadIdx.x; k < ss - hs; k += blockDim.x) d[3 + ls + hs + k] = qb[k];
 }
 
 template <typename T>
@@ -367,14 +649,14 @@ struct DevBuf {
 }  // namespace
 
 struct GpuEncoder::Impl {
-  DevBuf<uint8_t> lits, codes, slots, out, cub_tmp, sscratch, huf;
-  DevBuf<uint32_t> ofv, block_sizes, lp, sp, lit_sizes, seq_sizes;
+  DevBuf<uint8_t> lits, codes, slots, out, cub_tmp, seq_hdr, huf;
+  DevBuf<uint32_t> ofv, block_sizes, lp, sp, lit_sizes, seq_sizes, seq_hdr_sizes, seq_bits;
   bool one_thread = false;
   DevBuf<uint64_t> block_dst, frame_sizes, offsets;
   DevBuf<InputInfo> inputs;
   std::vector<InputInfo> h_inputs;
-  // The sequences kernel (one thread per block, latency-bound) runs on a side
-  // stream next to the literals kernel (bandwidth-bound).
+  // The sequences kernel (a warp per block, latency-bound) runs on a side
+  // stream next to the literals kernel.
   cudaStream_t side = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr;
   // Optional split of the time (bench): start, literals done, sequences done, end.
@@ -389,8 +671,29 @@ struct GpuEncoder::Impl {
   }
 };
 
-GpuEncoder::GpuEncoder() : impl_(std::make_unique<Impl>()) {}
-GpuEncoder::~GpuEncoder() = default;
+GpuEncoder::GpuEncoder() : impl_(std::make_unique<Impl>()) {
+  const char* env = std::getenv("GPO_ZSTD_ENC_PHASES");
+  if (env && *env == '1') {
+    const int on = 1;
+    cudaMemcpyToSymbol(d_phase_on, &on, sizeof(on));
+  }
+}
+GpuEncoder::~GpuEncoder() {
+  const char* env = std::getenv("GPO_ZSTD_ENC_PHASES");
+  if (!env || *env != '1') return;
+  unsigned long long sum[8] = {}, cnt[8] = {};
+  if (cudaDeviceSynchronize() != cudaSuccess || cudaMemcpyFromSymbol(sum, d_phase_sum, sizeof(sum)) != cudaSuccess ||
+      cudaMemcpyFromSymbol(cnt, d_phase_cnt, sizeof(cnt)) != cudaSuccess)
+    return;
+  if (cnt[0] == 0 && cnt[5] == 0) return;
+  std::fprintf(stderr, "zstd stage 2 phases, clock cycles per block (blocks that got there):");
+  for (int k = 0; k < 8; ++k)
+    std::fprintf(stderr, " %s %.0f (%llu)", kPhaseNames[k], cnt[k] ? double(sum[k]) / double(cnt[k]) : 0.0, cnt[k]);
+  std::fprintf(stderr, "\n");
+  const unsigned long long zero[8] = {};
+  cudaMemcpyToSymbol(d_phase_sum, zero, sizeof(zero));
+  cudaMemcpyToSymbol(d_phase_cnt, zero, sizeof(zero));
+}
 uint8_t* GpuEncoder::d_out() const { return impl_->out.p; }
 const uint64_t* GpuEncoder::d_offsets() const { return impl_->offsets.p; }
 size_t GpuEncoder::out_capacity() const { return impl_->out.n; }
@@ -444,7 +747,9 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
     k_encode_blocks<<<nblocks, 1, 0, stream>>>(d_in, d_blocks, nblocks, d_seqs, m.inputs.p, m.lits.p,
                                                             m.ofv.p, m.codes.p, m.slots.p, m.block_sizes.p);
   } else if (nblocks) {
-    if ((e = m.sscratch.ensure(in_extent)) || (e = m.huf.ensure(kHufStride * nblocks)) ||
+    if ((e = m.seq_hdr.ensure(uint64_t(kSeqHdrStride) * nblocks)) ||
+        (e = m.seq_bits.ensure(kSeqBitsStride / 4 * nblocks)) || (e = m.seq_hdr_sizes.ensure(nblocks)) ||
+        (e = m.huf.ensure(kHufStride * nblocks)) ||
         (e = m.lp.ensure(seq_slots + nblocks)) || (e = m.sp.ensure(seq_slots + nblocks)) ||
         (e = m.lit_sizes.ensure(nblocks)) || (e = m.seq_sizes.ensure(nblocks)))
       return int(e);
@@ -454,10 +759,8 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
       return int(e);
     if (m.profile) cudaEventRecord(m.prof[0], stream);
     if ((e = cudaEventRecord(m.fork, stream)) || (e = cudaStreamWaitEvent(m.side, m.fork, 0))) return int(e);
-    // One thread per CTA: the 32 lanes of a warp would each run a different
-    // block's sequential loop, diverging; alone, each block gets its own warp.
-    k_sequences<<<nblocks, 1, 0, m.side>>>(d_blocks, nblocks, d_seqs, m.ofv.p, m.codes.p, m.sscratch.p,
-                                           m.seq_sizes.p);
+    k_sequences<<<nblocks, 32, 0, m.side>>>(d_blocks, d_seqs, m.ofv.p, m.seq_hdr.p, m.seq_bits.p,
+                                            m.seq_hdr_sizes.p, m.seq_sizes.p);
     k_literals<<<nblocks, kLitThreads, 0, stream>>>(d_in, d_blocks, d_seqs, m.lp.p, m.sp.p, m.lits.p, m.huf.p,
                                                     m.slots.p, m.lit_sizes.p);
     if (m.profile) {
@@ -475,8 +778,9 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
   if (nblocks && m.one_thread)
     k_assemble<<<nblocks, 256, 0, stream>>>(d_blocks, m.slots.p, m.block_sizes.p, m.block_dst.p, m.offsets.p, m.out.p);
   else if (nblocks)
-    k_assemble_split<<<nblocks, 256, 0, stream>>>(d_in, d_blocks, m.inputs.p, m.slots.p, m.sscratch.p, m.lit_sizes.p,
-                                                  m.seq_sizes.p, m.block_dst.p, m.offsets.p, m.out.p);
+    k_assemble_split<<<nblocks, 256, 0, stream>>>(d_in, d_blocks, m.inputs.p, m.slots.p, m.seq_hdr.p,
+                                                  m.seq_hdr_sizes.p, m.seq_bits.p, m.lit_sizes.p, m.seq_sizes.p,
+                                                  m.block_dst.p, m.offsets.p, m.out.p);
   if (m.profile && !m.one_thread && nblocks) cudaEventRecord(m.prof[3], stream);
   return int(cudaGetLastError());
 }

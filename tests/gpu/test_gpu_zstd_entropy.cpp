@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <span>
 #include <string>
 #include <vector>
@@ -42,24 +43,19 @@ T* upload(const std::vector<T>& v) {
   return d;
 }
 
-// One batch: all sizes of one data kind, back to back (inputs 16-byte aligned).
-void run_batch(const data::Kind& kind, const std::vector<size_t>& sizes, ent::GpuEncoder& encoder) {
-  std::vector<std::vector<uint8_t>> inputs;
-  std::vector<uint64_t> in_sizes, offsets;
-  uint64_t extent = 0;
-  for (size_t n : sizes) {
-    inputs.push_back(kind.make(n));
-    in_sizes.push_back(n);
-    offsets.push_back(extent);
-    extent += (n + 15) / 16 * 16;
+// Encodes a batch (inputs laid out in batch, blocks and sequences in stage
+// 1's layout) on the GPU and checks every frame: equal to the CPU encoder's,
+// decompresses to its input.
+void check_batch(const std::string& name, const std::vector<std::vector<uint8_t>>& inputs,
+                 const std::vector<uint8_t>& batch, const std::vector<BlockDesc>& blocks,
+                 const std::vector<Sequence>& seqs, ent::GpuEncoder& encoder) {
+  std::vector<uint64_t> in_sizes;
+  std::vector<size_t> sizes;
+  for (const auto& in : inputs) {
+    in_sizes.push_back(in.size());
+    sizes.push_back(in.size());
   }
-  std::vector<uint8_t> batch(extent);
-  for (size_t i = 0; i < inputs.size(); ++i) std::copy(inputs[i].begin(), inputs[i].end(), batch.begin() + offsets[i]);
-  std::vector<BlockDesc> blocks;
-  const uint64_t slots = gpo::zstd::gpu::plan_blocks(in_sizes, offsets, blocks);
-  std::vector<Sequence> seqs(slots);
-  gpo::zstd::gpu::cpu_find(batch, blocks, seqs);
-
+  const uint64_t extent = batch.size(), slots = seqs.size();
   uint8_t* d_in = upload(batch);
   BlockDesc* d_blocks = upload(blocks);
   Sequence* d_seqs = upload(seqs);
@@ -75,7 +71,7 @@ void run_batch(const data::Kind& kind, const std::vector<size_t>& sizes, ent::Gp
 
   size_t b0 = 0;
   for (size_t i = 0; i < inputs.size(); ++i) {
-    const std::string what = std::string(kind.name) + " " + std::to_string(sizes[i]);
+    const std::string what = name + " " + std::to_string(sizes[i]) + " (input " + std::to_string(i) + ")";
     size_t nb = 0;
     while (b0 + nb < blocks.size() && blocks[b0 + nb].input == i) nb++;
     std::vector<uint8_t> ref(ent::frame_bound(sizes[i]));
@@ -94,11 +90,53 @@ void run_batch(const data::Kind& kind, const std::vector<size_t>& sizes, ent::Gp
   }
 }
 
+// Lays inputs out back to back (16-byte aligned), as the bench and
+// GpuCompressor do. Returns the batch; offsets get each input's start.
+std::vector<uint8_t> lay_out(const std::vector<std::vector<uint8_t>>& inputs, std::vector<uint64_t>& sizes,
+                             std::vector<uint64_t>& offsets) {
+  uint64_t extent = 0;
+  for (const auto& in : inputs) {
+    sizes.push_back(in.size());
+    offsets.push_back(extent);
+    extent += (in.size() + 15) / 16 * 16;
+  }
+  std::vector<uint8_t> batch(extent);
+  for (size_t i = 0; i < inputs.size(); ++i) std::copy(inputs[i].begin(), inputs[i].end(), batch.begin() + offsets[i]);
+  return batch;
+}
+
+// One batch: all sizes of one data kind, stage 1's CPU twin for the parse.
+void run_batch(const data::Kind& kind, const std::vector<size_t>& sizes, ent::GpuEncoder& encoder) {
+  std::vector<std::vector<uint8_t>> inputs;
+  for (size_t n : sizes) inputs.push_back(kind.make(n));
+  std::vector<uint64_t> in_sizes, offsets;
+  const std::vector<uint8_t> batch = lay_out(inputs, in_sizes, offsets);
+  std::vector<BlockDesc> blocks;
+  const uint64_t slots = gpo::zstd::gpu::plan_blocks(in_sizes, offsets, blocks);
+  std::vector<Sequence> seqs(slots);
+  gpo::zstd::gpu::cpu_find(batch, blocks, seqs);
+  check_batch(kind.name, inputs, batch, blocks, seqs, encoder);
+}
+
+// Sequence shapes the finder rarely makes (data::make_shape): the most
+// sequences a block holds, one per block, RLE streams, long codes, none.
+void run_shape(int shape, ent::GpuEncoder& encoder) {
+  data::Shaped sh = data::make_shape(shape);
+  check_batch("shape " + std::to_string(shape), sh.inputs, sh.batch, sh.blocks, sh.seqs, encoder);
+}
+
 TEST(GpuZstdEntropy, FramesMatchCpuAndDecompressAllKinds) {
   std::string why;
   if (!gpu_usable(&why)) GTEST_SKIP() << why;
   ent::GpuEncoder encoder;
   for (const auto& k : data::kinds()) run_batch(k, data::sizes(), encoder);
+}
+
+TEST(GpuZstdEntropy, SequenceShapesMatchCpu) {
+  std::string why;
+  if (!gpu_usable(&why)) GTEST_SKIP() << why;
+  ent::GpuEncoder encoder;
+  for (int shape = 0; shape < 6; ++shape) run_shape(shape, encoder);
 }
 
 // The first, simple path (one thread per block) gives the same frames.

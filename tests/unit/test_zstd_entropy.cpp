@@ -263,4 +263,46 @@ TEST(ZstdEntropy, HuffmanPresortedOrderSameTable) {
   }
 }
 
+// Codes by range arithmetic (what both encoders use) against the RFC's base
+// and extra-bit tables, for every length a block can have; extra bits are the
+// low bits of the value (every base is a multiple of 1 << bits).
+TEST(ZstdEntropy, SequenceCodesMatchRfcTables) {
+  namespace enc = gpo::zstd::enc;
+  for (uint32_t ll = 0; ll < 131072; ++ll) {
+    const uint32_t c = enc::ll_code(ll);
+    ASSERT_LE(c, 35u) << ll;
+    ASSERT_LE(enc::ll_base(c), ll) << ll;
+    if (c < 35) ASSERT_LT(ll, enc::ll_base(c + 1)) << ll;
+    ASSERT_EQ(enc::ll_code_bits(c), enc::ll_bits(c)) << c;
+    ASSERT_EQ(ll - enc::ll_base(c), ll & ((1u << enc::ll_bits(c)) - 1)) << ll;
+  }
+  for (uint32_t ml = 3; ml < 131075; ++ml) {
+    const uint32_t c = enc::ml_code(ml);
+    ASSERT_LE(c, 52u) << ml;
+    ASSERT_LE(enc::ml_base(c), ml) << ml;
+    if (c < 52) ASSERT_LT(ml, enc::ml_base(c + 1)) << ml;
+    ASSERT_EQ(enc::ml_code_bits(c), enc::ml_bits(c)) << c;
+    ASSERT_EQ(ml - enc::ml_base(c), (ml - 3) & ((1u << enc::ml_bits(c)) - 1)) << ml;
+  }
+}
+
+// The sequence shapes of the GPU test (the most sequences per block, one per
+// block, RLE streams, long codes, none), through the CPU encoder and libzstd.
+TEST(ZstdEntropy, RoundTripSequenceShapes) {
+  for (int shape = 0; shape < data::kShapes; ++shape) {
+    const data::Shaped sh = data::make_shape(shape);
+    size_t b0 = 0;
+    for (size_t i = 0; i < sh.inputs.size(); ++i) {
+      size_t nb = 0;
+      while (b0 + nb < sh.blocks.size() && sh.blocks[b0 + nb].input == i) nb++;
+      std::vector<uint8_t> frame(ent::frame_bound(sh.inputs[i].size()));
+      frame.resize(ent::cpu_encode_frame(sh.batch.data(), {sh.blocks.data() + b0, nb}, sh.seqs.data(),
+                                         sh.inputs[i].size(), ent::kWindowLog, frame.data(), frame.size()));
+      b0 += nb;
+      expect_round_trip(sh.inputs[i], frame, "shape " + std::to_string(shape) + " input " + std::to_string(i));
+      if (shape == 0 && sh.inputs[i].size() >= 131072) EXPECT_LT(frame.size(), sh.inputs[i].size() / 2);
+    }
+  }
+}
+
 }  // namespace

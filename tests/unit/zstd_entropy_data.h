@@ -4,12 +4,15 @@
 #pragma once
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "zstd/zstd_gpu.h"
 
 namespace gpo::test::zstd_data {
 
@@ -98,6 +101,91 @@ inline const std::vector<size_t>& sizes() {
   static const std::vector<size_t> s = {0, 1, 2, 17, 100, 1000, 5000, 127 * 1024, 128 * 1024, 128 * 1024 + 1,
                                         300 * 1024 + 77, 1 << 20, (3 << 20) + 12345};
   return s;
+}
+
+// Inputs made from sequences written directly (not found by a parse), in
+// stage 1's layout: inputs back to back (16-byte aligned), blocks, sequences.
+// The input is made by executing the sequences, so frames must decompress to
+// it. shape 0: the most sequences a block can hold (no literals, matches of
+// 4); 1: one sequence per block; 2: every sequence the same (RLE streams,
+// repeat offsets); 3: long literal runs and long matches (large codes); 4:
+// random small sequences; 5: no sequence at all (all literals).
+inline constexpr int kShapes = 6;
+struct Shaped {
+  std::vector<std::vector<uint8_t>> inputs;
+  std::vector<uint8_t> batch;
+  std::vector<gpo::zstd::gpu::BlockDesc> blocks;
+  std::vector<gpo::zstd::gpu::Sequence> seqs;
+};
+inline Shaped make_shape(int shape) {
+  namespace zg = gpo::zstd::gpu;
+  std::mt19937 rng(uint32_t(100 + shape));
+  const std::vector<size_t> input_sizes = {100, 5000, 128 * 1024, 300 * 1024 + 5, 1 << 20};
+  Shaped r;
+  std::vector<std::vector<zg::Sequence>> per_block;  // in block order over all inputs
+  for (size_t n : input_sizes) {
+    std::vector<uint8_t> d;
+    for (size_t pos = 0; pos < n; pos += zg::kBlockBytes) {
+      const uint32_t len = uint32_t(std::min<size_t>(zg::kBlockBytes, n - pos));
+      std::vector<zg::Sequence> bs;
+      uint32_t at = 0;  // bytes of the block made so far
+      auto lit = [&](uint32_t k) {
+        for (uint32_t i = 0; i < k; ++i) d.push_back(uint8_t(shape == 2 ? 'x' : rng() % (shape == 4 ? 16 : 256)));
+        at += k;
+      };
+      while (shape != 5) {
+        uint32_t ll = 0, ml = 4, off = 1;
+        if (shape == 0) {
+          ll = d.empty() ? 1 : 0;
+          off = 1 + rng() % 3;
+        } else if (shape == 1) {
+          ll = 1 + rng() % 100;
+          ml = len / 2;
+          off = 1 + rng() % 50;
+        } else if (shape == 2) {
+          ll = 3;
+          ml = 7;
+          off = 1;
+        } else if (shape == 3) {
+          ll = rng() % 2 ? rng() % 40000 : rng() % 70;
+          ml = 4 + (rng() % 2 ? rng() % 60000 : rng() % 300);
+          off = 1 + rng() % 200000;
+        } else {
+          ll = rng() % 12;
+          ml = 4 + rng() % 40;
+          off = 1 + (rng() % 4 ? rng() % 64 : rng() % 100000);
+        }
+        if (uint64_t(at) + ll + ml > len || (shape == 1 && !bs.empty())) break;
+        lit(ll);
+        off = std::min<uint32_t>({off, uint32_t(d.size()), zg::kMaxOffset});
+        for (uint32_t i = 0; i < ml; ++i) d.push_back(d[d.size() - off]);
+        at += ml;
+        bs.push_back({ll, ml, off});
+      }
+      lit(len - at);  // trailing literals
+      per_block.push_back(std::move(bs));
+    }
+    r.inputs.push_back(std::move(d));
+  }
+  std::vector<uint64_t> sizes, offsets;
+  uint64_t extent = 0;
+  for (const auto& in : r.inputs) {
+    sizes.push_back(in.size());
+    offsets.push_back(extent);
+    extent += (in.size() + 15) / 16 * 16;
+  }
+  r.batch.assign(extent, 0);
+  for (size_t i = 0; i < r.inputs.size(); ++i) std::copy(r.inputs[i].begin(), r.inputs[i].end(), r.batch.begin() + offsets[i]);
+  const uint64_t slots = zg::plan_blocks(sizes, offsets, r.blocks);
+  r.seqs.assign(slots, zg::Sequence{0, 0, 0});
+  for (size_t b = 0; b < r.blocks.size(); ++b) {
+    std::copy(per_block[b].begin(), per_block[b].end(), r.seqs.begin() + r.blocks[b].seq_first);
+    r.blocks[b].seq_count = uint32_t(per_block[b].size());
+    uint32_t covered = 0;
+    for (const zg::Sequence& q : per_block[b]) covered += q.lit_len + q.match_len;
+    r.blocks[b].trailing_literals = r.blocks[b].len - covered;
+  }
+  return r;
 }
 
 }  // namespace gpo::test::zstd_data
