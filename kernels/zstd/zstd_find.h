@@ -2,21 +2,27 @@
 // twin (cpu_find) share, so both produce the same parse (the GPU test checks
 // that they agree sequence for sequence).
 //
-// The parse, per block (positions relative to the start of its history):
-//  1. the table (the latest position per hash bucket) is filled with the up to
-//     kHistoryBytes before the block (in parallel: "latest wins" is a max);
-//  2. every position p of the block, in order, takes as candidate the latest
-//     earlier position with the same hash of its kHashBytes bytes, then enters
-//     the table; its match length with the candidate is measured up to kCapA;
-//  3. the block is cut into up to kMaxSegments segments (segments_of), each
-//     parsed on its own in windows of kWindow positions (a warp): at each
-//     position, a match with the last offset (rep) of >= kRepMin bytes, else
-//     the hash match of >= kHashMin bytes, or a longer one at the 2nd or 3rd
-//     last offset (choose()); matches end inside their segment; the first
-//     position of the window with one wins, unless the next one has a longer
-//     match (one lazy step); a match of kCapA is extended to its end, then
-//     backwards over pending literals; the cursor jumps over it;
-//  4. the segments' sequences are joined, each segment's trailing literals
+// The parse, per block: the block is cut into up to kMaxSegments segments
+// (segments_of), each parsed on its own by one warp with its own small hash
+// table (kHashLog buckets, the latest position per bucket as 16 bits relative
+// to the segment's window base), so no step waits for another warp:
+//  1. prefill: the table gets every kPrefillStride-th position of the up to
+//     kLookback bytes before the segment (same input; they may lie in the
+//     previous block), in order, the latest per bucket winning;
+//  2. a warp step at cursor looks at the n = min(kWindow, segment end -
+//     cursor) positions cursor + i (lane i): each hashes its kHashBytes bytes;
+//     its candidate is the latest earlier position of the step with the same
+//     hash, else the table's; its hash match (with the candidate) and its
+//     matches at the three last offsets (reps) are measured up to kCapA and
+//     choose() picks one;
+//  3. the first position of the step with a match wins, unless the next one
+//     has a longer match (prefer_next: one lazy step); a match of kCapA is
+//     extended to its end, then backwards over pending literals; matches end
+//     inside their segment. The cursor moves past the match (or by n);
+//  4. the step's positions below the new cursor enter the table in order
+//     (the latest per bucket wins); positions a match jumped over beyond the
+//     step are not entered;
+//  5. the segments' sequences are joined, each segment's trailing literals
 //     leading the next segment's first sequence.
 // No match starts in the last kTail bytes of a block.
 #pragma once
@@ -32,11 +38,13 @@
 
 namespace gpo::zstd::gpu::find {
 
-inline constexpr int kHashLog = 14;        // 16K buckets (64 KiB of shared memory)
+inline constexpr int kHashLog = 12;        // 4K buckets of 16 bits per warp (8 KiB of shared memory)
 inline constexpr uint32_t kHashBytes = 5;  // bytes hashed per position (5 beat 6 on binaries and libraries)
-inline constexpr uint32_t kChunk = 256;    // positions per step (= threads per CTA)
-inline constexpr uint32_t kWindow = 32;    // positions the parse looks at at once (a warp)
-inline constexpr uint32_t kCapA = 32;      // match length measured in step 1
+inline constexpr uint32_t kLookback = 47 * 1024;  // bytes before its segment a warp's table starts with
+inline constexpr uint32_t kPrefillStride = 4;     // every 4th position of the lookback enters the table
+inline constexpr uint32_t kWindow = 32;    // positions per warp step (a warp)
+inline constexpr uint32_t kMatchesPerStep = 32;  // matches a step may take, one after the other
+inline constexpr uint32_t kCapA = 32;      // match length measured per position in a step
 inline constexpr uint32_t kHashMin = 5;    // shortest hash match taken
 inline constexpr uint32_t kRepMin = 4;     // shortest rep match taken
 inline constexpr uint32_t kTail = 8;       // no match starts in the last kTail bytes of a block
@@ -55,6 +63,10 @@ GPO_HD Segments segments_of(uint32_t len) {
   return {bytes, (len + bytes - 1) / bytes};
 }
 static_assert(kRepMin >= kMinMatch && kHashMin >= kMinMatch);
+// Table entries are position - window base + 1 (0 = empty).
+using TableEntry = uint16_t;
+static_assert(uint64_t(kLookback) + kBlockBytes / kMaxSegments <= TableEntry(~TableEntry(0)) && kLookback <= kHistoryBytes);
+static_assert(kCapA % 8 == 0 && kCapA >= 8);
 
 // Little-endian 8 bytes -> bucket (zstd's prime multiply of the low kHashBytes bytes).
 GPO_HD uint32_t hash_of(uint64_t v) {

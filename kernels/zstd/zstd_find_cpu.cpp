@@ -42,56 +42,57 @@ uint32_t match_len(const uint8_t* a, const uint8_t* b, uint32_t max) {
   return n;
 }
 
-void find_block(const uint8_t* base, BlockDesc& b, Sequence* seqs) {
-  const uint32_t hist = std::min(b.pos, kHistoryBytes);
-  const uint8_t* h0 = base + b.src - hist;  // positions below are relative to h0
-  const uint32_t end = hist + b.len;
-  const uint64_t in_start = uint64_t(b.pos) - hist;  // h0's offset in its input
-  std::vector<uint32_t> table(size_t(1) << kHashLog, 0);  // latest position + 1; 0 = empty
-  for (uint32_t q = 0; q < hist; ++q)
-    if (q + 8 <= end) {
-      uint32_t& t = table[hash_of(load64(h0 + q))];
-      t = std::max(t, q + 1);
-    }
-  // Step 1: every position's hash match (the latest earlier position with its hash).
-  std::vector<uint32_t> hlen(b.len, 0), hdist(b.len, 0);
-  for (uint32_t p = hist; p < end; ++p) {
-    if (p + kTail > end) continue;
-    const uint32_t h = hash_of(load64(h0 + p));
-    const uint32_t c = table[h];
-    table[h] = p + 1;
-    if (!c) continue;
-    hlen[p - hist] = match_len(h0 + c - 1, h0 + p, std::min(kCapA, end - p));
-    hdist[p - hist] = p - (c - 1);
-  }
-  // Step 2: each segment parsed on its own, then stitched.
-  const Segments sg = segments_of(b.len);
-  Sequence* out = seqs + b.seq_first;
-  uint32_t count[kMaxSegments] = {}, trailing[kMaxSegments] = {};
+// One segment [ss, se) (positions relative to h0, the block's history
+// start), parsed in warp steps as the GPU does; sequences to sout.
+void parse_segment(const uint8_t* h0, uint32_t end, uint64_t in_start, uint32_t ss, uint32_t se, Sequence* sout,
+                   uint32_t* count, uint32_t* trailing) {
+  const uint32_t wbase = ss > kLookback ? ss - kLookback : 0;  // h0 >= the input's start
+  std::vector<TableEntry> table(size_t(1) << kHashLog, 0);      // latest position - wbase + 1; 0 = empty
+  for (uint32_t q = wbase; q < ss; q += kPrefillStride)
+    if (q + 8 <= end) table[hash_of(load64(h0 + q))] = TableEntry(q - wbase + 1);
+  constexpr uint32_t kNone = ~0u;
+  uint32_t hv[kWindow];
   Choice ch[kWindow];
-  for (uint32_t k = 0; k < sg.count; ++k) {
-    const uint32_t ss = hist + k * sg.bytes, se = std::min(ss + sg.bytes, end);
-    uint32_t cursor = ss, lit_start = ss, n = 0;
-    uint32_t reps[3] = {0, 0, 0};
-    Sequence* sout = out + (k * sg.bytes) / 4;
-    auto rep_len = [&](uint32_t p, uint32_t rep) -> uint32_t {
-      if (!rep || p + kTail > end || in_start + p < rep) return 0;
-      return match_len(h0 + p - int64_t(rep), h0 + p, std::min(kCapA, se - p));
-    };
-    while (cursor < se) {
-      const uint32_t wend = std::min(cursor + kWindow, se);
-      int f = -1;
-      for (uint32_t p = cursor; p < wend; ++p) {
-        const uint32_t rl[3] = {rep_len(p, reps[0]), rep_len(p, reps[1]), rep_len(p, reps[2])};
-        ch[p - cursor] = choose(std::min(hlen[p - hist], se - p), hdist[p - hist], rl, reps);
-        if (f < 0 && ch[p - cursor].len) f = int(p - cursor);
+  uint32_t cursor = ss, lit_start = ss, n = 0;
+  uint32_t reps[3] = {0, 0, 0};
+  auto rep_len = [&](uint32_t p, uint32_t rep) -> uint32_t {
+    if (!rep || p + kTail > end || in_start + p < rep) return 0;
+    return match_len(h0 + p - int64_t(rep), h0 + p, std::min(kCapA, se - p));
+  };
+  while (cursor < se) {
+    const uint32_t w = std::min(kWindow, se - cursor);
+    for (uint32_t i = 0; i < w; ++i) {
+      const uint32_t p = cursor + i;
+      hv[i] = p + kTail <= end ? hash_of(load64(h0 + p)) : kNone;
+      uint32_t hl = 0, hd = 0;
+      if (hv[i] != kNone) {
+        uint32_t c = kNone;  // candidate position
+        for (uint32_t j = i; j-- > 0;)
+          if (hv[j] == hv[i]) {
+            c = cursor + j;
+            break;
+          }
+        if (c == kNone && table[hv[i]]) c = wbase + table[hv[i]] - 1;
+        if (c != kNone) {
+          hl = match_len(h0 + c, h0 + p, std::min(kCapA, se - p));
+          hd = p - c;
+        }
       }
-      if (f < 0) {
-        cursor = wend;
-        continue;
+      const uint32_t rl[3] = {rep_len(p, reps[0]), rep_len(p, reps[1]), rep_len(p, reps[2])};
+      ch[i] = choose(hl, hd, rl, reps);
+    }
+    // Matches from the step's choices, first to last, each starting at or
+    // after the previous one's end (the choices keep the step's reps).
+    uint32_t from = 0, next_cursor = cursor + w;
+    for (uint32_t taken = 0; taken < kMatchesPerStep; ++taken) {
+      uint32_t f = from;
+      while (f < w && !ch[f].len) ++f;
+      if (f >= w) {  // no (more) match: the rest of the step is literals
+        next_cursor = std::max(cursor + w, lit_start);
+        break;
       }
-      if (uint32_t(f) + 1 < wend - cursor && prefer_next(ch[f], ch[f + 1])) ++f;
-      uint32_t p = cursor + uint32_t(f);
+      if (f + 1 < w && prefer_next(ch[f], ch[f + 1])) ++f;
+      uint32_t p = cursor + f;
       uint32_t len = ch[f].len;
       const uint32_t d = ch[f].dist;
       if (len == kCapA) len = match_len(h0 + p - d, h0 + p, se - p);
@@ -99,10 +100,28 @@ void find_block(const uint8_t* base, BlockDesc& b, Sequence* seqs) {
       while (p > lit_start && in_start + p > d && h0[p - 1] == h0[int64_t(p) - 1 - int64_t(d)]) --p, ++len;
       sout[n++] = {p - lit_start, len, d};
       update_reps(reps, d);
-      cursor = lit_start = p + len;
+      next_cursor = lit_start = p + len;  // where the next step starts if this was the last match taken
+      from = lit_start - cursor;
     }
-    count[k] = n;
-    trailing[k] = se - lit_start;
+    for (uint32_t i = 0; i < w && cursor + i < next_cursor; ++i)
+      if (hv[i] != kNone) table[hv[i]] = TableEntry(cursor + i - wbase + 1);
+    cursor = next_cursor;
+  }
+  *count = n;
+  *trailing = se - lit_start;
+}
+
+void find_block(const uint8_t* base, BlockDesc& b, Sequence* seqs) {
+  const uint32_t hist = std::min(b.pos, kHistoryBytes);
+  const uint8_t* h0 = base + b.src - hist;  // positions below are relative to h0
+  const uint32_t end = hist + b.len;
+  const uint64_t in_start = uint64_t(b.pos) - hist;  // h0's offset in its input
+  const Segments sg = segments_of(b.len);
+  Sequence* out = seqs + b.seq_first;
+  uint32_t count[kMaxSegments] = {}, trailing[kMaxSegments] = {};
+  for (uint32_t k = 0; k < sg.count; ++k) {
+    const uint32_t ss = hist + k * sg.bytes, se = std::min(ss + sg.bytes, end);
+    parse_segment(h0, end, in_start, ss, se, out + (k * sg.bytes) / 4, &count[k], &trailing[k]);
   }
   // Stitch: a segment's trailing literals lead the next segment's first
   // sequence; the segments' sequences move down to one run.

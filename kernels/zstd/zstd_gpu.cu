@@ -1,18 +1,14 @@
 // Stage 1 of zstd on the GPU: the batch match finder. One CTA per block of
-// kBlockBytes, all blocks of a batch in one launch; the hash table lives in
-// shared memory. zstd_find.h describes the parse; cpu_find (zstd_find_cpu.cpp)
-// is its step-for-step CPU twin.
+// kBlockBytes, all blocks of a batch in one launch. zstd_find.h describes the
+// parse; cpu_find (zstd_find_cpu.cpp) is its step-for-step CPU twin.
 //
-// Step 1, per chunk of kChunk positions (one per thread):
-//  - every thread hashes its position;
-//  - warp 0 walks the chunk's 8 warps of positions in order: a position's
-//    candidate is the latest earlier position of its warp with the same hash
-//    (__match_any_sync), else the table; then the warp's latest position per
-//    hash enters the table. That is exactly "the latest earlier position with
-//    this hash" of a one-position-at-a-time parse, at 8 warp steps per chunk;
-//  - every thread measures its match (capped at kCapA).
-// Step 2: the block's 8 segments are parsed by 8 warps at once (rep matches,
-// lazy step, extension, catch-up), then stitched into one run of sequences.
+// Each of the CTA's 8 warps parses one segment of the block on its own, with
+// its own hash table in shared memory (16-bit positions relative to the
+// warp's window base): no barrier until the segments are stitched. A warp
+// step looks at 32 positions (one per lane): hash, candidate (an earlier
+// lane with the same hash via __match_any_sync, else the table), hash and rep
+// match lengths, then the first match by ballot; long matches are extended
+// and caught up backwards by the whole warp.
 #include <cuda_runtime.h>
 
 #include "zstd/zstd_find.h"
@@ -23,12 +19,11 @@ namespace {
 
 using namespace find;
 
-constexpr uint32_t kThreads = kChunk;  // one position per thread in step 1
-constexpr uint32_t kWarps = kThreads / 32;
-static_assert(kWarps == kMaxSegments, "one warp parses one segment");
-constexpr uint32_t kTableWords = 1u << kHashLog;
-constexpr size_t kSmemBytes = (kTableWords + 2 * kChunk) * sizeof(uint32_t);
-constexpr uint32_t kNoHash = ~0u;
+constexpr uint32_t kWarps = kMaxSegments;  // one warp per segment
+constexpr uint32_t kThreads = kWarps * 32;
+static_assert(kWindow == 32, "a warp step is one position per lane");
+constexpr uint32_t kTableEntries = 1u << kHashLog;  // per warp
+constexpr size_t kSmemBytes = size_t(kWarps) * kTableEntries * sizeof(TableEntry);
 
 // 4 bytes at any address from aligned words: reads nothing past p + 3's word.
 __device__ __forceinline__ uint32_t load32(const uint8_t* p) {
@@ -39,31 +34,35 @@ __device__ __forceinline__ uint32_t load32(const uint8_t* p) {
   if (!s) return lo;
   return __funnelshift_r(lo, __ldg(w + 1), s);
 }
+// 8 bytes at any address: reads nothing past p + 7's word.
 __device__ __forceinline__ uint64_t load64(const uint8_t* p) {
-  return uint64_t(load32(p)) | (uint64_t(load32(p + 4)) << 32);
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const uint32_t* w = reinterpret_cast<const uint32_t*>(a & ~uintptr_t(3));
+  const uint32_t s = uint32_t(a & 3) * 8;
+  const uint32_t w0 = __ldg(w), w1 = __ldg(w + 1);
+  if (!s) return uint64_t(w0) | (uint64_t(w1) << 32);
+  const uint32_t w2 = __ldg(w + 2);
+  return uint64_t(__funnelshift_r(w0, w1, s)) | (uint64_t(__funnelshift_r(w1, w2, s)) << 32);
 }
 
-// Equal bytes at a and b (a < b: a's bytes exist where b's do), at most
-// max <= kCapA, in at most two memory round trips: the first word,
-// then all the others at once (most candidates fail on the first word).
-__device__ uint32_t match_len32(const uint8_t* a, const uint8_t* b, uint32_t max) {
-  if (max < 4) {
-    uint32_t n = 0;
+// Equal bytes at a and b (a < b), at most max <= kCapA; first8 = b's first 8
+// bytes (already loaded), and b + 8 <= the block end. Reads no byte of b
+// past b + max + 7 (whole words only while they fit max).
+__device__ __forceinline__ uint32_t match_len_cap(const uint8_t* a, const uint8_t* b, uint64_t first8, uint32_t max) {
+  const uint64_t x = load64(a) ^ first8;
+  uint32_t n;
+  if (x) {
+    n = uint32_t(__ffsll(static_cast<long long>(x)) - 1) / 8;
+  } else {
+    n = 8;
+    while (n + 8 <= max) {
+      const uint64_t y = load64(a + n) ^ load64(b + n);
+      if (y) return n + uint32_t(__ffsll(static_cast<long long>(y)) - 1) / 8;
+      n += 8;
+    }
     while (n < max && a[n] == b[n]) ++n;
-    return n;
   }
-  const uint32_t x0 = load32(a) ^ load32(b);
-  if (x0) return uint32_t(__ffs(int(x0)) - 1) / 8;
-  const uint32_t nw = max / 4;
-  uint32_t x[kCapA / 4];
-#pragma unroll
-  for (uint32_t i = 1; i < kCapA / 4; ++i) x[i] = i < nw ? load32(a + 4 * i) ^ load32(b + 4 * i) : 0;
-#pragma unroll
-  for (uint32_t i = 1; i < kCapA / 4; ++i)
-    if (i < nw && x[i]) return 4 * i + uint32_t(__ffs(int(x[i])) - 1) / 8;
-  uint32_t n = 4 * nw;
-  while (n < max && a[n] == b[n]) ++n;
-  return n;
+  return min(n, max);
 }
 
 // The whole warp extends a match of n bytes (a < b), 128 bytes per step.
@@ -87,18 +86,12 @@ __device__ uint32_t extend_match(const uint8_t* a, const uint8_t* b, uint32_t n,
   }
 }
 
-// Step 1 over the whole block, chunk by chunk (all warps; warp 0 resolves
-// candidates), each position's hash match packed in 3 bytes into the block's
-// own sequence slots (3 bytes per position fit: 12 bytes per 4 positions).
-// Step 2: warp k parses segment k; its sequences go to the slots where its
-// segment's packed matches were, never ahead of what it has read. Step 3:
-// stitch the segments (literal carries) and move their sequences into one run.
+// Warp k parses segment k with its own table, writing its sequences to the
+// block's slots from k * bytes / 4 (a segment of `bytes` has at most bytes / 4
+// sequences); then the segments are stitched (literal carries) into one run.
 __global__ void __launch_bounds__(kThreads) find_kernel(const uint8_t* __restrict__ in, BlockDesc* blocks,
                                                         Sequence* seqs) {
-  extern __shared__ uint32_t smem[];
-  uint32_t* table = smem;  // latest position + 1 per bucket; 0 = empty
-  uint32_t* s_hash = table + kTableWords;
-  uint32_t* s_cand = s_hash + kChunk;
+  extern __shared__ uint4 smem[];
   __shared__ uint32_t s_count[kMaxSegments], s_trailing[kMaxSegments], s_dest[kMaxSegments],
       s_add[kMaxSegments], s_total, s_carry;
   const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -110,93 +103,108 @@ __global__ void __launch_bounds__(kThreads) find_kernel(const uint8_t* __restric
   const uint32_t end = hist + len;
   const uint64_t in_start = uint64_t(pos) - hist;
   Sequence* out = seqs + blk.seq_first;
-  uint8_t* scratch = reinterpret_cast<uint8_t*>(out);  // 3 bytes per block position
-
-  for (uint32_t i = tid; i < kTableWords; i += kThreads) table[i] = 0;
-  __syncthreads();
-  for (uint32_t q = tid; q < hist; q += kThreads)
-    if (q + 8 <= end) atomicMax(&table[hash_of(load64(h0 + q))], q + 1);
-  __syncthreads();
-
-  for (uint32_t cs = hist; cs < end; cs += kChunk) {
-    const uint32_t ce = min(cs + kChunk, end);
-    const uint32_t p = cs + tid;
-    const bool valid = p < ce && p + kTail <= end;
-    s_hash[tid] = valid ? hash_of(load64(h0 + p)) : kNoHash;
-    __syncthreads();
-    if (warp == 0) {
-      for (uint32_t w = 0; w < kWarps; ++w) {
-        const uint32_t idx = w * 32 + lane;
-        const uint32_t h = s_hash[idx];
-        const unsigned peers = __match_any_sync(~0u, h);
-        const unsigned lower = peers & ((1u << lane) - 1);
-        uint32_t c = 0;
-        if (h != kNoHash) c = lower ? cs + w * 32 + (31 - __clz(int(lower))) + 1 : table[h];
-        __syncwarp();
-        if (h != kNoHash && !(peers >> lane >> 1)) table[h] = cs + idx + 1;  // the warp's latest per hash
-        s_cand[idx] = c;
-        __syncwarp();
-      }
-    }
-    __syncthreads();
-    if (p < ce) {
-      uint32_t packed = 0;
-      const uint32_t c = s_cand[tid];
-      if (valid && c) {
-        const uint32_t hl = match_len32(h0 + (c - 1), h0 + p, min(kCapA, end - p));
-        if (hl) packed = (hl << 18) | (p - (c - 1));
-      }
-      uint8_t* at = scratch + 3 * size_t(p - hist);
-      at[0] = uint8_t(packed);
-      at[1] = uint8_t(packed >> 8);
-      at[2] = uint8_t(packed >> 16);
-    }
-  }
-  __syncthreads();
-
   const Segments sg = segments_of(len);
+
   if (warp < sg.count) {
     const uint32_t ss = hist + warp * sg.bytes, se = min(ss + sg.bytes, end);
+    const uint32_t wbase = ss > kLookback ? ss - kLookback : 0;
+    TableEntry* table = reinterpret_cast<TableEntry*>(smem) + warp * kTableEntries;
+    uint4* t4 = reinterpret_cast<uint4*>(table);
+    for (uint32_t i = lane; i < kTableEntries * sizeof(TableEntry) / sizeof(uint4); i += 32) t4[i] = make_uint4(0, 0, 0, 0);
+    __syncwarp();
+    // Prefill with the lookback, in order; of a step's lanes with one hash the highest wins.
+    {
+      uint32_t q = wbase + lane * kPrefillStride;
+      uint64_t v = (q < ss && q + 8 <= end) ? load64(h0 + q) : 0;
+      for (uint32_t q0 = wbase; q0 < ss; q0 += 32 * kPrefillStride) {
+        const bool valid = q < ss && q + 8 <= end;
+        const uint32_t qn = q + 32 * kPrefillStride;
+        const uint64_t vn = (qn < ss && qn + 8 <= end) ? load64(h0 + qn) : 0;  // next step's, in flight
+        const uint32_t h = hash_of(v);
+        const unsigned peers = __match_any_sync(~0u, valid ? h : (0x80000000u | lane));
+        if (valid && !(peers >> lane >> 1)) table[h] = TableEntry(q - wbase + 1);
+        __syncwarp();
+        q = qn;
+        v = vn;
+      }
+    }
     Sequence* sout = out + (warp * sg.bytes) / 4;
     uint32_t cursor = ss, lit_start = ss, n = 0;
     uint32_t reps[3] = {0, 0, 0};
     while (cursor < se) {
-      const uint32_t wend = min(cursor + kWindow, se);
-      const uint32_t q = cursor + lane;
+      const uint32_t w = min(kWindow, se - cursor);
+      const uint32_t p = cursor + lane;
+      const bool hashable = lane < w && p + kTail <= end;
+      const uint64_t v = hashable ? load64(h0 + p) : 0;
+      const uint32_t h = hash_of(v);
+      const unsigned peers = __match_any_sync(~0u, hashable ? h : (0x80000000u | lane));
       Choice ch{0, 0};
-      if (q < wend) {
-        const uint8_t* sp = scratch + 3 * size_t(q - hist);
-        // Written by other threads of this block in step 1: through L2, not the read-only path.
-        const uint32_t packed = uint32_t(__ldcg(sp)) | (uint32_t(__ldcg(sp + 1)) << 8) | (uint32_t(__ldcg(sp + 2)) << 16);
+      if (hashable) {
+        const uint32_t cap = min(kCapA, se - p);
+        const unsigned lower = peers & ((1u << lane) - 1);
+        uint32_t hl = 0, hd = 0;
+        uint32_t c = 0;
+        bool has = true;
+        if (lower) {
+          c = cursor + (31 - __clz(int(lower)));
+        } else {
+          const uint32_t t = table[h];
+          has = t != 0;
+          c = wbase + t - 1;
+        }
+        if (has) {
+          hl = match_len_cap(h0 + c, h0 + p, v, cap);
+          hd = p - c;
+        }
         uint32_t rl[3];
 #pragma unroll
         for (int r = 0; r < 3; ++r) {
           rl[r] = 0;
-          if (reps[r] && q + kTail <= end && in_start + q >= reps[r])
-            rl[r] = match_len32(h0 + q - int64_t(reps[r]), h0 + q, min(kCapA, se - q));
+          if (reps[r] && in_start + p >= reps[r]) rl[r] = match_len_cap(h0 + p - int64_t(reps[r]), h0 + p, v, cap);
         }
-        ch = choose(min(packed >> 18, se - q), packed & ((1u << 18) - 1), rl, reps);
+        ch = choose(hl, hd, rl, reps);
       }
       const unsigned any = __ballot_sync(~0u, ch.len != 0);
       const uint32_t nlen = __shfl_down_sync(~0u, ch.len, 1);
       const uint32_t ndist = __shfl_down_sync(~0u, ch.dist, 1);
-      if (!any) {
-        cursor = wend;
-        continue;
+      const bool lazy = lane + 1 < w && prefer_next(ch, Choice{nlen, ndist});
+      // Matches from the step's choices, first to last, each at or after the
+      // previous one's end (the choices keep the step's reps).
+      uint32_t next_cursor = cursor + w, from = 0;
+      for (uint32_t taken = 0; taken < kMatchesPerStep; ++taken) {
+        const unsigned left = from >= 32 ? 0u : any & (~0u << from);
+        if (!left) {  // no (more) match: the rest of the step is literals
+          next_cursor = max(cursor + w, lit_start);
+          break;
+        }
+        uint32_t f = __ffs(int(left)) - 1;
+        if (__shfl_sync(~0u, lazy, f)) ++f;
+        uint32_t m = __shfl_sync(~0u, ch.len, f);
+        const uint32_t d = __shfl_sync(~0u, ch.dist, f);
+        uint32_t at = cursor + f;
+        if (m == kCapA) m = extend_match(h0 + at - int64_t(d), h0 + at, m, se - at, lane);
+        // Catch up over literals not yet emitted, 32 bytes per round.
+        for (;;) {
+          const bool ok = lane < at - lit_start && in_start + at - lane > d &&
+                          h0[at - 1 - lane] == h0[int64_t(at) - 1 - lane - int64_t(d)];
+          const unsigned miss = __ballot_sync(~0u, !ok);
+          const uint32_t back = miss ? uint32_t(__ffs(int(miss)) - 1) : 32;
+          at -= back;
+          m += back;
+          if (back < 32) break;
+        }
+        if (lane == 0) sout[n] = Sequence{at - lit_start, m, d};
+        ++n;
+        update_reps(reps, d);
+        next_cursor = lit_start = at + m;
+        from = lit_start - cursor;
       }
-      uint32_t f = __ffs(int(any)) - 1;
-      const bool next = f + 1 < wend - cursor && prefer_next(ch, Choice{nlen, ndist});
-      if (__shfl_sync(~0u, next, f)) ++f;
-      uint32_t m = __shfl_sync(~0u, ch.len, f);
-      const uint32_t d = __shfl_sync(~0u, ch.dist, f);
-      uint32_t at = cursor + f;
-      if (m == kCapA) m = extend_match(h0 + at - int64_t(d), h0 + at, m, se - at, lane);
-      // Catch up over literals not yet emitted (same steps in every lane).
-      while (at > lit_start && in_start + at > d && h0[at - 1] == h0[int64_t(at) - 1 - int64_t(d)]) --at, ++m;
-      if (lane == 0) sout[n] = Sequence{at - lit_start, m, d};
-      ++n;
-      update_reps(reps, d);
-      cursor = lit_start = at + m;
+      // The step's positions below the new cursor enter the table, the latest per hash.
+      const uint32_t below = next_cursor - cursor;
+      const unsigned entered = below >= 32 ? ~0u : (1u << below) - 1;
+      if (hashable && lane < below && !((peers & entered) >> lane >> 1)) table[h] = TableEntry(p - wbase + 1);
+      __syncwarp();
+      cursor = next_cursor;
     }
     if (lane == 0) {
       s_count[warp] = n;
@@ -218,7 +226,7 @@ __global__ void __launch_bounds__(kThreads) find_kernel(const uint8_t* __restric
   __syncthreads();
   // Segment 0 is in place; later ones move down in rounds of kThreads
   // (destination below source: a round only overwrites what it has read).
-  for (uint32_t k = 0; k < sg.count; ++k) {
+  for (uint32_t k = 1; k < sg.count; ++k) {
     const uint32_t nk = s_count[k], src = (k * sg.bytes) / 4, dst = s_dest[k];
     for (uint32_t r = 0; r < nk; r += kThreads) {
       const uint32_t i = r + tid;

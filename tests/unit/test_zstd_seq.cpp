@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/zstd_data.h"
+#include "zstd/zstd_find.h"
 #include "zstd/zstd_gpu.h"
 
 namespace gpo::zstd::gpu {
@@ -121,22 +122,32 @@ INSTANTIATE_TEST_SUITE_P(Kinds, KindSize,
                          });
 
 TEST(ZstdSeq, MatchesReachIntoThePreviousBlock) {
-  // Two copies of 100 KiB of random bytes: the second copy sits in block 1
-  // and can only be found 100 KiB back, across the block boundary.
-  auto half = test::zstd_data(ZstdKind::random, 100 * 1024, 7);
-  std::vector<uint8_t> in = half;
-  in.insert(in.end(), half.begin(), half.end());
+  // 20 KiB of random bytes repeated over two blocks: block 1's first segment
+  // (the first 16 KiB) can only find its matches in block 0, 20 KiB back
+  // (each segment's parser looks find::kLookback bytes back).
+  static_assert(find::kLookback >= 20 * 1024);
+  const auto period = test::zstd_data(ZstdKind::random, 20 * 1024, 7);
+  std::vector<uint8_t> in;
+  while (in.size() < 2 * kBlockBytes) in.insert(in.end(), period.begin(), period.end());
+  in.resize(2 * kBlockBytes);
   const Found f = find_one(in);
   expect_valid_parse(in, f);
   ASSERT_EQ(f.blocks.size(), 2u);
-  uint64_t matched = 0;
-  for (uint32_t i = 0; i < f.blocks[1].seq_count; ++i) matched += f.seqs[f.blocks[1].seq_first + i].match_len;
+  uint64_t matched = 0, at = f.blocks[1].pos, from_block0 = 0;
+  for (uint32_t i = 0; i < f.blocks[1].seq_count; ++i) {
+    const Sequence& s = f.seqs[f.blocks[1].seq_first + i];
+    at += s.lit_len;
+    if (at - s.offset < f.blocks[1].pos) from_block0 += s.match_len;
+    matched += s.match_len;
+    at += s.match_len;
+  }
   EXPECT_GT(matched, f.blocks[1].len * 9 / 10);
+  EXPECT_GT(from_block0, 15u * 1024);
   std::vector<uint8_t> frame(ZSTD_compressBound(in.size()));
   bool err = true;
   const size_t n = compress_with_sequences(in, f.blocks, f.seqs.data(), frame, 1, &err);
   ASSERT_FALSE(err);
-  EXPECT_LT(n, in.size() * 6 / 10);
+  EXPECT_LT(n, in.size() * 2 / 10);
   EXPECT_EQ(decompress({frame.data(), n}, in.size()), in);
 }
 
