@@ -5,7 +5,12 @@
 #include <gtest/gtest.h>
 #include <zstd.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "common/zstd_data.h"
 #include "zstd/zstd_find.h"
@@ -205,6 +210,47 @@ TEST(ZstdSeq, BatchLayoutWithGapsFindsTheSameSequences) {
     }
   }
   EXPECT_EQ(bi, blocks.size());
+}
+
+// Not a check: prints the parse's ratio on this machine's files (frames
+// through libzstd level 1 with our sequences vs ZSTD_compress level 1 on the
+// same 1 MiB inputs) for docs/zstd-gpu.md. Run with
+// --gtest_also_run_disabled_tests; GPO_RATIO_DIR (default /usr/bin) and
+// GPO_RATIO_MIB (default 32) pick the corpus.
+TEST(ZstdSeq, DISABLED_PrintsRatioOnMachineFiles) {
+  const char* dir = std::getenv("GPO_RATIO_DIR");
+  const char* mib = std::getenv("GPO_RATIO_MIB");
+  const size_t want = size_t(mib ? std::atoi(mib) : 32) << 20;
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           dir ? dir : "/usr/bin", std::filesystem::directory_options::skip_permission_denied, ec);
+       it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    if (it->is_regular_file(ec) && !it->is_symlink(ec)) files.push_back(it->path());
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<uint8_t> all;
+  for (size_t i = 0; i < files.size() && all.size() < want; ++i) {
+    std::ifstream f(files[i], std::ios::binary);
+    std::vector<char> buf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    all.insert(all.end(), buf.begin(), buf.begin() + std::min(buf.size(), want - all.size()));
+  }
+  ASSERT_FALSE(all.empty());
+  size_t ours = 0, ref = 0;
+  std::vector<uint8_t> frame(ZSTD_compressBound(1 << 20));
+  for (size_t at = 0; at < all.size(); at += 1 << 20) {
+    const std::span<const uint8_t> in(all.data() + at, std::min<size_t>(1 << 20, all.size() - at));
+    const Found f = find_one(in);
+    bool err = true;
+    const size_t n = compress_with_sequences(in, f.blocks, f.seqs.data(), frame, 1, &err);
+    ASSERT_FALSE(err);
+    ours += n;
+    ref += ZSTD_compress(frame.data(), frame.size(), in.data(), in.size(), 1);
+  }
+  std::printf("%s, %zu MiB: zstd -1 ratio %.3f, ours %.3f, size vs zstd -1 %+.2f%%\n", dir ? dir : "/usr/bin",
+              all.size() >> 20, double(all.size()) / double(ref), double(all.size()) / double(ours),
+              100.0 * (double(ours) / double(ref) - 1));
 }
 
 }  // namespace
