@@ -712,6 +712,10 @@ struct LitPlan {
   size_t cap;       // Huffman: room after the header before it loses to raw
   size_t tree;      // Huffman: tree description bytes (in tree_buf)
 };
+struct LitPlan;
+GPO_ZHD LitPlan plan_huffman_literals(LitPlan p, uint32_t nl, uint64_t bits, const HufTable& t, uint8_t* tree_buf,
+                                      HufTreeScratch& ws);
+
 // Work arrays of plan_literals (one after the other, so they share memory).
 union LitPlanScratch {
   HufBuildScratch build;
@@ -735,13 +739,19 @@ GPO_ZHD LitPlan plan_literals(uint32_t nl, const uint32_t* hist, HufTable& t, ui
   // Estimate first: a table that does not pay is not worth encoding.
   uint64_t bits = 0;
   for (uint32_t s = 0; s < 256; ++s) bits += uint64_t(hist[s]) * t.len[s];
+  return plan_huffman_literals(p, nl, bits, t, tree_buf, ws.tree);
+}
+
+// The decisions after the table (t built, bits = its estimated size).
+GPO_ZHD LitPlan plan_huffman_literals(LitPlan p, uint32_t nl, uint64_t bits, const HufTable& t, uint8_t* tree_buf,
+                                      HufTreeScratch& ws) {
   const size_t lh = huf_lit_header_size(nl);
   const bool single = nl < 256;
   const size_t raw_size = nl + (nl < 32 ? 1 : nl < 4096 ? 2 : 3);
   if (lh + bits / 8 + (single ? 0 : 6) + 8 >= raw_size) return p;
   p.lh = lh;
   p.cap = raw_size - lh;
-  p.tree = huf_write_tree(t, tree_buf, p.cap, ws.tree);
+  p.tree = huf_write_tree(t, tree_buf, p.cap, ws);
   if (p.tree == 0) return p;
   if (!single && p.tree + 6 >= p.cap) return p;
   p.mode = LitMode::kHuffman;

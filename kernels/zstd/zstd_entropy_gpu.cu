@@ -364,11 +364,99 @@ __global__ void __launch_bounds__(32) k_sequences(const BlockDesc* blocks, const
   GPO_PHASE(7);
 }
 
+// Copies n bytes from s to d, any alignment, with all threads of the CTA:
+// aligned 4-byte stores, source words joined by funnel shifts (a source word
+// read past the end holds the last byte, so it stays inside the allocation).
+__device__ inline void cta_copy(uint8_t* d, const uint8_t* s, uint32_t n) {
+  const uint32_t tid = threadIdx.x, nt = blockDim.x;
+  uint32_t head = uint32_t(4 - (reinterpret_cast<uintptr_t>(d) & 3)) & 3;
+  if (head > n) head = n;
+  if (tid < head) d[tid] = s[tid];
+  d += head;
+  s += head;
+  n -= head;
+  const uint32_t nw = n / 4;
+  uint32_t* dw = reinterpret_cast<uint32_t*>(d);
+  const uint32_t sh = uint32_t(reinterpret_cast<uintptr_t>(s) & 3);
+  if (sh == 0) {
+    const uint32_t* sw = reinterpret_cast<const uint32_t*>(s);
+    for (uint32_t k = tid; k < nw; k += nt) dw[k] = sw[k];
+  } else {
+    const uint32_t* sw = reinterpret_cast<const uint32_t*>(s - sh);
+    for (uint32_t k = tid; k < nw; k += nt) dw[k] = __funnelshift_r(sw[k], sw[k + 1], 8 * sh);
+  }
+  const uint32_t t = n & 3;
+  if (tid < t) d[4 * nw + tid] = s[4 * nw + tid];
+}
+
+// Calls f(byte) for p[c1 - 1], p[c1 - 2], ..., p[c0]: aligned 4-byte loads
+// (the next one issued before the current word is used), bytes at the edges.
+template <typename F>
+__device__ inline void bytes_backward(const uint8_t* p, uint32_t c0, uint32_t c1, F&& f) {
+  uint32_t q = c1;
+  while (q > c0 && (reinterpret_cast<uintptr_t>(p + q) & 3)) f(uint32_t(p[--q]));
+  if (q >= c0 + 4) {
+    uint32_t nxt = *reinterpret_cast<const uint32_t*>(p + q - 4);
+    while (q >= c0 + 4) {
+      const uint32_t w = nxt;
+      if (q >= c0 + 8) nxt = *reinterpret_cast<const uint32_t*>(p + q - 8);
+      f(w >> 24);
+      f((w >> 16) & 255u);
+      f((w >> 8) & 255u);
+      f(w & 255u);
+      q -= 4;
+    }
+  }
+  while (q > c0) f(uint32_t(p[--q]));
+}
+
+constexpr uint32_t kBitmapWords = enc::kMaxBlock / 32;          // a bit per source byte
+constexpr uint32_t kWordsPerWarp = kBitmapWords / kLitWarps;     // gather: 16 KiB of source per warp
+
+// Sets bits [lo, hi) of a bitmap. Runs of different sequences are disjoint,
+// so only their edge words need atomics.
+__device__ inline void mark_range(uint32_t* bm, uint32_t lo, uint32_t hi) {
+  if (lo >= hi) return;
+  const uint32_t w0 = lo >> 5, w1 = (hi - 1) >> 5;
+  const uint32_t m0 = ~0u << (lo & 31), m1 = ~0u >> (31 - ((hi - 1) & 31));
+  if (w0 == w1) {
+    atomicOr(bm + w0, m0 & m1);
+    return;
+  }
+  atomicOr(bm + w0, m0);
+  for (uint32_t w = w0 + 1; w < w1; ++w) bm[w] = ~0u;
+  atomicOr(bm + w1, m1);
+}
+
+struct PlanScalars {
+  unsigned long long bits;  // estimated size of the Huffman streams
+  uint32_t last_sym, maxd;
+};
+
+// Work arrays of the CTA-parallel Huffman plan (in the union after the gather).
+struct HufCtaScratch {
+  uint32_t w[2][256];          // leaf weights, by sorted position (double buffer for re-sorting)
+  uint16_t leaf_sym[2][256];
+  uint32_t node_w[512];
+  uint16_t parent[512];        // then the pointer-jumping ancestor
+  uint16_t anc[512];
+  uint8_t depth[512];
+  uint32_t wcnt[kLitWarps][enc::kHufMaxBits + 2];  // per warp: symbols per code length
+  uint32_t nb_per_len[enc::kHufMaxBits + 2];
+  uint32_t val_per_len[enc::kHufMaxBits + 2];
+};
+
 struct LitShared {
   union {
-    uint32_t hist[kLitWarps][256];  // per-warp histograms (gather)
-    enc::LitPlanScratch plan_ws;     // then the Huffman plan's work arrays
+    struct {
+      uint32_t bitmap[kBitmapWords];   // literal positions of the block
+      uint32_t hist[kLitWarps][256];   // per-warp histograms
+    } g;                               // gather
+    enc::LitPlanScratch plan_ws;       // then the Huffman plan's work arrays
+    HufCtaScratch cta_plan;            // (or the CTA-parallel plan's)
   };
+  PlanScalars plan_sc;
+  uint32_t warp_lits[kLitWarps];
   uint32_t h[256];
   uint32_t warp_bits[kLitWarps];
   enc::HufTable t;
@@ -381,10 +469,160 @@ struct LitShared {
   int ok;
 };
 
+// enc::plan_literals(nl, hist, t, tree, ws, order) by the whole CTA (one
+// thread per symbol), same result: the parts over all symbols in parallel,
+// depths by pointer jumping, canonical codes by warp match; only the
+// two-queue merge and the weights' description stay on one thread.
+__device__ void plan_literals_cta(uint32_t nl, const uint32_t* hist, const uint8_t* order, enc::HufTable& t,
+                                  uint8_t* tree, HufCtaScratch& hs, enc::HufTreeScratch& tree_ws, enc::LitPlan& plan,
+                                  PlanScalars& sc) {
+  const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if (tid == 0) {
+    sc.bits = 0;
+    sc.last_sym = 0;
+    sc.maxd = 0;
+  }
+  __syncthreads();
+  const bool present = hist[tid] != 0;
+  if (present) atomicMax(&sc.last_sym, tid);
+  const uint32_t n = uint32_t(__syncthreads_count(present));
+  const uint32_t last_sym = sc.last_sym;
+  enc::LitPlan p{enc::LitMode::kRaw, last_sym, 0, 0, 0};
+  if ((nl > 0 && n == 1) || nl < 64) {
+    if (nl > 0 && n == 1) p.mode = enc::LitMode::kRle;
+    if (tid == 0) plan = p;
+    __syncthreads();
+    return;
+  }
+  t.len[tid] = 0;
+  t.code[tid] = 0;
+  if (tid == 0) t.last_sym = last_sym;
+  int cur = 0;
+  if (tid < n) {
+    hs.leaf_sym[0][tid] = order[tid];
+    hs.w[0][tid] = hist[order[tid]];
+  }
+  __syncthreads();
+  uint32_t maxd = 0;
+  for (;;) {
+    // Two-queue merge (one thread), as enc::huf_build.
+    if (tid == 0) {
+      uint32_t* node_w = hs.node_w;
+      for (uint32_t i = 0; i < n; ++i) node_w[i] = hs.w[cur][i];
+      uint32_t li = 0, ni = n, next = n;
+      while (next < 2 * n - 1) {
+        uint32_t pick[2];
+        for (int k = 0; k < 2; ++k) {
+          if (li < n && (ni >= next || node_w[li] <= node_w[ni])) {
+            pick[k] = li++;
+          } else {
+            pick[k] = ni++;
+          }
+        }
+        node_w[next] = node_w[pick[0]] + node_w[pick[1]];
+        hs.parent[pick[0]] = uint16_t(next);
+        hs.parent[pick[1]] = uint16_t(next);
+        next++;
+      }
+      sc.maxd = 0;
+    }
+    __syncthreads();
+    // Depths by pointer jumping: depth(i) = hops to the root.
+    const uint32_t root = 2 * n - 2;
+    for (uint32_t i = tid; i <= root; i += kLitThreads) {
+      hs.anc[i] = i == root ? uint16_t(root) : hs.parent[i];
+      hs.depth[i] = i == root ? 0 : 1;
+    }
+    __syncthreads();
+    for (uint32_t round = 0; round < 9; ++round) {  // 2^9 > 511 nodes
+      uint16_t a[2];
+      uint8_t d[2];
+      for (uint32_t k = 0; k < 2; ++k) {
+        const uint32_t i = tid + k * kLitThreads;
+        if (i <= root) {
+          const uint32_t up = hs.anc[i];
+          d[k] = uint8_t(hs.depth[i] + hs.depth[up]);
+          a[k] = hs.anc[up];
+        }
+      }
+      __syncthreads();
+      for (uint32_t k = 0; k < 2; ++k) {
+        const uint32_t i = tid + k * kLitThreads;
+        if (i <= root) {
+          hs.depth[i] = d[k];
+          hs.anc[i] = a[k];
+        }
+      }
+      __syncthreads();
+    }
+    if (tid < n) atomicMax(&sc.maxd, uint32_t(hs.depth[tid]));
+    __syncthreads();
+    maxd = sc.maxd;
+    if (maxd <= enc::kHufMaxBits) break;
+    // Too deep: halve the counts and sort again by (count, symbol).
+    uint32_t wi = 0, si = 0;
+    if (tid < n) {
+      wi = (hs.w[cur][tid] + 1) >> 1;
+      si = hs.leaf_sym[cur][tid];
+      hs.w[cur][tid] = wi;
+    }
+    __syncthreads();
+    if (tid < n) {
+      uint32_t rank = 0;
+      for (uint32_t k = 0; k < n; ++k) {
+        const uint32_t wk = hs.w[cur][k];
+        rank += (wk < wi) | ((wk == wi) & (hs.leaf_sym[cur][k] < si));
+      }
+      hs.w[cur ^ 1][rank] = wi;
+      hs.leaf_sym[cur ^ 1][rank] = uint16_t(si);
+    }
+    cur ^= 1;
+    __syncthreads();
+  }
+  if (tid == 0) t.max_bits = maxd;
+  if (tid < n) t.len[hs.leaf_sym[cur][tid]] = hs.depth[tid];
+  if (tid < enc::kHufMaxBits + 2) hs.nb_per_len[tid] = 0;
+  if (tid < kLitWarps * (enc::kHufMaxBits + 2)) (&hs.wcnt[0][0])[tid] = 0;
+  __syncthreads();
+  // Canonical codes: code(s) = first code of its length + symbols of that
+  // length before s.
+  const uint32_t len = t.len[tid];
+  if (len) atomicAdd(&hs.nb_per_len[len], 1u);
+  const uint32_t peers = __match_any_sync(kFull, len);
+  const uint32_t in_warp = __popc(peers & ((1u << lane) - 1));
+  if (in_warp == 0) hs.wcnt[warp][len] = __popc(peers);
+  {
+    const uint64_t my_bits = uint64_t(hist[tid]) * len;
+    if (my_bits) atomicAdd(&sc.bits, (unsigned long long)my_bits);
+  }
+  __syncthreads();
+  if (tid == 0) {
+    uint32_t mn = 0;
+    for (uint32_t l = 0; l < enc::kHufMaxBits + 2; ++l) hs.val_per_len[l] = 0;
+    for (uint32_t l = maxd; l > 0; --l) {
+      hs.val_per_len[l] = mn;
+      mn += hs.nb_per_len[l];
+      mn >>= 1;
+    }
+  }
+  __syncthreads();
+  if (len) {
+    uint32_t before = 0;
+    for (uint32_t w2 = 0; w2 < warp; ++w2) before += hs.wcnt[w2][len];
+    t.code[tid] = uint16_t(hs.val_per_len[len] + before + in_warp);
+  }
+  __syncthreads();
+  if (tid == 0) {
+    plan = enc::plan_huffman_literals(p, nl, sc.bits, t, tree, tree_ws);
+  }
+  __syncthreads();
+}
+
 // The literals section of block blockIdx.x at slot + 3; lit_sizes[b] = its
 // size, or 0 when the block will be raw whatever (too few matched bytes).
-__global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, const BlockDesc* blocks,
-                                                          const Sequence* seqs, uint32_t* lp, uint32_t* sp,
+template <int kMinBlocks, bool kCtaPlan>
+__global__ void __launch_bounds__(kLitThreads, kMinBlocks) k_literals(const uint8_t* in, const BlockDesc* blocks,
+                                                          const Sequence* seqs,
                                                           uint8_t* lits_all, uint8_t* huf_scratch, uint8_t* slots,
                                                           uint32_t* lit_sizes) {
   using Scan = cub::BlockScan<uint64_t, kLitThreads>;
@@ -394,33 +632,40 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
   const BlockDesc bd = blocks[b];
   const uint32_t nseq = bd.seq_count, len = bd.len;
   const Sequence* S = seqs + bd.seq_first;
-  uint32_t* LP = lp + bd.seq_first + b;  // literals before sequence i (nseq + 1 entries)
-  uint32_t* SP = sp + bd.seq_first + b;  // source bytes before sequence i
   const uint8_t* src = in + bd.src;
   uint8_t* lits = lits_all + bd.src;
   uint8_t* out = slots + bd.src + 3 * uint64_t(b) + 3;
   const int phase_on = d_phase_on;
   long long t_phase = phase_on ? clock64() : 0;
 
-  // 1. Prefix sums of (lit_len, lit_len + match_len), packed in one 64-bit sum.
+  // 1. Prefix sums of (lit_len, lit_len + match_len), packed in one 64-bit
+  // sum; every sequence marks its literals' source positions in a bitmap.
+  uint32_t* bm = sh.g.bitmap;
+  for (uint32_t k = tid; k < kBitmapWords; k += kLitThreads) bm[k] = 0;
   if (tid == 0) sh.carry = 0;
   __syncthreads();
   constexpr uint32_t kItems = 4;
   for (uint32_t base = 0; base < nseq; base += kLitThreads * kItems) {
     uint64_t v[kItems];
+    uint32_t ll[kItems];
+#pragma unroll
     for (uint32_t k = 0; k < kItems; ++k) {
       const uint32_t i = base + tid * kItems + k;
-      v[k] = i < nseq ? (uint64_t(S[i].lit_len) << 32) | (S[i].lit_len + S[i].match_len) : 0;
+      ll[k] = 0;
+      v[k] = 0;
+      if (i < nseq) {
+        const Sequence q = S[i];
+        ll[k] = q.lit_len;
+        v[k] = (uint64_t(q.lit_len) << 32) | (q.lit_len + q.match_len);
+      }
     }
     uint64_t agg;
     Scan(scan_tmp).ExclusiveSum(v, v, agg);
     const uint64_t c = sh.carry;
+#pragma unroll
     for (uint32_t k = 0; k < kItems; ++k) {
-      const uint32_t i = base + tid * kItems + k;
-      if (i < nseq) {
-        LP[i] = uint32_t((c + v[k]) >> 32);
-        SP[i] = uint32_t(c + v[k]);
-      }
+      const uint32_t sp = uint32_t(c + v[k]);  // source bytes before the sequence
+      mark_range(bm, sp, sp + ll[k]);
     }
     __syncthreads();
     if (tid == 0) sh.carry = c + agg;
@@ -428,42 +673,88 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
   }
   const uint64_t tot = sh.carry;
   GPO_PHASE(0);
-  if (tid == 0) {
-    LP[nseq] = uint32_t(tot >> 32);
-    SP[nseq] = uint32_t(tot);
-  }
   const uint32_t nl = uint32_t(tot >> 32) + (len - uint32_t(tot));
   if (size_t(nl) + 3 + 4 >= len) {  // enc::encode_block's first test: raw block
     if (tid == 0) lit_sizes[b] = 0;
     return;
   }
-  for (uint32_t k = tid; k < kLitWarps * 256; k += kLitThreads) (&sh.hist[0][0])[k] = 0;
+  {  // the trailing literals
+    const uint32_t lo = uint32_t(tot), w0 = (lo + 31) / 32, w1 = len / 32;  // whole words [w0, w1)
+    if (w0 > w1) {
+      if (tid == 0) mark_range(bm, lo, len);
+    } else {
+      for (uint32_t w = w0 + tid; w < w1; w += kLitThreads) bm[w] = ~0u;
+      if (tid == 0) {
+        mark_range(bm, lo, w0 * 32);
+        mark_range(bm, w1 * 32, len);
+      }
+    }
+  }
+  for (uint32_t k = tid; k < kLitWarps * 256; k += kLitThreads) (&sh.g.hist[0][0])[k] = 0;
   __syncthreads();
 
-  // 2. Gather: each warp a contiguous range of literals, lanes on neighbours.
+  // 2. Gather: warp w compacts the literals of source words [512 w, 512 w +
+  // 512) of the bitmap (16 KiB), 32 words (1 KiB of source) per step: each
+  // lane one word's 32 bytes, output offsets by a warp scan of the counts.
   {
-    const uint32_t per = (nl + kLitWarps - 1) / kLitWarps;
-    const uint32_t q0 = warp * per, q1 = min(nl, q0 + per);
-    if (q0 + lane < q1) {
-      uint32_t q = q0 + lane;
-      uint32_t lo = 0, hi = nseq;  // largest i with LP[i] <= q
-      while (lo < hi) {
-        const uint32_t mid = (lo + hi + 1) / 2;
-        if (LP[mid] <= q) lo = mid; else hi = mid - 1;
+    const uint32_t nwords = (len + 31) / 32;
+    const uint32_t w_lo = min(nwords, warp * kWordsPerWarp), w_hi = min(nwords, w_lo + kWordsPerWarp);
+    uint32_t cnt = 0;
+    for (uint32_t w = w_lo + lane; w < w_hi; w += 32) cnt += __popc(bm[w]);
+    for (uint32_t d = 16; d > 0; d >>= 1) cnt += __shfl_xor_sync(kFull, cnt, d);
+    if (lane == 0) sh.warp_lits[warp] = cnt;
+    __syncthreads();
+    uint32_t out_base = 0;
+    for (uint32_t k = 0; k < warp; ++k) out_base += sh.warp_lits[k];
+    const bool aligned = (reinterpret_cast<uintptr_t>(src) & 15) == 0;
+    uint32_t* hist = sh.g.hist[warp];
+    for (uint32_t w0 = w_lo; w0 < w_hi; w0 += 32) {
+      const uint32_t w = w0 + lane;
+      const uint32_t m = w < w_hi ? bm[w] : 0;
+      const uint32_t n = __popc(m);
+      uint32_t incl = n;
+      for (uint32_t d = 1; d < 32; d <<= 1) {
+        const uint32_t t = __shfl_up_sync(kFull, incl, d);
+        if (lane >= d) incl += t;
       }
-      uint32_t i = lo;
-      for (; q < q1; q += 32) {
-        while (i < nseq && LP[i + 1] <= q) ++i;
-        const uint8_t c = src[SP[i] + (q - LP[i])];
-        lits[q] = c;
-        atomicAdd(&sh.hist[warp][c], 1u);
+      const uint32_t total = __shfl_sync(kFull, incl, 31);
+      if (m) {
+        const uint32_t p0 = w * 32;
+        uint32_t x[8];
+        if (aligned && p0 + 32 <= len) {
+          const uint4 a4 = *reinterpret_cast<const uint4*>(src + p0);
+          const uint4 b4 = *reinterpret_cast<const uint4*>(src + p0 + 16);
+          x[0] = a4.x; x[1] = a4.y; x[2] = a4.z; x[3] = a4.w;
+          x[4] = b4.x; x[5] = b4.y; x[6] = b4.z; x[7] = b4.w;
+        } else {
+#pragma unroll
+          for (uint32_t k = 0; k < 8; ++k) {
+            uint32_t v = 0;
+#pragma unroll
+            for (uint32_t y = 0; y < 4; ++y) {
+              const uint32_t p = p0 + 4 * k + y;
+              if (p < len) v |= uint32_t(src[p]) << (8 * y);
+            }
+            x[k] = v;
+          }
+        }
+        uint32_t o = out_base + incl - n;
+#pragma unroll
+        for (uint32_t j = 0; j < 32; ++j) {
+          if ((m >> j) & 1u) {
+            const uint32_t c = (x[j >> 2] >> ((j & 3) * 8)) & 255u;
+            lits[o++] = uint8_t(c);
+            atomicAdd(hist + c, 1u);
+          }
+        }
       }
+      out_base += total;
     }
   }
   __syncthreads();
   {
     uint32_t h = 0;
-    for (int w = 0; w < kLitWarps; ++w) h += sh.hist[w][tid];
+    for (int w = 0; w < kLitWarps; ++w) h += sh.g.hist[w][tid];
     sh.h[tid] = h;
   }
   __syncthreads();
@@ -483,8 +774,12 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
     }
   }
   __syncthreads();
-  if (tid == 0) sh.plan = enc::plan_literals(nl, sh.h, sh.t, sh.tree, sh.plan_ws, sh.order);
-  __syncthreads();
+  if constexpr (kCtaPlan) {
+    plan_literals_cta(nl, sh.h, sh.order, sh.t, sh.tree, sh.cta_plan, sh.plan_ws.tree, sh.plan, sh.plan_sc);
+  } else {
+    if (tid == 0) sh.plan = enc::plan_literals(nl, sh.h, sh.t, sh.tree, sh.plan_ws, sh.order);
+    __syncthreads();
+  }
   GPO_PHASE(2);
   const enc::LitPlan plan = sh.plan;
   if (plan.mode == enc::LitMode::kRle) {
@@ -508,7 +803,7 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
     const uint32_t per = (e - a + 63) / 64;
     const uint32_t c0 = min(e, a + j * per), c1 = min(e, c0 + per);
     uint32_t nb = 0;
-    for (uint32_t q = c0; q < c1; ++q) nb += sh.t.len[lits[q]];
+    bytes_backward(lits, c0, c1, [&](uint32_t s) { nb += sh.t.len[s]; });
     // Bits of this thread's later chunks (they come first in the stream) and
     // the stream's total: a suffix sum over the 64 threads of the stream.
     uint32_t sfx = nb;
@@ -545,8 +840,7 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
       uint32_t w = start >> 5, nacc = start & 31;
       uint64_t acc = 0;
       bool first = true;
-      for (uint32_t q = c1; q-- > c0;) {
-        const uint8_t s = lits[q];
+      bytes_backward(lits, c0, c1, [&](uint32_t s) {
         acc |= uint64_t(sh.t.code[s]) << nacc;
         nacc += sh.t.len[s];
         if (nacc >= 32) {
@@ -556,7 +850,7 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
           acc >>= 32;
           nacc -= 32;
         }
-      }
+      });
       if (j == 0) {  // the stream's first literal is written last: end mark
         acc |= uint64_t(1) << nacc;
         nacc += 1;
@@ -569,7 +863,7 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
       uint8_t* op = out + plan.lh + plan.tree + 6;
       uint32_t dst = 0;
       for (uint32_t s = 0; s < 4; ++s) {
-        for (uint32_t x = tid; x < sh.stream_bytes[s]; x += kLitThreads) op[dst + x] = sb[sh.stream_off[s] + x];
+        cta_copy(op + dst, sb + sh.stream_off[s], sh.stream_bytes[s]);
         dst += sh.stream_bytes[s];
       }
       if (tid == 0) {
@@ -585,7 +879,7 @@ __global__ void __launch_bounds__(kLitThreads) k_literals(const uint8_t* in, con
   }
   // Raw literals.
   const size_t h = enc::lit_plain_header(out, 0, nl);  // every thread: same bytes, cheap
-  for (uint32_t q = tid; q < nl; q += kLitThreads) out[h + q] = lits[q];
+  cta_copy(out + h, lits, nl);
   if (tid == 0) lit_sizes[b] = uint32_t(h + nl);
 }
 
@@ -614,18 +908,14 @@ __global__ void k_assemble_split(const uint8_t* in, const BlockDesc* blocks, con
   const bool last = uint64_t(bd.pos) + len == inputs[bd.input].size;
   if (block_is_raw(ls, ss, len)) {
     if (threadIdx.x == 0) enc::write_block_header(d, last, 0, len);
-    const uint8_t* s = in + bd.src;
-    for (uint32_t k = threadIdx.x; k < len; k += blockDim.x) d[3 + k] = s[k];
+    cta_copy(d + 3, in + bd.src, len);
     return;
   }
   if (threadIdx.x == 0) enc::write_block_header(d, last, 2, ls + ss);
-  const uint8_t* l = slots + bd.src + 3 * uint64_t(b) + 3;
-  for (uint32_t k = threadIdx.x; k < ls; k += blockDim.x) d[3 + k] = l[k];
+  cta_copy(d + 3, slots + bd.src + 3 * uint64_t(b) + 3, ls);
   const uint32_t hs = seq_hdr_sizes[b];
-  const uint8_t* qh = seq_hdr + uint64_t(kSeqHdrStride) * b;
-  for (uint32_t k = threadIdx.x; k < hs; k += blockDim.x) d[3 + ls + k] = qh[k];
-  const uint8_t* qb = reinterpret_cast<const uint8_t*>(seq_bits) + kSeqBitsStride * b;
-  for (uint32_t k = threadIdx.x; k < ss - hs; k += blockDim.x) d[3 + ls + hs + k] = qb[k];
+  cta_copy(d + 3 + ls, seq_hdr + uint64_t(kSeqHdrStride) * b, hs);
+  cta_copy(d + 3 + ls + hs, reinterpret_cast<const uint8_t*>(seq_bits) + kSeqBitsStride * b, ss - hs);
 }
 
 template <typename T>
@@ -650,7 +940,7 @@ struct DevBuf {
 
 struct GpuEncoder::Impl {
   DevBuf<uint8_t> lits, codes, slots, out, cub_tmp, seq_hdr, huf;
-  DevBuf<uint32_t> ofv, block_sizes, lp, sp, lit_sizes, seq_sizes, seq_hdr_sizes, seq_bits;
+  DevBuf<uint32_t> ofv, block_sizes, lit_sizes, seq_sizes, seq_hdr_sizes, seq_bits;
   bool one_thread = false;
   DevBuf<uint64_t> block_dst, frame_sizes, offsets;
   DevBuf<InputInfo> inputs;
@@ -750,7 +1040,6 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
     if ((e = m.seq_hdr.ensure(uint64_t(kSeqHdrStride) * nblocks)) ||
         (e = m.seq_bits.ensure(kSeqBitsStride / 4 * nblocks)) || (e = m.seq_hdr_sizes.ensure(nblocks)) ||
         (e = m.huf.ensure(kHufStride * nblocks)) ||
-        (e = m.lp.ensure(seq_slots + nblocks)) || (e = m.sp.ensure(seq_slots + nblocks)) ||
         (e = m.lit_sizes.ensure(nblocks)) || (e = m.seq_sizes.ensure(nblocks)))
       return int(e);
     if (!m.side && ((e = cudaStreamCreateWithFlags(&m.side, cudaStreamNonBlocking)) ||
@@ -759,10 +1048,36 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
       return int(e);
     if (m.profile) cudaEventRecord(m.prof[0], stream);
     if ((e = cudaEventRecord(m.fork, stream)) || (e = cudaStreamWaitEvent(m.side, m.fork, 0))) return int(e);
+    // Experiment switches (bench rounds): GPO_ZSTD_ENC_LITFIRST=1 launches
+    // the literals kernel first, GPO_ZSTD_ENC_LITMB=6 caps its registers for 6
+    // CTAs per SM.
+    static const bool lit_first = [] {
+      const char* v = std::getenv("GPO_ZSTD_ENC_LITFIRST");
+      return v && *v == '1';
+    }();
+    static const bool lit_mb6 = [] {
+      const char* v = std::getenv("GPO_ZSTD_ENC_LITMB");
+      return v && *v == '6';
+    }();
+    static const bool cta_plan = [] {  // GPO_ZSTD_ENC_PLAN=cta: the CTA-parallel Huffman plan
+      const char* v = std::getenv("GPO_ZSTD_ENC_PLAN");
+      return v && std::strcmp(v, "cta") == 0;
+    }();
+    auto launch_lits = [&] {
+      if (cta_plan)
+        k_literals<4, true><<<nblocks, kLitThreads, 0, stream>>>(d_in, d_blocks, d_seqs, m.lits.p, m.huf.p, m.slots.p,
+                                                                  m.lit_sizes.p);
+      else if (lit_mb6)
+        k_literals<6, false><<<nblocks, kLitThreads, 0, stream>>>(d_in, d_blocks, d_seqs, m.lits.p, m.huf.p,
+                                                                   m.slots.p, m.lit_sizes.p);
+      else
+        k_literals<4, false><<<nblocks, kLitThreads, 0, stream>>>(d_in, d_blocks, d_seqs, m.lits.p, m.huf.p,
+                                                                   m.slots.p, m.lit_sizes.p);
+    };
+    if (lit_first) launch_lits();
     k_sequences<<<nblocks, 32, 0, m.side>>>(d_blocks, d_seqs, m.ofv.p, m.seq_hdr.p, m.seq_bits.p,
                                             m.seq_hdr_sizes.p, m.seq_sizes.p);
-    k_literals<<<nblocks, kLitThreads, 0, stream>>>(d_in, d_blocks, d_seqs, m.lp.p, m.sp.p, m.lits.p, m.huf.p,
-                                                    m.slots.p, m.lit_sizes.p);
+    if (!lit_first) launch_lits();
     if (m.profile) {
       cudaEventRecord(m.prof[1], stream);
       cudaEventRecord(m.prof[2], m.side);

@@ -79,8 +79,10 @@ void check_batch(const std::string& name, const std::vector<std::vector<uint8_t>
                                      ref.data(), ref.size()));
     b0 += nb;
     const std::vector<uint8_t> got(out.begin() + offs[i], out.begin() + offs[i + 1]);
+    size_t first_diff = 0;
+    while (first_diff < std::min(got.size(), ref.size()) && got[first_diff] == ref[first_diff]) first_diff++;
     EXPECT_TRUE(got == ref) << what << ": GPU frame (" << got.size() << " B) differs from CPU frame (" << ref.size()
-                            << " B)";
+                            << " B) first at byte " << first_diff;
     std::vector<uint8_t> back(sizes[i] + 1);
     const size_t r = ZSTD_decompress(back.data(), back.size(), got.data(), got.size());
     ASSERT_FALSE(ZSTD_isError(r)) << what << ": " << ZSTD_getErrorName(r);
