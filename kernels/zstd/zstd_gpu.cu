@@ -12,9 +12,6 @@
 // stitches each block's segments into one run of sequences.
 #include <cuda_runtime.h>
 
-#include <cstdlib>
-#include <cstring>
-
 #include "zstd/zstd_find.h"
 #include "zstd/zstd_gpu.h"
 
@@ -220,171 +217,6 @@ __global__ void __launch_bounds__(32) find_kernel(const uint8_t* __restrict__ in
   if (threadIdx.x == 0) seg_info[blockIdx.x] = r;
 }
 
-// Experiment (R2 compares it with find_kernel; it goes after R2): the R1
-// layout, one CTA of 8 warps per block sharing the stitch, GPO_ZSTD_FIND=cta.
-constexpr uint32_t kWarps = kMaxSegments;
-constexpr uint32_t kThreads = kWarps * 32;
-constexpr size_t kSmemBytes = size_t(kWarps) * kTableEntries * sizeof(TableEntry);
-// Warp k parses segment k with its own table, writing its sequences to the
-// block's slots from k * bytes / 4 (a segment of `bytes` has at most bytes / 4
-// sequences); then the segments are stitched (literal carries) into one run.
-__global__ void __launch_bounds__(kThreads) find_cta_kernel(const uint8_t* __restrict__ in, BlockDesc* blocks,
-                                                        Sequence* seqs) {
-  extern __shared__ uint4 smem[];
-  __shared__ uint32_t s_count[kMaxSegments], s_trailing[kMaxSegments], s_dest[kMaxSegments],
-      s_add[kMaxSegments], s_total, s_carry;
-  const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-
-  BlockDesc& blk = blocks[blockIdx.x];
-  const uint32_t pos = blk.pos, len = blk.len;
-  const uint32_t hist = min(pos, kHistoryBytes);
-  const uint8_t* h0 = in + blk.src - hist;  // positions are relative to h0
-  const uint32_t end = hist + len;
-  const uint64_t in_start = uint64_t(pos) - hist;
-  Sequence* out = seqs + blk.seq_first;
-  const Segments sg = segments_of(len);
-
-  if (warp < sg.count) {
-    const uint32_t ss = hist + warp * sg.bytes, se = min(ss + sg.bytes, end);
-    const uint32_t wbase = ss > kLookback ? ss - kLookback : 0;
-    TableEntry* table = reinterpret_cast<TableEntry*>(smem) + warp * kTableEntries;
-    uint4* t4 = reinterpret_cast<uint4*>(table);
-    for (uint32_t i = lane; i < kTableEntries * sizeof(TableEntry) / sizeof(uint4); i += 32) t4[i] = make_uint4(0, 0, 0, 0);
-    __syncwarp();
-    // Prefill with the lookback, in order; of a step's lanes with one hash the highest wins.
-    {
-      uint32_t q = wbase + lane * kPrefillStride;
-      uint64_t v = (q < ss && q + 8 <= end) ? load64(h0 + q) : 0;
-      for (uint32_t q0 = wbase; q0 < ss; q0 += 32 * kPrefillStride) {
-        const bool valid = q < ss && q + 8 <= end;
-        const uint32_t qn = q + 32 * kPrefillStride;
-        const uint64_t vn = (qn < ss && qn + 8 <= end) ? load64(h0 + qn) : 0;  // next step's, in flight
-        const uint32_t h = hash_of(v);
-        const unsigned peers = __match_any_sync(~0u, valid ? h : (0x80000000u | lane));
-        if (valid && !(peers >> lane >> 1)) table[h] = TableEntry(q - wbase + 1);
-        __syncwarp();
-        q = qn;
-        v = vn;
-      }
-    }
-    Sequence* sout = out + (warp * sg.bytes) / 4;
-    uint32_t cursor = ss, lit_start = ss, n = 0;
-    uint32_t reps[3] = {0, 0, 0};
-    while (cursor < se) {
-      const uint32_t w = min(kWindow, se - cursor);
-      const uint32_t p = cursor + lane;
-      const bool hashable = lane < w && p + kTail <= end;
-      const uint64_t v = hashable ? load64(h0 + p) : 0;
-      const uint32_t h = hash_of(v);
-      const unsigned peers = __match_any_sync(~0u, hashable ? h : (0x80000000u | lane));
-      Choice ch{0, 0};
-      if (hashable) {
-        const uint32_t cap = min(kCapA, se - p);
-        const unsigned lower = peers & ((1u << lane) - 1);
-        uint32_t hl = 0, hd = 0;
-        uint32_t c = 0;
-        bool has = true;
-        if (lower) {
-          c = cursor + (31 - __clz(int(lower)));
-        } else {
-          const uint32_t t = table[h];
-          has = t != 0;
-          c = wbase + t - 1;
-        }
-        if (has) {
-          hl = match_len_cap(h0 + c, h0 + p, load64(h0 + c) ^ v, cap);
-          hd = p - c;
-        }
-        uint32_t rl[3];
-#pragma unroll
-        for (int r = 0; r < 3; ++r) {
-          rl[r] = 0;
-          if (reps[r] && in_start + p >= reps[r]) rl[r] = match_len_cap(h0 + p - int64_t(reps[r]), h0 + p, load64(h0 + p - int64_t(reps[r])) ^ v, cap);
-        }
-        ch = choose(hl, hd, rl, reps);
-      }
-      const unsigned any = __ballot_sync(~0u, ch.len != 0);
-      const uint32_t nlen = __shfl_down_sync(~0u, ch.len, 1);
-      const uint32_t ndist = __shfl_down_sync(~0u, ch.dist, 1);
-      const bool lazy = lane + 1 < w && prefer_next(ch, Choice{nlen, ndist});
-      // Matches from the step's choices, first to last, each at or after the
-      // previous one's end (the choices keep the step's reps).
-      uint32_t next_cursor = cursor + w, from = 0;
-      for (uint32_t taken = 0; taken < kMatchesPerStep; ++taken) {
-        const unsigned left = from >= 32 ? 0u : any & (~0u << from);
-        if (!left) {  // no (more) match: the rest of the step is literals
-          next_cursor = max(cursor + w, lit_start);
-          break;
-        }
-        uint32_t f = __ffs(int(left)) - 1;
-        if (__shfl_sync(~0u, lazy, f)) ++f;
-        uint32_t m = __shfl_sync(~0u, ch.len, f);
-        const uint32_t d = __shfl_sync(~0u, ch.dist, f);
-        uint32_t at = cursor + f;
-        if (m == kCapA) m = extend_match(h0 + at - int64_t(d), h0 + at, m, se - at, lane);
-        // Catch up over literals not yet emitted, 32 bytes per round.
-        for (;;) {
-          const bool ok = lane < at - lit_start && in_start + at - lane > d &&
-                          h0[at - 1 - lane] == h0[int64_t(at) - 1 - lane - int64_t(d)];
-          const unsigned miss = __ballot_sync(~0u, !ok);
-          const uint32_t back = miss ? uint32_t(__ffs(int(miss)) - 1) : 32;
-          at -= back;
-          m += back;
-          if (back < 32) break;
-        }
-        if (lane == 0) sout[n] = Sequence{at - lit_start, m, d};
-        ++n;
-        update_reps(reps, d);
-        next_cursor = lit_start = at + m;
-        from = lit_start - cursor;
-      }
-      // The step's positions below the new cursor enter the table, the latest per hash.
-      const uint32_t below = next_cursor - cursor;
-      const unsigned entered = below >= 32 ? ~0u : (1u << below) - 1;
-      if (hashable && lane < below && !((peers & entered) >> lane >> 1)) table[h] = TableEntry(p - wbase + 1);
-      __syncwarp();
-      cursor = next_cursor;
-    }
-    if (lane == 0) {
-      s_count[warp] = n;
-      s_trailing[warp] = se - lit_start;
-    }
-  }
-  __syncthreads();
-  if (tid == 0) {
-    uint32_t carry = 0, total = 0;
-    for (uint32_t k = 0; k < sg.count; ++k) {
-      s_dest[k] = total;
-      s_add[k] = s_count[k] ? carry : 0;
-      carry = s_count[k] ? s_trailing[k] : carry + s_trailing[k];
-      total += s_count[k];
-    }
-    s_total = total;
-    s_carry = carry;
-  }
-  __syncthreads();
-  // Segment 0 is in place; later ones move down in rounds of kThreads
-  // (destination below source: a round only overwrites what it has read).
-  for (uint32_t k = 1; k < sg.count; ++k) {
-    const uint32_t nk = s_count[k], src = (k * sg.bytes) / 4, dst = s_dest[k];
-    for (uint32_t r = 0; r < nk; r += kThreads) {
-      const uint32_t i = r + tid;
-      Sequence v{};
-      if (i < nk) {
-        v = out[src + i];
-        if (i == 0) v.lit_len += s_add[k];
-      }
-      __syncthreads();
-      if (i < nk) out[dst + i] = v;
-      __syncthreads();
-    }
-  }
-  if (tid == 0) {
-    blk.seq_count = s_total;
-    blk.trailing_literals = s_carry;
-  }
-}
-
 // Stitches block blockIdx.x's segments (their trailing literals lead the next
 // one's first sequence) into one run at seq_first.
 __global__ void __launch_bounds__(256) stitch_kernel(BlockDesc* blocks, Sequence* seqs, const uint2* __restrict__ seg_info) {
@@ -451,17 +283,6 @@ int enqueue_compact(const BlockDesc* d_blocks, uint32_t nblocks, const Sequence*
 int enqueue_find(const uint8_t* d_in, BlockDesc* d_blocks, uint32_t nblocks, Sequence* d_seqs, void* stream) {
   if (!nblocks) return 0;
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
-  static const bool cta_path = [] {
-    const char* v = std::getenv("GPO_ZSTD_FIND");
-    return v && !std::strcmp(v, "cta");
-  }();
-  if (cta_path) {
-    const cudaError_t attr =
-        cudaFuncSetAttribute(find_cta_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes));
-    if (attr != cudaSuccess) return int(attr);
-    find_cta_kernel<<<nblocks, kThreads, kSmemBytes, st>>>(d_in, d_blocks, d_seqs);
-    return int(cudaGetLastError());
-  }
   // Per-segment counts between the two kernels, stream-ordered: calls on
   // other streams at the same time each have their own.
   uint2* seg_info = nullptr;
