@@ -283,11 +283,11 @@ int run_stage2(const Options& opt, std::vector<Table>& out) {
     for (size_t x : pinned ? pin_sz : page_sz) r.bytes += x;
     e2e.push_back(r);
   };
-  const uint64_t default_piece = 64;
+  const uint64_t default_piece = ent::GpuCompressor::kDefaultPieceBytes >> 20;
   measure("GpuCompressor e2e, pinned in/out, " + std::to_string(default_piece) + " MiB pieces", default_piece, true);
   measure("GpuCompressor e2e, pageable in/out, " + std::to_string(default_piece) + " MiB pieces", default_piece, false);
   if (!opt.quick)
-    for (uint64_t mib : {16, 32, 128, 256})
+    for (uint64_t mib : {16, 32, 64, 256})
       measure("GpuCompressor e2e, pinned in/out, " + std::to_string(mib) + " MiB pieces", mib, true);
   // The copies alone, pinned, one direction after the other (what the copy
   // engines give this machine: the bound on e2e whatever the kernels).

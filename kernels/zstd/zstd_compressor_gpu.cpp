@@ -5,9 +5,11 @@
 // A call is a stream of pieces over kSets buffer sets, each with its own CUDA
 // stream. The host loop, per step k: start piece k (lay it out, pack its
 // pageable inputs, queue copy in, find, encode, frame offsets back), drain
-// piece k - 1 (wait for its offsets, queue its frames back), finish piece
-// k - 2 (wait for its frames, unpack the staged ones). So while the GPU runs
-// piece k's kernels, its copy engines move piece k + 1 in and piece k - 1 out.
+// piece k - 2 (wait for its offsets, queue its frames back), finish piece
+// k - 3 (wait for its frames, unpack the staged ones). So the GPU always has
+// the kernels of the next pieces queued (the sequences kernel of one piece has
+// a latency floor of ~3 ms that the next piece's kernels fill), while its copy
+// engines move later pieces in and earlier ones out.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -40,7 +42,6 @@ void check(int e, const char* what) { cuda::check(static_cast<cudaError_t>(e), w
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-constexpr uint64_t kDefaultPieceBytes = 64ull << 20;
 constexpr uint64_t kMergeGap = 4096;       // pinned inputs this close in host memory share one copy
 constexpr size_t kCopyTaskBytes = 2 << 20; // host copies are cut into tasks of this size
 
@@ -155,7 +156,7 @@ struct GpuCompressor::Impl {
   CopyPool pool;
   std::vector<CopyPool::Task> tasks;
   std::vector<uint8_t> in_pinned, out_pinned;
-  uint64_t piece_bytes = kDefaultPieceBytes;
+  uint64_t piece_bytes = GpuCompressor::kDefaultPieceBytes;
   bool fault = false;
   Times times;
 
@@ -320,25 +321,33 @@ struct GpuCompressor::Impl {
       if (!ins[i].empty()) in_pinned[i] = cuda::is_pinned(ins[i].data());
       if (!outs[i].empty()) out_pinned[i] = cuda::is_pinned(outs[i].data());
     }
-    // Pieces: consecutive inputs, about piece_bytes each (at least one input).
+    // Pieces: consecutive inputs, about piece_bytes each (at least one
+    // input). The first ones are smaller (ramp): the GPU starts after a
+    // shorter first copy, and the pieces behind it still fill the GPU.
     std::vector<std::pair<size_t, size_t>> pieces;
     for (size_t i = 0; i < n;) {
+      const size_t k = pieces.size();
+      const uint64_t limit = k < 2 ? std::max<uint64_t>(piece_bytes >> (2 - k), 1) : piece_bytes;
       size_t j = i;
       uint64_t bytes = 0;
-      while (j < n && (j == i || bytes + ins[j].size() <= piece_bytes)) bytes += ins[j++].size();
+      while (j < n && (j == i || bytes + ins[j].size() <= limit)) bytes += ins[j++].size();
       pieces.push_back({i, j - i});
       i = j;
     }
+    // Step k starts piece k, drains piece k - lag (waits for its offsets)
+    // and finishes piece k - lag - 1: lag + 1 pieces' kernels are queued
+    // when the host waits.
     const size_t np = pieces.size();
-    for (size_t k = 0; k < np + 2; ++k) {
+    constexpr size_t lag = kSets - 2;  // 2 pieces queued behind the one waited for (measured: 1 was slower)
+    for (size_t k = 0; k < np + lag + 1; ++k) {
       if (k < np) start(sets[k % kSets], ins, pieces[k].first, pieces[k].second);
-      if (k >= 1 && k - 1 < np) drain(sets[(k - 1) % kSets], outs, sizes);
-      if (k >= 2 && k - 2 < np) finish(sets[(k - 2) % kSets], outs, sizes);
+      if (k >= lag && k - lag < np) drain(sets[(k - lag) % kSets], outs, sizes);
+      if (k >= lag + 1 && k - lag - 1 < np) finish(sets[(k - lag - 1) % kSets], outs, sizes);
     }
     times.pieces = np;
   }
 };
-static_assert(GpuCompressor::kSets >= 3, "start, drain and finish work on three different sets");
+static_assert(GpuCompressor::kSets >= 4, "start, drain (kSets - 2 behind) and finish work on different sets");
 
 GpuCompressor::GpuCompressor(unsigned host_threads) : impl_(std::make_unique<Impl>(host_threads)) {}
 GpuCompressor::~GpuCompressor() = default;

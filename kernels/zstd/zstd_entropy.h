@@ -83,8 +83,9 @@ class GpuEncoder {
 // (zstd_compressor_gpu.cpp): the inputs are copied in, stage 1 finds the
 // sequences of all their blocks, GpuEncoder codes them, the frames are copied
 // back. A batch goes in pieces (consecutive inputs, about piece_bytes each)
-// on kSets streams, so the copy in of piece k + 1, the kernels of piece k and
-// the copy out of piece k - 1 overlap.
+// on kSets streams, so copies in, kernels and copies out of different pieces
+// overlap; the first two pieces are a quarter and a half of piece_bytes, so
+// the GPU starts after a short first copy.
 //
 // Host memory: inputs and outputs that are pinned (cudaMallocHost, or
 // registered with cudaHostRegister like the agent's client slabs) are copied
@@ -98,7 +99,9 @@ class GpuEncoder {
 // flight. One thread uses a GpuCompressor at a time. (CUDA builds only.)
 class GpuCompressor {
  public:
-  static constexpr int kSets = 3;
+  static constexpr int kSets = 4;
+  // 128 MiB: on the H100 the fastest of 16..256 MiB for 256 MiB and 1 GiB calls (docs/zstd-gpu.md).
+  static constexpr uint64_t kDefaultPieceBytes = 128ull << 20;
   explicit GpuCompressor(unsigned host_threads = 0);  // 0: all cores, at most 16
   ~GpuCompressor();
   GpuCompressor(const GpuCompressor&) = delete;
@@ -120,7 +123,7 @@ class GpuCompressor {
                 std::span<size_t> sizes);
   const Times& times() const;
 
-  // Bytes of input per piece (default 64 MiB; at least one input per piece).
+  // Bytes of input per piece (default kDefaultPieceBytes; at least one input per piece).
   void set_piece_bytes(uint64_t bytes);
   // Test aid: the next compress() fails with a real CUDA error (an invalid
   // copy queued on its first piece's stream) after queueing that piece.

@@ -159,20 +159,6 @@ __device__ inline void ring_flush(uint32_t* ring, uint32_t& bits, uint32_t& wbas
   bits &= 31;
 }
 
-// One FSE step of a state chain (enc::fse_encode without the writer): the
-// bits to write (v, nb) and the next state.
-__device__ inline void fse_step(const enc::FseCTable& ct, uint32_t log, uint32_t& state, uint32_t s, uint32_t& v,
-                                uint32_t& nb) {
-  if (log == 0) {
-    v = 0;
-    nb = 0;
-    return;
-  }
-  nb = (state + ct.delta_nb_bits[s]) >> 16;
-  v = state;
-  state = ct.state[int32_t(state >> nb) + ct.find_state[s]];
-}
-
 // The sequences section of block blockIdx.x: its header (count, modes, table
 // descriptions) at hdr_all + kSeqHdrStride * b (hdr_sizes[b] bytes), its
 // bitstream at bits_all + kSeqBitsStride * b; seq_sizes[b] = the section's
@@ -214,6 +200,7 @@ __global__ void __launch_bounds__(32) k_sequences(const BlockDesc* blocks, const
       if (i + 32 < nseq) nxt = S[i + 32];  // next chunk's load in flight during this one
       const uint32_t n_here = min(32u, nseq - base);
       uint32_t my = 0;
+#pragma unroll 4
       for (uint32_t j = 0; j < n_here; ++j) {
         const uint32_t o = __shfl_sync(kFull, sq.offset, j);
         const uint32_t l = __shfl_sync(kFull, sq.lit_len, j);
@@ -294,20 +281,45 @@ __global__ void __launch_bounds__(32) k_sequences(const BlockDesc* blocks, const
       nxt_ov = OV[hi - 32 - int32_t(lane)];
     }
     const uint32_t cl = enc::ll_code(sq.lit_len), co = enc::highbit(ov), cm = enc::ml_code(sq.match_len);
-    const uint32_t packed = cl | (co << 8) | (cm << 16);
+    // Each lane loads its own symbols' table entries: they are off the state
+    // chains, so the serial walk below is one shared load per step and stream.
+    const bool in_chunk = lane < n_here;
+    const uint32_t d_of = in_chunk && lg_of ? ct_of.delta_nb_bits[co] : 0;
+    const uint32_t d_ml = in_chunk && lg_ml ? ct_ml.delta_nb_bits[cm] : 0;
+    const uint32_t d_ll = in_chunk && lg_ll ? ct_ll.delta_nb_bits[cl] : 0;
+    const int32_t f_of = in_chunk && lg_of ? ct_of.find_state[co] : 0;
+    const int32_t f_ml = in_chunk && lg_ml ? ct_ml.find_state[cm] : 0;
+    const int32_t f_ll = in_chunk && lg_ll ? ct_ll.find_state[cl] : 0;
     uint32_t v_of = 0, n_of = 0, v_ml = 0, n_ml = 0, v_ll = 0, n_ll = 0;
-    for (uint32_t j = 0; j < n_here; ++j) {
-      const uint32_t pk = __shfl_sync(kFull, packed, j);
-      const uint32_t jl = pk & 255, jo = (pk >> 8) & 255, jm = pk >> 16;
+    uint32_t j = 0;
+    if (uint32_t(hi) == last) {  // the walk's first sequence: states start here, no bits
+      const uint32_t jm = __shfl_sync(kFull, cm, 0), jo = __shfl_sync(kFull, co, 0), jl = __shfl_sync(kFull, cl, 0);
+      s_ml = enc::fse_init_state(ct_ml, jm);
+      s_of = enc::fse_init_state(ct_of, jo);
+      s_ll = enc::fse_init_state(ct_ll, jl);
+      j = 1;
+    }
+#pragma unroll 4
+    for (; j < n_here; ++j) {
+      const uint32_t dO = __shfl_sync(kFull, d_of, j), dM = __shfl_sync(kFull, d_ml, j),
+                     dL = __shfl_sync(kFull, d_ll, j);
+      const int32_t fO = __shfl_sync(kFull, f_of, j), fM = __shfl_sync(kFull, f_ml, j),
+                    fL = __shfl_sync(kFull, f_ll, j);
       uint32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0, c0 = 0, c1 = 0;
-      if (uint32_t(hi) - j == last) {  // the walk's first sequence: states start here, no bits
-        s_ml = enc::fse_init_state(ct_ml, jm);
-        s_of = enc::fse_init_state(ct_of, jo);
-        s_ll = enc::fse_init_state(ct_ll, jl);
-      } else {
-        fse_step(ct_of, lg_of, s_of, jo, a0, a1);
-        fse_step(ct_ml, lg_ml, s_ml, jm, b0, b1);
-        fse_step(ct_ll, lg_ll, s_ll, jl, c0, c1);
+      if (lg_of) {
+        a1 = (s_of + dO) >> 16;
+        a0 = s_of;
+        s_of = ct_of.state[int32_t(s_of >> a1) + fO];
+      }
+      if (lg_ml) {
+        b1 = (s_ml + dM) >> 16;
+        b0 = s_ml;
+        s_ml = ct_ml.state[int32_t(s_ml >> b1) + fM];
+      }
+      if (lg_ll) {
+        c1 = (s_ll + dL) >> 16;
+        c0 = s_ll;
+        s_ll = ct_ll.state[int32_t(s_ll >> c1) + fL];
       }
       if (lane == j) {
         v_of = a0; n_of = a1;

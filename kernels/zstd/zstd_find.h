@@ -38,10 +38,10 @@
 
 namespace gpo::zstd::gpu::find {
 
-inline constexpr int kHashLog = 12;        // 4K buckets of 16 bits per warp (8 KiB of shared memory)
+inline constexpr int kHashLog = 11;        // 2K buckets of 16 bits per warp (4 KiB of shared memory)
 inline constexpr uint32_t kHashBytes = 5;  // bytes hashed per position (5 beat 6 on binaries and libraries)
 inline constexpr uint32_t kLookback = 47 * 1024;  // bytes before its segment a warp's table starts with
-inline constexpr uint32_t kPrefillStride = 4;     // every 4th position of the lookback enters the table
+inline constexpr uint32_t kPrefillStride = 8;     // every 8th position of the lookback enters the table
 inline constexpr uint32_t kWindow = 32;    // positions per warp step (a warp)
 inline constexpr uint32_t kMatchesPerStep = 32;  // matches a step may take, one after the other
 inline constexpr uint32_t kCapA = 32;      // match length measured per position in a step

@@ -272,7 +272,9 @@ TEST(ZstdEntropy, SequenceCodesMatchRfcTables) {
     const uint32_t c = enc::ll_code(ll);
     ASSERT_LE(c, 35u) << ll;
     ASSERT_LE(enc::ll_base(c), ll) << ll;
-    if (c < 35) ASSERT_LT(ll, enc::ll_base(c + 1)) << ll;
+    if (c < 35) {
+      ASSERT_LT(ll, enc::ll_base(c + 1)) << ll;
+    }
     ASSERT_EQ(enc::ll_code_bits(c), enc::ll_bits(c)) << c;
     ASSERT_EQ(ll - enc::ll_base(c), ll & ((1u << enc::ll_bits(c)) - 1)) << ll;
   }
@@ -280,7 +282,9 @@ TEST(ZstdEntropy, SequenceCodesMatchRfcTables) {
     const uint32_t c = enc::ml_code(ml);
     ASSERT_LE(c, 52u) << ml;
     ASSERT_LE(enc::ml_base(c), ml) << ml;
-    if (c < 52) ASSERT_LT(ml, enc::ml_base(c + 1)) << ml;
+    if (c < 52) {
+      ASSERT_LT(ml, enc::ml_base(c + 1)) << ml;
+    }
     ASSERT_EQ(enc::ml_code_bits(c), enc::ml_bits(c)) << c;
     ASSERT_EQ(ml - enc::ml_base(c), (ml - 3) & ((1u << enc::ml_bits(c)) - 1)) << ml;
   }
@@ -300,7 +304,9 @@ TEST(ZstdEntropy, RoundTripSequenceShapes) {
                                          sh.inputs[i].size(), ent::kWindowLog, frame.data(), frame.size()));
       b0 += nb;
       expect_round_trip(sh.inputs[i], frame, "shape " + std::to_string(shape) + " input " + std::to_string(i));
-      if (shape == 0 && sh.inputs[i].size() >= 131072) EXPECT_LT(frame.size(), sh.inputs[i].size() / 2);
+      if (shape == 0 && sh.inputs[i].size() >= 131072) {
+        EXPECT_LT(frame.size(), sh.inputs[i].size() / 2);
+      }
     }
   }
 }
