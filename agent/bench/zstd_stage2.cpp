@@ -270,9 +270,10 @@ int run_stage2(const Options& opt, std::vector<Table>& out) {
     for (auto& ob : page_obufs) page_outs.push_back(ob);
   }
   std::vector<size_t> pin_sz(c.sizes.size()), page_sz(c.sizes.size());
-  auto measure = [&](const std::string& row, uint64_t piece_mib, bool pinned) {
+  auto measure = [&](const std::string& row, uint64_t piece_mib, bool pinned, bool timeline = false) {
     ent::GpuCompressor comp;
     comp.set_piece_bytes(piece_mib << 20);
+    comp.set_timeline(timeline);
     E2e r;
     r.row = row;
     for (int k = 0; k < reps + 1; ++k) {  // the first call allocates: not counted
@@ -284,7 +285,8 @@ int run_stage2(const Options& opt, std::vector<Table>& out) {
     e2e.push_back(r);
   };
   const uint64_t default_piece = ent::GpuCompressor::kDefaultPieceBytes >> 20;
-  measure("GpuCompressor e2e, pinned in/out, " + std::to_string(default_piece) + " MiB pieces", default_piece, true);
+  measure("GpuCompressor e2e, pinned in/out, " + std::to_string(default_piece) + " MiB pieces", default_piece, true,
+          true);
   measure("GpuCompressor e2e, pageable in/out, " + std::to_string(default_piece) + " MiB pieces", default_piece, false);
   if (!opt.quick)
     for (uint64_t mib : {16, 32, 64, 256})
@@ -380,12 +382,21 @@ int run_stage2(const Options& opt, std::vector<Table>& out) {
                   x.pack > 0 ? gbps(double(x.staged_in), x.pack).c_str() : "-", x.unpack * 1e3,
                   x.unpack > 0 ? gbps(double(x.staged_out), x.unpack).c_str() : "-");
     t.notes.push_back(b);
+    // Where the time of a call goes, piece by piece (the default row only).
+    for (size_t k = 0; k < x.timeline.size(); ++k) {
+      const auto& p = x.timeline[k];
+      std::snprintf(b, sizeof b,
+                    "  piece %zu (%.0f MiB), ms from the call's start: host queued %.2f, in %.2f, find %.2f, "
+                    "encode %.2f, host drained %.2f, out %.2f",
+                    k, p.bytes / 1048576.0, p.queued, p.in, p.find, p.encode, p.drained, p.out);
+      t.notes.push_back(b);
+    }
   }
   t.notes.push_back(std::string("GpuCompressor output ") + (e2e[0].bytes == gpu_size ? "equals" : "DIFFERS from") +
                     " the GpuEncoder run in size (" + std::to_string(e2e[0].bytes) + " B); pinned and pageable frames " +
                     (differ ? "DIFFER for " + std::to_string(differ) + " inputs" : "are identical"));
   t.notes.push_back("frames that failed to decompress to their input: " + std::to_string(bad));
-  t.notes.push_back("stage 2 kernels: literals by a CTA per 128 KiB block, sequences (FSE) by one thread per block; GPU " +
+  t.notes.push_back("stage 2 kernels: literals by a CTA per 128 KiB block, sequences (FSE) by a warp per block; GPU " +
                     std::to_string(opt.gpu));
   out.push_back(std::move(t));
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "zstd/zstd_gpu.h"
 
@@ -99,7 +100,7 @@ class GpuEncoder {
 // flight. One thread uses a GpuCompressor at a time. (CUDA builds only.)
 class GpuCompressor {
  public:
-  static constexpr int kSets = 4;
+  static constexpr int kSets = 5;
   // 128 MiB: on the H100 the fastest of 16..256 MiB for 256 MiB and 1 GiB calls (docs/zstd-gpu.md).
   static constexpr uint64_t kDefaultPieceBytes = 128ull << 20;
   explicit GpuCompressor(unsigned host_threads = 0);  // 0: all cores, at most 16
@@ -115,6 +116,15 @@ class GpuCompressor {
     uint64_t direct_in = 0, staged_in = 0;    // input bytes copied from pinned memory / through staging
     uint64_t direct_out = 0, staged_out = 0;  // frame bytes likewise
     size_t copies_in = 0, copies_out = 0;     // cudaMemcpyAsync calls for data
+    // With set_timeline(true): per piece, ms since the call began (GPU
+    // events): its input copied, stage 1 done, stage 2 done (offsets back),
+    // frames back; and when the host queued it and when its offsets reached it.
+    struct Piece {
+      uint64_t bytes = 0;
+      float in = 0, find = 0, encode = 0, out = 0;
+      double queued = 0, drained = 0;
+    };
+    std::vector<Piece> timeline;
   };
   // One frame per input into outs[i]; sizes[i] = its size, or 0 when outs[i]
   // is smaller than the frame (frame_bound(ins[i].size()) always fits).
@@ -125,6 +135,8 @@ class GpuCompressor {
 
   // Bytes of input per piece (default kDefaultPieceBytes; at least one input per piece).
   void set_piece_bytes(uint64_t bytes);
+  // Bench aid: record the per-piece timeline in times() (timing events).
+  void set_timeline(bool on);
   // Test aid: the next compress() fails with a real CUDA error (an invalid
   // copy queued on its first piece's stream) after queueing that piece.
   void inject_fault_once();
