@@ -241,7 +241,7 @@ int run_stage2(const Options& opt, std::vector<Table>& out) {
   cudaMallocHost(&h_out, encoder.out_capacity());
 
   // End to end through the library (GpuCompressor: copy in, find, encode,
-  // copy out, pieces on 3 streams): pinned host buffers (copied by DMA
+  // copy out, pieces on kSets streams): pinned host buffers (copied by DMA
   // directly, as the agent's registered client slabs are) and pageable ones
   // (packed into / out of pinned staging by the host threads).
   struct E2e {
