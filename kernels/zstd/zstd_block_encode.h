@@ -346,6 +346,29 @@ struct HufBuildScratch {
   uint32_t val_per_len[kHufMaxBits + 2];
 };
 
+// The Huffman tree of n >= 2 leaves sorted by ascending weight w: node_w and
+// parent (2n - 1 nodes, leaves first, root last) by the two-queue merge
+// (leaves [li, n) and inner nodes [ni, next), both ascending). Shared by the
+// CPU/one-thread plan and the GPU's CTA plan, so both build the same tree.
+GPO_ZHD void huf_merge(const uint32_t* w, uint32_t n, uint32_t* node_w, uint16_t* parent) {
+  for (uint32_t i = 0; i < n; ++i) node_w[i] = w[i];
+  uint32_t li = 0, ni = n, next = n;
+  while (next < 2 * n - 1) {
+    uint32_t pick[2];
+    for (int k = 0; k < 2; ++k) {
+      if (li < n && (ni >= next || node_w[li] <= node_w[ni])) {
+        pick[k] = li++;
+      } else {
+        pick[k] = ni++;
+      }
+    }
+    node_w[next] = node_w[pick[0]] + node_w[pick[1]];
+    parent[pick[0]] = uint16_t(next);
+    parent[pick[1]] = uint16_t(next);
+    next++;
+  }
+}
+
 // Length-limited (<= kHufMaxBits) Huffman code from a histogram with >= 2
 // symbols: a two-queue Huffman build; when too deep, counts are halved
 // (keeping every present symbol) and the build is redone. Canonical codes in
@@ -396,23 +419,7 @@ GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t, HufBuildScratch& ws, c
       w[j] = wi;
       leaf_sym[j] = si;
     }
-    for (uint32_t i = 0; i < n; ++i) node_w[i] = w[i];
-    // Two queues: leaves [li, n) and inner nodes [ni, next), both ascending.
-    uint32_t li = 0, ni = n, next = n;
-    while (next < 2 * n - 1) {
-      uint32_t pick[2];
-      for (int k = 0; k < 2; ++k) {
-        if (li < n && (ni >= next || node_w[li] <= node_w[ni])) {
-          pick[k] = li++;
-        } else {
-          pick[k] = ni++;
-        }
-      }
-      node_w[next] = node_w[pick[0]] + node_w[pick[1]];
-      parent[pick[0]] = uint16_t(next);
-      parent[pick[1]] = uint16_t(next);
-      next++;
-    }
+    huf_merge(w, n, node_w, parent);
     const uint32_t root = 2 * n - 2;
     depth[root] = 0;
     uint32_t maxd = 0;

@@ -132,11 +132,13 @@ struct SeqShared {
   uint32_t ring[kSeqRingWords];
 };
 
-// ORs nb bits of v (nb <= 32) at bit p of the window.
-__device__ inline void ring_put(uint32_t* ring, uint32_t p, uint32_t v, uint32_t nb) {
+// ORs nb bits of v (nb <= 32) at bit p of the window; p moves past them.
+__device__ inline void ring_put(uint32_t* ring, uint32_t& p, uint32_t v, uint32_t nb) {
   if (nb == 0) return;
+  const uint32_t at = p;
+  p += nb;
   if (nb < 32) v &= (1u << nb) - 1;
-  const uint32_t w = p >> 5, sh = p & 31;
+  const uint32_t w = at >> 5, sh = at & 31;
   atomicOr(ring + w, v << sh);
   if (sh + nb > 32) atomicOr(ring + w + 1, v >> (32 - sh));
 }
@@ -339,15 +341,10 @@ __global__ void __launch_bounds__(32) k_sequences(const BlockDesc* blocks, const
     if (lane < n_here) {
       uint32_t p = bits + incl - mine;
       ring_put(sh.ring, p, v_of, n_of);
-      p += n_of;
       ring_put(sh.ring, p, v_ml, n_ml);
-      p += n_ml;
       ring_put(sh.ring, p, v_ll, n_ll);
-      p += n_ll;
       ring_put(sh.ring, p, sq.lit_len, xl);
-      p += xl;
       ring_put(sh.ring, p, sq.match_len - 3, xm);
-      p += xm;
       ring_put(sh.ring, p, ov, co);
     }
     bits += total;
@@ -356,13 +353,9 @@ __global__ void __launch_bounds__(32) k_sequences(const BlockDesc* blocks, const
   // Final states (ML, OF, LL), the end mark, the last words.
   if (lane == 0) {
     ring_put(sh.ring, bits, s_ml, lg_ml);
-    bits += lg_ml;
     ring_put(sh.ring, bits, s_of, lg_of);
-    bits += lg_of;
     ring_put(sh.ring, bits, s_ll, lg_ll);
-    bits += lg_ll;
     ring_put(sh.ring, bits, 1, 1);
-    bits += 1;
   }
   bits = __shfl_sync(kFull, bits, 0);
   __syncwarp();
@@ -519,23 +512,7 @@ __device__ void plan_literals_cta(uint32_t nl, const uint32_t* hist, const uint8
   for (;;) {
     // Two-queue merge (one thread), as enc::huf_build.
     if (tid == 0) {
-      uint32_t* node_w = hs.node_w;
-      for (uint32_t i = 0; i < n; ++i) node_w[i] = hs.w[cur][i];
-      uint32_t li = 0, ni = n, next = n;
-      while (next < 2 * n - 1) {
-        uint32_t pick[2];
-        for (int k = 0; k < 2; ++k) {
-          if (li < n && (ni >= next || node_w[li] <= node_w[ni])) {
-            pick[k] = li++;
-          } else {
-            pick[k] = ni++;
-          }
-        }
-        node_w[next] = node_w[pick[0]] + node_w[pick[1]];
-        hs.parent[pick[0]] = uint16_t(next);
-        hs.parent[pick[1]] = uint16_t(next);
-        next++;
-      }
+      enc::huf_merge(hs.w[cur], n, hs.node_w, hs.parent);
       sc.maxd = 0;
     }
     __syncthreads();

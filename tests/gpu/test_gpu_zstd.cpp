@@ -145,24 +145,37 @@ bool same_bytes(std::span<const uint8_t> a, const std::vector<uint8_t>& b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
 }
 
+// A batch of zstd_compress jobs, job i at level(i), into frames[i] (sized to
+// out_size(i), default ZSTD_compressBound).
+template <typename Level, typename OutSize>
+backend::Batch zstd_batch(const Inputs& in, std::vector<std::vector<uint8_t>>& frames, Level level, OutSize out_size) {
+  frames.assign(in.data.size(), {});
+  backend::Batch batch;
+  for (size_t i = 0; i < in.data.size(); ++i) {
+    frames[i].resize(out_size(i));
+    backend::Job j;
+    j.op = backend::OpId::zstd_compress;
+    j.in = in.spans[i];
+    j.out = frames[i];
+    j.level = level(i);
+    batch.jobs.push_back(j);
+  }
+  return batch;
+}
+template <typename Level>
+backend::Batch zstd_batch(const Inputs& in, std::vector<std::vector<uint8_t>>& frames, Level level) {
+  return zstd_batch(in, frames, level, [&](size_t i) { return ZSTD_compressBound(in.data[i].size()); });
+}
+
 TEST_F(GpuZstd, BackendRunsZstdCompressOnTheGpu) {
   backend::Options opt;
   opt.kind = "cuda";
   auto be = backend::make_backend(opt);
   ASSERT_TRUE(be);
   const Inputs in = all_kinds_and_sizes();
-  backend::Batch batch;
-  std::vector<std::vector<uint8_t>> frames(in.data.size());
+  std::vector<std::vector<uint8_t>> frames;
   const int levels[] = {1, 3, 0, -5};  // 0: zstd's default (3); negative: faster than 1
-  for (size_t i = 0; i < in.data.size(); ++i) {
-    frames[i].resize(ZSTD_compressBound(in.data[i].size()));
-    backend::Job j;
-    j.op = backend::OpId::zstd_compress;
-    j.in = in.spans[i];
-    j.out = frames[i];
-    j.level = levels[i % 4];
-    batch.jobs.push_back(j);
-  }
+  backend::Batch batch = zstd_batch(in, frames, [&](size_t i) { return levels[i % 4]; });
   be->run(batch);
   EXPECT_EQ(batch.ran_on, be->name());
   size_t gpu_bytes = 0, gpu_frames = 0;
@@ -238,17 +251,8 @@ TEST_F(GpuZstd, BackendRunsLevelsAbove3OnTheCpuByteIdentical) {
     in.add(test::zstd_data(test::kZstdKinds[i % 5], 200000 + 1234 * i, uint32_t(i)), "job" + std::to_string(i));
   in.finish();
   const int levels[] = {1, 4, 9, 19};
-  std::vector<std::vector<uint8_t>> frames(in.data.size());
-  backend::Batch batch;
-  for (size_t i = 0; i < in.data.size(); ++i) {
-    frames[i].resize(ZSTD_compressBound(in.data[i].size()));
-    backend::Job j;
-    j.op = backend::OpId::zstd_compress;
-    j.in = in.spans[i];
-    j.out = frames[i];
-    j.level = levels[i % 4];
-    batch.jobs.push_back(j);
-  }
+  std::vector<std::vector<uint8_t>> frames;
+  backend::Batch batch = zstd_batch(in, frames, [&](size_t i) { return levels[i % 4]; });
   gpu.run(batch);
   EXPECT_EQ(batch.ran_on, gpu.name());
   for (size_t i = 0; i < in.data.size(); ++i) {
@@ -277,17 +281,10 @@ TEST_F(GpuZstd, BackendRetriesOnTheCpuAfterAGpuErrorAndReportsShortOutputs) {
   Inputs in;
   for (int i = 0; i < 12; ++i) in.add(test::zstd_data(test::kZstdKinds[i % 5], 50000 + 999 * i, uint32_t(i)), "job" + std::to_string(i));
   in.finish();
-  std::vector<std::vector<uint8_t>> frames(in.data.size());
-  backend::Batch batch;
-  for (size_t i = 0; i < in.data.size(); ++i) {
-    frames[i].resize(i == 3 ? 20 : ZSTD_compressBound(in.data[i].size()));  // job 3: no room for its frame
-    backend::Job j;
-    j.op = backend::OpId::zstd_compress;
-    j.in = in.spans[i];
-    j.out = frames[i];
-    j.level = 1 + int(i % 3);
-    batch.jobs.push_back(j);
-  }
+  std::vector<std::vector<uint8_t>> frames;
+  backend::Batch batch = zstd_batch(
+      in, frames, [](size_t i) { return 1 + int(i % 3); },
+      [&](size_t i) { return i == 3 ? size_t(20) : ZSTD_compressBound(in.data[i].size()); });  // job 3: no room
   auto check = [&](bool cpu_frames) {
     for (size_t i = 0; i < in.data.size(); ++i) {
       if (i == 3) {
