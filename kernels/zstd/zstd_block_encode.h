@@ -719,9 +719,31 @@ struct LitPlan {
   size_t cap;       // Huffman: room after the header before it loses to raw
   size_t tree;      // Huffman: tree description bytes (in tree_buf)
 };
-struct LitPlan;
+// The decisions after the table (t built, bits = its estimated size).
 GPO_ZHD LitPlan plan_huffman_literals(LitPlan p, uint32_t nl, uint64_t bits, const HufTable& t, uint8_t* tree_buf,
-                                      HufTreeScratch& ws);
+                                      HufTreeScratch& ws) {
+  const size_t lh = huf_lit_header_size(nl);
+  const bool single = nl < 256;
+  const size_t raw_size = nl + (nl < 32 ? 1 : nl < 4096 ? 2 : 3);
+  if (lh + bits / 8 + (single ? 0 : 6) + 8 >= raw_size) return p;
+  p.lh = lh;
+  p.cap = raw_size - lh;
+  p.tree = huf_write_tree(t, tree_buf, p.cap, ws);
+  if (p.tree == 0) return p;
+  if (!single && p.tree + 6 >= p.cap) return p;
+  p.mode = LitMode::kHuffman;
+  return p;
+}
+
+// The decisions that need no table: RLE when the block's nl > 0 literals are
+// one symbol (distinct = 1), raw under 64 literals. True when decided (p set).
+GPO_ZHD bool plan_without_table(LitPlan& p, uint32_t nl, uint32_t distinct) {
+  if (nl > 0 && distinct == 1) {
+    p.mode = LitMode::kRle;
+    return true;
+  }
+  return nl < 64;
+}
 
 // Work arrays of plan_literals (one after the other, so they share memory).
 union LitPlanScratch {
@@ -737,32 +759,12 @@ GPO_ZHD LitPlan plan_literals(uint32_t nl, const uint32_t* hist, HufTable& t, ui
       distinct++;
       p.rle_sym = s;
     }
-  if (nl > 0 && distinct == 1) {
-    p.mode = LitMode::kRle;
-    return p;
-  }
-  if (nl < 64) return p;
+  if (plan_without_table(p, nl, distinct)) return p;
   huf_build(hist, t, ws.build, order);
   // Estimate first: a table that does not pay is not worth encoding.
   uint64_t bits = 0;
   for (uint32_t s = 0; s < 256; ++s) bits += uint64_t(hist[s]) * t.len[s];
   return plan_huffman_literals(p, nl, bits, t, tree_buf, ws.tree);
-}
-
-// The decisions after the table (t built, bits = its estimated size).
-GPO_ZHD LitPlan plan_huffman_literals(LitPlan p, uint32_t nl, uint64_t bits, const HufTable& t, uint8_t* tree_buf,
-                                      HufTreeScratch& ws) {
-  const size_t lh = huf_lit_header_size(nl);
-  const bool single = nl < 256;
-  const size_t raw_size = nl + (nl < 32 ? 1 : nl < 4096 ? 2 : 3);
-  if (lh + bits / 8 + (single ? 0 : 6) + 8 >= raw_size) return p;
-  p.lh = lh;
-  p.cap = raw_size - lh;
-  p.tree = huf_write_tree(t, tree_buf, p.cap, ws);
-  if (p.tree == 0) return p;
-  if (!single && p.tree + 6 >= p.cap) return p;
-  p.mode = LitMode::kHuffman;
-  return p;
 }
 
 GPO_ZHD size_t raw_literals(const uint8_t* lits, uint32_t nl, uint8_t* out) {

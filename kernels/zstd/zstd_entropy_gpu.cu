@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_buffers.h"
 #include "zstd/zstd_block_encode.h"
 #include "zstd/zstd_entropy.h"
 
@@ -457,8 +458,8 @@ struct LitShared {
       uint32_t bitmap[kBitmapWords];   // literal positions of the block
       uint32_t hist[kLitWarps][256];   // per-warp histograms
     } g;                               // gather
-    enc::LitPlanScratch plan_ws;       // then the Huffman plan's work arrays
-    HufCtaScratch cta_plan;            // (or the CTA-parallel plan's)
+    HufCtaScratch cta_plan;            // then the Huffman plan's work arrays
+    enc::HufTreeScratch tree_ws;       // then the weights' description's
   };
   PlanScalars plan_sc;
   uint32_t warp_lits[kLitWarps];
@@ -493,8 +494,7 @@ __device__ void plan_literals_cta(uint32_t nl, const uint32_t* hist, const uint8
   const uint32_t n = uint32_t(__syncthreads_count(present));
   const uint32_t last_sym = sc.last_sym;
   enc::LitPlan p{enc::LitMode::kRaw, last_sym, 0, 0, 0};
-  if ((nl > 0 && n == 1) || nl < 64) {
-    if (nl > 0 && n == 1) p.mode = enc::LitMode::kRle;
+  if (enc::plan_without_table(p, nl, n)) {
     if (tid == 0) plan = p;
     __syncthreads();
     return;
@@ -764,7 +764,7 @@ __global__ void __launch_bounds__(kLitThreads, 4) k_literals(const uint8_t* in, 
   __syncthreads();
   // The CTA-parallel plan: on the H100 the literals kernel took 3.0 ms for
   // 256 MiB with it, 3.6 ms with enc::plan_literals on one thread.
-  plan_literals_cta(nl, sh.h, sh.order, sh.t, sh.tree, sh.cta_plan, sh.plan_ws.tree, sh.plan, sh.plan_sc);
+  plan_literals_cta(nl, sh.h, sh.order, sh.t, sh.tree, sh.cta_plan, sh.tree_ws, sh.plan, sh.plan_sc);
   GPO_PHASE(2);
   const enc::LitPlan plan = sh.plan;
   if (plan.mode == enc::LitMode::kRle) {
@@ -903,32 +903,15 @@ __global__ void k_assemble_split(const uint8_t* in, const BlockDesc* blocks, con
   cta_copy(d + 3 + ls + hs, reinterpret_cast<const uint8_t*>(seq_bits) + kSeqBitsStride * b, ss - hs);
 }
 
-template <typename T>
-struct DevBuf {
-  T* p = nullptr;
-  size_t n = 0;
-  cudaError_t ensure(size_t want) {
-    if (want <= n) return cudaSuccess;
-    if (p) cudaFree(p);
-    p = nullptr;
-    n = 0;
-    const cudaError_t e = cudaMalloc(&p, std::max<size_t>(want, 1) * sizeof(T));
-    if (e == cudaSuccess) n = want;
-    return e;
-  }
-  ~DevBuf() {
-    if (p) cudaFree(p);
-  }
-};
 
 }  // namespace
 
 struct GpuEncoder::Impl {
-  DevBuf<uint8_t> lits, codes, slots, out, cub_tmp, seq_hdr, huf;
-  DevBuf<uint32_t> ofv, block_sizes, lit_sizes, seq_sizes, seq_hdr_sizes, seq_bits;
+  cuda::DevBuf<uint8_t> lits, codes, slots, out, cub_tmp, seq_hdr, huf;
+  cuda::DevBuf<uint32_t> ofv, block_sizes, lit_sizes, seq_sizes, seq_hdr_sizes, seq_bits;
   bool one_thread = false;
-  DevBuf<uint64_t> block_dst, frame_sizes, offsets;
-  DevBuf<InputInfo> inputs;
+  cuda::DevBuf<uint64_t> block_dst, frame_sizes, offsets;
+  cuda::DevBuf<InputInfo> inputs;
   std::vector<InputInfo> h_inputs;
   // The sequences kernel (a warp per block, latency-bound) runs on a side
   // stream next to the literals kernel.
@@ -969,9 +952,9 @@ GpuEncoder::~GpuEncoder() {
   cudaMemcpyToSymbol(d_phase_sum, zero, sizeof(zero));
   cudaMemcpyToSymbol(d_phase_cnt, zero, sizeof(zero));
 }
-uint8_t* GpuEncoder::d_out() const { return impl_->out.p; }
-const uint64_t* GpuEncoder::d_offsets() const { return impl_->offsets.p; }
-size_t GpuEncoder::out_capacity() const { return impl_->out.n; }
+uint8_t* GpuEncoder::d_out() const { return impl_->out.data(); }
+const uint64_t* GpuEncoder::d_offsets() const { return impl_->offsets.data(); }
+size_t GpuEncoder::out_capacity() const { return impl_->out.size(); }
 void GpuEncoder::set_one_thread_per_block(bool on) { impl_->one_thread = on; }
 void GpuEncoder::set_profile(bool on) {
   impl_->profile = on;
@@ -1013,14 +996,14 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
       (e = m.offsets.ensure(ninputs + 1)) || (e = m.inputs.ensure(ninputs)) || (e = m.out.ensure(out_cap)))
     return int(e);
   size_t tmp = 0;
-  cub::DeviceScan::ExclusiveSum(nullptr, tmp, m.frame_sizes.p, m.offsets.p, ninputs + 1, stream);
+  cub::DeviceScan::ExclusiveSum(nullptr, tmp, m.frame_sizes.data(), m.offsets.data(), ninputs + 1, stream);
   if ((e = m.cub_tmp.ensure(tmp))) return int(e);
   if (ninputs &&
-      (e = cudaMemcpyAsync(m.inputs.p, m.h_inputs.data(), ninputs * sizeof(InputInfo), cudaMemcpyHostToDevice, stream)))
+      (e = cudaMemcpyAsync(m.inputs.data(), m.h_inputs.data(), ninputs * sizeof(InputInfo), cudaMemcpyHostToDevice, stream)))
     return int(e);
   if (nblocks && m.one_thread) {
-    k_encode_blocks<<<nblocks, 1, 0, stream>>>(d_in, d_blocks, nblocks, d_seqs, m.inputs.p, m.lits.p,
-                                                            m.ofv.p, m.codes.p, m.slots.p, m.block_sizes.p);
+    k_encode_blocks<<<nblocks, 1, 0, stream>>>(d_in, d_blocks, nblocks, d_seqs, m.inputs.data(), m.lits.data(),
+                                                            m.ofv.data(), m.codes.data(), m.slots.data(), m.block_sizes.data());
   } else if (nblocks) {
     if ((e = m.seq_hdr.ensure(uint64_t(kSeqHdrStride) * nblocks)) ||
         (e = m.seq_bits.ensure(kSeqBitsStride / 4 * nblocks)) || (e = m.seq_hdr_sizes.ensure(nblocks)) ||
@@ -1033,28 +1016,28 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
       return int(e);
     if (m.profile) cudaEventRecord(m.prof[0], stream);
     if ((e = cudaEventRecord(m.fork, stream)) || (e = cudaStreamWaitEvent(m.side, m.fork, 0))) return int(e);
-    k_sequences<<<nblocks, 32, 0, m.side>>>(d_blocks, d_seqs, m.ofv.p, m.seq_hdr.p, m.seq_bits.p,
-                                            m.seq_hdr_sizes.p, m.seq_sizes.p);
-    k_literals<<<nblocks, kLitThreads, 0, stream>>>(d_in, d_blocks, d_seqs, m.lits.p, m.huf.p, m.slots.p,
-                                                     m.lit_sizes.p);
+    k_sequences<<<nblocks, 32, 0, m.side>>>(d_blocks, d_seqs, m.ofv.data(), m.seq_hdr.data(), m.seq_bits.data(),
+                                            m.seq_hdr_sizes.data(), m.seq_sizes.data());
+    k_literals<<<nblocks, kLitThreads, 0, stream>>>(d_in, d_blocks, d_seqs, m.lits.data(), m.huf.data(), m.slots.data(),
+                                                     m.lit_sizes.data());
     if (m.profile) {
       cudaEventRecord(m.prof[1], stream);
       cudaEventRecord(m.prof[2], m.side);
     }
     if ((e = cudaEventRecord(m.join, m.side)) || (e = cudaStreamWaitEvent(stream, m.join, 0))) return int(e);
-    k_block_sizes<<<(nblocks + 127) / 128, 128, 0, stream>>>(d_blocks, nblocks, m.lit_sizes.p, m.seq_sizes.p,
-                                                             m.block_sizes.p);
+    k_block_sizes<<<(nblocks + 127) / 128, 128, 0, stream>>>(d_blocks, nblocks, m.lit_sizes.data(), m.seq_sizes.data(),
+                                                             m.block_sizes.data());
   }
-  k_frame_sizes<<<(ninputs + 1 + 127) / 128, 128, 0, stream>>>(m.inputs.p, ninputs, m.block_sizes.p, m.block_dst.p,
-                                                               m.frame_sizes.p, kWindowLog);
-  cub::DeviceScan::ExclusiveSum(m.cub_tmp.p, tmp, m.frame_sizes.p, m.offsets.p, ninputs + 1, stream);
-  if (ninputs) k_headers<<<(ninputs + 127) / 128, 128, 0, stream>>>(m.inputs.p, ninputs, m.offsets.p, m.out.p, kWindowLog);
+  k_frame_sizes<<<(ninputs + 1 + 127) / 128, 128, 0, stream>>>(m.inputs.data(), ninputs, m.block_sizes.data(), m.block_dst.data(),
+                                                               m.frame_sizes.data(), kWindowLog);
+  cub::DeviceScan::ExclusiveSum(m.cub_tmp.data(), tmp, m.frame_sizes.data(), m.offsets.data(), ninputs + 1, stream);
+  if (ninputs) k_headers<<<(ninputs + 127) / 128, 128, 0, stream>>>(m.inputs.data(), ninputs, m.offsets.data(), m.out.data(), kWindowLog);
   if (nblocks && m.one_thread)
-    k_assemble<<<nblocks, 256, 0, stream>>>(d_blocks, m.slots.p, m.block_sizes.p, m.block_dst.p, m.offsets.p, m.out.p);
+    k_assemble<<<nblocks, 256, 0, stream>>>(d_blocks, m.slots.data(), m.block_sizes.data(), m.block_dst.data(), m.offsets.data(), m.out.data());
   else if (nblocks)
-    k_assemble_split<<<nblocks, 256, 0, stream>>>(d_in, d_blocks, m.inputs.p, m.slots.p, m.seq_hdr.p,
-                                                  m.seq_hdr_sizes.p, m.seq_bits.p, m.lit_sizes.p, m.seq_sizes.p,
-                                                  m.block_dst.p, m.offsets.p, m.out.p);
+    k_assemble_split<<<nblocks, 256, 0, stream>>>(d_in, d_blocks, m.inputs.data(), m.slots.data(), m.seq_hdr.data(),
+                                                  m.seq_hdr_sizes.data(), m.seq_bits.data(), m.lit_sizes.data(), m.seq_sizes.data(),
+                                                  m.block_dst.data(), m.offsets.data(), m.out.data());
   if (m.profile && !m.one_thread && nblocks) cudaEventRecord(m.prof[3], stream);
   return int(cudaGetLastError());
 }
