@@ -126,6 +126,7 @@ std::string describe(const std::map<Call, int>& m) {
 
 SpotOptions test_options() {
   SpotOptions o;
+  o.mode = Mode::probe;                 // every call: the tests count them
   o.kernel = false;                     // tests of the kernel path enable it
   o.libraries.scan_processes = false;  // the system's libraries are in ld.so.cache
   o.rescan = std::chrono::milliseconds(0);
@@ -301,7 +302,7 @@ nlohmann::json last_json_line(const std::string& out) {
 // and keeps going.
 TEST(SpotIntegration, AgentTopAggregatesProcessStartedAfterIt) {
   REQUIRE_ROOT();
-  Child agent({AGENT_BIN, "top", "--own", "--once", "--json", "--interval", "4", "--spot-no-proc-scan",
+  Child agent({AGENT_BIN, "top", "--own", "--spot-mode", "probe", "--once", "--json", "--interval", "4", "--spot-no-proc-scan",
                "--profile", "/nonexistent/profile.json"});
   ASSERT_TRUE(agent.pump_until([&] { return agent.err_buf.find("spotting ready") != std::string::npos; }, 20))
       << agent.err_buf;
@@ -336,7 +337,7 @@ TEST(SpotIntegration, AgentTopAggregatesProcessStartedAfterIt) {
 TEST(SpotIntegration, NoKprobesReportedAndAgentKeepsGoing) {
   REQUIRE_ROOT();
   if (kprobes_available()) GTEST_SKIP() << "this kernel has kprobes; the fallback is not exercised here";
-  auto r = gpo::test::run_proc({AGENT_BIN, "top", "--own", "--once", "--json", "--interval", "0.5",
+  auto r = gpo::test::run_proc({AGENT_BIN, "top", "--own", "--spot-mode", "probe", "--once", "--json", "--interval", "0.5",
                                 "--spot-no-proc-scan"},
                                30);
   EXPECT_EQ(r.exit_code, 0) << r.out;
