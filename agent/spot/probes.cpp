@@ -58,7 +58,7 @@ bool wanted(const std::vector<uint32_t>& ops, uint32_t op) {
 
 }  // namespace
 
-std::vector<ResolvedEntry> resolve_entries(const Library& lib) {
+std::vector<ResolvedEntry> resolve_entries(const Library& lib, bool at_entry) {
   std::vector<ResolvedEntry> out;
   std::string err;
   auto syms = read_function_symbols(lib.path, &err);
@@ -81,6 +81,7 @@ std::vector<ResolvedEntry> resolve_entries(const Library& lib) {
       continue;
     }
     auto site = choose_probe_site(read_file_bytes(lib.path, sym->offset, 32));
+    if (at_entry && site.skip) site = {0, false, site.tail_call, "other"};
     sites[spec.symbol] = site;
     r.offset = sym->offset + site.skip;
     r.skip = site.skip;
@@ -90,6 +91,7 @@ std::vector<ResolvedEntry> resolve_entries(const Library& lib) {
   }
   // A wrapper that tail-calls a probed entry point: its callee's probe sees the call.
   for (const auto& spec : uprobe_specs()) {
+    if (at_entry) break;
     if (spec.lib != lib.kind || !spec.tail_of) continue;
     auto callee = std::find_if(out.begin(), out.end(), [&](const ResolvedEntry& r) { return r.entry == spec.entry; });
     auto wrapper = std::find_if(out.begin(), out.end(), [&](const ResolvedEntry& r) { return r.symbol == spec.tail_of; });
@@ -114,6 +116,7 @@ std::unique_ptr<ProbeSet> ProbeSet::load(const ProbeSetOptions& opts) {
   s->skel_ = spot__open();
   if (!s->skel_) throw SpotError(SpotError::Kind::failure, "spot: cannot open the BPF object: " + errstr(errno));
   s->kernel_loaded_ = opts.kernel && kprobes_present();
+  s->at_entry_ = opts.at_entry;
   for (const auto& k : kprobe_specs())
     bpf_program__set_autoload(bpf_object__find_program_by_name(s->skel_->obj, k.program), s->kernel_loaded_);
   s->multi_ = uprobe_multi_supported();
@@ -168,16 +171,18 @@ ProbeSet::~ProbeSet() {
 
 std::unique_ptr<ProbeAttachment> ProbeSet::attach_library(const Library& lib, const std::vector<uint32_t>& ops,
                                                           pid_t pid, std::vector<std::string>& attached,
-                                                          std::vector<std::string>& skipped) {
+                                                          std::vector<std::string>& skipped,
+                                                          const std::vector<std::string>* symbols) {
   auto key = std::make_pair(lib.dev, lib.ino);
   auto it = resolved_.find(key);
-  if (it == resolved_.end()) it = resolved_.emplace(key, resolve_entries(lib)).first;
+  if (it == resolved_.end()) it = resolved_.emplace(key, resolve_entries(lib, at_entry_)).first;
   std::unique_ptr<ProbeAttachment> a(new ProbeAttachment());
   std::vector<uint64_t> offsets, cookies;
   std::vector<std::string> lines;
   for (const auto& r : it->second) {
     const auto& spec = uprobe_specs()[r.entry];
     if (!wanted(ops, spec.op)) continue;
+    if (symbols && std::find(symbols->begin(), symbols->end(), r.symbol) == symbols->end()) continue;
     std::string what = fmt::format("uprobe {} {}:{}", lib_kind_name(lib.kind), lib.path, r.symbol);
     if (!r.not_probed.empty()) {
       skipped.push_back(what + ": " + r.not_probed);

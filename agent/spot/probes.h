@@ -48,7 +48,8 @@ struct ResolvedEntry {
 };
 
 // The entry points of a library file, resolved from its symbols and code.
-std::vector<ResolvedEntry> resolve_entries(const Library& lib);
+// at_entry: keep every probe on the function's first instruction.
+std::vector<ResolvedEntry> resolve_entries(const Library& lib, bool at_entry = false);
 
 // A set of probes attached together and detached together (destructor).
 class ProbeAttachment {
@@ -72,6 +73,7 @@ struct ProbeSetOptions {
   bool watch_only = false;  // count only the processes given to watch()
   bool kernel = true;       // load the kprobe programs (when the kernel has kprobes)
   std::string pin_dir;      // "" = do not pin
+  bool at_entry = false;    // probe first instructions as they are (bench-spot: what moving saves)
 };
 
 class ProbeSet {
@@ -87,8 +89,10 @@ class ProbeSet {
 
   // The entry points of lib whose op is in ops (empty: all), for process pid
   // (0: every process). One line per probe in attached / skipped.
+  // symbols: only these entry points (bench-spot), when given.
   std::unique_ptr<ProbeAttachment> attach_library(const Library& lib, const std::vector<uint32_t>& ops, pid_t pid,
-                                                  std::vector<std::string>& attached, std::vector<std::string>& skipped);
+                                                  std::vector<std::string>& attached, std::vector<std::string>& skipped,
+                                                  const std::vector<std::string>* symbols = nullptr);
   // The kprobes whose op is in ops (empty: all); kprobes have no pid filter.
   std::unique_ptr<ProbeAttachment> attach_kprobes(const std::vector<uint32_t>& ops, std::vector<std::string>& attached,
                                                   std::vector<std::string>& skipped);
@@ -120,6 +124,7 @@ class ProbeSet {
   struct ring_buffer* rb_ = nullptr;
   bool multi_ = false;
   bool kernel_loaded_ = false;
+  bool at_entry_ = false;
   std::vector<std::string> pinned_;
   std::map<std::pair<dev_t, ino_t>, std::vector<ResolvedEntry>> resolved_;  // per library file
   std::function<void(const gpo_spot_event&)> on_event_;

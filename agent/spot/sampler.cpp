@@ -271,6 +271,13 @@ void Sampler::forget_process(uint32_t tgid) {
   }
 }
 
+std::pair<uint64_t, uint64_t> Sampler::prog_runs() const {
+  bpf_prog_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(bpf_program__fd(skel_->progs.sample_cpu), &info, &len) != 0) return {0, 0};
+  return {info.run_cnt, info.run_time_ns};
+}
+
 gpo_sample_stats Sampler::read_stats() const {
   gpo_sample_stats total{};
   int ncpu = libbpf_num_possible_cpus();

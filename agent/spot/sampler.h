@@ -64,6 +64,8 @@ class Sampler {
   Counts read() const;
   void forget_process(uint32_t tgid);
   gpo_sample_stats read_stats() const;
+  // Runs of the sampling program and their total time (while kernel.bpf_stats_enabled is on).
+  std::pair<uint64_t, uint64_t> prog_runs() const;
 
   const std::string& event() const { return event_; }  // "cycles" or "cpu-clock"
   uint32_t freq_hz() const { return opts_.freq_hz; }
