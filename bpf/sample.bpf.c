@@ -170,6 +170,7 @@ int sample_cpu(struct bpf_perf_event_data *ctx)
 	struct gpo_sample_proc *p = bpf_map_lookup_elem(&sample_procs, &tgid);
 	if (p) {
 		__sync_fetch_and_add(&p->samples, 1);
+		bpf_get_current_comm(p->comm, sizeof(p->comm)); /* the name after exec, not the parent's */
 	} else {
 		struct gpo_sample_proc np = { .samples = 1 };
 		bpf_get_current_comm(np.comm, sizeof(np.comm));
