@@ -24,6 +24,9 @@ size_t modrm_len(uint8_t modrm) {
 
 Insn decode(std::span<const uint8_t> c) {
   Insn in;
+  // endbr64 (CET builds, e.g. Ubuntu's libraries): a hint nop the kernel does
+  // not emulate; it writes nothing, so the probe can go past it.
+  if (c.size() >= 4 && c[0] == 0xf3 && c[1] == 0x0f && c[2] == 0x1e && c[3] == 0xfa) return {Kind::plain, 4, false};
   size_t i = 0;
   uint8_t rex = 0;
   if (i < c.size() && (c[i] & 0xf0) == 0x40) rex = c[i++];

@@ -6,7 +6,7 @@
 // several times the cost (measured by bench-spot, docs/spotting.md). When a
 // function starts with such an instruction, the probe moves forward to the
 // first emulated one, provided everything before it is straight-line code that
-// leaves the argument registers alone (test, cmp, loads into scratch
+// leaves the argument registers alone (endbr64, test, cmp, loads into scratch
 // registers, stack adjustments): the probe then still fires on every call and
 // still reads the arguments. Anything the decoder below does not know stops
 // the search, and the probe stays on the first instruction.

@@ -184,7 +184,9 @@ TEST(SpotProbeSite, MovesToTheFirstEmulatedInstruction) {
       {"mov (%rdi),%rsi; push", {0x48, 0x8b, 0x37, 0x53}, 0, false, false, "other"},
       // Unknown instruction (SIB memory operand): stays put.
       {"mov (%rsp),%rax; push", {0x48, 0x8b, 0x04, 0x24, 0x53}, 0, false, false, "other"},
-      {"endbr64; push", {0xf3, 0x0f, 0x1e, 0xfa, 0x55}, 0, false, false, "other"},
+      // CET builds (Ubuntu) start functions with endbr64, which is not emulated.
+      {"endbr64; push %rbp", {0xf3, 0x0f, 0x1e, 0xfa, 0x55}, 4, true, false, "push"},
+      {"endbr64; test %rdi,%rdi; je", {0xf3, 0x0f, 0x1e, 0xfa, 0x48, 0x85, 0xff, 0x74, 0x10}, 7, true, false, "jcc"},
       {"empty", {}, 0, false, false, "other"},
   };
   for (const auto& c : cases) {
