@@ -45,12 +45,16 @@ std::array<gpo_spot_hist, kOps> sum_hist(int fd) {
   return out;
 }
 
-bool kprobes_present() {
+}  // namespace
+
+bool kprobes_available() {
   for (const char* p : {"/sys/bus/event_source/devices/kprobe/type", "/sys/kernel/tracing/kprobe_events",
                         "/sys/kernel/debug/tracing/kprobe_events"})
     if (access(p, F_OK) == 0) return true;
   return false;
 }
+
+namespace {
 
 bool wanted(const std::vector<uint32_t>& ops, uint32_t op) {
   return ops.empty() || std::find(ops.begin(), ops.end(), op) != ops.end();
@@ -115,7 +119,7 @@ std::unique_ptr<ProbeSet> ProbeSet::load(const ProbeSetOptions& opts) {
   std::unique_ptr<ProbeSet> s(new ProbeSet());
   s->skel_ = spot__open();
   if (!s->skel_) throw SpotError(SpotError::Kind::failure, "spot: cannot open the BPF object: " + errstr(errno));
-  s->kernel_loaded_ = opts.kernel && kprobes_present();
+  s->kernel_loaded_ = opts.kernel && kprobes_available();
   s->at_entry_ = opts.at_entry;
   for (const auto& k : kprobe_specs())
     bpf_program__set_autoload(bpf_object__find_program_by_name(s->skel_->obj, k.program), s->kernel_loaded_);

@@ -36,6 +36,9 @@ struct SpotError : std::runtime_error {
   SpotError(Kind k, const std::string& msg) : std::runtime_error(msg), kind(k) {}
 };
 
+// Is there a kprobe PMU or a tracefs kprobe_events file? (Feature probe, not a version check.)
+bool kprobes_available();
+
 // Where one entry point of one library file is probed.
 struct ResolvedEntry {
   uint32_t entry = 0;        // enum gpo_spot_entry

@@ -76,13 +76,6 @@ std::optional<Mode> mode_from_name(std::string_view s) {
   return std::nullopt;
 }
 
-bool kprobes_available() {
-  for (const char* p : {"/sys/bus/event_source/devices/kprobe/type", "/sys/kernel/tracing/kprobe_events",
-                        "/sys/kernel/debug/tracing/kprobe_events"})
-    if (access(p, F_OK) == 0) return true;
-  return false;
-}
-
 nlohmann::json AttachReport::to_json() const {
   return {{"mode", mode},
           {"uprobes", uprobes},

@@ -75,9 +75,6 @@ struct AttachReport {
   nlohmann::json to_json() const;
 };
 
-// Is there a kprobe PMU or a tracefs kprobe_events file? (Feature probe, not a version check.)
-bool kprobes_available();
-
 class Spotter {
  public:
   // Loads and attaches what the mode needs. Throws SpotError with a one-line
