@@ -267,8 +267,8 @@ void run(const RunOptions& o, CLI::App* cmd) {
 
   // Spotting (docs/spotting.md) on the same loop, unless --no-spot.
   std::unique_ptr<spot::Spotter> spotter;
-  if (o.no_spot) {
-    log::info("spotting: off (--no-spot)");
+  if (o.no_spot || o.spot.mode == "off") {
+    log::info("spotting: off ({})", o.no_spot ? "--no-spot" : "--spot-mode off");
   } else {
     auto so = spot::make_spot_options(o.spot);
     so.ignore_tgid = uint32_t(getpid());       // the CPU backend's own libcrypto calls
@@ -291,7 +291,7 @@ void run(const RunOptions& o, CLI::App* cmd) {
     j["pid"] = getpid();
     j["classifier"] = classifier_what;
     j["rules"] = rules_what;
-    j["spotting"] = spotter != nullptr;
+    j["spotting"] = spotter ? std::string(spot::mode_name(spotter->mode())) : std::string("off");
     j["offload"] = offload.to_json();
     if (path) j["packet_filter"] = path->to_json();
     return j;
@@ -378,7 +378,7 @@ void add_run(CLI::App& app) {
       ->check(CLI::Range(10, 3600000))
       ->capture_default_str();
   ipc::add_run_options(*cmd, o->offload);
-  cmd->add_flag("--no-spot", o->no_spot, "Do not start spotting (uprobes on crypto/compression libraries)");
+  cmd->add_flag("--no-spot", o->no_spot, "Do not start spotting (same as --spot-mode off)");
   spot::add_spot_flags(cmd, o->spot);
   cmd->add_flag("--print-config", o->print_config, "Print the effective configuration (TOML) and exit")
       ->configurable(false);
