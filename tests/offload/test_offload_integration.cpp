@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/preload.h"
 #include "common/proc.h"
 #include "gpuoffload.h"
 #include "ipc/slab_protocol.h"
@@ -80,9 +81,10 @@ TEST(OffloadIntegration, ShimGivesTheSameOutputAsTheRealFunctions) {
   ASSERT_EQ(plain.exit_code, 0) << plain.out;
   ASSERT_NE(plain.out.find("n=300001"), std::string::npos);
   // run_proc has no environment argument: go through env(1).
-  auto shimmed = run_proc({"/usr/bin/env", "LD_PRELOAD=" + std::string(SHIM_PATH), "GPO_SOCKET=" + agent.socket(),
-                           "GPO_TIMEOUT_MS=10000", workload},
-                          60);
+  std::vector<std::string> argv{"/usr/bin/env"};
+  for (auto& e : preload_env(SHIM_PATH, Program::ours)) argv.push_back(e);
+  argv.insert(argv.end(), {"GPO_SOCKET=" + agent.socket(), "GPO_TIMEOUT_MS=10000", workload});
+  auto shimmed = run_proc(argv, 60);
   ASSERT_EQ(shimmed.exit_code, 0) << shimmed.out;
   EXPECT_EQ(shimmed.out, plain.out) << "the shim changed a result";
   // 5 processes' worth (4 threads + a forked child) x 2 large sizes x
