@@ -30,6 +30,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, GPO_SAMPLE_MAX_UNKNOWN);
+	__type(key, struct gpo_sample_file);
+	__type(value, struct gpo_sample_unknown);
+} sample_unknown SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct gpo_sample_key);
 	__type(value, __u64);
@@ -105,8 +112,16 @@ static long vma_cb(struct task_struct *task, struct vm_area_struct *vma, void *d
 		.ino = BPF_CORE_READ(f, f_inode, i_ino),
 	};
 	__u32 *table = bpf_map_lookup_elem(&sample_libs, &key);
-	if (!table)
+	if (!table) {
+		/* Perhaps a spotted library under the kernel's other name for it: tell the agent
+		 * once (it resolves the name through /proc/TGID/maps). */
+		if (!bpf_map_lookup_elem(&sample_unknown, &key)) {
+			struct gpo_sample_unknown u = { .tgid = bpf_get_current_pid_tgid() >> 32,
+							.vm_start = BPF_CORE_READ(vma, vm_start) };
+			bpf_map_update_elem(&sample_unknown, &key, &u, BPF_NOEXIST);
+		}
 		return 0;
+	}
 	v->start = BPF_CORE_READ(vma, vm_start);
 	v->end = BPF_CORE_READ(vma, vm_end);
 	v->pgoff_bytes = BPF_CORE_READ(vma, vm_pgoff) << 12;

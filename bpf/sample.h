@@ -32,6 +32,7 @@
 #define GPO_SAMPLE_STACK_WORDS 256  /* 2 KiB of user stack scanned at most */
 #define GPO_SAMPLE_KERNEL_TABLE 0
 #define GPO_SAMPLE_COMM_LEN 16
+#define GPO_SAMPLE_MAX_UNKNOWN 512  /* file-backed mappings sampled but not in sample_libs */
 
 /* What a sample is attributed to. The names (gpo::spot::sample_op_name) are
  * the CLI's and the JSON's; keep both lists in the same order. */
@@ -69,6 +70,18 @@ struct gpo_sample_table {
 struct gpo_sample_file {
 	__u64 dev;
 	__u64 ino;
+};
+
+/* A mapped file a sample landed in that sample_libs does not know, and one process
+ * that maps it. The agent reads it from /proc/TGID/maps: when the file is a spotted
+ * library under another name (overlayfs and other stacked file systems map the
+ * underlying file, whose device and inode differ from what stat() shows), it adds the
+ * kernel's name as an alias of that library's table. */
+struct gpo_sample_unknown {
+	__u32 tgid;
+	__u32 pad;
+	__u64 vm_start; /* where that process maps it: the agent finds the line by address,
+			 * since maps may show the stacked file's device and inode, not these */
 };
 
 struct gpo_sample_key {

@@ -11,8 +11,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "sample.skel.h"
@@ -216,27 +219,106 @@ bool Sampler::add_library(const Library& lib, std::string& err) {
   // The kernel names the file by its super block's device (MKDEV: major << 20 | minor).
   gpo_sample_file key{(uint64_t(major(lib.dev)) << 20) | minor(lib.dev), uint64_t(lib.ino)};
   if (files_.count({key.dev, key.ino})) return true;
+  auto index = add_table(key, lib.kind, lib.path, lib.path, err);
+  if (!index) return false;
+  table_of_path_[lib.path] = *index;
+  std::error_code ec;
+  if (auto real = std::filesystem::canonical(lib.path, ec); !ec) table_of_path_[real.string()] = *index;
+  return true;
+}
+
+std::optional<uint32_t> Sampler::add_table(const gpo_sample_file& key, LibKind kind, const std::string& read_from,
+                                           const std::string& name, std::string& err) {
   if (next_table_ >= GPO_SAMPLE_MAX_TABLES) {
-    err = lib.path + ": range tables full";
-    return false;
+    err = name + ": range tables full";
+    return std::nullopt;
   }
-  auto syms = read_function_symbols(lib.path, &err);
-  if (!syms) return false;
-  auto ranges = library_ranges(lib.kind, *syms);
+  auto syms = read_function_symbols(read_from, &err);
+  if (!syms) return std::nullopt;
+  auto ranges = library_ranges(kind, *syms);
   if (ranges.size() > GPO_SAMPLE_MAX_RANGES) {
-    gpo::log::warn("sample: {}: {} ranges, the first {} kept", lib.path, ranges.size(), GPO_SAMPLE_MAX_RANGES);
+    gpo::log::warn("sample: {}: {} ranges, the first {} kept", name, ranges.size(), GPO_SAMPLE_MAX_RANGES);
     ranges.resize(GPO_SAMPLE_MAX_RANGES);
   }
   uint32_t index = next_table_;
-  if (!put_table(index, ranges, other_op_of(lib.kind)) ||
+  if (!put_table(index, ranges, other_op_of(kind)) ||
       bpf_map__update_elem(skel_->maps.sample_libs, &key, sizeof key, &index, sizeof index, 0) != 0) {
-    err = lib.path + ": cannot write its range table: " + errstr(errno);
-    return false;
+    err = name + ": cannot write its range table: " + errstr(errno);
+    return std::nullopt;
   }
   next_table_++;
   files_.insert({key.dev, key.ino});
-  gpo::log::debug("sample: {} ({}): {} ranges", lib.path, lib_kind_name(lib.kind), ranges.size());
-  return true;
+  gpo::log::debug("sample: {} ({}): {} ranges", name, lib_kind_name(kind), ranges.size());
+  return index;
+}
+
+namespace {
+
+// The mapping that starts at vm_start in /proc/TGID/maps: its path as maps shows it and
+// its "start-end" range (for /proc/TGID/map_files).
+struct Mapping {
+  std::string path, range;
+};
+std::optional<Mapping> find_mapping(uint32_t tgid, uint64_t vm_start) {
+  std::ifstream maps("/proc/" + std::to_string(tgid) + "/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    unsigned long long start = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx", &start, &end) != 2 || start != vm_start) continue;
+    auto path = maps_line_path(line);
+    if (!path) return std::nullopt;
+    return Mapping{*path, fmt::format("{:x}-{:x}", start, end)};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+int Sampler::learn_aliases() {
+  int fd = bpf_map__fd(skel_->maps.sample_unknown);
+  gpo_sample_file next{}, cur{};
+  const void* prev = nullptr;
+  std::vector<std::pair<gpo_sample_file, gpo_sample_unknown>> fresh;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    cur = next;
+    prev = &cur;
+    if (unknown_checked_.count({next.dev, next.ino}) || files_.count({next.dev, next.ino})) continue;
+    gpo_sample_unknown u{};
+    if (bpf_map_lookup_elem(fd, &next, &u) == 0) fresh.push_back({next, u});
+  }
+  int added = 0;
+  for (const auto& [key, u] : fresh) {
+    const uint32_t tgid = u.tgid;
+    auto m = find_mapping(tgid, u.vm_start);
+    if (!m) continue;  // the process is gone or unmapped it: asked again on a later sample
+    unknown_checked_.insert({key.dev, key.ino});
+    auto kind = classify_library(m->path);
+    if (!kind) continue;  // not one of the spotted libraries
+    auto it = table_of_path_.find(m->path);
+    if (it == table_of_path_.end()) {
+      std::error_code ec;
+      if (auto real = std::filesystem::canonical(m->path, ec); !ec) it = table_of_path_.find(real.string());
+    }
+    if (it != table_of_path_.end()) {
+      uint32_t index = it->second;
+      if (bpf_map__update_elem(skel_->maps.sample_libs, &key, sizeof key, &index, sizeof index, 0) == 0) {
+        files_.insert({key.dev, key.ino});
+        added++;
+        gpo::log::debug("sample: {} is also the kernel's file {:x}:{}", m->path, key.dev, key.ino);
+      }
+      continue;
+    }
+    // A library the agent did not know (another mount namespace, a path only this process
+    // sees): its own table, read through the process's mapping of it.
+    std::string err;
+    if (add_table(key, *kind, "/proc/" + std::to_string(tgid) + "/map_files/" + m->range, m->path, err)) {
+      added++;
+      gpo::log::info("sample: {} (pid {}) added from its mapping", m->path, tgid);
+    } else {
+      gpo::log::debug("sample: {} (pid {}): {}", m->path, tgid, err);
+    }
+  }
+  return added;
 }
 
 Sampler::Counts Sampler::read() const {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -56,6 +57,13 @@ class Sampler {
   // Gives a library file its range table. Returns false (why in err) when the
   // file has no symbols or the tables are full. A file already known is a no-op.
   bool add_library(const Library& lib, std::string& err);
+  // Files the samples landed in that the range tables do not know, looked up once each in
+  // /proc/TGID/maps: a spotted library under the kernel's other name for it (overlayfs
+  // and other stacked file systems map the underlying file, whose device and inode
+  // differ from what stat() shows; btrfs subvolumes too) becomes an alias of its table;
+  // one the agent never saw (another mount namespace) gets a table of its own, read
+  // through /proc/TGID/map_files. Returns the files added.
+  int learn_aliases();
 
   struct Counts {
     std::map<std::pair<uint32_t, uint32_t>, uint64_t> ops;  // (tgid, sample op) -> samples
@@ -77,11 +85,16 @@ class Sampler {
  private:
   Sampler() = default;
   bool put_table(uint32_t index, const std::vector<SampleRange>& ranges, uint32_t other_op);
+  // A new table for the kernel's file key, from the symbols of the file at read_from.
+  std::optional<uint32_t> add_table(const gpo_sample_file& key, LibKind kind, const std::string& read_from,
+                                    const std::string& name, std::string& err);
 
   SamplerOptions opts_;
   struct sample* skel_ = nullptr;
   std::vector<bpf_link*> links_;
   std::set<std::pair<uint64_t, uint64_t>> files_;  // kernel (dev, ino)
+  std::map<std::string, uint32_t> table_of_path_;  // library path (as found and canonical) -> table
+  std::set<std::pair<uint64_t, uint64_t>> unknown_checked_;  // (dev, ino) looked up once
   uint32_t next_table_ = 1;
   std::string event_;
   int kernel_ranges_ = 0;

@@ -322,6 +322,7 @@ void Spotter::tick() {
   after_consume();
   uint64_t now = mono_ns();
   if (sampler_) {
+    sampler_->learn_aliases();
     auto counts = sampler_->read();
     std::vector<uint32_t> gone;
     std::map<SampleKey, uint64_t> live;

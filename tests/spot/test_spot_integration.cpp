@@ -6,6 +6,7 @@
 #include <linux/if_alg.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -567,6 +568,47 @@ TEST(SpotSample, FindsBusyProcessOpFromSamplesAlone) {
   }
   EXPECT_EQ(s->windows_opened(), 0u);
   EXPECT_EQ(s->read_hist()[GPO_SPOT_SHA256].calls, 0u);
+}
+
+// A library on overlayfs (containers, live systems): the kernel maps the underlying file,
+// whose device and inode are not what stat() shows for the path the agent knows. Its
+// samples are attributed all the same (the sampler learns the kernel's name for it).
+TEST(SpotSample, LibraryOnOverlayfsIsAttributed) {
+  REQUIRE_ROOT();
+  const std::string crypto = "/usr/lib/x86_64-linux-gnu/libcrypto.so.3";
+  if (!std::filesystem::exists(crypto)) GTEST_SKIP() << "no " << crypto;
+  char tmpl[] = "/tmp/gpo-ovl-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string top = tmpl;
+  ASSERT_EQ(mount("gpo-ovl", top.c_str(), "tmpfs", 0, "size=64m"), 0) << strerror(errno);
+  struct Unmount {
+    std::string top;
+    ~Unmount() {
+      umount2((top + "/merged").c_str(), MNT_DETACH);
+      umount2(top.c_str(), MNT_DETACH);
+      rmdir(top.c_str());
+    }
+  } unmount{top};
+  for (const char* d : {"/lower", "/upper", "/work", "/merged"}) ASSERT_EQ(mkdir((top + d).c_str(), 0755), 0);
+  std::filesystem::copy_file(crypto, top + "/lower/libcrypto.so.3");
+  const std::string opts = "lowerdir=" + top + "/lower,upperdir=" + top + "/upper,workdir=" + top + "/work";
+  if (mount("overlay", (top + "/merged").c_str(), "overlay", 0, opts.c_str()) != 0)
+    GTEST_SKIP() << "this kernel cannot mount overlayfs: " << strerror(errno);
+
+  auto o = sample_options();
+  o.libraries.extra = {top + "/merged/libcrypto.so.3"};  // known by its overlay path, as a scan would find it
+  auto s = Spotter::attach(o);
+  ASSERT_NE(s->sampler(), nullptr);
+  Child c({"/usr/bin/env", "LD_LIBRARY_PATH=" + top + "/merged", SPOT_WORKLOAD, "sha256:1048576x100000"});
+  ASSERT_GT(c.pid, 0);
+  bool found = tick_until(*s, [&] { return sampled(*s, uint32_t(c.pid), GPO_SAMPLE_DIGEST) >= 30; }, 30);
+  std::ifstream maps("/proc/" + std::to_string(c.pid) + "/maps");
+  std::string all((std::istreambuf_iterator<char>(maps)), std::istreambuf_iterator<char>());
+  ASSERT_NE(all.find("libcrypto.so.3"), std::string::npos) << "the workload did not load libcrypto";
+  EXPECT_EQ(all.find("/usr/lib/x86_64-linux-gnu/libcrypto.so.3"), std::string::npos)
+      << "the workload loaded the system's libcrypto, not the overlay's";
+  EXPECT_TRUE(found) << sampled(*s, uint32_t(c.pid), GPO_SAMPLE_DIGEST)
+                     << " samples in digest from the library on overlayfs; sampler: " << s->report().sampler;
 }
 
 // A probe window on one process writes breakpoints into that process only:
