@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "kernels/classify/decide.h"
+
 namespace gpo::classify {
 
 CpuClassifier::CpuClassifier(std::shared_ptr<const RuleTables> tables) : tables_(std::move(tables)) {
@@ -38,35 +40,53 @@ Verdict CpuClassifier::classify_parsed(const Frame& frame, const ParsedFrame& p)
     v.cacheable = false;
     return v;
   }
+  const RulesView rv{t.rules.data(), t.contents.data(), t.content_bytes.data(), t.default_action, t.inspect_depth};
+  const uint8_t* payload = frame.data + p.payload_offset;
+  const uint32_t n = std::min(p.payload_len, t.inspect_depth);
   bool scanned = false;
+  auto present = [&](uint32_t id) -> int {
+    if (!scanned) {
+      scanned = true;
+      if (++generation_ == 0) {  // wrapped: forget every stale mark
+        std::fill(seen_.begin(), seen_.end(), 0);
+        generation_ = 1;
+      }
+      match::scan(t.matcher, payload, n, [&](uint32_t pid, size_t) { seen_[pid] = generation_; });
+    }
+    return seen_[id] == generation_ ? 1 : 0;
+  };
+  auto search = [&](const RuleEntry& r) -> int {
+    // The GPU's search first (same budget per rule), the exact sweep when it gives up.
+    uint32_t starts[kMaxChainLevels];
+    uint32_t budget = kSearchBudget;
+    int got = contents_search(&t.contents[r.content_first], r.content_count, t.content_bytes.data(), payload, n,
+                              p.payload_len, starts, kMaxChainLevels, budget);
+    if (got < 0)
+      got = contents_exact(&t.contents[r.content_first], r.content_count, t.content_bytes.data(), payload, n,
+                           p.payload_len);
+    return got;
+  };
   bool cacheable = true;
-  for (const RuleEntry& r : t.rules) {
+  size_t decided = t.rules.size();
+  for (size_t i = 0; i < t.rules.size(); ++i) {
+    const RuleEntry& r = t.rules[i];
     if (!header_match(r, p)) continue;
-    if (r.content_count != 0) {
-      if (!scanned) {
-        scanned = true;
-        if (++generation_ == 0) {  // wrapped: forget every stale mark
-          std::fill(seen_.begin(), seen_.end(), 0);
-          generation_ = 1;
-        }
-        uint32_t n = std::min(p.payload_len, t.inspect_depth);
-        match::scan(t.matcher, frame.data + p.payload_offset, n, [&](uint32_t id, size_t) { seen_[id] = generation_; });
-      }
-      bool all = true;
-      for (uint32_t c = r.content_first; c < r.content_first + r.content_count && all; ++c) {
-        const ContentRef& ref = t.contents[c];
-        bool present = seen_[ref.pattern_id] == generation_;
-        all = present != bool(ref.negated);
-      }
-      if (!all) {
-        cacheable = false;  // a later packet of this flow may carry the content
-        continue;
-      }
+    const Rest rest = rule_rest(rv, r, p, frame.flow, present, search);
+    if (rest == Rest::kFlowMiss) continue;
+    if (rest != Rest::kMatch) {
+      cacheable = false;  // a later packet of this flow may match it
+      continue;
     }
     v.rule_id = r.sid;
     v.action = r.action;
-    v.cacheable = cacheable;
-    return v;
+    decided = i;
+    break;
+  }
+  if (cacheable) {
+    // The flow cache answers both directions: no earlier rule may match the other one.
+    const ParsedFrame q = reversed(p);
+    for (size_t i = 0; i < decided && cacheable; ++i)
+      if (header_match(t.rules[i], q) && flow_tests(t.rules[i], q)) cacheable = false;
   }
   v.cacheable = cacheable;
   return v;

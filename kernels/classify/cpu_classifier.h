@@ -1,7 +1,8 @@
 // The CPU classifier: the reference implementation of Classifier over
 // compiled RuleTables. Per frame: parse, walk the rules in file order with the
-// header matchers, and scan the payload once with the Aho-Corasick matcher the
-// first time a header-matching rule has contents.
+// header matchers, then the rest of a header-matching rule as the GPU does
+// (decide.h's rule_rest: packet tests, contents), scanning the payload once
+// with the Aho-Corasick matcher the first time a rule has contents.
 // Not thread-safe (it keeps per-payload scratch): one instance per thread;
 // instances may share the same tables.
 #pragma once
@@ -16,6 +17,10 @@ namespace gpo::classify {
 
 class CpuClassifier final : public Classifier {
  public:
+  // Byte comparisons the position search of one rule may spend before the
+  // exact sweep takes over (the GPU kernel's per-frame budget is larger).
+  static constexpr uint32_t kSearchBudget = 1u << 16;
+
   explicit CpuClassifier(std::shared_ptr<const RuleTables> tables);
   std::string_view name() const override { return "cpu"; }
   void classify(std::span<const Frame> frames, std::span<Verdict> out) override;
