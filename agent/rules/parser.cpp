@@ -616,6 +616,10 @@ bool LineParser::option(std::string_view opt, const std::string& k, std::string_
     bool& has = k == "offset" ? lc->has_offset : k == "depth" ? lc->has_depth : k == "distance" ? lc->has_distance : lc->has_within;
     if (has) return error(opt, k, fmt::format("{} given twice for one content", k)), false;
     int64_t x;
+    if (std::isalpha(static_cast<unsigned char>(value[0])))
+      return unsupported(opt, k, fmt::format("{}:{} (a byte_extract variable)", k, value.substr(0, 40)),
+                         "byte_extract variable"),
+             false;
     if (!rel) {
       if (!parse_int(value, 0, 65535, x))
         return error(opt, k, fmt::format("{}: '{}' is not a number in 0..65535", k, value)), false;

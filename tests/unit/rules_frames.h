@@ -22,6 +22,7 @@ struct FrameSpec {
   int ipv4_options = 0;              // bytes, multiple of 4
   std::vector<uint8_t> ipv6_ext;     // extension header types (0, 43, 60: 8 bytes; 44 fragment offset 0)
   uint8_t tcp_flags = 0x18;          // PSH ACK
+  uint32_t seq = 0, ack = 0;         // TCP
   uint8_t ttl = 64;                  // IPv4 TTL, IPv6 hop limit
   int icmp_type = -1, icmp_code = 0;  // -1: echo request of the family
   uint8_t flow = 0;                  // classify::FlowBits the packet path would attach
@@ -51,6 +52,10 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& f) {
     put16(l4, 2, f.dport);
     l4[12] = 5 << 4;
     l4[13] = f.tcp_flags;
+    for (int i = 0; i < 4; ++i) {
+      l4[4 + i] = uint8_t(f.seq >> (24 - 8 * i));
+      l4[8 + i] = uint8_t(f.ack >> (24 - 8 * i));
+    }
   } else if (f.proto == 17) {
     l4.assign(8, 0);
     put16(l4, 0, f.sport);
