@@ -31,6 +31,7 @@ struct GpuClassifier::Impl {
   size_t table_bytes = 0;
   std::unique_ptr<match::gpu::DeviceMatcher> matcher;  // the automata in device memory
   CpuClassifier cpu;  // frames the kernel could not decide
+  uint64_t cpu_retries = 0;
   int event_fd = -1;
 
   // One buffer set per slot. In the pinned input: [offsets n][lens n][flows n, padded to 4][frame bytes].
@@ -237,7 +238,10 @@ void GpuClassifier::collect(int ticket, std::span<Verdict> out) {
   check(cudaEventSynchronize(s.done), "batch");
   std::memcpy(out.data(), s.h_out, size_t(s.n) * sizeof(Verdict));
   for (uint32_t i = 0; i < s.n; ++i)
-    if (out[i].action == gpu::kActionRetryOnCpu) out[i] = m.cpu.classify_one(s.frames[i]);
+    if (out[i].action == gpu::kActionRetryOnCpu) {
+      out[i] = m.cpu.classify_one(s.frames[i]);
+      ++m.cpu_retries;
+    }
 }
 
 void GpuClassifier::classify(std::span<const Frame> frames, std::span<Verdict> out) {
@@ -283,6 +287,8 @@ double GpuClassifier::time_kernel(std::span<const Frame> frames, int iters) {
   cudaEventDestroy(b);
   return double(ms) / 1e3 / std::max(iters, 1);
 }
+
+uint64_t GpuClassifier::cpu_retries() const { return impl_->cpu_retries; }
 
 size_t GpuClassifier::device_bytes() const { return impl_->table_bytes + impl_->matcher->device_bytes(); }
 size_t GpuClassifier::acl_bytes() const { return impl_->index.bytes(); }
