@@ -79,8 +79,14 @@ Corpus make_et_corpus(uint32_t count, uint32_t seed) {
     cr.sid = 2000000 + i;
     const std::string tail = fmt::format("{} sid:{}; rev:{};", meta, cr.sid, 1 + n(9));
     const std::string msg = fmt::format("msg:\"ET corpus {}\";", i);
-    std::string w = kWords[n(sizeof kWords / sizeof *kWords)];
-    std::string w2 = kWords[n(sizeof kWords / sizeof *kWords)];
+    // Stems of real signatures plus a few random letters: thousands of
+    // distinct patterns, as in a public set.
+    auto word = [&] {
+      std::string w = kWords[n(sizeof kWords / sizeof *kWords)];
+      for (uint32_t k = 0, len = 2 + n(5); k < len; ++k) w += char('a' + n(26));
+      return w;
+    };
+    std::string w = word(), w2 = word();
     std::string line;
     switch (shapes[i]) {
       case kHttpBuffer: {
