@@ -203,6 +203,13 @@ class LineParser {
              std::string reason = "") {
     uint32_t col = (at.data() >= text_.data() && at.data() <= text_.data() + text_.size()) ? offset_in(text_, at) + 1 : 1;
     if (reason.empty()) reason = kind == D::kUnsupported ? keyword : "invalid " + (keyword.empty() ? "syntax" : keyword);
+    // Bounded: a diagnostic never copies a long token whole (it may be re-reported at every use of a variable).
+    auto cap = [](std::string& x, size_t n) {
+      if (x.size() > n) x = x.substr(0, n) + "...";
+    };
+    cap(keyword, 80);
+    cap(message, 300);
+    cap(reason, 80);
     problems_.push_back({line_, col, std::move(keyword), std::move(message), kind, std::move(reason)});
     failed_ = true;
   }

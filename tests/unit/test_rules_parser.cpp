@@ -486,3 +486,15 @@ TEST(RulesParser, ArbitraryBytesNeverCrash) {
     for (auto& d : r.problems) EXPECT_FALSE(d.message.empty());
   }
 }
+
+TEST(RulesParser, DiagnosticsStaySmallForHugeTokens) {
+  // A broken variable is re-reported at every use: its diagnostic must not
+  // carry the 100 KB token each time.
+  std::string text = "var A 1.2.3.4/" + std::string(100000, '9') + "\n";
+  for (int k = 0; k < 2000; ++k) text += "alert ip $A any -> any any (sid:" + std::to_string(k + 1) + ";)\n";
+  auto r = parse_rules(text);
+  ASSERT_EQ(r.problems.size(), 2000u);
+  size_t bytes = 0;
+  for (auto& d : r.problems) bytes += d.message.size() + d.keyword.size() + d.reason.size();
+  EXPECT_LT(bytes, 2000u * 600);
+}
