@@ -22,7 +22,10 @@ namespace gpo::rules {
 
 inline constexpr int kMaxNesting = 32;
 inline constexpr size_t kMaxListEntries = 65535;          // what a compiled FieldSet holds
-inline constexpr size_t kMaxExpandedEntries = size_t(1) << 24;  // 16M address/port entries per file
+// Address/port entries all rules of a file may hold together (every use of a
+// variable counts): about 80 MB, and what the ACL build and the classifiers
+// walk stays bounded with it. 50K rules with a 40-entry $HOME_NET fit.
+inline constexpr size_t kMaxExpandedEntries = size_t(1) << 22;
 
 // A variable defined outside the rule file.
 struct VarDef {
