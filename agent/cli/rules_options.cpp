@@ -10,7 +10,8 @@ namespace gpo::cli {
 void add_rules_options(CLI::App* cmd, RulesOptions& o) {
   cmd->add_option("--var", o.vars,
                   "Define a rule variable, NAME=VALUE (repeatable; wins over the config's [vars], --suricata-yaml "
-                  "and the rule file's own var lines), e.g. --var HOME_NET=[10.0.0.0/8,fd00::/8]");
+                  "and the rule file's own var lines), e.g. --var HOME_NET=[10.0.0.0/8,fd00::/8]")
+      ->allow_extra_args(false);  // one NAME=VALUE per --var: a rule file after it stays the positional
   cmd->add_option("--suricata-yaml", o.suricata_yaml,
                   "Read rule variables from an existing suricata.yaml (vars: address-groups, port-groups)")
       ->check(CLI::Validator([](std::string& s) { return s.empty() ? std::string() : CLI::ExistingFile(s); }, "FILE"));
