@@ -304,6 +304,10 @@ TEST_F(PacketFilter, FlowRulesSeeTheDirectionTheAgentTracks) {
   EXPECT_EQ(v->rule_id, 103u);
   EXPECT_EQ(v->action, GPO_ACT_DROP);
   EXPECT_FALSE(flow(udp_key("198.18.0.1", 40004, "198.18.0.2", 7004), 300ms));
+  // The status file carries the running rule set (what `status` prints).
+  auto j = status_json();
+  EXPECT_EQ(j["rule_set"].value("loaded", 0), 2) << j.dump();
+  EXPECT_EQ(j["rule_set"].value("rules", 0), 2) << j.dump();
   close(rx3);
   close(rx4);
 }
