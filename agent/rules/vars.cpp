@@ -34,6 +34,10 @@ const std::vector<VarDef>& default_vars() {
     add("GENEVE_PORTS", "6081");
     add("VXLAN_PORTS", "4789");
     add("TEREDO_PORTS", "3544");
+    // Names Snort's community rules use that suricata.yaml lacks: snort.conf's values.
+    for (const char* n : {"SIP_SERVERS", "SNMP_SERVERS", "SSH_SERVERS"}) add(n, "$HOME_NET");
+    add("SIP_PORTS", "[5060,5061,5600]");
+    add("GTP_PORTS", "[2123,2152,3386]");
     return v;
   }();
   return kDefaults;

@@ -10,7 +10,8 @@
 
 namespace gpo::rules {
 
-// Suricata's default suricata.yaml values (HOME_NET, EXTERNAL_NET, HTTP_PORTS, ...).
+// Suricata's default suricata.yaml values (HOME_NET, EXTERNAL_NET, HTTP_PORTS, ...),
+// and snort.conf's for the few names Snort's community rules add (SIP_PORTS, ...).
 const std::vector<VarDef>& default_vars();
 
 // "NAME=VALUE" (a leading '$' on NAME is accepted). Throws std::invalid_argument.
