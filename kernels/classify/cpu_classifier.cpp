@@ -10,6 +10,7 @@ namespace gpo::classify {
 CpuClassifier::CpuClassifier(std::shared_ptr<const RuleTables> tables) : tables_(std::move(tables)) {
   if (!tables_) throw std::invalid_argument("CpuClassifier: no rule tables");
   seen_.assign(tables_->matcher.num_patterns(), 0);
+  acl_ = acl::build(*tables_);
 }
 
 void CpuClassifier::classify(std::span<const Frame> frames, std::span<Verdict> out) {
@@ -19,16 +20,6 @@ void CpuClassifier::classify(std::span<const Frame> frames, std::span<Verdict> o
 
 Verdict CpuClassifier::classify_one(const Frame& frame) {
   return classify_parsed(frame, parse_frame(frame.data, frame.len));
-}
-
-bool CpuClassifier::header_match(const RuleEntry& r, const ParsedFrame& p) const {
-  const RuleTables& t = *tables_;
-  if (!(r.proto_mask & proto_bit(p.proto))) return false;
-  if (addr_set_match(t, r.src, p.src, p.ip_version) && addr_set_match(t, r.dst, p.dst, p.ip_version) && port_set_match(t, r.sport, p.sport) &&
-      port_set_match(t, r.dport, p.dport))
-    return true;
-  return r.bidirectional && addr_set_match(t, r.src, p.dst, p.ip_version) && addr_set_match(t, r.dst, p.src, p.ip_version) &&
-         port_set_match(t, r.sport, p.dport) && port_set_match(t, r.dport, p.sport);
 }
 
 Verdict CpuClassifier::classify_parsed(const Frame& frame, const ParsedFrame& p) {
@@ -66,29 +57,7 @@ Verdict CpuClassifier::classify_parsed(const Frame& frame, const ParsedFrame& p)
                            p.payload_len);
     return got;
   };
-  bool cacheable = true;
-  size_t decided = t.rules.size();
-  for (size_t i = 0; i < t.rules.size(); ++i) {
-    const RuleEntry& r = t.rules[i];
-    if (!header_match(r, p)) continue;
-    const Rest rest = rule_rest(rv, r, p, frame.flow, present, search);
-    if (rest == Rest::kFlowMiss) continue;
-    if (rest != Rest::kMatch) {
-      cacheable = false;  // a later packet of this flow may match it
-      continue;
-    }
-    v.rule_id = r.sid;
-    v.action = r.action;
-    decided = i;
-    break;
-  }
-  if (cacheable) {
-    // The flow cache answers both directions: no earlier rule may match the other one.
-    const ParsedFrame q = reversed(p);
-    for (size_t i = 0; i < decided && cacheable; ++i)
-      if (header_match(t.rules[i], q) && flow_tests(t.rules[i], q)) cacheable = false;
-  }
-  v.cacheable = cacheable;
+  decide(acl_.view(), rv, p, frame.flow, present, search, v);  // never unknown: the CPU's search always answers
   return v;
 }
 
