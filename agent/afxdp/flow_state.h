@@ -16,10 +16,12 @@
 //    packet included (a UDP reply is established).
 //
 // The packet path calls observe() for every packet it classifies, in arrival
-// order, and forget() when it installs the flow's verdict in the XDP cache
-// (later packets of the flow are decided there and never come back). The
-// table is bounded (max_flows, oldest evicted) and entries idle longer than
-// idle_ns are dropped: a flow seen again after that starts over.
+// order. Entries idle longer than idle_ns are dropped (a flow seen again after
+// that starts over, as a mid-stream pickup) and the table is bounded
+// (max_flows, oldest evicted first), so flows the XDP cache decides need no
+// call; forget() is for a path that knows a flow ended. It is not called on
+// a cache install: packets of the flow already on their way to the agent
+// must still get the flow's direction.
 #pragma once
 #include <cstddef>
 #include <cstdint>

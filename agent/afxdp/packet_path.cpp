@@ -328,7 +328,6 @@ void PacketPath::act(Batch& b) {
       }
       if (install) {
         uncached_.erase(key);
-        flow_state_.forget(key);
         try {
           xdp_.install_verdict(key, v.action, v.rule_id);
           c_.cache_installs++;

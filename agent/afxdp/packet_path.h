@@ -160,7 +160,9 @@ class PacketPath {
   std::vector<Pending> pending_;
   std::unordered_map<gpo_flow_key, uint32_t, KeyHash, KeyEq> uncached_;  // agent-seen packets per open flow
   // Rule `flow:` state: each frame's FlowBits (flow_state.h), set in
-  // process_batch(); a flow is forgotten when its verdict goes to the cache.
+  // process_batch() in arrival order. Entries of flows the cache decides
+  // age out (idle timeout, bounded table): packets of such a flow already
+  // in flight still get the right direction.
   FlowTracker flow_state_;
   PacketCounters c_;
 };
