@@ -161,3 +161,17 @@ TEST(RulesCli, VariablesFromVarConfigAndSuricataYaml) {
   unlink(yaml.c_str());
   unlink(toml.c_str());
 }
+
+TEST(RulesCli, RunAcceptsAConfigWithAVarsTable) {
+  const std::string toml = "/tmp/gpo-rules-run-" + std::to_string(getpid()) + ".toml";
+  std::ofstream(toml) << "[run]\nbatch-size = 32\n[vars]\nHOME_NET = [\"198.18.0.0/16\", \"fd00::/8\"]\n";
+  auto r = run_proc({AGENT_BIN, "run", "--config", toml, "--print-config"});
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("batch-size=32"), std::string::npos) << r.out;
+  // rules check reads the same table: a TOML array is a list.
+  TempFile rules("alert tcp any any -> $HOME_NET any (sid:1;)\n");
+  auto c = run_proc({AGENT_BIN, "rules", "check", rules.path, "--config", toml});
+  EXPECT_EQ(c.exit_code, 0) << c.out;
+  EXPECT_NE(c.out.find("$HOME_NET = [198.18.0.0/16,fd00::/8] (config " + toml + ")"), std::string::npos) << c.out;
+  unlink(toml.c_str());
+}
