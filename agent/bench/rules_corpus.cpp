@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <random>
 
 namespace gpo::bench {
@@ -236,6 +238,55 @@ Corpus make_et_corpus(uint32_t count, uint32_t seed) {
     c.rules.push_back(std::move(cr));
   }
   return c;
+}
+
+std::vector<CorpusFrame> corpus_frames(const Corpus& c, uint32_t count, uint32_t seed) {
+  std::mt19937 r(seed);
+  std::vector<const CorpusRule*> loadable;
+  for (const auto& cr : c.rules)
+    if (cr.loadable) loadable.push_back(&cr);
+  std::vector<CorpusFrame> out;
+  if (loadable.empty()) return out;
+  out.reserve(count);
+  auto put16 = [](std::vector<uint8_t>& f, size_t at, uint32_t v) {
+    f[at] = uint8_t(v >> 8);
+    f[at + 1] = uint8_t(v);
+  };
+  for (uint32_t i = 0; i < count; ++i) {
+    const CorpusRule& cr = *loadable[(i / 2) % loadable.size()];
+    std::string payload = cr.payload;
+    if (i % 2 && !payload.empty()) payload[r() % payload.size()] ^= 0x20;  // a near miss
+    const size_t l4_len = cr.proto == 6 ? 20 : 8;
+    std::vector<uint8_t> f(14 + 20 + l4_len + payload.size(), 0);
+    for (int k = 0; k < 12; ++k) f[k] = 0x02;
+    f[12] = 0x08;
+    const size_t l3 = 14, l4 = l3 + 20;
+    f[l3] = 0x45;
+    put16(f, l3 + 2, uint32_t(20 + l4_len + payload.size()));
+    put16(f, l3 + 6, 0x4000);
+    f[l3 + 8] = 64;
+    f[l3 + 9] = cr.proto;
+    uint8_t home[4] = {198, 18, uint8_t(r()), uint8_t(1 + r() % 254)};
+    uint8_t ext[4] = {198, 19, uint8_t(r()), uint8_t(1 + r() % 254)};
+    if (!cr.src.empty()) std::sscanf(cr.src.c_str(), "%hhu.%hhu.%hhu.%hhu", &ext[0], &ext[1], &ext[2], &ext[3]);
+    std::memcpy(&f[l3 + 12], cr.from_home ? home : ext, 4);
+    std::memcpy(&f[l3 + 16], cr.from_home ? ext : home, 4);
+    if (cr.proto == 1) {
+      f[l4] = cr.icmp_type;
+    } else {
+      put16(f, l4, cr.sport);
+      put16(f, l4 + 2, cr.dport);
+      if (cr.proto == 6) {
+        f[l4 + 12] = 5 << 4;
+        f[l4 + 13] = cr.tcp_flags;
+      } else {
+        put16(f, l4 + 4, uint32_t(8 + payload.size()));
+      }
+    }
+    std::memcpy(f.data() + l4 + l4_len, payload.data(), payload.size());
+    out.push_back({std::move(f), cr.flow});
+  }
+  return out;
 }
 
 }  // namespace gpo::bench

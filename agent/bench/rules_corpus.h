@@ -41,4 +41,13 @@ inline constexpr const char* kCorpusHomeNet = "[198.18.0.0/16,fd00::/16]";
 
 Corpus make_et_corpus(uint32_t rules, uint32_t seed);
 
+// IPv4 Ethernet frames for the benchmark: per loadable rule, the packet that
+// satisfies it and one with a changed payload byte, cycled up to `count`
+// frames. flow: the classify::FlowBits the packet path would attach.
+struct CorpusFrame {
+  std::vector<uint8_t> bytes;
+  uint8_t flow = 0;
+};
+std::vector<CorpusFrame> corpus_frames(const Corpus& c, uint32_t count, uint32_t seed);
+
 }  // namespace gpo::bench
