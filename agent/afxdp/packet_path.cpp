@@ -238,9 +238,14 @@ void PacketPath::process_batch() {
   const size_t n = b.pending.size();
   b.frames.resize(n);
   b.verdicts.assign(n, classify::Verdict{});
-  for (size_t i = 0; i < n; i++) b.frames[i] = {b.pending[i].frame.data, b.pending[i].frame.len};
-
   const uint64_t t0 = now_ns();
+  for (size_t i = 0; i < n; i++) {
+    const RxFrame& f = b.pending[i].frame;
+    // Flow direction and state for `flow:` rules, in arrival order.
+    const uint8_t flow = flow_state_.observe(classify::parse_frame(f.data, f.len), f.data, t0);
+    b.frames[i] = {f.data, f.len, flow};
+  }
+
   if (gpu_ && !gpu_failed_ && n >= cfg_.gpu_min_batch && n <= gpu_->max_batch()) {
     try {
       b.ticket = gpu_->submit(b.frames);

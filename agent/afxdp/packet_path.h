@@ -37,6 +37,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "afxdp/flow_state.h"
 #include "afxdp/xsk_socket.h"
 #include "bpf/xdp_filter.h"
 #include "kernels/classify/classify.h"
@@ -158,6 +159,11 @@ class PacketPath {
   bool window_armed_ = false;
   std::vector<Pending> pending_;
   std::unordered_map<gpo_flow_key, uint32_t, KeyHash, KeyEq> uncached_;  // agent-seen packets per open flow
+  // Rule `flow:` state: each frame's FlowBits (flow_state.h), set in
+  // process_batch() in arrival order. Entries of flows the cache decides
+  // age out (idle timeout, bounded table): packets of such a flow already
+  // in flight still get the right direction.
+  FlowTracker flow_state_;
   PacketCounters c_;
 };
 

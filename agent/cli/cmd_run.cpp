@@ -13,6 +13,7 @@
 #include "afxdp/packet_path.h"
 #include "backend/backend.h"
 #include "cli/commands.h"
+#include "cli/rules_options.h"
 #include "ipc/offload_service.h"
 #include "kernels/classify/cpu_classifier.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
@@ -56,6 +57,7 @@ struct RunOptions {
   ipc::OffloadRunOptions offload;  // --no-offload, --offload-*
   bool print_config = false;
   std::string config_file;
+  RulesOptions rules;  // --var, --suricata-yaml, --strict (cli/rules_options.h)
 };
 
 // --config FILE: TOML or INI, keys = the long option names (optionally under
@@ -70,6 +72,7 @@ void apply_config_file(CLI::App* cmd, const std::string& path) {
   }
   for (auto& it : items) {
     if (it.name == "++" || it.name == "--") continue;  // section markers
+    if (it.parents.size() == 1 && it.parents[0] == "vars") continue;  // rule variables: read_config_vars()
     if (!(it.parents.empty() || (it.parents.size() == 1 && it.parents[0] == "run")))
       throw CLI::RuntimeError("--config " + path + ": unknown section for key " + it.fullname(), kUsage);
     CLI::Option* opt = cmd->get_option_no_throw("--" + it.name);
@@ -108,25 +111,49 @@ int exit_for(loader::XdpError::Kind k) {
   }
 }
 
-// Rules from --rules, else the embedded default set; all problems listed, none ignored.
-std::shared_ptr<const classify::RuleTables> load_rules(const std::string& path, std::string& what) {
+// Rules from --rules, else the embedded default set. Rules the filter cannot
+// enforce are skipped, each logged with its reason, then the coverage. An
+// invalid rule or a file problem (a mistake to fix) refuses the file, and so
+// does any problem with --strict. `status` gets the counts.
+std::shared_ptr<const classify::RuleTables> load_rules(const RunOptions& o, std::string& what, nlohmann::json& status) {
+  const std::string& path = o.rules_file;
+  const rules::ParseOptions po = make_parse_options(o.rules, read_config_vars(o.config_file));
   rules::ParseResult pr;
   std::string name = path.empty() ? rules::kDefaultRulesName : path;
   try {
-    pr = path.empty() ? rules::parse_rules(rules::default_rules_text()) : rules::parse_rules_file(path);
+    pr = path.empty() ? rules::parse_rules(rules::default_rules_text(), po) : rules::parse_rules_file(path, po);
   } catch (const std::exception& e) {
     throw CLI::RuntimeError("rules: " + std::string(e.what()), kUsage);
   }
-  if (!pr.ok()) {
-    for (auto& d : pr.problems) log::error("{}", rules::format_diagnostic(name, d));
-    throw CLI::RuntimeError("rules: " + std::to_string(pr.problems.size()) + " problem(s) in " + name +
-                                " (listed above); fix them or check with `gpuoffload-agent rules check " +
-                                (path.empty() ? std::string("FILE") : path) + "`",
-                            kFailure);
+  for (auto& n : pr.var_notes) log::info("rules: variable {}", n);
+  for (auto& d : pr.problems) {
+    if (d.kind == rules::Diagnostic::kUnsupported) log::warn("{} (rule skipped)", rules::format_diagnostic(name, d));
+    else log::error("{}", rules::format_diagnostic(name, d));
   }
+  const rules::Coverage cov = rules::coverage(pr);
+  const size_t mistakes = cov.invalid + cov.file_problems;
+  if ((o.rules.strict && !pr.ok()) || mistakes > 0)
+    throw CLI::RuntimeError(
+        "rules: " + std::to_string(o.rules.strict ? pr.problems.size() : mistakes) + " problem(s) in " + name +
+            (o.rules.strict ? " (listed above; --strict refuses every one)" : " (listed above)") +
+            "; fix them or check with `gpuoffload-agent rules check " + (path.empty() ? std::string("FILE") : path) + "`",
+        kFailure);
   auto tables = std::make_shared<const classify::RuleTables>(rules::compile(pr.set));
   what = fmt::format("{} rules from {}, default {}", pr.set.rules.size(), name,
                      rules::action_name(pr.set.default_action));
+  if (!pr.ok()) log::warn("rules: {}: {}", name, rules::coverage_line(cov));
+  nlohmann::json reasons = nlohmann::json::array();
+  for (size_t i = 0; i < cov.reasons.size() && i < 10; ++i)
+    reasons.push_back({{"reason", cov.reasons[i].first}, {"rules", cov.reasons[i].second}});
+  status = {{"file", name},
+            {"rules", cov.rules},
+            {"loaded", cov.loaded},
+            {"skipped_unsupported", cov.unsupported},
+            {"skipped_invalid", cov.invalid},
+            {"file_problems", cov.file_problems},
+            {"top_reasons", reasons},
+            {"default", rules::action_name(pr.set.default_action)},
+            {"summary", rules::coverage_line(cov)}};
   return tables;
 }
 
@@ -178,7 +205,8 @@ void run(const RunOptions& o, CLI::App* cmd) {
 
   // Rules before privileges: a typo in the rules file should not need root to find.
   std::string rules_what;
-  auto tables = load_rules(o.rules_file, rules_what);
+  nlohmann::json rules_status;
+  auto tables = load_rules(o, rules_what, rules_status);
   classify::CpuClassifier classifier(tables);
   std::unique_ptr<classify::AsyncClassifier> gpu_classifier;
   uint32_t batch_size = o.batch_size;  // raised when the GPU classifier runs (below)
@@ -291,6 +319,7 @@ void run(const RunOptions& o, CLI::App* cmd) {
     j["pid"] = getpid();
     j["classifier"] = classifier_what;
     j["rules"] = rules_what;
+    j["rule_set"] = rules_status;
     j["spotting"] = spotter ? std::string(spot::mode_name(spotter->mode())) : std::string("off");
     j["offload"] = offload.to_json();
     if (path) j["packet_filter"] = path->to_json();
@@ -326,8 +355,10 @@ void add_run(CLI::App& app) {
       "Examples:\n"
       "  sudo gpuoffload-agent run --xdp eth1 --rules /etc/gpuoffload/rules.rules\n"
       "  sudo gpuoffload-agent run --xdp eth1,eth2 --fail-policy closed   # inline: bridge eth1 <-> eth2\n"
+      "  sudo gpuoffload-agent run --xdp eth1 --rules emerging.rules --var HOME_NET=[10.0.0.0/8]\n"
       "  gpuoffload-agent run --print-config > agent.toml   # then: run --config agent.toml\n"
-      "Every option can also be set in the --config file (TOML or INI, same names without --).");
+      "Every option can also be set in the --config file (TOML or INI, same names without --); rule\n"
+      "variables go in its [vars] table: HOME_NET = \"[10.0.0.0/8]\".");
   auto o = std::make_shared<RunOptions>();
   cmd->add_option("--config", o->config_file, "Read options from this TOML/INI file (keys = long option names)")
       ->check(CLI::ExistingFile)
@@ -377,6 +408,7 @@ void add_run(CLI::App& app) {
   cmd->add_option("--status-interval-ms", o->status_interval_ms, "How often the status file is rewritten")
       ->check(CLI::Range(10, 3600000))
       ->capture_default_str();
+  add_rules_options(cmd, o->rules);
   ipc::add_run_options(*cmd, o->offload);
   cmd->add_flag("--no-spot", o->no_spot, "Do not start spotting (same as --spot-mode off)");
   spot::add_spot_flags(cmd, o->spot);

@@ -143,7 +143,32 @@ constexpr StatRow kStatRows[] = {
     {"non_ip", &gpo_xdp_stats::non_ip, "not IP, passed"},
 };
 
-void run_status(const std::string& pin_dir, bool json, size_t top_n) {
+// The status file `run` writes, when the agent that wrote it is alive; null otherwise.
+nlohmann::json live_status(const std::string& file) {
+  std::ifstream f(file);
+  if (!f) return nullptr;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+  const int pid = j.value("pid", 0);
+  if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) return nullptr;
+  return j;
+}
+
+// The running rule set: loaded rule count and the skip summary.
+void print_rules_status(const std::string& file) {
+  nlohmann::json j = live_status(file);
+  if (j.is_null() || !j.contains("rule_set")) return;
+  const auto& r = j["rule_set"];
+  std::printf("\nrules (agent pid %d): %s: %s, default %s\n", j.value("pid", 0),
+              r.value("file", std::string("?")).c_str(), r.value("summary", std::string("?")).c_str(),
+              r.value("default", std::string("?")).c_str());
+}
+
+void run_status(const std::string& pin_dir, bool json, size_t top_n, const std::string& status_file) {
   if (!loader::have_bpf_privileges())
     throw CLI::RuntimeError("status: reading the pinned BPF maps needs root (or CAP_BPF); run it with sudo",
                             kNoPrivilege);
@@ -203,6 +228,8 @@ void run_status(const std::string& pin_dir, bool json, size_t top_n) {
     for (const auto& [from, to] : peers) j["tx_ports"][from] = to;
     for (const auto& s : kStatRows) j["stats"][s.name] = {{"packets", (st.*s.c).packets}, {"bytes", (st.*s.c).bytes}};
     j["flows"] = {{"entries", entries}, {"max_entries", max_entries}, {"top", nlohmann::json::array()}};
+    if (nlohmann::json live = live_status(status_file); !live.is_null() && live.contains("rule_set"))
+      j["rule_set"] = live["rule_set"];
     for (const auto& r : rows)
       j["flows"]["top"].push_back({{"a", flow_a(r.key)}, {"b", flow_b(r.key)}, {"proto", proto_str(r.key.proto)},
                                    {"action", loader::action_name(r.v.action)}, {"rule_id", r.v.rule_id},
@@ -283,15 +310,17 @@ void add_status(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print JSON instead of text");
   cmd->add_option("--top", o->top, "How many flows to list, busiest first")->capture_default_str();
   cmd->add_option("--pin-dir", o->pin_dir, "Where the maps are pinned")->capture_default_str();
-  cmd->add_option("--status-file", o->status_file, "The status file `run` writes (offload and planner lines)")
+  cmd->add_option("--status-file", o->status_file, "The status file `run` writes (rule set, offload and planner lines)")
       ->capture_default_str();
   cmd->callback([o] {
     try {
-      run_status(o->pin_dir, o->json, o->top);
+      run_status(o->pin_dir, o->json, o->top, o->status_file);
     } catch (const CLI::RuntimeError&) {
+      if (!o->json) print_rules_status(o->status_file);
       if (!o->json) print_offload_status(o->status_file);
       throw;
     }
+    if (!o->json) print_rules_status(o->status_file);
     if (!o->json) print_offload_status(o->status_file);
   });
 }
