@@ -70,6 +70,9 @@ struct Batch {
   // set before done(): the jobs themselves on the CPU, preparation, staging
   // copies and waiting on a GPU.
   uint64_t cpu_ns = 0;
+  // Wall time a GPU backend spent running it (its share, by bytes, of a run
+  // that took several batches together); 0 where not measured.
+  uint64_t run_ns = 0;
 };
 
 using Completion = std::function<void(Batch&)>;

@@ -538,6 +538,7 @@ void CudaBackend::worker() {
 
 void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
   const uint64_t t0 = thread_cpu_ns();
+  const auto wall0 = std::chrono::steady_clock::now();
   // Per family the jobs and the batch (index in group) each came from.
   struct Part {
     std::vector<Job*> jobs;
@@ -637,12 +638,15 @@ void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
   // Host CPU time: this thread's (preparation, staging, waiting on the GPU)
   // and the pool's, shared out by input bytes.
   const uint64_t host_ns = thread_cpu_ns() - t0 + cpu_ns + retry_ns;
+  const uint64_t wall_ns = uint64_t(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - wall0).count());
   uint64_t all_bytes = 0, all_jobs = 0;
   for (uint32_t g = 0; g < group.size(); ++g) all_bytes += bytes[g], all_jobs += group[g].first->jobs.size();
   for (uint32_t g = 0; g < group.size(); ++g) {
     Batch& b = *group[g].first;
     b.ran_on = retried_in[g] ? "cpu-retry" : on_gpu[g] ? name() : "cpu";
-    b.cpu_ns += all_bytes ? uint64_t(double(host_ns) * double(bytes[g]) / double(all_bytes)) : host_ns / group.size();
+    const double share = all_bytes ? double(bytes[g]) / double(all_bytes) : 1.0 / double(group.size());
+    b.cpu_ns += uint64_t(double(host_ns) * share);
+    b.run_ns = uint64_t(double(wall_ns) * share);
   }
   std::lock_guard lk(stats_mu_);
   stats_.batches += group.size();

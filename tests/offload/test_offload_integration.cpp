@@ -99,8 +99,10 @@ struct AgentProc {
     if (pid == 0) {
       int fd = open("/dev/null", O_WRONLY);
       dup2(fd, 2);
+      // --offload-mode all: without a GPU the plan keeps every job in the
+      // client; this test is about the service path, so it takes them all.
       execl(AGENT_BIN, AGENT_BIN, "run", "--offload-socket", sock.c_str(), "--status-file", "", "--no-spot",
-            "--offload-window-us", "100", nullptr);
+            "--offload-mode", "all", nullptr);
       _exit(127);
     }
   }

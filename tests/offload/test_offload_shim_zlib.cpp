@@ -188,7 +188,7 @@ TEST(ShimZlibAgent, AgentUnderTheShimNeverSendsItselfJobs) {
     setenv("GPO_SHIM_MIN_BYTES", "1024", 1);
     setenv("GPO_TIMEOUT_MS", "3000", 1);
     execl(AGENT_BIN, AGENT_BIN, "run", "--offload-socket", sock.c_str(), "--status-file", "", "--no-spot",
-          "--backend", "cpu", nullptr);
+          "--backend", "cpu", "--offload-mode", "all", nullptr);
     _exit(127);
   }
   bool up = false;
