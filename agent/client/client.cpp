@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -51,7 +52,26 @@ constexpr uint64_t kAlign = 64;
 struct Counters {
   std::atomic<uint64_t> jobs{0}, by_agent{0}, local{0}, local_no_agent{0}, local_timeout{0}, local_agent_gone{0},
       local_rejected{0}, local_no_room{0}, local_by_plan{0}, connects{0};
+  // Where the time of jobs sent to the agent goes, in this process (GPO_TRACE=1 prints it at exit).
+  std::atomic<uint64_t> ns_copy_in{0}, ns_ring{0}, ns_wait{0}, ns_copy_out{0}, sent{0};
 } g_count;
+
+int64_t mono_ns();
+
+void print_trace() {
+  const double n = double(std::max<uint64_t>(1, g_count.sent.load()));
+  std::fprintf(stderr,
+               "gpuoffload client %d: %llu jobs, %llu by the agent, %llu here (%llu by plan, %llu no agent, %llu "
+               "timeout, %llu agent gone, %llu rejected, %llu no room); per job sent: copy in %.1f us, doorbell "
+               "%.1f us, wait %.1f us, copy out %.1f us\n",
+               int(getpid()), (unsigned long long)g_count.jobs.load(), (unsigned long long)g_count.by_agent.load(),
+               (unsigned long long)g_count.local.load(), (unsigned long long)g_count.local_by_plan.load(),
+               (unsigned long long)g_count.local_no_agent.load(), (unsigned long long)g_count.local_timeout.load(),
+               (unsigned long long)g_count.local_agent_gone.load(), (unsigned long long)g_count.local_rejected.load(),
+               (unsigned long long)g_count.local_no_room.load(), double(g_count.ns_copy_in.load()) / n / 1e3,
+               double(g_count.ns_ring.load()) / n / 1e3, double(g_count.ns_wait.load()) / n / 1e3,
+               double(g_count.ns_copy_out.load()) / n / 1e3);
+}
 
 uint64_t env_u64(const char* name, uint64_t def) {
   const char* v = getenv(name);
@@ -351,7 +371,10 @@ void atfork_child() {
 }
 
 std::shared_ptr<Conn> get_conn() {
-  std::call_once(g_atfork_once, [] { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); });
+  std::call_once(g_atfork_once, [] {
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    if (env_u64("GPO_TRACE", 0)) std::atexit(print_trace);
+  });
   std::lock_guard lk(g_mu);
   if (g_conn && !g_conn->check_dead()) return g_conn;
   g_conn.reset();  // jobs still out keep their own reference
@@ -564,6 +587,7 @@ int gpo_submit(const gpo_request* req, gpo_handle** out) {
   auto c = get_conn();
   if (!c) return local(g_count.local_no_agent);
 
+  const int64_t t_in = mono_ns();
   uint32_t i;
   Conn::Bufs b;
   {
@@ -603,6 +627,9 @@ int gpo_submit(const gpo_request* req, gpo_handle** out) {
   __atomic_store_n(&j->state, GPO_JOB_SUBMITTED, __ATOMIC_RELEASE);
   h->conn = c;
   h->job = i;
+  const int64_t t_ring = mono_ns();
+  g_count.ns_copy_in += uint64_t(t_ring - t_in);
+  g_count.sent++;
 
   if (c->doorbell == GPO_DOORBELL_UPROBE) {
     gpo_doorbell(c->slab_id, i, uint32_t(req->op), req->in_len);
@@ -616,6 +643,7 @@ int gpo_submit(const gpo_request* req, gpo_handle** out) {
       if (take_back(*h, full ? g_count.local_no_room : g_count.local_agent_gone)) h->conn.reset();
     }
   }
+  g_count.ns_ring += uint64_t(mono_ns() - t_ring);
   *out = h;
   return GPO_OK;
 }
@@ -635,6 +663,7 @@ int gpo_wait(gpo_handle* h, size_t* out_len) {
     Conn& c = *h->conn;
     gpo_job* j = c.job(h->job);
     auto deadline = Clock::now() + std::chrono::milliseconds(env_u64("GPO_TIMEOUT_MS", 2000));
+    const int64_t t_wait = mono_ns();
     bool local = false;
     for (;;) {
       uint32_t s = __atomic_load_n(&j->state, __ATOMIC_ACQUIRE);
@@ -651,6 +680,8 @@ int gpo_wait(gpo_handle* h, size_t* out_len) {
       // Short slices so a dead agent is noticed quickly, not after the timeout.
       futex_wait(&j->state, s, std::min<Clock::duration>(deadline - now, std::chrono::milliseconds(20)));
     }
+    const int64_t t_out = mono_ns();
+    g_count.ns_wait += uint64_t(t_out - t_wait);
     if (!local) {
       // DONE: the agent's result.
       const gpo_request& r = h->req;
@@ -676,6 +707,7 @@ int gpo_wait(gpo_handle* h, size_t* out_len) {
         g_count.local_rejected++;
       }
       free_job(c, h->job);
+      g_count.ns_copy_out += uint64_t(mono_ns() - t_out);
     }
   }
   int rc = h->result;

@@ -31,6 +31,12 @@ bool in_range(uint64_t off, uint64_t len, uint64_t lo, uint64_t hi) {
   return off >= lo && off <= hi && len <= hi - off;
 }
 
+uint64_t mono_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
+
 void futex_wake(uint32_t* addr) {
   // Shared (not FUTEX_PRIVATE): the waiter is another process mapping the same memfd.
   syscall(SYS_futex, addr, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
@@ -58,6 +64,10 @@ struct ClientServer::AtomicStats {
   // waiting in the batcher. A completion that finds jobs waiting wakes the
   // loop through wake_fd (both sides update theirs before reading the other's).
   std::atomic<uint32_t> running_batches{0}, running_jobs{0}, waiting_jobs{0};
+  // Where a job's time in the agent goes, summed over jobs: from the claim to
+  // its batch's hand-over (gathering), at the backend (queue and run), and
+  // writing results and waking clients (completing).
+  std::atomic<uint64_t> ns_gathering{0}, ns_backend{0}, ns_completing{0}, jobs_timed{0};
   // Closed with the last reference (completions of batches still running hold one).
   int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   ~AtomicStats() {
@@ -101,6 +111,7 @@ struct ClientServer::Pending {
   std::shared_ptr<Slab> slab;
   uint32_t job = 0;
   gpo_job d{};
+  uint64_t claimed_ns = 0;  // when the doorbell claimed it (mono_ns)
 };
 
 struct ClientServer::Running {
@@ -404,6 +415,7 @@ void ClientServer::on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint3
   Pending p;
   p.slab = s;
   p.job = job;
+  p.claimed_ns = mono_ns();
   std::memcpy(&p.d, j, sizeof(gpo_job));  // from here on only the copy counts
   const backend::OpInfo* info = backend::find_op(backend::OpId(p.d.op));
   bool ok = info && p.d.op == op && p.d.in_len == len &&
@@ -479,6 +491,10 @@ void ClientServer::flush(uint16_t op) {
   run->items = std::move(q);
   q.clear();
   const uint32_t n = uint32_t(run->items.size());
+  const uint64_t flushed = mono_ns();
+  uint64_t gathering = 0;
+  for (const auto& p : run->items) gathering += flushed - p.claimed_ns;
+  st_->ns_gathering += gathering;
   run->batch.jobs.resize(run->items.size());
   for (size_t i = 0; i < run->items.size(); ++i) {
     Pending& p = run->items[i];
@@ -501,7 +517,8 @@ void ClientServer::flush(uint16_t op) {
   st_->running_batches++;
   st_->running_jobs += n;
   st_->waiting_jobs -= n;
-  be_.submit(run->batch, [run, st = st_, n](backend::Batch& b) {
+  be_.submit(run->batch, [run, st = st_, n, flushed](backend::Batch& b) {
+    const uint64_t ran = mono_ns();
     // Room again before the wakes: a client's next job must find it. Jobs
     // that waited for this room go now (the loop flushes them).
     st->running_batches--;
@@ -525,6 +542,9 @@ void ClientServer::flush(uint16_t op) {
       complete(*p.slab, p.job, st, out_len, j.op == backend::OpId::aes256_gcm_encrypt ? j.tag.data() : nullptr);
       p.slab->inflight--;
     }
+    st->ns_backend += (ran - flushed) * n;
+    st->ns_completing += (mono_ns() - ran) * n;
+    st->jobs_timed += n;
     // run (and with it the slab references) goes when this lambda is destroyed.
   });
 }
@@ -545,6 +565,14 @@ ServerStats ClientServer::stats() const {
   s.jobs_released = st_->jobs_released;
   s.batches = st_->batches;
   return s;
+}
+
+nlohmann::json ClientServer::per_job_us() const {
+  const double n = double(std::max<uint64_t>(1, st_->jobs_timed.load()));
+  return {{"jobs", st_->jobs_timed.load()},
+          {"gathering", double(st_->ns_gathering.load()) / n / 1e3},
+          {"at_backend", double(st_->ns_backend.load()) / n / 1e3},
+          {"completing", double(st_->ns_completing.load()) / n / 1e3}};
 }
 
 nlohmann::json ClientServer::plan_json() const {
@@ -578,6 +606,7 @@ nlohmann::json ClientServer::to_json() const {
           {"jobs_over_quota", s.jobs_over_quota},
           {"batches", s.batches},
           {"jobs_waiting", st_->waiting_jobs.load()},
+          {"per_job_us", per_job_us()},
           {"jobs_at_backend", st_->running_jobs.load()},
           {"plan", plan_json()}};
 }

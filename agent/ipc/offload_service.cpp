@@ -139,8 +139,17 @@ void OffloadService::stop(loop::EventLoop& loop) {
   if (server_) {
     auto s = server_->stats();
     server_->unregister(loop);
-    log::info("offload: {} jobs done, {} rejected, {} over quota, {} clients", s.jobs_done, s.jobs_rejected,
-              s.jobs_over_quota, s.clients);
+    const auto t = server_->per_job_us();
+    log::info("offload: {} jobs done in {} batches, {} rejected, {} over quota, {} clients; per job {:.1f} us "
+              "gathering, {:.1f} us at the backend, {:.1f} us completing",
+              s.jobs_done, s.batches, s.jobs_rejected, s.jobs_over_quota, s.clients, t["gathering"].get<double>(),
+              t["at_backend"].get<double>(), t["completing"].get<double>());
+    if (planner_) {
+      const auto c = planner_->cpu_seconds();
+      log::info("planner: {:.2f} CPU seconds saved ({:.2f} s of CPU work moved to the GPU, {:.2f} s of host CPU "
+                "spent on it); {:.2f} s on the CPU backend",
+                c.saved(), c.moved, c.gpu_host, c.cpu_backend);
+    }
   }
   server_.reset();
   backend_.reset();  // runs what is queued, then joins its threads
