@@ -211,7 +211,10 @@ int64_t mono_ns() {
   return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
+void init_once();
+
 void refresh_plan(int64_t now, const std::string& plan_path) {
+  init_once();
   std::lock_guard lk(g_plan.mu);
   if (now < g_plan.next_check_ns.load()) return;  // another thread just did
   g_plan.disabled = env_u64("GPO_DISABLE", 0) != 0;
@@ -354,8 +357,16 @@ std::shared_ptr<Conn> connect_agent() {
   return c;
 }
 
-void atfork_prepare() { g_mu.lock(); }
-void atfork_parent() { g_mu.unlock(); }
+// Both locks across fork (g_mu first: refresh_plan never takes g_mu), so the
+// child never inherits one held by a thread that does not exist there.
+void atfork_prepare() {
+  g_mu.lock();
+  g_plan.mu.lock();
+}
+void atfork_parent() {
+  g_plan.mu.unlock();
+  g_mu.unlock();
+}
 void atfork_child() {
   // The child is another process: the agent would refuse its doorbells on the
   // parent's slab. Forget the connection (without touching the parent's
@@ -367,14 +378,19 @@ void atfork_child() {
     new (&g_conn) std::shared_ptr<Conn>();  // leak the child's copy: the mapping stays for handles made before fork
   }
   g_next_try = Clock::time_point{};
+  g_plan.mu.unlock();
   g_mu.unlock();
 }
 
-std::shared_ptr<Conn> get_conn() {
+void init_once() {
   std::call_once(g_atfork_once, [] {
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     if (env_u64("GPO_TRACE", 0)) std::atexit(print_trace);
   });
+}
+
+std::shared_ptr<Conn> get_conn() {
+  init_once();
   std::lock_guard lk(g_mu);
   if (g_conn && !g_conn->check_dead()) return g_conn;
   g_conn.reset();  // jobs still out keep their own reference

@@ -9,22 +9,18 @@
 #include <openssl/evp.h>
 
 #include <cstring>
-#include <memory>
 
 #include "aes/aes.h"
 
 namespace gpo::aes {
 namespace {
 
-struct CipherFree {
-  void operator()(EVP_CIPHER* c) const { EVP_CIPHER_free(c); }
-};
-
-// Fetched once per process; null if the provider has no such cipher.
+// Fetched once per process and never freed: threads of the process may still
+// run jobs while it exits. Null if the provider has no such cipher.
 const EVP_CIPHER* cipher(Mode m) {
-  static const std::unique_ptr<EVP_CIPHER, CipherFree> gcm{EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr)};
-  static const std::unique_ptr<EVP_CIPHER, CipherFree> ctr{EVP_CIPHER_fetch(nullptr, "AES-256-CTR", nullptr)};
-  return m == Mode::gcm ? gcm.get() : ctr.get();
+  static const EVP_CIPHER* const gcm = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+  static const EVP_CIPHER* const ctr = EVP_CIPHER_fetch(nullptr, "AES-256-CTR", nullptr);
+  return m == Mode::gcm ? gcm : ctr;
 }
 
 // One context per mode and thread, with the key it was last initialised
