@@ -236,7 +236,7 @@ void run_status(const std::string& pin_dir, bool json, size_t top_n) {
 }
 
 // The offload service's part of the status file that `run` writes: its
-// backend and what the planner decided (issue 8). Text mode only; nothing
+// backend and what the planner decided. Text mode only; nothing
 // when no live agent wrote the file.
 void print_offload_status(const std::string& file) {
   std::ifstream f(file);

@@ -1,8 +1,10 @@
-// The agent's side of the offload path (DESIGN.md path 2): a Unix socket that
+// The agent's side of the offload path: a Unix socket that
 // clients (libgpuoffload) register their slabs with, doorbells from the uprobe
 // ring buffer or the socket, validation of every descriptor, batching of jobs
-// of one op across clients, the backend, and completion into the slab with a
-// futex wake. docs/offload.md describes the protocol and the security model.
+// of one op across clients (handed over at once while the backend has room,
+// gathered while it has none), the backend, completion into the slab with a
+// futex wake, and the plan page that keeps other jobs in their process.
+// docs/offload.md describes the protocol and the security model.
 #pragma once
 #include <sys/types.h>
 

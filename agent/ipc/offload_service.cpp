@@ -17,7 +17,8 @@ void add_run_options(CLI::App& cmd, OffloadRunOptions& o) {
       ->check(CLI::Range(1, 65536))
       ->capture_default_str();
   cmd.add_option("--offload-window-us", o.server.batch_window_us,
-                 "Offload: wait at most this long for a batch to fill (0 = run at once)")
+                 "Offload: 0 = jobs go to the backend at once while it has room and gather into one batch while it "
+                 "has none; US = fixed windows: a batch goes when full or US after its first job")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   cmd.add_option("--offload-max-slab-mb", o.max_slab_mb, "Offload: largest shared slab one client may register")
@@ -101,6 +102,7 @@ void OffloadService::start(const OffloadRunOptions& o, const std::string& backen
   }
   mode_ = o.mode;
   ServerOptions so = o.server;
+  so.flush_when_idle = so.batch_window_us == 0;
   so.max_slab_bytes = uint64_t(o.max_slab_mb) << 20;
   so.plan_min_bytes = client_plan();
   server_ = std::make_unique<ClientServer>(so, *backend_);

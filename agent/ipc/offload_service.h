@@ -23,7 +23,11 @@ namespace gpo::ipc {
 
 struct OffloadRunOptions {
   bool disabled = false;
-  ServerOptions server;
+  ServerOptions server = [] {
+    ServerOptions s;
+    s.batch_window_us = 0;  // `run`: batches gather while the backend is busy (--offload-window-us for windows)
+    return s;
+  }();
   uint32_t max_slab_mb = 256;
   std::string profile = "/var/lib/gpuoffload/profile.json";  // the planner's (backend auto)
   // plan: clients send only the jobs the GPU can speed up (the plan page);

@@ -193,7 +193,7 @@ TEST(ShimZlibAgent, AgentUnderTheShimNeverSendsItselfJobs) {
   }
   bool up = false;
   for (int i = 0; i < 500 && !up; ++i) {
-    up = access(sock.c_str(), F_OK) == 0;
+    up = access((sock + ".plan").c_str(), F_OK) == 0;  // the plan page appears once the agent serves
     if (!up) usleep(10000);
   }
   ASSERT_TRUE(up) << "agent did not create " << sock;
