@@ -230,7 +230,10 @@ void refresh_plan(int64_t now, const std::string& plan_path) {
   } else if (!cur || st.st_dev != g_plan.dev || st.st_ino != g_plan.ino) {
     int fd = open(g_plan.path.c_str(), O_RDONLY | O_CLOEXEC);
     struct stat fst {};
-    if (fd >= 0 && fstat(fd, &fst) == 0 && S_ISREG(fst.st_mode) && uint64_t(fst.st_size) >= sizeof(gpo_plan_page)) {
+    // Only a page root or this user wrote: another user's file in a shared
+    // folder could be truncated under the mapping (SIGBUS).
+    if (fd >= 0 && fstat(fd, &fst) == 0 && S_ISREG(fst.st_mode) && (fst.st_uid == 0 || fst.st_uid == geteuid()) &&
+        uint64_t(fst.st_size) >= sizeof(gpo_plan_page)) {
       void* p = mmap(nullptr, sizeof(gpo_plan_page), PROT_READ, MAP_SHARED, fd, 0);
       const auto* pg = static_cast<const gpo_plan_page*>(p);
       if (p != MAP_FAILED && pg->magic == GPO_PLAN_MAGIC && pg->version == GPO_PLAN_VERSION) {
