@@ -263,7 +263,7 @@ void run_status(const std::string& pin_dir, bool json, size_t top_n, const std::
 }
 
 // The offload service's part of the status file that `run` writes: its
-// backend and what the planner decided (issue 8). Text mode only; nothing
+// backend and what the planner decided. Text mode only; nothing
 // when no live agent wrote the file.
 void print_offload_status(const std::string& file) {
   std::ifstream f(file);
@@ -282,8 +282,29 @@ void print_offload_status(const std::string& file) {
     return;
   }
   std::printf("\noffload (agent pid %d): backend %s\n", pid, off.value("backend", std::string("?")).c_str());
+  std::printf("  %llu jobs done in %llu batches\n", (unsigned long long)off.value("jobs_done", 0ull),
+              (unsigned long long)off.value("batches", 0ull));
+  const auto t = off.value("per_job_us", nlohmann::json::object());
+  if (t.value("jobs", 0ull) > 0)
+    std::printf("  per job in the agent: %.1f us gathering, %.1f us at the backend, %.1f us completing\n",
+                t.value("gathering", 0.0), t.value("at_backend", 0.0), t.value("completing", 0.0));
+  const auto plan = off.value("plan", nlohmann::json());
+  if (plan.is_object()) {
+    std::string sent;
+    for (const auto& [op, v] : plan.value("client_min_bytes", nlohmann::json::object()).items())
+      if (!v.is_string()) sent += (sent.empty() ? "" : ", ") + op + " >= " + std::to_string(v.get<uint64_t>()) + " B";
+    std::printf("  clients send: %s (plan page %s)\n", sent.empty() ? "nothing, every job stays in its process" : sent.c_str(),
+                plan.value("path", std::string("?")).c_str());
+  }
   const auto pl = off.value("planner", nlohmann::json::object());
   std::printf("  %s\n", pl.value("status", std::string("planner: unknown")).c_str());
+  if (pl.contains("cpu_seconds")) {
+    const auto c = pl["cpu_seconds"];
+    std::printf("  CPU seconds saved: %.2f (%.2f s of CPU work moved to the GPU, %.2f s of host CPU spent on it; "
+                "%.2f s on the CPU backend)\n",
+                c.value("saved", 0.0), c.value("moved_to_gpu", 0.0), c.value("gpu_host", 0.0),
+                c.value("cpu_backend", 0.0));
+  }
   for (const auto& [op, c] : pl.value("ops", nlohmann::json::object()).items())
     std::printf("  %-22s %8llu batches on the CPU (%llu jobs), %8llu on the GPU (%llu jobs)\n", op.c_str(),
                 (unsigned long long)c.value("cpu_batches", 0ull), (unsigned long long)c.value("cpu_jobs", 0ull),

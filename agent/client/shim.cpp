@@ -1,9 +1,12 @@
 // libgpuoffload-shim.so: LD_PRELOAD interposer for one-shot calls whose whole
 // meaning is in their arguments. Calls at or over the threshold
-// (GPO_SHIM_MIN_BYTES, default 64 KiB) go through libgpuoffload; everything
-// else, and any call made while the shim is already on this thread's stack
-// (the library's own CPU fallback calls libzstd), goes to the real function
-// found with dlsym(RTLD_NEXT). docs/offload.md lists what is intercepted.
+// (GPO_SHIM_MIN_BYTES, default 64 KiB) that the agent's plan sends to the
+// agent (gpo_would_offload: the GPU wins at that size) go through
+// libgpuoffload; everything else, and any call made while the shim is already
+// on this thread's stack (the library's own CPU fallback calls libzstd), goes
+// to the real function found with dlsym(RTLD_NEXT), with the caller's own
+// arguments (its ZSTD_CCtx too): exactly what the program would have done.
+// docs/offload.md lists what is intercepted.
 // zlib: compress2, compress, crc32, crc32_z. The library's and the agent's
 // zlib calls go to libz.so.1's own definitions (kernels/deflate/zlib_real.h),
 // so they never come back here, even in a process that preloads the shim.
@@ -89,7 +92,7 @@ extern "C" {
 __attribute__((visibility("default"))) unsigned char* SHA256(const unsigned char* d, size_t n, unsigned char* md) {
   auto next = real(g_sha256, "SHA256");
   // md == NULL means OpenSSL's static buffer: leave that to OpenSSL.
-  if (t_inside || !md || n < threshold()) return next(d, n, md);
+  if (t_inside || !md || n < threshold() || !gpo_would_offload(GPO_SHA256, n)) return next(d, n, md);
   Guard g;
   const void* msg = d;
   if (gpo_sha256_batch(&msg, &n, 1, md) != GPO_OK) return next(d, n, md);
@@ -99,7 +102,7 @@ __attribute__((visibility("default"))) unsigned char* SHA256(const unsigned char
 __attribute__((visibility("default"))) size_t ZSTD_compress(void* dst, size_t cap, const void* src, size_t n,
                                                             int level) {
   auto next = real(g_zcompress, "ZSTD_compress");
-  if (t_inside || n < threshold()) return next(dst, cap, src, n, level);
+  if (t_inside || n < threshold() || !gpo_would_offload(GPO_ZSTD_COMPRESS, n)) return next(dst, cap, src, n, level);
   Guard g;
   size_t out = 0;
   // Any failure (dst too small included) goes to the real call, which
@@ -111,7 +114,8 @@ __attribute__((visibility("default"))) size_t ZSTD_compress(void* dst, size_t ca
 __attribute__((visibility("default"))) size_t ZSTD_compressCCtx(ZSTD_CCtx* cctx, void* dst, size_t cap,
                                                                 const void* src, size_t n, int level) {
   auto next = real(g_zcompress_cctx, "ZSTD_compressCCtx");
-  if (t_inside || n < threshold() || !cctx) return next(cctx, dst, cap, src, n, level);
+  if (t_inside || n < threshold() || !cctx || !gpo_would_offload(GPO_ZSTD_COMPRESS, n))
+    return next(cctx, dst, cap, src, n, level);
   Guard g;
   size_t out = 0;
   if (gpo_zstd_compress(dst, cap, src, n, level, &out) != GPO_OK) return next(cctx, dst, cap, src, n, level);
@@ -124,7 +128,8 @@ __attribute__((visibility("default"))) size_t ZSTD_compressCCtx(ZSTD_CCtx* cctx,
 __attribute__((visibility("default"))) int compress2(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n,
                                                      int level) {
   auto next = real(g_compress2, "compress2");
-  if (t_inside || n < threshold() || !offload_compress2(dest, dest_len, src, n, level))
+  if (t_inside || n < threshold() || !gpo_would_offload(GPO_ZLIB_COMPRESS, n) ||
+      !offload_compress2(dest, dest_len, src, n, level))
     return next(dest, dest_len, src, n, level);
   return Z_OK;
 }
@@ -133,7 +138,8 @@ __attribute__((visibility("default"))) int compress2(Bytef* dest, uLongf* dest_l
 // it through the PLT, and then compress2 above sees it; others inline it).
 __attribute__((visibility("default"))) int compress(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n) {
   auto next = real(g_compress, "compress");
-  if (t_inside || n < threshold() || !offload_compress2(dest, dest_len, src, n, Z_DEFAULT_COMPRESSION))
+  if (t_inside || n < threshold() || !gpo_would_offload(GPO_ZLIB_COMPRESS, n) ||
+      !offload_compress2(dest, dest_len, src, n, Z_DEFAULT_COMPRESSION))
     return next(dest, dest_len, src, n);
   return Z_OK;
 }
@@ -142,14 +148,16 @@ __attribute__((visibility("default"))) int compress(Bytef* dest, uLongf* dest_le
 __attribute__((visibility("default"))) uLong crc32(uLong crc, const Bytef* buf, uInt n) {
   auto next = real(g_crc32, "crc32");
   uLong r = 0;
-  if (t_inside || !buf || n < threshold() || !offload_crc32(crc, buf, n, &r)) return next(crc, buf, n);
+  if (t_inside || !buf || n < threshold() || !gpo_would_offload(GPO_CRC32, n) || !offload_crc32(crc, buf, n, &r))
+    return next(crc, buf, n);
   return r;
 }
 
 __attribute__((visibility("default"))) uLong crc32_z(uLong crc, const Bytef* buf, z_size_t n) {
   auto next = real(g_crc32_z, "crc32_z");
   uLong r = 0;
-  if (t_inside || !buf || n < threshold() || !offload_crc32(crc, buf, n, &r)) return next(crc, buf, n);
+  if (t_inside || !buf || n < threshold() || !gpo_would_offload(GPO_CRC32, n) || !offload_crc32(crc, buf, n, &r))
+    return next(crc, buf, n);
   return r;
 }
 

@@ -101,8 +101,10 @@ struct AgentProc {
     if (pid == 0) {
       int fd = open("/dev/null", O_WRONLY);
       dup2(fd, 2);
+      // --offload-mode all: without a GPU the plan keeps every job in the
+      // client; this test is about the service path, so it takes them all.
       execl(AGENT_BIN, AGENT_BIN, "run", "--offload-socket", sock.c_str(), "--status-file", "", "--no-spot",
-            "--offload-window-us", "100", nullptr);
+            "--offload-mode", "all", nullptr);
       _exit(127);
     }
   }
@@ -116,7 +118,8 @@ struct AgentProc {
   ~AgentProc() { kill9(); }
 };
 
-bool wait_for_socket(const std::string& p, int ms) {
+// The plan page appears last, once the agent serves: what clients wait for.
+bool wait_for_agent(const std::string& p, int ms) {
   for (int i = 0; i < ms / 10; ++i) {
     if (access(p.c_str(), F_OK) == 0) return true;
     usleep(10000);
@@ -130,7 +133,7 @@ TEST(OffloadIntegration, RealAgentKilledUnderLoadThenRestarted) {
   std::string sock = unique_socket("kill");
   AgentProc agent;
   agent.start(sock);
-  ASSERT_TRUE(wait_for_socket(sock, 5000)) << "agent did not create " << sock;
+  ASSERT_TRUE(wait_for_agent(sock + ".plan", 5000)) << "agent did not create " << sock << ".plan";
   gpo_set_socket(sock.c_str());
   setenv("GPO_TIMEOUT_MS", "1000", 1);
   setenv("GPO_RECONNECT_MS", "50", 1);
@@ -173,7 +176,7 @@ TEST(OffloadIntegration, RealAgentKilledUnderLoadThenRestarted) {
   agent.kill9();
   int while_dead = phase(700);
   agent.start(sock);
-  ASSERT_TRUE(wait_for_socket(sock, 5000));
+  ASSERT_TRUE(wait_for_agent(sock + ".plan", 5000));
   gpo_client_stats s2{};
   gpo_get_stats(&s2);
   // The restarted agent can take seconds to serve under emulation (vmtest, TCG),

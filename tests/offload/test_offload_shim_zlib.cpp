@@ -189,12 +189,12 @@ TEST(ShimZlibAgent, AgentUnderTheShimNeverSendsItselfJobs) {
     setenv("GPO_SHIM_MIN_BYTES", "1024", 1);
     setenv("GPO_TIMEOUT_MS", "3000", 1);
     execl(AGENT_BIN, AGENT_BIN, "run", "--offload-socket", sock.c_str(), "--status-file", "", "--no-spot",
-          "--backend", "cpu", nullptr);
+          "--backend", "cpu", "--offload-mode", "all", nullptr);
     _exit(127);
   }
   bool up = false;
   for (int i = 0; i < 500 && !up; ++i) {
-    up = access(sock.c_str(), F_OK) == 0;
+    up = access((sock + ".plan").c_str(), F_OK) == 0;  // the plan page appears once the agent serves
     if (!up) usleep(10000);
   }
   ASSERT_TRUE(up) << "agent did not create " << sock;

@@ -5,10 +5,14 @@
  *
  * Every call returns a result: when the agent is absent, dies, is slow
  * (GPO_TIMEOUT_MS) or its backend fails, the library computes the job itself
- * on the CPU. docs/offload.md has the protocol and the configuration:
+ * on the CPU. A job goes to the agent only when the agent's plan page (a file
+ * next to its socket) says the GPU does it better than this process, counting
+ * the round trip; every other job runs here at once, with no IPC.
+ * docs/offload.md has the protocol and the configuration:
  *   GPO_SOCKET      agent socket (default /run/gpuoffload/agent.sock)
  *   GPO_TIMEOUT_MS  how long to wait for the agent per job (default 2000)
- *   GPO_SLAB_MB     shared slab size (default 16)
+ *   GPO_SLAB_MB     shared slab size (default 64)
+ *   GPO_RECONNECT_MS how often to look again for an absent agent (default 200)
  *   GPO_DISABLE=1   never contact the agent
  */
 #ifndef GPUOFFLOAD_H
@@ -100,12 +104,19 @@ typedef struct gpo_client_stats {
   int connected;
   int doorbell;             /* 1 = uprobe, 0 = socket (while connected) */
   uint32_t slab_id;         /* the agent's id of this process's slab (while connected) */
+  uint64_t local_by_plan;   /* the agent's plan keeps jobs of this op and size here (no IPC) */
 } gpo_client_stats;
 GPO_API void gpo_get_stats(gpo_client_stats* out);
 
 /* Points the library at another socket (tests, several agents); drops the
  * current connection. NULL: back to GPO_SOCKET / the default. */
 GPO_API void gpo_set_socket(const char* path);
+
+/* 1 when a job of op with len input bytes would go to the agent now (its
+ * plan page serves and says the GPU wins from this size), 0 when it would run
+ * in this process. A few loads; no IPC. The shim asks this first and calls the
+ * real function itself otherwise. */
+GPO_API int gpo_would_offload(int op, size_t len);
 
 /* The doorbell: the agent's uprobe sits on this symbol. Called by the library. */
 GPO_API void gpo_doorbell(uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len);
