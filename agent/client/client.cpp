@@ -161,6 +161,9 @@ Clock::time_point g_next_try;
 std::string g_socket;
 bool g_socket_set = false;
 std::once_flag g_atfork_once;
+// gpo_offload_range's cache (bottom of this file); gpo_set_socket clears it.
+std::atomic<int64_t> g_range_until_ns{0};
+std::atomic<uint64_t> g_range_area{0};  // bytes of the slab's data area; 0: no agent
 
 std::string socket_path() {
   if (g_socket_set) return g_socket;
@@ -689,6 +692,48 @@ void gpo_set_socket(const char* path) {
   g_socket = path ? path : "";
   g_conn.reset();
   g_next_try = Clock::time_point{};
+  g_range_until_ns = 0;
 }
 
 }  // extern "C"
+
+// --- gpo_offload_range ---------------------------------------------------------
+// Apart from the job path above on purpose: it only reads whether a connection
+// exists and how large its slab's data area is, and caches that for
+// GPO_RECONNECT_MS, so the provider and the shim can ask on every large call
+// without a syscall.
+namespace {
+
+int64_t mono_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace
+
+extern "C" void gpo_offload_range(int op, size_t* min_bytes, size_t* max_bytes) {
+  static const uint64_t min_env = env_u64("GPO_OFFLOAD_MIN_BYTES", 65536);
+  const int64_t now = mono_ns();
+  if (now >= g_range_until_ns.load(std::memory_order_relaxed)) {
+    auto c = get_conn();
+    uint64_t area = 0;
+    if (c && !c->dead) area = c->size - reinterpret_cast<const gpo_slab_header*>(c->base)->data_off;
+    g_range_area.store(area, std::memory_order_relaxed);
+    g_range_until_ns.store(now + int64_t(env_u64("GPO_RECONNECT_MS", 200)) * 1000000, std::memory_order_relaxed);
+  }
+  const uint64_t area = g_range_area.load(std::memory_order_relaxed);
+  size_t lo = SIZE_MAX, hi = 0;
+  if (area > 8192) {
+    // One job's input and output share the data area (64-byte aligned pieces).
+    const uint64_t room = area - 4096;
+    uint64_t top = room / 2;
+    if (op == GPO_ZSTD_COMPRESS || op == GPO_ZLIB_COMPRESS) top -= top / 128 + 1024;  // their output bounds
+    if (op == GPO_SHA256 || op == GPO_CRC32) top = room - 256;
+    lo = size_t(min_env ? min_env : 1);
+    hi = size_t(top & ~uint64_t(63));
+    if (lo > hi) lo = SIZE_MAX, hi = 0;
+  }
+  if (min_bytes) *min_bytes = lo;
+  if (max_bytes) *max_bytes = hi;
+}
