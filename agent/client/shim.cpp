@@ -63,6 +63,17 @@ void note(int op, int path, size_t n, unsigned long long t0 = 0) {
   gpo_account(op, path, 1, n, t0 ? now_ns() - t0 : 0);
 }
 
+// Where a one-shot call of n bytes goes: GPO_PATH_OFFLOAD, or why it stays
+// with the real function (below the shim's threshold, no agent reachable,
+// larger than one job).
+int route(int op, size_t n) {
+  if (n < threshold()) return GPO_PATH_CPU_SMALL;
+  size_t lo = 0, hi = 0;
+  gpo_offload_range(op, &lo, &hi);
+  if (lo == SIZE_MAX) return GPO_PATH_CPU_NO_AGENT;
+  return n > hi ? GPO_PATH_CPU_TOO_LARGE : GPO_PATH_OFFLOAD;
+}
+
 // compress2 through the library: true with *dest_len set, or false (the caller
 // then asks the real function, which returns zlib's own error code).
 bool offload_compress2(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n, int level) {
@@ -95,8 +106,9 @@ __attribute__((visibility("default"))) unsigned char* SHA256(const unsigned char
   auto next = real(g_sha256, "SHA256");
   // md == NULL means OpenSSL's static buffer: leave that to OpenSSL.
   if (t_inside) return next(d, n, md);
-  if (!md || n < threshold()) {
-    note(GPO_SHA256, md ? GPO_PATH_CPU_SMALL : GPO_PATH_CPU_PARAMS, n);
+  const int path = md ? route(GPO_SHA256, n) : GPO_PATH_CPU_PARAMS;
+  if (path != GPO_PATH_OFFLOAD) {
+    note(GPO_SHA256, path, n);
     Guard g;
     return next(d, n, md);
   }
@@ -112,8 +124,8 @@ __attribute__((visibility("default"))) size_t ZSTD_compress(void* dst, size_t ca
                                                             int level) {
   auto next = real(g_zcompress, "ZSTD_compress");
   if (t_inside) return next(dst, cap, src, n, level);
-  if (n < threshold()) {
-    note(GPO_ZSTD_COMPRESS, GPO_PATH_CPU_SMALL, n);
+  if (const int path = route(GPO_ZSTD_COMPRESS, n); path != GPO_PATH_OFFLOAD) {
+    note(GPO_ZSTD_COMPRESS, path, n);
     Guard g;
     return next(dst, cap, src, n, level);
   }
@@ -131,8 +143,8 @@ __attribute__((visibility("default"))) size_t ZSTD_compressCCtx(ZSTD_CCtx* cctx,
                                                                 const void* src, size_t n, int level) {
   auto next = real(g_zcompress_cctx, "ZSTD_compressCCtx");
   if (t_inside || !cctx) return next(cctx, dst, cap, src, n, level);
-  if (n < threshold()) {
-    note(GPO_ZSTD_COMPRESS, GPO_PATH_CPU_SMALL, n);
+  if (const int path = route(GPO_ZSTD_COMPRESS, n); path != GPO_PATH_OFFLOAD) {
+    note(GPO_ZSTD_COMPRESS, path, n);
     Guard g;
     return next(cctx, dst, cap, src, n, level);
   }
@@ -151,8 +163,9 @@ __attribute__((visibility("default"))) int compress2(Bytef* dest, uLongf* dest_l
                                                      int level) {
   auto next = real(g_compress2, "compress2");
   if (t_inside) return next(dest, dest_len, src, n, level);
-  if (n < threshold() || !offload_compress2(dest, dest_len, src, n, level)) {
-    if (n < threshold()) note(GPO_ZLIB_COMPRESS, GPO_PATH_CPU_SMALL, n);
+  const int path = route(GPO_ZLIB_COMPRESS, n);
+  if (path != GPO_PATH_OFFLOAD || !offload_compress2(dest, dest_len, src, n, level)) {
+    if (path != GPO_PATH_OFFLOAD) note(GPO_ZLIB_COMPRESS, path, n);
     Guard g;
     return next(dest, dest_len, src, n, level);
   }
@@ -164,8 +177,9 @@ __attribute__((visibility("default"))) int compress2(Bytef* dest, uLongf* dest_l
 __attribute__((visibility("default"))) int compress(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n) {
   auto next = real(g_compress, "compress");
   if (t_inside) return next(dest, dest_len, src, n);
-  if (n < threshold() || !offload_compress2(dest, dest_len, src, n, Z_DEFAULT_COMPRESSION)) {
-    if (n < threshold()) note(GPO_ZLIB_COMPRESS, GPO_PATH_CPU_SMALL, n);
+  const int path = route(GPO_ZLIB_COMPRESS, n);
+  if (path != GPO_PATH_OFFLOAD || !offload_compress2(dest, dest_len, src, n, Z_DEFAULT_COMPRESSION)) {
+    if (path != GPO_PATH_OFFLOAD) note(GPO_ZLIB_COMPRESS, path, n);
     Guard g;
     return next(dest, dest_len, src, n);
   }
@@ -177,8 +191,9 @@ __attribute__((visibility("default"))) uLong crc32(uLong crc, const Bytef* buf, 
   auto next = real(g_crc32, "crc32");
   uLong r = 0;
   if (t_inside || !buf) return next(crc, buf, n);
-  if (n < threshold() || !offload_crc32(crc, buf, n, &r)) {
-    if (n < threshold()) note(GPO_CRC32, GPO_PATH_CPU_SMALL, n);
+  const int path = route(GPO_CRC32, n);
+  if (path != GPO_PATH_OFFLOAD || !offload_crc32(crc, buf, n, &r)) {
+    if (path != GPO_PATH_OFFLOAD) note(GPO_CRC32, path, n);
     Guard g;
     return next(crc, buf, n);
   }
@@ -189,8 +204,9 @@ __attribute__((visibility("default"))) uLong crc32_z(uLong crc, const Bytef* buf
   auto next = real(g_crc32_z, "crc32_z");
   uLong r = 0;
   if (t_inside || !buf) return next(crc, buf, n);
-  if (n < threshold() || !offload_crc32(crc, buf, n, &r)) {
-    if (n < threshold()) note(GPO_CRC32, GPO_PATH_CPU_SMALL, n);
+  const int path = route(GPO_CRC32, n);
+  if (path != GPO_PATH_OFFLOAD || !offload_crc32(crc, buf, n, &r)) {
+    if (path != GPO_PATH_OFFLOAD) note(GPO_CRC32, path, n);
     Guard g;
     return next(crc, buf, n);
   }

@@ -141,13 +141,14 @@ bool offloadable_params(ZSTD_CCtx* c, Params* p) {
 
 // How a frame of n bytes would go: GPO_PATH_OFFLOAD or why not. complete:
 // n is the whole frame (else more may come: only the upper bound applies).
+// The lower bound is the shim's (GPO_SHIM_MIN_BYTES), as for one-shot calls.
 int route(ZSTD_CCtx* c, const Stream& s, size_t n, bool complete, Params* p) {
   if (s.dict || s.prefix || !offloadable_params(c, p)) return GPO_PATH_CPU_PARAMS;
   size_t lo = 0, hi = 0;
   gpo_offload_range(GPO_ZSTD_COMPRESS, &lo, &hi);
   if (lo == SIZE_MAX) return GPO_PATH_CPU_NO_AGENT;
   if (n > hi) return GPO_PATH_CPU_TOO_LARGE;
-  if (complete && n < std::max(lo, threshold())) return GPO_PATH_CPU_SMALL;
+  if (complete && n < threshold()) return GPO_PATH_CPU_SMALL;
   // libzstd checks a pledged size against the frame (srcSize_wrong): its call.
   if (complete && s.pledged != ZSTD_CONTENTSIZE_UNKNOWN && s.pledged != n) return GPO_PATH_CPU_PARAMS;
   return GPO_PATH_OFFLOAD;
