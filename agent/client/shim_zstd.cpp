@@ -45,7 +45,7 @@ struct Stream {
   // The frame in progress, for gpo_account when it ends.
   int path = GPO_PATH_CPU_SMALL;
   uint64_t calls = 0, bytes = 0;
-  unsigned long long t0 = 0;
+  unsigned long long ns = 0;  // time in the offload job (collecting is the caller's time)
 };
 
 std::mutex g_mu;
@@ -155,8 +155,8 @@ int route(ZSTD_CCtx* c, const Stream& s, size_t n, bool complete, Params* p) {
 }
 
 void end_frame(Stream& s) {
-  if (s.calls) gpo_account(GPO_ZSTD_COMPRESS, s.path, s.calls, s.bytes, s.path == GPO_PATH_OFFLOAD ? now_ns() - s.t0 : 0);
-  s.calls = s.bytes = 0;
+  if (s.calls) gpo_account(GPO_ZSTD_COMPRESS, s.path, s.calls, s.bytes, s.path == GPO_PATH_OFFLOAD ? s.ns : 0);
+  s.calls = s.bytes = s.ns = 0;
   s.mode = Mode::idle;
   s.pos = 0;
   s.prefix = false;
@@ -240,9 +240,7 @@ size_t compress_stream2(ZSTD_CCtx* c, ZSTD_outBuffer* out, ZSTD_inBuffer* in, ZS
       return feed(c, s, out, in, op);
     case Mode::idle:
       if (avail == 0 && op != ZSTD_e_end) return (*r_stream2)(c, out, in, op);  // no frame yet
-      s.t0 = now_ns();
-      s.calls = 0;
-      s.bytes = 0;
+      s.calls = s.bytes = s.ns = 0;
       if (op == ZSTD_e_end) {
         // The whole frame in one call: libzstd knows its size, and so do we.
         Params p;
@@ -250,6 +248,7 @@ size_t compress_stream2(ZSTD_CCtx* c, ZSTD_outBuffer* out, ZSTD_inBuffer* in, ZS
         int why = route(c, s, avail, true, &p);
         const auto* src = static_cast<const uint8_t*>(in->src) + in->pos;
         if (why == GPO_PATH_OFFLOAD) {
+          const auto t0 = now_ns();
           const size_t bound = ZSTD_compressBound(avail) + 32;
           size_t n = 0;
           if (out->size - out->pos >= bound) {  // straight into the caller's buffer
@@ -259,6 +258,7 @@ size_t compress_stream2(ZSTD_CCtx* c, ZSTD_outBuffer* out, ZSTD_inBuffer* in, ZS
               in->pos = in->size;
               s.path = GPO_PATH_OFFLOAD;
               s.bytes = avail;
+              s.ns = now_ns() - t0;
               end_frame(s);
               return 0;
             }
@@ -270,6 +270,7 @@ size_t compress_stream2(ZSTD_CCtx* c, ZSTD_outBuffer* out, ZSTD_inBuffer* in, ZS
               in->pos = in->size;
               s.path = GPO_PATH_OFFLOAD;
               s.bytes = avail;
+              s.ns = now_ns() - t0;
               s.mode = Mode::drain;
               s.pos = 0;
               return drain(s, out);
@@ -304,9 +305,11 @@ size_t compress_stream2(ZSTD_CCtx* c, ZSTD_outBuffer* out, ZSTD_inBuffer* in, ZS
       ZSTD_inBuffer none{nullptr, 0, 0};
       const int end_why = route(c, s, s.buf.size(), true, &p);
       if (end_why != GPO_PATH_OFFLOAD) return give_up(c, s, end_why, out, &none, op);
+      const auto t0 = now_ns();
       std::vector<uint8_t> frame(ZSTD_compressBound(s.buf.size()) + 32);
       const size_t n = offload_frame(frame.data(), frame.size(), s.buf.data(), s.buf.size(), p,
                                      s.pledged != ZSTD_CONTENTSIZE_UNKNOWN);
+      s.ns = now_ns() - t0;
       if (!n) return give_up(c, s, GPO_PATH_CPU_PARAMS, out, &none, op);
       frame.resize(n);
       s.buf.swap(frame);
