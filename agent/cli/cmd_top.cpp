@@ -13,6 +13,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/offload_marks.h"
 #include "loop/event_loop.h"
 #include "spot/flags.h"
 #include "spot/gain.h"
@@ -69,18 +70,32 @@ void render_text(const nlohmann::json& snap, const std::string& source, bool cle
                      snap["attach"].value("kprobes", 0));
   out += fmt::format("{}\n\n", snap["attach"].value("kernel", std::string()));
   out += fmt::format("{:>8} {:<16} {:<22} {:>8} {:>11} {:>12} {:>10}  {}\n", "PID", "COMM", "OP", "CALLS", "BYTES",
-                     "RATE", "MEAN", "OFFLOAD");
+                     "RATE", "MEAN", "OFFLOAD (VIA: offloaded now)");
+  const auto& marks = snap.value("offloaded", nlohmann::json::object());
+  auto via = [&](unsigned pid) {
+    auto k = std::to_string(pid);
+    return marks.contains(k) ? "VIA " + marks[k].value("via", std::string()) + "  " : std::string();
+  };
   size_t rows = 0;
   for (const auto& p : snap["processes"]) {
     for (const auto& [name, s] : p["ops"].items()) {
       out += fmt::format("{:>8} {:<16} {:<22} {:>8} {:>11} {:>12} {:>10}  {}\n", p.value("pid", 0u),
                          p.value("comm", std::string()), name, s.value("calls", 0ull),
                          spot::human_bytes(s.value("bytes", 0.0)), spot::human_bytes(s.value("rate_bps", 0.0)) + "/s",
-                         spot::human_bytes(s.value("mean_len", 0.0)), s.value("predicted_gain", std::string()));
+                         spot::human_bytes(s.value("mean_len", 0.0)),
+                         via(p.value("pid", 0u)) + s.value("predicted_gain", std::string()));
       rows++;
     }
   }
   if (!rows) out += "  (no call over the threshold yet)\n";
+  // Offloaded processes: their calls go to the agent (a slab: *), not only seen.
+  std::string seen;
+  for (const auto& p : snap["processes"]) seen += "," + std::to_string(p.value("pid", 0u)) + ",";
+  std::string off;
+  for (const auto& [pid, m] : marks.items())
+    if (seen.find("," + pid + ",") == std::string::npos)
+      off += fmt::format("{:>8} {:<16} via {}\n", pid, m.value("comm", std::string()), m.value("via", std::string()));
+  if (!off.empty()) out += "\noffloaded processes (shim, provider or libgpuoffload; * = slab registered):\n" + off;
   out += "\nall calls, any size (in-kernel histogram, all processes):\n";
   for (const auto& [name, h] : snap["hist"].items())
     out += fmt::format("  {:<22} {:>10} calls {:>11}\n", name, h.value("calls", 0ull),
@@ -136,6 +151,9 @@ void top_main(const TopArgs& a) {
       }
     }
     snap["source"] = spotter ? "own" : "agent";
+    for (const auto& [pid, m] : scan_offloaded())
+      snap["offloaded"][std::to_string(pid)] = {{"comm", m.comm}, {"via", m.via()}, {"shim", m.shim},
+                                                {"provider", m.provider}, {"slab", m.slab}};
     add_gains(snap, gains);
     if (a.json)
       std::cout << snap.dump() << std::endl;

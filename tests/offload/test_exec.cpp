@@ -207,3 +207,35 @@ TEST_F(Exec, DpkgDebZstdThroughTheShim) {
 }
 
 }  // namespace
+
+#include "cli/offload_marks.h"
+
+namespace {
+
+// `top`'s marks, from a made-up /proc: one process per path, one with none.
+TEST(OffloadMarks, FromProcessMaps) {
+  const std::string proc = "/tmp/gpo-marks-" + std::to_string(getpid());
+  auto make = [&](int pid, const char* comm, const std::string& maps) {
+    const std::string d = proc + "/" + std::to_string(pid);
+    ASSERT_EQ(run_proc({"/bin/mkdir", "-p", d}, 10).exit_code, 0);
+    std::ofstream(d + "/comm") << comm << "\n";
+    std::ofstream(d + "/maps") << maps;
+  };
+  const std::string lib = "7f00-7f01 r-xp 0 08:01 1 /usr/local/lib/libgpuoffload.so.0.1.0\n";
+  make(10, "tar", "7e00-7e01 r-xp 0 08:01 2 /usr/local/lib/libgpuoffload-shim.so\n" + lib +
+                      "7d00-7d01 rw-s 0 00:01 3 /memfd:gpuoffload-slab (deleted)\n");
+  make(11, "python3", "7e00-7e01 r-xp 0 08:01 4 /usr/lib/x86_64-linux-gnu/ossl-modules/gpuoffload.so\n" + lib);
+  make(12, "server", lib);
+  make(13, "bash", "7e00-7e01 r-xp 0 08:01 5 /usr/lib/x86_64-linux-gnu/libc.so.6\n");
+  std::ofstream(proc + "/self-not-a-pid") << "";
+  auto m = gpo::cli::scan_offloaded(proc);
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[10].via(), "shim*");
+  EXPECT_EQ(m[10].comm, "tar");
+  EXPECT_EQ(m[11].via(), "provider");
+  EXPECT_EQ(m[12].via(), "lib");
+  EXPECT_EQ(m.count(13), 0u);
+  run_proc({"/bin/rm", "-rf", proc}, 10);
+}
+
+}  // namespace
