@@ -478,7 +478,6 @@ int run_exec(ExecOptions& o, std::vector<std::string> argv) {
   args.push_back(nullptr);
 
   const AgentView before = read_agent(o.status_file);
-  const auto start_file_time = fs::file_time_type::clock::now();
   // Like system(): the terminal's SIGINT and SIGQUIT are the program's.
   struct sigaction ign{}, old_int{}, old_quit{};
   ign.sa_handler = SIG_IGN;
@@ -503,7 +502,10 @@ int run_exec(ExecOptions& o, std::vector<std::string> argv) {
   r.user = double(ru.ru_utime.tv_sec) + double(ru.ru_utime.tv_usec) / 1e6;
   r.sys = double(ru.ru_stime.tv_sec) + double(ru.ru_stime.tv_usec) / 1e6;
 
-  const AgentView after = before.present ? read_agent_after(o.status_file, start_file_time, o.agent_wait_ms)
+  // The agent rewrites its status every interval: wait (bounded) for one
+  // written after the program ended, so that its last jobs are counted.
+  const AgentView after = before.present ? read_agent_after(o.status_file, fs::file_time_type::clock::now(),
+                                                            o.agent_wait_ms)
                                          : read_agent(o.status_file);
   const Collected c = collect(stats);
   const nlohmann::json j = summarize(r, c, before, after, o);

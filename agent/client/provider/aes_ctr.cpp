@@ -26,6 +26,7 @@ struct CtrCtx {
   bool iv_set = false;
   bool moved = false;   // `in` re-set past offloaded blocks: the IV parameter is answered here
   uint64_t pos = 0;     // bytes since the IV
+  unsigned finals = 0;  // messages since the tally was last handed over
 
   const Inner& a() const { return pc->ctr; }
 };
@@ -151,7 +152,10 @@ int ctr_update(void* vctx, unsigned char* out, size_t* outl, size_t outsize, con
 
 int ctr_final(void* vctx, unsigned char* out, size_t* outl, size_t outsize) {
   auto* c = static_cast<CtrCtx*>(vctx);
-  c->tally.flush(GPO_AES256_CTR);
+  if (++c->finals >= 64) {  // handed over every 64 messages, and at free
+    c->tally.flush(GPO_AES256_CTR);
+    c->finals = 0;
+  }
   return c->a().final(c->in, out, outl, outsize);
 }
 

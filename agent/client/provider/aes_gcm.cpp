@@ -52,6 +52,31 @@ struct Split {
   uint8_t tag[16] = {};
 };
 
+// The AAD of the current message, kept (up to kAadKept) for a first-update GCM
+// job: inline for TLS-sized AAD, so recording costs a short copy.
+class AadRecord {
+ public:
+  void clear() { n_ = 0, big_.clear(); }
+  bool append(const uint8_t* p, size_t n) {
+    if (n_ + n > kAadKept) return false;
+    if (n_ + n <= sizeof small_) {
+      std::memcpy(small_ + n_, p, n);
+    } else {
+      if (big_.empty()) big_.assign(small_, small_ + n_);
+      big_.insert(big_.end(), p, p + n);
+    }
+    n_ += n;
+    return true;
+  }
+  const uint8_t* data() const { return n_ <= sizeof small_ ? small_ : big_.data(); }
+  size_t size() const { return n_; }
+
+ private:
+  uint8_t small_[64] = {};
+  size_t n_ = 0;
+  std::vector<uint8_t> big_;
+};
+
 struct GcmCtx {
   ProvCtx* pc = nullptr;
   void* in = nullptr;  // the default provider's AES-256-GCM context
@@ -62,10 +87,12 @@ struct GcmCtx {
   bool key_set = false;
   uint64_t key_gen = 0;
   bool tls = false;           // TLS record mode / IV generation: the message is `in`'s
+  size_t ivlen = 12;          // `in`'s IV length (GCM's default until told otherwise)
   bool inner_final = false;   // `in` finished its message; no IV since
   uint64_t alen = 0, inner_clen = 0;
-  std::vector<uint8_t> aad;
+  AadRecord aad;
   bool aad_kept = true;
+  unsigned finals = 0;        // messages since the tally was last handed over
   uint8_t dec_tag[16] = {};
   size_t dec_taglen = 0;
   // Per key, on first need: H, E(K, J0'), powers of H, and CPU contexts.
@@ -457,6 +484,14 @@ void* gcm_dupctx(void* vctx) {
 // What set_ctx_params told `in` that matters here.
 void mirror_set(GcmCtx& c, const OSSL_PARAM params[]) {
   for (const OSSL_PARAM* p = params; p && p->key; ++p) {
+    // The keys of interest start with 'i' ("ivlen") or 't' ("tag", "tlsaad",
+    // "tlsivfixed", "tlsivinv"); EVP sets others ("padding", ...) on every init.
+    if (p->key[0] == 'i' && std::strcmp(p->key, OSSL_CIPHER_PARAM_AEAD_IVLEN) == 0) {
+      size_t n = 0;
+      if (OSSL_PARAM_get_size_t(p, &n)) c.ivlen = n;
+      continue;
+    }
+    if (p->key[0] != 't') continue;
     if (std::strcmp(p->key, OSSL_CIPHER_PARAM_AEAD_TAG) == 0 && !c.enc && p->data_size <= 16) {
       std::memcpy(c.dec_tag, p->data, p->data_size);
       c.dec_taglen = p->data_size;
@@ -480,16 +515,16 @@ int gcm_init(void* vctx, const unsigned char* key, size_t keylen, const unsigned
     c->key_set = keylen == sizeof c->key;
     ++c->key_gen;
   }
-  if (iv) {  // a new message
+  if (iv) {  // a new message (the split state is set afresh by start_split)
+    c->ivlen = ivlen;
     c->tls = false;
     c->inner_final = false;
     c->alen = c->inner_clen = 0;
     c->aad.clear();
     c->aad_kept = true;
     c->split = false;
-    c->s = Split{};
   }
-  mirror_set(*c, params);
+  if (params) mirror_set(*c, params);
   return 1;
 }
 
@@ -530,10 +565,7 @@ int gcm_update(void* vctx, unsigned char* out, size_t* outl, size_t outsize, con
     const int r = c->g().update(c->in, out, outl, outsize, in, inl);
     if (r && in && inl) {
       c->alen += inl;
-      if (c->aad_kept && c->inner_clen == 0 && c->aad.size() + inl <= kAadKept)
-        c->aad.insert(c->aad.end(), in, in + inl);
-      else
-        c->aad_kept = false;
+      if (!c->aad_kept || c->inner_clen != 0 || !c->aad.append(in, inl)) c->aad_kept = false;
     }
     return r;
   }
@@ -550,7 +582,12 @@ int gcm_final(void* vctx, unsigned char* out, size_t* outl, size_t outsize) {
   if (c->split) return split_final(*c, outl);
   const int r = c->g().final(c->in, out, outl, outsize);
   if (r) c->inner_final = true;
-  c->tally.flush(c->op());
+  // Handed over every 64 messages (and at free): a message of a few bytes
+  // must not pay the accounting each time.
+  if (++c->finals >= 64) {
+    c->tally.flush(c->op());
+    c->finals = 0;
+  }
   return r;
 }
 
@@ -563,9 +600,16 @@ int gcm_cipher(void* vctx, unsigned char* out, size_t* outl, size_t outsize, con
   return gcm_update(vctx, out, outl, outsize, in, inl);
 }
 
+// IV generation (TLS1_GET_IV_GEN) needs TLS1_IV_FIXED set first, which
+// mirror_set already marks: the common call is a plain forward.
 int gcm_get_ctx_params(void* vctx, OSSL_PARAM params[]) {
   auto* c = static_cast<GcmCtx*>(vctx);
-  if (OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_AEAD_TLS1_GET_IV_GEN)) c->tls = true;
+  // EVP asks the key and IV lengths alone on every init: answered here, the
+  // same values the default context holds, without its table of lookups.
+  if (params && params[0].key && !params[1].key && params[0].data_type == OSSL_PARAM_UNSIGNED_INTEGER) {
+    if (std::strcmp(params[0].key, OSSL_CIPHER_PARAM_KEYLEN) == 0) return OSSL_PARAM_set_size_t(params, 32);
+    if (std::strcmp(params[0].key, OSSL_CIPHER_PARAM_IVLEN) == 0) return OSSL_PARAM_set_size_t(params, c->ivlen);
+  }
   OSSL_PARAM* t = c->split && c->s.tag_ready ? OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_AEAD_TAG) : nullptr;
   if (!t) return c->g().get_ctx_params(c->in, params);
   // The tag of a split message is ours; the same checks as the default provider.
@@ -580,8 +624,11 @@ int gcm_get_ctx_params(void* vctx, OSSL_PARAM params[]) {
 
 int gcm_set_ctx_params(void* vctx, const OSSL_PARAM params[]) {
   auto* c = static_cast<GcmCtx*>(vctx);
+  // EVP sets "padding" on every init; GCM has no padding and ignores it.
+  if (params && params[0].key && !params[1].key && std::strcmp(params[0].key, OSSL_CIPHER_PARAM_PADDING) == 0)
+    return 1;
   const int r = c->g().set_ctx_params(c->in, params);
-  if (r) mirror_set(*c, params);
+  if (r && params) mirror_set(*c, params);
   return r;
 }
 
