@@ -574,3 +574,43 @@ TEST_P(ProviderTest, UpdatesLargerThanOneJob) {
 
 }  // namespace
 }  // namespace gpo::test
+
+#include "provider/gf128.h"
+
+namespace gpo::test {
+namespace {
+
+// The carry-less multiply against SP 800-38D's bit-serial algorithm, and the
+// powers of H against repeated multiplication (the GCM tests above exercise
+// whichever multiply this CPU takes; this keeps both right).
+TEST(Gf128, ClmulMatchesBitSerialAndPowers) {
+  using namespace gpo::provider::gf128;
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 2000; ++i) {
+    const U128 x{rng(), rng()}, y{rng(), rng()};
+    ASSERT_TRUE(mul(x, y) == mul_bitwise(x, y)) << i;
+  }
+  const U128 one{0x8000000000000000ull, 0}, h{rng(), rng()};
+  EXPECT_TRUE(mul_bitwise(h, one) == h);
+  Powers pw;
+  pw.reset(h);
+  U128 p = one;
+  for (uint64_t n = 0; n < 300; ++n) {
+    ASSERT_TRUE(pw.pow(n) == p) << n;
+    p = mul_bitwise(p, h);
+  }
+  // A GHASH step of the GCM spec's test case 2: H = E(0^128, 0^256 key)... via
+  // case 14 (AES-256, zero key): H = dc95c078a2408989ad48a21492842087, and
+  // GHASH(C) for C = cea7403d4d606b6e074ec5d3baf39d18 with the length block
+  // 0x80 gives X2 = 83de425c5edc5d498f382c441041ca92.
+  const U128 hh = load(hex("dc95c078a2408989ad48a21492842087").data());
+  const U128 c = load(hex("cea7403d4d606b6e074ec5d3baf39d18").data());
+  const U128 x1 = mul_bitwise(c, hh);
+  const U128 x2 = mul_bitwise(x1 ^ length_block(0, 16), hh);
+  uint8_t out[16];
+  store(x2, out);
+  EXPECT_EQ(hex(out, 16), "83de425c5edc5d498f382c441041ca92");
+}
+
+}  // namespace
+}  // namespace gpo::test
