@@ -14,6 +14,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/offload_marks.h"
 #include "loop/event_loop.h"
 #include "spot/flags.h"
 #include "spot/gain.h"
@@ -104,11 +105,15 @@ void render_text(const nlohmann::json& snap, const std::string& source, bool cle
   out += fmt::format("\n{}\n\n", at.value("kernel", std::string()));
   out += fmt::format("{:>8} {:<16} {:<7} {:<19} {:>7} {:>9} {:>10} {:>12}  {}\n", "PID", "COMM", "MODE", "OP", "CPU",
                      "CALLS", "MEAN", "RATE", "OFFLOAD");
+  // Processes whose calls can reach the agent (shim, provider, libgpuoffload), not only seen.
+  const auto& marks = snap.value("offloaded", nlohmann::json::object());
   size_t rows = 0;
   auto row = [&](const nlohmann::json& p, const std::string& mode, const std::string& op, const std::string& cpu,
                  const std::string& calls, const std::string& mean, const std::string& rate, std::string gain) {
     if (p.contains("offloaded_by") && p["offloaded_by"].is_string())
       gain += " [offloaded by " + p["offloaded_by"].get<std::string>() + "]";
+    if (auto k = std::to_string(p.value("pid", 0u)); marks.contains(k))
+      gain = "VIA " + marks[k].value("via", std::string()) + "  " + gain;
     out += fmt::format("{:>8} {:<16} {:<7} {:<19} {:>7} {:>9} {:>10} {:>12}  {}\n", p.value("pid", 0u),
                        p.value("comm", std::string()), mode, op, cpu, calls, mean, rate, gain);
     rows++;
@@ -138,6 +143,10 @@ void render_text(const nlohmann::json& snap, const std::string& source, bool cle
     }
   }
   if (!rows) out += "  (nothing spotted yet)\n";
+  std::string off;
+  for (const auto& [pid, m] : marks.items())
+    off += fmt::format("{:>8} {:<16} via {}\n", pid, m.value("comm", std::string()), m.value("via", std::string()));
+  if (!off.empty()) out += "\noffloaded processes (shim, provider or libgpuoffload; * = slab registered):\n" + off;
   out += "\nMODE: sample = CPU share from sampling; window = sizes measured by a probe window (* = open now);\n"
          "probe = every call probed. MEAN of a sample row: what its last window measured.\n";
   if (!snap["hist"].empty()) {
@@ -199,6 +208,9 @@ void top_main(const TopArgs& a) {
       }
     }
     snap["source"] = spotter ? "own" : "agent";
+    for (const auto& [pid, m] : scan_offloaded())
+      snap["offloaded"][std::to_string(pid)] = {{"comm", m.comm}, {"via", m.via()}, {"shim", m.shim},
+                                                {"provider", m.provider}, {"slab", m.slab}};
     add_gains(snap, gains);
     if (a.json)
       std::cout << snap.dump() << std::endl;

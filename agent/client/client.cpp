@@ -183,6 +183,9 @@ Clock::time_point g_next_try;
 std::string g_socket;
 bool g_socket_set = false;
 std::once_flag g_atfork_once;
+// gpo_offload_range's cache (bottom of this file); gpo_set_socket clears it.
+std::atomic<int64_t> g_range_until_ns{0};
+std::atomic<uint64_t> g_range_area{0};  // bytes of the slab's data area; 0: no agent
 
 std::string socket_path() {
   if (g_socket_set) return g_socket;
@@ -840,3 +843,46 @@ void gpo_set_socket(const char* path) {
 int gpo_would_offload(int op, size_t len) { return route(op, len) == Route::agent ? 1 : 0; }
 
 }  // extern "C"
+
+// --- gpo_offload_range, gpo_offload_reason ----------------------------------------
+// For callers with a fast in-process path of their own (the provider, the shim):
+// the same plan page as route(), asked before any request is built, so a call
+// that stays in the process costs a few loads and no IPC.
+namespace {
+
+// The data area of the slab this process registers (connect_agent's layout).
+uint64_t slab_data_bytes() {
+  uint64_t slab = std::max<uint64_t>(env_u64("GPO_SLAB_MB", 64) << 20, 1u << 20);
+  uint64_t data_off = (4096 + uint64_t(kJobs) * sizeof(gpo_job) + 4095) / 4096 * 4096;
+  return slab > data_off ? slab - data_off : 0;
+}
+
+}  // namespace
+
+extern "C" void gpo_offload_range(int op, size_t* min_bytes, size_t* max_bytes) {
+  static const uint64_t min_env = env_u64("GPO_OFFLOAD_MIN_BYTES", 65536);
+  size_t lo = SIZE_MAX, hi = 0;
+  if (route(op, SIZE_MAX) == Route::agent) {  // the agent serves and takes op at some size
+    const gpo_plan_page* p = g_plan.page.load(std::memory_order_acquire);
+    const uint64_t plan_min = __atomic_load_n(&p->min_bytes[op], __ATOMIC_ACQUIRE);
+    // One job's input and output share the data area (64-byte aligned pieces).
+    const uint64_t room = slab_data_bytes() - 4096;
+    uint64_t top = room / 2;
+    if (op == GPO_ZSTD_COMPRESS || op == GPO_ZLIB_COMPRESS) top -= top / 128 + 1024;  // their output bounds
+    if (op == GPO_SHA256 || op == GPO_CRC32) top = room - 256;
+    lo = size_t(std::max<uint64_t>({plan_min, min_env, 1}));
+    hi = size_t(top & ~uint64_t(63));
+    if (lo > hi) lo = SIZE_MAX, hi = 0;
+  }
+  if (min_bytes) *min_bytes = lo;
+  if (max_bytes) *max_bytes = hi;
+}
+
+extern "C" int gpo_offload_reason(int op) {
+  switch (route(op, SIZE_MAX)) {
+    case Route::agent: return GPO_PATH_OFFLOAD;
+    case Route::local_by_plan: return GPO_PATH_CPU_PLAN;
+    case Route::no_agent: break;
+  }
+  return GPO_PATH_CPU_NO_AGENT;
+}
