@@ -16,6 +16,7 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -870,7 +871,7 @@ extern "C" void gpo_offload_range(int op, size_t* min_bytes, size_t* max_bytes) 
     uint64_t top = room / 2;
     if (op == GPO_ZSTD_COMPRESS || op == GPO_ZLIB_COMPRESS) top -= top / 128 + 1024;  // their output bounds
     if (op == GPO_SHA256 || op == GPO_CRC32) top = room - 256;
-    lo = size_t(std::max<uint64_t>({plan_min, min_env, 1}));
+    lo = size_t(std::max<uint64_t>({plan_min, min_env, uint64_t(1)}));
     hi = size_t(top & ~uint64_t(63));
     if (lo > hi) lo = SIZE_MAX, hi = 0;
   }
