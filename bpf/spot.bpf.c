@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Spotting (DESIGN.md path 1): uprobes on libcrypto, libzstd and zlib entry
+/* Spotting (docs/spotting.md): uprobes on libcrypto, libzstd and zlib entry
  * points and kprobes on the kernel's crypto and zstd entry points. Every call
  * updates a per-op log2 size histogram (all processes, and per process); a
  * call at or over its op's threshold also pushes a descriptor into the ring

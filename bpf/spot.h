@@ -1,4 +1,4 @@
-/* Structs shared by spot.bpf.c and the agent (spotting path, DESIGN.md path 1).
+/* Structs shared by spot.bpf.c and the agent (spotting path, docs/spotting.md).
  *
  * Maps (the agent pins them with BTF under /sys/fs/bpf/gpuoffload/ when it runs
  * as a daemon, so `bpftool map dump pinned /sys/fs/bpf/gpuoffload/spot_hist`

@@ -1,5 +1,5 @@
-// `bench zstd`: zstd compression with the match finding on the GPU (issue 7,
-// stage 1: GPU sequences, libzstd entropy coding on CPU threads, standard
+// `bench zstd`: zstd compression with the match finding on the GPU
+// (docs/zstd-gpu.md, stage 1: GPU sequences, libzstd entropy coding on CPU threads, standard
 // frames). Corpus: files already on the machine (system documentation, shared
 // libraries, executables, a header/source tree), or --corpus DIR, cut into
 // inputs of `chunk` KiB (one frame each, like a batch of client jobs).

@@ -1,5 +1,5 @@
-// `bench zstd-stage2`: zstd with the entropy coding on the GPU too (issue 7,
-// stage 2). Corpus: files already on the machine (docs, shared libraries,
+// `bench zstd-stage2`: zstd with the entropy coding on the GPU too
+// (docs/zstd-gpu.md, stage 2). Corpus: files already on the machine (docs, shared libraries,
 // executables, headers), cut into inputs of `chunk` bytes (one frame each).
 // Sequences come from stage 1 (the GPU finder when it runs, else its CPU
 // twin; the table says which); the rows put stage 2's GPU figures (kernel
@@ -420,7 +420,7 @@ void register_zstd_stage2_bench() {
 }  // namespace gpo::bench
 
 #ifdef GPO_ZSTD_STAGE2_STANDALONE
-// Stand-alone runner for the GPU rounds (prints the tables).
+// Stand-alone runner for the GPU machine (prints the tables).
 namespace gpo::bench {
 static std::vector<Suite> g_suites;
 void register_suite(Suite s) { g_suites.push_back(s); }

@@ -1,4 +1,4 @@
-// The spotting component (DESIGN.md path 1), in one of three modes:
+// The spotting component (docs/architecture.md, path 1), in one of three modes:
 //
 //   sample (default)  sampler.h: CPU samples attributed to ops, per process, at
 //                     no per-call cost. A process hot in an op gets a probe

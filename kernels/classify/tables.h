@@ -1,5 +1,5 @@
 // Compiled rule tables: what agent/rules/compiler.h produces and every
-// classifier (CPU now, GPU in issue 6) consumes.
+// classifier (CPU and GPU) consumes.
 //
 // Plain data only: each std::vector is one contiguous array of trivially
 // copyable structs, and entries refer to each other by index, never by

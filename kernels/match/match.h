@@ -1,7 +1,7 @@
 // Multi-pattern matcher (Aho-Corasick) for packet payloads.
 //
 // The compiled matcher is plain data: flat arrays indexed by state and byte
-// class, no pointers, so the GPU classifier (issue 6) copies the arrays as
+// class, no pointers, so the GPU classifier copies the arrays as
 // they are and walks the same automaton per packet.
 //
 // Case: a pattern is either exact (byte for byte) or nocase (ASCII letters

@@ -145,7 +145,7 @@ struct DeviceMatcher::Impl {
   MatcherView dview;
   DevBuf<uint32_t> tables;  // everything of the image, one allocation
   size_t table_bytes = 0;
-  uint32_t hot_bytes = 0;  // shared-memory rows: off (R2 on H100: 1.2-3x faster without; L1 does better)
+  uint32_t hot_bytes = 0;  // shared-memory rows: off (on an H100: 1.2-3x faster without; L1 does better)
   DevBuf<uint8_t> d_data;
   DevBuf<PayloadRef> d_payloads;
   DevBuf<uint32_t> d_bits;

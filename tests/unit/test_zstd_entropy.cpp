@@ -2,7 +2,7 @@
 // (zstd_block_encode.h), fed with sequences from libzstd's own parser
 // (ZSTD_generateSequences) and from stage 1's CPU finder; every frame must
 // decompress with libzstd to the input, over the data kinds and sizes of
-// issue 7, and come within a few percent of zstd's own entropy coding.
+// zstd_entropy_data.h, and come within a few percent of zstd's own entropy coding.
 #define ZSTD_STATIC_LINKING_ONLY
 #include <gtest/gtest.h>
 #include <zstd.h>

@@ -1,4 +1,4 @@
-// Inputs for the zstd stage-2 tests (CPU and GPU): the data kinds of issue 7
+// Inputs for the zstd stage-2 tests (CPU and GPU): the data kinds to cover
 // (text, executable code, already-compressed, zeros, random, mixed), made from
 // files on the machine and a fixed seed, so both tests see the same bytes.
 #pragma once
