@@ -101,7 +101,7 @@ class GpuEncoder {
 class GpuCompressor {
  public:
   static constexpr int kSets = 5;
-  // 128 MiB: on the H100 the fastest of 16..256 MiB for 256 MiB and 1 GiB calls (docs/zstd-gpu.md).
+  // 128 MiB: on the H100 the fastest of 16..256 MiB for 256 MiB and 1 GiB calls (docs/results/2026-11-26-zstd-gpu.md).
   static constexpr uint64_t kDefaultPieceBytes = 128ull << 20;
   explicit GpuCompressor(unsigned host_threads = 0);  // 0: all cores, at most 16
   ~GpuCompressor();
