@@ -214,7 +214,7 @@ TEST(ZstdSeq, BatchLayoutWithGapsFindsTheSameSequences) {
 
 // Not a check: prints the parse's ratio on this machine's files (frames
 // through libzstd level 1 with our sequences vs ZSTD_compress level 1 on the
-// same 1 MiB inputs) for docs/zstd-gpu.md. Run with
+// same 1 MiB inputs) (docs/results/2026-11-26-zstd-gpu.md). Run with
 // --gtest_also_run_disabled_tests; GPO_RATIO_DIR (default /usr/bin) and
 // GPO_RATIO_MIB (default 32) pick the corpus.
 TEST(ZstdSeq, DISABLED_PrintsRatioOnMachineFiles) {
