@@ -117,10 +117,14 @@ class Backend {
 // Chooses and builds a backend. kind: "auto" (CUDA when a GPU is usable, else
 // the CPU, saying so in one log line), "cuda" (fails if no GPU), "cpu".
 // gpus: device ordinals to use; empty means all devices of the host.
+class CpuBackend;
 struct Options {
   std::string kind = "auto";
   std::vector<int> gpus;
   unsigned cpu_threads = 0;  // 0 = all cores
+  // The pool a CUDA backend hands CPU work and retries to; null: a new one. The
+  // planned backend passes its own, so the agent runs one pool, not two.
+  std::shared_ptr<CpuBackend> cpu;
 };
 std::unique_ptr<Backend> make_backend(const Options& opt);
 

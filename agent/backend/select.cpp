@@ -92,7 +92,7 @@ std::unique_ptr<Backend> make_backend(const Options& opt) {
   std::vector<int> devs = opt.gpus;
   if (devs.empty())
     for (int i = 0; i < count; ++i) devs.push_back(i);
-  auto cpu = std::make_shared<CpuBackend>(opt.cpu_threads);
+  auto cpu = opt.cpu ? opt.cpu : std::make_shared<CpuBackend>(opt.cpu_threads);
   std::vector<std::unique_ptr<Backend>> parts;
   std::string names;
   for (int d : devs) {

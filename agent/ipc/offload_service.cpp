@@ -80,6 +80,7 @@ void OffloadService::start(const OffloadRunOptions& o, const std::string& backen
       std::unique_ptr<backend::Backend> gpu;
       if (backend::cuda_device_count(&why) > 0) {
         bo.kind = "cuda";
+        bo.cpu = cpu;  // one CPU pool for the planner's CPU side and the GPU's fallback
         gpu = backend::make_backend(bo);
       } else {
         log::info("backend: no usable GPU ({}); serving on the CPU backend ({} threads)", why, cpu->threads());
