@@ -459,6 +459,12 @@ int run_exec(ExecOptions& o, std::vector<std::string> argv) {
     if (eq != std::string::npos) env[s.substr(0, eq)] = s.substr(eq + 1);
   }
   if (r.shim) env["LD_PRELOAD"] = shim + (env.count("LD_PRELOAD") ? ":" + env["LD_PRELOAD"] : "");
+#ifdef GPO_SANITIZER_PRELOAD
+  // A sanitizer build's shim and provider need the sanitizer runtime, which a program
+  // built elsewhere lacks: preloaded first; that program's own leaks are not ours.
+  env["LD_PRELOAD"] = std::string(GPO_SANITIZER_PRELOAD) + (env.count("LD_PRELOAD") ? ":" + env["LD_PRELOAD"] : "");
+  if (!env.count("ASAN_OPTIONS")) env["ASAN_OPTIONS"] = "detect_leaks=0";
+#endif
   if (r.provider) {
     const fs::path conf = dir / "openssl.cnf";
     std::ofstream(conf) << openssl_conf(provider);

@@ -387,6 +387,7 @@ int split_final(GcmCtx& c, size_t* outl) {
 // encrypt case aligns `in` to a block boundary first).
 bool start_split(GcmCtx& c, const uint8_t*& in, uint8_t*& out, size_t& inl, size_t* done) {
   *done = 0;
+  if (c.ivlen != 12) return false;  // GCM with another IV length derives J0 by GHASH: the CPU's
   uint8_t iv[12];
   if (!get_iv(c, iv)) {
     // No IV given: the default makes one up at the first text of an encrypt.
@@ -539,6 +540,7 @@ int gcm_update(void* vctx, unsigned char* out, size_t* outl, size_t outsize, con
   auto* c = static_cast<GcmCtx*>(vctx);
   if (c->split) return split_update(*c, out, outl, outsize, in, inl);
   int path = GPO_PATH_CPU_SMALL;
+  size_t head = 0;  // bytes `in` already took in start_split before it gave up
   if (out && inl >= g_floor && !t_offloading) {
     size_t hi = 0;
     path = splittable(*c) ? route(c->op(), inl, &hi) : GPO_PATH_CPU_STREAM;
@@ -553,9 +555,12 @@ int gcm_update(void* vctx, unsigned char* out, size_t* outl, size_t outsize, con
         return r;
       }
       if (done) {  // `in` took a head, then the update ran out
-        *outl = done;
+        head = done;
         c->tally.add(GPO_PATH_CPU_STREAM, done);
-        if (!n) return 1;
+        if (!n) {
+          *outl = done;
+          return 1;
+        }
         in = i, out = o, inl = n, outsize -= done;
       }
       path = GPO_PATH_CPU_PARAMS;  // not a 12-byte IV, or no IV to read
@@ -571,6 +576,7 @@ int gcm_update(void* vctx, unsigned char* out, size_t* outl, size_t outsize, con
   }
   const int r = c->g().update(c->in, out, outl, outsize, in, inl);
   if (r) {
+    *outl += head;
     c->inner_clen += inl;
     c->tally.add(path, inl);
   }

@@ -129,10 +129,9 @@ const OSSL_ALGORITHM* prov_query(void*, int op, int* no_cache) {
 
 void prov_teardown(void* vctx) {
   auto* pc = static_cast<ProvCtx*>(vctx);
-  // The first instance's tables stay reachable through g_*: keep that instance's
-  // default provider loaded while any other instance may use them; at process
-  // end nothing is left to clean up but memory.
-  if (pc->gcm.newctx && &pc->gcm == g_gcm) return;
+  // g_* are copies (their context-free functions are libcrypto's code), so every
+  // instance, the first one too, is freed whole: loading and unloading the
+  // provider again and again leaks nothing.
   if (pc->def) OSSL_PROVIDER_unload(pc->def);
   if (pc->libctx) OSSL_LIB_CTX_free(pc->libctx);
   delete pc;
@@ -222,9 +221,13 @@ extern "C" __attribute__((visibility("default"))) int OSSL_provider_init(const O
     return 0;
   }
   if (!g_gcm) {
-    g_gcm = &pc->gcm;
-    g_ctr = &pc->ctr;
-    g_sha256 = &pc->sha256;
+    // Copies, not pointers into pc: only their context-free get_params are used
+    // through g_*, and they must outlive this instance.
+    static Inner gcm_fns, ctr_fns, sha256_fns;
+    gcm_fns = pc->gcm, ctr_fns = pc->ctr, sha256_fns = pc->sha256;
+    g_gcm = &gcm_fns;
+    g_ctr = &ctr_fns;
+    g_sha256 = &sha256_fns;
     g_floor = env_size("GPO_OFFLOAD_MIN_BYTES", 65536);
     if (g_floor == 0) g_floor = 1;
     // Same names as the default provider, so EVP_aes_256_gcm() and friends

@@ -72,7 +72,8 @@ const OSSL_DISPATCH* ctr_dispatch(const Inner& in);
 const OSSL_DISPATCH* sha256_dispatch(const Inner& in);
 
 // Inner functions without a context (get_params) are the same for every
-// provider instance: the first instance's table.
+// provider instance: a copy of the first instance's table (only its
+// context-free functions may be called through these).
 extern const Inner* g_gcm;
 extern const Inner* g_ctr;
 extern const Inner* g_sha256;
