@@ -135,6 +135,9 @@ bool offloadable_params(ZSTD_CCtx* c, Params* p) {
       ZSTD_c_stableInBuffer, ZSTD_c_stableOutBuffer, ZSTD_c_useBlockSplitter, ZSTD_c_useRowMatchFinder};
   for (ZSTD_cParameter k : kDefaultOnly)
     if (get(k) != 0) return false;
+  // A program that asked for workers already spreads the frame over its cores while
+  // the data streams in; one collected job, started after the last byte, only loses.
+  if (get(ZSTD_c_nbWorkers) != 0) return false;
   const int ldm = get(ZSTD_c_enableLongDistanceMatching);
   return ldm == 0 || ldm == int(ZSTD_ps_disable);
 }

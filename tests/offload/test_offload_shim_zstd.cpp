@@ -316,6 +316,11 @@ TEST_P(ShimZstdTest, LibzstdKeepsWhatOffloadCannotDo) {
          api.set(c, ZSTD_c_windowLog, 20);
          stream_frame(api, c, o, in, 50000, 1 << 20);
        }},
+      {"workers (the program parallelises itself)",
+       [&](Shim& api, ZSTD_CCtx* c, Out& o) {
+         api.set(c, ZSTD_c_nbWorkers, 2);
+         stream_frame(api, c, o, in, in.size(), 1 << 20, ZSTD_e_end);
+       }},
       {"pledged size wrong",
        [&](Shim& api, ZSTD_CCtx* c, Out& o) {
          api.pledge(c, in.size() + 1);
