@@ -30,29 +30,27 @@ uint64_t now_ns() {
 
 nlohmann::json counter_json(const gpo_counter& c) { return {{"packets", c.packets}, {"bytes", c.bytes}}; }
 
-// Bounds the per-flow bookkeeping of not-cacheable flows; the XDP LRU map is
-// the real flow table, this is only a counter per flow still under inspection.
-constexpr size_t kMaxTrackedFlows = 65536;
-
 }  // namespace
 
-size_t PacketPath::KeyHash::operator()(const gpo_flow_key& k) const noexcept {
-  // FNV-1a over the (padding-free, zeroed-pad) key bytes.
-  const auto* p = reinterpret_cast<const uint8_t*>(&k);
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < sizeof k; i++) h = (h ^ p[i]) * 1099511628211ull;
-  return size_t(h);
-}
-
-bool PacketPath::KeyEq::operator()(const gpo_flow_key& a, const gpo_flow_key& b) const noexcept {
-  return std::memcmp(&a, &b, sizeof a) == 0;
-}
-
-PacketPath::PacketPath(loader::XdpFilter& xdp, classify::Classifier& classifier, PacketPathConfig cfg)
-    : xdp_(xdp), classifier_(classifier), cfg_(cfg) {
+PacketPath::PacketPath(loader::XdpFilter& xdp, std::shared_ptr<const RuleSnapshot> rules,
+                       classify::Classifier& classifier, PacketPathConfig cfg)
+    : xdp_(xdp),
+      rules_(rules),
+      classifier_(&classifier),
+      cfg_(cfg),
+      inspector_(rules, cfg.inspect),
+      reasm_(cfg.reassembly) {
   if (cfg_.batch_size == 0) cfg_.batch_size = 1;
   if (cfg_.rx_frames < cfg_.batch_size * 2) cfg_.rx_frames = cfg_.batch_size * 2;
   pending_.reserve(cfg_.batch_size);
+  // Flows evicted from a full inspection table get their verdict cached.
+  inspector_.set_install([this](const gpo_flow_key& k, uint8_t action, uint32_t rule, uint64_t flags) {
+    try {
+      if (xdp_.install_verdict(k, action, rule, flags)) c_.cache_installs++;
+    } catch (const std::exception& e) {
+      if (c_.cache_install_fail++ == 0) log::warn("flow verdict install failed: {}", e.what());
+    }
+  });
 }
 
 PacketPath::~PacketPath() {
@@ -60,9 +58,12 @@ PacketPath::~PacketPath() {
 }
 
 void PacketPath::start(loop::EventLoop& loop) {
+  loop_ = &loop;
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (timer_fd_ < 0) throw std::runtime_error(std::string("timerfd_create: ") + std::strerror(errno));
   loop.add_fd(timer_fd_, [this] { on_window(); });
+  xdp_.heartbeat();
+  loop.add_timer(std::chrono::milliseconds(std::max<uint32_t>(cfg_.housekeeping_ms, 10)), [this] { housekeeping(); });
   if (gpu_) {
     // Batches held while the GPU works keep their UMEM frames: room for them.
     const uint32_t want = cfg_.batch_size * (cfg_.max_batches_in_flight + 2);
@@ -125,7 +126,13 @@ void PacketPath::stop(loop::EventLoop& loop) {
   for (auto& s : socks_) on_readable(s.get());
   if (!pending_.empty()) process_batch();
   complete_batches(true);
-  for (auto& s : socks_) s->flush_tx();
+  // Passed frames still in a TX ring go out before the sockets stop serving.
+  for (int tries = 0; tries < 100; tries++) {
+    bool backlog = false;
+    for (auto& s : socks_) backlog |= !s->flush_tx();
+    if (!backlog) break;
+    usleep(1000);
+  }
   for (auto& s : socks_) loop.remove_fd(s->fd());
   if (gpu_) loop.remove_fd(gpu_->completion_fd());
   if (timer_fd_ >= 0) {
@@ -145,6 +152,8 @@ bool PacketPath::any_zero_copy() const {
 
 void PacketPath::on_readable(XskSocket* s) {
   std::vector<RxFrame> got;
+  std::vector<uint64_t> done;  // fragment frames: copied into the reassembler, back to the fill ring now
+  const uint64_t now = now_ns();
   // Drain in batch-sized steps (a few per wakeup, so one busy socket cannot
   // starve the others: epoll is level-triggered and calls again); frames stay
   // in the UMEM until acted on.
@@ -153,9 +162,18 @@ void PacketPath::on_readable(XskSocket* s) {
     got.clear();
     size_t n = s->receive(room, got);
     for (auto& f : got) {
-      pending_.push_back({s, f});
       c_.rx++;
       c_.rx_bytes += f.len;
+      if (is_ip_fragment(f.data, f.len)) {
+        auto d = std::make_shared<Datagram>();
+        if (reasm_.add(f.data, f.len, now, *d) == FragmentReassembler::Result::kComplete) {
+          RxFrame whole{kNoUmem, d->frame.data(), uint32_t(d->frame.size())};
+          pending_.push_back({s, whole, std::move(d)});
+        }
+        done.push_back(f.addr);
+        continue;
+      }
+      pending_.push_back({s, f, nullptr});
     }
     if (pending_.size() >= cfg_.batch_size) {
       process_batch();
@@ -163,9 +181,17 @@ void PacketPath::on_readable(XskSocket* s) {
     }
     if (n < room) break;
   }
+  s->recycle(done);
   if (pending_.empty()) return;
   if (cfg_.batch_window_us == 0) process_batch();
   else arm_window();
+}
+
+void PacketPath::housekeeping() {
+  xdp_.heartbeat();
+  const uint64_t now = now_ns();
+  reasm_.expire(now);
+  inspector_.expire(now);
 }
 
 void PacketPath::on_window() {
@@ -173,6 +199,15 @@ void PacketPath::on_window() {
   [[maybe_unused]] ssize_t r = read(timer_fd_, &expirations, sizeof expirations);
   window_armed_ = false;
   if (!pending_.empty()) process_batch();
+  if (tx_backlog_) flush_all_tx();
+}
+
+void PacketPath::flush_all_tx() {
+  bool backlog = false;
+  for (auto& s : socks_) backlog |= !s->flush_tx();
+  if (backlog && !tx_backlog_) c_.tx_retries++;
+  tx_backlog_ = backlog;
+  if (tx_backlog_) arm_window();  // kick again shortly: nothing else may come to do it
 }
 
 void PacketPath::arm_window() {
@@ -202,10 +237,10 @@ XskSocket* PacketPath::peer_socket(const XskSocket* from) const {
   return fallback;
 }
 
-void PacketPath::deliver(XskSocket* from, const RxFrame& f) {
+void PacketPath::deliver(XskSocket* from, uint8_t* data, uint32_t len) {
   if (xdp_.inline_mode()) {
     XskSocket* peer = peer_socket(from);
-    if (peer && peer->queue_tx(f.data, f.len)) c_.tx++;
+    if (peer && peer->queue_tx(data, len)) c_.tx++;
     else c_.tx_fail++;
     return;
   }
@@ -214,10 +249,10 @@ void PacketPath::deliver(XskSocket* from, const RxFrame& f) {
   xdp_md ctx{};
   ctx.ingress_ifindex = uint32_t(from->ifindex());
   ctx.rx_queue_index = from->queue();
-  ctx.data_end = f.len;  // the kernel insists ctx describes exactly data_in
+  ctx.data_end = len;  // the kernel insists ctx describes exactly data_in
   LIBBPF_OPTS(bpf_test_run_opts, opts);
-  opts.data_in = f.data;
-  opts.data_size_in = f.len;
+  opts.data_in = data;
+  opts.data_size_in = len;
   opts.ctx_in = &ctx;
   opts.ctx_size_in = sizeof ctx;
   opts.repeat = 1;
@@ -255,7 +290,7 @@ void PacketPath::process_batch() {
     c_.gpu_batches++;
     c_.gpu_frames += n;
   } else {
-    classifier_.classify(b.frames, b.verdicts);
+    classifier_->classify(b.frames, b.verdicts);
     const uint64_t dt = now_ns() - t0;
     c_.classify_ns += dt;
     if (dt > c_.classify_ns_max) c_.classify_ns_max = dt;
@@ -289,7 +324,7 @@ void PacketPath::complete_batches(bool drain) {
         gpu_->collect(b.ticket, b.verdicts);
       } catch (const std::exception& e) {
         gpu_fail(e.what());
-        classifier_.classify(b.frames, b.verdicts);  // the frames are still in the UMEM
+        classifier_->classify(b.frames, b.verdicts);  // the frames are still in the UMEM
       }
       const uint64_t t1 = now_ns();
       if (!ready) c_.gpu_wait_ns += t1 - t0;
@@ -301,68 +336,130 @@ void PacketPath::complete_batches(bool drain) {
   }
 }
 
+void PacketPath::act_one(const Pending& p, const classify::Verdict& v, uint64_t now) {
+  classify::ParsedFrame parsed = classify::parse_frame(p.frame.data, p.frame.len);
+  FlowDecision d;
+  if (!parsed.ok()) {
+    // XDP keyed it, this parser does not (an IP length that lies, say): the
+    // policy for what cannot be parsed decides; never a verdict under a key.
+    c_.unparsed++;
+    d.action = parsed.status == classify::ParseStatus::kNotIp ? xdp_.config().non_ip_policy
+                                                              : xdp_.config().unparsed_policy;
+    d.deliver = d.action != GPO_ACT_DROP;
+  } else {
+    gpo_flow_verdict cached{};
+    const gpo_flow_key key = classify::flow_key(parsed);
+    if (p.datagram && bpf_map_lookup_elem(xdp_.flows_fd(), &key, &cached) == 0) {
+      // A reassembled datagram of a flow already decided: as XDP decides its
+      // unfragmented packets.
+      d.action = cached.action;
+      d.rule_id = cached.rule_id;
+      d.deliver = cached.action != GPO_ACT_DROP;
+    } else {
+      d = inspector_.decide(p.frame.data, parsed, v, now);
+    }
+    if (!d.install) c_.uncacheable++;
+    if (d.install) {
+      try {
+        if (xdp_.install_verdict(key, d.action, d.rule_id, d.flags)) c_.cache_installs++;
+      } catch (const std::exception& e) {
+        if (c_.cache_install_fail++ == 0) log::warn("flow verdict install failed: {}", e.what());
+      }
+    }
+    if (!d.deliver && d.action != GPO_ACT_DROP) c_.stream_dropped++;
+  }
+  if (!d.deliver) {
+    c_.dropped++;
+    return;
+  }
+  c_.passed++;
+  if (d.action == GPO_ACT_ALERT) {
+    c_.alerts++;
+    log::debug("alert: rule {} on {}", d.rule_id, p.sock->ifname());
+  }
+  if (p.datagram) {
+    // The fragments as they came: the receiver reassembles what was inspected.
+    for (auto& frag : p.datagram->fragments) {
+      deliver(p.sock, frag.data(), uint32_t(frag.size()));
+      c_.fragments_delivered++;
+    }
+    return;
+  }
+  // Frames from local senders on veth may carry an offload-only checksum.
+  if (parsed.ok() && complete_partial_checksum(p.frame.data, p.frame.len, parsed)) c_.csum_completed++;
+  deliver(p.sock, p.frame.data, p.frame.len);
+}
+
 void PacketPath::act(Batch& b) {
   const size_t n = b.pending.size();
+  const uint64_t now = now_ns();
   // Verdict install first, delivery second: both follow batch order, so a
   // flow's packets leave the agent in the order they came.
   for (size_t i = 0; i < n; i++) {
-    const classify::Verdict& v = b.verdicts[i];
-    const Pending& p = b.pending[i];
-    classify::ParsedFrame parsed = classify::parse_frame(p.frame.data, p.frame.len);
-    if (parsed.ok()) {
-      gpo_flow_key key = classify::flow_key(parsed);
-      bool install = v.cacheable;
-      if (!install) {
-        c_.uncacheable++;
-        if (uncached_.size() >= kMaxTrackedFlows) uncached_.clear();
-        uint32_t& seen = uncached_[key];
-        if (++seen >= cfg_.inspect_packets) {
-          install = true;
-          c_.capped++;
-        }
-      }
-      if (install) {
-        uncached_.erase(key);
-        try {
-          xdp_.install_verdict(key, v.action, v.rule_id);
-          c_.cache_installs++;
-        } catch (const std::exception& e) {
-          if (c_.cache_install_fail++ == 0) log::warn("flow verdict install failed: {}", e.what());
-        }
-      }
-    }
-    if (v.action == GPO_ACT_DROP) {
-      c_.dropped++;
-    } else {
-      c_.passed++;
-      if (v.action == GPO_ACT_ALERT) {
-        c_.alerts++;
-        log::debug("alert: rule {} on {}", v.rule_id, p.sock->ifname());
-      }
-      // Frames from local senders on veth may carry an offload-only checksum.
-      if (parsed.ok() && complete_partial_checksum(p.frame.data, p.frame.len, parsed)) c_.csum_completed++;
-      deliver(p.sock, p.frame);
+    try {
+      act_one(b.pending[i], b.verdicts[i], now);
+    } catch (const std::exception& e) {
+      // One packet's trouble must not end the agent (nor leak the batch's frames).
+      if (c_.errors++ == 0) log::error("packet path: acting on a packet failed: {} (the packet is dropped)", e.what());
     }
   }
-  if (xdp_.inline_mode())
-    for (auto& s : socks_) s->flush_tx();
+  if (xdp_.inline_mode()) flush_all_tx();
 
-  // Every frame goes back to the fill ring of the socket it came from.
+  // Every UMEM frame goes back to the fill ring of the socket it came from.
   std::vector<uint64_t> addrs;
   for (auto& s : socks_) {
     addrs.clear();
     for (auto& p : b.pending)
-      if (p.sock == s.get()) addrs.push_back(p.frame.addr);
+      if (p.sock == s.get() && p.frame.addr != kNoUmem) addrs.push_back(p.frame.addr);
     s->recycle(addrs);
   }
+}
+
+PacketPath::ReloadResult PacketPath::reload(std::shared_ptr<const RuleSnapshot> next, classify::Classifier& cpu,
+                                            classify::AsyncClassifier* gpu) {
+  // 1. What the old rules took in, they decide.
+  if (!pending_.empty()) process_batch();
+  complete_batches(true);
+  xdp_.heartbeat();
+  // 2. The cached verdicts the new rules could change go; their next packet
+  //    is a miss, queued in the socket until step 3 is done.
+  ReloadResult r;
+  std::vector<std::pair<gpo_flow_key, gpo_flow_verdict>> entries;
+  gpo_flow_key key, next_key;
+  const int fd = xdp_.flows_fd();
+  for (int rc = bpf_map_get_next_key(fd, nullptr, &key); rc == 0 && entries.size() < GPO_FLOW_CACHE_ENTRIES;
+       rc = bpf_map_get_next_key(fd, &key, &next_key), key = next_key) {
+    gpo_flow_verdict v{};
+    if (bpf_map_lookup_elem(fd, &key, &v) == 0) entries.emplace_back(key, v);
+  }
+  for (const auto& [k, v] : entries) {
+    if (verdict_could_change(*rules_, *next, k, v)) {
+      xdp_.remove_verdict(k);
+      r.invalidated++;
+    } else {
+      r.kept++;
+    }
+  }
+  // 3. The new rules.
+  if (loop_ && gpu_) loop_->remove_fd(gpu_->completion_fd());
+  rules_ = next;
+  classifier_ = &cpu;
+  gpu_ = gpu;
+  gpu_failed_ = false;
+  if (loop_ && gpu_) loop_->add_fd(gpu_->completion_fd(), [this] { on_gpu_done(); });
+  inspector_.set_rules(next);
+  xdp_.heartbeat();
+  c_.reloads++;
+  c_.invalidated += r.invalidated;
+  return r;
 }
 
 nlohmann::json PacketPath::to_json() const {
   nlohmann::json j;
   j["mode"] = xdp_.inline_mode() ? "inline" : "host";
   j["classifier"] = gpu_ ? fmt::format("{} (batches >= {} frames), {} below", gpu_->name(), cfg_.gpu_min_batch,
-                                        classifier_.name())
-                         : std::string(classifier_.name());
+                                        classifier_->name())
+                         : std::string(classifier_->name());
   nlohmann::json socks = nlohmann::json::array();
   uint64_t kernel_dropped = 0;
   for (auto& s : socks_) {
@@ -392,8 +489,14 @@ nlohmann::json PacketPath::to_json() const {
                 {"cache_installs", c_.cache_installs},
                 {"cache_install_fail", c_.cache_install_fail},
                 {"uncacheable", c_.uncacheable},
+                {"stream_dropped", c_.stream_dropped},
+                {"unparsed", c_.unparsed},
+                {"fragments_delivered", c_.fragments_delivered},
                 {"csum_completed", c_.csum_completed},
-                {"capped", c_.capped},
+                {"reloads", c_.reloads},
+                {"invalidated", c_.invalidated},
+                {"tx_retries", c_.tx_retries},
+                {"errors", c_.errors},
                 {"batches", c_.batches},
                 {"classify_ns_total", c_.classify_ns},
                 {"classify_ns_max", c_.classify_ns_max},
@@ -403,16 +506,40 @@ nlohmann::json PacketPath::to_json() const {
                 {"gpu_ns_total", c_.gpu_ns},
                 {"gpu_wait_ns_total", c_.gpu_wait_ns},
                 {"gpu_errors", c_.gpu_errors}};
+  const auto& ic = inspector_.counters();
+  j["inspection"] = {{"flows", inspector_.flows()},
+                     {"bytes_held", inspector_.bytes_held()},
+                     {"depth", inspector_.config().depth},
+                     {"depth_policy", inspector_.config().depth_policy == DepthPolicy::drop ? "drop" : "keep"},
+                     {"started", ic.started},
+                     {"midstream", ic.midstream},
+                     {"in_order", ic.in_order},
+                     {"out_of_order", ic.out_of_order},
+                     {"retransmits", ic.retransmits},
+                     {"conflicts", ic.conflicts},
+                     {"ooo_full", ic.ooo_full},
+                     {"before_start", ic.before_start},
+                     {"depth_reached", ic.depth},
+                     {"memcap_reached", ic.memcap},
+                     {"evicted", ic.evicted},
+                     {"expired", ic.expired},
+                     {"decided", ic.decided}};
+  const auto& rc = reasm_.counters();
+  j["reassembly"] = {{"datagrams_held", reasm_.datagrams_held()},
+                     {"bytes_held", reasm_.bytes_held()},
+                     {"fragments", rc.fragments},
+                     {"datagrams", rc.datagrams},
+                     {"duplicates", rc.duplicates},
+                     {"overlaps", rc.overlaps},
+                     {"timeouts", rc.timeouts},
+                     {"over_limit", rc.over_limit},
+                     {"invalid", rc.invalid},
+                     {"dropped_fragments", rc.dropped_fragments}};
   gpo_xdp_stats st = xdp_.read_stats();
-  j["xdp"] = {{"cache_pass", counter_json(st.cache_pass)},
-              {"cache_drop", counter_json(st.cache_drop)},
-              {"cache_redirect", counter_json(st.cache_redirect)},
-              {"to_agent", counter_json(st.to_agent)},
-              {"no_socket_pass", counter_json(st.no_socket_pass)},
-              {"no_socket_drop", counter_json(st.no_socket_drop)},
-              {"parse_fail_pass", counter_json(st.parse_fail_pass)},
-              {"parse_fail_drop", counter_json(st.parse_fail_drop)},
-              {"non_ip", counter_json(st.non_ip)}};
+#define GPO_X_JSON(name, what) j["xdp"][#name] = counter_json(st.name);
+  GPO_XDP_PATHS(GPO_X_JSON)
+  GPO_XDP_EVENTS(GPO_X_JSON)
+#undef GPO_X_JSON
   return j;
 }
 

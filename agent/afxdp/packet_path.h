@@ -2,18 +2,24 @@
 // interfaces, batches of flow-cache misses through the classifier, and the
 // verdicts acted on and installed in the XDP flow cache.
 //
-//   XDP miss -> XSKMAP -> socket rx ring -> batch (size or time window)
-//     -> Classifier::classify -> per packet:
+//   XDP miss -> XSKMAP -> socket rx ring
+//     -> IP fragment? copied into the reassembler (ip_reassembly.h), frame recycled;
+//        a complete datagram joins the batch as one packet
+//     -> batch (size or time window) -> Classifier::classify (each packet alone)
+//     -> FlowInspector::decide (flow_inspector.h): flows a content rule may
+//        still decide stay under inspection (TCP reassembled in stream order)
+//     -> per packet:
 //          drop       : recycle the frame (never delivered)
 //          pass/alert : host mode  -> re-inject through xdp_inject (BPF_PROG_TEST_RUN,
 //                                     live frames): the skb goes up the stack
 //                       inline mode -> TX on the peer interface's AF_XDP socket
+//          (a reassembled datagram: each of its fragments, as they came)
 //     -> flow verdict into the `flows` map, so later packets stay in the kernel.
 //
-// Verdicts the classifier marks not cacheable (a content rule matched the
-// headers but not yet the payload) keep the flow coming to the agent, up to
-// inspect_packets packets of that flow; then the verdict of the last packet
-// is cached (bounded inspection, as an IDS bounds stream depth).
+// A timer beats the agent's heartbeat into the `agent` map (XDP treats a
+// stale one as "agent gone": the fail policy) and expires reassembly and
+// inspection state. reload() swaps in new rules between two batches and
+// removes the cached verdicts they could change.
 //
 // With a GPU classifier (set_gpu_classifier), batches of at least
 // gpu_min_batch frames go to the GPU asynchronously (double buffering: batch N
@@ -32,11 +38,13 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "afxdp/flow_inspector.h"
+#include "afxdp/ip_reassembly.h"
+#include "afxdp/rule_snapshot.h"
 #include "afxdp/xsk_socket.h"
 #include "bpf/xdp_filter.h"
 #include "kernels/classify/classify.h"
@@ -53,7 +61,9 @@ namespace gpo::afxdp {
 struct PacketPathConfig {
   uint32_t batch_size = 64;        // classify at most this many frames at once
   uint32_t batch_window_us = 100;  // wait at most this long to fill a batch (0: classify what is there)
-  uint32_t inspect_packets = 16;   // cap on agent-classified packets of a not-cacheable flow
+  InspectorConfig inspect;         // flows under inspection: depth, its policy, memory
+  ReassemblyLimits reassembly;     // IP fragments
+  uint32_t housekeeping_ms = 250;  // heartbeat and expiry period
   BindMode bind_mode = BindMode::auto_;
   uint32_t rx_frames = 2048;       // UMEM frames per socket for rx
   uint32_t gpu_min_batch = 256;    // with a GPU classifier: smaller batches stay on the CPU
@@ -72,8 +82,14 @@ struct PacketCounters {
   uint64_t tx_fail = 0;
   uint64_t cache_installs = 0;
   uint64_t cache_install_fail = 0;
-  uint64_t uncacheable = 0;    // verdicts not cacheable (flow stays with the agent)
-  uint64_t capped = 0;         // not-cacheable flows cached after inspect_packets
+  uint64_t uncacheable = 0;    // packets decided while their flow stays under inspection
+  uint64_t stream_dropped = 0;  // TCP segments dropped by stream reassembly (conflict, before start, full)
+  uint64_t unparsed = 0;       // frames the agent could not parse (unparsed or non-IP policy applied)
+  uint64_t fragments_delivered = 0;  // fragments of passed datagrams delivered
+  uint64_t invalidated = 0;    // cached verdicts removed by rule reloads
+  uint64_t reloads = 0;
+  uint64_t tx_retries = 0;     // TX rings that needed another kick later
+  uint64_t errors = 0;         // exceptions caught while acting on a packet
   uint64_t csum_completed = 0;  // offload-only L4 checksums completed before delivery
   uint64_t batches = 0;
   uint64_t classify_ns = 0;    // total time in Classifier::classify
@@ -88,7 +104,8 @@ struct PacketCounters {
 
 class PacketPath {
  public:
-  PacketPath(loader::XdpFilter& xdp, classify::Classifier& classifier, PacketPathConfig cfg);
+  PacketPath(loader::XdpFilter& xdp, std::shared_ptr<const RuleSnapshot> rules, classify::Classifier& classifier,
+             PacketPathConfig cfg);
   ~PacketPath();
   PacketPath(const PacketPath&) = delete;
   PacketPath& operator=(const PacketPath&) = delete;
@@ -104,7 +121,21 @@ class PacketPath {
   // classifies what is still pending, and closes the sockets.
   void stop(loop::EventLoop& loop);
 
+  // New rules, atomically between two batches: everything already received
+  // is decided by the old rules first, then the cached verdicts the new rules
+  // could change are removed (verdict_could_change), then the new rules take
+  // over (the stored TCP streams are scanned again for the new patterns).
+  // The classifiers are the caller's (built from next); gpu may be null.
+  struct ReloadResult {
+    size_t invalidated = 0, kept = 0;
+  };
+  ReloadResult reload(std::shared_ptr<const RuleSnapshot> next, classify::Classifier& cpu,
+                      classify::AsyncClassifier* gpu);
+
   const PacketCounters& counters() const { return c_; }
+  // Flow facts for the rules (flow:to_server, established): see FlowInspector::facts.
+  const FlowInspector& inspector() const { return inspector_; }
+  const FragmentReassembler& reassembler() const { return reasm_; }
   size_t socket_count() const { return socks_.size(); }
   bool any_zero_copy() const;
   // Agent counters, XDP counters (summed over CPUs) and the socket list.
@@ -113,14 +144,10 @@ class PacketPath {
  private:
   struct Pending {
     XskSocket* sock;
-    RxFrame frame;
+    RxFrame frame;                      // frame.addr == kNoUmem: data points into datagram
+    std::shared_ptr<Datagram> datagram;  // a reassembled datagram and its fragments
   };
-  struct KeyHash {
-    size_t operator()(const gpo_flow_key& k) const noexcept;
-  };
-  struct KeyEq {
-    bool operator()(const gpo_flow_key& a, const gpo_flow_key& b) const noexcept;
-  };
+  static constexpr uint64_t kNoUmem = ~uint64_t(0);
 
   // A batch from receipt to action: verdicts come from the CPU at once or
   // from the GPU later (ticket >= 0 until collected).
@@ -139,16 +166,21 @@ class PacketPath {
   // while the queue is longer than allowed, or for everything when drain.
   void complete_batches(bool drain);
   void act(Batch& b);
+  void act_one(const Pending& p, const classify::Verdict& v, uint64_t now);
   void on_window();
   void process_batch();
-  void deliver(XskSocket* from, const RxFrame& f);
+  void housekeeping();
+  void deliver(XskSocket* from, uint8_t* data, uint32_t len);
+  void flush_all_tx();
   XskSocket* peer_socket(const XskSocket* from) const;
   uint32_t xsk_slot(const XskSocket& s) const;  // its key in the xsks map
   void arm_window();
   void disarm_window();
 
   loader::XdpFilter& xdp_;
-  classify::Classifier& classifier_;
+  std::shared_ptr<const RuleSnapshot> rules_;
+  classify::Classifier* classifier_;
+  loop::EventLoop* loop_ = nullptr;
   classify::AsyncClassifier* gpu_ = nullptr;
   bool gpu_failed_ = false;
   std::deque<Batch> batches_;  // classified or in flight, arrival order
@@ -156,8 +188,10 @@ class PacketPath {
   std::vector<std::unique_ptr<XskSocket>> socks_;
   int timer_fd_ = -1;
   bool window_armed_ = false;
+  bool tx_backlog_ = false;  // a TX ring still holds frames: the window timer kicks again
   std::vector<Pending> pending_;
-  std::unordered_map<gpo_flow_key, uint32_t, KeyHash, KeyEq> uncached_;  // agent-seen packets per open flow
+  FlowInspector inspector_;
+  FragmentReassembler reasm_;
   PacketCounters c_;
 };
 

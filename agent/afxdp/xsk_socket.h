@@ -56,7 +56,9 @@ class XskSocket {
   // when no TX frame or ring slot is free (the caller counts a tx drop).
   bool queue_tx(const uint8_t* data, uint32_t len);
   // Kicks the kernel to send what queue_tx queued and reaps completions.
-  void flush_tx();
+  // Returns false when descriptors are still waiting in the TX ring (the
+  // kernel refused more for now): call again later.
+  bool flush_tx();
   // The kernel's per-socket counters (getsockopt XDP_STATISTICS): frames it
   // dropped because the rx ring was full, the fill ring empty, or invalid descs.
   struct KernelStats {

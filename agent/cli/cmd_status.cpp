@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <cerrno>
 #include <cstdio>
@@ -132,27 +133,36 @@ struct StatRow {
   const char* what;
 };
 constexpr StatRow kStatRows[] = {
-    {"cache_pass", &gpo_xdp_stats::cache_pass, "cache hit, passed"},
-    {"cache_drop", &gpo_xdp_stats::cache_drop, "cache hit, dropped"},
-    {"cache_redirect", &gpo_xdp_stats::cache_redirect, "cache hit, redirected to the peer port"},
-    {"to_agent", &gpo_xdp_stats::to_agent, "cache miss, sent to the agent (AF_XDP)"},
-    {"no_socket_pass", &gpo_xdp_stats::no_socket_pass, "miss, no agent socket, fail-open"},
-    {"no_socket_drop", &gpo_xdp_stats::no_socket_drop, "miss, no agent socket, fail-closed"},
-    {"parse_fail_pass", &gpo_xdp_stats::parse_fail_pass, "unparsed, passed"},
-    {"parse_fail_drop", &gpo_xdp_stats::parse_fail_drop, "unparsed, dropped"},
-    {"non_ip", &gpo_xdp_stats::non_ip, "not IP, passed"},
+#define GPO_X_ROW(name, what) {#name, &gpo_xdp_stats::name, what},
+    GPO_XDP_PATHS(GPO_X_ROW)
+};
+constexpr StatRow kEventRows[] = {
+    GPO_XDP_EVENTS(GPO_X_ROW)
+#undef GPO_X_ROW
 };
 
-void run_status(const std::string& pin_dir, bool json, size_t top_n) {
+std::string secs(uint64_t ns) {
+  if (ns == 0) return "never";
+  return fmt::format("{}s", ns / 1000000000ull);
+}
+
+void run_status(const std::string& pin_dir_arg, bool json, size_t top_n) {
   if (!loader::have_bpf_privileges())
     throw CLI::RuntimeError("status: reading the pinned BPF maps needs root (or CAP_BPF); run it with sudo",
                             kNoPrivilege);
+  // `ip netns exec` hides the host's bpffs: find it as `run` does.
+  std::string pin_dir;
+  try {
+    pin_dir = loader::resolve_pin_dir(pin_dir_arg);
+  } catch (const loader::XdpError& e) {
+    throw CLI::RuntimeError(std::string("status: ") + e.what(), kUsage);
+  }
   auto open_pinned = [&](const char* name) { return Fd(bpf_obj_get((pin_dir + "/" + name).c_str())); };
   Fd stats = open_pinned("stats"), flows = open_pinned("flows"), config = open_pinned("config"),
-     tx = open_pinned("tx_ports");
+     tx = open_pinned("tx_ports"), agent = open_pinned("agent");
   if (stats.fd < 0 || flows.fd < 0 || config.fd < 0) {
-    if (json) std::printf("%s\n", nlohmann::json{{"running", false}, {"pin_dir", pin_dir}}.dump(2).c_str());
-    throw CLI::RuntimeError("not running: no pinned maps under " + pin_dir +
+    if (json) std::printf("%s\n", nlohmann::json{{"running", false}, {"pin_dir", pin_dir_arg}}.dump(2).c_str());
+    throw CLI::RuntimeError("not running: no pinned maps under " + pin_dir_arg +
                                 " (start the filter with `sudo gpuoffload-agent run --xdp IFACE`)",
                             kFailure);
   }
@@ -161,6 +171,18 @@ void run_status(const std::string& pin_dir, bool json, size_t top_n) {
   gpo_xdp_config cfg{};
   uint32_t zero = 0;
   bpf_map_lookup_elem(config.fd, &zero, &cfg);
+  gpo_agent_beat beat{};
+  if (agent.fd >= 0) bpf_map_lookup_elem(agent.fd, &zero, &beat);
+  // Pinned links: the attachments that outlive the agent.
+  std::vector<std::string> links;
+  {
+    std::error_code ec;
+    for (auto& e : std::filesystem::directory_iterator(pin_dir, ec)) {
+      std::string n = e.path().filename().string();
+      if (n.rfind("xdp_link_", 0) == 0) links.push_back(n);
+    }
+    std::sort(links.begin(), links.end());
+  }
   auto ifaces = attached_interfaces(map_id(flows.fd));
   std::vector<std::pair<std::string, std::string>> peers;
   if (tx.fd >= 0) {
@@ -188,24 +210,39 @@ void run_status(const std::string& pin_dir, bool json, size_t top_n) {
   auto flow_a = [](const gpo_flow_key& k) { return addr_str(k.addr_a) + ":" + std::to_string(ntohs(k.port_a)); };
   auto flow_b = [](const gpo_flow_key& k) { return addr_str(k.addr_b) + ":" + std::to_string(ntohs(k.port_b)); };
   const char* fail = cfg.fail_policy == GPO_ACT_DROP ? "fail-closed" : "fail-open";
+  const bool agent_alive = beat.pid != 0 && (kill(pid_t(beat.pid), 0) == 0 || errno == EPERM);
+  const double beat_age = age_s(beat.heartbeat_ns);
+  const char* frag = cfg.frag_policy == GPO_FRAG_DROP ? "drop" : "reassemble";
 
   if (json) {
     nlohmann::json j;
     j["running"] = !ifaces.empty();
-    j["pin_dir"] = pin_dir;
+    j["pin_dir"] = pin_dir_arg;
+    j["links"] = links;
+    j["agent"] = {{"pid", beat.pid}, {"alive", agent_alive}, {"heartbeat_s_ago", beat_age}};
     j["interfaces"] = nlohmann::json::array();
     for (const auto& a : ifaces)
       j["interfaces"].push_back({{"name", a.name}, {"ifindex", a.ifindex}, {"mode", a.mode}, {"prog_id", a.prog_id}});
     j["config"] = {{"fail_policy", loader::action_name(cfg.fail_policy)},
                    {"unparsed_policy", loader::action_name(cfg.unparsed_policy)},
-                   {"inline_mode", bool(cfg.inline_mode)}};
+                   {"non_ip_policy", loader::action_name(cfg.non_ip_policy)},
+                   {"frag_policy", frag},
+                   {"inline_mode", bool(cfg.inline_mode)},
+                   {"agent_timeout_ms", cfg.agent_timeout_ns / 1000000},
+                   {"tcp_timeout_s", cfg.tcp_timeout_ns / 1000000000},
+                   {"tcp_closed_timeout_s", cfg.tcp_closed_timeout_ns / 1000000000},
+                   {"udp_timeout_s", cfg.udp_timeout_ns / 1000000000},
+                   {"other_timeout_s", cfg.other_timeout_ns / 1000000000}};
     j["tx_ports"] = nlohmann::json::object();
     for (const auto& [from, to] : peers) j["tx_ports"][from] = to;
     for (const auto& s : kStatRows) j["stats"][s.name] = {{"packets", (st.*s.c).packets}, {"bytes", (st.*s.c).bytes}};
+    for (const auto& s : kEventRows) j["events"][s.name] = (st.*s.c).packets;
     j["flows"] = {{"entries", entries}, {"max_entries", max_entries}, {"top", nlohmann::json::array()}};
     for (const auto& r : rows)
       j["flows"]["top"].push_back({{"a", flow_a(r.key)}, {"b", flow_b(r.key)}, {"proto", proto_str(r.key.proto)},
                                    {"action", loader::action_name(r.v.action)}, {"rule_id", r.v.rule_id},
+                                   {"client", (r.v.flags & GPO_FLOW_CLIENT_A) ? "a" : (r.v.flags & GPO_FLOW_CLIENT_B) ? "b" : ""},
+                                   {"closed", GPO_FLOW_CLOSED(r.v.flags) != 0},
                                    {"hits", r.v.hits}, {"last_seen_s_ago", age_s(r.v.last_seen_ns)}});
     std::printf("%s\n", j.dump(2).c_str());
     return;
@@ -217,14 +254,28 @@ void run_status(const std::string& pin_dir, bool json, size_t top_n) {
   for (const auto& a : ifaces)
     std::printf("  attached: xdp_filter on %s (ifindex %d, %s mode, prog id %u)\n", a.name.c_str(), a.ifindex,
                 a.mode.c_str(), a.prog_id);
-  std::printf("  mode: %s, %s (miss without an agent socket: %s), unparsed packets: %s\n",
+  for (const auto& l : links) std::printf("  pinned link: %s/%s (outlives the agent)\n", pin_dir_arg.c_str(), l.c_str());
+  if (beat.pid == 0) std::printf("  agent: none has run with these maps\n");
+  else
+    std::printf("  agent: pid %u, %s, last heartbeat %.1fs ago%s\n", beat.pid, agent_alive ? "running" : "gone",
+                beat_age,
+                !agent_alive || (cfg.agent_timeout_ns && beat_age * 1e9 > double(cfg.agent_timeout_ns))
+                    ? " -> XDP applies the fail policy to new flows"
+                    : "");
+  std::printf("  mode: %s, %s (miss while the agent is gone: %s), unparsed packets: %s, non-IP: %s, fragments: %s\n",
               cfg.inline_mode ? "inline" : "host", fail, loader::action_name(cfg.fail_policy),
-              loader::action_name(cfg.unparsed_policy));
+              loader::action_name(cfg.unparsed_policy), loader::action_name(cfg.non_ip_policy), frag);
+  std::printf("  verdict idle timeouts: tcp %s (closed %s), udp %s, other %s; agent heartbeat timeout %s\n",
+              secs(cfg.tcp_timeout_ns).c_str(), secs(cfg.tcp_closed_timeout_ns).c_str(),
+              secs(cfg.udp_timeout_ns).c_str(), secs(cfg.other_timeout_ns).c_str(),
+              cfg.agent_timeout_ns ? fmt::format("{}ms", cfg.agent_timeout_ns / 1000000).c_str() : "off");
   for (const auto& [from, to] : peers) std::printf("  peer port: %s -> %s\n", from.c_str(), to.c_str());
   std::printf("\n  %-16s %14s %16s\n", "path", "packets", "bytes");
   for (const auto& s : kStatRows)
     std::printf("  %-16s %14llu %16llu  %s\n", s.name, (unsigned long long)(st.*s.c).packets,
                 (unsigned long long)(st.*s.c).bytes, s.what);
+  for (const auto& s : kEventRows)
+    std::printf("  %-16s %14llu %16s  %s\n", s.name, (unsigned long long)(st.*s.c).packets, "", s.what);
   std::printf("\n  flow cache: %zu of %u entries\n", entries, max_entries);
   if (!rows.empty()) {
     std::printf("  %10s  %-6s %8s  %-5s  %s\n", "hits", "action", "rule", "seen", "flow");

@@ -11,6 +11,8 @@
 #include <string>
 #include <system_error>
 
+#include "util/log.h"
+
 namespace gpo::loop {
 
 EventLoop::EventLoop() {
@@ -57,7 +59,20 @@ void EventLoop::block_stop_signals() {
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+}
+
+void EventLoop::call(const Callback& cb, const char* what) {
+  try {
+    cb();
+  } catch (const std::exception& e) {
+    callback_errors_++;
+    log::error("event loop: a {} callback failed: {} (caught; the agent goes on)", what, e.what());
+  } catch (...) {
+    callback_errors_++;
+    log::error("event loop: a {} callback threw a non-standard exception (caught; the agent goes on)", what);
+  }
 }
 
 int EventLoop::run(bool catch_signals) {
@@ -67,6 +82,7 @@ int EventLoop::run(bool catch_signals) {
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &mask, &old);
     sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     epoll_event ev{};
@@ -95,11 +111,17 @@ int EventLoop::run(bool catch_signals) {
         stopping_ = true;
       } else if (fd == sig_fd) {
         signalfd_siginfo si{};
-        if (read(sig_fd, &si, sizeof si) == sizeof si) stopped_by = int(si.ssi_signo);
+        if (read(sig_fd, &si, sizeof si) != sizeof si) continue;
+        if (si.ssi_signo == SIGHUP) {
+          if (hangup_) call(hangup_, "SIGHUP");
+          else log::info("SIGHUP ignored (nothing to reload)");
+          continue;
+        }
+        stopped_by = int(si.ssi_signo);
         stopping_ = true;
       } else if (auto it = fds_.find(fd); it != fds_.end()) {
         auto cb = it->second;  // a callback may remove its own fd
-        cb();
+        call(cb, "file descriptor");
       }
     }
     now = std::chrono::steady_clock::now();
@@ -107,7 +129,7 @@ int EventLoop::run(bool catch_signals) {
       if (stopping_) break;
       if (now >= t.next) {
         t.next = now + t.period;
-        t.cb();
+        call(t.cb, "timer");
       }
     }
   }

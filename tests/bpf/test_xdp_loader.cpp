@@ -60,7 +60,7 @@ std::string prog_name_on(const TestNetns& ns, const char* ifname, uint32_t* id =
   return name;
 }
 
-TEST(XdpLoader, AttachesNativeOnVethAndDetachesOnDestruction) {
+TEST(XdpLoader, AttachesNativeThroughAPinnedLinkThatOutlivesItAndIsAdopted) {
   REQUIRE_ROOT();
   TestNetns ns("ld");
   REQUIRE_NETNS(ns);
@@ -85,7 +85,7 @@ TEST(XdpLoader, AttachesNativeOnVethAndDetachesOnDestruction) {
   uint32_t id = 0;
   EXPECT_EQ(prog_name_on(ns, "v0", &id, &native), "xdp_filter");
   EXPECT_TRUE(native);
-  for (const char* m : {"flows", "stats", "config", "xsks", "tx_ports"})
+  for (const char* m : {"flows", "stats", "config", "agent", "xsks", "tx_ports"})
     EXPECT_TRUE(std::filesystem::exists(pins.path + "/" + m)) << m;
   EXPECT_NE(f->describe().find("v0"), std::string::npos) << f->describe();
 
@@ -95,8 +95,32 @@ TEST(XdpLoader, AttachesNativeOnVethAndDetachesOnDestruction) {
   k.proto = 17;
   k.port_a = htons(9);
   f->install_verdict(k, GPO_ACT_DROP, 99);
+  // Destruction without detach() (a crash, an uncaught exception) leaves the
+  // filter attached: its pinned link outlives the XdpFilter.
+  const std::string link = pins.path + "/xdp_link_v0";
+  EXPECT_TRUE(std::filesystem::exists(link));
   ns.run_inside([&] { f.reset(); });
-  EXPECT_EQ(prog_name_on(ns, "v0"), "") << "destructor detaches";
+  EXPECT_EQ(prog_name_on(ns, "v0"), "xdp_filter") << "the pinned link keeps the filter attached";
+  // The next agent adopts the link: its program replaces the old one in place.
+  ns.run_inside([&] {
+    XdpOptions o;
+    o.ifaces = {"v0"};
+    o.pin_dir = pins.path;
+    f = XdpFilter::attach(o);
+  });
+  ASSERT_TRUE(f);
+  ASSERT_EQ(f->attached().size(), 1u);
+  EXPECT_TRUE(f->attached()[0].adopted);
+  uint32_t adopted_id = 0;
+  EXPECT_EQ(prog_name_on(ns, "v0", &adopted_id), "xdp_filter");
+  EXPECT_NE(adopted_id, id) << "the new program runs in the adopted link";
+  // detach() is the deliberate way off.
+  ns.run_inside([&] {
+    f->detach();
+    f.reset();
+  });
+  EXPECT_EQ(prog_name_on(ns, "v0"), "") << "detach() detaches";
+  EXPECT_FALSE(std::filesystem::exists(link));
   ASSERT_TRUE(std::filesystem::exists(pins.path + "/flows"));
   XdpOptions o;
   o.pin_dir = pins.path;
@@ -122,6 +146,7 @@ TEST(XdpLoader, GenericModeWhenAsked) {
     bool native = true;
     EXPECT_EQ(gpo::loader::attached_prog_name(int(if_nametoindex("v1")), nullptr, &native), "xdp_filter");
     EXPECT_FALSE(native);
+    f->detach();
   });
   EXPECT_EQ(prog_name_on(ns, "v1"), "");
 }
@@ -275,7 +300,9 @@ TEST(XdpLoader, MissWithABoundSocketGoesToTheAgent) {
   XdpOptions lo;
   lo.pin_dir = "";
   auto f = XdpFilter::load(lo);
-  f->set_config({GPO_ACT_DROP, GPO_ACT_PASS, 0, 0, 0});
+  gpo_xdp_config xcfg{};
+  xcfg.fail_policy = GPO_ACT_DROP;
+  f->set_config(xcfg);
   auto pkt = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").udp(1, 2).payload("miss").build();
   ns.run_inside([&] {
     constexpr size_t kFrames = 64, kFrame = 4096;
@@ -301,7 +328,22 @@ TEST(XdpLoader, MissWithABoundSocketGoesToTheAgent) {
     auto st = f->read_stats();
     EXPECT_EQ(st.to_agent.packets, 1u);
     EXPECT_EQ(st.to_agent.bytes, pkt.size());
-    EXPECT_EQ(st.no_socket_drop.packets, 0u);
+    EXPECT_EQ(st.no_agent_drop.packets, 0u);
+
+    // A socket in the map but a stale heartbeat (a hung agent): gone, fail policy.
+    xcfg.agent_timeout_ns = 500'000'000ull;
+    f->set_config(xcfg);
+    f->heartbeat();
+    EXPECT_EQ(xdp_test_run(f->filter_prog_fd(), pkt).action, XDP_REDIRECT) << "fresh heartbeat";
+    gpo_agent_beat beat{};
+    uint32_t zero = 0;
+    ASSERT_EQ(bpf_map_lookup_elem(f->agent_fd(), &zero, &beat), 0);
+    beat.heartbeat_ns -= 2'000'000'000ull;
+    ASSERT_EQ(bpf_map_update_elem(f->agent_fd(), &zero, &beat, BPF_ANY), 0);
+    EXPECT_EQ(xdp_test_run(f->filter_prog_fd(), pkt).action, XDP_DROP) << "stale heartbeat + fail-closed";
+    EXPECT_EQ(f->read_stats().no_agent_drop.packets, 1u);
+    f->heartbeat();
+    EXPECT_EQ(xdp_test_run(f->filter_prog_fd(), pkt).action, XDP_REDIRECT) << "beating again";
 
     xsk_socket__delete(xsk);  // the kernel removes the XSKMAP entry with the socket
     xsk_umem__delete(umem);
@@ -310,7 +352,7 @@ TEST(XdpLoader, MissWithABoundSocketGoesToTheAgent) {
   auto run = xdp_test_run(f->filter_prog_fd(), pkt);
   ASSERT_EQ(run.rc, 0);
   EXPECT_EQ(run.action, XDP_DROP) << "agent gone + fail-closed";
-  EXPECT_EQ(f->read_stats().no_socket_drop.packets, 1u);
+  EXPECT_EQ(f->read_stats().no_agent_drop.packets, 2u);
 }
 
 TEST(XdpLoader, BpftoolDumpsPinnedMapsWithNamedFields) {
@@ -330,7 +372,7 @@ TEST(XdpLoader, BpftoolDumpsPinnedMapsWithNamedFields) {
 
   auto r = run_proc({"bpftool", "map", "dump", "pinned", pins.path + "/stats"});
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  for (const char* field : {"cache_drop", "to_agent", "no_socket_pass", "parse_fail_drop", "non_ip", "packets", "bytes"})
+  for (const char* field : {"cache_drop", "to_agent", "no_agent_pass", "parse_fail_drop", "non_ip_pass", "frag_drop", "flow_expired", "packets", "bytes"})
     EXPECT_NE(r.out.find(field), std::string::npos) << field << " missing from:\n" << r.out;
   r = run_proc({"bpftool", "map", "dump", "pinned", pins.path + "/flows"});
   ASSERT_EQ(r.exit_code, 0) << r.out;
@@ -338,7 +380,8 @@ TEST(XdpLoader, BpftoolDumpsPinnedMapsWithNamedFields) {
     EXPECT_NE(r.out.find(field), std::string::npos) << field << " missing from:\n" << r.out;
   r = run_proc({"bpftool", "map", "dump", "pinned", pins.path + "/config"});
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("fail_policy"), std::string::npos) << r.out;
+  for (const char* field : {"fail_policy", "non_ip_policy", "frag_policy", "agent_timeout_ns", "tcp_timeout_ns"})
+    EXPECT_NE(r.out.find(field), std::string::npos) << field << " missing from:\n" << r.out;
 }
 
 TEST(XdpStatus, ShowsALoadedFilter) {

@@ -111,6 +111,7 @@ class PacketFilter : public ::testing::Test {
   std::unique_ptr<NsProcess> start_agent(const std::string& xdp, std::vector<std::string> extra = {}) {
     std::vector<std::string> argv{AGENT_BIN, "run", "--xdp", xdp, "--rules", rules_, "--pin-dir", pin_dir_,
                                   "--status-file", (tmp_ / "status.json").string(), "--status-interval-ms", "100",
+                                  "--pid-file", (tmp_ / "agent.pid").string(),
                                   "--no-spot", "--no-offload"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto log = (tmp_ / ("agent-" + std::to_string(starts_++) + ".log")).string();
@@ -332,10 +333,10 @@ TEST_P(FailPolicy, AgentKilledNewFlowsFollowPolicyThenRestartServes) {
   const auto s1 = stats();
   if (closed) {
     EXPECT_TRUE(got.empty()) << "fail-closed delivered a new flow without the agent";
-    EXPECT_EQ(s1.no_socket_drop.packets - s0.no_socket_drop.packets, 1u);
+    EXPECT_EQ(s1.no_agent_drop.packets - s0.no_agent_drop.packets, 1u);
   } else {
     EXPECT_EQ(got, Strings{"new-flow-agent-gone"});
-    EXPECT_EQ(s1.no_socket_pass.packets - s0.no_socket_pass.packets, 1u);
+    EXPECT_EQ(s1.no_agent_pass.packets - s0.no_agent_pass.packets, 1u);
   }
   EXPECT_EQ(s1.to_agent.packets, s0.to_agent.packets);
   // A flow decided before the kill is still decided from the cache.
