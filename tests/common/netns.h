@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,40 @@ class NsProcess {
   std::string log_path_;
   int status_ = -1;
 };
+
+// Attaches a one-instruction XDP_PASS program to iface (native mode). On veth,
+// frames an XDP program redirects into a veth reach the far end only when
+// that end runs NAPI (an XDP program there, or GRO): what docs/packet-filter.md
+// asks of users who bridge veths. Throws on failure.
+void attach_xdp_pass(const NetNs& ns, const std::string& iface);
+
+// A counter of /proc/net/snmp (e.g. "Tcp", "InSegs") as the namespace sees it.
+uint64_t snmp_counter(const NetNs& ns, const std::string& proto, const std::string& field);
+
+// Raw frames: sends one L2 frame out of iface (AF_PACKET).
+void send_frame(const NetNs& ns, const std::string& iface, const std::vector<uint8_t>& frame);
+
+// Everything iface receives while it is open (AF_PACKET, all protocols).
+class FrameCapture {
+ public:
+  FrameCapture(const NetNs& ns, const std::string& iface);
+  ~FrameCapture();
+  FrameCapture(const FrameCapture&) = delete;
+  FrameCapture& operator=(const FrameCapture&) = delete;
+  // Frames received until timeout or until max frames (VLAN tags the kernel
+  // moved out of the data come back in place, so frames read as sent).
+  std::vector<std::vector<uint8_t>> collect(std::chrono::milliseconds timeout, size_t max = 100000);
+
+ private:
+  int fd_ = -1;
+};
+// Does the byte string occur in the frame?
+bool frame_contains(const std::vector<uint8_t>& frame, const std::string& needle);
+
+// ICMP echo from src_ip to dst_ip (raw socket in ns); true when the reply
+// comes within timeout.
+bool icmp_echo(const NetNs& ns, const std::string& src_ip, const std::string& dst_ip,
+               std::chrono::milliseconds timeout, uint16_t seq = 1);
 
 // UDP helpers over sockets from NetNs::socket.
 int udp_bind(const NetNs& ns, const std::string& ip, uint16_t port);  // nonblocking
