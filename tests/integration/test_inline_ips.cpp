@@ -544,4 +544,37 @@ TEST_F(Ips, RunsUnderIpNetnsExec) {
   EXPECT_GE(j["stats"]["to_agent"]["packets"].get<uint64_t>(), 1u) << r.out;
 }
 
+// The evasion suite (tests/integration/evasion.py, scapy): each trick at a
+// content rule and at a port rule is blocked, and its clean twin passes.
+TEST_F(Ips, EvasionTricksAreBlockedAndTheirCleanTwinsPass) {
+  if (gpo::test::run_proc({"/usr/bin/python3", "-c", "import scapy.all"}, 60).exit_code != 0)
+    GTEST_SKIP() << "python3-scapy is not installed (tools/install-deps installs it)";
+  auto rules = gpo::test::run_proc({"/usr/bin/python3", EVASION_PY, "rules"}, 60);
+  ASSERT_EQ(rules.exit_code, 0) << rules.out;
+  write_rules(rules.out);
+  topology(Mode::inline_);
+  agent_ = start();
+  ASSERT_TRUE(agent_);
+  const std::string out = (tmp_ / "evasion.json").string();
+  NsProcess sniffer(*srv_, {"/usr/bin/python3", EVASION_PY, "sniff", "--iface", "s0", "--out", out, "--timeout", "90"},
+                    (tmp_ / "sniffer.log").string());
+  ASSERT_TRUE(sniffer.wait_for_log("READY", 60s)) << sniffer.log();
+  std::string ip_bin = access("/usr/sbin/ip", X_OK) == 0 ? "/usr/sbin/ip" : "ip";
+  auto sent = gpo::test::run_proc({ip_bin, "netns", "exec", cli_->name(), "/usr/bin/python3", EVASION_PY, "send",
+                                   "--iface", "c0", "--dst-mac", gpo::test::veth_mac(2, 2)},
+                                  120);
+  ASSERT_EQ(sent.exit_code, 0) << sent.out;
+  ASSERT_TRUE(sniffer.wait_for_log("DONE", 90s)) << sniffer.log();
+  std::ifstream in(out);
+  nlohmann::json j;
+  ASSERT_NO_THROW(in >> j) << sniffer.log();
+  EXPECT_TRUE(j["done_seen"].get<bool>()) << "the end marker never arrived: the capture is incomplete";
+  EXPECT_GE(j["cases"].size(), 15u);
+  for (auto& [name, c] : j["cases"].items()) {
+    EXPECT_TRUE(c["attack_blocked"].get<bool>()) << name << " (" << c["rule"] << " rule): the trick got through";
+    EXPECT_TRUE(c["twin_passed"].get<bool>()) << name << ": the clean twin did not arrive whole";
+  }
+  if (HasFailure()) ADD_FAILURE() << fresh_status().dump(2) << "\n" << agent_->log();
+}
+
 }  // namespace
