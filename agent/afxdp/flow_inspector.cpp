@@ -195,6 +195,25 @@ FlowInspector::Seg FlowInspector::segment(Flow& f, Stream& s, uint32_t seq, uint
   return Seg::ok;
 }
 
+// The cache holds one verdict for both directions. A pass decided by a
+// packet of one direction may only be cached when no content rule can still
+// decide the other direction (a rule on the server's replies, say): decide()
+// on the reversed tuple, with what that direction's stream holds so far.
+bool FlowInspector::other_side_open(const Flow* f, int from, const classify::ParsedFrame& p) const {
+  classify::ParsedFrame r = p;
+  std::memcpy(r.src, p.dst, 16);
+  std::memcpy(r.dst, p.src, 16);
+  r.sport = p.dport;
+  r.dport = p.sport;
+  const Stream* s = f ? &f->dir[1 - from] : nullptr;
+  auto present = [&](uint32_t id) -> int {
+    return s && id / 64 < s->seen.size() && (s->seen[id / 64] >> (id % 64)) & 1 ? 1 : 0;
+  };
+  classify::Verdict rv;
+  classify::decide(rules_->acl.view(), rules_->rules_view(), r, present, rv);
+  return !rv.cacheable;
+}
+
 FlowDecision FlowInspector::leave(Flow& f, uint8_t action, uint32_t rule_id) {
   FlowDecision d;
   d.action = action;
@@ -220,7 +239,8 @@ FlowDecision FlowInspector::decide(const uint8_t* frame, const classify::ParsedF
   const gpo_flow_key key = key_of(p, src_is_a);
   auto it = flows_.find(key);
   if (it == flows_.end()) {
-    if (v.cacheable) {  // decided by this packet alone: nothing to follow
+    if (v.cacheable && (v.action == GPO_ACT_DROP || !other_side_open(nullptr, 0, p))) {
+      // Decided by this packet alone, both ways: nothing to follow.
       FlowDecision d;
       d.action = v.action;
       d.rule_id = v.rule_id;
@@ -264,7 +284,7 @@ FlowDecision FlowInspector::decide(const uint8_t* frame, const classify::ParsedF
   bool reached = false;
   if (p.proto != kTcp) {
     f.inspected += p.payload_len;
-    if (v.cacheable) {
+    if (v.cacheable && !other_side_open(&f, from, p)) {
       c_.decided++;
       return leave(f, v.action, v.rule_id);
     }
@@ -293,7 +313,7 @@ FlowDecision FlowInspector::decide(const uint8_t* frame, const classify::ParsedF
       return id / 64 < s.seen.size() && (s.seen[id / 64] >> (id % 64)) & 1 ? 1 : 0;
     };
     classify::decide(rules_->acl.view(), rules_->rules_view(), p, present, sv);
-    if (sv.cacheable) {
+    if (sv.cacheable && (sv.action == GPO_ACT_DROP || !other_side_open(&f, from, p))) {
       c_.decided++;
       return leave(f, sv.action, sv.rule_id);
     }

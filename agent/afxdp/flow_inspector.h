@@ -154,6 +154,7 @@ class FlowInspector {
   Seg append(Flow& f, Stream& s, const uint8_t* bytes, size_t n);
   void scan(Stream& s, const uint8_t* bytes, size_t n) const;
   FlowDecision leave(Flow& f, uint8_t action, uint32_t rule_id);  // install and forget
+  bool other_side_open(const Flow* f, int from, const classify::ParsedFrame& p) const;
   void forget(const gpo_flow_key& k);
   uint64_t flags_of(const Flow& f) const;
   uint64_t idle_ns(uint8_t proto) const;

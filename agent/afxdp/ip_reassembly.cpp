@@ -22,6 +22,7 @@ struct FragInfo {
   int version = 0;
   uint32_t l3 = 0;
   uint32_t payload = 0;  // start of the fragmentable part
+  uint32_t head_end = 0; // what the offset-0 fragment gives the datagram: up to the fragment header (IPv6)
   uint32_t end = 0;      // end of the IP packet (Ethernet padding excluded)
   uint32_t offset = 0;   // in bytes
   bool more = false;
@@ -52,7 +53,7 @@ bool parse(const uint8_t* d, uint32_t len, FragInfo& f) {
     f.more = fo & 0x2000;
     f.offset = uint32_t(fo & 0x1fff) * 8;
     f.fragment = f.more || f.offset != 0;
-    f.payload = off + ihl;
+    f.payload = f.head_end = off + ihl;
     f.end = off + total;
     f.key.assign("4");
     f.key.append(reinterpret_cast<const char*>(d + off + 12), 8);  // addresses
@@ -79,6 +80,7 @@ bool parse(const uint8_t* d, uint32_t len, FragInfo& f) {
         f.next_proto_at = nh_at;
         f.next_proto = d[p];
         f.payload = p + 8;
+        f.head_end = p;
         f.key.assign("6");
         f.key.append(reinterpret_cast<const char*>(d + off + 8), 32);  // addresses
         f.key.append(reinterpret_cast<const char*>(d + p + 4), 4);     // identification
@@ -186,7 +188,7 @@ FragmentReassembler::Result FragmentReassembler::add(const uint8_t* frame, uint3
   p.bytes += len + plen;
   bytes_ += len + plen;
   if (off == 0) {
-    p.head.assign(frame, frame + fi.payload);
+    p.head.assign(frame, frame + fi.head_end);
     p.l3 = fi.l3;
     p.next_proto_at = fi.next_proto_at;
     p.next_proto = fi.next_proto;
