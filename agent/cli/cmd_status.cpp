@@ -300,6 +300,39 @@ void print_offload_status(const std::string& file) {
   }
   const int pid = j.value("pid", 0);
   if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) return;
+  // The packet filter as the agent sees it: rules, inspection, reassembly.
+  if (j.contains("packet_filter")) {
+    try {
+      const auto& pf = j["packet_filter"];
+      const auto& r = j["rules"];
+      std::printf("\npacket filter agent (pid %d): %s; %llu reload(s)%s\n", pid,
+                  r.value("what", std::string("?")).c_str(), (unsigned long long)r.value("reloads", 0ull),
+                  r.contains("last_reload") && r["last_reload"].contains("message")
+                      ? (", last: " + r["last_reload"]["message"].get<std::string>()).c_str()
+                      : "");
+      const auto& a = pf["agent"];
+      std::printf("  to the agent %llu, passed %llu, dropped %llu, verdicts cached %llu, lost at the sockets %llu\n",
+                  (unsigned long long)a.value("rx", 0ull), (unsigned long long)a.value("passed", 0ull),
+                  (unsigned long long)a.value("dropped", 0ull), (unsigned long long)a.value("cache_installs", 0ull),
+                  (unsigned long long)pf.value("socket_drops", 0ull));
+      const auto& in = pf["inspection"];
+      std::printf("  under inspection: %llu flows, %llu stream bytes (depth %llu, past it: %s); segments dropped: "
+                  "%llu conflicting, %llu before the start, %llu over the out-of-order bound\n",
+                  (unsigned long long)in.value("flows", 0ull), (unsigned long long)in.value("bytes_held", 0ull),
+                  (unsigned long long)in.value("depth", 0ull), in.value("depth_policy", std::string("?")).c_str(),
+                  (unsigned long long)in.value("conflicts", 0ull), (unsigned long long)in.value("before_start", 0ull),
+                  (unsigned long long)in.value("ooo_full", 0ull));
+      const auto& re = pf["reassembly"];
+      std::printf("  fragments: %llu in, %llu datagrams reassembled, %llu held now; dropped: %llu overlapping, %llu "
+                  "timed out, %llu over limits, %llu invalid\n",
+                  (unsigned long long)re.value("fragments", 0ull), (unsigned long long)re.value("datagrams", 0ull),
+                  (unsigned long long)re.value("datagrams_held", 0ull), (unsigned long long)re.value("overlaps", 0ull),
+                  (unsigned long long)re.value("timeouts", 0ull), (unsigned long long)re.value("over_limit", 0ull),
+                  (unsigned long long)re.value("invalid", 0ull));
+    } catch (const std::exception&) {
+      // An older agent's file: no such section.
+    }
+  }
   const auto off = j.value("offload", nlohmann::json::object());
   if (!off.value("enabled", false)) {
     std::printf("\noffload (agent pid %d): off\n", pid);

@@ -234,6 +234,7 @@ void XdpFilter::open_and_load(const XdpOptions& opts) {
     fail(XdpError::Kind::privilege,
          "xdp: loading the packet filter needs root (or CAP_BPF and CAP_NET_ADMIN); run it with sudo");
   pin_dir_ = opts.pin_dir.empty() ? std::string() : resolve_pin_dir(opts.pin_dir);
+  pin_dir_shown_ = opts.pin_dir;
   inline_ = opts.ifaces.size() == 2;
 
   libbpf_set_print(libbpf_to_log);
@@ -302,7 +303,7 @@ bool XdpFilter::adopt_link(int ifindex, const std::string& name, const std::stri
   bool ours = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.type == BPF_LINK_TYPE_XDP &&
               int(info.xdp.ifindex) == ifindex;
   if (!ours) {
-    log::info("xdp: removing stale pinned link {} (its interface is gone or changed)", pin);
+    log::info("xdp: removing stale pinned link {} (its interface is gone or changed)", shown(pin));
     close(fd);
     unlink(pin.c_str());
     return false;
@@ -311,7 +312,8 @@ bool XdpFilter::adopt_link(int ifindex, const std::string& name, const std::stri
   if (bpf_link_update(fd, filter_prog_fd(), nullptr) != 0) {
     int e = errno;
     close(fd);
-    fail(XdpError::Kind::failure, fmt::format("xdp: cannot put the new program into the pinned link {}: {}", pin, err_str(e)));
+    fail(XdpError::Kind::failure,
+         fmt::format("xdp: cannot put the new program into the pinned link {}: {}", shown(pin), err_str(e)));
   }
   bool native = true;
   attached_prog_name(ifindex, nullptr, &native);
@@ -390,12 +392,12 @@ void XdpFilter::attach_one(int ifindex, const std::string& name, XdpOptions::Mod
   if (link_fd >= 0 && !pin.empty()) {
     unlink(pin.c_str());
     if (bpf_obj_pin(link_fd, pin.c_str()) == 0) pinned = pin;
-    else log::warn("xdp: pinning the XDP link at {} failed ({}): the filter will detach when the agent exits", pin,
-                   err_str(errno));
+    else log::warn("xdp: pinning the XDP link at {} failed ({}): the filter will detach when the agent exits",
+                   shown(pin), err_str(errno));
   }
   attached_.push_back({name, ifindex, native, link_fd, pinned, false});
   log::info("xdp: attached xdp_filter to {} (ifindex {}) in {} mode{}", name, ifindex, native ? "native" : "generic",
-            link_fd < 0 ? " (netlink)" : pinned.empty() ? " (bpf_link, not pinned)" : " (bpf_link pinned at " + pinned + ")");
+            link_fd < 0 ? " (netlink)" : pinned.empty() ? " (bpf_link, not pinned)" : " (bpf_link pinned at " + shown(pinned) + ")");
 }
 
 // Links pinned in our directory for interfaces this run does not filter: the
@@ -414,7 +416,7 @@ void XdpFilter::drop_stale_links() {
       close(fd);
     }
     unlink(e.path().c_str());
-    log::info("xdp: removed the pinned link {} of an interface this run does not filter", e.path().string());
+    log::info("xdp: removed the pinned link {} of an interface this run does not filter", shown(e.path().string()));
   }
 }
 
@@ -541,6 +543,11 @@ void XdpFilter::set_config(const gpo_xdp_config& cfg) {
   cfg_ = cfg;
 }
 
+std::string XdpFilter::shown(const std::string& path) const {
+  if (!pin_dir_.empty() && path.rfind(pin_dir_, 0) == 0) return pin_dir_shown_ + path.substr(pin_dir_.size());
+  return path;
+}
+
 std::string XdpFilter::describe() const {
   std::string where;
   for (const auto& a : attached_)
@@ -552,7 +559,7 @@ std::string XdpFilter::describe() const {
                      where, inline_ ? "inline" : "host", cfg_.fail_policy == GPO_ACT_DROP ? "fail-closed" : "fail-open",
                      action_name(cfg_.unparsed_policy), action_name(cfg_.non_ip_policy),
                      cfg_.frag_policy == GPO_FRAG_DROP ? "drop" : "reassemble",
-                     pin_dir_.empty() ? "(not pinned)" : pin_dir_);
+                     pin_dir_.empty() ? "(not pinned)" : pin_dir_shown_);
 }
 
 }  // namespace gpo::loader

@@ -112,7 +112,9 @@ class XdpFilter {
   std::vector<AttachedIface> attached_;
   bool inline_ = false;
   gpo_xdp_config cfg_{};
-  std::string pin_dir_;
+  std::string pin_dir_;        // as this process reaches it (/proc/self/fd/N/... under `ip netns exec`)
+  std::string pin_dir_shown_;  // as the user named it, for logs
+  std::string shown(const std::string& path) const;
 };
 
 // Shared with `status`, which works from the pinned maps only.
