@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   gpo::cli::add_calibrate(app);
   gpo::cli::add_plan(app);
   gpo::cli::add_bench(app);
+  gpo::cli::add_exec(app);
   gpo::cli::add_version(app);
 
   try {

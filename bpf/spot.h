@@ -8,6 +8,13 @@
  *   spot_cfg     array[1] of struct gpo_spot_config (written by the agent before attach)
  *   spot_stats   per-CPU array[1] of struct gpo_spot_stats (ring buffer overflow, dedup)
  *   spot_nest    LRU hash, thread id -> struct gpo_spot_nest (outer call in flight)
+ *   spot_phist   LRU hash, (tgid, op) -> struct gpo_spot_hist (per process, every call counted)
+ *   spot_watch   hash, tgid -> struct gpo_spot_watch (the processes being measured, when
+ *                spot_cfg.watch_only is set: every other process is ignored)
+ *
+ * Uprobes: one program, up_entry, serves every library entry point; the attach
+ * cookie (enum gpo_spot_entry) says which one fired. So one uprobe_multi link
+ * covers all entry points of a library file, and detaching it is one step.
  */
 #ifndef GPUOFFLOAD_SPOT_H
 #define GPUOFFLOAD_SPOT_H
@@ -46,9 +53,31 @@ enum gpo_spot_op {
 	GPO_SPOT_OP_MAX,
 };
 
-/* Which library function fired, finer than the op (ZSTD_compress vs
- * ZSTD_compress2 both count as GPO_SPOT_ZSTD_COMPRESS). */
-#define GPO_SPOT_F_KERNEL 0x1 /* spotted by a kprobe: pid is whoever ran the kernel path */
+/* The library entry points up_entry handles: its attach cookie. Finer than the
+ * op (ZSTD_compress and ZSTD_compress2 both count as GPO_SPOT_ZSTD_COMPRESS).
+ * Keep in the order of gpo::spot::uprobe_specs(). */
+enum gpo_spot_entry {
+	GPO_SPOT_E_EVP_ENCRYPT_UPDATE = 0,
+	GPO_SPOT_E_EVP_DECRYPT_UPDATE,
+	GPO_SPOT_E_EVP_CIPHER_UPDATE,
+	GPO_SPOT_E_EVP_DIGEST_UPDATE,
+	GPO_SPOT_E_SHA256,
+	GPO_SPOT_E_ZSTD_COMPRESS,
+	GPO_SPOT_E_ZSTD_COMPRESS_CCTX,
+	GPO_SPOT_E_ZSTD_COMPRESS2,
+	GPO_SPOT_E_ZSTD_COMPRESS_STREAM2,
+	GPO_SPOT_E_ZSTD_DECOMPRESS,
+	GPO_SPOT_E_ZSTD_DECOMPRESS_DCTX,
+	GPO_SPOT_E_DEFLATE,
+	GPO_SPOT_E_COMPRESS2,
+	GPO_SPOT_E_CRC32,
+	GPO_SPOT_E_CRC32_Z,
+	GPO_SPOT_ENTRY_MAX,
+};
+
+#define GPO_SPOT_F_KERNEL 0x1      /* spotted by a kprobe: pid is whoever ran the kernel path */
+#define GPO_SPOT_F_WINDOW_FULL 0x2 /* not a call: the watched process reached its call budget
+                                      (len = calls seen); the agent ends its window */
 
 /* One ring buffer record per call at or over its op's threshold. */
 struct gpo_spot_event {
@@ -72,7 +101,19 @@ struct gpo_spot_hist {
 struct gpo_spot_config {
 	__u64 threshold[GPO_SPOT_OP_MAX]; /* bytes; a call with len >= threshold makes an event */
 	__u32 ignore_tgid;                /* the agent itself (its CPU backend uses libcrypto) */
-	__u32 pad;
+	__u32 watch_only;                 /* 1: count only the processes in spot_watch */
+};
+
+/* A process being measured (a probe window): calls counted so far and the
+ * budget after which the window ends. */
+struct gpo_spot_watch {
+	__u64 calls;
+	__u64 max_calls;
+};
+
+struct gpo_spot_proc_key {
+	__u32 tgid;
+	__u32 op;
 };
 
 struct gpo_spot_stats {

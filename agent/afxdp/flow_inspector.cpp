@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/classify/contents.h"
+#include "kernels/classify/cpu_classifier.h"
 #include "kernels/classify/decide.h"
 #include "kernels/match/match.h"
 
@@ -100,6 +102,20 @@ void FlowInspector::scan(Stream& s, const uint8_t* bytes, size_t n) const {
   auto mark = [&](uint32_t id, size_t) { s.seen[id / 64] |= uint64_t(1) << (id % 64); };
   match::scan_automaton_from(m.exact, s.st_exact, bytes, n, mark);
   match::scan_automaton_from(m.folded, s.st_folded, bytes, n, mark);
+}
+
+int FlowInspector::search(const Stream* s, const classify::RuleEntry& r) const {
+  const classify::RuleTables& t = *rules_->tables;
+  const auto* buf = s ? reinterpret_cast<const uint8_t*>(s->data.data()) : nullptr;
+  const uint32_t n = s ? uint32_t(s->data.size()) : 0;
+  // The classifiers' search first, the exact sweep (linear in the stream's
+  // bytes) when it runs out of budget: the stream always gets an answer.
+  uint32_t starts[classify::kMaxChainLevels];
+  uint32_t budget = classify::CpuClassifier::kSearchBudget;
+  int got = classify::contents_search(&t.contents[r.content_first], r.content_count, t.content_bytes.data(), buf, n, n,
+                                      starts, classify::kMaxChainLevels, budget);
+  if (got < 0) got = classify::contents_exact(&t.contents[r.content_first], r.content_count, t.content_bytes.data(), buf, n, n);
+  return got;
 }
 
 FlowInspector::Seg FlowInspector::append(Flow& f, Stream& s, const uint8_t* bytes, size_t n) {
@@ -199,18 +215,18 @@ FlowInspector::Seg FlowInspector::segment(Flow& f, Stream& s, uint32_t seq, uint
 // packet of one direction may only be cached when no content rule can still
 // decide the other direction (a rule on the server's replies, say): decide()
 // on the reversed tuple, with what that direction's stream holds so far.
-bool FlowInspector::other_side_open(const Flow* f, int from, const classify::ParsedFrame& p) const {
-  classify::ParsedFrame r = p;
-  std::memcpy(r.src, p.dst, 16);
-  std::memcpy(r.dst, p.src, 16);
-  r.sport = p.dport;
-  r.dport = p.sport;
+bool FlowInspector::other_side_open(const Flow* f, int from, const classify::ParsedFrame& p, uint8_t flow) const {
+  const classify::ParsedFrame r = classify::reversed(p);
+  // The other direction's packets: the other side of the flow.
+  uint8_t rflow = flow & classify::kFlowEstablished;
+  if (flow & classify::kFlowToServer) rflow |= classify::kFlowToClient;
+  if (flow & classify::kFlowToClient) rflow |= classify::kFlowToServer;
   const Stream* s = f ? &f->dir[1 - from] : nullptr;
   auto present = [&](uint32_t id) -> int {
     return s && id / 64 < s->seen.size() && (s->seen[id / 64] >> (id % 64)) & 1 ? 1 : 0;
   };
   classify::Verdict rv;
-  classify::decide(rules_->acl.view(), rules_->rules_view(), r, present, rv);
+  classify::decide(rules_->acl.view(), rules_->rules_view(), r, rflow, present, [&](const classify::RuleEntry& r) { return search(s, r); }, rv);
   return !rv.cacheable;
 }
 
@@ -234,12 +250,12 @@ void FlowInspector::forget(const gpo_flow_key& k) {
 }
 
 FlowDecision FlowInspector::decide(const uint8_t* frame, const classify::ParsedFrame& p, const classify::Verdict& v,
-                                   uint64_t now_ns) {
+                                   uint8_t flow, uint64_t now_ns) {
   bool src_is_a;
   const gpo_flow_key key = key_of(p, src_is_a);
   auto it = flows_.find(key);
   if (it == flows_.end()) {
-    if (v.cacheable && (v.action == GPO_ACT_DROP || !other_side_open(nullptr, 0, p))) {
+    if (v.cacheable && (v.action == GPO_ACT_DROP || !other_side_open(nullptr, 0, p, flow))) {
       // Decided by this packet alone, both ways: nothing to follow.
       FlowDecision d;
       d.action = v.action;
@@ -284,7 +300,7 @@ FlowDecision FlowInspector::decide(const uint8_t* frame, const classify::ParsedF
   bool reached = false;
   if (p.proto != kTcp) {
     f.inspected += p.payload_len;
-    if (v.cacheable && !other_side_open(&f, from, p)) {
+    if (v.cacheable && !other_side_open(&f, from, p, flow)) {
       c_.decided++;
       return leave(f, v.action, v.rule_id);
     }
@@ -312,8 +328,8 @@ FlowDecision FlowInspector::decide(const uint8_t* frame, const classify::ParsedF
     auto present = [&](uint32_t id) -> int {
       return id / 64 < s.seen.size() && (s.seen[id / 64] >> (id % 64)) & 1 ? 1 : 0;
     };
-    classify::decide(rules_->acl.view(), rules_->rules_view(), p, present, sv);
-    if (sv.cacheable && (sv.action == GPO_ACT_DROP || !other_side_open(&f, from, p))) {
+    classify::decide(rules_->acl.view(), rules_->rules_view(), p, flow, present, [&](const classify::RuleEntry& r) { return search(&s, r); }, sv);
+    if (sv.cacheable && (sv.action == GPO_ACT_DROP || !other_side_open(&f, from, p, flow))) {
       c_.decided++;
       return leave(f, sv.action, sv.rule_id);
     }

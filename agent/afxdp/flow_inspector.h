@@ -102,7 +102,8 @@ class FlowInspector {
 
   // Decides one packet (or reassembled datagram) the classifier has seen:
   // v is its verdict for the packet alone. p must be ok().
-  FlowDecision decide(const uint8_t* frame, const classify::ParsedFrame& p, const classify::Verdict& v,
+  // flow: the packet's classify::FlowBits (flow_state.h).
+  FlowDecision decide(const uint8_t* frame, const classify::ParsedFrame& p, const classify::Verdict& v, uint8_t flow,
                       uint64_t now_ns);
   // The flow facts of a packet, before it is classified: from the table when
   // the flow is in it, else from the packet itself (a SYN goes to the server).
@@ -153,8 +154,11 @@ class FlowInspector {
   Seg segment(Flow& f, Stream& s, uint32_t seq, uint8_t tcp_flags, const uint8_t* payload, uint32_t len);
   Seg append(Flow& f, Stream& s, const uint8_t* bytes, size_t n);
   void scan(Stream& s, const uint8_t* bytes, size_t n) const;
+  // The position search of a rule's contents (classify::decide's `search`)
+  // over the stream's inspected bytes; s may be null (no bytes).
+  int search(const Stream* s, const classify::RuleEntry& r) const;
   FlowDecision leave(Flow& f, uint8_t action, uint32_t rule_id);  // install and forget
-  bool other_side_open(const Flow* f, int from, const classify::ParsedFrame& p) const;
+  bool other_side_open(const Flow* f, int from, const classify::ParsedFrame& p, uint8_t flow) const;
   void forget(const gpo_flow_key& k);
   uint64_t flags_of(const Flow& f) const;
   uint64_t idle_ns(uint8_t proto) const;

@@ -273,9 +273,14 @@ void PacketPath::process_batch() {
   const size_t n = b.pending.size();
   b.frames.resize(n);
   b.verdicts.assign(n, classify::Verdict{});
-  for (size_t i = 0; i < n; i++) b.frames[i] = {b.pending[i].frame.data, b.pending[i].frame.len};
-
   const uint64_t t0 = now_ns();
+  for (size_t i = 0; i < n; i++) {
+    const RxFrame& f = b.pending[i].frame;
+    // Flow direction and state for `flow:` rules, in arrival order.
+    const uint8_t flow = flow_state_.observe(classify::parse_frame(f.data, f.len), f.data, t0);
+    b.frames[i] = {f.data, f.len, flow};
+  }
+
   if (gpu_ && !gpu_failed_ && n >= cfg_.gpu_min_batch && n <= gpu_->max_batch()) {
     try {
       b.ticket = gpu_->submit(b.frames);
@@ -336,7 +341,7 @@ void PacketPath::complete_batches(bool drain) {
   }
 }
 
-void PacketPath::act_one(const Pending& p, const classify::Verdict& v, uint64_t now) {
+void PacketPath::act_one(const Pending& p, const classify::Verdict& v, uint8_t flow, uint64_t now) {
   classify::ParsedFrame parsed = classify::parse_frame(p.frame.data, p.frame.len);
   FlowDecision d;
   if (!parsed.ok()) {
@@ -356,7 +361,7 @@ void PacketPath::act_one(const Pending& p, const classify::Verdict& v, uint64_t 
       d.rule_id = cached.rule_id;
       d.deliver = cached.action != GPO_ACT_DROP;
     } else {
-      d = inspector_.decide(p.frame.data, parsed, v, now);
+      d = inspector_.decide(p.frame.data, parsed, v, flow, now);
     }
     if (!d.install) c_.uncacheable++;
     if (d.install) {
@@ -397,7 +402,7 @@ void PacketPath::act(Batch& b) {
   // flow's packets leave the agent in the order they came.
   for (size_t i = 0; i < n; i++) {
     try {
-      act_one(b.pending[i], b.verdicts[i], now);
+      act_one(b.pending[i], b.verdicts[i], b.frames[i].flow, now);
     } catch (const std::exception& e) {
       // One packet's trouble must not end the agent (nor leak the batch's frames).
       if (c_.errors++ == 0) log::error("packet path: acting on a packet failed: {} (the packet is dropped)", e.what());

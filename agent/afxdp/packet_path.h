@@ -43,6 +43,7 @@
 #include <nlohmann/json.hpp>
 
 #include "afxdp/flow_inspector.h"
+#include "afxdp/flow_state.h"
 #include "afxdp/ip_reassembly.h"
 #include "afxdp/rule_snapshot.h"
 #include "afxdp/xsk_socket.h"
@@ -166,7 +167,7 @@ class PacketPath {
   // while the queue is longer than allowed, or for everything when drain.
   void complete_batches(bool drain);
   void act(Batch& b);
-  void act_one(const Pending& p, const classify::Verdict& v, uint64_t now);
+  void act_one(const Pending& p, const classify::Verdict& v, uint8_t flow, uint64_t now);
   void on_window();
   void process_batch();
   void housekeeping();
@@ -192,6 +193,11 @@ class PacketPath {
   std::vector<Pending> pending_;
   FlowInspector inspector_;
   FragmentReassembler reasm_;
+  // Rule `flow:` state: each frame's FlowBits (flow_state.h), set in
+  // process_batch() in arrival order. Entries of flows the cache decides
+  // age out (idle timeout, bounded table): packets of such a flow already
+  // in flight still get the right direction.
+  FlowTracker flow_state_;
   PacketCounters c_;
 };
 

@@ -10,20 +10,27 @@
 
 namespace gpo::afxdp {
 
-std::shared_ptr<const RuleSnapshot> load_rule_snapshot(const std::string& path, std::vector<std::string>& problems) {
+std::shared_ptr<const RuleSnapshot> make_rule_snapshot(const std::string& name, rules::RuleSet set) {
   auto snap = std::make_shared<RuleSnapshot>();
-  snap->name = path.empty() ? rules::kDefaultRulesName : path;
-  rules::ParseResult pr = path.empty() ? rules::parse_rules(rules::default_rules_text()) : rules::parse_rules_file(path);
-  if (!pr.ok()) {
-    for (auto& d : pr.problems) problems.push_back(rules::format_diagnostic(snap->name, d));
-    return nullptr;
-  }
-  snap->set = std::move(pr.set);
+  snap->name = name;
+  snap->set = std::move(set);
   snap->tables = std::make_shared<const classify::RuleTables>(rules::compile(snap->set));
   snap->acl = classify::acl::build(*snap->tables);
   snap->what = fmt::format("{} rules from {}, default {}", snap->set.rules.size(), snap->name,
                            rules::action_name(snap->set.default_action));
   return snap;
+}
+
+std::shared_ptr<const RuleSnapshot> load_rule_snapshot(const std::string& path, std::vector<std::string>& problems,
+                                                       const rules::ParseOptions& opt) {
+  const std::string name = path.empty() ? rules::kDefaultRulesName : path;
+  rules::ParseResult pr =
+      path.empty() ? rules::parse_rules(rules::default_rules_text(), opt) : rules::parse_rules_file(path, opt);
+  if (!pr.ok()) {
+    for (auto& d : pr.problems) problems.push_back(rules::format_diagnostic(name, d));
+    return nullptr;
+  }
+  return make_rule_snapshot(name, std::move(pr.set));
 }
 
 namespace {
@@ -47,10 +54,13 @@ std::string rule_identity(const RuleSnapshot& s, uint32_t i) {
   e.src.first = e.dst.first = e.sport.first = e.dport.first = 0;
   e.content_first = 0;
   put(&e, sizeof e);
-  for (const auto& c : s.set.rules[i].contents) {
-    out += c.nocase ? 'i' : 'c';
-    out += c.negated ? '!' : '=';
-    out += std::to_string(c.bytes.size()) + ':' + c.bytes;
+  // Contents: their compiled windows and flags (table indices cleared) and the pattern bytes.
+  const auto& cs = s.set.rules[i].contents;
+  for (uint32_t k = 0; k < t.rules[i].content_count; k++) {
+    classify::ContentRef c = t.contents[t.rules[i].content_first + k];
+    c.pattern_id = c.bytes = 0;
+    put(&c, sizeof c);
+    if (k < cs.size()) out += std::to_string(cs[k].bytes.size()) + ':' + cs[k].bytes;
   }
   return out;
 }

@@ -12,6 +12,7 @@
 #include "kernels/classify/acl.h"
 #include "kernels/classify/decide.h"
 #include "kernels/classify/tables.h"
+#include "rules/parser.h"
 #include "rules/rule.h"
 
 namespace gpo::afxdp {
@@ -24,14 +25,20 @@ struct RuleSnapshot {
   std::string what;  // "N rules from FILE, default pass"
 
   classify::RulesView rules_view() const {
-    return {tables->rules.data(), tables->contents.data(), tables->default_action};
+    return {tables->rules.data(), tables->contents.data(), tables->content_bytes.data(), tables->default_action,
+            tables->inspect_depth};
   }
 };
 
-// Parses and compiles path ("" = the built-in default rules). On problems
-// returns nullptr and fills problems with one "FILE:LINE:COL: message" each.
-// Throws std::runtime_error when the file cannot be read.
-std::shared_ptr<const RuleSnapshot> load_rule_snapshot(const std::string& path, std::vector<std::string>& problems);
+// Compiles a parsed rule set (name: its file, for messages and `status`).
+std::shared_ptr<const RuleSnapshot> make_rule_snapshot(const std::string& name, rules::RuleSet set);
+
+// Parses and compiles path ("" = the built-in default rules) strictly: on any
+// problem returns nullptr and fills problems with one "FILE:LINE:COL: message"
+// each. Throws std::runtime_error when the file cannot be read. (`run` loads
+// partially, skipping unsupported rules: cli/cmd_run.cpp.)
+std::shared_ptr<const RuleSnapshot> load_rule_snapshot(const std::string& path, std::vector<std::string>& problems,
+                                                       const rules::ParseOptions& opt = {});
 
 // Could the verdict cached for key (deciding sid v.rule_id, or the default
 // when 0) come out differently under `next` than under `prev`? Conservative:

@@ -2,7 +2,9 @@
 //
 // A Job is one independent piece of work of one op (ops.h): input and output
 // spans in host memory, key/iv/aad/tag where the op has them, and a status the
-// backend sets. A Batch is jobs of any ops; a backend groups them by op.
+// backend sets. A Batch is jobs of any ops; a backend groups them by op. A
+// batch is a unit of grouping, not of parallelism: backends run several
+// batches at once where they can (the CPU backend on all its threads).
 // submit() is asynchronous: every job of the batch is run exactly once (on the
 // GPU, or on the CPU when the GPU failed) and then done(batch) is called once,
 // on a backend thread. docs/backends.md has the whole contract.
@@ -52,6 +54,10 @@ struct Job {
   size_t out_len = 0;            // bytes of out written, for ops whose output size varies (zstd)
   int level = 0;                 // zstd / zlib compress level
   uint32_t crc = 0;              // crc32: the crc to continue from (zlib's first argument; 0 to start)
+  // The CPU backend runs the job on a private copy of in, taken by the worker
+  // just before it runs (a per-worker staging buffer): for inputs in memory
+  // that another process may still write (a client slab).
+  bool private_input = false;
   uint64_t cookie = 0;           // the submitter's own, never touched
 };
 
@@ -60,6 +66,13 @@ struct Batch {
   // Where the batch ran, set by the backend before done(): "cpu", "cuda:0",
   // or "cpu-retry" when a GPU error sent its jobs to the CPU.
   std::string ran_on;
+  // Host CPU time the backend's threads spent on the batch (thread CPU clock),
+  // set before done(): the jobs themselves on the CPU, preparation, staging
+  // copies and waiting on a GPU.
+  uint64_t cpu_ns = 0;
+  // Wall time a GPU backend spent running it (its share, by bytes, of a run
+  // that took several batches together); 0 where not measured.
+  uint64_t run_ns = 0;
 };
 
 using Completion = std::function<void(Batch&)>;
@@ -71,6 +84,16 @@ struct Stats {
   uint64_t bytes = 0;        // input bytes
   uint64_t gpu_errors = 0;   // CUDA errors seen (each logged once)
   uint64_t cpu_retries = 0;  // jobs re-run on the CPU after a GPU error
+  uint64_t cpu_ns = 0;       // host CPU time spent (Batch::cpu_ns summed)
+  uint64_t split_jobs = 0;   // CPU: long jobs cut into ranges run on several threads
+};
+
+// How much work a backend runs at once; more waits in its queue. A batcher
+// hands work over at once while the backend has room, and lets jobs gather
+// into larger batches while it has none.
+struct Capacity {
+  uint32_t batches = 1;           // batches in flight that it works on (or prepares) at once
+  uint32_t jobs = UINT32_MAX;     // jobs in flight it runs at once (CPU: its threads)
 };
 
 class Backend {
@@ -82,6 +105,7 @@ class Backend {
   // then. Jobs may be submitted from any thread.
   virtual void submit(Batch& batch, Completion done) = 0;
   virtual Stats stats() const = 0;
+  virtual Capacity capacity() const { return {}; }
   // Host memory that will hold many jobs (a client slab): pinned once so the
   // GPU copies it by DMA without staging. No-op on the CPU backend.
   virtual bool register_memory(void* /*p*/, size_t /*len*/) { return true; }

@@ -1,5 +1,12 @@
 #include "backend/cpu_backend.h"
 
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <memory>
+
 #include "backend/ops.h"
 
 namespace gpo::backend {
@@ -17,10 +24,81 @@ void Backend::run(Batch& batch) {
   cv.wait(lk, [&] { return done; });
 }
 
+namespace {
+
+uint64_t thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
+
+// Runs one whole job; a private_input job on a copy in this worker's staging
+// buffer (the job's own spans are left as they were).
+void run_job(Job& j) {
+  if (!j.private_input || j.in.empty()) {
+    run_on_cpu(j);
+    return;
+  }
+  thread_local std::vector<uint8_t> staging;
+  if (staging.size() < j.in.size()) staging.resize(j.in.size());
+  std::memcpy(staging.data(), j.in.data(), j.in.size());
+  Job c = j;
+  c.in = {staging.data(), j.in.size()};
+  run_on_cpu(c);
+  j.status = c.status;
+  j.out_len = c.out_len;
+  j.tag = c.tag;
+}
+
+Status run_range(const OpInfo& op, Job& j, uint64_t lo, uint64_t hi, uint64_t* part) {
+  std::span<const uint8_t> bytes = j.in.subspan(lo, hi - lo);
+  if (j.private_input) {
+    thread_local std::vector<uint8_t> staging;
+    if (staging.size() < bytes.size()) staging.resize(bytes.size());
+    std::memcpy(staging.data(), bytes.data(), bytes.size());
+    bytes = {staging.data(), bytes.size()};
+  }
+  return op.cpu_range(j, lo, bytes, part);
+}
+
+}  // namespace
+
+// One submitted batch (or run_jobs call). Chunk k is either whole jobs
+// [first, last) or input bytes [lo, hi) of jobs[first] (part >= 0: its index
+// in parts). claimed is guarded by the backend's mutex; left counts chunks
+// not finished. A submitted run is deleted by finish(); a run_jobs run
+// belongs to its caller, who waits for finished.
+struct CpuBackend::Run {
+  struct Chunk {
+    uint32_t first = 0, last = 0;
+    int32_t part = -1;
+    uint64_t lo = 0, hi = 0;
+  };
+  struct Split {
+    uint32_t job;
+    uint32_t first_part, nparts;
+  };
+  std::vector<Job*> jobs;
+  std::vector<Chunk> chunks;
+  std::vector<Split> splits;
+  std::vector<uint64_t> parts, part_end;
+  std::vector<Status> part_status;
+  size_t claimed = 0;
+  std::atomic<size_t> left{0};
+  std::atomic<uint64_t> cpu_ns{0};
+  uint64_t bytes = 0;
+  Batch* batch = nullptr;  // submit(): completed through done, then deleted
+  Completion done;
+  std::function<void(uint64_t)> on_done;  // start_jobs(): completed through on_done, then deleted
+  // run_jobs(): the caller's wait.
+  std::mutex* wait_mu = nullptr;
+  std::condition_variable* wait_cv = nullptr;
+  bool finished = false;
+};
+
 CpuBackend::CpuBackend(unsigned threads) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 1; i < threads; ++i) workers_.emplace_back([this] { worker(); });
-  dispatcher_ = std::thread([this] { dispatcher(); });
+  for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { worker(); });
 }
 
 CpuBackend::~CpuBackend() {
@@ -29,89 +107,199 @@ CpuBackend::~CpuBackend() {
     stop_ = true;
   }
   cv_.notify_all();
-  dispatcher_.join();
   for (auto& t : workers_) t.join();
 }
 
-void CpuBackend::work_on(Task& t) {
-  for (;;) {
-    size_t i = t.next.fetch_add(1);
-    if (i >= t.jobs.size()) return;
-    run_on_cpu(*t.jobs[i]);
-    if (t.left.fetch_sub(1) == 1) {
-      std::lock_guard lk(mu_);
-      done_cv_.notify_all();
-    }
+CpuBackend::Run* CpuBackend::make_run(std::vector<Job*> jobs) const {
+  auto* r = new Run;
+  r->jobs = std::move(jobs);
+  const size_t n = r->jobs.size();
+  // A job of no bytes still costs a call: count it as a few hundred bytes.
+  auto weight = [](const Job& j) { return std::max<uint64_t>(j.in.size(), 256); };
+  uint64_t total = 0;
+  for (const Job* j : r->jobs) {
+    total += weight(*j);
+    r->bytes += j->in.size();
   }
+  const uint64_t chunk = std::clamp<uint64_t>(total / (2 * uint64_t(threads())), kMinChunkBytes, kMaxChunkBytes);
+  uint64_t acc = 0;
+  uint32_t open = 0;  // first job of the chunk being grouped
+  auto close_group = [&](uint32_t end) {
+    if (end > open) r->chunks.push_back({open, end, -1, 0, 0});
+    open = end;
+    acc = 0;
+  };
+  for (uint32_t i = 0; i < n; ++i) {
+    Job& j = *r->jobs[i];
+    const OpInfo* op = find_op(j.op);
+    const uint64_t len = j.in.size();
+    if (op && op->cpu_range && len > 2 * chunk && op->validate(j) == Status::ok) {
+      // A long splittable job: ranges of about one chunk, on split_align boundaries.
+      close_group(i);
+      const uint64_t align = std::max<size_t>(op->split_align, 1);
+      const uint64_t step = std::max<uint64_t>(chunk / align, 1) * align;
+      Run::Split s{i, uint32_t(r->parts.size()), 0};
+      for (uint64_t lo = 0; lo < len; lo += step) {
+        const uint64_t hi = len - lo <= step + step / 2 ? len : lo + step;  // no sliver at the end
+        r->chunks.push_back({i, i + 1, int32_t(r->parts.size()), lo, hi});
+        r->parts.push_back(0);
+        r->part_end.push_back(hi);
+        r->part_status.push_back(Status::pending);
+        ++s.nparts;
+        if (hi == len) break;
+      }
+      r->splits.push_back(s);
+      open = i + 1;
+      continue;
+    }
+    if (weight(j) >= chunk) {  // a large job: a chunk of its own
+      close_group(i);
+      close_group(i + 1);
+      continue;
+    }
+    acc += weight(j);
+    if (acc >= chunk) close_group(i + 1);
+  }
+  close_group(uint32_t(n));
+  r->left = r->chunks.size();
+  return r;
+}
+
+void CpuBackend::enqueue(Run* r) {
+  unsigned wake;
+  {
+    std::lock_guard lk(mu_);
+    queue_.push_back(r);
+    wake = unsigned(std::min<size_t>(r->chunks.size(), idle_));
+  }
+  for (unsigned i = 0; i < wake; ++i) cv_.notify_one();
+}
+
+bool CpuBackend::claim(Run* r, size_t* chunk) {
+  std::lock_guard lk(mu_);
+  if (r->claimed >= r->chunks.size()) return false;
+  *chunk = r->claimed++;
+  if (r->claimed == r->chunks.size()) {
+    auto it = std::find(queue_.begin(), queue_.end(), r);
+    if (it != queue_.end()) queue_.erase(it);
+  }
+  return true;
+}
+
+void CpuBackend::run_chunk(Run& r, size_t k) {
+  const uint64_t t0 = thread_cpu_ns();
+  const Run::Chunk& c = r.chunks[k];
+  if (c.part >= 0) {
+    Job& j = *r.jobs[c.first];
+    r.part_status[size_t(c.part)] = run_range(*find_op(j.op), j, c.lo, c.hi, &r.parts[size_t(c.part)]);
+  } else {
+    for (uint32_t i = c.first; i < c.last; ++i) run_job(*r.jobs[i]);
+  }
+  r.cpu_ns += thread_cpu_ns() - t0;
+}
+
+void CpuBackend::finish(Run* r) {
+  for (const auto& s : r->splits) {
+    Job& j = *r->jobs[s.job];
+    j.status = Status::ok;
+    for (uint32_t p = s.first_part; p < s.first_part + s.nparts; ++p)
+      if (r->part_status[p] != Status::ok) j.status = r->part_status[p];
+    const OpInfo* op = find_op(j.op);
+    if (j.status == Status::ok && op->join)
+      op->join(j, std::span(r->parts).subspan(s.first_part, s.nparts),
+               std::span(r->part_end).subspan(s.first_part, s.nparts));
+  }
+  if (r->on_done) {  // start_jobs(): counted by the backend that called it
+    auto f = std::move(r->on_done);
+    const uint64_t ns = r->cpu_ns;
+    delete r;
+    f(ns);
+    return;
+  }
+  if (!r->batch) {  // run_jobs(): counted by the backend that called it
+    std::lock_guard lk(*r->wait_mu);
+    r->finished = true;
+    r->wait_cv->notify_all();  // under the lock: the caller may destroy r once it sees finished
+    return;
+  }
+  {
+    std::lock_guard lk(stats_mu_);
+    stats_.batches++;
+    stats_.jobs += r->jobs.size();
+    stats_.bytes += r->bytes;
+    stats_.cpu_ns += r->cpu_ns;
+    stats_.split_jobs += r->splits.size();
+  }
+  Batch& b = *r->batch;
+  b.ran_on = "cpu";
+  b.cpu_ns += r->cpu_ns;
+  Completion done = std::move(r->done);
+  delete r;
+  done(b);
 }
 
 void CpuBackend::worker() {
-  std::unique_lock lk(mu_);
   for (;;) {
-    cv_.wait(lk, [&] { return stop_ || (task_ && task_->next.load() < task_->jobs.size()); });
-    if (stop_) return;
-    Task* t = task_;
-    ++busy_;  // run_jobs() keeps the task alive until no worker holds it
-    lk.unlock();
-    work_on(*t);
-    lk.lock();
-    if (--busy_ == 0) done_cv_.notify_all();
-  }
-}
-
-void CpuBackend::run_jobs(std::span<Job* const> jobs) {
-  if (jobs.empty()) return;
-  std::lock_guard one(run_mu_);
-  Task t;
-  t.jobs = jobs;
-  t.left = jobs.size();
-  {
-    std::lock_guard lk(mu_);
-    task_ = &t;
-  }
-  cv_.notify_all();
-  work_on(t);
-  std::unique_lock lk(mu_);
-  done_cv_.wait(lk, [&] { return t.left.load() == 0 && busy_ == 0; });
-  task_ = nullptr;
-}
-
-void CpuBackend::dispatcher() {
-  for (;;) {
-    std::pair<Batch*, Completion> item;
+    Run* r = nullptr;
+    size_t k = 0;
     {
       std::unique_lock lk(mu_);
-      cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+      while (!stop_ && queue_.empty()) {
+        ++idle_;
+        cv_.wait(lk);
+        --idle_;
+      }
       if (queue_.empty()) return;  // stop_ and drained
-      item = std::move(queue_.front());
-      queue_.pop_front();
+      r = queue_.front();
+      k = r->claimed++;
+      if (r->claimed == r->chunks.size()) queue_.pop_front();
     }
-    Batch& b = *item.first;
-    std::vector<Job*> jobs;
-    jobs.reserve(b.jobs.size());
-    uint64_t bytes = 0;
-    for (auto& j : b.jobs) {
-      jobs.push_back(&j);
-      bytes += j.in.size();
-    }
-    run_jobs(jobs);
-    b.ran_on = "cpu";
-    {
-      std::lock_guard lk(stats_mu_);
-      stats_.batches++;
-      stats_.jobs += jobs.size();
-      stats_.bytes += bytes;
-    }
-    item.second(b);
+    run_chunk(*r, k);
+    if (r->left.fetch_sub(1) == 1) finish(r);
   }
 }
 
 void CpuBackend::submit(Batch& batch, Completion done) {
-  {
-    std::lock_guard lk(mu_);
-    queue_.emplace_back(&batch, std::move(done));
+  std::vector<Job*> jobs;
+  jobs.reserve(batch.jobs.size());
+  for (auto& j : batch.jobs) jobs.push_back(&j);
+  Run* r = make_run(std::move(jobs));
+  r->batch = &batch;
+  r->done = std::move(done);
+  if (r->chunks.empty()) {  // an empty batch: done at once
+    finish(r);
+    return;
   }
-  cv_.notify_all();
+  enqueue(r);
+}
+
+uint64_t CpuBackend::run_jobs(std::span<Job* const> jobs) {
+  if (jobs.empty()) return 0;
+  std::unique_ptr<Run> r(make_run(std::vector<Job*>(jobs.begin(), jobs.end())));
+  std::mutex mu;
+  std::condition_variable cv;
+  r->wait_mu = &mu;
+  r->wait_cv = &cv;
+  if (r->chunks.size() > 1) enqueue(r.get());
+  // The caller works on its own run too: one chunk needs no worker at all.
+  size_t k;
+  while (claim(r.get(), &k)) {
+    run_chunk(*r, k);
+    if (r->left.fetch_sub(1) == 1) finish(r.get());
+  }
+  std::unique_lock lk(mu);
+  cv.wait(lk, [&] { return r->finished; });
+  return r->cpu_ns;
+}
+
+void CpuBackend::start_jobs(std::vector<Job*> jobs, std::function<void(uint64_t)> done) {
+  if (jobs.empty()) {
+    done(0);
+    return;
+  }
+  Run* r = make_run(std::move(jobs));
+  r->on_done = std::move(done);
+  enqueue(r);
 }
 
 Stats CpuBackend::stats() const {

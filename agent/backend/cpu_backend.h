@@ -1,8 +1,18 @@
-// The CPU backend: OpenSSL EVP on a pool of threads, one job per task.
+// The CPU backend: OpenSSL, libzstd and zlib on a pool of worker threads.
 // Serves everything when there is no GPU, and re-runs jobs a GPU failed.
+//
+// Every submitted batch becomes a run: its jobs grouped into chunks of about
+// the same work (many small jobs per chunk, one large job alone, a long
+// splittable job cut into ranges), queued FIFO. Idle workers take chunks of
+// the oldest run; several runs are worked on at once, so a batch of one job
+// keeps one worker busy and the others take the next batches. A submit wakes
+// at most as many sleeping workers as its run has chunks (never one per job);
+// a worker that finishes a chunk takes the next without sleeping. The worker
+// that finishes a run's last chunk joins split jobs and calls done().
 #pragma once
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -14,33 +24,40 @@ namespace gpo::backend {
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(unsigned threads = 0);  // 0 = all cores
-  ~CpuBackend() override;
+  ~CpuBackend() override;                     // runs what is queued, then joins
   std::string name() const override { return "cpu"; }
   void submit(Batch& batch, Completion done) override;
   Stats stats() const override;
-  // Runs jobs on the pool and returns when all are done (used for GPU retries).
-  void run_jobs(std::span<Job* const> jobs);
-  unsigned threads() const { return unsigned(workers_.size()) + 1; }
+  Capacity capacity() const override { return {threads(), threads()}; }
+  // Runs jobs on the pool, the calling thread helping, and returns when all
+  // are done (GPU retries, jobs a GPU backend hands to the CPU) with the CPU
+  // time they took on all threads. Not counted in stats(): the caller counts.
+  uint64_t run_jobs(std::span<Job* const> jobs);
+  // Runs jobs on the pool without waiting; done(cpu_ns) is called once, on a
+  // pool thread (at once when jobs is empty). Not counted in stats() either.
+  void start_jobs(std::vector<Job*> jobs, std::function<void(uint64_t cpu_ns)> done);
+  unsigned threads() const { return unsigned(workers_.size()); }
+
+  // Chunking: a chunk carries about total / (2 x threads) bytes of input,
+  // within these bounds; a splittable job longer than two chunks is cut.
+  static constexpr uint64_t kMinChunkBytes = 64 << 10;
+  static constexpr uint64_t kMaxChunkBytes = 4 << 20;
 
  private:
-  struct Task {
-    std::span<Job* const> jobs;
-    std::atomic<size_t> next{0};
-    std::atomic<size_t> left{0};
-  };
+  struct Run;
+  Run* make_run(std::vector<Job*> jobs) const;
+  void enqueue(Run* r);
+  bool claim(Run* r, size_t* chunk);  // a chunk of r, or false when all are taken
+  void run_chunk(Run& r, size_t chunk);
+  void finish(Run* r);
   void worker();
-  void dispatcher();
-  void work_on(Task& t);
 
   std::mutex mu_;
-  std::condition_variable cv_, done_cv_;
-  Task* task_ = nullptr;  // the parallel task the pool works on, if any
-  unsigned busy_ = 0;     // workers inside work_on(*task_)
-  std::mutex run_mu_;     // one parallel task at a time
-  std::deque<std::pair<Batch*, Completion>> queue_;
+  std::condition_variable cv_;
+  std::deque<Run*> queue_;  // runs with chunks not yet taken, oldest first
+  unsigned idle_ = 0;       // workers asleep in cv_
   bool stop_ = false;
   std::vector<std::thread> workers_;
-  std::thread dispatcher_;
   mutable std::mutex stats_mu_;
   Stats stats_;
 };

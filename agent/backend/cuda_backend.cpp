@@ -1,6 +1,7 @@
 #include "backend/cuda_backend.h"
 
 #include <cuda_runtime.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -24,6 +25,12 @@ using cuda::check;
 void check(int e, const char* what) { check(static_cast<cudaError_t>(e), what); }
 
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+uint64_t thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
 
 // GPO_BACKEND_TRACE=1: one line per batch with where its host time went.
 struct Trace {
@@ -504,71 +511,112 @@ Stats CudaBackend::stats() const {
 void CudaBackend::worker() {
   cudaSetDevice(device_);
   for (;;) {
-    std::pair<Batch*, Completion> item;
+    std::vector<std::pair<Batch*, Completion>> group;
     {
       std::unique_lock lk(mu_);
       cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) return;
-      item = std::move(queue_.front());
-      queue_.pop_front();
+      // Batches that queued up while the last run was on the GPU run as one:
+      // a batch is a unit of grouping, and the GPU wants large ones.
+      size_t jobs = 0;
+      uint64_t bytes = 0;
+      while (!queue_.empty()) {
+        const Batch& b = *queue_.front().first;
+        uint64_t bb = 0;
+        for (const auto& j : b.jobs) bb += j.in.size();
+        if (!group.empty() && (jobs + b.jobs.size() > kMaxGroupJobs || bytes + bb > kMaxGroupBytes)) break;
+        jobs += b.jobs.size();
+        bytes += bb;
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
     }
-    run_batch(*item.first);
-    item.second(*item.first);
+    run_group(group);
+    for (auto& [b, done] : group) done(*b);
   }
 }
 
-void CudaBackend::run_batch(Batch& b) {
-  std::vector<Job*> aes_jobs, sha_jobs, crc_jobs, copy_jobs, zstd_jobs, cpu_jobs;
-  uint64_t bytes = 0;
-  for (auto& j : b.jobs) {
-    bytes += j.in.size();
-    const OpInfo* op = find_op(j.op);
-    if (!op || op->validate(j) != Status::ok) {
-      j.status = Status::invalid;
-      continue;
+void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
+  const uint64_t t0 = thread_cpu_ns();
+  const auto wall0 = std::chrono::steady_clock::now();
+  // Per family the jobs and the batch (index in group) each came from.
+  struct Part {
+    std::vector<Job*> jobs;
+    std::vector<uint32_t> owner;
+    void add(Job* j, uint32_t o) {
+      jobs.push_back(j);
+      owner.push_back(o);
     }
-    if (broken_ || !op->gpu || (op->gpu_sequential && j.in.size() > kShaGpuMaxBytes))
-      cpu_jobs.push_back(&j);
-    else if (op->family == Family::aes)
-      aes_jobs.push_back(&j);
-    else if (op->family == Family::crc32)
-      crc_jobs.push_back(&j);
-    else if (op->family == Family::memcpy)
-      copy_jobs.push_back(&j);
-    else if (op->family == Family::zstd)
-      (CudaZstd::gpu_takes(j) ? zstd_jobs : cpu_jobs).push_back(&j);  // higher levels: libzstd at that level
-    else
-      sha_jobs.push_back(&j);
-  }
+  };
+  Part aes_p, sha_p, crc_p, copy_p, zstd_p, cpu_p;
+  std::vector<uint64_t> bytes(group.size(), 0);
+  std::vector<uint8_t> on_gpu(group.size(), 0), retried_in(group.size(), 0);
+  for (uint32_t g = 0; g < group.size(); ++g)
+    for (auto& j : group[g].first->jobs) {
+      bytes[g] += j.in.size();
+      const OpInfo* op = find_op(j.op);
+      if (!op || op->validate(j) != Status::ok) {
+        j.status = Status::invalid;
+        continue;
+      }
+      if (broken_ || !op->gpu || (op->gpu_sequential && j.in.size() > kShaGpuMaxBytes))
+        cpu_p.add(&j, g);
+      else if (op->family == Family::aes)
+        aes_p.add(&j, g);
+      else if (op->family == Family::crc32)
+        crc_p.add(&j, g);
+      else if (op->family == Family::memcpy)
+        copy_p.add(&j, g);
+      else if (op->family == Family::zstd)
+        (CudaZstd::gpu_takes(j) ? zstd_p : cpu_p).add(&j, g);  // higher levels: libzstd at that level
+      else
+        sha_p.add(&j, g);
+    }
+  // The jobs for the CPU run on its pool while the GPU works on the rest.
+  std::mutex cpu_mu;
+  std::condition_variable cpu_cv;
+  bool cpu_done = false;
+  uint64_t cpu_ns = 0;
+  cpu_->start_jobs(cpu_p.jobs, [&](uint64_t ns) {
+    std::lock_guard lk(cpu_mu);
+    cpu_ns += ns;
+    cpu_done = true;
+    cpu_cv.notify_all();
+  });
   const bool fault = inject_fault_.exchange(false);
-  uint64_t errors = 0, retried = 0;
-  auto gpu_part = [&](std::vector<Job*>& jobs, auto fn) {
-    if (jobs.empty()) return;
-    try {
-      fn(jobs);
-    } catch (const CudaError& e) {
+  uint64_t errors = 0, retried = 0, retry_ns = 0;
+  auto gpu_part = [&](Part& p, auto fn) {
+    if (p.jobs.empty()) return;
+    for (uint32_t o : p.owner) on_gpu[o] = 1;
+    auto retry = [&](const char* what) {
       errors++;
-      retried += jobs.size();
-      log::warn("{}: {}; re-running {} jobs on the CPU", name(), e.what(), jobs.size());
+      retried += p.jobs.size();
+      for (uint32_t o : p.owner) retried_in[o] = 1;
+      log::warn("{}: {}; re-running {} jobs on the CPU", name(), what, p.jobs.size());
+      for (auto* j : p.jobs) j->status = Status::pending;
+      // run_jobs counts this thread's share too, which t0 already covers.
+      const uint64_t before = thread_cpu_ns();
+      const uint64_t ns = cpu_->run_jobs(p.jobs);
+      retry_ns += ns - std::min(ns, thread_cpu_ns() - before);
+    };
+    try {
+      fn(p.jobs);
+    } catch (const CudaError& e) {
       // A sticky error (the context is unusable) sends all later work to the CPU.
       cudaGetLastError();
       if (cudaStreamSynchronize(impl_->ctl) != cudaSuccess || cudaGetLastError() != cudaSuccess) {
         broken_ = true;
         log::error("{}: the device is unusable after this error; serving on the CPU backend from now on", name());
       } else {
-        for (auto* s : impl_->streams) cudaStreamSynchronize(s);  // nothing of this batch still in flight
+        for (auto* st : impl_->streams) cudaStreamSynchronize(st);  // nothing of this batch still in flight
       }
-      for (auto* j : jobs) j->status = Status::pending;
-      cpu_->run_jobs(jobs);
+      retry(e.what());
     } catch (const std::exception& e) {
-      errors++;
-      retried += jobs.size();
-      log::warn("{}: {}; re-running {} jobs on the CPU", name(), e.what(), jobs.size());
-      cpu_->run_jobs(jobs);
+      retry(e.what());
     }
   };
-  gpu_part(aes_jobs, [&](std::vector<Job*>& j) { impl_->run_aes(j, fault); });
-  gpu_part(sha_jobs, [&](std::vector<Job*>& j) {
+  gpu_part(aes_p, [&](std::vector<Job*>& j) { impl_->run_aes(j, fault); });
+  gpu_part(sha_p, [&](std::vector<Job*>& j) {
     uint64_t in_bytes = 0;
     for (auto* x : j) in_bytes += x->in.size();
     impl_->run_sha(j, in_bytes, fault);
@@ -577,22 +625,36 @@ void CudaBackend::run_batch(Batch& b) {
     if (!impl_->tier2) impl_->tier2 = std::make_unique<CudaTier2>(reinterpret_cast<void* const*>(impl_->streams), Impl::kStreams);
     return *impl_->tier2;
   };
-  gpu_part(crc_jobs, [&](std::vector<Job*>& j) { check(tier2().run_crc32(j, fault), "crc32 batch"); });
-  gpu_part(copy_jobs, [&](std::vector<Job*>& j) { check(tier2().run_memcpy(j, fault), "memcpy batch"); });
-  gpu_part(zstd_jobs, [&](std::vector<Job*>& j) {
+  gpu_part(crc_p, [&](std::vector<Job*>& j) { check(tier2().run_crc32(j, fault), "crc32 batch"); });
+  gpu_part(copy_p, [&](std::vector<Job*>& j) { check(tier2().run_memcpy(j, fault), "memcpy batch"); });
+  gpu_part(zstd_p, [&](std::vector<Job*>& j) {
     if (!impl_->zstd) impl_->zstd = std::make_unique<CudaZstd>();
     impl_->zstd->run(j, fault);
   });
-  cpu_->run_jobs(cpu_jobs);
-  const bool gpu_ran = !aes_jobs.empty() || !sha_jobs.empty() || !crc_jobs.empty() || !copy_jobs.empty() ||
-                       !zstd_jobs.empty();
-  b.ran_on = retried ? "cpu-retry" : (!gpu_ran && !cpu_jobs.empty() ? "cpu" : name());
+  {
+    std::unique_lock lk(cpu_mu);
+    cpu_cv.wait(lk, [&] { return cpu_done; });
+  }
+  // Host CPU time: this thread's (preparation, staging, waiting on the GPU)
+  // and the pool's, shared out by input bytes.
+  const uint64_t host_ns = thread_cpu_ns() - t0 + cpu_ns + retry_ns;
+  const uint64_t wall_ns = uint64_t(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - wall0).count());
+  uint64_t all_bytes = 0, all_jobs = 0;
+  for (uint32_t g = 0; g < group.size(); ++g) all_bytes += bytes[g], all_jobs += group[g].first->jobs.size();
+  for (uint32_t g = 0; g < group.size(); ++g) {
+    Batch& b = *group[g].first;
+    b.ran_on = retried_in[g] ? "cpu-retry" : on_gpu[g] ? name() : "cpu";
+    const double share = all_bytes ? double(bytes[g]) / double(all_bytes) : 1.0 / double(group.size());
+    b.cpu_ns += uint64_t(double(host_ns) * share);
+    b.run_ns = uint64_t(double(wall_ns) * share);
+  }
   std::lock_guard lk(stats_mu_);
-  stats_.batches++;
-  stats_.jobs += b.jobs.size();
-  stats_.bytes += bytes;
+  stats_.batches += group.size();
+  stats_.jobs += all_jobs;
+  stats_.bytes += all_bytes;
   stats_.gpu_errors += errors;
   stats_.cpu_retries += retried;
+  stats_.cpu_ns += host_ns;
 }
 
 }  // namespace gpo::backend

@@ -1,6 +1,8 @@
 // The CUDA backend: one device, one worker thread, several streams so that the
 // host-to-device copy, the kernels and the device-to-host copy of successive
-// pieces of a batch overlap. Any CUDA error re-runs the batch's jobs on the CPU
+// pieces of a batch overlap. Batches that queue up while one runs are taken
+// together as one GPU run; jobs of a batch that belong on the CPU run on the
+// CPU pool meanwhile. Any CUDA error re-runs the affected jobs on the CPU
 // backend (nothing lost), logs one line and counts it. Built only with CUDA.
 #pragma once
 #include <condition_variable>
@@ -29,11 +31,18 @@ class CudaBackend final : public Backend {
   void inject_fault_for_test() { inject_fault_ = true; }
   // Single SHA-256 messages longer than this run on the CPU (sequential on a GPU).
   static constexpr size_t kShaGpuMaxBytes = size_t{4} << 20;
+  // Queued batches taken together into one GPU run, up to these bounds (a
+  // single larger batch still runs whole).
+  static constexpr size_t kMaxGroupJobs = 65536;
+  static constexpr uint64_t kMaxGroupBytes = uint64_t{256} << 20;
+  // One batch on the GPU and one queued behind it: what arrives meanwhile is
+  // better gathered by the batcher into the next one.
+  Capacity capacity() const override { return {2, UINT32_MAX}; }
 
  private:
   struct Impl;
   void worker();
-  void run_batch(Batch& b);
+  void run_group(std::vector<std::pair<Batch*, Completion>>& group);
 
   int device_;
   std::shared_ptr<CpuBackend> cpu_;

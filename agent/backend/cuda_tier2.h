@@ -2,7 +2,7 @@
 // one buffer split over many blocks, batches in one grid) and memcpy (the
 // bytes go host -> device -> host and nothing else: it exists so the planner
 // and `bench tier2` measure what offloading a copy costs, two PCIe crossings).
-// Called from CudaBackend::run_batch on its worker thread, on its streams, so
+// Called from CudaBackend::run_group on its worker thread, on its streams, so
 // the backend's error path (CPU retry, sticky-error check) covers them.
 #pragma once
 #include <cstdint>

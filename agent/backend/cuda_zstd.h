@@ -4,7 +4,7 @@
 // Frames are standard zstd frames, valid but not ZSTD_compress()'s bytes; their
 // ratio lies between zstd -1 and -3, so only jobs at level <= kGpuMaxLevel
 // come here (gpu_takes); the backend runs the others on the CPU with libzstd
-// at their level. Called from CudaBackend::run_batch on its worker thread
+// at their level. Called from CudaBackend::run_group on its worker thread
 // (device already current), so the backend's error path (CPU retry) covers it.
 #pragma once
 #include <memory>

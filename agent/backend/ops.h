@@ -20,6 +20,16 @@ struct OpInfo {
   bool gpu_sequential;         // one job cannot be split across the GPU (planner: CPU for single large jobs)
   Status (*validate)(const Job&);  // sizes and parameters; ok or invalid
   Status (*cpu)(Job&);         // runs the job on the calling thread (OpenSSL)
+  // Splitting one long job across CPU workers; null cpu_range: whole jobs
+  // only. cpu_range runs the job's input bytes [lo, lo + bytes.size()) of a
+  // valid job, given as bytes (the job's own, or a private copy), with lo a
+  // multiple of split_align, and leaves in *part what join needs; join (null:
+  // nothing to join) completes the job from the parts of all ranges, in
+  // order, with ends[k] the end offset of range k. Only ops whose result over
+  // a range depends on what came before through a cheap carry (a counter, a CRC).
+  size_t split_align = 0;
+  Status (*cpu_range)(Job&, uint64_t lo, std::span<const uint8_t> bytes, uint64_t* part) = nullptr;
+  void (*join)(Job&, std::span<const uint64_t> parts, std::span<const uint64_t> ends) = nullptr;
 };
 
 std::span<const OpInfo> ops();

@@ -32,6 +32,20 @@ Status cpu_crc32(Job& j) {
   return Status::ok;
 }
 
+// CRC-32 of bytes [lo, hi): from the job's crc for the first range, from 0
+// for the others; join() chains them with the shift operator (crc32::combine).
+Status cpu_crc32_range(Job& j, uint64_t lo, std::span<const uint8_t> bytes, uint64_t* part) {
+  *part = crc32::cpu_crc32(lo == 0 ? j.crc : 0, bytes);
+  return Status::ok;
+}
+
+void join_crc32(Job& j, std::span<const uint64_t> parts, std::span<const uint64_t> ends) {
+  uint32_t c = uint32_t(parts[0]);
+  for (size_t k = 1; k < parts.size(); ++k) c = crc32::combine(c, uint32_t(parts[k]), ends[k] - ends[k - 1]);
+  for (size_t i = 0; i < 4; ++i) j.out[i] = uint8_t(c >> (8 * i));
+  j.out_len = crc32::kCrcBytes;
+}
+
 Status validate_memcpy(const Job& j) {
   if (!no_crypto_params(j) || j.out.size() != j.in.size()) return Status::invalid;
   // memcpy semantics: the same buffer, or two that do not overlap.
@@ -46,14 +60,24 @@ Status cpu_memcpy(Job& j) {
   return Status::ok;
 }
 
+Status cpu_memcpy_range(Job& j, uint64_t lo, std::span<const uint8_t> bytes, uint64_t*) {
+  if (j.out.data() + lo != bytes.data()) std::memcpy(j.out.data() + lo, bytes.data(), bytes.size());
+  return Status::ok;
+}
+
+void join_memcpy(Job& j, std::span<const uint64_t>, std::span<const uint64_t>) { j.out_len = j.in.size(); }
+
 }  // namespace
 
 void register_tier2_ops() {
   // deflate is a sequential match search: no GPU kernel (gpu = false, the CUDA backend hands it to its CPU).
   register_op({OpId::zlib_compress, "zlib-compress", Family::deflate, false, true, validate_zlib, cpu_zlib});
   // One buffer splits into segments joined by the GF(2) shift operator: parallel within a job.
-  register_op({OpId::crc32, "crc32", Family::crc32, true, false, validate_crc32, cpu_crc32});
-  register_op({OpId::memcpy, "memcpy", Family::memcpy, true, false, validate_memcpy, cpu_memcpy});
+  // The CPU backend splits long CRC-32 and memcpy jobs across its threads the same way.
+  register_op({OpId::crc32, "crc32", Family::crc32, true, false, validate_crc32, cpu_crc32, 64, cpu_crc32_range,
+               join_crc32});
+  register_op({OpId::memcpy, "memcpy", Family::memcpy, true, false, validate_memcpy, cpu_memcpy, 4096,
+               cpu_memcpy_range, join_memcpy});
 }
 
 }  // namespace gpo::backend

@@ -31,9 +31,14 @@ class MultiBackend final : public Backend {
     for (auto& p : parts_) {
       Stats x = p->stats();
       s.batches += x.batches, s.jobs += x.jobs, s.bytes += x.bytes;
-      s.gpu_errors += x.gpu_errors, s.cpu_retries += x.cpu_retries;
+      s.gpu_errors += x.gpu_errors, s.cpu_retries += x.cpu_retries, s.cpu_ns += x.cpu_ns;
     }
     return s;
+  }
+  Capacity capacity() const override {
+    Capacity c = parts_.front()->capacity();
+    c.batches *= uint32_t(parts_.size());
+    return c;
   }
   // Pinned memory is registered portable: one registration serves every device.
   bool register_memory(void* p, size_t len) override { return parts_.front()->register_memory(p, len); }

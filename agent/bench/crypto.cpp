@@ -1,8 +1,9 @@
 // Suite "crypto": AES-256-GCM, AES-256-CTR and SHA-256 throughput, side by
 // side: GPU kernel only (data already on the device), GPU end to end (host
 // memory in, host memory out, through the CUDA backend with the buffers pinned
-// once, as client slabs are), OpenSSL on one core and on all cores. Without a
-// GPU the OpenSSL columns still run and the GPU cells say "no GPU".
+// once, as client slabs are), the CPU on one core and the CPU backend on all
+// cores; then the CPU reference against `openssl speed` (cpu_reference.h).
+// Without a GPU the CPU columns still run and the GPU cells say "no GPU".
 // GB/s = 1e9 bytes of input per second. (Was tools/bench-crypto.)
 #include <fmt/format.h>
 
@@ -15,6 +16,7 @@
 #include "backend/cpu_backend.h"
 #include "backend/ops.h"
 #include "bench/bench.h"
+#include "bench/cpu_reference.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -190,8 +192,8 @@ int run_crypto(const Options& opt, std::vector<Table>& out) {
 
   Table t;
   t.title = "Crypto throughput, GB/s of input (1e9 B/s)";
-  t.columns = {"op, job size x batch", "GPU kernel", "GPU end to end", "OpenSSL 1 core",
-               fmt::format("OpenSSL {} threads", threads), "note"};
+  t.columns = {"op, job size x batch", "GPU kernel", "GPU end to end", "CPU 1 core",
+               fmt::format("CPU backend {} threads", threads), "note"};
   int rc = 0;
   for (const auto& sh : shapes) {
     const auto* info = backend::find_op(sh.op);
@@ -281,7 +283,11 @@ int run_crypto(const Options& opt, std::vector<Table>& out) {
     gpu->be->unregister_memory(h_out.data());
   }
 #endif
+  t.notes.push_back("CPU 1 core: the jobs of the batch one after another on one thread (OpenSSL through the "
+                    "CPU backend's job path); CPU backend: the whole batch on its pool. The next table checks both "
+                    "against what `openssl speed` does on this machine");
   out.push_back(std::move(t));
+  rc |= cpu_reference(opt, out);
   return rc;
 }
 

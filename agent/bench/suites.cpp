@@ -7,6 +7,7 @@ namespace gpo::bench {
 void register_crypto_bench();
 void register_planner_bench();
 void register_classify_bench();
+void register_rules_load_bench();
 
 #ifdef GPUOFFLOAD_HAVE_CUDA
 void register_zstd_bench();
@@ -25,6 +26,7 @@ void register_builtin_suites() {
   register_planner_bench();
   register_classify_bench();
   register_xdp_bench();
+  register_rules_load_bench();
 #ifdef GPUOFFLOAD_HAVE_CUDA
   register_zstd_bench();
   register_zstd_stage2_bench();

@@ -69,6 +69,8 @@ struct PlanArgs {
   std::string backlog_gpu_us, backlog_cpu_us;
   bool json = false;
   bool assume_gpu = false;
+  std::string objective = "time";
+  double slack_pct = 25;
 };
 
 void run_plan(PlanArgs& a) {
@@ -85,6 +87,9 @@ void run_plan(PlanArgs& a) {
   auto loaded = planner::load_profile(a.profile, planner::this_machine(0));
   planner::PlannerOptions po;
   po.gpu_usable = gpu;
+  po.objective = *planner::parse_objective(a.objective);
+  po.slack = a.slack_pct / 100;
+  if (loaded.profile && loaded.profile->cpu_threads) po.cpu_threads = loaded.profile->cpu_threads;
   planner::Planner pl(loaded.profile, loaded.why, po);
   auto parse_us = [](const std::string& s, planner::Where w, planner::Planner& p) {
     if (s.empty()) return;
@@ -97,6 +102,7 @@ void run_plan(PlanArgs& a) {
   parse_us(a.backlog_cpu_us, planner::Where::cpu, pl);
   parse_us(a.backlog_gpu_us, planner::Where::gpu, pl);
   auto d = pl.plan(a.op, a.size, a.batch);
+  const uint64_t min_offload = pl.offload_min_bytes(a.op);
   auto us = [](double ns) { return ns < 0 ? std::string("-") : fmt::format("{:.1f} us", ns / 1e3); };
   if (a.json) {
     nlohmann::json j{{"op", a.op},
@@ -105,12 +111,15 @@ void run_plan(PlanArgs& a) {
                      {"decision", planner::where_name(d.where)},
                      {"reason", d.reason},
                      {"source", d.source},
+                     {"objective", planner::objective_name(po.objective)},
                      {"profile", pl.status_line()},
+                     {"client_offload_min_bytes",
+                      min_offload == planner::kNever ? nlohmann::json("never") : nlohmann::json(min_offload)},
                      {"cpu",
                       {{"cost_ns", d.cpu_cost_ns},
+                       {"work_ns", d.cpu_work_ns},
                        {"queued_ns", d.cpu_wait_ns},
-                       {"done_ns", d.cpu_done_ns()},
-                       {"inline", d.cpu_inline}}},
+                       {"done_ns", d.cpu_done_ns()}}},
                      {"gpu", d.gpu_cost_ns < 0 ? nlohmann::json(nullptr)
                                                : nlohmann::json{{"cost_ns", d.gpu_cost_ns},
                                                                 {"queued_ns", d.gpu_wait_ns},
@@ -121,14 +130,17 @@ void run_plan(PlanArgs& a) {
   }
   fmt::print("{} x{} of {} B ({} B in all): {} ({})\n", a.op, a.batch, a.size, a.size * a.batch,
              d.where == planner::Where::gpu ? "GPU" : "CPU", d.reason);
-  fmt::print("  CPU: {} queued + {} this batch = done in {}{}\n", us(d.cpu_wait_ns), us(d.cpu_cost_ns),
-             us(d.cpu_done_ns()), d.cpu_inline ? " (one thread, inline: cheaper than waking the pool)" : "");
+  fmt::print("  CPU: {} queued + {} this batch = done in {} ({} of thread time)\n", us(d.cpu_wait_ns),
+             us(d.cpu_cost_ns), us(d.cpu_done_ns()), us(d.cpu_work_ns));
   if (d.gpu_cost_ns >= 0)
     fmt::print("  GPU: {} queued + {} this batch = done in {}\n", us(d.gpu_wait_ns), us(d.gpu_cost_ns),
                us(d.gpu_done_ns()));
   else
     fmt::print("  GPU: cannot take it ({})\n", !info->gpu ? "no GPU kernel" : "no usable GPU: " + why);
   fmt::print("  predictions from: {}\n  {}\n", d.source, pl.status_line());
+  fmt::print("  clients: {} jobs {}\n", a.op,
+             min_offload == planner::kNever ? "stay in the calling process (the GPU does not win one job alone)"
+                                            : fmt::format("of at least {} B go through the agent", min_offload));
 }
 
 }  // namespace
@@ -171,6 +183,12 @@ void add_plan(CLI::App& app) {
   cmd->add_option("--cpu-queued-us", a->backlog_cpu_us, "pretend this much work is queued on the CPU backend");
   cmd->add_option("--gpu-queued-us", a->backlog_gpu_us, "pretend this much work is queued on the GPU backend");
   cmd->add_flag("--assume-gpu", a->assume_gpu, "plan as if a GPU were usable (what-if on a machine without one)");
+  cmd->add_option("--plan-objective", a->objective, "time: the sooner backend; cpu: the GPU while at most --plan-slack later")
+      ->check(CLI::IsMember({"time", "cpu"}))
+      ->capture_default_str();
+  cmd->add_option("--plan-slack", a->slack_pct, "objective cpu: percent later than the CPU the GPU may finish")
+      ->check(CLI::Range(0.0, 1000.0))
+      ->capture_default_str();
   cmd->add_flag("--json", a->json, "print JSON");
   cmd->callback([a] { run_plan(*a); });
 }

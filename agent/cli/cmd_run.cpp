@@ -16,6 +16,7 @@
 #include "afxdp/rule_snapshot.h"
 #include "backend/backend.h"
 #include "cli/commands.h"
+#include "cli/rules_options.h"
 #include "ipc/offload_service.h"
 #include "kernels/classify/cpu_classifier.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
@@ -69,6 +70,7 @@ struct RunOptions {
   ipc::OffloadRunOptions offload;  // --no-offload, --offload-*
   bool print_config = false;
   std::string config_file;
+  RulesOptions rules;  // --var, --suricata-yaml, --strict (cli/rules_options.h)
 };
 
 // --config FILE: TOML or INI, keys = the long option names (optionally under
@@ -83,6 +85,7 @@ void apply_config_file(CLI::App* cmd, const std::string& path) {
   }
   for (auto& it : items) {
     if (it.name == "++" || it.name == "--") continue;  // section markers
+    if (it.parents.size() == 1 && it.parents[0] == "vars") continue;  // rule variables: read_config_vars()
     if (!(it.parents.empty() || (it.parents.size() == 1 && it.parents[0] == "run")))
       throw CLI::RuntimeError("--config " + path + ": unknown section for key " + it.fullname(), kUsage);
     CLI::Option* opt = cmd->get_option_no_throw("--" + it.name);
@@ -121,24 +124,58 @@ int exit_for(loader::XdpError::Kind k) {
   }
 }
 
-// Rules from --rules, else the embedded default set; all problems listed, none ignored.
-std::shared_ptr<const afxdp::RuleSnapshot> load_rules(const std::string& path) {
-  std::vector<std::string> problems;
-  std::shared_ptr<const afxdp::RuleSnapshot> snap;
+// Rules from --rules, else the embedded default set. Rules the filter cannot
+// enforce are skipped, each logged with its reason, then the coverage. An
+// invalid rule or a file problem (a mistake to fix) refuses the file, and so
+// does any problem with --strict. `status` gets the counts. Run at start and
+// on every reload (the config's [vars] are read again then).
+struct LoadedRules {
+  std::shared_ptr<const afxdp::RuleSnapshot> snapshot;
+  nlohmann::json status;
+};
+
+LoadedRules load_rules(const RunOptions& o, std::vector<std::string>* problems = nullptr) {
+  const std::string& path = o.rules_file;
+  const rules::ParseOptions po = make_parse_options(o.rules, read_config_vars(o.config_file));
+  rules::ParseResult pr;
+  std::string name = path.empty() ? rules::kDefaultRulesName : path;
   try {
-    snap = afxdp::load_rule_snapshot(path, problems);
+    pr = path.empty() ? rules::parse_rules(rules::default_rules_text(), po) : rules::parse_rules_file(path, po);
   } catch (const std::exception& e) {
     throw CLI::RuntimeError("rules: " + std::string(e.what()), kUsage);
   }
-  if (!snap) {
-    for (auto& p : problems) log::error("{}", p);
-    throw CLI::RuntimeError("rules: " + std::to_string(problems.size()) + " problem(s) in " +
-                                (path.empty() ? std::string(rules::kDefaultRulesName) : path) +
-                                " (listed above); fix them or check with `gpuoffload-agent rules check " +
-                                (path.empty() ? std::string("FILE") : path) + "`",
-                            kFailure);
+  for (auto& n : pr.var_notes) log::info("rules: variable {}", n);
+  for (auto& d : pr.problems) {
+    if (d.kind == rules::Diagnostic::kUnsupported) log::warn("{} (rule skipped)", rules::format_diagnostic(name, d));
+    else log::error("{}", rules::format_diagnostic(name, d));
+    if (problems && (o.rules.strict || d.kind != rules::Diagnostic::kUnsupported))
+      problems->push_back(rules::format_diagnostic(name, d));
   }
-  return snap;
+  const rules::Coverage cov = rules::coverage(pr);
+  const size_t mistakes = cov.invalid + cov.file_problems;
+  if ((o.rules.strict && !pr.ok()) || mistakes > 0)
+    throw CLI::RuntimeError(
+        "rules: " + std::to_string(o.rules.strict ? pr.problems.size() : mistakes) + " problem(s) in " + name +
+            (o.rules.strict ? " (listed above; --strict refuses every one)" : " (listed above)") +
+            "; fix them or check with `gpuoffload-agent rules check " + (path.empty() ? std::string("FILE") : path) + "`",
+        kFailure);
+  LoadedRules out;
+  const std::string default_name = rules::action_name(pr.set.default_action);
+  out.snapshot = afxdp::make_rule_snapshot(name, std::move(pr.set));
+  if (!pr.ok()) log::warn("rules: {}: {}", name, rules::coverage_line(cov));
+  nlohmann::json reasons = nlohmann::json::array();
+  for (size_t i = 0; i < cov.reasons.size() && i < 10; ++i)
+    reasons.push_back({{"reason", cov.reasons[i].first}, {"rules", cov.reasons[i].second}});
+  out.status = {{"file", name},
+                {"rules", cov.rules},
+                {"loaded", cov.loaded},
+                {"skipped_unsupported", cov.unsupported},
+                {"skipped_invalid", cov.invalid},
+                {"file_problems", cov.file_problems},
+                {"top_reasons", reasons},
+                {"default", default_name},
+                {"summary", rules::coverage_line(cov)}};
+  return out;
 }
 
 // The pid file, locked while the agent runs: `stop` and `reload` find the
@@ -210,7 +247,9 @@ void run(const RunOptions& o, CLI::App* cmd) {
   }
 
   // Rules before privileges: a typo in the rules file should not need root to find.
-  auto rules = load_rules(o.rules_file);
+  LoadedRules loaded = load_rules(o);
+  auto rules = loaded.snapshot;
+  nlohmann::json rules_status = loaded.status;
   auto classifier = std::make_unique<classify::CpuClassifier>(rules->tables);
   std::unique_ptr<classify::AsyncClassifier> gpu_classifier;
   uint32_t batch_size = o.batch_size;  // raised when the GPU classifier runs (below)
@@ -339,8 +378,8 @@ void run(const RunOptions& o, CLI::App* cmd) {
 
   // Spotting (docs/spotting.md) on the same loop, unless --no-spot.
   std::unique_ptr<spot::Spotter> spotter;
-  if (o.no_spot) {
-    log::info("spotting: off (--no-spot)");
+  if (o.no_spot || o.spot.mode == "off") {
+    log::info("spotting: off ({})", o.no_spot ? "--no-spot" : "--spot-mode off");
   } else {
     auto so = spot::make_spot_options(o.spot);
     so.ignore_tgid = uint32_t(getpid());       // the CPU backend's own libcrypto calls
@@ -367,7 +406,8 @@ void run(const RunOptions& o, CLI::App* cmd) {
     j["pid"] = getpid();
     j["classifier"] = classifier_what;
     j["rules"] = {{"what", rules->what}, {"reloads", reloads}, {"last_reload", reload_json}};
-    j["spotting"] = spotter != nullptr;
+    j["rule_set"] = rules_status;
+    j["spotting"] = spotter ? std::string(spot::mode_name(spotter->mode())) : std::string("off");
     j["offload"] = offload.to_json();
     j["event_loop_errors"] = loop.callback_errors();
     if (path) j["packet_filter"] = path->to_json();
@@ -375,22 +415,22 @@ void run(const RunOptions& o, CLI::App* cmd) {
   };
   loop.on_hangup([&] {
     reloads++;
-    std::vector<std::string> problems;
-    std::shared_ptr<const afxdp::RuleSnapshot> next;
+    LoadedRules next_rules;
+    std::vector<std::string> problems;  // what refused the file, for `reload` to print
     log::info("SIGHUP: reloading the rules from {}", rules->name);
     try {
-      next = afxdp::load_rule_snapshot(o.rules_file, problems);
+      next_rules = load_rules(o, &problems);  // logs each problem
     } catch (const std::exception& e) {
-      problems.push_back(e.what());
-    }
-    if (!next) {
-      for (auto& p : problems) log::error("{}", p);
-      std::string msg = fmt::format("reload failed: {} problem(s) in {}; the previous rules stay in force",
-                                    problems.size(), rules->name);
+      std::string msg = fmt::format("reload failed: {}; the previous rules stay in force", e.what());
       log::error("{}", msg);
       reload_json = {{"ok", false}, {"message", msg}, {"problems", problems}};
+    }
+    auto next = next_rules.snapshot;
+    if (!next) {
+      // reload_json says why; nothing changes
     } else if (!path) {
       rules = next;
+      rules_status = next_rules.status;
       reload_json = {{"ok", true}, {"message", "rules reloaded: " + next->what + " (no packet filter)"}};
     } else {
       auto next_cpu = std::make_unique<classify::CpuClassifier>(next->tables);
@@ -401,6 +441,7 @@ void run(const RunOptions& o, CLI::App* cmd) {
       classifier = std::move(next_cpu);
       gpu_classifier = std::move(next_gpu);
       rules = next;
+      rules_status = next_rules.status;
       std::string msg = fmt::format("rules reloaded: {}; {} cached flow verdicts invalidated, {} kept", next->what,
                                     r.invalidated, r.kept);
       log::info("{}", msg);
@@ -447,9 +488,11 @@ void add_run(CLI::App& app) {
       "Examples:\n"
       "  sudo gpuoffload-agent run --xdp eth1 --rules /etc/gpuoffload/rules.rules\n"
       "  sudo gpuoffload-agent run --xdp eth1,eth2 --fail-policy closed   # inline: bridge eth1 <-> eth2\n"
+      "  sudo gpuoffload-agent run --xdp eth1 --rules emerging.rules --var HOME_NET=[10.0.0.0/8]\n"
       "  sudo gpuoffload-agent reload   # re-read the rules (SIGHUP); `stop` stops and detaches\n"
       "  gpuoffload-agent run --print-config > agent.toml   # then: run --config agent.toml\n"
-      "Every option can also be set in the --config file (TOML or INI, same names without --).");
+      "Every option can also be set in the --config file (TOML or INI, same names without --); rule\n"
+      "variables go in its [vars] table: HOME_NET = \"[10.0.0.0/8]\".");
   auto o = std::make_shared<RunOptions>();
   cmd->add_option("--config", o->config_file, "Read options from this TOML/INI file (keys = long option names)")
       ->check(CLI::ExistingFile)
@@ -545,8 +588,9 @@ void add_run(CLI::App& app) {
   cmd->add_option("--status-interval-ms", o->status_interval_ms, "How often the status file is rewritten")
       ->check(CLI::Range(10, 3600000))
       ->capture_default_str();
+  add_rules_options(cmd, o->rules);
   ipc::add_run_options(*cmd, o->offload);
-  cmd->add_flag("--no-spot", o->no_spot, "Do not start spotting (uprobes on crypto/compression libraries)");
+  cmd->add_flag("--no-spot", o->no_spot, "Do not start spotting (same as --spot-mode off)");
   spot::add_spot_flags(cmd, o->spot);
   cmd->add_flag("--print-config", o->print_config, "Print the effective configuration (TOML) and exit")
       ->configurable(false);

@@ -146,7 +146,38 @@ std::string secs(uint64_t ns) {
   return fmt::format("{}s", ns / 1000000000ull);
 }
 
-void run_status(const std::string& pin_dir_arg, bool json, size_t top_n) {
+// The status file `run` writes, when the agent that wrote it is alive; null otherwise.
+nlohmann::json live_status(const std::string& file) {
+  std::ifstream f(file);
+  if (!f) return nullptr;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+  const int pid = j.value("pid", 0);
+  if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) return nullptr;
+  return j;
+}
+
+// The running rule set: loaded rule count and the skip summary.
+void print_rules_status(const std::string& file) {
+  nlohmann::json j = live_status(file);
+  if (j.is_null() || !j.contains("rule_set")) return;
+  const auto& r = j["rule_set"];
+  std::printf("\nrules (agent pid %d): %s: %s, default %s\n", j.value("pid", 0),
+              r.value("file", std::string("?")).c_str(), r.value("summary", std::string("?")).c_str(),
+              r.value("default", std::string("?")).c_str());
+  const auto rl = j.value("rules", nlohmann::json::object());
+  if (rl.is_object() && rl.value("reloads", 0ull) > 0) {
+    const auto last = rl.value("last_reload", nlohmann::json::object());
+    std::printf("  %llu reload(s), last: %s\n", (unsigned long long)rl.value("reloads", 0ull),
+                last.value("message", std::string("?")).c_str());
+  }
+}
+
+void run_status(const std::string& pin_dir_arg, bool json, size_t top_n, const std::string& status_file) {
   if (!loader::have_bpf_privileges())
     throw CLI::RuntimeError("status: reading the pinned BPF maps needs root (or CAP_BPF); run it with sudo",
                             kNoPrivilege);
@@ -238,6 +269,8 @@ void run_status(const std::string& pin_dir_arg, bool json, size_t top_n) {
     for (const auto& s : kStatRows) j["stats"][s.name] = {{"packets", (st.*s.c).packets}, {"bytes", (st.*s.c).bytes}};
     for (const auto& s : kEventRows) j["events"][s.name] = (st.*s.c).packets;
     j["flows"] = {{"entries", entries}, {"max_entries", max_entries}, {"top", nlohmann::json::array()}};
+    if (nlohmann::json live = live_status(status_file); !live.is_null() && live.contains("rule_set"))
+      j["rule_set"] = live["rule_set"];
     for (const auto& r : rows)
       j["flows"]["top"].push_back({{"a", flow_a(r.key)}, {"b", flow_b(r.key)}, {"proto", proto_str(r.key.proto)},
                                    {"action", loader::action_name(r.v.action)}, {"rule_id", r.v.rule_id},
@@ -287,29 +320,18 @@ void run_status(const std::string& pin_dir_arg, bool json, size_t top_n) {
 }
 
 // The offload service's part of the status file that `run` writes: its
-// backend and what the planner decided (issue 8). Text mode only; nothing
+// backend and what the planner decided. Text mode only; nothing
 // when no live agent wrote the file.
 void print_offload_status(const std::string& file) {
-  std::ifstream f(file);
-  if (!f) return;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const std::exception&) {
-    return;
-  }
+  nlohmann::json j = live_status(file);
+  if (j.is_null()) return;
   const int pid = j.value("pid", 0);
-  if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) return;
-  // The packet filter as the agent sees it: rules, inspection, reassembly.
+  // The packet filter as the agent sees it: its counters, inspection, reassembly.
   if (j.contains("packet_filter")) {
     try {
       const auto& pf = j["packet_filter"];
-      const auto& r = j["rules"];
-      std::printf("\npacket filter agent (pid %d): %s; %llu reload(s)%s\n", pid,
-                  r.value("what", std::string("?")).c_str(), (unsigned long long)r.value("reloads", 0ull),
-                  r.contains("last_reload") && r["last_reload"].contains("message")
-                      ? (", last: " + r["last_reload"]["message"].get<std::string>()).c_str()
-                      : "");
+      std::printf("\npacket filter agent (pid %d): %s mode, classifier %s\n", pid,
+                  pf.value("mode", std::string("?")).c_str(), pf.value("classifier", std::string("?")).c_str());
       const auto& a = pf["agent"];
       std::printf("  to the agent %llu, passed %llu, dropped %llu, verdicts cached %llu, lost at the sockets %llu\n",
                   (unsigned long long)a.value("rx", 0ull), (unsigned long long)a.value("passed", 0ull),
@@ -339,8 +361,29 @@ void print_offload_status(const std::string& file) {
     return;
   }
   std::printf("\noffload (agent pid %d): backend %s\n", pid, off.value("backend", std::string("?")).c_str());
+  std::printf("  %llu jobs done in %llu batches\n", (unsigned long long)off.value("jobs_done", 0ull),
+              (unsigned long long)off.value("batches", 0ull));
+  const auto t = off.value("per_job_us", nlohmann::json::object());
+  if (t.value("jobs", 0ull) > 0)
+    std::printf("  per job in the agent: %.1f us gathering, %.1f us at the backend, %.1f us completing\n",
+                t.value("gathering", 0.0), t.value("at_backend", 0.0), t.value("completing", 0.0));
+  const auto plan = off.value("plan", nlohmann::json());
+  if (plan.is_object()) {
+    std::string sent;
+    for (const auto& [op, v] : plan.value("client_min_bytes", nlohmann::json::object()).items())
+      if (!v.is_string()) sent += (sent.empty() ? "" : ", ") + op + " >= " + std::to_string(v.get<uint64_t>()) + " B";
+    std::printf("  clients send: %s (plan page %s)\n", sent.empty() ? "nothing, every job stays in its process" : sent.c_str(),
+                plan.value("path", std::string("?")).c_str());
+  }
   const auto pl = off.value("planner", nlohmann::json::object());
   std::printf("  %s\n", pl.value("status", std::string("planner: unknown")).c_str());
+  if (pl.contains("cpu_seconds")) {
+    const auto c = pl["cpu_seconds"];
+    std::printf("  CPU seconds saved: %.2f (%.2f s of CPU work moved to the GPU, %.2f s of host CPU spent on it; "
+                "%.2f s on the CPU backend)\n",
+                c.value("saved", 0.0), c.value("moved_to_gpu", 0.0), c.value("gpu_host", 0.0),
+                c.value("cpu_backend", 0.0));
+  }
   for (const auto& [op, c] : pl.value("ops", nlohmann::json::object()).items())
     std::printf("  %-22s %8llu batches on the CPU (%llu jobs), %8llu on the GPU (%llu jobs)\n", op.c_str(),
                 (unsigned long long)c.value("cpu_batches", 0ull), (unsigned long long)c.value("cpu_jobs", 0ull),
@@ -367,15 +410,17 @@ void add_status(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print JSON instead of text");
   cmd->add_option("--top", o->top, "How many flows to list, busiest first")->capture_default_str();
   cmd->add_option("--pin-dir", o->pin_dir, "Where the maps are pinned")->capture_default_str();
-  cmd->add_option("--status-file", o->status_file, "The status file `run` writes (offload and planner lines)")
+  cmd->add_option("--status-file", o->status_file, "The status file `run` writes (rule set, offload and planner lines)")
       ->capture_default_str();
   cmd->callback([o] {
     try {
-      run_status(o->pin_dir, o->json, o->top);
+      run_status(o->pin_dir, o->json, o->top, o->status_file);
     } catch (const CLI::RuntimeError&) {
+      if (!o->json) print_rules_status(o->status_file);
       if (!o->json) print_offload_status(o->status_file);
       throw;
     }
+    if (!o->json) print_rules_status(o->status_file);
     if (!o->json) print_offload_status(o->status_file);
   });
 }

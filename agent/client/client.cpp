@@ -6,16 +6,20 @@
 #include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -48,8 +52,27 @@ constexpr uint64_t kAlign = 64;
 
 struct Counters {
   std::atomic<uint64_t> jobs{0}, by_agent{0}, local{0}, local_no_agent{0}, local_timeout{0}, local_agent_gone{0},
-      local_rejected{0}, local_no_room{0}, connects{0};
+      local_rejected{0}, local_no_room{0}, local_by_plan{0}, connects{0};
+  // Where the time of jobs sent to the agent goes, in this process (GPO_TRACE=1 prints it at exit).
+  std::atomic<uint64_t> ns_copy_in{0}, ns_ring{0}, ns_wait{0}, ns_copy_out{0}, sent{0};
 } g_count;
+
+int64_t mono_ns();
+
+void print_trace() {
+  const double n = double(std::max<uint64_t>(1, g_count.sent.load()));
+  std::fprintf(stderr,
+               "gpuoffload client %d: %llu jobs, %llu by the agent, %llu here (%llu by plan, %llu no agent, %llu "
+               "timeout, %llu agent gone, %llu rejected, %llu no room); per job sent: copy in %.1f us, doorbell "
+               "%.1f us, wait %.1f us, copy out %.1f us\n",
+               int(getpid()), (unsigned long long)g_count.jobs.load(), (unsigned long long)g_count.by_agent.load(),
+               (unsigned long long)g_count.local.load(), (unsigned long long)g_count.local_by_plan.load(),
+               (unsigned long long)g_count.local_no_agent.load(), (unsigned long long)g_count.local_timeout.load(),
+               (unsigned long long)g_count.local_agent_gone.load(), (unsigned long long)g_count.local_rejected.load(),
+               (unsigned long long)g_count.local_no_room.load(), double(g_count.ns_copy_in.load()) / n / 1e3,
+               double(g_count.ns_ring.load()) / n / 1e3, double(g_count.ns_wait.load()) / n / 1e3,
+               double(g_count.ns_copy_out.load()) / n / 1e3);
+}
 
 uint64_t env_u64(const char* name, uint64_t def) {
   const char* v = getenv(name);
@@ -161,12 +184,100 @@ Clock::time_point g_next_try;
 std::string g_socket;
 bool g_socket_set = false;
 std::once_flag g_atfork_once;
+// gpo_offload_range's cache (bottom of this file); gpo_set_socket clears it.
+std::atomic<int64_t> g_range_until_ns{0};
+std::atomic<uint64_t> g_range_area{0};  // bytes of the slab's data area; 0: no agent
 
 std::string socket_path() {
   if (g_socket_set) return g_socket;
   const char* e = getenv("GPO_SOCKET");
   return e && *e ? e : GPO_DEFAULT_SOCKET;
 }
+
+// The agent's plan page (slab_protocol.h): mapped read-only, looked at per
+// call with a few loads. The file is looked for again at most every
+// GPO_RECONNECT_MS while it is absent or closed, and every second while it
+// serves (an agent restarted with other settings writes a new file). A page
+// once mapped is never unmapped: a call may still be reading it.
+struct PlanView {
+  std::mutex mu;                               // refresh
+  std::atomic<const gpo_plan_page*> page{nullptr};
+  std::atomic<int64_t> next_check_ns{0};
+  std::atomic<bool> disabled{false};           // GPO_DISABLE, read at each refresh
+  std::string path;                            // under mu
+  dev_t dev = 0;
+  ino_t ino = 0;
+} g_plan;
+
+int64_t mono_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+void init_once();
+
+void refresh_plan(int64_t now, const std::string& plan_path) {
+  init_once();
+  std::lock_guard lk(g_plan.mu);
+  if (now < g_plan.next_check_ns.load()) return;  // another thread just did
+  g_plan.disabled = env_u64("GPO_DISABLE", 0) != 0;
+  if (plan_path != g_plan.path) {
+    g_plan.path = plan_path;
+    g_plan.page = nullptr;
+    g_plan.dev = 0, g_plan.ino = 0;
+  }
+  const gpo_plan_page* cur = g_plan.page.load();
+  struct stat st {};
+  if (stat(g_plan.path.c_str(), &st) != 0) {
+    g_plan.page = nullptr;
+  } else if (!cur || st.st_dev != g_plan.dev || st.st_ino != g_plan.ino) {
+    int fd = open(g_plan.path.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat fst {};
+    // Only a page root or this user wrote: another user's file in a shared
+    // folder could be truncated under the mapping (SIGBUS).
+    if (fd >= 0 && fstat(fd, &fst) == 0 && S_ISREG(fst.st_mode) && (fst.st_uid == 0 || fst.st_uid == geteuid()) &&
+        uint64_t(fst.st_size) >= sizeof(gpo_plan_page)) {
+      void* p = mmap(nullptr, sizeof(gpo_plan_page), PROT_READ, MAP_SHARED, fd, 0);
+      const auto* pg = static_cast<const gpo_plan_page*>(p);
+      if (p != MAP_FAILED && pg->magic == GPO_PLAN_MAGIC && pg->version == GPO_PLAN_VERSION) {
+        g_plan.page = pg;
+        g_plan.dev = fst.st_dev, g_plan.ino = fst.st_ino;
+      } else if (p != MAP_FAILED) {
+        munmap(p, sizeof(gpo_plan_page));
+      }
+    }
+    if (fd >= 0) close(fd);
+  }
+  cur = g_plan.page.load();
+  const bool serving = cur && __atomic_load_n(&cur->state, __ATOMIC_ACQUIRE) == GPO_PLAN_SERVING;
+  g_plan.next_check_ns = now + (serving ? int64_t(1000000000) : int64_t(env_u64("GPO_RECONNECT_MS", 200)) * 1000000);
+}
+
+enum class Route { agent, local_by_plan, no_agent };
+
+// Where a job of op with len input bytes goes: to the agent only while its
+// plan page serves and says the GPU wins from this size.
+Route route(int op, size_t len) {
+  const int64_t now = mono_ns();
+  if (now >= g_plan.next_check_ns.load(std::memory_order_relaxed)) {
+    std::string path;
+    {
+      std::lock_guard lk(g_mu);
+      path = socket_path() + GPO_PLAN_SUFFIX;
+    }
+    refresh_plan(now, path);
+  }
+  const gpo_plan_page* p = g_plan.page.load(std::memory_order_acquire);
+  if (!p || g_plan.disabled.load(std::memory_order_relaxed) ||
+      __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != GPO_PLAN_SERVING)
+    return Route::no_agent;
+  if (op < 0 || op >= GPO_PLAN_OPS) return Route::local_by_plan;
+  return uint64_t(len) >= __atomic_load_n(&p->min_bytes[op], __ATOMIC_ACQUIRE) ? Route::agent : Route::local_by_plan;
+}
+
+// Looks at the plan page again on the next call (a new socket, a reconnect).
+void plan_recheck() { g_plan.next_check_ns = 0; }
 
 std::string own_library_path() {
   Dl_info info{};
@@ -187,7 +298,8 @@ std::shared_ptr<Conn> connect_agent() {
   c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (c->fd < 0 || connect(c->fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return nullptr;
 
-  uint64_t slab = env_u64("GPO_SLAB_MB", 16) << 20;
+  // 64 MiB: 16 threads with a 1 MiB job and its output each in flight fit.
+  uint64_t slab = env_u64("GPO_SLAB_MB", 64) << 20;
   if (slab < (1u << 20)) slab = 1u << 20;
   uint32_t job_off = 4096;
   uint64_t data_off = (job_off + uint64_t(kJobs) * sizeof(gpo_job) + 4095) / 4096 * 4096;
@@ -252,8 +364,16 @@ std::shared_ptr<Conn> connect_agent() {
   return c;
 }
 
-void atfork_prepare() { g_mu.lock(); }
-void atfork_parent() { g_mu.unlock(); }
+// Both locks across fork (g_mu first: refresh_plan never takes g_mu), so the
+// child never inherits one held by a thread that does not exist there.
+void atfork_prepare() {
+  g_mu.lock();
+  g_plan.mu.lock();
+}
+void atfork_parent() {
+  g_plan.mu.unlock();
+  g_mu.unlock();
+}
 void atfork_child() {
   // The child is another process: the agent would refuse its doorbells on the
   // parent's slab. Forget the connection (without touching the parent's
@@ -265,12 +385,19 @@ void atfork_child() {
     new (&g_conn) std::shared_ptr<Conn>();  // leak the child's copy: the mapping stays for handles made before fork
   }
   g_next_try = Clock::time_point{};
+  g_plan.mu.unlock();
   g_mu.unlock();
 }
 
+void init_once() {
+  std::call_once(g_atfork_once, [] {
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    if (env_u64("GPO_TRACE", 0)) std::atexit(print_trace);
+  });
+}
+
 std::shared_ptr<Conn> get_conn() {
-  std::call_once(g_atfork_once, [] { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); });
-  if (env_u64("GPO_DISABLE", 0)) return nullptr;
+  init_once();
   std::lock_guard lk(g_mu);
   if (g_conn && !g_conn->check_dead()) return g_conn;
   g_conn.reset();  // jobs still out keep their own reference
@@ -278,6 +405,7 @@ std::shared_ptr<Conn> get_conn() {
   if (now < g_next_try) return nullptr;
   g_conn = connect_agent();
   if (!g_conn) g_next_try = now + std::chrono::milliseconds(env_u64("GPO_RECONNECT_MS", 200));
+  else plan_recheck();  // a (new) agent: its page may be a new file
   return g_conn;
 }
 
@@ -362,14 +490,20 @@ int compute_local(const gpo_request& r, const uint8_t* in, const uint8_t* aad, c
       *out_len = 32;
       return GPO_OK;
     case GPO_ZSTD_COMPRESS: {
-      size_t n = ZSTD_compress(r.out, r.out_cap, in, r.in_len, r.level);
+      // A context per thread: the same frame as ZSTD_compress without a
+      // context (and its page faults) per call.
+      thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx{ZSTD_createCCtx(), ZSTD_freeCCtx};
+      size_t n = cctx ? ZSTD_compressCCtx(cctx.get(), r.out, r.out_cap, in, r.in_len, r.level)
+                      : ZSTD_compress(r.out, r.out_cap, in, r.in_len, r.level);
       if (ZSTD_isError(n))
         return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? GPO_ERR_DST_TOO_SMALL : GPO_ERR_INVALID;
       *out_len = n;
       return GPO_OK;
     }
     case GPO_ZSTD_DECOMPRESS: {
-      size_t n = ZSTD_decompress(r.out, r.out_cap, in, r.in_len);
+      thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx{ZSTD_createDCtx(), ZSTD_freeDCtx};
+      size_t n = dctx ? ZSTD_decompressDCtx(dctx.get(), r.out, r.out_cap, in, r.in_len)
+                      : ZSTD_decompress(r.out, r.out_cap, in, r.in_len);
       if (ZSTD_isError(n))
         return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? GPO_ERR_DST_TOO_SMALL : GPO_ERR_CORRUPT;
       *out_len = n;
@@ -468,9 +602,15 @@ int gpo_submit(const gpo_request* req, gpo_handle** out) {
     *out = h;
     return GPO_OK;
   };
+  switch (route(req->op, req->in_len)) {
+    case Route::no_agent: return local(g_count.local_no_agent);
+    case Route::local_by_plan: return local(g_count.local_by_plan);
+    case Route::agent: break;
+  }
   auto c = get_conn();
   if (!c) return local(g_count.local_no_agent);
 
+  const int64_t t_in = mono_ns();
   uint32_t i;
   Conn::Bufs b;
   {
@@ -510,6 +650,9 @@ int gpo_submit(const gpo_request* req, gpo_handle** out) {
   __atomic_store_n(&j->state, GPO_JOB_SUBMITTED, __ATOMIC_RELEASE);
   h->conn = c;
   h->job = i;
+  const int64_t t_ring = mono_ns();
+  g_count.ns_copy_in += uint64_t(t_ring - t_in);
+  g_count.sent++;
 
   if (c->doorbell == GPO_DOORBELL_UPROBE) {
     gpo_doorbell(c->slab_id, i, uint32_t(req->op), req->in_len);
@@ -523,6 +666,7 @@ int gpo_submit(const gpo_request* req, gpo_handle** out) {
       if (take_back(*h, full ? g_count.local_no_room : g_count.local_agent_gone)) h->conn.reset();
     }
   }
+  g_count.ns_ring += uint64_t(mono_ns() - t_ring);
   *out = h;
   return GPO_OK;
 }
@@ -542,6 +686,7 @@ int gpo_wait(gpo_handle* h, size_t* out_len) {
     Conn& c = *h->conn;
     gpo_job* j = c.job(h->job);
     auto deadline = Clock::now() + std::chrono::milliseconds(env_u64("GPO_TIMEOUT_MS", 2000));
+    const int64_t t_wait = mono_ns();
     bool local = false;
     for (;;) {
       uint32_t s = __atomic_load_n(&j->state, __ATOMIC_ACQUIRE);
@@ -558,6 +703,8 @@ int gpo_wait(gpo_handle* h, size_t* out_len) {
       // Short slices so a dead agent is noticed quickly, not after the timeout.
       futex_wait(&j->state, s, std::min<Clock::duration>(deadline - now, std::chrono::milliseconds(20)));
     }
+    const int64_t t_out = mono_ns();
+    g_count.ns_wait += uint64_t(t_out - t_wait);
     if (!local) {
       // DONE: the agent's result.
       const gpo_request& r = h->req;
@@ -583,6 +730,7 @@ int gpo_wait(gpo_handle* h, size_t* out_len) {
         g_count.local_rejected++;
       }
       free_job(c, h->job);
+      g_count.ns_copy_out += uint64_t(mono_ns() - t_out);
     }
   }
   int rc = h->result;
@@ -676,6 +824,7 @@ void gpo_get_stats(gpo_client_stats* out) {
   out->local_agent_gone = g_count.local_agent_gone;
   out->local_rejected = g_count.local_rejected;
   out->local_no_room = g_count.local_no_room;
+  out->local_by_plan = g_count.local_by_plan;
   out->connects = g_count.connects;
   std::lock_guard lk(g_mu);
   out->connected = g_conn && !g_conn->dead ? 1 : 0;
@@ -689,6 +838,52 @@ void gpo_set_socket(const char* path) {
   g_socket = path ? path : "";
   g_conn.reset();
   g_next_try = Clock::time_point{};
+  plan_recheck();
 }
 
+int gpo_would_offload(int op, size_t len) { return route(op, len) == Route::agent ? 1 : 0; }
+
 }  // extern "C"
+
+// --- gpo_offload_range, gpo_offload_reason ----------------------------------------
+// For callers with a fast in-process path of their own (the provider, the shim):
+// the same plan page as route(), asked before any request is built, so a call
+// that stays in the process costs a few loads and no IPC.
+namespace {
+
+// The data area of the slab this process registers (connect_agent's layout).
+uint64_t slab_data_bytes() {
+  uint64_t slab = std::max<uint64_t>(env_u64("GPO_SLAB_MB", 64) << 20, 1u << 20);
+  uint64_t data_off = (4096 + uint64_t(kJobs) * sizeof(gpo_job) + 4095) / 4096 * 4096;
+  return slab > data_off ? slab - data_off : 0;
+}
+
+}  // namespace
+
+extern "C" void gpo_offload_range(int op, size_t* min_bytes, size_t* max_bytes) {
+  static const uint64_t min_env = env_u64("GPO_OFFLOAD_MIN_BYTES", 65536);
+  size_t lo = SIZE_MAX, hi = 0;
+  if (route(op, SIZE_MAX) == Route::agent) {  // the agent serves and takes op at some size
+    const gpo_plan_page* p = g_plan.page.load(std::memory_order_acquire);
+    const uint64_t plan_min = __atomic_load_n(&p->min_bytes[op], __ATOMIC_ACQUIRE);
+    // One job's input and output share the data area (64-byte aligned pieces).
+    const uint64_t room = slab_data_bytes() - 4096;
+    uint64_t top = room / 2;
+    if (op == GPO_ZSTD_COMPRESS || op == GPO_ZLIB_COMPRESS) top -= top / 128 + 1024;  // their output bounds
+    if (op == GPO_SHA256 || op == GPO_CRC32) top = room - 256;
+    lo = size_t(std::max<uint64_t>({plan_min, min_env, uint64_t(1)}));
+    hi = size_t(top & ~uint64_t(63));
+    if (lo > hi) lo = SIZE_MAX, hi = 0;
+  }
+  if (min_bytes) *min_bytes = lo;
+  if (max_bytes) *max_bytes = hi;
+}
+
+extern "C" int gpo_offload_reason(int op) {
+  switch (route(op, SIZE_MAX)) {
+    case Route::agent: return GPO_PATH_OFFLOAD;
+    case Route::local_by_plan: return GPO_PATH_CPU_PLAN;
+    case Route::no_agent: break;
+  }
+  return GPO_PATH_CPU_NO_AGENT;
+}

@@ -12,18 +12,15 @@
 #include <zstd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 
 #include "gpuoffload.h"
+#include "shim.h"
 
-namespace {
+namespace gpo::shim {
 
-thread_local bool t_inside = false;  // no recursion through the library's own calls
-
-struct Guard {
-  Guard() { t_inside = true; }
-  ~Guard() { t_inside = false; }
-};
+thread_local bool t_inside = false;
 
 size_t threshold() {
   static const size_t t = [] {
@@ -35,17 +32,16 @@ size_t threshold() {
   return t;
 }
 
-// Resolves the next definition once; safe from many threads (a racing second
-// lookup stores the same pointer).
-template <typename F>
-F real(std::atomic<F>& slot, const char* name) {
-  F f = slot.load(std::memory_order_acquire);
-  if (!f) {
-    f = reinterpret_cast<F>(dlsym(RTLD_NEXT, name));
-    slot.store(f, std::memory_order_release);
-  }
-  return f;
+unsigned long long now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
+
+}  // namespace gpo::shim
+
+namespace {
+
+using namespace gpo::shim;
 
 using Sha256Fn = unsigned char* (*)(const unsigned char*, size_t, unsigned char*);
 using ZCompressFn = size_t (*)(void*, size_t, const void*, size_t, int);
@@ -62,23 +58,44 @@ std::atomic<CompressFn> g_compress{nullptr};
 std::atomic<Crc32Fn> g_crc32{nullptr};
 std::atomic<Crc32zFn> g_crc32_z{nullptr};
 
+// The path a call took, for `gpuoffload-agent exec` (gpo_account).
+void note(int op, int path, size_t n, unsigned long long t0 = 0) {
+  gpo_account(op, path, 1, n, t0 ? now_ns() - t0 : 0);
+}
+
+// Where a one-shot call of n bytes goes: GPO_PATH_OFFLOAD, or why it stays
+// with the real function (below the shim's threshold, no agent reachable,
+// larger than one job).
+int route(int op, size_t n) {
+  if (n < threshold()) return GPO_PATH_CPU_SMALL;
+  size_t lo = 0, hi = 0;
+  gpo_offload_range(op, &lo, &hi);
+  if (lo == SIZE_MAX) return gpo_offload_reason(op);
+  if (n < lo) return GPO_PATH_CPU_SMALL;
+  return n > hi ? GPO_PATH_CPU_TOO_LARGE : GPO_PATH_OFFLOAD;
+}
+
 // compress2 through the library: true with *dest_len set, or false (the caller
 // then asks the real function, which returns zlib's own error code).
 bool offload_compress2(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n, int level) {
   if (!dest || !dest_len || !src) return false;
   Guard g;
+  const auto t0 = now_ns();
   size_t out = 0;
   if (gpo_zlib_compress(dest, *dest_len, src, n, level, &out) != GPO_OK) return false;
   *dest_len = uLongf(out);
+  note(GPO_ZLIB_COMPRESS, GPO_PATH_OFFLOAD, n, t0);
   return true;
 }
 
 // zlib's crc arithmetic is on the low 32 bits of crc; so is the library's.
 bool offload_crc32(uLong crc, const Bytef* buf, size_t n, uLong* out) {
   Guard g;
+  const auto t0 = now_ns();
   uint32_t c = 0;
   if (gpo_crc32(uint32_t(crc), buf, n, &c) != GPO_OK) return false;
   *out = c;
+  note(GPO_CRC32, GPO_PATH_OFFLOAD, n, t0);
   return true;
 }
 
@@ -89,32 +106,54 @@ extern "C" {
 __attribute__((visibility("default"))) unsigned char* SHA256(const unsigned char* d, size_t n, unsigned char* md) {
   auto next = real(g_sha256, "SHA256");
   // md == NULL means OpenSSL's static buffer: leave that to OpenSSL.
-  if (t_inside || !md || n < threshold()) return next(d, n, md);
+  if (t_inside) return next(d, n, md);
+  const int path = md ? route(GPO_SHA256, n) : GPO_PATH_CPU_PARAMS;
+  if (path != GPO_PATH_OFFLOAD) {
+    note(GPO_SHA256, path, n);
+    Guard g;
+    return next(d, n, md);
+  }
   Guard g;
+  const auto t0 = now_ns();
   const void* msg = d;
   if (gpo_sha256_batch(&msg, &n, 1, md) != GPO_OK) return next(d, n, md);
+  note(GPO_SHA256, GPO_PATH_OFFLOAD, n, t0);
   return md;
 }
 
 __attribute__((visibility("default"))) size_t ZSTD_compress(void* dst, size_t cap, const void* src, size_t n,
                                                             int level) {
   auto next = real(g_zcompress, "ZSTD_compress");
-  if (t_inside || n < threshold()) return next(dst, cap, src, n, level);
+  if (t_inside) return next(dst, cap, src, n, level);
+  if (const int path = route(GPO_ZSTD_COMPRESS, n); path != GPO_PATH_OFFLOAD) {
+    note(GPO_ZSTD_COMPRESS, path, n);
+    Guard g;
+    return next(dst, cap, src, n, level);
+  }
   Guard g;
+  const auto t0 = now_ns();
   size_t out = 0;
   // Any failure (dst too small included) goes to the real call, which
   // returns libzstd's own error code.
   if (gpo_zstd_compress(dst, cap, src, n, level, &out) != GPO_OK) return next(dst, cap, src, n, level);
+  note(GPO_ZSTD_COMPRESS, GPO_PATH_OFFLOAD, n, t0);
   return out;
 }
 
 __attribute__((visibility("default"))) size_t ZSTD_compressCCtx(ZSTD_CCtx* cctx, void* dst, size_t cap,
                                                                 const void* src, size_t n, int level) {
   auto next = real(g_zcompress_cctx, "ZSTD_compressCCtx");
-  if (t_inside || n < threshold() || !cctx) return next(cctx, dst, cap, src, n, level);
+  if (t_inside || !cctx) return next(cctx, dst, cap, src, n, level);
+  if (const int path = route(GPO_ZSTD_COMPRESS, n); path != GPO_PATH_OFFLOAD) {
+    note(GPO_ZSTD_COMPRESS, path, n);
+    Guard g;
+    return next(cctx, dst, cap, src, n, level);
+  }
   Guard g;
+  const auto t0 = now_ns();
   size_t out = 0;
   if (gpo_zstd_compress(dst, cap, src, n, level, &out) != GPO_OK) return next(cctx, dst, cap, src, n, level);
+  note(GPO_ZSTD_COMPRESS, GPO_PATH_OFFLOAD, n, t0);
   // ZSTD_compressCCtx resets any advanced parameter of cctx (zstd.h): do the
   // same so the caller's next use of cctx behaves as without the shim.
   ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
@@ -124,8 +163,13 @@ __attribute__((visibility("default"))) size_t ZSTD_compressCCtx(ZSTD_CCtx* cctx,
 __attribute__((visibility("default"))) int compress2(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n,
                                                      int level) {
   auto next = real(g_compress2, "compress2");
-  if (t_inside || n < threshold() || !offload_compress2(dest, dest_len, src, n, level))
+  if (t_inside) return next(dest, dest_len, src, n, level);
+  const int path = route(GPO_ZLIB_COMPRESS, n);
+  if (path != GPO_PATH_OFFLOAD || !offload_compress2(dest, dest_len, src, n, level)) {
+    if (path != GPO_PATH_OFFLOAD) note(GPO_ZLIB_COMPRESS, path, n);
+    Guard g;
     return next(dest, dest_len, src, n, level);
+  }
   return Z_OK;
 }
 
@@ -133,8 +177,13 @@ __attribute__((visibility("default"))) int compress2(Bytef* dest, uLongf* dest_l
 // it through the PLT, and then compress2 above sees it; others inline it).
 __attribute__((visibility("default"))) int compress(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n) {
   auto next = real(g_compress, "compress");
-  if (t_inside || n < threshold() || !offload_compress2(dest, dest_len, src, n, Z_DEFAULT_COMPRESSION))
+  if (t_inside) return next(dest, dest_len, src, n);
+  const int path = route(GPO_ZLIB_COMPRESS, n);
+  if (path != GPO_PATH_OFFLOAD || !offload_compress2(dest, dest_len, src, n, Z_DEFAULT_COMPRESSION)) {
+    if (path != GPO_PATH_OFFLOAD) note(GPO_ZLIB_COMPRESS, path, n);
+    Guard g;
     return next(dest, dest_len, src, n);
+  }
   return Z_OK;
 }
 
@@ -142,14 +191,26 @@ __attribute__((visibility("default"))) int compress(Bytef* dest, uLongf* dest_le
 __attribute__((visibility("default"))) uLong crc32(uLong crc, const Bytef* buf, uInt n) {
   auto next = real(g_crc32, "crc32");
   uLong r = 0;
-  if (t_inside || !buf || n < threshold() || !offload_crc32(crc, buf, n, &r)) return next(crc, buf, n);
+  if (t_inside || !buf) return next(crc, buf, n);
+  const int path = route(GPO_CRC32, n);
+  if (path != GPO_PATH_OFFLOAD || !offload_crc32(crc, buf, n, &r)) {
+    if (path != GPO_PATH_OFFLOAD) note(GPO_CRC32, path, n);
+    Guard g;
+    return next(crc, buf, n);
+  }
   return r;
 }
 
 __attribute__((visibility("default"))) uLong crc32_z(uLong crc, const Bytef* buf, z_size_t n) {
   auto next = real(g_crc32_z, "crc32_z");
   uLong r = 0;
-  if (t_inside || !buf || n < threshold() || !offload_crc32(crc, buf, n, &r)) return next(crc, buf, n);
+  if (t_inside || !buf) return next(crc, buf, n);
+  const int path = route(GPO_CRC32, n);
+  if (path != GPO_PATH_OFFLOAD || !offload_crc32(crc, buf, n, &r)) {
+    if (path != GPO_PATH_OFFLOAD) note(GPO_CRC32, path, n);
+    Guard g;
+    return next(crc, buf, n);
+  }
   return r;
 }
 

@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
@@ -18,6 +19,7 @@
 
 #include "backend/ops.h"
 #include "ipc/doorbell_probe.h"
+#include "ipc/plan_page.h"
 #include "loop/event_loop.h"
 #include "util/log.h"
 
@@ -27,6 +29,12 @@ namespace {
 
 bool in_range(uint64_t off, uint64_t len, uint64_t lo, uint64_t hi) {
   return off >= lo && off <= hi && len <= hi - off;
+}
+
+uint64_t mono_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
 }
 
 void futex_wake(uint32_t* addr) {
@@ -52,7 +60,19 @@ struct ClientServer::AtomicStats {
   std::atomic<uint64_t> clients{0}, slabs{0}, slabs_released{0}, registrations_refused{0}, doorbells_socket{0},
       doorbells_uprobe{0}, doorbells_refused{0}, doorbells_stale{0}, jobs_rejected{0}, jobs_over_quota{0},
       jobs_done{0}, jobs_released{0}, batches{0};
-  std::atomic<int> running{0};  // batches handed to the backend and not yet completed
+  // In flight at the backend (handed over, not completed), and claimed jobs
+  // waiting in the batcher. A completion that finds jobs waiting wakes the
+  // loop through wake_fd (both sides update theirs before reading the other's).
+  std::atomic<uint32_t> running_batches{0}, running_jobs{0}, waiting_jobs{0};
+  // Where a job's time in the agent goes, summed over jobs: from the claim to
+  // its batch's hand-over (gathering), at the backend (queue and run), and
+  // writing results and waking clients (completing).
+  std::atomic<uint64_t> ns_gathering{0}, ns_backend{0}, ns_completing{0}, jobs_timed{0};
+  // Closed with the last reference (completions of batches still running hold one).
+  int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  ~AtomicStats() {
+    if (wake_fd >= 0) close(wake_fd);
+  }
 };
 
 // One client's registered slab. Kept alive by the connection and by every
@@ -91,6 +111,7 @@ struct ClientServer::Pending {
   std::shared_ptr<Slab> slab;
   uint32_t job = 0;
   gpo_job d{};
+  uint64_t claimed_ns = 0;  // when the doorbell claimed it (mono_ns)
 };
 
 struct ClientServer::Running {
@@ -141,6 +162,15 @@ void ClientServer::register_with(loop::EventLoop& loop) {
   chmod(opt_.socket_path.c_str(), 0666);
   loop.add_fd(listen_fd_, [this] { on_accept(); });
 
+  wake_fd_ = st_->wake_fd;
+  if (wake_fd_ < 0) throw std::runtime_error(std::string("offload: eventfd: ") + std::strerror(errno));
+  loop.add_fd(wake_fd_, [this] {
+    uint64_t n;
+    while (read(wake_fd_, &n, sizeof(n)) > 0) {
+    }
+    flush_while_room();
+  });
+
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   loop.add_fd(timer_fd_, [this] {
     uint64_t n;
@@ -164,10 +194,29 @@ void ClientServer::register_with(loop::EventLoop& loop) {
   } else {
     probe_why_ = "disabled";
   }
+
+  if (opt_.plan_page) {
+    std::string why;
+    plan_ = PlanPage::create(ipc::plan_page_path(opt_.socket_path), &why);
+    if (!plan_) {
+      log::warn("offload: no plan page ({}); clients without it keep every job in their process", why);
+    } else {
+      for (uint16_t op = 0; op < GPO_PLAN_OPS; ++op) plan_->set(op, opt_.plan_min_bytes[op]);
+      plan_->set_serving(true);
+    }
+  }
 }
+
+void ClientServer::set_plan(uint16_t op, uint64_t min_bytes) {
+  if (op < GPO_PLAN_OPS) opt_.plan_min_bytes[op] = min_bytes;
+  if (plan_) plan_->set(op, min_bytes);
+}
+
+std::string ClientServer::plan_page_path() const { return plan_ ? plan_->path() : ""; }
 
 void ClientServer::unregister(loop::EventLoop& loop) {
   if (!loop_) return;
+  plan_.reset();  // clients stop sending before the socket goes
   flush_all();
   while (!conns_.empty()) close_conn(conns_.begin()->first);
   if (probe_) {
@@ -178,6 +227,10 @@ void ClientServer::unregister(loop::EventLoop& loop) {
     loop.remove_fd(timer_fd_);
     close(timer_fd_);
     timer_fd_ = -1;
+  }
+  if (wake_fd_ >= 0) {
+    loop.remove_fd(wake_fd_);  // closed with st_: completions still to come may write it
+    wake_fd_ = -1;
   }
   if (listen_fd_ >= 0) {
     loop.remove_fd(listen_fd_);
@@ -362,6 +415,7 @@ void ClientServer::on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint3
   Pending p;
   p.slab = s;
   p.job = job;
+  p.claimed_ns = mono_ns();
   std::memcpy(&p.d, j, sizeof(gpo_job));  // from here on only the copy counts
   const backend::OpInfo* info = backend::find_op(backend::OpId(p.d.op));
   bool ok = info && p.d.op == op && p.d.in_len == len &&
@@ -392,11 +446,28 @@ void ClientServer::on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint3
   s->inflight++;
   auto& q = pending_[p.d.op];
   q.push_back(std::move(p));
-  // Idle backend: waiting for a batch to fill would only add latency; jobs
-  // that arrive while a batch runs accumulate into the next one.
-  bool idle = opt_.flush_when_idle && st_->running.load() == 0;
-  if (q.size() >= opt_.batch_max || opt_.batch_window_us == 0 || idle) flush(uint16_t(op));
-  else arm_timer();
+  st_->waiting_jobs++;
+  if (!opt_.flush_when_idle) {
+    // Fixed windows: a batch goes when full or when the window ends.
+    if (q.size() >= opt_.batch_max || opt_.batch_window_us == 0) flush(uint16_t(op));
+    else arm_timer();
+    return;
+  }
+  // The backend has room: waiting would only add latency. Otherwise the jobs
+  // gather until a batch completes (wake_fd) or a full batch is waiting.
+  if (q.size() >= opt_.batch_max || has_room()) flush(uint16_t(op));
+}
+
+bool ClientServer::has_room() const {
+  const backend::Capacity c = be_.capacity();
+  return st_->running_batches.load() < c.batches && st_->running_jobs.load() < c.jobs;
+}
+
+void ClientServer::flush_while_room() {
+  // Oldest op first would need timestamps; ops take turns in id order, and a
+  // completion wakes the loop again while jobs wait.
+  for (auto& [op, q] : pending_)
+    if (!q.empty() && has_room()) flush(op);
 }
 
 void ClientServer::arm_timer() {
@@ -419,6 +490,11 @@ void ClientServer::flush(uint16_t op) {
   auto run = std::make_shared<Running>();
   run->items = std::move(q);
   q.clear();
+  const uint32_t n = uint32_t(run->items.size());
+  const uint64_t flushed = mono_ns();
+  uint64_t gathering = 0;
+  for (const auto& p : run->items) gathering += flushed - p.claimed_ns;
+  st_->ns_gathering += gathering;
   run->batch.jobs.resize(run->items.size());
   for (size_t i = 0; i < run->items.size(); ++i) {
     Pending& p = run->items[i];
@@ -438,11 +514,20 @@ void ClientServer::flush(uint16_t op) {
     j.cookie = i;
   }
   st_->batches++;
-  st_->running++;
-  be_.submit(run->batch, [run, st = st_](backend::Batch& b) {
-    // Idle again before the wakes: a client's next job must not find the
-    // backend "busy" and wait out the window behind a batch that is over.
-    st->running--;
+  st_->running_batches++;
+  st_->running_jobs += n;
+  st_->waiting_jobs -= n;
+  be_.submit(run->batch, [run, st = st_, n, flushed](backend::Batch& b) {
+    const uint64_t ran = mono_ns();
+    // Room again before the wakes: a client's next job must find it. Jobs
+    // that waited for this room go now (the loop flushes them).
+    st->running_batches--;
+    st->running_jobs -= n;
+    if (st->waiting_jobs.load() > 0 && st->wake_fd >= 0) {
+      const uint64_t one = 1;
+      ssize_t w = write(st->wake_fd, &one, sizeof(one));
+      (void)w;  // EAGAIN: a wake is pending already
+    }
     for (size_t i = 0; i < b.jobs.size(); ++i) {
       auto& j = b.jobs[i];
       Pending& p = run->items[i];
@@ -457,6 +542,9 @@ void ClientServer::flush(uint16_t op) {
       complete(*p.slab, p.job, st, out_len, j.op == backend::OpId::aes256_gcm_encrypt ? j.tag.data() : nullptr);
       p.slab->inflight--;
     }
+    st->ns_backend += (ran - flushed) * n;
+    st->ns_completing += (mono_ns() - ran) * n;
+    st->jobs_timed += n;
     // run (and with it the slab references) goes when this lambda is destroyed.
   });
 }
@@ -479,6 +567,26 @@ ServerStats ClientServer::stats() const {
   return s;
 }
 
+nlohmann::json ClientServer::per_job_us() const {
+  const double n = double(std::max<uint64_t>(1, st_->jobs_timed.load()));
+  return {{"jobs", st_->jobs_timed.load()},
+          {"gathering", double(st_->ns_gathering.load()) / n / 1e3},
+          {"at_backend", double(st_->ns_backend.load()) / n / 1e3},
+          {"completing", double(st_->ns_completing.load()) / n / 1e3}};
+}
+
+nlohmann::json ClientServer::plan_json() const {
+  if (!plan_) return nullptr;
+  nlohmann::json ops = nlohmann::json::object();
+  for (const auto& op : backend::ops()) {
+    const auto id = uint16_t(op.id);
+    if (id >= GPO_PLAN_OPS) continue;
+    const uint64_t m = plan_->get(id);
+    ops[std::string(op.name)] = m == GPO_PLAN_NEVER ? nlohmann::json("never") : nlohmann::json(m);
+  }
+  return {{"path", plan_->path()}, {"client_min_bytes", ops}};
+}
+
 nlohmann::json ClientServer::to_json() const {
   ServerStats s = stats();
   return {{"socket", opt_.socket_path},
@@ -496,13 +604,21 @@ nlohmann::json ClientServer::to_json() const {
           {"jobs_released", s.jobs_released},
           {"jobs_rejected", s.jobs_rejected},
           {"jobs_over_quota", s.jobs_over_quota},
-          {"batches", s.batches}};
+          {"batches", s.batches},
+          {"jobs_waiting", st_->waiting_jobs.load()},
+          {"per_job_us", per_job_us()},
+          {"jobs_at_backend", st_->running_jobs.load()},
+          {"plan", plan_json()}};
 }
 
 std::string ClientServer::describe() const {
-  return fmt::format("socket {}, doorbell {}{}, batches of up to {} jobs / {} us, quota {} MiB and {} jobs per client",
+  const std::string batching =
+      opt_.flush_when_idle
+          ? fmt::format("batches of up to {} jobs, gathered while the backend is busy", opt_.batch_max)
+          : fmt::format("batches of up to {} jobs / {} us windows", opt_.batch_max, opt_.batch_window_us);
+  return fmt::format("socket {}, doorbell {}{}, {}, plan page {}, quota {} MiB and {} jobs per client",
                      opt_.socket_path, probe_ ? "uprobe (socket as fallback)" : "socket",
-                     probe_ ? "" : " (uprobe: " + probe_why_ + ")", opt_.batch_max, opt_.batch_window_us,
+                     probe_ ? "" : " (uprobe: " + probe_why_ + ")", batching, plan_ ? plan_->path() : "none",
                      opt_.max_slab_bytes >> 20, opt_.max_inflight);
 }
 

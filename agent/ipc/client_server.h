@@ -1,11 +1,14 @@
-// The agent's side of the offload path (DESIGN.md path 2): a Unix socket that
+// The agent's side of the offload path: a Unix socket that
 // clients (libgpuoffload) register their slabs with, doorbells from the uprobe
 // ring buffer or the socket, validation of every descriptor, batching of jobs
-// of one op across clients, the backend, and completion into the slab with a
-// futex wake. docs/offload.md describes the protocol and the security model.
+// of one op across clients (handed over at once while the backend has room,
+// gathered while it has none), the backend, completion into the slab with a
+// futex wake, and the plan page that keeps other jobs in their process.
+// docs/offload.md describes the protocol and the security model.
 #pragma once
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -27,6 +30,7 @@ class EventLoop;
 namespace gpo::ipc {
 
 class DoorbellProbe;
+class PlanPage;
 
 // register_with(): another live agent already serves the socket path.
 struct SocketBusy : std::runtime_error {
@@ -38,9 +42,16 @@ struct ServerOptions {
   uint64_t max_slab_bytes = 256ull << 20;  // per client
   uint32_t max_inflight = 4096;            // jobs per client claimed and not yet completed
   uint32_t batch_max = 64;                 // jobs of one op handed to the backend at once
-  uint32_t batch_window_us = 200;          // wait at most this long for a batch to fill
-  bool flush_when_idle = true;             // no batch running: run a job at once, batch only under load
+  uint32_t batch_window_us = 200;          // fixed windows only: wait at most this long for a batch to fill
+  // true: jobs go to the backend at once while it has room (Backend::capacity())
+  // and gather into the next batch while it has none, until a batch completes
+  // or batch_max are waiting. false: fixed windows of batch_window_us (tests).
+  bool flush_when_idle = true;
   bool uprobe_doorbell = true;             // try the BPF doorbell (needs root); else socket only
+  // The plan page clients read (socket path + ".plan"): per op id, from which
+  // input size jobs come to the agent (GPO_PLAN_NEVER: none). Default: all.
+  bool plan_page = true;
+  std::array<uint64_t, GPO_PLAN_OPS> plan_min_bytes{};
 };
 
 struct ServerStats {
@@ -74,7 +85,15 @@ class ClientServer {
   void unregister(loop::EventLoop& loop);
 
   ServerStats stats() const;
+  // Updates the plan page (no-op without one): jobs of op with at least
+  // min_bytes of input come to the agent.
+  void set_plan(uint16_t op, uint64_t min_bytes);
+  std::string plan_page_path() const;  // "" without one
   nlohmann::json to_json() const;
+  nlohmann::json plan_json() const;  // the plan page: path and per op the clients' threshold
+  // Mean time per job in the agent, in us: gathering into a batch, at the
+  // backend (its queue and the run), completing (results, futex wakes).
+  nlohmann::json per_job_us() const;
   std::string describe() const;  // one line: socket, doorbell kind, batching
   bool uprobe_doorbell() const { return probe_ != nullptr; }
 
@@ -91,6 +110,8 @@ class ClientServer {
   void on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len, bool uprobe);
   void flush(uint16_t op);
   void flush_all();
+  void flush_while_room();  // a batch completed: what waited goes now
+  bool has_room() const;
   void arm_timer();
   static void complete(Slab& s, uint32_t job, uint8_t status, uint64_t out_len, const uint8_t* tag);
 
@@ -100,6 +121,8 @@ class ClientServer {
   int listen_fd_ = -1;
   int timer_fd_ = -1;
   bool timer_armed_ = false;
+  int wake_fd_ = -1;  // eventfd: a backend thread says a batch completed while jobs wait
+  std::unique_ptr<PlanPage> plan_;
   std::unique_ptr<DoorbellProbe> probe_;
   std::string probe_why_;
   std::map<int, std::unique_ptr<Conn>> conns_;

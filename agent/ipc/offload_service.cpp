@@ -1,6 +1,8 @@
 #include "ipc/offload_service.h"
 
 #include "backend/cpu_backend.h"
+#include "backend/ops.h"
+#include "loop/event_loop.h"
 #include "cli/commands.h"
 #include "planner/planned_backend.h"
 #include "util/log.h"
@@ -15,7 +17,8 @@ void add_run_options(CLI::App& cmd, OffloadRunOptions& o) {
       ->check(CLI::Range(1, 65536))
       ->capture_default_str();
   cmd.add_option("--offload-window-us", o.server.batch_window_us,
-                 "Offload: wait at most this long for a batch to fill (0 = run at once)")
+                 "Offload: 0 = jobs go to the backend at once while it has room and gather into one batch while it "
+                 "has none; US = fixed windows: a batch goes when full or US after its first job")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   cmd.add_option("--offload-max-slab-mb", o.max_slab_mb, "Offload: largest shared slab one client may register")
@@ -28,6 +31,36 @@ void add_run_options(CLI::App& cmd, OffloadRunOptions& o) {
       ->capture_default_str();
   cmd.add_flag("!--no-offload-uprobe", o.server.uprobe_doorbell,
                "Offload: take doorbells from the socket only, not from the uprobe ring buffer");
+  cmd.add_option("--offload-mode", o.mode,
+                 "Offload: plan = clients send only the jobs the GPU speeds up (the rest stay in their process, "
+                 "no IPC); all = every job over the client's threshold comes here (to measure the service)")
+      ->check(CLI::IsMember({"plan", "all"}))
+      ->capture_default_str();
+  cmd.add_option("--plan-objective", o.objective,
+                 "Planner (backend auto): time = the backend that finishes sooner; cpu = the GPU whenever it "
+                 "finishes at most --plan-slack later (frees the cores)")
+      ->check(CLI::IsMember({"time", "cpu"}))
+      ->capture_default_str();
+  cmd.add_option("--plan-slack", o.slack_pct, "Planner, objective cpu: percent later than the CPU the GPU may finish")
+      ->check(CLI::Range(0.0, 1000.0))
+      ->capture_default_str();
+}
+
+std::array<uint64_t, GPO_PLAN_OPS> OffloadService::client_plan() const {
+  std::array<uint64_t, GPO_PLAN_OPS> t;
+  t.fill(GPO_PLAN_NEVER);
+  for (const auto& op : backend::ops()) {
+    const auto id = size_t(op.id);
+    if (id >= t.size()) continue;
+    if (mode_ == "all")
+      t[id] = 0;
+    else if (planner_)
+      t[id] = planner_->offload_min_bytes(op.name);
+    else if (forced_cuda_ && op.gpu)
+      t[id] = 0;  // --backend cuda: what the GPU can take, it gets
+    // --backend cpu: the agent would run the client's own code: nothing comes.
+  }
+  return t;
 }
 
 void OffloadService::start(const OffloadRunOptions& o, const std::string& backend_kind, const std::vector<int>& gpus,
@@ -55,17 +88,23 @@ void OffloadService::start(const OffloadRunOptions& o, const std::string& backen
       planner::PlannerOptions po;
       po.gpu_usable = gpu != nullptr;
       po.cpu_threads = cpu->threads();
+      po.objective = planner::parse_objective(o.objective).value_or(planner::Objective::time);
+      po.slack = o.slack_pct / 100;
       planner_ = std::make_shared<planner::Planner>(loaded.profile, loaded.why, po);
       log::info("{}", planner_->status_line());
       backend_ = std::make_unique<planner::PlannedBackend>(cpu, std::move(gpu), planner_);
     } else {
       backend_ = backend::make_backend(bo);
+      forced_cuda_ = backend_->name().rfind("cuda", 0) == 0;
     }
   } catch (const std::exception& e) {
     throw CLI::RuntimeError(std::string("offload backend: ") + e.what() + " (or --no-offload)", cli::kFailure);
   }
+  mode_ = o.mode;
   ServerOptions so = o.server;
+  so.flush_when_idle = so.batch_window_us == 0;
   so.max_slab_bytes = uint64_t(o.max_slab_mb) << 20;
+  so.plan_min_bytes = client_plan();
   server_ = std::make_unique<ClientServer>(so, *backend_);
   try {
     server_->register_with(loop);
@@ -80,14 +119,39 @@ void OffloadService::start(const OffloadRunOptions& o, const std::string& backen
     throw CLI::RuntimeError(std::string(e.what()) + "; or run with --no-offload", cli::kFailure);
   }
   log::info("offload: {} on the {} backend", server_->describe(), backend_->name());
+  std::string sent;
+  for (const auto& op : backend::ops()) {
+    const auto id = size_t(op.id);
+    if (id >= so.plan_min_bytes.size() || so.plan_min_bytes[id] == GPO_PLAN_NEVER) continue;
+    sent += fmt::format("{}{} >= {} B", sent.empty() ? "" : ", ", op.name, so.plan_min_bytes[id]);
+  }
+  log::info("offload: clients send {} (--offload-mode {}); other jobs stay in their process",
+            sent.empty() ? "no jobs" : sent, mode_);
+  if (planner_) {
+    // The planner learns as it goes: keep the clients' thresholds in step.
+    loop.add_timer(std::chrono::seconds(1), [this] {
+      if (!server_) return;
+      const auto t = client_plan();
+      for (uint16_t id = 0; id < t.size(); ++id) server_->set_plan(id, t[id]);
+    });
+  }
 }
 
 void OffloadService::stop(loop::EventLoop& loop) {
   if (server_) {
     auto s = server_->stats();
     server_->unregister(loop);
-    log::info("offload: {} jobs done, {} rejected, {} over quota, {} clients", s.jobs_done, s.jobs_rejected,
-              s.jobs_over_quota, s.clients);
+    const auto t = server_->per_job_us();
+    log::info("offload: {} jobs done in {} batches, {} rejected, {} over quota, {} clients; per job {:.1f} us "
+              "gathering, {:.1f} us at the backend, {:.1f} us completing",
+              s.jobs_done, s.batches, s.jobs_rejected, s.jobs_over_quota, s.clients, t["gathering"].get<double>(),
+              t["at_backend"].get<double>(), t["completing"].get<double>());
+    if (planner_) {
+      const auto c = planner_->cpu_seconds();
+      log::info("planner: {:.2f} CPU seconds saved ({:.2f} s of CPU work moved to the GPU, {:.2f} s of host CPU "
+                "spent on it); {:.2f} s on the CPU backend",
+                c.saved(), c.moved, c.gpu_host, c.cpu_backend);
+    }
   }
   server_.reset();
   backend_.reset();  // runs what is queued, then joins its threads

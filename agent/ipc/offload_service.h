@@ -3,6 +3,7 @@
 // ClientServer on the run loop, and its part of the status JSON. Keeps the
 // hook in cli/cmd_run.cpp to a few lines.
 #pragma once
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,9 +23,18 @@ namespace gpo::ipc {
 
 struct OffloadRunOptions {
   bool disabled = false;
-  ServerOptions server;
+  ServerOptions server = [] {
+    ServerOptions s;
+    s.batch_window_us = 0;  // `run`: batches gather while the backend is busy (--offload-window-us for windows)
+    return s;
+  }();
   uint32_t max_slab_mb = 256;
   std::string profile = "/var/lib/gpuoffload/profile.json";  // the planner's (backend auto)
+  // plan: clients send only the jobs the GPU can speed up (the plan page);
+  // all: every job over the client's own threshold (to measure the service).
+  std::string mode = "plan";
+  std::string objective = "time";  // the planner's: time | cpu
+  double slack_pct = 25;           // objective cpu: how much later the GPU may finish
 };
 
 // Adds the offload options to the run subcommand.
@@ -40,9 +50,14 @@ class OffloadService {
   nlohmann::json to_json() const;
 
  private:
+  // Per op id, the size from which clients send jobs to the agent.
+  std::array<uint64_t, GPO_PLAN_OPS> client_plan() const;
+
   std::unique_ptr<backend::Backend> backend_;
   std::shared_ptr<planner::Planner> planner_;  // backend auto: CPU or GPU per batch
   std::unique_ptr<ClientServer> server_;
+  std::string mode_ = "plan";
+  bool forced_cuda_ = false;  // --backend cuda: every job of an op with a GPU kernel
 };
 
 }  // namespace gpo::ipc

@@ -132,6 +132,29 @@ struct gpo_msg_doorbell {
   uint64_t len;         /* in_len, checked against the job */
 };
 
+/* The plan page: a small file next to the socket (its path + ".plan") that
+ * the agent keeps up to date and clients map read-only. It says, per op, from
+ * which job size the agent can do better than the calling process (the GPU
+ * wins even counting the round trip); smaller jobs, and every job while no
+ * agent serves (no file, or state 0), stay in the process with no IPC at all.
+ * The agent writes it with __atomic stores; clients read with __atomic loads. */
+#define GPO_PLAN_MAGIC 0x4e4c5047u /* "GPLN" */
+#define GPO_PLAN_VERSION 1u
+#define GPO_PLAN_SUFFIX ".plan"
+#define GPO_PLAN_OPS 16                    /* op ids 0..15 */
+#define GPO_PLAN_NEVER 0xffffffffffffffffull
+
+enum gpo_plan_state { GPO_PLAN_CLOSED = 0, GPO_PLAN_SERVING = 1 };
+
+struct gpo_plan_page {
+  uint32_t magic;       /* GPO_PLAN_MAGIC */
+  uint32_t version;     /* GPO_PLAN_VERSION */
+  uint32_t state;       /* gpo_plan_state: SERVING while the agent takes jobs */
+  uint32_t agent_pid;
+  uint64_t generation;  /* bumped at every change */
+  uint64_t min_bytes[GPO_PLAN_OPS]; /* per op id: jobs of at least this many input bytes go to the agent */
+};
+
 #ifdef __cplusplus
 }
 #endif

@@ -503,7 +503,7 @@ std::string format_crossover(const Crossover& c) {
     for (size_t i = 0; i < row.size(); ++i) w[i] = std::max(w[i], row[i].size());
   std::string s =
       "Crossover: smallest job size from which the GPU (end to end) finishes a batch sooner than the CPU\n"
-      "(CPU = all threads, or one thread inline where that is sooner and under 50 us, as the planner runs it)\n";
+      "(CPU = the CPU backend on all threads, as the planner runs it)\n";
   for (size_t k = 0; k < rows.size(); ++k) {
     s += " ";
     for (size_t i = 0; i < rows[k].size(); ++i)

@@ -1,22 +1,14 @@
 #include "planner/planned_backend.h"
 
 #include <chrono>
-#include <mutex>
 
 #include "backend/ops.h"
 
 namespace gpo::planner {
 
-// Each backend runs its batches one after another, so a batch's own time is
-// from max(its submit, the previous batch's end on that backend) to its end.
-struct PlannedBackend::Clock {
-  std::mutex mu;
-  std::chrono::steady_clock::time_point last_end[2];
-};
-
 PlannedBackend::PlannedBackend(std::shared_ptr<backend::CpuBackend> cpu, std::unique_ptr<backend::Backend> gpu,
                                std::shared_ptr<Planner> planner)
-    : cpu_(std::move(cpu)), gpu_(std::move(gpu)), planner_(std::move(planner)), clock_(std::make_shared<Clock>()) {}
+    : cpu_(std::move(cpu)), gpu_(std::move(gpu)), planner_(std::move(planner)) {}
 
 PlannedBackend::~PlannedBackend() {
   // Both run what is queued, then join: the GPU first (its retries use the CPU).
@@ -26,6 +18,12 @@ PlannedBackend::~PlannedBackend() {
 
 std::string PlannedBackend::name() const {
   return gpu_ ? "planned(" + cpu_->name() + "|" + gpu_->name() + ")" : "planned(" + cpu_->name() + ")";
+}
+
+backend::Capacity PlannedBackend::capacity() const {
+  backend::Capacity c = cpu_->capacity();
+  if (gpu_) c.batches += gpu_->capacity().batches;
+  return c;
 }
 
 void PlannedBackend::submit(backend::Batch& batch, backend::Completion done) {
@@ -43,29 +41,20 @@ void PlannedBackend::submit(backend::Batch& batch, backend::Completion done) {
   Where w = gpu_ && d.where == Where::gpu ? Where::gpu : Where::cpu;
   auto ticket = planner_->dispatched(op, w, mean, count);
   const auto submitted = std::chrono::steady_clock::now();
-  if (ticket.cpu_inline) {
-    // A small batch: one thread, here, costs less than waking the pool (the
-    // planner only says so below kInlineMaxNs, so the caller is not held long).
-    for (auto& j : batch.jobs) backend::run_on_cpu(j);
-    batch.ran_on = "cpu-inline";
-    planner_->finished(ticket, std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - submitted).count());
-    inline_batches_++;
-    inline_jobs_ += count;
-    inline_bytes_ += bytes;
-    done(batch);
-    return;
-  }
-  auto wrapped = [done = std::move(done), ticket = std::move(ticket), submitted, clock = clock_,
+  auto wrapped = [done = std::move(done), ticket = std::move(ticket), submitted,
                   planner = planner_](backend::Batch& b) {
-    const auto end = std::chrono::steady_clock::now();
-    double ns;
-    {
-      std::lock_guard lk(clock->mu);
-      auto& last = clock->last_end[int(ticket.where)];
-      ns = std::chrono::duration<double, std::nano>(end - std::max(submitted, last)).count();
-      last = end;
-    }
-    planner->finished(ticket, ns);
+    // The CPU's figure is the work the batch took (its threads run several
+    // batches at once, so wall time says little); the GPU's is its run time.
+    double observed = 0;
+    if (ticket.where == Where::cpu)
+      observed = double(b.cpu_ns);
+    else if (b.run_ns)
+      observed = double(b.run_ns);
+    else
+      observed = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - submitted).count();
+    // A GPU batch whose jobs all went back to the CPU (an error) says nothing of the GPU.
+    if (ticket.where == Where::gpu && b.ran_on.rfind("cuda", 0) != 0) observed = 0;
+    planner->finished(ticket, observed, double(b.cpu_ns));
     done(b);
   };
   (w == Where::gpu ? *gpu_ : static_cast<backend::Backend&>(*cpu_)).submit(batch, std::move(wrapped));
@@ -73,11 +62,10 @@ void PlannedBackend::submit(backend::Batch& batch, backend::Completion done) {
 
 backend::Stats PlannedBackend::stats() const {
   backend::Stats s = cpu_->stats();
-  s.batches += inline_batches_, s.jobs += inline_jobs_, s.bytes += inline_bytes_;
   if (gpu_) {
     auto g = gpu_->stats();
     s.batches += g.batches, s.jobs += g.jobs, s.bytes += g.bytes;
-    s.gpu_errors += g.gpu_errors, s.cpu_retries += g.cpu_retries;
+    s.gpu_errors += g.gpu_errors, s.cpu_retries += g.cpu_retries, s.cpu_ns += g.cpu_ns;
   }
   return s;
 }

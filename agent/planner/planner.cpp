@@ -48,10 +48,14 @@ double default_gpu_ns(uint64_t size, uint64_t count) { return 50'000.0 + double(
 
 }  // namespace
 
-double effective_cpu_ns(const Point& p, bool* inline_cpu) {
-  const bool in = p.cpu1_ns > 0 && p.cpu1_ns <= kInlineMaxNs && (p.cpu_ns <= 0 || p.cpu1_ns < p.cpu_ns);
-  if (inline_cpu) *inline_cpu = in;
-  return in ? p.cpu1_ns : p.cpu_ns;
+double effective_cpu_ns(const Point& p) { return p.cpu_ns > 0 ? p.cpu_ns : p.cpu1_ns; }
+
+const char* objective_name(Objective o) { return o == Objective::cpu ? "cpu" : "time"; }
+
+std::optional<Objective> parse_objective(std::string_view s) {
+  if (s == "time") return Objective::time;
+  if (s == "cpu") return Objective::cpu;
+  return std::nullopt;
 }
 
 std::optional<double> interpolate(const std::vector<Point>& pts, Field f, uint64_t size, uint64_t batch) {
@@ -80,17 +84,19 @@ Planner::Planner(std::optional<Profile> profile, std::string why_none, PlannerOp
 }
 
 std::string Planner::status_line() const {
+  const std::string obj = opt_.objective == Objective::cpu
+                              ? fmt::format("objective cpu: the GPU when at most {:.0f}% later", opt_.slack * 100)
+                              : "objective time";
   if (profile_)
-    return fmt::format("planner: profile of {} ({}{})", profile_->created, profile_->machine.describe(),
-                       profile_->quick ? ", quick calibration" : "");
-  return fmt::format("planner: no profile (defaults), run calibrate ({})", why_none_);
+    return fmt::format("planner: profile of {} ({}{}), {}", profile_->created, profile_->machine.describe(),
+                       profile_->quick ? ", quick calibration" : "", obj);
+  return fmt::format("planner: no profile (defaults), run calibrate ({}), {}", why_none_, obj);
 }
 
 int Planner::bucket(uint64_t size) { return size ? int(std::log2(double(size))) : 0; }
 
-double Planner::raw_cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count, std::string* source,
-                            bool* cpu_inline) const {
-  if (cpu_inline) *cpu_inline = false;
+double Planner::raw_cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count,
+                            std::string* source) const {
   const auto* info = backend::find_op(op);
   if (!info) return -1;
   if (w == Where::gpu && (!info->gpu || !opt_.gpu_usable)) return -1;
@@ -98,16 +104,9 @@ double Planner::raw_cost_ns(std::string_view op, Where w, uint64_t mean_size, ui
     auto it = profile_->ops.find(std::string(op));
     if (it != profile_->ops.end()) {
       auto t = interpolate(it->second.points, w == Where::gpu ? Field::gpu : Field::cpu, mean_size, count);
+      if (!t && w == Where::cpu) t = interpolate(it->second.points, Field::cpu1, mean_size, count);
       if (t) {
         if (source) *source = "profile";
-        if (w == Where::cpu) {
-          // One thread inline, when short and sooner than waking the pool.
-          auto t1 = interpolate(it->second.points, Field::cpu1, mean_size, count);
-          if (t1 && *t1 <= kInlineMaxNs && *t1 < *t) {
-            if (cpu_inline) *cpu_inline = true;
-            return *t1;
-          }
-        }
         return *t;
       }
     }
@@ -116,16 +115,28 @@ double Planner::raw_cost_ns(std::string_view op, Where w, uint64_t mean_size, ui
   return w == Where::gpu ? default_gpu_ns(mean_size, count) : default_cpu_ns(mean_size, count, opt_.cpu_threads);
 }
 
+double Planner::raw_cpu_work_ns(std::string_view op, uint64_t mean_size, uint64_t count) const {
+  if (profile_) {
+    auto it = profile_->ops.find(std::string(op));
+    if (it != profile_->ops.end())
+      if (auto t = interpolate(it->second.points, Field::cpu1, mean_size, count)) return *t;
+  }
+  return default_cpu_ns(mean_size, count, 1);
+}
+
 double Planner::correction(std::string_view op, Where w, uint64_t mean_size) const {
   std::lock_guard lk(mu_);
   auto it = factor_.find(std::make_tuple(std::string(op), int(w), bucket(mean_size)));
   return it == factor_.end() ? 1.0 : it->second;
 }
 
-double Planner::cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count, std::string* source,
-                        bool* cpu_inline) const {
-  double raw = raw_cost_ns(op, w, mean_size, count, source, cpu_inline);
+double Planner::cost_ns(std::string_view op, Where w, uint64_t mean_size, uint64_t count, std::string* source) const {
+  double raw = raw_cost_ns(op, w, mean_size, count, source);
   return raw < 0 ? raw : raw * correction(op, w, mean_size);
+}
+
+double Planner::cpu_work_ns(std::string_view op, uint64_t mean_size, uint64_t count) const {
+  return raw_cpu_work_ns(op, mean_size, count) * correction(op, Where::cpu, mean_size);
 }
 
 Decision Planner::plan(std::string_view op, uint64_t mean_size, uint64_t count) const {
@@ -136,12 +147,20 @@ Decision Planner::plan(std::string_view op, uint64_t mean_size, uint64_t count) 
     d.source = "none";
     return d;
   }
-  d.cpu_cost_ns = cost_ns(op, Where::cpu, mean_size, count, &d.source, &d.cpu_inline);
+  d.cpu_cost_ns = cost_ns(op, Where::cpu, mean_size, count, &d.source);
+  d.cpu_work_ns = cpu_work_ns(op, mean_size, count);
   std::string gsrc;
   d.gpu_cost_ns = cost_ns(op, Where::gpu, mean_size, count, &gsrc);
   if (d.gpu_cost_ns >= 0 && gsrc != d.source) d.source += ", GPU " + gsrc;
-  d.cpu_wait_ns = backlog_ns(Where::cpu);
-  d.gpu_wait_ns = backlog_ns(Where::gpu);
+  {
+    // The CPU's queue is shared by its threads: the batch is done when its own
+    // pool time has passed, or when all threads got through the queue and it.
+    const double threads = std::max(1u, opt_.cpu_threads);
+    const double cpu_q = backlog_ns(Where::cpu);
+    const double shared = cpu_q + d.cpu_work_ns / threads;
+    d.cpu_wait_ns = std::max(0.0, shared - d.cpu_cost_ns);
+    d.gpu_wait_ns = backlog_ns(Where::gpu);
+  }
   if (!info->gpu) {
     d.reason = "no GPU kernel";
     return d;
@@ -158,30 +177,80 @@ Decision Planner::plan(std::string_view op, uint64_t mean_size, uint64_t count) 
   }
   const bool gpu_sooner = d.gpu_done_ns() < d.cpu_done_ns();
   const bool gpu_cheaper = d.gpu_cost_ns < d.cpu_cost_ns;
-  d.where = gpu_sooner ? Where::gpu : Where::cpu;
+  const bool frees_cpu =
+      opt_.objective == Objective::cpu && d.gpu_done_ns() <= d.cpu_done_ns() * (1.0 + std::max(0.0, opt_.slack));
+  d.where = gpu_sooner || frees_cpu ? Where::gpu : Where::cpu;
   if (gpu_sooner)
     d.reason = gpu_cheaper ? "GPU sooner" : "CPU backlog";
+  else if (frees_cpu)
+    d.reason = fmt::format("GPU frees the CPU (at most {:.0f}% later)", opt_.slack * 100);
   else
     d.reason = gpu_cheaper ? "GPU backlog" : "CPU sooner";
   return d;
 }
 
+uint64_t Planner::offload_min_bytes(std::string_view op) const {
+  const auto* info = backend::find_op(op);
+  if (!info || !info->gpu || !opt_.gpu_usable) return kNever;
+  // Measured sizes of the op (or the defaults' sizes), smallest first; one job alone.
+  std::vector<uint64_t> sizes;
+  if (profile_) {
+    auto it = profile_->ops.find(std::string(op));
+    if (it != profile_->ops.end())
+      for (const auto& p : it->second.points)
+        if (p.gpu_ns > 0) sizes.push_back(p.size);
+  }
+  const bool defaults = sizes.empty();
+  if (defaults) return kDefaultGpuMinBatchBytes;  // the defaults' GPU gate for a batch of one job
+  std::sort(sizes.begin(), sizes.end());
+  sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
+  const double allow = opt_.objective == Objective::cpu ? 1.0 + std::max(0.0, opt_.slack) : 1.0;
+  uint64_t min = kNever;
+  for (auto s = sizes.rbegin(); s != sizes.rend(); ++s) {
+    const double gpu = cost_ns(op, Where::gpu, *s, 1) + kOffloadRoundTripNs + kOffloadCopyNsPerByte * double(*s);
+    const double here = cpu_work_ns(op, *s, 1);  // the client's own thread
+    const bool better = opt_.objective == Objective::cpu ? gpu <= here * allow : gpu < here;
+    if (better)
+      min = *s;
+    else
+      break;  // from here down the client keeps it
+  }
+  return min;
+}
+
 Planner::Ticket Planner::dispatched(std::string_view op, Where where, uint64_t mean_size, uint64_t count) {
-  Ticket t{std::string(op), where, mean_size, count, 0, false};
-  t.predicted_ns = std::max(0.0, cost_ns(op, where, mean_size, count, nullptr, &t.cpu_inline));
-  t.cpu_inline = t.cpu_inline && where == Where::cpu;
+  Ticket t;
+  t.op = std::string(op);
+  t.where = where;
+  t.mean_size = mean_size;
+  t.count = count;
+  t.cpu_work_ns = std::max(0.0, cpu_work_ns(op, mean_size, count));
+  if (where == Where::cpu) {
+    t.predicted_ns = t.cpu_work_ns;
+    t.queued_ns = t.cpu_work_ns / std::max(1u, opt_.cpu_threads);
+  } else {
+    t.predicted_ns = std::max(0.0, cost_ns(op, where, mean_size, count));
+    t.queued_ns = t.predicted_ns;
+  }
   std::lock_guard lk(mu_);
-  if (!t.cpu_inline) backlog_[int(where)] += t.predicted_ns;
+  backlog_[int(where)] += t.queued_ns;
   auto& c = counts_[t.op];
   c.batches[int(where)]++;
   c.jobs[int(where)] += count;
   return t;
 }
 
-void Planner::finished(const Ticket& t, double observed_ns) {
-  const double raw = raw_cost_ns(t.op, t.where, t.mean_size, t.count, nullptr);
+void Planner::finished(const Ticket& t, double observed_ns, double host_cpu_ns) {
+  const double raw = t.where == Where::cpu ? raw_cpu_work_ns(t.op, t.mean_size, t.count)
+                                           : raw_cost_ns(t.op, t.where, t.mean_size, t.count, nullptr);
   std::lock_guard lk(mu_);
-  if (!t.cpu_inline) backlog_[int(t.where)] = std::max(0.0, backlog_[int(t.where)] - t.predicted_ns);
+  backlog_[int(t.where)] = std::max(0.0, backlog_[int(t.where)] - t.queued_ns);
+  if (t.where == Where::gpu) {
+    seconds_.moved += t.cpu_work_ns / 1e9;
+    seconds_.gpu_host += host_cpu_ns / 1e9;
+  } else {
+    seconds_.cpu_backend += host_cpu_ns / 1e9;
+  }
   if (raw <= 0 || observed_ns <= 0) return;
   // Ratio observed/model, clamped so that one odd batch (a page fault storm,
   // a preempted thread) cannot flip decisions for long.
@@ -204,13 +273,24 @@ double Planner::backlog_ns(Where w) const {
   return backlog_[int(w)];
 }
 
+Planner::CpuSeconds Planner::cpu_seconds() const {
+  std::lock_guard lk(mu_);
+  return seconds_;
+}
+
 nlohmann::json Planner::to_json() const {
   nlohmann::json j;
   j["profile"] = profile_.has_value();
   j["status"] = status_line();
   j["gpu_usable"] = opt_.gpu_usable;
+  j["objective"] = objective_name(opt_.objective);
+  j["slack"] = opt_.slack;
   std::lock_guard lk(mu_);
   j["backlog_ns"] = {{"cpu", backlog_[0]}, {"gpu", backlog_[1]}};
+  j["cpu_seconds"] = {{"saved", seconds_.saved()},
+                      {"moved_to_gpu", seconds_.moved},
+                      {"gpu_host", seconds_.gpu_host},
+                      {"cpu_backend", seconds_.cpu_backend}};
   j["ops"] = nlohmann::json::object();
   for (const auto& [op, c] : counts_)
     j["ops"][op] = {{"cpu_batches", c.batches[0]}, {"gpu_batches", c.batches[1]}, {"cpu_jobs", c.jobs[0]},

@@ -40,8 +40,14 @@ struct Job {
   uint8_t* tag = nullptr;        // kTagBytes: written (encrypt) or read (decrypt)
 };
 
-// OpenSSL EVP reference (AES-NI where the CPU has it). Thread-safe.
+// OpenSSL EVP reference (AES-NI where the CPU has it). Thread-safe. Each
+// thread keeps its contexts and reuses the key schedule while the key repeats.
 Result cpu_run(const Job& job);
+
+// CTR: the counter block `blocks` blocks after iv (128-bit big-endian
+// addition, as OpenSSL's CTR mode counts), so that bytes [16 k, ...) of a job
+// are the same job started at counter ctr_add(iv, k): a long job splits.
+void ctr_add(const uint8_t iv[kCtrIvBytes], uint64_t blocks, uint8_t out[kCtrIvBytes]);
 
 namespace gpu {
 

@@ -8,10 +8,22 @@
 
 namespace gpo::classify {
 
+// Where a packet stands in its flow, for rules with `flow:` (docs/rules.md).
+// The packet path's FlowTracker (agent/afxdp/flow_state.h) computes it per
+// packet; 0 means "no flow information": then no rule that asks for a
+// direction or for `established` matches (Suricata treats a packet without a
+// flow the same way), and `not_established` does.
+enum FlowBits : uint8_t {
+  kFlowToServer = 1u << 0,     // sent by the flow's initiator (the client)
+  kFlowToClient = 1u << 1,     // sent by the responder (the server)
+  kFlowEstablished = 1u << 2,  // TCP: the handshake completed before this packet; others: both directions seen
+};
+
 // One received frame, starting at the Ethernet header. Not owned.
 struct Frame {
   const uint8_t* data = nullptr;
   uint32_t len = 0;
+  uint8_t flow = 0;  // FlowBits
 };
 
 struct Verdict {

@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "kernels/classify/decide.h"
+
 namespace gpo::classify {
 
 CpuClassifier::CpuClassifier(std::shared_ptr<const RuleTables> tables) : tables_(std::move(tables)) {
   if (!tables_) throw std::invalid_argument("CpuClassifier: no rule tables");
   seen_.assign(tables_->matcher.num_patterns(), 0);
+  acl_ = acl::build(*tables_);
 }
 
 void CpuClassifier::classify(std::span<const Frame> frames, std::span<Verdict> out) {
@@ -19,16 +22,6 @@ Verdict CpuClassifier::classify_one(const Frame& frame) {
   return classify_parsed(frame, parse_frame(frame.data, frame.len));
 }
 
-bool CpuClassifier::header_match(const RuleEntry& r, const ParsedFrame& p) const {
-  const RuleTables& t = *tables_;
-  if (!(r.proto_mask & proto_bit(p.proto))) return false;
-  if (addr_set_match(t, r.src, p.src, p.ip_version) && addr_set_match(t, r.dst, p.dst, p.ip_version) && port_set_match(t, r.sport, p.sport) &&
-      port_set_match(t, r.dport, p.dport))
-    return true;
-  return r.bidirectional && addr_set_match(t, r.src, p.dst, p.ip_version) && addr_set_match(t, r.dst, p.src, p.ip_version) &&
-         port_set_match(t, r.sport, p.dport) && port_set_match(t, r.dport, p.sport);
-}
-
 Verdict CpuClassifier::classify_parsed(const Frame& frame, const ParsedFrame& p) {
   const RuleTables& t = *tables_;
   Verdict v;
@@ -38,37 +31,33 @@ Verdict CpuClassifier::classify_parsed(const Frame& frame, const ParsedFrame& p)
     v.cacheable = false;
     return v;
   }
+  const RulesView rv{t.rules.data(), t.contents.data(), t.content_bytes.data(), t.default_action, t.inspect_depth};
+  const uint8_t* payload = frame.data + p.payload_offset;
+  const uint32_t n = std::min(p.payload_len, t.inspect_depth);
   bool scanned = false;
-  bool cacheable = true;
-  for (const RuleEntry& r : t.rules) {
-    if (!header_match(r, p)) continue;
-    if (r.content_count != 0) {
-      if (!scanned) {
-        scanned = true;
-        if (++generation_ == 0) {  // wrapped: forget every stale mark
-          std::fill(seen_.begin(), seen_.end(), 0);
-          generation_ = 1;
-        }
-        uint32_t n = std::min(p.payload_len, t.inspect_depth);
-        match::scan(t.matcher, frame.data + p.payload_offset, n, [&](uint32_t id, size_t) { seen_[id] = generation_; });
+  auto present = [&](uint32_t id) -> int {
+    if (!scanned) {
+      scanned = true;
+      if (++generation_ == 0) {  // wrapped: forget every stale mark
+        std::fill(seen_.begin(), seen_.end(), 0);
+        generation_ = 1;
       }
-      bool all = true;
-      for (uint32_t c = r.content_first; c < r.content_first + r.content_count && all; ++c) {
-        const ContentRef& ref = t.contents[c];
-        bool present = seen_[ref.pattern_id] == generation_;
-        all = present != bool(ref.negated);
-      }
-      if (!all) {
-        cacheable = false;  // a later packet of this flow may carry the content
-        continue;
-      }
+      match::scan(t.matcher, payload, n, [&](uint32_t pid, size_t) { seen_[pid] = generation_; });
     }
-    v.rule_id = r.sid;
-    v.action = r.action;
-    v.cacheable = cacheable;
-    return v;
-  }
-  v.cacheable = cacheable;
+    return seen_[id] == generation_ ? 1 : 0;
+  };
+  auto search = [&](const RuleEntry& r) -> int {
+    // The GPU's search first (same budget per rule), the exact sweep when it gives up.
+    uint32_t starts[kMaxChainLevels];
+    uint32_t budget = kSearchBudget;
+    int got = contents_search(&t.contents[r.content_first], r.content_count, t.content_bytes.data(), payload, n,
+                              p.payload_len, starts, kMaxChainLevels, budget);
+    if (got < 0)
+      got = contents_exact(&t.contents[r.content_first], r.content_count, t.content_bytes.data(), payload, n,
+                           p.payload_len);
+    return got;
+  };
+  decide(acl_.view(), rv, p, frame.flow, present, search, v);  // never unknown: the CPU's search always answers
   return v;
 }
 

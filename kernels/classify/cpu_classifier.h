@@ -1,13 +1,18 @@
-// The CPU classifier: the reference implementation of Classifier over
-// compiled RuleTables. Per frame: parse, walk the rules in file order with the
-// header matchers, and scan the payload once with the Aho-Corasick matcher the
-// first time a header-matching rule has contents.
+// The CPU classifier: Classifier over compiled RuleTables. Per frame: parse,
+// find the header-matching rules in file order through the ACL structure
+// (acl.h, built once per instance), and decide as the GPU kernel does
+// (decide.h: packet tests, contents), scanning the payload once with the
+// Aho-Corasick matcher the first time a rule has contents. Content position
+// searches that exceed the GPU's budget run the exact sweep (contents.h), so
+// this classifier always answers. The tests check it against an independent
+// naive reference (tests/unit/rules_reference.h).
 // Not thread-safe (it keeps per-payload scratch): one instance per thread;
 // instances may share the same tables.
 #pragma once
 #include <memory>
 #include <vector>
 
+#include "kernels/classify/acl.h"
 #include "kernels/classify/classify.h"
 #include "kernels/classify/frame.h"
 #include "kernels/classify/tables.h"
@@ -16,6 +21,10 @@ namespace gpo::classify {
 
 class CpuClassifier final : public Classifier {
  public:
+  // Byte comparisons the position search of one rule may spend before the
+  // exact sweep takes over (the GPU kernel's per-frame budget is larger).
+  static constexpr uint32_t kSearchBudget = 1u << 16;
+
   explicit CpuClassifier(std::shared_ptr<const RuleTables> tables);
   std::string_view name() const override { return "cpu"; }
   void classify(std::span<const Frame> frames, std::span<Verdict> out) override;
@@ -26,9 +35,8 @@ class CpuClassifier final : public Classifier {
   const RuleTables& tables() const { return *tables_; }
 
  private:
-  bool header_match(const RuleEntry& r, const ParsedFrame& p) const;
-
   std::shared_ptr<const RuleTables> tables_;
+  acl::Index acl_;
   // seen_[pattern] == generation_ <=> the pattern occurs in the current payload.
   std::vector<uint32_t> seen_;
   uint32_t generation_ = 0;

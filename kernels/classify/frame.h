@@ -57,6 +57,10 @@ struct ParsedFrame {
   uint8_t dst[16]{};
   uint16_t sport = 0;      // host byte order; 0 without ports
   uint16_t dport = 0;
+  uint8_t ttl = 0;         // IPv4 TTL, IPv6 hop limit
+  uint8_t tcp_flags = 0;   // TCP only: CWR ECE URG ACK PSH RST SYN FIN (bit 7 .. bit 0)
+  uint8_t icmp_type = 0;   // ICMP / ICMPv6 only
+  uint8_t icmp_code = 0;
   uint32_t l3_offset = 0;       // from the start of the frame
   uint32_t l4_offset = 0;
   uint32_t payload_offset = 0;  // L4 payload, from the start of the frame

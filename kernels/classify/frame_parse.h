@@ -31,6 +31,7 @@ GPO_HD ParseStatus l4(const uint8_t* d, uint32_t off, uint32_t end, ParsedFrame&
       if (doff < 20 || doff > left) return ParseStatus::kMalformed;
       f.sport = rd16(d + off);
       f.dport = rd16(d + off + 2);
+      f.tcp_flags = d[off + 13];
       f.payload_offset = off + doff;
       break;
     }
@@ -43,6 +44,8 @@ GPO_HD ParseStatus l4(const uint8_t* d, uint32_t off, uint32_t end, ParsedFrame&
     case kIcmp:
     case kIcmpv6:
       if (left < 8) return ParseStatus::kMalformed;
+      f.icmp_type = d[off];
+      f.icmp_code = d[off + 1];
       f.payload_offset = off + 8;
       break;
     default:
@@ -59,6 +62,7 @@ GPO_HD ParseStatus ipv4(const uint8_t* d, uint32_t off, uint32_t len, ParsedFram
   uint32_t total = rd16(d + off + 2);
   if (ihl < 20 || ihl > left || total < ihl || total > left) return ParseStatus::kMalformed;
   f.ip_version = 4;
+  f.ttl = d[off + 8];
   set_v4_mapped(f.src, d + off + 12);
   set_v4_mapped(f.dst, d + off + 16);
   f.proto = d[off + 9];
@@ -72,6 +76,7 @@ GPO_HD ParseStatus ipv6(const uint8_t* d, uint32_t off, uint32_t len, ParsedFram
   uint32_t plen = rd16(d + off + 4);
   if (plen > left - 40) return ParseStatus::kMalformed;
   f.ip_version = 6;
+  f.ttl = d[off + 7];
   for (int i = 0; i < 16; ++i) {
     f.src[i] = d[off + 8 + i];
     f.dst[i] = d[off + 24 + i];

@@ -31,9 +31,10 @@ struct GpuClassifier::Impl {
   size_t table_bytes = 0;
   std::unique_ptr<match::gpu::DeviceMatcher> matcher;  // the automata in device memory
   CpuClassifier cpu;  // frames the kernel could not decide
+  uint64_t cpu_retries = 0;
   int event_fd = -1;
 
-  // One buffer set per slot. In the pinned input: [offsets n][lens n][frame bytes].
+  // One buffer set per slot. In the pinned input: [offsets n][lens n][flows n, padded to 4][frame bytes].
   struct Slot {
     cudaStream_t stream = nullptr;
     cudaEvent_t done = nullptr;
@@ -76,17 +77,20 @@ struct GpuClassifier::Impl {
   // Packs the frames into the slot's pinned input; returns the bytes to copy.
   size_t pack(Slot& s, std::span<const Frame> frames) {
     const uint32_t n = uint32_t(frames.size());
-    size_t bytes = size_t(2) * n * 4;
+    const size_t head = size_t(2) * n * 4 + align4(n);
+    size_t bytes = head;
     for (const Frame& f : frames) bytes += align4(f.len);
     bytes += 4;  // the scanner may read the word holding a frame's last byte
     ensure_capacity(s, bytes);
     auto* offsets = reinterpret_cast<uint32_t*>(s.h_in);
     auto* lens = offsets + n;
-    size_t at = size_t(2) * n * 4;
+    auto* flows = reinterpret_cast<uint8_t*>(lens + n);
+    size_t at = head;
     for (uint32_t i = 0; i < n; ++i) {
       if (at > UINT32_MAX) throw std::length_error("GPU classifier: batch larger than 4 GiB");
       offsets[i] = uint32_t(at);
       lens[i] = frames[i].len;
+      flows[i] = frames[i].flow;
       at += align4(frames[i].len);
     }
     std::memset(s.h_in + at, 0, 4);
@@ -111,7 +115,8 @@ struct GpuClassifier::Impl {
 
   void launch(Slot& s, uint32_t n) {
     auto* offsets = reinterpret_cast<const uint32_t*>(s.d_in);
-    gpu::launch_classify(dev, s.d_in, offsets, offsets + n, n, s.d_out, kMaxHits, s.stream);
+    auto* flows = reinterpret_cast<const uint8_t*>(offsets + 2 * size_t(n));
+    gpu::launch_classify(dev, s.d_in, offsets, offsets + n, flows, n, s.d_out, kMaxHits, s.stream);
   }
 };
 
@@ -150,7 +155,9 @@ GpuClassifier::GpuClassifier(std::shared_ptr<const RuleTables> tables, GpuClassi
   m.dev.acl = d;
   m.dev.rules.rules = m.upload(t.rules);
   m.dev.rules.contents = m.upload(t.contents);
+  m.dev.rules.content_bytes = m.upload(t.content_bytes);
   m.dev.rules.default_action = t.default_action;
+  m.dev.rules.inspect_depth = t.inspect_depth;
   m.matcher = std::make_unique<match::gpu::DeviceMatcher>(t.matcher, m.opt.device);
   m.dev.matcher = m.matcher->view();
   m.dev.inspect_depth = t.inspect_depth;
@@ -231,7 +238,10 @@ void GpuClassifier::collect(int ticket, std::span<Verdict> out) {
   check(cudaEventSynchronize(s.done), "batch");
   std::memcpy(out.data(), s.h_out, size_t(s.n) * sizeof(Verdict));
   for (uint32_t i = 0; i < s.n; ++i)
-    if (out[i].action == gpu::kActionRetryOnCpu) out[i] = m.cpu.classify_one(s.frames[i]);
+    if (out[i].action == gpu::kActionRetryOnCpu) {
+      out[i] = m.cpu.classify_one(s.frames[i]);
+      ++m.cpu_retries;
+    }
 }
 
 void GpuClassifier::classify(std::span<const Frame> frames, std::span<Verdict> out) {
@@ -277,6 +287,8 @@ double GpuClassifier::time_kernel(std::span<const Frame> frames, int iters) {
   cudaEventDestroy(b);
   return double(ms) / 1e3 / std::max(iters, 1);
 }
+
+uint64_t GpuClassifier::cpu_retries() const { return impl_->cpu_retries; }
 
 size_t GpuClassifier::device_bytes() const { return impl_->table_bytes + impl_->matcher->device_bytes(); }
 size_t GpuClassifier::acl_bytes() const { return impl_->index.bytes(); }

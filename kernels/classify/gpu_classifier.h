@@ -64,6 +64,10 @@ class GpuClassifier final : public AsyncClassifier {
   // launches alone (no copies). Returns seconds per launch.
   double time_kernel(std::span<const Frame> frames, int iters);
 
+  // Frames the kernel could not decide and the CPU classified again (too many
+  // distinct patterns, or a content position search over its budget).
+  uint64_t cpu_retries() const;
+
   size_t device_bytes() const;  // rule tables + ACL structure on the device
   size_t acl_bytes() const;
 

@@ -14,11 +14,17 @@
 //        and no negated entry contains it,
 //    and the whole result is inverted when FieldSet::negated. count == 0 and
 //    negated == 0 is `any`.
+//  - The packet tests of a RuleEntry (flow state and direction, dsize, TCP
+//    flags, ICMP type/code, TTL, IP protocol, absolute isdataat) must hold.
 //  - Contents [content_first, +content_count) of `contents` must all hold:
 //    pattern `pattern_id` of the matcher occurs in the first inspect_depth
-//    bytes of the L4 payload (or, for a negated content, does not occur).
+//    bytes of the L4 payload (or, for a negated content, does not occur),
+//    inside its window when it has offset/depth/distance/within
+//    (kernels/classify/contents.h).
 //  - cacheable = false when a rule before the deciding one matched the
-//    header but not its contents, or the frame did not parse.
+//    header but not the rest (contents or a per-packet test: a later packet
+//    of the flow may match it), when a rule before the deciding one matches
+//    the header of the flow's other direction, or when the frame did not parse.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -26,6 +32,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kernels/classify/hd.h"
 #include "kernels/match/match.h"
 
 namespace gpo::classify {
@@ -75,21 +82,82 @@ struct FieldSet {
   uint8_t pad;
 };
 
+// One content of a rule. Without a window (absolute, offset 0, end 0, not
+// relative) the presence of the pattern decides; otherwise the position
+// search of contents.h (Suricata's semantics, docs/rules.md).
 struct ContentRef {
   uint32_t pattern_id;  // index into RuleTables::matcher
-  uint8_t negated;      // content:!"..." : the pattern must NOT occur
-  uint8_t pad[3];
+  uint8_t negated;      // content:!"..." : the pattern must NOT occur (in its window)
+  uint8_t nocase;
+  uint8_t relative;     // distance/within: the window starts at the previous content's match end
+  uint8_t has_within;
+  uint32_t bytes;       // the pattern: content_bytes[bytes, bytes + len)
+  uint32_t len;
+  uint32_t offset;      // absolute window [offset, end) of the inspected payload
+  uint32_t end;         // offset + depth; 0 = to the end
+  int32_t distance;     // relative window [prev_end + distance, prev_end + distance + within)
+  int32_t within;
+  int32_t isdataat_rel;  // >= 0: `isdataat:N,relative` after this content (N more bytes after the match); -1: none
 };
+
+// A test of one unsigned packet field (dsize, ttl, itype, ...), Suricata's integer syntax.
+enum UintOp : uint8_t {
+  kUintAny = 0,  // no test
+  kUintEq,       // v == a
+  kUintNe,       // v != a
+  kUintLt,
+  kUintLe,
+  kUintGt,
+  kUintGe,
+  kUintRange,     // a < v < b  (`a<>b`, `a-b`)
+  kUintNotRange,  // v <= a || v >= b
+  kUintMaskEq,    // (v & a) == b  (TCP flags)
+  kUintMaskNe,    // (v & a) != b
+};
+
+struct UintTest {
+  uint8_t op;  // UintOp
+  uint8_t pad[3];
+  uint32_t a, b;
+};
+
+GPO_HD bool uint_test(const UintTest& t, uint32_t v) {
+  switch (t.op) {
+    case kUintEq: return v == t.a;
+    case kUintNe: return v != t.a;
+    case kUintLt: return v < t.a;
+    case kUintLe: return v <= t.a;
+    case kUintGt: return v > t.a;
+    case kUintGe: return v >= t.a;
+    case kUintRange: return v > t.a && v < t.b;
+    case kUintNotRange: return v <= t.a || v >= t.b;
+    case kUintMaskEq: return (v & t.a) == t.b;
+    case kUintMaskNe: return (v & t.a) != t.b;
+    default: return true;
+  }
+}
 
 struct RuleEntry {
   uint32_t sid;
   uint8_t action;         // enum gpo_action
   uint8_t proto_mask;     // ProtoBits
   uint8_t bidirectional;  // `<>`: also matches with source and destination swapped
-  uint8_t pad;
+  uint8_t positional;     // some content needs the position search (contents.h)
   FieldSet src, sport, dst, dport;
   uint32_t content_first;
   uint32_t content_count;
+  // Packet tests (kUintAny: none). flow_set: FlowBits the frame must have,
+  // flow_clear: FlowBits it must not have.
+  uint8_t flow_set;
+  uint8_t flow_clear;
+  uint8_t icmp_only;      // itype/icode: only ICMP and ICMPv6 packets match
+  uint8_t pad2;
+  UintTest ip_proto;      // the same for every packet of a flow
+  UintTest dsize;         // L4 payload bytes
+  UintTest tcp_flags;     // TCP packets only when set
+  UintTest itype, icode;
+  UintTest ttl;
+  UintTest isdataat;      // absolute isdataat: a test of the payload length
 };
 
 struct RuleTables {
@@ -99,6 +167,7 @@ struct RuleTables {
   std::vector<AddrEntry> addrs;
   std::vector<PortEntry> ports;
   std::vector<ContentRef> contents;
+  std::vector<uint8_t> content_bytes;  // the patterns of positional contents, for the position search
   match::Matcher matcher;  // distinct (bytes, nocase) patterns of all contents
 
   // Host-only extras for logs (not needed to classify): per rule, its msg and
@@ -106,6 +175,14 @@ struct RuleTables {
   std::vector<std::string> msgs;
   std::vector<uint32_t> lines;
   std::unordered_map<uint32_t, uint32_t> rule_by_sid;
+  // Per rule, what alerts carry (kept, never matched on): gid, rev, priority
+  // (0 when absent), classtype ("" when absent).
+  struct Meta {
+    uint32_t gid = 1, rev = 0;
+    uint8_t priority = 0;
+    std::string classtype;
+  };
+  std::vector<Meta> meta;
 
   // The msg of the rule with this sid ("" for sid 0, the default policy, or an unknown sid).
   const std::string& msg_of(uint32_t sid) const {
@@ -116,7 +193,8 @@ struct RuleTables {
 
   size_t table_bytes() const {
     return rules.size() * sizeof(RuleEntry) + addrs.size() * sizeof(AddrEntry) +
-           ports.size() * sizeof(PortEntry) + contents.size() * sizeof(ContentRef) + matcher.table_bytes();
+           ports.size() * sizeof(PortEntry) + contents.size() * sizeof(ContentRef) + content_bytes.size() +
+           matcher.table_bytes();
   }
 };
 

@@ -17,6 +17,8 @@
 #include "rules/compiler.h"
 #include "rules/default_rules.h"
 #include "rules/parser.h"
+#include "bench/rules_corpus.h"
+#include "unit/rules_corpus_traffic.h"
 #include "unit/rules_frames.h"
 #include "unit/rules_reference.h"
 
@@ -50,21 +52,24 @@ Compiled compile_text(const std::string& text, uint32_t depth = gpo::classify::k
   return {r.set, std::make_shared<RuleTables>(gpo::rules::compile(r.set, {depth}))};
 }
 
-std::vector<Frame> as_frames(const std::vector<std::vector<uint8_t>>& bytes) {
+std::vector<Frame> as_frames(const std::vector<std::vector<uint8_t>>& bytes, const std::vector<uint8_t>* flows = nullptr) {
   std::vector<Frame> f;
-  for (auto& b : bytes) f.push_back({b.data(), uint32_t(b.size())});
+  for (size_t i = 0; i < bytes.size(); ++i)
+    f.push_back({bytes[i].data(), uint32_t(bytes[i].size()), flows ? (*flows)[i] : uint8_t(0)});
   return f;
 }
 
-// GPU == CPU on every frame; returns how many frames matched a rule.
+// GPU == CPU on every frame (with flow context `flows` when given); returns
+// how many frames matched a rule. The GPU must have decided most frames itself.
 size_t expect_same(const std::shared_ptr<const RuleTables>& t, const std::vector<std::vector<uint8_t>>& bytes,
-                   const std::string& what) {
-  auto frames = as_frames(bytes);
+                   const std::string& what, const std::vector<uint8_t>* flows = nullptr) {
+  auto frames = as_frames(bytes, flows);
   std::vector<Verdict> cpu(frames.size()), gpu(frames.size());
   CpuClassifier c(t);
   c.classify(frames, cpu);
   GpuClassifier g(t);
   g.classify(frames, gpu);
+  EXPECT_LT(g.cpu_retries(), frames.size() / 10 + 1) << what << ": the CPU decided too many frames";
   size_t matched = 0, bad = 0;
   for (size_t i = 0; i < frames.size(); ++i) {
     matched += cpu[i].rule_id != 0;
@@ -104,12 +109,98 @@ TEST(GpuClassify, RandomRuleSetsAgreeWithCpuAndReference) {
     CpuClassifier cpu(c.tables);
     for (size_t i = 0; i < specs.size(); ++i) {
       Verdict want = gpo::test::reference(c.set, specs[i], depth);
-      Verdict got = cpu.classify_one({bytes[i].data(), uint32_t(bytes[i].size())});
+      Verdict got = cpu.classify_one({bytes[i].data(), uint32_t(bytes[i].size()), specs[i].flow});
       ASSERT_EQ(got.rule_id, want.rule_id);
     }
     checked += bytes.size();
   }
   EXPECT_GT(matched, checked / 10);
+}
+
+// flow, dsize, flags, itype/icode, ttl, ip_proto, isdataat and content
+// windows (offset/depth/distance/within) in the rules; flow state, TCP flags,
+// TTL and ICMP type/code varied in the frames: GPU == CPU == reference.
+TEST(GpuClassify, RichRuleSetsAgreeWithCpuAndReference) {
+  REQUIRE_GPU();
+  Gen g(20261206);
+  g.rich = true;
+  size_t checked = 0, matched = 0;
+  for (int set_no = 0; set_no < 80; ++set_no) {
+    std::string text = "var NET [198.18.0.0/15, 2001:db8::/32]\n";
+    int rules = 1 + int(g.n(40));
+    for (int i = 0; i < rules; ++i) text += g.rule(uint32_t(100 + i));
+    text += "default drop\n";
+    uint32_t depth = g.coin(2) ? gpo::classify::kDefaultInspectDepth : 1 + g.n(24);
+    auto c = compile_text(text, depth);
+    std::vector<FrameSpec> specs;
+    std::vector<std::vector<uint8_t>> bytes;
+    std::vector<uint8_t> flows;
+    for (int i = 0; i < 500; ++i) {
+      specs.push_back(g.frame());
+      bytes.push_back(build_frame(specs.back()));
+      flows.push_back(specs.back().flow);
+    }
+    matched += expect_same(c.tables, bytes, "rich set " + std::to_string(set_no) + "\n" + text, &flows);
+    CpuClassifier cpu(c.tables);
+    for (size_t i = 0; i < specs.size(); ++i) {
+      Verdict want = gpo::test::reference(c.set, specs[i], depth);
+      Verdict got = cpu.classify_one({bytes[i].data(), uint32_t(bytes[i].size()), specs[i].flow});
+      ASSERT_EQ(got.rule_id, want.rule_id);
+      ASSERT_EQ(got.cacheable, want.cacheable);
+    }
+    checked += bytes.size();
+  }
+  EXPECT_GT(matched, checked / 20);
+}
+
+// 20,000 rules in the shape of ET Open (agent/bench/rules_corpus.h), traffic
+// aimed at the loadable ones and near misses: GPU == CPU.
+TEST(GpuClassify, EtShapedCorpusAgreesWithCpu) {
+  REQUIRE_GPU();
+  const auto corpus = gpo::bench::make_et_corpus(20000, 7);
+  auto r = gpo::rules::parse_rules(corpus.text, gpo::test::corpus_parse_options());
+  auto tables = std::make_shared<const RuleTables>(gpo::rules::compile(r.set));
+  const auto specs = gpo::test::corpus_traffic(corpus, 8);
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<uint8_t> flows;
+  for (const auto& f : specs) {
+    bytes.push_back(build_frame(f));
+    flows.push_back(f.flow);
+  }
+  const size_t matched = expect_same(tables, bytes, "ET-shaped corpus", &flows);
+  EXPECT_GT(matched, bytes.size() / 3);
+  std::printf("ET-shaped corpus: %zu of 20000 rules loaded, %zu frames, %zu matched a rule\n", r.set.rules.size(),
+              bytes.size(), matched);
+}
+
+// A position search over the kernel's budget goes back to the CPU, with the same verdict.
+TEST(GpuClassify, PositionSearchOverBudgetRetriesOnCpu) {
+  REQUIRE_GPU();
+  std::string text = "alert tcp any any -> any any (content:\"a\"; ";
+  for (int i = 0; i < 10; ++i) text += "content:\"a\"; distance:0; within:60; ";
+  text += "content:\"b\"; distance:0; within:1; sid:1;)\n";
+  auto c = compile_text(text);
+  std::vector<std::vector<uint8_t>> bytes;
+  for (int i = 0; i < 64; ++i) {
+    FrameSpec f;
+    f.src = gpo::test::ip16("198.18.0.1");
+    f.dst = gpo::test::ip16("198.18.0.2");
+    f.sport = 1;
+    f.dport = 2;
+    f.payload = std::string(1400, 'a') + (i % 2 ? "b" : "");
+    bytes.push_back(build_frame(f));
+  }
+  auto frames = as_frames(bytes);
+  std::vector<Verdict> cpu(frames.size()), gpu(frames.size());
+  CpuClassifier cc(c.tables);
+  cc.classify(frames, cpu);
+  GpuClassifier g(c.tables);
+  g.classify(frames, gpu);
+  EXPECT_GT(g.cpu_retries(), 0u);
+  for (size_t i = 0; i < frames.size(); ++i) {
+    EXPECT_EQ(gpu[i].rule_id, cpu[i].rule_id) << i;
+    EXPECT_EQ(cpu[i].rule_id, i % 2 ? 1u : 0u) << i;
+  }
 }
 
 // Frames the parser rejects or stops early on: every truncation of valid

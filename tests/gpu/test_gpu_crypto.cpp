@@ -3,9 +3,14 @@
 // published vectors. Every test skips with the reason when there is no GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <random>
+#include <thread>
 
 #include "aes/aes.h"
 #include "backend/cpu_backend.h"
@@ -341,4 +346,69 @@ TEST_F(Gpu, CudaErrorRetriesTheJobsOnTheCpu) {
   gpu_->run(o.batch);
   EXPECT_EQ(o.batch.ran_on, "cuda:0");
   expect_matches_reference(o.batch, refs);
+}
+
+// Batches submitted while one runs are taken together as one GPU run: each
+// batch still completes exactly once, says where it ran, and its jobs are
+// right, including the ones of a batch that belong on the CPU (SHA-256 over
+// the GPU's limit) and run on the pool meanwhile.
+TEST_F(Gpu, QueuedBatchesRunTogetherEachCompletedOnce) {
+  constexpr int kBatches = 48;
+  std::vector<Owned> owned(kBatches);
+  std::vector<std::vector<Ref>> refs(kBatches);
+  for (int b = 0; b < kBatches; ++b) {
+    Owned& o = owned[size_t(b)];
+    for (int i = 0; i < 6; ++i) {
+      const size_t n = 1000 + size_t(rng_() % 70000);
+      o.keys.push_back(random_bytes(32));
+      o.ivs.push_back(random_bytes(i % 2 ? 16 : 12));
+      o.ins.push_back(random_bytes(n));
+      o.outs.push_back(std::vector<uint8_t>(i == 5 ? 32 : n));
+      Job j;
+      j.op = i == 5 ? OpId::sha256 : i % 2 ? OpId::aes256_ctr : OpId::aes256_gcm_encrypt;
+      if (j.op != OpId::sha256) {
+        j.key = o.keys.back();
+        j.iv = o.ivs.back();
+      }
+      j.in = o.ins.back();
+      j.out = o.outs.back();
+      o.batch.jobs.push_back(j);
+    }
+    if (b % 8 == 0) {  // one long SHA-256 message: the CPU's part of this batch
+      o.ins.push_back(random_bytes(backend::CudaBackend::kShaGpuMaxBytes + 1));
+      o.outs.push_back(std::vector<uint8_t>(32));
+      Job j;
+      j.op = OpId::sha256;
+      j.in = o.ins.back();
+      j.out = o.outs.back();
+      o.batch.jobs.push_back(j);
+    }
+    for (auto& j : o.batch.jobs) refs[size_t(b)].push_back(reference(j));
+  }
+  const auto before = gpu_->stats();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int> calls(kBatches, 0);
+  for (int b = 0; b < kBatches; ++b)
+    gpu_->submit(owned[size_t(b)].batch, [&, b](backend::Batch&) {
+      std::lock_guard lk(mu);
+      calls[size_t(b)]++;
+      cv.notify_all();
+    });
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, std::chrono::minutes(2), [&] {
+      return std::all_of(calls.begin(), calls.end(), [](int c) { return c > 0; });
+    }));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a second completion would show now
+  for (int b = 0; b < kBatches; ++b) {
+    EXPECT_EQ(calls[size_t(b)], 1) << "batch " << b;
+    EXPECT_EQ(owned[size_t(b)].batch.ran_on, gpu_->name()) << "batch " << b;
+    EXPECT_GT(owned[size_t(b)].batch.run_ns, 0u) << "batch " << b;
+    expect_matches_reference(owned[size_t(b)].batch, refs[size_t(b)]);
+  }
+  const auto after = gpu_->stats();
+  EXPECT_EQ(after.batches - before.batches, uint64_t(kBatches));
+  EXPECT_GT(after.cpu_ns, before.cpu_ns);
 }

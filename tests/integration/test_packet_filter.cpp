@@ -190,6 +190,35 @@ TEST_F(PacketFilter, ContentRuleDropsOnlyMatchingFlowAndInspectionIsCapped) {
 // The GPU classifier in the real packet path (run --backend cuda): every batch
 // goes to the GPU (--gpu-min-batch 1) and gets the CPU classifier's verdicts:
 // a pass flow delivered and cached, a content drop cached with its sid.
+// `flow:` rules get the direction the agent's flow tracker gives each packet:
+// the client's first packet is to_server (dropped by a to_server rule), and
+// not to_client (passed, and not cached: a reply could still match).
+TEST_F(PacketFilter, FlowRulesSeeTheDirectionTheAgentTracks) {
+  std::ofstream(rules_) << "drop udp any any -> any 7003 (msg:\"to server\"; flow:to_server; sid:103;)\n"
+                           "drop udp any any -> any 7004 (msg:\"to client\"; flow:to_client; sid:104;)\n"
+                           "default pass\n";
+  host_topology();
+  agent_ = start_agent("d0");
+  ASSERT_TRUE(agent_);
+  int rx3 = gpo::test::udp_bind(*dut_, "198.18.0.2", 7003);
+  int rx4 = gpo::test::udp_bind(*dut_, "198.18.0.2", 7004);
+  send(*src_, 40003, "198.18.0.2", 7003, "to-server");
+  send(*src_, 40004, "198.18.0.2", 7004, "not-to-client");
+  EXPECT_EQ(gpo::test::udp_recv_all(rx4, 3000ms, 1), Strings{"not-to-client"}) << agent_->log();
+  EXPECT_TRUE(gpo::test::udp_recv_all(rx3, 500ms, 1).empty()) << agent_->log();
+  auto v = flow(udp_key("198.18.0.1", 40003, "198.18.0.2", 7003));
+  ASSERT_TRUE(v) << agent_->log();
+  EXPECT_EQ(v->rule_id, 103u);
+  EXPECT_EQ(v->action, GPO_ACT_DROP);
+  EXPECT_FALSE(flow(udp_key("198.18.0.1", 40004, "198.18.0.2", 7004), 300ms));
+  // The status file carries the running rule set (what `status` prints).
+  auto j = status_json();
+  EXPECT_EQ(j["rule_set"].value("loaded", 0), 2) << j.dump();
+  EXPECT_EQ(j["rule_set"].value("rules", 0), 2) << j.dump();
+  close(rx3);
+  close(rx4);
+}
+
 TEST_F(PacketFilter, GpuClassifierDecidesBatchesInThePacketPath) {
   std::string why;
   if (gpo::backend::cuda_device_count(&why) <= 0) GTEST_SKIP() << "no usable GPU: " << why;

@@ -7,13 +7,18 @@
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <mutex>
 
+#include "backend/ops.h"
 #include "gpuoffload.h"
 #include "ipc/slab_protocol.h"
 #include "offload/offload_env.h"
@@ -310,6 +315,149 @@ TEST(OffloadClients, ManyProcessesAndThreadsExactlyOnce) {
   EXPECT_EQ(local, 0u) << "jobs fell back with the agent up";
   EXPECT_EQ(agent.server().stats().jobs_done, by_agent);
   EXPECT_GE(agent.server().stats().clients, uint64_t(kProcs));
+}
+
+// A backend that holds every batch until the test releases it, with room for
+// one batch of one job: what the batcher does while the backend is busy shows.
+class GateBackend final : public gpo::backend::Backend {
+ public:
+  std::string name() const override { return "gate"; }
+  void submit(gpo::backend::Batch& b, gpo::backend::Completion done) override {
+    std::lock_guard lk(mu_);
+    held_.push_back({&b, std::move(done)});
+    sizes_.push_back(b.jobs.size());
+    cv_.notify_all();
+  }
+  gpo::backend::Stats stats() const override { return {}; }
+  gpo::backend::Capacity capacity() const override { return {1, 1}; }
+  // Waits (bounded) until n batches have arrived in all.
+  bool wait_arrived(size_t n) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, std::chrono::seconds(10), [&] { return sizes_.size() >= n; });
+  }
+  // Runs the oldest held batch on the CPU and completes it, from another
+  // thread, as a backend does.
+  void release_one() {
+    std::pair<gpo::backend::Batch*, gpo::backend::Completion> b;
+    {
+      std::lock_guard lk(mu_);
+      ASSERT_FALSE(held_.empty());
+      b = std::move(held_.front());
+      held_.pop_front();
+    }
+    std::thread([b = std::move(b)]() mutable {
+      for (auto& j : b.first->jobs) gpo::backend::run_on_cpu(j);
+      b.second(*b.first);
+    }).join();
+  }
+  std::vector<size_t> sizes() {
+    std::lock_guard lk(mu_);
+    return sizes_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<gpo::backend::Batch*, gpo::backend::Completion>> held_;
+  std::vector<size_t> sizes_;
+};
+
+// Jobs that arrive while the backend has no room gather into one batch, sent
+// when a batch completes: no window to wait out, no batch per job.
+TEST(OffloadClients, JobsGatherWhileTheBackendIsBusy) {
+  auto o = opts("gather");
+  GateBackend gate;
+  gpo::loop::EventLoop loop;
+  gpo::ipc::ClientServer server(o, gate);
+  server.register_with(loop);
+  std::thread t([&] { loop.run(false); });
+  gpo_set_socket(o.socket_path.c_str());
+  setenv("GPO_TIMEOUT_MS", "20000", 1);
+  std::vector<Bytes> ins, digests(6, Bytes(32));
+  std::vector<gpo_handle*> hs(6, nullptr);
+  for (int i = 0; i < 6; ++i) ins.push_back(random_bytes(1000 + size_t(i), uint32_t(i)));
+  auto submit = [&](int i) {
+    gpo_request r{GPO_SHA256, ins[size_t(i)].data(), ins[size_t(i)].size(), digests[size_t(i)].data(), 32,
+                  nullptr, nullptr, 0, nullptr, 0, nullptr, 0, 0};
+    ASSERT_EQ(gpo_submit(&r, &hs[size_t(i)]), GPO_OK);
+  };
+  submit(0);
+  ASSERT_TRUE(gate.wait_arrived(1));  // room: at once, alone
+  for (int i = 1; i < 6; ++i) submit(i);
+  for (int k = 0; k < 1000 && server.stats().doorbells_socket < 6; ++k) usleep(5000);
+  ASSERT_EQ(server.stats().doorbells_socket, 6u);
+  usleep(20000);
+  EXPECT_EQ(gate.sizes().size(), 1u) << "jobs went to a backend with no room";
+  gate.release_one();  // its completion sends the five that waited, as one batch
+  ASSERT_TRUE(gate.wait_arrived(2));
+  gate.release_one();
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(gpo_wait(hs[size_t(i)], nullptr), GPO_OK);
+    EXPECT_EQ(digests[size_t(i)], ref_sha256(ins[size_t(i)])) << i;
+  }
+  EXPECT_EQ(gate.sizes(), (std::vector<size_t>{1, 5}));
+  EXPECT_EQ(server.stats().jobs_done, 6u);
+  gpo_set_socket(nullptr);
+  loop.stop();
+  t.join();
+  server.unregister(loop);
+}
+
+// The plan page: jobs the plan keeps in the process never reach the agent
+// (no doorbell, no connection); a change of plan applies to the next call;
+// a stopped agent's page sends everything back to the process.
+TEST(OffloadClients, PlanPageKeepsJobsInTheProcess) {
+  auto o = opts("plan");
+  o.plan_min_bytes.fill(GPO_PLAN_NEVER);
+  o.plan_min_bytes[GPO_OP_SHA256] = 1000;
+  auto agent = std::make_unique<InProcessAgent>(o);
+  const std::string page = agent->server().plan_page_path();
+  ASSERT_EQ(page, o.socket_path + ".plan");
+  struct stat st {};
+  ASSERT_EQ(stat(page.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+  gpo_set_socket(o.socket_path.c_str());
+  gpo_client_stats s0{}, s1{};
+  gpo_get_stats(&s0);
+  EXPECT_EQ(gpo_would_offload(GPO_SHA256, 999), 0);
+  EXPECT_EQ(gpo_would_offload(GPO_SHA256, 1000), 1);
+  EXPECT_EQ(gpo_would_offload(GPO_ZSTD_COMPRESS, 1 << 20), 0);
+  auto sha = [](const Bytes& in) {
+    const void* m = in.data();
+    size_t l = in.size();
+    Bytes d(32);
+    EXPECT_EQ(gpo_sha256_batch(&m, &l, 1, d.data()), GPO_OK);
+    EXPECT_EQ(d, ref_sha256(in));
+  };
+  sha(random_bytes(999, 1));   // kept
+  sha(random_bytes(1000, 2));  // sent
+  Bytes in = text_bytes(100000, 3), out(gpo_zstd_compress_bound(in.size()));
+  size_t n = 0;
+  ASSERT_EQ(gpo_zstd_compress(out.data(), out.size(), in.data(), in.size(), 1, &n), GPO_OK);
+  out.resize(n);
+  EXPECT_EQ(out, ref_zstd(in, 1));  // kept: the process's own libzstd
+  gpo_get_stats(&s1);
+  EXPECT_EQ(s1.local_by_plan - s0.local_by_plan, 2u);
+  EXPECT_EQ(s1.by_agent - s0.by_agent, 1u);
+  EXPECT_EQ(agent->server().stats().doorbells_socket, 1u) << "a kept job reached the agent";
+  // A new plan applies at once: no more SHA-256 either.
+  agent->server().set_plan(GPO_OP_SHA256, GPO_PLAN_NEVER);
+  EXPECT_EQ(gpo_would_offload(GPO_SHA256, 1 << 20), 0);
+  sha(random_bytes(5000, 4));
+  // The agent stops: its page says so and goes; jobs stay here, nothing tries to connect.
+  agent->server().set_plan(GPO_OP_SHA256, 0);
+  EXPECT_EQ(gpo_would_offload(GPO_SHA256, 1), 1);
+  agent.reset();
+  EXPECT_NE(stat(page.c_str(), &st), 0) << "the page outlived its agent";
+  EXPECT_EQ(gpo_would_offload(GPO_SHA256, 1 << 20), 0);
+  gpo_client_stats s2{};
+  gpo_get_stats(&s2);
+  sha(random_bytes(5000, 5));
+  gpo_client_stats s3{};
+  gpo_get_stats(&s3);
+  EXPECT_EQ(s3.local_no_agent - s2.local_no_agent, 1u);
+  EXPECT_EQ(s3.connects, s2.connects);
+  gpo_set_socket(nullptr);
 }
 
 }  // namespace

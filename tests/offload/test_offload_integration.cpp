@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/preload.h"
 #include "common/proc.h"
 #include "gpuoffload.h"
 #include "ipc/slab_protocol.h"
@@ -80,9 +81,10 @@ TEST(OffloadIntegration, ShimGivesTheSameOutputAsTheRealFunctions) {
   ASSERT_EQ(plain.exit_code, 0) << plain.out;
   ASSERT_NE(plain.out.find("n=300001"), std::string::npos);
   // run_proc has no environment argument: go through env(1).
-  auto shimmed = run_proc({"/usr/bin/env", "LD_PRELOAD=" + std::string(SHIM_PATH), "GPO_SOCKET=" + agent.socket(),
-                           "GPO_TIMEOUT_MS=10000", workload},
-                          60);
+  std::vector<std::string> argv{"/usr/bin/env"};
+  for (auto& e : preload_env(SHIM_PATH, Program::ours)) argv.push_back(e);
+  argv.insert(argv.end(), {"GPO_SOCKET=" + agent.socket(), "GPO_TIMEOUT_MS=10000", workload});
+  auto shimmed = run_proc(argv, 60);
   ASSERT_EQ(shimmed.exit_code, 0) << shimmed.out;
   EXPECT_EQ(shimmed.out, plain.out) << "the shim changed a result";
   // 5 processes' worth (4 threads + a forked child) x 2 large sizes x
@@ -99,8 +101,10 @@ struct AgentProc {
     if (pid == 0) {
       int fd = open("/dev/null", O_WRONLY);
       dup2(fd, 2);
+      // --offload-mode all: without a GPU the plan keeps every job in the
+      // client; this test is about the service path, so it takes them all.
       execl(AGENT_BIN, AGENT_BIN, "run", "--offload-socket", sock.c_str(), "--status-file", "", "--no-spot",
-            "--offload-window-us", "100", nullptr);
+            "--offload-mode", "all", nullptr);
       _exit(127);
     }
   }
@@ -114,7 +118,8 @@ struct AgentProc {
   ~AgentProc() { kill9(); }
 };
 
-bool wait_for_socket(const std::string& p, int ms) {
+// The plan page appears last, once the agent serves: what clients wait for.
+bool wait_for_agent(const std::string& p, int ms) {
   for (int i = 0; i < ms / 10; ++i) {
     if (access(p.c_str(), F_OK) == 0) return true;
     usleep(10000);
@@ -128,7 +133,7 @@ TEST(OffloadIntegration, RealAgentKilledUnderLoadThenRestarted) {
   std::string sock = unique_socket("kill");
   AgentProc agent;
   agent.start(sock);
-  ASSERT_TRUE(wait_for_socket(sock, 5000)) << "agent did not create " << sock;
+  ASSERT_TRUE(wait_for_agent(sock + ".plan", 5000)) << "agent did not create " << sock << ".plan";
   gpo_set_socket(sock.c_str());
   setenv("GPO_TIMEOUT_MS", "1000", 1);
   setenv("GPO_RECONNECT_MS", "50", 1);
@@ -171,7 +176,7 @@ TEST(OffloadIntegration, RealAgentKilledUnderLoadThenRestarted) {
   agent.kill9();
   int while_dead = phase(700);
   agent.start(sock);
-  ASSERT_TRUE(wait_for_socket(sock, 5000));
+  ASSERT_TRUE(wait_for_agent(sock + ".plan", 5000));
   gpo_client_stats s2{};
   gpo_get_stats(&s2);
   // The restarted agent can take seconds to serve under emulation (vmtest, TCG),

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/preload.h"
 #include "common/proc.h"
 #include "gpuoffload.h"
 #include "offload/offload_env.h"
@@ -101,7 +102,7 @@ class ShimZlib : public ::testing::Test {
     EXPECT_EQ(plain.exit_code, 0) << plain.out;
     const uint64_t before = agent_->server().stats().jobs_done;
     std::vector<std::string> e = env;
-    e.push_back("LD_PRELOAD=" + std::string(SHIM_PATH));
+    for (auto& p : gpo::test::preload_env(SHIM_PATH, gpo::test::Program::foreign)) e.push_back(p);
     e.push_back("GPO_SOCKET=" + agent_->socket());
     e.push_back("GPO_TIMEOUT_MS=20000");
     e.push_back("GPO_SHIM_MIN_BYTES=16384");
@@ -188,12 +189,12 @@ TEST(ShimZlibAgent, AgentUnderTheShimNeverSendsItselfJobs) {
     setenv("GPO_SHIM_MIN_BYTES", "1024", 1);
     setenv("GPO_TIMEOUT_MS", "3000", 1);
     execl(AGENT_BIN, AGENT_BIN, "run", "--offload-socket", sock.c_str(), "--status-file", "", "--no-spot",
-          "--backend", "cpu", nullptr);
+          "--backend", "cpu", "--offload-mode", "all", nullptr);
     _exit(127);
   }
   bool up = false;
   for (int i = 0; i < 500 && !up; ++i) {
-    up = access(sock.c_str(), F_OK) == 0;
+    up = access((sock + ".plan").c_str(), F_OK) == 0;  // the plan page appears once the agent serves
     if (!up) usleep(10000);
   }
   ASSERT_TRUE(up) << "agent did not create " << sock;

@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 #include "backend/ops.h"
 #include "backend/cpu_backend.h"
@@ -269,27 +272,92 @@ TEST(Profile, MissingOrMalformedFiles) {
   unlink(path.c_str());
 }
 
-TEST(Planner, TinyBatchesRunInlineWhenThatBeatsWakingThePool) {
+TEST(Planner, CpuQueueIsSharedByItsThreads) {
+  auto pl = planner_with(synthetic());
+  // 16 jobs of 64 KiB: 16 x 67.5 us of thread time, 106.9 us on the pool (model_point).
+  const auto idle = pl.plan("sha256", 65536, 16);
+  EXPECT_DOUBLE_EQ(idle.cpu_cost_ns, model_point(65536, 16).cpu_ns);
+  EXPECT_DOUBLE_EQ(idle.cpu_work_ns, model_point(65536, 16).cpu1_ns);
+  EXPECT_DOUBLE_EQ(idle.cpu_wait_ns, 0);  // the pool alone is slower than its share of the work
+  // A queue of 1 ms on all threads: done when the threads got through it and this batch's work.
+  pl.set_backlog_ns(Where::cpu, 1e6);
+  const auto busy = pl.plan("sha256", 65536, 16);
+  EXPECT_DOUBLE_EQ(busy.cpu_done_ns(), 1e6 + model_point(65536, 16).cpu1_ns / 16);
+  // Dispatching a CPU batch queues its work shared by the threads, and finishing takes it off.
+  pl.set_backlog_ns(Where::cpu, 0);
+  auto t = pl.dispatched("sha256", Where::cpu, 65536, 16);
+  EXPECT_DOUBLE_EQ(pl.backlog_ns(Where::cpu), model_point(65536, 16).cpu1_ns / 16);
+  pl.finished(t, 2 * model_point(65536, 16).cpu1_ns);  // the batch took twice the thread time predicted
+  EXPECT_NEAR(pl.backlog_ns(Where::cpu), 0, 1e-6);
+  EXPECT_NEAR(pl.correction("sha256", Where::cpu, 65536), 2.0, 1e-9);
+}
+
+TEST(Planner, ObjectiveCpuTakesTheGpuWhileItIsNotMuchLater) {
   Profile p = synthetic();
-  // memcpy-like op: one thread takes 50 ns per job; the pool costs 100 us to wake.
   auto& o = p.ops["aes-256-ctr"];
   o.points.clear();
-  for (uint64_t b : {1, 16, 4096}) o.points.push_back({256, b, 50.0 * double(b), 100000 + 5.0 * double(b), 20000});
-  auto pl = planner_with(p);
-  auto d = pl.plan("aes-256-ctr", 256, 1);
-  EXPECT_EQ(d.where, Where::cpu);
-  EXPECT_TRUE(d.cpu_inline);
-  EXPECT_DOUBLE_EQ(d.cpu_cost_ns, 50);
-  // Long on one thread (over kInlineMaxNs): the pool, and then the GPU is sooner.
-  auto big = pl.plan("aes-256-ctr", 256, 4096);
-  EXPECT_FALSE(big.cpu_inline);
-  EXPECT_EQ(big.where, Where::gpu);
-  // Inline batches never queue.
-  auto t = pl.dispatched("aes-256-ctr", Where::cpu, 256, 1);
-  EXPECT_TRUE(t.cpu_inline);
-  EXPECT_EQ(pl.backlog_ns(Where::cpu), 0);
-  pl.finished(t, 60);
-  EXPECT_NEAR(pl.correction("aes-256-ctr", Where::cpu, 256), 60.0 / 50.0, 1e-9);
+  // The GPU 10% later than all CPU threads, at every size: time keeps the CPU, cpu (25%) takes the GPU.
+  for (uint64_t s : {4096, 1 << 20})
+    for (uint64_t b : {1, 64}) {
+      const double cpu = 1000 + double(s * b) / 10.0;
+      o.points.push_back({s, b, cpu * 16, cpu, cpu * 1.1});
+    }
+  PlannerOptions po;
+  po.gpu_usable = true;
+  po.cpu_threads = 16;
+  Planner time_pl(p, "", po);
+  EXPECT_EQ(time_pl.plan("aes-256-ctr", 1 << 20, 64).where, Where::cpu);
+  po.objective = Objective::cpu;
+  Planner cpu_pl(p, "", po);
+  auto d = cpu_pl.plan("aes-256-ctr", 1 << 20, 64);
+  EXPECT_EQ(d.where, Where::gpu);
+  EXPECT_NE(d.reason.find("frees the CPU"), std::string::npos) << d.reason;
+  EXPECT_NE(cpu_pl.status_line().find("objective cpu"), std::string::npos) << cpu_pl.status_line();
+  // Beyond the slack (a GPU queue): the CPU.
+  cpu_pl.set_backlog_ns(Where::gpu, d.cpu_done_ns());
+  EXPECT_EQ(cpu_pl.plan("aes-256-ctr", 1 << 20, 64).where, Where::cpu);
+  po.slack = 0.05;
+  Planner tight(p, "", po);
+  EXPECT_EQ(tight.plan("aes-256-ctr", 1 << 20, 64).where, Where::cpu);
+  EXPECT_EQ(parse_objective("cpu"), Objective::cpu);
+  EXPECT_FALSE(parse_objective("fast").has_value());
+}
+
+TEST(Planner, ClientsOffloadOnlyJobsTheGpuWinsAlone) {
+  // model_point, one job: the CPU 1 GB/s on one thread; the GPU 30 us + 40 GB/s,
+  // plus the round trip and the slab copies. The GPU wins one job alone from 1 MiB.
+  auto pl = planner_with(synthetic());
+  EXPECT_EQ(pl.offload_min_bytes("sha256"), uint64_t(1) << 20);
+  PlannerOptions po;
+  po.gpu_usable = true;
+  po.cpu_threads = 16;
+  po.objective = Objective::cpu;
+  po.slack = 1.0;  // twice as long is fine: from 64 KiB
+  Planner cpu_pl(synthetic(), "", po);
+  EXPECT_EQ(cpu_pl.offload_min_bytes("sha256"), 65536u);
+  // No GPU, no GPU kernel, an op the GPU never wins, no profile.
+  EXPECT_EQ(planner_with(synthetic(), false).offload_min_bytes("sha256"), kNever);
+  for (const auto& op : gpo::backend::ops())
+    if (!op.gpu) EXPECT_EQ(pl.offload_min_bytes(op.name), kNever) << op.name;
+  Profile p = synthetic();
+  for (auto& pt : p.ops["aes-256-ctr"].points) pt.gpu_ns = pt.cpu1_ns * 2;
+  EXPECT_EQ(planner_with(p).offload_min_bytes("aes-256-ctr"), kNever);
+  EXPECT_EQ(planner_with(std::nullopt).offload_min_bytes("sha256"), kDefaultGpuMinBatchBytes);
+}
+
+TEST(Planner, CountsTheCpuSecondsTheGpuSaved) {
+  auto pl = planner_with(synthetic());
+  auto g = pl.dispatched("sha256", Where::gpu, 1 << 20, 256);
+  EXPECT_DOUBLE_EQ(g.cpu_work_ns, model_point(1 << 20, 256).cpu1_ns);
+  pl.finished(g, model_point(1 << 20, 256).gpu_ns, 5e6);  // 5 ms of host CPU on the GPU's side
+  auto c = pl.dispatched("sha256", Where::cpu, 4096, 16);
+  pl.finished(c, model_point(4096, 16).cpu1_ns, 7e4);
+  const auto s = pl.cpu_seconds();
+  EXPECT_DOUBLE_EQ(s.moved, model_point(1 << 20, 256).cpu1_ns / 1e9);
+  EXPECT_DOUBLE_EQ(s.gpu_host, 5e-3);
+  EXPECT_DOUBLE_EQ(s.saved(), s.moved - 5e-3);
+  EXPECT_DOUBLE_EQ(s.cpu_backend, 7e-5);
+  EXPECT_DOUBLE_EQ(pl.to_json()["cpu_seconds"]["saved"].get<double>(), s.saved());
 }
 
 TEST(PlannedBackend, RunsEveryJobAndCountsWhereBatchesWent) {
@@ -324,4 +392,34 @@ TEST(PlannedBackend, RunsEveryJobAndCountsWhereBatchesWent) {
   EXPECT_EQ(j["ops"]["sha256"]["gpu_batches"], 0);
   EXPECT_EQ(be.stats().jobs, 8u);
   EXPECT_NEAR(pl->backlog_ns(Where::cpu), 0, 1e-6);  // finished: off the queue
+  EXPECT_GT(pl->cpu_seconds().cpu_backend, 0);         // the CPU time the batch took, measured
+}
+
+// The offload service's event loop submits: nothing may run on its thread.
+TEST(PlannedBackend, NothingRunsOnTheSubmittingThread) {
+  PlannerOptions o;
+  o.cpu_threads = 2;
+  auto pl = std::make_shared<Planner>(std::nullopt, "none", o);
+  PlannedBackend be(std::make_shared<gpo::backend::CpuBackend>(2), nullptr, pl);
+  std::vector<uint8_t> in(64, 1), out(32);
+  gpo::backend::Batch b;
+  b.jobs.resize(1);
+  b.jobs[0].op = gpo::backend::OpId::sha256;
+  b.jobs[0].in = in;
+  b.jobs[0].out = out;
+  std::thread::id ran;
+  be.run(b);  // warm
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  be.submit(b, [&](gpo::backend::Batch&) {
+    std::lock_guard lk(mu);
+    ran = std::this_thread::get_id();
+    done = true;
+    cv.notify_all();
+  });
+  std::unique_lock lk(mu);
+  cv.wait(lk, [&] { return done; });
+  EXPECT_NE(ran, std::this_thread::get_id());
+  EXPECT_EQ(b.jobs[0].status, gpo::backend::Status::ok);
 }

@@ -133,8 +133,9 @@ TEST(BenchCli, QuickCryptoPrintsTheCpuReference) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
   ASSERT_EQ(j["suites"].size(), 1u);
+  ASSERT_EQ(j["suites"][0]["tables"].size(), 2u);
   const auto& t = j["suites"][0]["tables"][0];
-  EXPECT_EQ(t["columns"][3], "OpenSSL 1 core");
+  EXPECT_EQ(t["columns"][3], "CPU 1 core");
   ASSERT_GE(t["rows"].size(), 6u);
   const bool gpu = j["host"]["gpus"].get<int>() > 0;
   for (const auto& row : t["rows"]) {
@@ -144,4 +145,10 @@ TEST(BenchCli, QuickCryptoPrintsTheCpuReference) {
       EXPECT_EQ(row[1], "no GPU") << row;
     }
   }
+  // The CPU reference: the backend and openssl speed's loop, both measured in this run.
+  const auto& ref = j["suites"][0]["tables"][1];
+  EXPECT_EQ(ref["columns"][2], "speed loop 1 core");
+  ASSERT_GE(ref["rows"].size(), 5u);
+  for (const auto& row : ref["rows"])
+    for (int c : {1, 2, 3, 4, 8, 9}) EXPECT_GT(std::stod(row[c].get<std::string>()), 0) << row;
 }

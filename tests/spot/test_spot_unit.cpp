@@ -17,6 +17,9 @@
 #include "spot/gain.h"
 #include "spot/libs.h"
 #include "spot/ops.h"
+#include "spot/probe_site.h"
+#include "spot/sampler.h"
+#include "spot/windows.h"
 
 using namespace gpo::spot;
 
@@ -147,6 +150,138 @@ TEST(SpotOps, NamesRoundTrip) {
   std::set<LibKind> kinds;
   for (const auto& s : uprobe_specs()) kinds.insert(s.lib);
   EXPECT_EQ(kinds.size(), 3u);
+  // The spec table is indexed by the attach cookie up_entry switches on.
+  ASSERT_EQ(uprobe_specs().size(), size_t(GPO_SPOT_ENTRY_MAX));
+  for (uint32_t i = 0; i < uprobe_specs().size(); i++) EXPECT_EQ(uprobe_specs()[i].entry, i);
+  for (uint32_t op = 1; op < kSampleOps; op++) EXPECT_EQ(sample_op_from_name(sample_op_name(op)), op);
+}
+
+// Entry instructions of Debian 12's libcrypto, libzstd and zlib (objdump), and
+// where the probe goes: emulated instructions stay, others move forward to the
+// first emulated one when the arguments are still intact there.
+TEST(SpotProbeSite, MovesToTheFirstEmulatedInstruction) {
+  struct Case {
+    const char* what;
+    std::vector<uint8_t> code;
+    uint64_t skip;
+    bool emulated;
+    bool tail_call;
+    const char* insn;
+  };
+  std::vector<Case> cases = {
+      {"push %rbx (EVP_EncryptUpdate)", {0x53, 0x48, 0x83, 0xec, 0x10}, 0, true, false, "push"},
+      {"push %r15 (ZSTD_compress)", {0x41, 0x57, 0x41, 0x56}, 0, true, false, "push"},
+      {"mov 0x10(%rdi),%eax; test; je (EVP_CipherUpdate)", {0x8b, 0x47, 0x10, 0x85, 0xc0, 0x74, 0x09}, 5, true, false,
+       "jcc"},
+      {"test %rdx,%rdx; je rel32 (EVP_DigestUpdate)", {0x48, 0x85, 0xd2, 0x74, 0x7b}, 3, true, false, "jcc"},
+      {"sub $8,%rsp; push %r9 (ZSTD_compressCCtx)", {0x48, 0x83, 0xec, 0x08, 0x41, 0x51}, 4, true, false, "push"},
+      {"test %rdi,%rdi; je rel32 (deflate)", {0x48, 0x85, 0xff, 0x0f, 0x84, 0xd7, 0x17, 0, 0}, 3, true, false, "jcc"},
+      // mov %edx,%edx writes an argument register: the probe cannot move past it.
+      {"mov %edx,%edx; jmp (crc32 -> crc32_z)", {0x89, 0xd2, 0xe9, 0x69, 0xe8, 0xff, 0xff}, 0, false, true, "other"},
+      {"mov $-1,%r8d; jmp (compress -> compress2)", {0x41, 0xb8, 0xff, 0xff, 0xff, 0xff, 0xe9, 0, 0, 0, 0}, 0, false,
+       true, "other"},
+      // A load into an argument register, then an emulated instruction: stays put.
+      {"mov (%rdi),%rsi; push", {0x48, 0x8b, 0x37, 0x53}, 0, false, false, "other"},
+      // Unknown instruction (SIB memory operand): stays put.
+      {"mov (%rsp),%rax; push", {0x48, 0x8b, 0x04, 0x24, 0x53}, 0, false, false, "other"},
+      // CET builds (Ubuntu) start functions with endbr64, which is not emulated.
+      {"endbr64; push %rbp", {0xf3, 0x0f, 0x1e, 0xfa, 0x55}, 4, true, false, "push"},
+      {"endbr64; test %rdi,%rdi; je", {0xf3, 0x0f, 0x1e, 0xfa, 0x48, 0x85, 0xff, 0x74, 0x10}, 7, true, false, "jcc"},
+      {"empty", {}, 0, false, false, "other"},
+  };
+  for (const auto& c : cases) {
+    auto site = choose_probe_site(c.code);
+    EXPECT_EQ(site.skip, c.skip) << c.what;
+    EXPECT_EQ(site.emulated, c.emulated) << c.what;
+    EXPECT_EQ(site.tail_call, c.tail_call) << c.what;
+    EXPECT_EQ(site.insn, c.insn) << c.what;
+  }
+}
+
+TEST(SpotSampleRanges, ClassifiedFunctionsMergedPerOp) {
+  std::vector<FuncSymbol> syms = {
+      {"EVP_EncryptUpdate", 0x1000, 0x100}, {"CRYPTO_ctr128_encrypt", 0x1200, 0x80},  // one cipher run
+      {"BN_add", 0x1300, 0x40},                                                        // not classified
+      {"SHA256_Update", 0x2000, 0x100},     {"SHA256_Final", 0x2100, 0x80},
+      {"AES_encrypt", 0x3000, 0},  // no size: up to the next symbol
+      {"OPENSSL_cleanse", 0x3050, 0x10},
+  };
+  auto r = library_ranges(LibKind::crypto, syms);
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[0].start, 0x1000u);
+  EXPECT_EQ(r[0].end, 0x1280u);  // the gap between two cipher functions holds no other symbol
+  EXPECT_EQ(r[0].op, uint32_t(GPO_SAMPLE_CIPHER));
+  EXPECT_EQ(r[1].start, 0x2000u);
+  EXPECT_EQ(r[1].end, 0x2180u);
+  EXPECT_EQ(r[1].op, uint32_t(GPO_SAMPLE_DIGEST));
+  EXPECT_EQ(r[2].start, 0x3000u);
+  EXPECT_EQ(r[2].end, 0x3050u);
+  EXPECT_EQ(classify_function(LibKind::zlib, "crc32_z"), uint32_t(GPO_SAMPLE_ZLIB_CRC32));
+  EXPECT_EQ(classify_function(LibKind::zlib, "inflate"), uint32_t(GPO_SAMPLE_NONE));
+  EXPECT_EQ(classify_function(LibKind::zstd, "ZSTD_decompressDCtx"), uint32_t(GPO_SAMPLE_ZSTD_DECOMPRESS));
+}
+
+TEST(SpotSampleRanges, KernelFromKallsyms) {
+  std::string text =
+      "ffffffff81000000 T _stext\n"
+      "ffffffff81001000 t aesni_enc\n"
+      "ffffffff81001100 T aesni_gcm_enc_update\n"
+      "ffffffff81001200 t sha256_update\n"
+      "ffffffff81001300 D some_data\n"
+      "ffffffff81002000 T zstd_compress_cctx\n"
+      "ffffffff81002400 t ZSTD_compressBlock_fast\n"
+      "ffffffff81002800 T vfs_write\n"
+      "0000000000000000 T hidden_when_kptr_restricted\n";
+  auto r = kernel_ranges(text);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].start, 0xffffffff81001000u);
+  EXPECT_EQ(r[0].end, 0xffffffff81001200u);
+  EXPECT_EQ(r[0].op, uint32_t(GPO_SAMPLE_KERN_CIPHER));
+  EXPECT_EQ(r[1].start, 0xffffffff81002000u);
+  EXPECT_EQ(r[1].end, 0xffffffff81002800u);
+  EXPECT_EQ(r[1].op, uint32_t(GPO_SAMPLE_KERN_ZSTD_COMPRESS));
+  EXPECT_TRUE(kernel_ranges("0000000000000000 T aesni_enc\n0000000000000000 T vfs_write\n").empty());
+}
+
+namespace {
+constexpr uint64_t kSec = 1000000000ull;
+}
+
+// Hot means a share of one CPU over a whole period; one window per process,
+// hottest first, none while cooling down or for "other" time.
+TEST(SpotWindowPolicy, HotProcessesGetOneWindowThenCoolDown) {
+  WindowConfig cfg;
+  cfg.hot_cpu = 0.10;
+  cfg.hot_ticks = 3;
+  cfg.max_windows = 2;
+  cfg.cooldown = std::chrono::seconds(60);
+  WindowPolicy p(cfg, 100);
+  const SampleKey busy{10, GPO_SAMPLE_DIGEST}, busy_other{10, GPO_SAMPLE_CIPHER}, idle{11, GPO_SAMPLE_CIPHER},
+      other{12, GPO_SAMPLE_CRYPTO_OTHER}, second{13, GPO_SAMPLE_ZSTD_COMPRESS};
+  // 100 Hz: 50 samples a second = half a CPU; 2 a second = 2%.
+  for (int t = 0; t <= 3; t++) {
+    p.observe({{busy, 50u * t}, {busy_other, 30u * t}, {idle, 2u * t}, {other, 90u * t}, {second, 20u * t}},
+              uint64_t(t) * kSec);
+    if (t < 3) EXPECT_TRUE(p.to_open(uint64_t(t) * kSec, 0, {}).empty()) << "a full period first, t=" << t;
+  }
+  EXPECT_NEAR(p.cpu_period(busy), 0.5, 1e-9);
+  EXPECT_NEAR(p.cpu_last(idle), 0.02, 1e-9);
+  auto open = p.to_open(3 * kSec, 0, {});
+  ASSERT_EQ(open.size(), 2u);
+  EXPECT_EQ(open[0], busy);    // hottest first; its cipher time waits (one window per process)
+  EXPECT_EQ(open[1], second);  // 20% > 10%; "other" has nothing to measure it with
+  EXPECT_EQ(p.to_open(3 * kSec, 1, {}).size(), 1u);  // max_windows counts the open ones
+  EXPECT_EQ(p.to_open(3 * kSec, 0, {10}).front(), second);  // busy process skipped
+  p.measured(busy, 3 * kSec);
+  p.measured(second, 3 * kSec);
+  open = p.to_open(4 * kSec, 0, {});
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(open[0], busy_other);
+  EXPECT_TRUE(p.cooling(busy, 62 * kSec));
+  EXPECT_FALSE(p.cooling(busy, 64 * kSec));
+  // A process gone from the samples is forgotten.
+  p.observe({{second, 999}}, 5 * kSec);
+  EXPECT_EQ(p.cpu_period(busy), 0.0);
 }
 
 TEST(SpotOps, Thresholds) {

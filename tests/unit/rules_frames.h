@@ -21,6 +21,11 @@ struct FrameSpec {
   int vlans = 0;                     // 0..2 tags
   int ipv4_options = 0;              // bytes, multiple of 4
   std::vector<uint8_t> ipv6_ext;     // extension header types (0, 43, 60: 8 bytes; 44 fragment offset 0)
+  uint8_t tcp_flags = 0x18;          // PSH ACK
+  uint32_t seq = 0, ack = 0;         // TCP
+  uint8_t ttl = 64;                  // IPv4 TTL, IPv6 hop limit
+  int icmp_type = -1, icmp_code = 0;  // -1: echo request of the family
+  uint8_t flow = 0;                  // classify::FlowBits the packet path would attach
 };
 
 inline std::array<uint8_t, 16> ip16(const std::string& s) {
@@ -46,7 +51,11 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& f) {
     put16(l4, 0, f.sport);
     put16(l4, 2, f.dport);
     l4[12] = 5 << 4;
-    l4[13] = 0x18;
+    l4[13] = f.tcp_flags;
+    for (int i = 0; i < 4; ++i) {
+      l4[4 + i] = uint8_t(f.seq >> (24 - 8 * i));
+      l4[8 + i] = uint8_t(f.ack >> (24 - 8 * i));
+    }
   } else if (f.proto == 17) {
     l4.assign(8, 0);
     put16(l4, 0, f.sport);
@@ -54,7 +63,8 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& f) {
     put16(l4, 4, uint16_t(8 + f.payload.size()));
   } else if (f.proto == 1 || f.proto == 58) {
     l4.assign(8, 0);
-    l4[0] = f.proto == 1 ? 8 : 128;
+    l4[0] = f.icmp_type >= 0 ? uint8_t(f.icmp_type) : f.proto == 1 ? 8 : 128;
+    l4[1] = uint8_t(f.icmp_code);
   }
   l4.insert(l4.end(), f.payload.begin(), f.payload.end());
 
@@ -77,7 +87,7 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& f) {
     put16(out, l3 + 2, uint16_t(ihl + l4.size()));
     put16(out, l3 + 4, 0);
     put16(out, l3 + 6, 0x4000);  // DF
-    out[l3 + 8] = 64;
+    out[l3 + 8] = f.ttl;
     out[l3 + 9] = f.proto;
     put16(out, l3 + 10, 0);
     std::memcpy(&out[l3 + 12], f.src.data() + 12, 4);
@@ -87,7 +97,7 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& f) {
     out[l3] = 0x60;
     put16(out, l3 + 4, uint16_t(l4.size() + 8 * f.ipv6_ext.size()));
     out[l3 + 6] = f.ipv6_ext.empty() ? f.proto : f.ipv6_ext[0];
-    out[l3 + 7] = 64;
+    out[l3 + 7] = f.ttl;
     std::memcpy(&out[l3 + 8], f.src.data(), 16);
     std::memcpy(&out[l3 + 24], f.dst.data(), 16);
     for (size_t i = 0; i < f.ipv6_ext.size(); ++i) {

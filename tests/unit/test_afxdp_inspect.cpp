@@ -182,7 +182,7 @@ class StreamTest : public ::testing::Test {
     auto parsed = gpo::classify::parse_frame(fr.data, fr.len);
     EXPECT_TRUE(parsed.ok());
     auto v = cpu_->classify_parsed(fr, parsed);
-    return insp_->decide(f.data(), parsed, v, now);
+    return insp_->decide(f.data(), parsed, v, fr.flow, now);
   }
 
   std::shared_ptr<const gpo::afxdp::RuleSnapshot> snap_;

@@ -39,7 +39,7 @@ Compiled compile_text(const std::string& text, uint32_t depth = gpo::classify::k
 }
 
 // decide() over the index with a lazily scanning presence test, as the kernel does.
-Verdict indexed(const RuleTables& t, const acl::Index& idx, const std::vector<uint8_t>& bytes) {
+Verdict indexed(const RuleTables& t, const acl::Index& idx, const std::vector<uint8_t>& bytes, uint8_t flow = 0) {
   auto p = gpo::classify::parse_frame(bytes.data(), uint32_t(bytes.size()));
   std::vector<uint8_t> seen;
   auto present = [&](uint32_t id) -> int {
@@ -50,9 +50,15 @@ Verdict indexed(const RuleTables& t, const acl::Index& idx, const std::vector<ui
     }
     return seen[id];
   };
-  gpo::classify::RulesView rv{t.rules.data(), t.contents.data(), t.default_action};
+  gpo::classify::RulesView rv{t.rules.data(), t.contents.data(), t.content_bytes.data(), t.default_action,
+                              t.inspect_depth};
+  auto search = [&](const gpo::classify::RuleEntry& r) -> int {
+    const uint32_t n = std::min(p.payload_len, t.inspect_depth);
+    return gpo::classify::contents_exact(&t.contents[r.content_first], r.content_count, t.content_bytes.data(),
+                                         bytes.data() + p.payload_offset, n, p.payload_len);
+  };
   Verdict v;
-  EXPECT_TRUE(gpo::classify::decide(idx.view(), rv, p, present, v));
+  EXPECT_TRUE(gpo::classify::decide(idx.view(), rv, p, flow, present, search, v));
   return v;
 }
 
@@ -72,6 +78,7 @@ std::string random_cidr(std::mt19937& rng, bool v6) {
 
 TEST(ClassifyAcl, RandomRuleSetsAgreeWithReference) {
   Gen g(424242);
+  g.rich = true;  // decide() is the GPU kernel's code: every keyword goes through it here
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   int checked = 0, matched = 0, uncached = 0;
   for (int set_no = 0; set_no < 300 && std::chrono::steady_clock::now() < deadline; ++set_no) {
@@ -86,7 +93,7 @@ TEST(ClassifyAcl, RandomRuleSetsAgreeWithReference) {
     for (int i = 0; i < 100; ++i) {
       FrameSpec f = g.frame();
       Verdict want = gpo::test::reference(c.set, f, depth);
-      Verdict got = indexed(*c.tables, idx, build_frame(f));
+      Verdict got = indexed(*c.tables, idx, build_frame(f), f.flow);
       ASSERT_EQ(got.rule_id, want.rule_id) << "set " << set_no << " frame " << i << "\n" << text;
       ASSERT_EQ(got.action, want.action);
       ASSERT_EQ(got.cacheable, want.cacheable) << "set " << set_no << " frame " << i << "\n" << text;

@@ -3,10 +3,12 @@
 // tables), on the 5-tuple and payload the test put into each raw frame (not the parser's view).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <random>
 
+#include "kernels/classify/contents.h"
 #include "kernels/classify/cpu_classifier.h"
 #include "rules/compiler.h"
 #include "rules/parser.h"
@@ -42,7 +44,7 @@ Compiled compile_text(const std::string& text, uint32_t depth = gpo::classify::k
 
 Verdict classify(CpuClassifier& cls, const FrameSpec& f) {
   auto bytes = build_frame(f);
-  Frame fr{bytes.data(), uint32_t(bytes.size())};
+  Frame fr{bytes.data(), uint32_t(bytes.size()), f.flow};
   Verdict v;
   cls.classify({&fr, 1}, {&v, 1});
   return v;
@@ -188,19 +190,21 @@ TEST(RulesClassify, IcmpRulesAndProtocolsWithoutPorts) {
 // ---- randomized: compiler + classifier == reference --------------------------------
 
 
-TEST(RulesClassify, RandomRuleSetsAgreeWithReference) {
-  Gen g(20261125);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+// Random rule sets and frames: the CPU classifier equals the reference on
+// every frame. Returns (frames, matched a rule, not cacheable).
+std::array<int, 3> random_sets_agree(Gen& g, int sets, int max_rules, int seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   int checked = 0, matched_rule = 0, uncached = 0;
-  for (int set_no = 0; set_no < 300 && std::chrono::steady_clock::now() < deadline; ++set_no) {
+  for (int set_no = 0; set_no < sets && std::chrono::steady_clock::now() < deadline; ++set_no) {
     std::string text = "var NET [198.18.0.0/15, 2001:db8::/32]\n";
-    int rules = 1 + int(g.n(25));
+    int rules = 1 + int(g.n(uint32_t(max_rules)));
     for (int i = 0; i < rules; ++i) text += g.rule(uint32_t(100 + i));
     static const char* defaults[] = {"default pass\n", "default drop\n", "default alert\n", ""};
     text += defaults[g.n(4)];
     uint32_t depth = g.coin(2) ? gpo::classify::kDefaultInspectDepth : 1 + g.n(24);
     auto c = compile_text(text, depth);
-    ASSERT_EQ(c.set.rules.size(), size_t(rules)) << text;
+    EXPECT_EQ(c.set.rules.size(), size_t(rules)) << text;
+    if (c.set.rules.size() != size_t(rules)) return {checked, matched_rule, uncached};
     CpuClassifier cls(c.tables);
 
     std::vector<FrameSpec> specs;
@@ -210,23 +214,44 @@ TEST(RulesClassify, RandomRuleSetsAgreeWithReference) {
       specs.push_back(g.frame());
       bytes.push_back(build_frame(specs.back()));
     }
-    for (auto& b : bytes) frames.push_back({b.data(), uint32_t(b.size())});
+    for (size_t i = 0; i < bytes.size(); ++i) frames.push_back({bytes[i].data(), uint32_t(bytes[i].size()), specs[i].flow});
     std::vector<Verdict> got(frames.size());
     cls.classify(frames, got);  // the batch interface
     for (size_t i = 0; i < frames.size(); ++i) {
       Verdict want = reference(c.set, specs[i], depth);
-      ASSERT_EQ(got[i].rule_id, want.rule_id) << "set " << set_no << " frame " << i << "\n" << text;
-      ASSERT_EQ(got[i].action, want.action) << "set " << set_no << " frame " << i;
-      ASSERT_EQ(got[i].cacheable, want.cacheable) << "set " << set_no << " frame " << i << "\n" << text;
+      const bool same = got[i].rule_id == want.rule_id && got[i].action == want.action && got[i].cacheable == want.cacheable;
+      EXPECT_TRUE(same) << "set " << set_no << " frame " << i << ": got sid " << got[i].rule_id << " cacheable "
+                        << got[i].cacheable << ", want sid " << want.rule_id << " cacheable " << want.cacheable
+                        << "\npayload '" << specs[i].payload << "' flow " << int(specs[i].flow) << "\n" << text;
+      if (!same) return {checked, matched_rule, uncached};
       ++checked;
       matched_rule += want.rule_id != 0;
       uncached += !want.cacheable;
     }
   }
+  return {checked, matched_rule, uncached};
+}
+
+TEST(RulesClassify, RandomRuleSetsAgreeWithReference) {
+  Gen g(20261125);
+  auto [checked, matched_rule, uncached] = random_sets_agree(g, 300, 25, 20);
   // The generator must exercise both outcomes, or the comparison proves little.
   EXPECT_GT(checked, 5000);
   EXPECT_GT(matched_rule, checked / 10);
   EXPECT_GT(uncached, checked / 50);
+  RecordProperty("frames_checked", checked);
+}
+
+// The same with flow, dsize, flags, itype/icode, ttl, ip_proto, isdataat and
+// content windows in the rules, and flow state, TCP flags, TTL and ICMP
+// type/code varied in the frames.
+TEST(RulesClassify, RandomRichRuleSetsAgreeWithReference) {
+  Gen g(20261206);
+  g.rich = true;
+  auto [checked, matched_rule, uncached] = random_sets_agree(g, 400, 25, 25);
+  EXPECT_GT(checked, 5000);
+  EXPECT_GT(matched_rule, checked / 20);
+  EXPECT_GT(uncached, checked / 20);
   RecordProperty("frames_checked", checked);
 }
 
@@ -257,4 +282,165 @@ TEST(RulesClassify, CpuThroughput) {
   std::printf("cpu classifier: 1000 rules, %u patterns, %zu frames in %.2f s = %.0f frames/s\n",
               c.tables->matcher.num_patterns(), done, s, done / s);
   EXPECT_GT(done, 0u);
+}
+
+// ---- keywords of public rule sets, case by case ----------------------------------------
+
+TEST(RulesClassify, ContentWindowsHandChecked) {
+  auto c = compile_text(
+      "alert tcp any any -> any 1 (content:\"|ff|SMB\"; offset:4; depth:4; sid:1;)\n"
+      "alert tcp any any -> any 2 (content:\"GET\"; startswith; content:\"HTTP\"; distance:1; within:12; sid:2;)\n"
+      "alert tcp any any -> any 3 (content:\"a\"; content:\"b\"; distance:0; within:2; sid:3;)\n"
+      "alert tcp any any -> any 4 (content:\"x\"; isdataat:3,relative; sid:4;)\n"
+      "alert tcp any any -> any 5 (content:\"ab\"; content:\"bc\"; distance:-1; within:2; sid:5;)\n"
+      "alert tcp any any -> any 6 (isdataat:5; dsize:<7; sid:6;)\n"
+      "alert tcp any any -> any 7 (content:!\"bad\"; depth:5; content:\"ok\"; sid:7;)\n");
+  CpuClassifier cls(c.tables);
+  auto sid = [&](uint16_t port, std::string payload) {
+    return classify(cls, pkt("10.0.0.1", 9, "10.0.0.2", port, std::move(payload))).rule_id;
+  };
+  // offset:4 depth:4: the 4 bytes at [4, 8).
+  EXPECT_EQ(sid(1, std::string("\0\0\0\0\xffSMB", 8)), 1u);
+  EXPECT_EQ(sid(1, std::string("\0\0\0\xffSMB", 7)), 0u);          // at 3
+  EXPECT_EQ(sid(1, std::string("\0\0\0\0\0\xffSMB", 9)), 0u);      // ends at 9 > 8
+  // startswith; then HTTP starting >= 1 byte after GET and ending within 12 bytes of it.
+  EXPECT_EQ(sid(2, "GET / HTTP/1.1"), 2u);                         // GET ends at 3, HTTP at [6, 10)
+  EXPECT_EQ(sid(2, "GETHTTP"), 0u);                                // distance 1 not kept
+  EXPECT_EQ(sid(2, "GET /abcdefghij HTTP"), 0u);                   // HTTP ends at 20 > 3 + 1 + 12
+  EXPECT_EQ(sid(2, " GET / HTTP"), 0u);                            // GET not at the start
+  // The first 'a' has no 'b' within 2 bytes, a later one has: the search tries it.
+  EXPECT_EQ(sid(3, "a..ab"), 3u);
+  EXPECT_EQ(sid(3, "a..a.b"), 3u);
+  EXPECT_EQ(sid(3, "a..a..b"), 0u);
+  // isdataat:3,relative: 3 bytes follow the match.
+  EXPECT_EQ(sid(4, "x123"), 4u);
+  EXPECT_EQ(sid(4, "x12"), 0u);
+  EXPECT_EQ(sid(4, "x12x123"), 4u);  // the second x has 3 bytes after it... and so had the first: any works
+  // Negative distance: bc in [ab's end - 1, ab's end + 1): overlapping ab.
+  EXPECT_EQ(sid(5, "abc"), 5u);
+  EXPECT_EQ(sid(5, "abxbc"), 0u);
+  // Absolute isdataat: data at offset 5 means more than 5 bytes.
+  EXPECT_EQ(sid(6, "123456"), 6u);
+  EXPECT_EQ(sid(6, "12345"), 0u);
+  EXPECT_EQ(sid(6, "1234567"), 0u);
+  // A negated content in a window: "bad" only counts in the first 5 bytes.
+  EXPECT_EQ(sid(7, "ok.....bad"), 7u);
+  EXPECT_EQ(sid(7, "ok bad"), 7u);  // bad ends at 6: outside depth 5
+  EXPECT_EQ(sid(7, "okbad"), 0u);
+}
+
+TEST(RulesClassify, PacketKeywordsHandChecked) {
+  auto c = compile_text(
+      "alert tcp any any -> any 1 (flags:S; sid:1;)\n"
+      "alert tcp any any -> any 1 (flags:SA+; sid:2;)\n"
+      "alert tcp any any -> any 1 (flags:!A; sid:3;)\n"
+      "alert tcp any any -> any 2 (flags:S,12; sid:4;)\n"
+      "alert ip any any -> any any (itype:8; icode:0; sid:5;)\n"
+      "alert ip any any -> any any (ttl:<2; sid:6;)\n"
+      "alert udp any any -> any 3 (dsize:3<>6; sid:7;)\n"
+      "alert ip any any -> any any (ip_proto:47; sid:8;)\n"
+      "alert tcp any any -> any 4 (flow:established,to_server; sid:9;)\n"
+      "alert tcp any any -> any 4 (flow:not_established; sid:10;)\n");
+  CpuClassifier cls(c.tables);
+  auto with = [&](FrameSpec f) { return classify(cls, f).rule_id; };
+  FrameSpec f = pkt("10.0.0.1", 9, "10.0.0.2", 1);
+  f.tcp_flags = 0x02;
+  EXPECT_EQ(with(f), 1u);
+  f.tcp_flags = 0x12;
+  EXPECT_EQ(with(f), 2u);  // not exactly S; at least S and A
+  f.tcp_flags = 0x01;
+  EXPECT_EQ(with(f), 3u);  // not all of {A}
+  f.tcp_flags = 0x10;
+  EXPECT_EQ(with(f), 0u);
+  f = pkt("10.0.0.1", 9, "10.0.0.2", 2);
+  f.tcp_flags = 0xc2;  // SYN with CWR and ECE, ignored
+  EXPECT_EQ(with(f), 4u);
+  f = pkt("10.0.0.1", 0, "10.0.0.2", 0, "", 1);
+  f.icmp_type = 8;
+  EXPECT_EQ(with(f), 5u);
+  f.icmp_type = 0;
+  EXPECT_EQ(with(f), 0u);
+  f.ttl = 1;
+  EXPECT_EQ(with(f), 6u);
+  EXPECT_EQ(with(pkt("10.0.0.1", 9, "10.0.0.2", 3, "1234", 17)), 7u);
+  EXPECT_EQ(with(pkt("10.0.0.1", 9, "10.0.0.2", 3, "123456", 17)), 0u);  // exclusive range
+  EXPECT_EQ(with(pkt("10.0.0.1", 0, "10.0.0.2", 0, "gre", 47)), 8u);
+  f = pkt("10.0.0.1", 9, "10.0.0.2", 4);
+  EXPECT_EQ(with(f), 10u);  // no flow information: not established, no direction
+  f.flow = gpo::classify::kFlowToServer | gpo::classify::kFlowEstablished;
+  EXPECT_EQ(with(f), 9u);
+  f.flow = gpo::classify::kFlowToClient | gpo::classify::kFlowEstablished;
+  Verdict v = classify(cls, f);
+  EXPECT_EQ(v.rule_id, 0u);
+  EXPECT_FALSE(v.cacheable);  // a later packet of the flow may be established and to the server
+}
+
+// The GPU's budgeted search and the CPU's exact sweep against the brute-force
+// reference, on random chains over small alphabets (many occurrences) and on
+// adversarial payloads that exhaust the budget.
+TEST(RulesClassify, PositionSearchAgreesWithReference) {
+  std::mt19937 rng(99);
+  int checked = 0, held = 0, unknown = 0;
+  for (int round = 0; round < 4000; ++round) {
+    std::string text = "alert tcp any any -> any any (";
+    const int k = 1 + int(rng() % 4);
+    bool prev_pos = false;
+    for (int i = 0; i < k; ++i) {
+      std::string w(1 + rng() % 2, 'a');
+      for (char& ch : w) ch = "ab"[rng() % 2];
+      const bool neg = rng() % 6 == 0;
+      text += std::string("content:") + (neg ? "!" : "") + "\"" + w + "\"; ";
+      if (rng() % 3 == 0) {
+        if (rng() % 2) text += "offset:" + std::to_string(rng() % 4) + "; ";
+        if (rng() % 2) text += "depth:" + std::to_string(w.size() + rng() % 6) + "; ";
+      } else if (!neg && prev_pos && rng() % 3) {
+        if (rng() % 2) text += "distance:" + std::to_string(int(rng() % 7) - 3) + "; ";
+        text += "within:" + std::to_string(w.size() + rng() % 5) + "; ";
+      }
+      if (!neg && rng() % 5 == 0) text += "isdataat:" + std::to_string(rng() % 4) + ",relative; ";
+      prev_pos = !neg;
+    }
+    text += "sid:1;)\n";
+    ParseResult r = parse_rules(text);
+    ASSERT_TRUE(r.ok()) << text << format_diagnostic("t", r.problems[0]);
+    auto t = compile(r.set);
+    std::string payload(rng() % 24, 'a');
+    for (char& ch : payload) ch = "abc"[rng() % 3];
+    const auto* cs = t.contents.data();
+    const auto* pool = t.content_bytes.data();
+    const auto* buf = reinterpret_cast<const uint8_t*>(payload.data());
+    const uint32_t n = uint32_t(payload.size());
+    const bool want = gpo::test::ref_contents(r.set.rules[0].contents, 0, 0, payload, payload.size());
+    if (!t.rules[0].positional) continue;
+    const bool exact = gpo::classify::contents_exact(cs, t.rules[0].content_count, pool, buf, n, n);
+    uint32_t starts[gpo::classify::kMaxChainLevels], budget = 1u << 20;
+    const int dfs = gpo::classify::contents_search(cs, t.rules[0].content_count, pool, buf, n, n, starts,
+                                                   gpo::classify::kMaxChainLevels, budget);
+    ASSERT_EQ(exact, want) << text << "payload " << payload;
+    ASSERT_EQ(dfs, want ? 1 : 0) << text << "payload " << payload;
+    ++checked;
+    held += want;
+  }
+  EXPECT_GT(checked, 2000);
+  EXPECT_GT(held, checked / 10);
+  EXPECT_LT(held, checked * 9 / 10);
+  // Nested within windows over a payload of one letter: the search runs out of
+  // budget ("unknown"), the exact sweep still answers, and the classifier too.
+  std::string text = "alert tcp any any -> any any (content:\"a\"; ";
+  for (int i = 0; i < 8; ++i) text += "content:\"a\"; distance:0; within:40; ";
+  text += "content:\"b\"; distance:0; within:1; sid:1;)\n";
+  auto c = compile_text(text);
+  std::string payload(1400, 'a');
+  const auto* buf = reinterpret_cast<const uint8_t*>(payload.data());
+  uint32_t starts[gpo::classify::kMaxChainLevels], budget = 1u << 18;
+  EXPECT_EQ(gpo::classify::contents_search(c.tables->contents.data(), c.tables->rules[0].content_count,
+                                           c.tables->content_bytes.data(), buf, 1400, 1400, starts,
+                                           gpo::classify::kMaxChainLevels, budget),
+            -1);
+  EXPECT_FALSE(gpo::classify::contents_exact(c.tables->contents.data(), c.tables->rules[0].content_count,
+                                             c.tables->content_bytes.data(), buf, 1400, 1400));
+  CpuClassifier cls(c.tables);
+  EXPECT_EQ(classify(cls, pkt("10.0.0.1", 9, "10.0.0.2", 1, payload)).rule_id, 0u);
+  EXPECT_EQ(classify(cls, pkt("10.0.0.1", 9, "10.0.0.2", 1, payload + "b")).rule_id, 1u);
+  (void)unknown;
 }

@@ -39,13 +39,15 @@ TEST(RulesCli, SampleFileReportsEveryUnsupportedRuleByLineAndKeyword) {
     const char* sid;
     const char* message;
   } wants[] = {
-      {"sid:2000010", "unsupported protocol 'http'"},    {"sid:2000010", "unsupported keyword 'flow'"},
-      {"sid:2000010", "unsupported keyword 'http.user_agent'"}, {"sid:2000010", "unsupported keyword 'startswith'"},
-      {"sid:2000011", "unsupported keyword 'offset'"},   {"sid:2000011", "unsupported keyword 'depth'"},
-      {"sid:2000011", "unsupported keyword 'pcre'"},     {"sid:2000012", "unsupported keyword 'flowbits'"},
-      {"sid:2000013", "unsupported keyword 'threshold'"}, {"sid:2000014", "unsupported keyword 'byte_test'"},
-      {"sid:2000015", "unsupported action 'reject'"},    {"sid:2000016", "undefined variable '$UNDEFINED_NET'"},
-      {"sid:2000017", "unsupported keyword 'http_uri'"},
+      {"sid:2000010", "skipped: unsupported protocol 'http'"},
+      {"sid:2000010", "skipped: unsupported keyword 'http.user_agent'"},
+      {"sid:2000011", "skipped: unsupported keyword 'pcre'"},
+      {"sid:2000012", "skipped: unsupported keyword 'flowbits'"},
+      {"sid:2000013", "skipped: unsupported keyword 'threshold'"},
+      {"sid:2000014", "skipped: unsupported keyword 'byte_test'"},
+      {"sid:2000015", "skipped: unsupported action 'reject'"},
+      {"sid:2000016", "error: undefined variable '$UNDEFINED_NET'"},
+      {"sid:2000017", "skipped: unsupported keyword 'http_uri'"},
   };
   for (auto& w : wants) {
     int line = line_of(kSample, w.sid);
@@ -64,9 +66,13 @@ TEST(RulesCli, SampleFileReportsEveryUnsupportedRuleByLineAndKeyword) {
   EXPECT_EQ(r.out.find(kSample + ":" + std::to_string(continued) + ":"), std::string::npos);
   EXPECT_EQ(r.out.find("'rev'"), std::string::npos);
   EXPECT_EQ(r.out.find("'classtype'"), std::string::npos);
-  EXPECT_NE(r.out.find("6 rules loaded"), std::string::npos) << r.out;
+  // flow, offset and depth are supported now: sid 2000011 is skipped for pcre alone.
+  EXPECT_EQ(r.out.find("'flow'"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("'offset'"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("6 of 14 rules loaded"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("default drop"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("15 problems"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("skipped 7 unsupported, 1 invalid"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 invalid rule"), std::string::npos) << r.out;  // the undefined variable fails the check
 }
 
 TEST(RulesCli, CleanFileExitsZeroWithSummary) {
@@ -77,7 +83,7 @@ TEST(RulesCli, CleanFileExitsZeroWithSummary) {
       "default pass\n");
   auto r = run_proc({AGENT_BIN, "rules", "check", f.path, "--stats"});
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("2 rules loaded (0 pass, 1 drop, 1 alert), 2 distinct content patterns, default pass (line 4)"),
+  EXPECT_NE(r.out.find("2 of 2 rules loaded (0 pass, 1 drop, 1 alert), 2 distinct content patterns, default pass (line 4)"),
             std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("matcher:"), std::string::npos) << r.out;
@@ -110,4 +116,62 @@ TEST(RulesCli, BuiltInDefaultRulesPrintAndCheckClean) {
   TempFile f(r.out);
   auto c = run_proc({AGENT_BIN, "rules", "check", f.path});
   EXPECT_EQ(c.exit_code, 0) << c.out;
+}
+
+TEST(RulesCli, UnsupportedRulesAreSkippedStrictRefuses) {
+  TempFile f(
+      "alert http $HOME_NET any -> $EXTERNAL_NET any (msg:\"UA\"; flow:established,to_server; http.user_agent; "
+      "content:\"curl/\"; sid:1;)\n"
+      "alert tcp $EXTERNAL_NET any -> $HOME_NET 445 (msg:\"SMB\"; flow:established,to_server; content:\"|ff|SMB\"; "
+      "offset:4; depth:4; sid:2;)\n"
+      "alert udp $HOME_NET any -> any 53 (msg:\"DNS\"; content:\"|07|example|03|com|00|\"; nocase; distance:12; sid:3;)\n"
+      "drop tcp $EXTERNAL_NET any -> $HOME_NET 23 (msg:\"telnet\"; flow:to_server; flags:S; sid:4;)\n"
+      "alert tcp any any -> any any (msg:\"bits\"; flowbits:isset,x; sid:5;)\n");
+  auto r = run_proc({AGENT_BIN, "rules", "check", f.path});
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("3 of 5 rules loaded"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("skipped 2 unsupported, 0 invalid"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("$HOME_NET = [192.168.0.0/16,10.0.0.0/8,172.16.0.0/12] (default)"), std::string::npos) << r.out;
+  auto s = run_proc({AGENT_BIN, "rules", "check", f.path, "--strict"});
+  EXPECT_EQ(s.exit_code, gpo::cli::kFailure) << s.out;
+  EXPECT_NE(s.out.find("--strict"), std::string::npos) << s.out;
+}
+
+TEST(RulesCli, VariablesFromVarConfigAndSuricataYaml) {
+  TempFile rules("alert tcp $EXTERNAL_NET any -> $HOME_NET $HTTP_PORTS (sid:1;)\n");
+  const std::string yaml = "/tmp/gpo-rules-test-" + std::to_string(getpid()) + ".yaml";
+  const std::string toml = "/tmp/gpo-rules-test-" + std::to_string(getpid()) + ".toml";
+  std::ofstream(yaml) << "%YAML 1.1\n---\nvars:\n  address-groups:\n    HOME_NET: \"[198.18.0.0/15]\"\n"
+                         "    EXTERNAL_NET: \"!$HOME_NET\"\n  port-groups:\n    HTTP_PORTS: \"[80,8080]\"\n";
+  std::ofstream(toml) << "[vars]\nHOME_NET = \"[198.19.0.0/16]\"\n";
+  auto y = run_proc({AGENT_BIN, "rules", "check", rules.path, "--suricata-yaml", yaml});
+  EXPECT_EQ(y.exit_code, 0) << y.out;
+  EXPECT_NE(y.out.find("$HOME_NET = [198.18.0.0/15] (suricata.yaml " + yaml + ")"), std::string::npos) << y.out;
+  EXPECT_NE(y.out.find("$HTTP_PORTS = [80,8080]"), std::string::npos) << y.out;
+  auto c = run_proc({AGENT_BIN, "rules", "check", rules.path, "--suricata-yaml", yaml, "--config", toml});
+  EXPECT_NE(c.out.find("$HOME_NET = [198.19.0.0/16] (config " + toml + ")"), std::string::npos) << c.out;
+  auto v = run_proc({AGENT_BIN, "rules", "check", rules.path, "--config", toml, "--var", "HOME_NET=10.0.0.0/8"});
+  EXPECT_NE(v.out.find("$HOME_NET = 10.0.0.0/8 (--var)"), std::string::npos) << v.out;
+  auto bad = run_proc({AGENT_BIN, "rules", "check", rules.path, "--var", "HOME_NET"});
+  EXPECT_EQ(bad.exit_code, gpo::cli::kUsage) << bad.out;
+  std::ofstream(yaml) << "vars: [unclosed\n";
+  auto broken = run_proc({AGENT_BIN, "rules", "check", rules.path, "--suricata-yaml", yaml});
+  EXPECT_EQ(broken.exit_code, gpo::cli::kUsage) << broken.out;
+  EXPECT_NE(broken.out.find(yaml), std::string::npos) << broken.out;
+  unlink(yaml.c_str());
+  unlink(toml.c_str());
+}
+
+TEST(RulesCli, RunAcceptsAConfigWithAVarsTable) {
+  const std::string toml = "/tmp/gpo-rules-run-" + std::to_string(getpid()) + ".toml";
+  std::ofstream(toml) << "[run]\nbatch-size = 32\n[vars]\nHOME_NET = [\"198.18.0.0/16\", \"fd00::/8\"]\n";
+  auto r = run_proc({AGENT_BIN, "run", "--config", toml, "--print-config"});
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("batch-size=32"), std::string::npos) << r.out;
+  // rules check reads the same table: a TOML array is a list.
+  TempFile rules("alert tcp any any -> $HOME_NET any (sid:1;)\n");
+  auto c = run_proc({AGENT_BIN, "rules", "check", rules.path, "--config", toml});
+  EXPECT_EQ(c.exit_code, 0) << c.out;
+  EXPECT_NE(c.out.find("$HOME_NET = [198.18.0.0/16,fd00::/8] (config " + toml + ")"), std::string::npos) << c.out;
+  unlink(toml.c_str());
 }

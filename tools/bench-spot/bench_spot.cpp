@@ -1,11 +1,20 @@
-// bench-spot: what spotting costs the spotted process. Times libcrypto calls
-// (EVP_EncryptUpdate, AES-256-CTR) of a small size (below the threshold:
-// histogram only) and a large one (over it: histogram + ring buffer
-// descriptor), in this process, without probes, with the agent's spotter
-// attached (the same gpo::spot::Spotter `run` uses, its ring buffer drained by
-// a second thread as the agent's loop does), and without again, in one run.
+// bench-spot: what spotting costs the spotted process, per mode, in one run.
 //
-//   bench-spot [--small BYTES] [--large BYTES] [--rounds N]   (root)
+// A single thread calls EVP_EncryptUpdate (AES-256-CTR) with small and large
+// buffers and zlib crc32 with small buffers in a loop: the worst case for
+// per-call probes. Each case runs without an agent, then with the agent's
+// spotter (the same gpo::spot::Spotter `run` uses, on its own event loop
+// thread) in sample mode and in probe mode, then without again.
+//
+// Sample mode finds this thread hot within a few seconds and measures it with
+// a probe window; the phase runs long enough for that to happen, and reports
+// the mean over the whole phase (window included) next to the median round,
+// the window's cost, and that cost spread over the re-measure period.
+//
+// A second table probes single entry points at their first instruction and
+// where the agent moves the probe (probe_site.h): what single-stepping costs.
+//
+//   bench-spot [--quick] [--small BYTES] [--large BYTES]   (root)
 #include <bpf/bpf.h>
 #include <fmt/format.h>
 #include <openssl/evp.h>
@@ -18,133 +27,256 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "loop/event_loop.h"
+#include "spot/probes.h"
 #include "spot/spotter.h"
 #include "util/log.h"
 
 namespace {
 
 using clk = std::chrono::steady_clock;
+using gpo::spot::Mode;
 
 struct Case {
-  const char* name;
+  std::string name;
   size_t size;
-  int calls;
+  std::function<void(int)> calls;  // runs n calls
 };
 
-// Median over rounds of the mean ns per call of `calls` back-to-back calls.
-double time_evp(EVP_CIPHER_CTX* ctx, std::vector<unsigned char>& in, std::vector<unsigned char>& out,
-                const Case& c, int rounds) {
-  std::vector<double> per;
-  for (int r = 0; r < rounds; r++) {
-    int outl = 0;
-    auto t0 = clk::now();
-    for (int i = 0; i < c.calls; i++)
-      if (EVP_EncryptUpdate(ctx, out.data(), &outl, in.data(), int(c.size)) != 1) std::abort();
-    auto t1 = clk::now();
-    per.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() / c.calls);
-  }
-  std::sort(per.begin(), per.end());
-  return per[per.size() / 2];
+struct Phase {
+  double median = 0;  // ns per call, median round
+  double mean = 0;    // ns per call over the whole phase
+  uint64_t calls = 0;
+  double seconds = 0;
+  uint64_t windows = 0, window_calls = 0;
+  double window_ms = 0;
+  double prog_ns = 0;     // mean run time of the BPF program of the mode (up_entry or sample_cpu)
+  uint64_t prog_runs = 0;
+  double cpu_found = 0;   // sample mode: the share of a CPU sampling saw in the op
+  uint64_t mean_len = 0;  // ... and the mean size its window measured
+};
+
+// This thread's CPU time: what the calls cost it, traps and sampling
+// interrupts included, without the time other work on a shared machine takes
+// the CPU away (wall time would count that too).
+double thread_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) * 1e9 + double(ts.tv_nsec);
 }
 
-double time_crc(std::vector<unsigned char>& in, const Case& c, int rounds) {
-  std::vector<double> per;
-  volatile uLong sink = 0;
-  for (int r = 0; r < rounds; r++) {
+// Rounds of about 20 ms for `seconds` (wall); per round CPU ns per call.
+Phase run_case(const Case& c, double seconds) {
+  // Calls per round from a short calibration.
+  int n = 64;
+  for (;;) {
     auto t0 = clk::now();
-    for (int i = 0; i < c.calls; i++) sink = crc32(sink, in.data(), uInt(c.size));
-    auto t1 = clk::now();
-    per.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() / c.calls);
+    c.calls(n);
+    double s = std::chrono::duration<double>(clk::now() - t0).count();
+    if (s > 0.005 || n > (1 << 26)) {
+      n = std::max(1, int(n * 0.02 / std::max(s, 1e-9)));
+      break;
+    }
+    n *= 4;
   }
+  std::vector<double> per;
+  Phase p;
+  auto start = clk::now();
+  double cpu0 = thread_ns();
+  while (std::chrono::duration<double>(clk::now() - start).count() < seconds) {
+    double t0 = thread_ns();
+    c.calls(n);
+    per.push_back((thread_ns() - t0) / n);
+    p.calls += uint64_t(n);
+  }
+  p.seconds = (thread_ns() - cpu0) * 1e-9;  // CPU seconds of the phase
+  p.mean = p.seconds * 1e9 / double(p.calls);
   std::sort(per.begin(), per.end());
-  return per[per.size() / 2];
+  p.median = per[per.size() / 2];
+  return p;
+}
+
+// The agent: a spotter in `mode` on its own event loop thread while fn runs.
+Phase with_agent(Mode mode, const std::function<Phase()>& fn, uint32_t sample_op) {
+  gpo::spot::SpotOptions o;
+  o.mode = mode;
+  o.kernel = false;
+  o.libraries.scan_processes = false;
+  o.rescan = std::chrono::milliseconds(0);
+  o.ignore_tgid = 0;  // this process is the spotted one
+  auto spotter = gpo::spot::Spotter::attach(o);
+  gpo::loop::EventLoop loop;
+  spotter->register_with(loop);
+  std::thread agent([&] { loop.run(false); });
+  Phase p = fn();
+  loop.stop();
+  agent.join();
+  if (spotter->open_windows()) spotter->close_window(uint32_t(getpid()), "stop");
+  p.windows = spotter->windows_opened();
+  std::pair<uint64_t, uint64_t> runs{0, 0};
+  if (mode == Mode::sample && spotter->sampler()) runs = spotter->sampler()->prog_runs();
+  for (const auto& s : spotter->prog_stats())
+    if (mode == Mode::probe && s.name == gpo::spot::kUprobeProgram) runs = {s.run_cnt, s.run_time_ns};
+  p.prog_runs = runs.first;
+  p.prog_ns = runs.first ? double(runs.second) / double(runs.first) : 0;
+  if (const auto* proc = spotter->aggregate().process(uint32_t(getpid()))) {
+    if (proc->window) {
+      p.window_calls = proc->window->calls;
+      p.window_ms = double(proc->window->ended_ns - proc->window->started_ns) / 1e6;
+    }
+    if (auto it = proc->sampled.find(sample_op); it != proc->sampled.end()) p.cpu_found = it->second.cpu_period;
+    uint64_t calls = 0, bytes = 0;
+    for (uint32_t op : gpo::spot::probe_ops_of(sample_op))
+      if (auto it = proc->sizes.find(op); it != proc->sizes.end()) {
+        calls += it->second.calls;
+        bytes += it->second.bytes;
+      }
+    p.mean_len = calls ? bytes / calls : 0;
+  }
+  return p;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   size_t small = 256, large = 1 << 20;
-  int rounds = 7;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool quick = false;
+  for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (a == "--small") small = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--large") large = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--rounds") rounds = std::atoi(argv[i + 1]);
+    if (a == "--quick") quick = true;
+    else if (a == "--small" && i + 1 < argc) small = std::strtoull(argv[++i], nullptr, 10);
+    else if (a == "--large" && i + 1 < argc) large = std::strtoull(argv[++i], nullptr, 10);
     else {
-      std::fprintf(stderr, "usage: bench-spot [--small BYTES] [--large BYTES] [--rounds N]\n");
+      std::fprintf(stderr,
+                   "usage: bench-spot [--quick] [--small BYTES] [--large BYTES]\n"
+                   "  ns per call of EVP_EncryptUpdate and crc32 in this process without an agent and with\n"
+                   "  the agent's spotter in sample and probe mode, in one run (root; about 50 s, --quick 25 s)\n");
       return 2;
     }
   }
   if (geteuid() != 0) {
-    std::fprintf(stderr, "bench-spot: attaching uprobes needs root: run with sudo\n");
+    std::fprintf(stderr, "bench-spot: sampling and uprobes need root: run with sudo\n");
     return 3;
   }
   gpo::log::set_level(gpo::log::Level::warn);
-  std::vector<unsigned char> in(large, 0x5a), out(large + 64);
+  std::vector<unsigned char> in(std::max(small, large), 0x5a), out(std::max(small, large) + 64);
   unsigned char key[32] = {1}, iv[16] = {2};
   EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
   EVP_EncryptInit_ex(ctx, EVP_aes_256_ctr(), nullptr, key, iv);
-
-  // About 50-100 ms per round each.
-  Case evp_small{"EVP_EncryptUpdate small", small, 50000};
-  Case evp_large{"EVP_EncryptUpdate large", large, std::max(4, int((64u << 20) / large))};
-  Case crc_small{"crc32 small", small, 50000};
-  struct Row { Case c; bool evp; double off1 = 0, on = 0, off2 = 0; };
-  std::vector<Row> rows = {{evp_small, true}, {evp_large, true}, {crc_small, false}};
-  auto measure = [&](Row& r) {
-    return r.evp ? time_evp(ctx, in, out, r.c, rounds) : time_crc(in, r.c, rounds);
+  volatile uLong sink = 0;
+  auto evp = [&](size_t n) {
+    return [&, n](int calls) {
+      int outl = 0;
+      for (int i = 0; i < calls; i++)
+        if (EVP_EncryptUpdate(ctx, out.data(), &outl, in.data(), int(n)) != 1) std::abort();
+    };
   };
-
-  for (auto& r : rows) measure(r);  // warm up
-  for (auto& r : rows) r.off1 = measure(r);
-
-  uint64_t hist_calls = 0, events = 0, dropped = 0;
-  std::vector<std::string> prog_lines;
-  {
-    gpo::spot::SpotOptions opts;
-    opts.kernel = false;
-    opts.libraries.scan_processes = false;
-    opts.rescan = std::chrono::milliseconds(0);
-    opts.ignore_tgid = 0;  // this process is the spotted one
-    // Run-time stats of the BPF programs, to split the cost: program vs uprobe trap.
-    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
-    auto spotter = gpo::spot::Spotter::attach(opts);
-    std::atomic<bool> stop{false};
-    std::thread drain([&] {
-      while (!stop.load()) spotter->poll(100);
-    });
-    for (auto& r : rows) measure(r);  // warm up with probes
-    for (auto& r : rows) r.on = measure(r);
-    stop = true;
-    drain.join();
-    auto h = spotter->read_hist();
-    hist_calls = h[GPO_SPOT_EVP_ENCRYPT].calls + h[GPO_SPOT_ZLIB_CRC32].calls;
-    auto st = spotter->read_stats();
-    events = st.events;
-    dropped = st.dropped;
-    for (const auto& p : spotter->prog_stats())
-      if (p.run_cnt && (p.name == "up_evp_encrypt_update" || p.name == "up_crc32"))
-        prog_lines.push_back(fmt::format("  {:<24} {:>9} runs, {:>6.0f} ns per run inside the BPF program",
-                                         p.name, p.run_cnt, double(p.run_time_ns) / double(p.run_cnt)));
-    if (stats_fd >= 0) close(stats_fd);
+  auto crc = [&](size_t n) {
+    return [&, n](int calls) {
+      for (int i = 0; i < calls; i++) sink = crc32(sink, in.data(), uInt(n));
+    };
+  };
+  auto digest = [&](size_t n) {
+    EVP_MD_CTX* md = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
+    return [&, md, n](int calls) {
+      for (int i = 0; i < calls; i++) EVP_DigestUpdate(md, in.data(), n);
+    };
+  };
+  struct Row {
+    Case c;
+    uint32_t sample_op;
+    Phase off1, sample, probe, off2;
+  };
+  std::vector<Row> rows = {
+      {{"EVP_EncryptUpdate", small, evp(small)}, GPO_SAMPLE_CIPHER, {}, {}, {}, {}},
+      {{"EVP_EncryptUpdate", large, evp(large)}, GPO_SAMPLE_CIPHER, {}, {}, {}, {}},
+      {{"crc32", small, crc(small)}, GPO_SAMPLE_ZLIB_CRC32, {}, {}, {}, {}},
+  };
+  double off_s = quick ? 1 : 2, sample_s = quick ? 5 : 7, probe_s = quick ? 1 : 2;
+  int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);  // what the BPF programs themselves cost
+  for (auto& r : rows) {
+    run_case(r.c, 0.2);  // warm up
+    r.off1 = run_case(r.c, off_s);
+    r.sample = with_agent(Mode::sample, [&] { return run_case(r.c, sample_s); }, r.sample_op);
+    r.probe = with_agent(Mode::probe, [&] { return run_case(r.c, probe_s); }, r.sample_op);
+    r.off2 = run_case(r.c, off_s);
   }
-  for (auto& r : rows) r.off2 = measure(r);
 
-  std::printf("bench-spot: ns per call in this process (median of %d rounds), threshold %d bytes\n", rounds,
-              GPO_SPOT_DEFAULT_THRESHOLD);
-  std::printf("%-26s %10s %12s %12s %12s %12s\n", "call", "bytes", "no probes", "spotted", "no probes", "overhead");
+  const uint32_t remeasure_s = gpo::spot::WindowConfig{}.cooldown.count();
+  std::printf("bench-spot: CPU ns per call of this thread, median round (mean over the phase); %s\n",
+              quick ? "--quick" : "full");
+  std::printf("%-18s %8s | %16s | %22s %8s | %18s %8s\n", "call", "bytes", "no agent", "sample mode", "overhead",
+              "probe mode", "overhead");
   for (const auto& r : rows) {
-    double base = (r.off1 + r.off2) / 2;
-    std::printf("%-26s %10zu %12.0f %12.0f %12.0f %+11.0f ns (%+.1f%%)\n", r.c.name, r.c.size, r.off1, r.on, r.off2,
-                r.on - base, 100.0 * (r.on - base) / base);
+    double base = (r.off1.median + r.off2.median) / 2;
+    double base_mean = (r.off1.mean + r.off2.mean) / 2;
+    std::printf("%-18s %8zu | %7.0f (%6.0f) | %9.0f (%9.0f)  %+7.1f%% | %8.0f (%7.0f) %+7.1f%%\n", r.c.name.c_str(),
+                r.c.size, base, base_mean, r.sample.median, r.sample.mean, 100 * (r.sample.median - base) / base,
+                r.probe.median, r.probe.mean, 100 * (r.probe.median - base) / base);
   }
-  std::printf("while spotted: %llu calls in the histograms, %llu descriptors, %llu dropped\n",
-              (unsigned long long)hist_calls, (unsigned long long)events, (unsigned long long)dropped);
-  for (const auto& l : prog_lines) std::printf("%s\n", l.c_str());
+  std::printf("\nBPF program time per run (bpf_stats): sample_cpu %s; up_entry (probe mode) %s\n",
+              rows.empty() ? "-" : fmt::format("{:.0f} ns x {} runs", rows[0].sample.prog_ns, rows[0].sample.prog_runs).c_str(),
+              rows.empty() ? "-" : fmt::format("{:.0f} ns x {} runs", rows[0].probe.prog_ns, rows[0].probe.prog_runs).c_str());
+  std::printf("\nsample mode, per case: what sampling found, the window that measured it, and its cost\n");
+  for (const auto& r : rows) {
+    double excess_ms = std::max(0.0, (r.sample.mean - r.sample.median) * double(r.sample.calls) / 1e6);
+    std::printf("  %-18s %8zu: %s %.0f%% of a CPU; %llu window(s), %llu calls in %.0f ms, mean %llu B; "
+                "phase excess %.0f ms of %.1f CPU s (%.2f%%), over the %u s re-measure period %.3f%%\n",
+                r.c.name.c_str(), r.c.size, std::string(gpo::spot::sample_op_name(r.sample_op)).c_str(),
+                100 * r.sample.cpu_found, (unsigned long long)r.sample.windows,
+                (unsigned long long)r.sample.window_calls, r.sample.window_ms, (unsigned long long)r.sample.mean_len,
+                excess_ms, r.sample.seconds, 100 * excess_ms / (r.sample.seconds * 1000), remeasure_s,
+                100 * excess_ms / (remeasure_s * 1000.0));
+  }
+
+  // Where the probe sits: first instruction (what the kernel decodes there) vs
+  // the site the agent picks. Pid-filtered to this process, probe mode's program.
+  std::printf("\nprobe site: ns per call with one probe at the function's first instruction vs where the agent puts it\n");
+  struct Site {
+    const char* symbol;
+    gpo::spot::LibKind lib;
+    Case c;
+  };
+  std::vector<Site> sites = {
+      {"EVP_EncryptUpdate", gpo::spot::LibKind::crypto, {"EVP_EncryptUpdate", small, evp(small)}},
+      {"EVP_DigestUpdate", gpo::spot::LibKind::crypto, {"EVP_DigestUpdate", small, digest(small)}},
+      {"crc32", gpo::spot::LibKind::zlib, {"crc32", small, crc(small)}},
+      {"crc32_z", gpo::spot::LibKind::zlib, {"crc32 (via crc32_z)", small, crc(small)}},
+  };
+  gpo::spot::DiscoverOptions dopts;
+  dopts.scan_processes = false;
+  auto libs = gpo::spot::discover_libraries(dopts);
+  for (const auto& s : sites) {
+    auto lib = std::find_if(libs.begin(), libs.end(), [&](const auto& l) { return l.kind == s.lib; });
+    if (lib == libs.end()) continue;
+    double none = run_case(s.c, probe_s / 2).median;
+    std::string line = fmt::format("  {:<18} {:>5} B: no probe {:>6.0f}", s.symbol, s.c.size, none);
+    for (bool at_entry : {true, false}) {
+      gpo::spot::ProbeSetOptions po;
+      po.kernel = false;
+      po.at_entry = at_entry;
+      auto ps = gpo::spot::ProbeSet::load(po);
+      std::vector<std::string> attached, skipped, only = {s.symbol};
+      auto a = ps->attach_library(*lib, {}, getpid(), attached, skipped, &only);
+      if (a->probes() == 0) {
+        line += fmt::format(" | {}: not probed ({})", at_entry ? "entry" : "agent",
+                            skipped.empty() ? "?" : skipped.front());
+        continue;
+      }
+      double t = run_case(s.c, probe_s / 2).median;
+      std::string where = attached.front().substr(attached.front().find(':') + 1);
+      line += fmt::format(" | {} {:>6.0f} (+{:.0f}) {}", at_entry ? "entry" : "agent", t, t - none, where);
+    }
+    std::printf("%s\n", line.c_str());
+  }
+  if (stats_fd >= 0) close(stats_fd);
   EVP_CIPHER_CTX_free(ctx);
   return 0;
 }

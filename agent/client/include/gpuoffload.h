@@ -5,10 +5,14 @@
  *
  * Every call returns a result: when the agent is absent, dies, is slow
  * (GPO_TIMEOUT_MS) or its backend fails, the library computes the job itself
- * on the CPU. docs/offload.md has the protocol and the configuration:
+ * on the CPU. A job goes to the agent only when the agent's plan page (a file
+ * next to its socket) says the GPU does it better than this process, counting
+ * the round trip; every other job runs here at once, with no IPC.
+ * docs/offload.md has the protocol and the configuration:
  *   GPO_SOCKET      agent socket (default /run/gpuoffload/agent.sock)
  *   GPO_TIMEOUT_MS  how long to wait for the agent per job (default 2000)
- *   GPO_SLAB_MB     shared slab size (default 16)
+ *   GPO_SLAB_MB     shared slab size (default 64)
+ *   GPO_RECONNECT_MS how often to look again for an absent agent (default 200)
  *   GPO_DISABLE=1   never contact the agent
  */
 #ifndef GPUOFFLOAD_H
@@ -100,12 +104,54 @@ typedef struct gpo_client_stats {
   int connected;
   int doorbell;             /* 1 = uprobe, 0 = socket (while connected) */
   uint32_t slab_id;         /* the agent's id of this process's slab (while connected) */
+  uint64_t local_by_plan;   /* the agent's plan keeps jobs of this op and size here (no IPC) */
 } gpo_client_stats;
 GPO_API void gpo_get_stats(gpo_client_stats* out);
+
+/* Where requests of op go, for callers that have a fast in-process path of
+ * their own (the OpenSSL provider, the shim's zstd streams) and ask before
+ * building a request: inputs of [*min_bytes, *max_bytes] bytes may leave this
+ * process; others are better done in place (gpo_submit would compute them in
+ * the process anyway, or they do not fit the slab). The lower bound is the
+ * agent's plan for op (from which size the GPU wins), raised to
+ * GPO_OFFLOAD_MIN_BYTES (default 65536). None (no agent reachable, GPO_DISABLE=1,
+ * or the plan keeps op in the process at every size): *min_bytes = SIZE_MAX,
+ * *max_bytes = 0, and gpo_offload_reason(op) says which. A few loads: it reads
+ * the agent's plan page, no IPC. */
+GPO_API void gpo_offload_range(int op, size_t* min_bytes, size_t* max_bytes);
+/* Why op does or does not leave the process: GPO_PATH_OFFLOAD (at some size),
+ * GPO_PATH_CPU_NO_AGENT or GPO_PATH_CPU_PLAN. */
+GPO_API int gpo_offload_reason(int op);
+
+/* Per-op accounting of what callers of the library did with each call, for
+ * `gpuoffload-agent exec` (docs/offload.md). The provider and the shim record
+ * every call they see with the path it took; calls is the number of API calls
+ * (EVP updates, zstd calls), ns the wall time of offloaded ones. */
+enum gpo_path {
+  GPO_PATH_OFFLOAD = 0,       /* sent through gpo_submit: the agent, or the library's own fallback */
+  GPO_PATH_CPU_SMALL = 1,     /* kept in the process: under the offload size */
+  GPO_PATH_CPU_STREAM = 2,    /* kept: sequential (one SHA-256 stream), or stream state offload cannot continue */
+  GPO_PATH_CPU_PARAMS = 3,    /* kept: parameters the offload path does not do (dictionary, IV length, ...) */
+  GPO_PATH_CPU_NO_AGENT = 4,  /* kept: no agent reachable */
+  GPO_PATH_CPU_TOO_LARGE = 5, /* kept: larger than one job can be (the slab) */
+  GPO_PATH_CPU_PLAN = 6,      /* kept: the agent's plan says the GPU would not win at this size */
+  GPO_PATH_COUNT = 7
+};
+GPO_API void gpo_account(int op, int path, uint64_t calls, uint64_t bytes, uint64_t ns);
+/* Writes this process's accounting (gpo_account and gpo_get_stats) as JSON to
+ * path. With GPO_STATS_DIR set, the library does this at exit, into
+ * GPO_STATS_DIR/PID.json. Returns 0 on success. */
+GPO_API int gpo_stats_write(const char* path);
 
 /* Points the library at another socket (tests, several agents); drops the
  * current connection. NULL: back to GPO_SOCKET / the default. */
 GPO_API void gpo_set_socket(const char* path);
+
+/* 1 when a job of op with len input bytes would go to the agent now (its
+ * plan page serves and says the GPU wins from this size), 0 when it would run
+ * in this process. A few loads; no IPC. The shim asks this first and calls the
+ * real function itself otherwise. */
+GPO_API int gpo_would_offload(int op, size_t len);
 
 /* The doorbell: the agent's uprobe sits on this symbol. Called by the library. */
 GPO_API void gpo_doorbell(uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len);

@@ -1,0 +1,123 @@
+// SHA-256: the default provider's, always. A digest context is one stream
+// and each block depends on the one before, so no update of it can be sent
+// anywhere to run faster (the GPU wins on batches of independent messages,
+// which a context never holds). It is here so that `openssl.cnf` can prefer
+// this provider without splitting a program's algorithms between two, and
+// so that `gpuoffload-agent exec` counts its calls (docs/provider.md).
+#include "provider/provider.h"
+
+namespace gpo::provider {
+namespace {
+
+struct ShaCtx {
+  ProvCtx* pc = nullptr;
+  void* in = nullptr;
+  Tally tally;
+  unsigned finals = 0;
+  const Inner& a() const { return pc->sha256; }
+};
+
+void* sha_newctx(void* provctx) {
+  auto* pc = static_cast<ProvCtx*>(provctx);
+  void* in = pc->sha256.newctx(pc->sha256.provctx);
+  if (!in) return nullptr;
+  auto* c = new ShaCtx();
+  c->pc = pc;
+  c->in = in;
+  return c;
+}
+
+void sha_freectx(void* vctx) {
+  auto* c = static_cast<ShaCtx*>(vctx);
+  if (!c) return;
+  c->tally.flush(GPO_SHA256);
+  c->a().freectx(c->in);
+  delete c;
+}
+
+void* sha_dupctx(void* vctx) {
+  auto* c = static_cast<ShaCtx*>(vctx);
+  void* in = c->a().dupctx(c->in);
+  if (!in) return nullptr;
+  auto* d = new ShaCtx(*c);
+  d->tally = Tally{};
+  d->in = in;
+  return d;
+}
+
+int sha_init(void* vctx, const OSSL_PARAM params[]) {
+  auto* c = static_cast<ShaCtx*>(vctx);
+  return c->a().dinit_digest(c->in, params);
+}
+
+int sha_update(void* vctx, const unsigned char* in, size_t inl) {
+  auto* c = static_cast<ShaCtx*>(vctx);
+  c->tally.add(inl < g_floor ? GPO_PATH_CPU_SMALL : GPO_PATH_CPU_STREAM, inl);
+  return c->a().dupdate(c->in, in, inl);
+}
+
+int sha_final(void* vctx, unsigned char* out, size_t* outl, size_t outsz) {
+  auto* c = static_cast<ShaCtx*>(vctx);
+  if (++c->finals >= 64) {  // handed over every 64 digests, and at free
+    c->tally.flush(GPO_SHA256);
+    c->finals = 0;
+  }
+  return c->a().dfinal(c->in, out, outl, outsz);
+}
+
+int sha_digest(void* provctx, const unsigned char* in, size_t inl, unsigned char* out, size_t* outl, size_t outsz) {
+  auto* pc = static_cast<ProvCtx*>(provctx);
+  gpo_account(GPO_SHA256, inl < g_floor ? GPO_PATH_CPU_SMALL : GPO_PATH_CPU_STREAM, 1, inl, 0);
+  return pc->sha256.ddigest(pc->sha256.provctx, in, inl, out, outl, outsz);
+}
+
+int sha_get_params(OSSL_PARAM params[]) { return g_sha256->dget_params(params); }
+const OSSL_PARAM* sha_gettable_params(void* provctx) {
+  auto* pc = static_cast<ProvCtx*>(provctx);
+  return pc->sha256.dgettable_params(pc->sha256.provctx);
+}
+int sha_get_ctx_params(void* vctx, OSSL_PARAM params[]) {
+  auto* c = static_cast<ShaCtx*>(vctx);
+  return c->a().dget_ctx_params(c->in, params);
+}
+int sha_set_ctx_params(void* vctx, const OSSL_PARAM params[]) {
+  auto* c = static_cast<ShaCtx*>(vctx);
+  return c->a().dset_ctx_params(c->in, params);
+}
+const OSSL_PARAM* sha_gettable_ctx_params(void* vctx, void* provctx) {
+  auto* pc = static_cast<ProvCtx*>(provctx);
+  return pc->sha256.dgettable_ctx_params(vctx ? static_cast<ShaCtx*>(vctx)->in : nullptr, pc->sha256.provctx);
+}
+const OSSL_PARAM* sha_settable_ctx_params(void* vctx, void* provctx) {
+  auto* pc = static_cast<ProvCtx*>(provctx);
+  return pc->sha256.dsettable_ctx_params(vctx ? static_cast<ShaCtx*>(vctx)->in : nullptr, pc->sha256.provctx);
+}
+
+template <typename F>
+OSSL_DISPATCH entry(int id, F* f) {
+  return {id, reinterpret_cast<void (*)()>(f)};
+}
+
+}  // namespace
+
+const OSSL_DISPATCH* sha256_dispatch(const Inner& in) {
+  static OSSL_DISPATCH table[16];
+  int n = 0;
+  table[n++] = entry(OSSL_FUNC_DIGEST_NEWCTX, sha_newctx);
+  table[n++] = entry(OSSL_FUNC_DIGEST_FREECTX, sha_freectx);
+  if (in.dupctx) table[n++] = entry(OSSL_FUNC_DIGEST_DUPCTX, sha_dupctx);
+  if (in.dinit_digest) table[n++] = entry(OSSL_FUNC_DIGEST_INIT, sha_init);
+  if (in.dupdate) table[n++] = entry(OSSL_FUNC_DIGEST_UPDATE, sha_update);
+  if (in.dfinal) table[n++] = entry(OSSL_FUNC_DIGEST_FINAL, sha_final);
+  if (in.ddigest) table[n++] = entry(OSSL_FUNC_DIGEST_DIGEST, sha_digest);
+  if (in.dget_params) table[n++] = entry(OSSL_FUNC_DIGEST_GET_PARAMS, sha_get_params);
+  if (in.dgettable_params) table[n++] = entry(OSSL_FUNC_DIGEST_GETTABLE_PARAMS, sha_gettable_params);
+  if (in.dget_ctx_params) table[n++] = entry(OSSL_FUNC_DIGEST_GET_CTX_PARAMS, sha_get_ctx_params);
+  if (in.dset_ctx_params) table[n++] = entry(OSSL_FUNC_DIGEST_SET_CTX_PARAMS, sha_set_ctx_params);
+  if (in.dgettable_ctx_params) table[n++] = entry(OSSL_FUNC_DIGEST_GETTABLE_CTX_PARAMS, sha_gettable_ctx_params);
+  if (in.dsettable_ctx_params) table[n++] = entry(OSSL_FUNC_DIGEST_SETTABLE_CTX_PARAMS, sha_settable_ctx_params);
+  table[n] = {0, nullptr};
+  return table;
+}
+
+}  // namespace gpo::provider

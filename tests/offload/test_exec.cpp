@@ -1,0 +1,241 @@
+// `gpuoffload-agent exec` on real programs from Debian packages, against the
+// agent component in-process (CPU backend, its socket passed with --socket):
+// the program's output is the same as a plain run, its exit status comes
+// through, and the summary (--stats-json) says what went where. Programs:
+//   python3 + python3-cryptography: AES-256-GCM/CTR, large EVP updates -> the provider's offload
+//   python3 hashlib: one SHA-256 stream -> the provider, kept on the CPU (sequential)
+//   openssl enc -aes-256-ctr, openssl dgst -sha256: the provider in 4 KiB BIO pieces -> CPU
+//   bsdtar --zstd (libarchive): ZSTD_compressStream in 10 KiB pieces -> the shim's collected frame
+//   dpkg-deb -Zzstd: ZSTD_compressStream2 -> the shim's stream path
+// and the refusals: a static binary, a set-user-ID one, a missing one. Each
+// program test skips, naming the package, when it is not installed.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/proc.h"
+#include "gpuoffload.h"
+#include "offload/offload_env.h"
+
+using namespace gpo::test;
+
+namespace {
+
+std::string read_file(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+void write_file(const std::string& p, const Bytes& b) {
+  std::ofstream f(p, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+}
+
+bool have(const std::string& p) { return access(p.c_str(), X_OK) == 0; }
+
+class Exec : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    gpo::ipc::ServerOptions o;
+    o.socket_path = unique_socket("exec");
+    o.uprobe_doorbell = false;
+    o.max_slab_bytes = uint64_t(256) << 20;
+    agent_ = std::make_unique<InProcessAgent>(o);
+    dir_ = "/tmp/gpo-exec-" + std::to_string(getpid());
+    ASSERT_EQ(run_proc({"/bin/mkdir", "-p", dir_}, 10).exit_code, 0);
+  }
+  void TearDown() override { run_proc({"/bin/rm", "-rf", dir_}, 30); }
+
+  // Runs argv under exec; the summary as JSON in *stats.
+  ProcResult exec(const std::vector<std::string>& argv, nlohmann::json* stats = nullptr,
+                  const std::vector<std::string>& opts = {}) {
+    const std::string js = dir_ + "/stats.json";
+    std::vector<std::string> a{"/usr/bin/env", "GPO_SLAB_MB=64", "GPO_TIMEOUT_MS=20000", AGENT_BIN, "exec",
+                               "--socket", agent_->socket(), "--status-file", dir_ + "/no-status.json",
+                               "--stats-json", js, "--no-estimate", "--min-bytes", "65536"};
+    a.insert(a.end(), opts.begin(), opts.end());
+    a.push_back("--");
+    a.insert(a.end(), argv.begin(), argv.end());
+    auto r = run_proc(a, 180);
+    if (stats) *stats = nlohmann::json::parse(read_file(js), nullptr, false);
+    return r;
+  }
+  static uint64_t calls(const nlohmann::json& s, const char* op, const char* path) {
+    if (!s.is_object() || !s["ops"].contains(op) || !s["ops"][op]["paths"].contains(path)) return 0;
+    return s["ops"][op]["paths"][path]["calls"].get<uint64_t>();
+  }
+  std::unique_ptr<InProcessAgent> agent_;
+  std::string dir_;
+};
+
+TEST_F(Exec, ExitStatusComesThrough) {
+  EXPECT_EQ(exec({"/bin/sh", "-c", "exit 7"}).exit_code, 7);
+  EXPECT_EQ(exec({"/bin/sh", "-c", "kill -TERM $$"}).exit_code, 128 + 15);
+  EXPECT_EQ(exec({"/bin/true"}).exit_code, 0);
+  auto r = exec({"no-such-program-gpuoffload"});
+  EXPECT_EQ(r.exit_code, 127);
+  EXPECT_NE(r.out.find("command not found"), std::string::npos) << r.out;
+}
+
+TEST_F(Exec, RefusesStaticBinaries) {
+  if (!have("/bin/busybox")) GTEST_SKIP() << "no /bin/busybox (busybox-static)";
+  const auto l = run_proc({"/usr/bin/ldd", "/bin/busybox"}, 10);
+  if (l.out.find("not a dynamic executable") == std::string::npos && l.out.find("statically linked") == std::string::npos)
+    GTEST_SKIP() << "/bin/busybox is dynamically linked here (busybox, not busybox-static)";
+  auto r = exec({"/bin/busybox", "true"});
+  EXPECT_EQ(r.exit_code, 126);
+  EXPECT_NE(r.out.find("statically linked"), std::string::npos) << r.out;
+}
+
+TEST_F(Exec, RefusesSetuidBinaries) {
+  if (!is_root()) GTEST_SKIP() << "needs root to make a set-user-ID file owned by someone else";
+  const std::string f = dir_ + "/suid-true";
+  ASSERT_EQ(run_proc({"/bin/cp", "/bin/true", f}, 10).exit_code, 0);
+  ASSERT_EQ(chown(f.c_str(), 65534, 65534), 0);
+  ASSERT_EQ(chmod(f.c_str(), 04755), 0);
+  auto r = exec({f});
+  EXPECT_EQ(r.exit_code, 126);
+  EXPECT_NE(r.out.find("set-user-ID"), std::string::npos) << r.out;
+}
+
+TEST_F(Exec, Python3CryptographyThroughTheProvider) {
+  if (!have("/usr/bin/python3") ||
+      run_proc({"/usr/bin/python3", "-c", "import cryptography.hazmat.primitives.ciphers.aead"}, 30).exit_code != 0)
+    GTEST_SKIP() << "no python3-cryptography";
+  write_file(dir_ + "/in.bin", random_bytes((size_t{3} << 20) + 7, 21));
+  // AES-256-GCM in one call each way, AES-256-CTR in 1 MiB updates, one SHA-256 stream.
+  const std::vector<std::string> prog = {
+      "/usr/bin/python3", "-I", "-c",
+      "import sys, hashlib\n"
+      "from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes\n"
+      "from cryptography.hazmat.primitives.ciphers.aead import AESGCM\n"
+      "d = open(sys.argv[1], 'rb').read()\n"
+      "k = bytes(range(32)); n = bytes(range(12))\n"
+      "c = AESGCM(k).encrypt(n, d, b'header')\n"
+      "assert AESGCM(k).decrypt(n, c, b'header') == d\n"
+      "e = Cipher(algorithms.AES(k), modes.CTR(bytes(range(16)))).encryptor()\n"
+      "x = b''.join(e.update(d[i:i + (1 << 20)]) for i in range(0, len(d), 1 << 20)) + e.finalize()\n"
+      "print(hashlib.sha256(c).hexdigest(), hashlib.sha256(x).hexdigest(), hashlib.sha256(d).hexdigest())\n",
+      dir_ + "/in.bin"};
+  auto plain = run_proc(prog, 120);
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
+  nlohmann::json s;
+  const uint64_t before = agent_->server().stats().jobs_done;
+  auto r = exec(prog, &s);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find(plain.out), std::string::npos) << "output differs:\n" << r.out << "\nplain:\n" << plain.out;
+  EXPECT_GT(agent_->server().stats().jobs_done - before, 0u);
+  EXPECT_GE(calls(s, "aes-256-gcm-encrypt", "offload"), 1u) << s.dump();
+  EXPECT_GE(calls(s, "aes-256-gcm-decrypt", "offload"), 1u) << s.dump();
+  EXPECT_GE(calls(s, "aes-256-ctr", "offload"), 3u) << s.dump();
+  EXPECT_GE(calls(s, "sha256", "cpu-stream"), 3u) << s.dump();
+  EXPECT_EQ(s["client"]["local"].get<uint64_t>(), 0u) << s.dump();
+}
+
+TEST_F(Exec, OpensslEncAndDgstStayOnTheCpu) {
+  if (!have("/usr/bin/openssl")) GTEST_SKIP() << "no /usr/bin/openssl";
+  write_file(dir_ + "/in.bin", random_bytes(size_t{2} << 20, 22));
+  const std::string key(64, '1'), iv(32, '2');
+  for (const char* out : {"/plain.enc", "/exec.enc"}) {
+    std::vector<std::string> prog = {"/usr/bin/openssl", "enc", "-aes-256-ctr", "-K", key, "-iv", iv,
+                                     "-in", dir_ + "/in.bin", "-out", dir_ + out};
+    nlohmann::json s;
+    auto r = std::string(out) == "/plain.enc" ? run_proc(prog, 60) : exec(prog, &s);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    if (std::string(out) == "/exec.enc") {
+      // The cipher BIO hands EVP 4 KiB at a time: reached, never worth a job.
+      EXPECT_GE(calls(s, "aes-256-ctr", "cpu-small"), 500u) << s.dump();
+      EXPECT_EQ(calls(s, "aes-256-ctr", "offload"), 0u) << s.dump();
+    }
+  }
+  EXPECT_EQ(read_file(dir_ + "/plain.enc"), read_file(dir_ + "/exec.enc"));
+  nlohmann::json s;
+  auto plain = run_proc({"/usr/bin/openssl", "dgst", "-sha256", dir_ + "/in.bin"}, 60);
+  auto r = exec({"/usr/bin/openssl", "dgst", "-sha256", dir_ + "/in.bin"}, &s);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find(plain.out), std::string::npos);
+  EXPECT_GT(calls(s, "sha256", "cpu-small") + calls(s, "sha256", "cpu-stream"), 0u) << s.dump();
+}
+
+TEST_F(Exec, BsdtarZstdStreamThroughTheShim) {
+  if (!have("/usr/bin/bsdtar") || !have("/usr/bin/zstd")) GTEST_SKIP() << "no bsdtar (libarchive-tools) or zstd";
+  const std::string src = dir_ + "/src";
+  ASSERT_EQ(run_proc({"/bin/mkdir", "-p", src}, 10).exit_code, 0);
+  for (int i = 0; i < 4; ++i) write_file(src + "/f" + std::to_string(i), text_bytes(size_t{600} << 10, 30 + i));
+  // --options zstd:compression-level=1: libarchive's ZSTD_initCStream level; mtimes fixed by the files.
+  auto archive = [&](const std::string& out) {
+    return std::vector<std::string>{"/usr/bin/bsdtar", "--zstd", "--options", "zstd:compression-level=1",
+                                    "-cf", out, "-C", src, "."};
+  };
+  ASSERT_EQ(run_proc(archive(dir_ + "/plain.tar.zst"), 60).exit_code, 0);
+  nlohmann::json s;
+  auto r = exec(archive(dir_ + "/exec.tar.zst"), &s);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  // The same tar stream inside, read back by the stock zstd.
+  auto a = run_proc({"/bin/sh", "-c", "zstd -dc " + dir_ + "/plain.tar.zst | sha256sum"}, 60);
+  auto b = run_proc({"/bin/sh", "-c", "zstd -dc " + dir_ + "/exec.tar.zst | sha256sum"}, 60);
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(b.exit_code, 0);
+  EXPECT_GE(calls(s, "zstd-compress", "offload"), 1u) << s.dump();
+}
+
+TEST_F(Exec, DpkgDebZstdThroughTheShim) {
+  if (!have("/usr/bin/dpkg-deb")) GTEST_SKIP() << "no dpkg-deb";
+  const std::string pkg = dir_ + "/pkg";
+  ASSERT_EQ(run_proc({"/bin/mkdir", "-p", pkg + "/DEBIAN", pkg + "/usr/share/gpo"}, 10).exit_code, 0);
+  std::ofstream(pkg + "/DEBIAN/control") << "Package: gpo-test\nVersion: 1.0\nArchitecture: all\n"
+                                            "Maintainer: test <test@example.invalid>\nDescription: test\n";
+  write_file(pkg + "/usr/share/gpo/data", text_bytes(size_t{2} << 20, 40));
+  auto build = [&](const std::string& out) {
+    return std::vector<std::string>{"/usr/bin/dpkg-deb", "--root-owner-group", "-Zzstd", "-z1", "--build", pkg, out};
+  };
+  auto plain = run_proc(build(dir_ + "/plain.deb"), 60);
+  if (plain.exit_code != 0) GTEST_SKIP() << "this dpkg-deb has no zstd: " << plain.out;
+  nlohmann::json s;
+  auto r = exec(build(dir_ + "/exec.deb"), &s);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto a = run_proc({"/bin/sh", "-c", "dpkg-deb --fsys-tarfile " + dir_ + "/plain.deb | sha256sum"}, 60);
+  auto b = run_proc({"/bin/sh", "-c", "dpkg-deb --fsys-tarfile " + dir_ + "/exec.deb | sha256sum"}, 60);
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_GE(calls(s, "zstd-compress", "offload"), 1u) << s.dump();
+}
+
+}  // namespace
+
+#include "cli/offload_marks.h"
+
+namespace {
+
+// `top`'s marks, from a made-up /proc: one process per path, one with none.
+TEST(OffloadMarks, FromProcessMaps) {
+  const std::string proc = "/tmp/gpo-marks-" + std::to_string(getpid());
+  auto make = [&](int pid, const char* comm, const std::string& maps) {
+    const std::string d = proc + "/" + std::to_string(pid);
+    ASSERT_EQ(run_proc({"/bin/mkdir", "-p", d}, 10).exit_code, 0);
+    std::ofstream(d + "/comm") << comm << "\n";
+    std::ofstream(d + "/maps") << maps;
+  };
+  const std::string lib = "7f00-7f01 r-xp 0 08:01 1 /usr/local/lib/libgpuoffload.so.0.1.0\n";
+  make(10, "tar", "7e00-7e01 r-xp 0 08:01 2 /usr/local/lib/libgpuoffload-shim.so\n" + lib +
+                      "7d00-7d01 rw-s 0 00:01 3 /memfd:gpuoffload-slab (deleted)\n");
+  make(11, "python3", "7e00-7e01 r-xp 0 08:01 4 /usr/lib/x86_64-linux-gnu/ossl-modules/gpuoffload.so\n" + lib);
+  make(12, "server", lib);
+  make(13, "bash", "7e00-7e01 r-xp 0 08:01 5 /usr/lib/x86_64-linux-gnu/libc.so.6\n");
+  std::ofstream(proc + "/self-not-a-pid") << "";
+  auto m = gpo::cli::scan_offloaded(proc);
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[10].via(), "shim*");
+  EXPECT_EQ(m[10].comm, "tar");
+  EXPECT_EQ(m[11].via(), "provider");
+  EXPECT_EQ(m[12].via(), "lib");
+  EXPECT_EQ(m.count(13), 0u);
+  run_proc({"/bin/rm", "-rf", proc}, 10);
+}
+
+}  // namespace
