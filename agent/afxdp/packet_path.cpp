@@ -38,12 +38,13 @@ PacketPath::PacketPath(loader::XdpFilter& xdp, std::shared_ptr<const RuleSnapsho
       rules_(rules),
       classifier_(&classifier),
       cfg_(cfg),
-      inspector_(rules, cfg.inspect),
+      flows_(cfg.flows),
+      inspector_(flows_, rules, cfg.inspect),
       reasm_(cfg.reassembly) {
   if (cfg_.batch_size == 0) cfg_.batch_size = 1;
   if (cfg_.rx_frames < cfg_.batch_size * 2) cfg_.rx_frames = cfg_.batch_size * 2;
   pending_.reserve(cfg_.batch_size);
-  // Flows evicted from a full inspection table get their verdict cached.
+  // Flows under inspection pushed out of the full flow table get their verdict cached.
   inspector_.set_install([this](const gpo_flow_key& k, uint8_t action, uint32_t rule, uint64_t flags) {
     try {
       if (xdp_.install_verdict(k, action, rule, flags)) c_.cache_installs++;
@@ -191,7 +192,7 @@ void PacketPath::housekeeping() {
   xdp_.heartbeat();
   const uint64_t now = now_ns();
   reasm_.expire(now);
-  inspector_.expire(now);
+  flows_.expire(now);
 }
 
 void PacketPath::on_window() {
@@ -277,7 +278,7 @@ void PacketPath::process_batch() {
   for (size_t i = 0; i < n; i++) {
     const RxFrame& f = b.pending[i].frame;
     // Flow direction and state for `flow:` rules, in arrival order.
-    const uint8_t flow = flow_state_.observe(classify::parse_frame(f.data, f.len), f.data, t0);
+    const uint8_t flow = flows_.observe(classify::parse_frame(f.data, f.len), f.data, t0);
     b.frames[i] = {f.data, f.len, flow};
   }
 
@@ -354,16 +355,19 @@ void PacketPath::act_one(const Pending& p, const classify::Verdict& v, uint8_t f
   } else {
     gpo_flow_verdict cached{};
     const gpo_flow_key key = classify::flow_key(parsed);
-    if (p.datagram && bpf_map_lookup_elem(xdp_.flows_fd(), &key, &cached) == 0) {
-      // A reassembled datagram of a flow already decided: as XDP decides its
-      // unfragmented packets.
+    const FlowTracker::Flow* known = flows_.find(key);
+    if (p.datagram && !(known && known->decided) && bpf_map_lookup_elem(xdp_.flows_fd(), &key, &cached) == 0) {
+      // A reassembled datagram of a flow decided before this agent knew it
+      // (fragments always come here): as XDP decides its unfragmented packets.
       d.action = cached.action;
       d.rule_id = cached.rule_id;
       d.deliver = cached.action != GPO_ACT_DROP;
+      d.already_decided = true;
     } else {
       d = inspector_.decide(p.frame.data, parsed, v, flow, now);
     }
-    if (!d.install) c_.uncacheable++;
+    if (d.already_decided) c_.already_decided++;
+    else if (!d.install) c_.uncacheable++;
     if (d.install) {
       try {
         if (xdp_.install_verdict(key, d.action, d.rule_id, d.flags)) c_.cache_installs++;
@@ -453,6 +457,7 @@ PacketPath::ReloadResult PacketPath::reload(std::shared_ptr<const RuleSnapshot> 
   gpu_failed_ = false;
   if (loop_ && gpu_) loop_->add_fd(gpu_->completion_fd(), [this] { on_gpu_done(); });
   inspector_.set_rules(next);
+  flows_.clear_decisions();  // what the new rules say comes from them
   xdp_.heartbeat();
   c_.reloads++;
   c_.invalidated += r.invalidated;
@@ -494,6 +499,7 @@ nlohmann::json PacketPath::to_json() const {
                 {"cache_installs", c_.cache_installs},
                 {"cache_install_fail", c_.cache_install_fail},
                 {"uncacheable", c_.uncacheable},
+                {"already_decided", c_.already_decided},
                 {"stream_dropped", c_.stream_dropped},
                 {"unparsed", c_.unparsed},
                 {"fragments_delivered", c_.fragments_delivered},
@@ -512,6 +518,7 @@ nlohmann::json PacketPath::to_json() const {
                 {"gpu_wait_ns_total", c_.gpu_wait_ns},
                 {"gpu_errors", c_.gpu_errors}};
   const auto& ic = inspector_.counters();
+  j["flows"] = {{"tracked", flows_.size()}, {"max", flows_.config().max_flows}};
   j["inspection"] = {{"flows", inspector_.flows()},
                      {"bytes_held", inspector_.bytes_held()},
                      {"depth", inspector_.config().depth},

@@ -5,9 +5,13 @@
 //   XDP miss -> XSKMAP -> socket rx ring
 //     -> IP fragment? copied into the reassembler (ip_reassembly.h), frame recycled;
 //        a complete datagram joins the batch as one packet
-//     -> batch (size or time window) -> Classifier::classify (each packet alone)
+//     -> batch (size or time window); each packet, in arrival order, through
+//        the flow table (FlowTracker::observe, flow_state.h): its flow's
+//        direction and establishment, the flow bits `flow:` rules test
+//     -> Classifier::classify (each packet alone, with its flow bits)
 //     -> FlowInspector::decide (flow_inspector.h): flows a content rule may
-//        still decide stay under inspection (TCP reassembled in stream order)
+//        still decide stay under inspection (TCP reassembled in stream order,
+//        the streams kept in the same flow table's entries)
 //     -> per packet:
 //          drop       : recycle the frame (never delivered)
 //          pass/alert : host mode  -> re-inject through xdp_inject (BPF_PROG_TEST_RUN,
@@ -62,6 +66,7 @@ namespace gpo::afxdp {
 struct PacketPathConfig {
   uint32_t batch_size = 64;        // classify at most this many frames at once
   uint32_t batch_window_us = 100;  // wait at most this long to fill a batch (0: classify what is there)
+  FlowTableConfig flows;           // the agent's flow table: size, idle timeouts
   InspectorConfig inspect;         // flows under inspection: depth, its policy, memory
   ReassemblyLimits reassembly;     // IP fragments
   uint32_t housekeeping_ms = 250;  // heartbeat and expiry period
@@ -84,6 +89,7 @@ struct PacketCounters {
   uint64_t cache_installs = 0;
   uint64_t cache_install_fail = 0;
   uint64_t uncacheable = 0;    // packets decided while their flow stays under inspection
+  uint64_t already_decided = 0;  // packets of flows whose verdict was cached while they were on their way
   uint64_t stream_dropped = 0;  // TCP segments dropped by stream reassembly (conflict, before start, full)
   uint64_t unparsed = 0;       // frames the agent could not parse (unparsed or non-IP policy applied)
   uint64_t fragments_delivered = 0;  // fragments of passed datagrams delivered
@@ -134,7 +140,7 @@ class PacketPath {
                       classify::AsyncClassifier* gpu);
 
   const PacketCounters& counters() const { return c_; }
-  // Flow facts for the rules (flow:to_server, established): see FlowInspector::facts.
+  const FlowTracker& flows() const { return flows_; }
   const FlowInspector& inspector() const { return inspector_; }
   const FragmentReassembler& reassembler() const { return reasm_; }
   size_t socket_count() const { return socks_.size(); }
@@ -191,13 +197,12 @@ class PacketPath {
   bool window_armed_ = false;
   bool tx_backlog_ = false;  // a TX ring still holds frames: the window timer kicks again
   std::vector<Pending> pending_;
+  // The flow table (flow_state.h): every frame's flow bits, set in
+  // process_batch() in arrival order, and the streams of the flows under
+  // inspection (inspector_ keeps them there).
+  FlowTracker flows_;
   FlowInspector inspector_;
   FragmentReassembler reasm_;
-  // Rule `flow:` state: each frame's FlowBits (flow_state.h), set in
-  // process_batch() in arrival order. Entries of flows the cache decides
-  // age out (idle timeout, bounded table): packets of such a flow already
-  // in flight still get the right direction.
-  FlowTracker flow_state_;
   PacketCounters c_;
 };
 

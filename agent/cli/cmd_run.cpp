@@ -57,6 +57,7 @@ struct RunOptions {
   std::string stream_depth_policy = "keep";
   uint64_t stream_memcap = 64u << 20;
   uint32_t inspect_packets = 0;
+  uint32_t max_flows = 65536;
   uint64_t frag_memcap = 16u << 20;
   uint32_t frag_timeout_s = 30;
   uint32_t tcp_timeout_s = 600, udp_timeout_s = 300, other_timeout_s = 60, tcp_closed_timeout_s = 10;
@@ -347,9 +348,11 @@ void run(const RunOptions& o, CLI::App* cmd) {
     pc.inspect.memcap = o.stream_memcap;
     pc.inspect.inspect_packets = o.inspect_packets;
     auto idle = [](uint32_t s, uint64_t fallback) { return s ? uint64_t(s) * 1000000000ull : fallback; };
-    pc.inspect.tcp_idle_ns = idle(o.tcp_timeout_s, pc.inspect.tcp_idle_ns);
-    pc.inspect.udp_idle_ns = idle(o.udp_timeout_s, pc.inspect.udp_idle_ns);
-    pc.inspect.other_idle_ns = idle(o.other_timeout_s, pc.inspect.other_idle_ns);
+    // The agent's flow table forgets a flow when the flow cache would (the same timeouts).
+    pc.flows.max_flows = o.max_flows;
+    pc.flows.tcp_idle_ns = idle(o.tcp_timeout_s, pc.flows.tcp_idle_ns);
+    pc.flows.udp_idle_ns = idle(o.udp_timeout_s, pc.flows.udp_idle_ns);
+    pc.flows.other_idle_ns = idle(o.other_timeout_s, pc.flows.other_idle_ns);
     pc.reassembly.memcap = o.frag_memcap;
     pc.reassembly.timeout_ns = uint64_t(o.frag_timeout_s) * 1000000000ull;
     // Beat several times per timeout, so one late tick does not look like death.
@@ -543,6 +546,11 @@ void add_run(CLI::App& app) {
   cmd->add_option("--stream-memcap", o->stream_memcap,
                   "Stream bytes held over all flows under inspection (a flow that gets none reaches its depth)")
       ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  cmd->add_option("--max-flows", o->max_flows,
+                  "Flows the agent follows at once (direction, handshake, streams under inspection); when full, "
+                  "the least recently seen flow not under inspection is forgotten first")
+      ->check(CLI::Range(1u, 1u << 24))
       ->capture_default_str();
   cmd->add_option("--tcp-timeout-s", o->tcp_timeout_s, "Idle timeout of a TCP flow's cached verdict (0: never)")
       ->capture_default_str();

@@ -165,7 +165,9 @@ class StreamTest : public ::testing::Test {
     std::filesystem::remove(path);
     ASSERT_TRUE(snap_) << (problems.empty() ? "" : problems[0]);
     cpu_ = std::make_unique<gpo::classify::CpuClassifier>(snap_->tables);
-    insp_ = std::make_unique<FlowInspector>(snap_, cfg);
+    insp_.reset();
+    flows_ = std::make_unique<gpo::afxdp::FlowTracker>();
+    insp_ = std::make_unique<FlowInspector>(*flows_, snap_, cfg);
   }
 
   // A segment of the client 198.18.0.1:40000 -> 198.18.0.2:80 (or the reverse).
@@ -173,21 +175,27 @@ class StreamTest : public ::testing::Test {
     PacketBuilder p;
     if (to_server) p.eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 80, flags);
     else p.eth().ipv4("198.18.0.2", "198.18.0.1").tcp(80, 40000, flags);
-    p.tcp_seq((to_server ? 1000u : 5000u) + rel);
+    // ISNs 1000 (client) and 5000 (server); each side acknowledges the other's SYN.
+    p.tcp_seq((to_server ? 1000u : 5000u) + rel).tcp_ack(to_server ? 5001u : 1001u);
     return p.payload(data).build();
   }
 
+  // As the packet path does: the flow table gives the packet its flow bits,
+  // the classifier decides it alone, the inspector in its flow.
   gpo::afxdp::FlowDecision push(const std::vector<uint8_t>& f, uint64_t now = 0) {
-    gpo::classify::Frame fr{f.data(), uint32_t(f.size())};
-    auto parsed = gpo::classify::parse_frame(fr.data, fr.len);
+    auto parsed = gpo::classify::parse_frame(f.data(), uint32_t(f.size()));
     EXPECT_TRUE(parsed.ok());
+    gpo::classify::Frame fr{f.data(), uint32_t(f.size()), flows_->observe(parsed, f.data(), now)};
+    last_bits_ = fr.flow;
     auto v = cpu_->classify_parsed(fr, parsed);
     return insp_->decide(f.data(), parsed, v, fr.flow, now);
   }
 
   std::shared_ptr<const gpo::afxdp::RuleSnapshot> snap_;
   std::unique_ptr<gpo::classify::CpuClassifier> cpu_;
+  std::unique_ptr<gpo::afxdp::FlowTracker> flows_;
   std::unique_ptr<FlowInspector> insp_;
+  uint8_t last_bits_ = 0;
 };
 
 constexpr const char* kEvilRules =
@@ -278,23 +286,77 @@ TEST_F(StreamTest, RepliesDoNotEndTheInspectionOfTheOtherDirection) {
   EXPECT_EQ(leak.rule_id, 9u);
 }
 
-TEST_F(StreamTest, FlowFactsForTheRules) {
-  load(kEvilRules);
-  auto syn = seg(0, "", 0x02);
-  auto p = gpo::classify::parse_frame(syn.data(), uint32_t(syn.size()));
-  auto f = insp_->facts(syn.data(), p);
-  EXPECT_TRUE(f.side_known);
-  EXPECT_TRUE(f.to_server);
-  EXPECT_FALSE(f.established);
-  push(syn);
+// The same flow table gives the rules their flow bits and keeps the streams:
+// a `flow:established,to_server` content rule sees the client's stream only
+// after the handshake, the server's replies are to_client.
+TEST_F(StreamTest, FlowRulesSeeTheTableDirectionAndHandshake) {
+  load("drop tcp any any -> any 80 (flow:established,to_server; content:\"EVILPATTERN\"; sid:7;)\n"
+       "alert tcp any 80 -> any any (flow:to_client; content:\"banner\"; sid:8;)\n"
+       "default pass\n");
+  namespace c = gpo::classify;
+  EXPECT_FALSE(push(seg(0, "", 0x02)).install) << "rule 7 may match this flow later";
+  EXPECT_EQ(last_bits_, c::kFlowToServer);
   push(seg(0, "", 0x12, false));  // SYN-ACK
-  push(seg(1, "", 0x10));         // ACK
-  auto reply = seg(1, "hi", 0x18, false);
-  auto rp = gpo::classify::parse_frame(reply.data(), uint32_t(reply.size()));
-  f = insp_->facts(reply.data(), rp);
-  EXPECT_TRUE(f.side_known);
-  EXPECT_FALSE(f.to_server);
-  EXPECT_TRUE(f.established);
+  EXPECT_EQ(last_bits_, c::kFlowToClient);
+  push(seg(1, "", 0x10));  // the handshake's ACK: not yet established
+  EXPECT_EQ(last_bits_, c::kFlowToServer);
+  auto a = push(seg(1, "GET /EVIL"));
+  EXPECT_EQ(last_bits_, c::kFlowToServer | c::kFlowEstablished);
+  EXPECT_TRUE(a.deliver);
+  auto reply = push(seg(1, "a banner", 0x18, false));
+  EXPECT_EQ(last_bits_, c::kFlowToClient | c::kFlowEstablished);
+  EXPECT_EQ(reply.rule_id, 8u);
+  EXPECT_EQ(reply.action, GPO_ACT_ALERT);
+  EXPECT_FALSE(reply.install) << "rule 7 can still match the client's stream";
+  auto b = push(seg(10, "PATTERN x"));
+  EXPECT_FALSE(b.deliver);
+  EXPECT_EQ(b.rule_id, 7u);
+  EXPECT_TRUE(b.install);
+  EXPECT_EQ(b.flags, uint64_t(GPO_FLOW_CLIENT_A)) << "the table's client: 198.18.0.1 sent the SYN";
+  EXPECT_EQ(insp_->flows(), 0u);
+  EXPECT_EQ(flows_->size(), 1u) << "the flow stays in the table, decided";
+  auto late = push(seg(19, "more"));
+  EXPECT_TRUE(late.already_decided) << "a packet on its way before the install gets the flow's verdict";
+  EXPECT_FALSE(late.deliver);
+  EXPECT_FALSE(late.install);
+
+  // Before the handshake completes, the same pattern does not match rule 7.
+  load("drop tcp any any -> any 80 (flow:established,to_server; content:\"EVILPATTERN\"; sid:7;)\ndefault pass\n");
+  push(seg(0, "", 0x02));
+  EXPECT_TRUE(push(seg(1, "EVILPATTERN")).deliver) << "not established: the SYN-ACK and ACK never came";
+}
+
+// One table: a flood of flows decided at once cannot push a flow under
+// inspection out; an idle one goes, and a new SYN on a reused tuple starts over.
+TEST_F(StreamTest, TheTableKeepsInspectedFlowsAndRestartsReusedTuples) {
+  gpo::afxdp::InspectorConfig cfg;
+  load(kEvilRules, cfg);
+  flows_ = std::make_unique<gpo::afxdp::FlowTracker>(gpo::afxdp::FlowTableConfig{.max_flows = 8});
+  insp_ = std::make_unique<FlowInspector>(*flows_, snap_, cfg);
+  push(seg(0, "", 0x02));
+  push(seg(1, "GET /EVIL"));
+  ASSERT_EQ(insp_->flows(), 1u);
+  for (uint16_t port = 1; port <= 50; ++port) {  // UDP flows, each decided by its first packet
+    auto u = PacketBuilder().eth().ipv4("198.18.0.9", "198.18.0.2").udp(port, 53).payload("q").build();
+    EXPECT_TRUE(push(u).install);
+  }
+  EXPECT_LE(flows_->size(), 8u);
+  EXPECT_EQ(insp_->flows(), 1u) << "the flood went through the plain entries";
+  EXPECT_FALSE(push(seg(10, "PATTERN")).deliver) << "the stream survived the flood";
+
+  // A new connection on the tuple (new ISN): a new flow, inspection from its start.
+  auto syn2 = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 80, 0x02).tcp_seq(90000).build();
+  EXPECT_FALSE(push(syn2).install);
+  EXPECT_FALSE(push(syn2).already_decided) << "the old drop verdict is not the new connection's";
+  auto d = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 80, 0x18).tcp_seq(90001)
+               .payload("clean").build();
+  EXPECT_TRUE(push(d).deliver);
+  EXPECT_EQ(insp_->flows(), 1u);
+  // Idle past the TCP timeout: the sweep forgets it and its stream bytes.
+  flows_->expire(flows_->config().tcp_idle_ns + 1000);
+  EXPECT_EQ(insp_->flows(), 0u);
+  EXPECT_EQ(insp_->bytes_held(), 0u);
+  EXPECT_EQ(flows_->size(), 0u);
 }
 
 TEST_F(StreamTest, NewRulesRescanTheStoredStream) {
