@@ -89,6 +89,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } agent SEC(".maps");
 
+/* Room in each agent socket (see struct gpo_xsk_credit); the agent mmaps it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GPO_XSK_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct gpo_xsk_credit);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} credits SEC(".maps");
+
 /* ingress ifindex -> peer ifindex (inline mode). */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
@@ -362,6 +372,40 @@ static __always_inline int agent_alive(const struct gpo_xdp_config *cfg, __u32 s
 	return now < beat->heartbeat_ns || now - beat->heartbeat_ns <= cfg->agent_timeout_ns;
 }
 
+/* Does the agent's socket for this slot have room for one more miss? Takes
+ * the room when it does. A flow under inspection may use all of it; a new
+ * flow leaves credit_reserve for them. The check and the count are not one
+ * atomic step: CPUs racing on one slot may overshoot by one each, which the
+ * agent's reserve in `granted` absorbs. */
+static __always_inline int agent_has_room(const struct gpo_xdp_config *cfg, __u32 slot, int inspected)
+{
+	struct gpo_xsk_credit *c;
+	__s64 room;
+
+	if (cfg->overload_policy == GPO_OVERLOAD_OFF)
+		return 1;
+	c = bpf_map_lookup_elem(&credits, &slot);
+	if (!c)
+		return 1;
+	room = (__s64)(c->granted - c->sent);
+	if (room <= 0 || (!inspected && room <= (__s64)cfg->credit_reserve))
+		return 0;
+	__sync_fetch_and_add(&c->sent, 1);
+	return 1;
+}
+
+/* A policy's pass for a packet the agent does not see: up the stack in host
+ * mode, out of the peer port in inline mode (an inline device that passes
+ * forwards). */
+static __always_inline int pass_unseen(struct xdp_md *ctx, const struct gpo_xdp_config *cfg)
+{
+	int act;
+
+	if (cfg->inline_mode && (act = to_peer(ctx)) >= 0)
+		return act;
+	return XDP_PASS;
+}
+
 SEC("xdp")
 int xdp_filter(struct xdp_md *ctx)
 {
@@ -377,6 +421,7 @@ int xdp_filter(struct xdp_md *ctx)
 	__u64 now;
 	__u32 slot;
 	int res, act;
+	int inspected = 0;
 
 	st = bpf_map_lookup_elem(&stats, &zero);
 	cfg = bpf_map_lookup_elem(&config, &zero);
@@ -441,6 +486,11 @@ int xdp_filter(struct xdp_md *ctx)
 			if (!(flags & bit))
 				__sync_fetch_and_or(&verdict->flags, bit);
 		}
+		if (verdict->action == GPO_ACT_INSPECT) {
+			/* The agent is still reading this flow: its packets go there. */
+			inspected = 1;
+			goto miss;
+		}
 		if (verdict->action == GPO_ACT_DROP) {
 			count(&st->cache_drop, bytes);
 			return XDP_DROP;
@@ -460,7 +510,19 @@ miss:
 	 * socket that goes away between the two. */
 	slot = gpo_xsk_slot(ctx->rx_queue_index, cfg->inline_mode && ctx->ingress_ifindex == cfg->peer_ifindex);
 	if (agent_alive(cfg, slot, now)) {
+		if (!agent_has_room(cfg, slot, inspected)) {
+			/* More misses than the agent takes: the overload policy, counted,
+			 * instead of a silent drop at a full socket. */
+			if (cfg->overload_policy == GPO_OVERLOAD_DROP) {
+				count(&st->overload_drop, bytes);
+				return XDP_DROP;
+			}
+			count(&st->overload_pass, bytes);
+			return pass_unseen(ctx, cfg);
+		}
 		count(&st->to_agent, bytes);
+		if (inspected)
+			count(&st->inspect_to_agent, bytes);
 		return bpf_redirect_map(&xsks, slot, policy_action(cfg->fail_policy));
 	}
 	if (cfg->fail_policy == GPO_ACT_DROP) {
@@ -468,7 +530,7 @@ miss:
 		return XDP_DROP;
 	}
 	count(&st->no_agent_pass, bytes);
-	return XDP_PASS;
+	return pass_unseen(ctx, cfg);
 }
 
 SEC("xdp")

@@ -7,6 +7,7 @@
  *   config    array[1] of struct gpo_xdp_config (written by the agent)
  *   agent     array[1] of struct gpo_agent_beat (the agent's heartbeat)
  *   xsks      XSKMAP     gpo_xsk_slot(port, rx queue) -> AF_XDP socket of the agent
+ *   credits   array (mmapable) of struct gpo_xsk_credit per xsks slot: room in the agent's socket
  *   tx_ports  DEVMAP_HASH ingress ifindex -> peer ifindex (inline mode)
  * The XDP attachments themselves are bpf_links pinned as link_<ifindex> in the
  * same directory, so they outlive the agent (a crash never detaches the filter).
@@ -36,6 +37,32 @@ enum gpo_action {
 	GPO_ACT_PASS = 0,  /* deliver (host mode: up the stack; inline mode: out of the peer port) */
 	GPO_ACT_DROP = 1,
 	GPO_ACT_ALERT = 2, /* deliver and count/log: Suricata's alert */
+	/* Only in the flow cache: the agent is inspecting the flow (a content rule
+	 * may still decide it). Its packets go to the agent like misses, ahead of
+	 * new flows when the agent's socket is short of room (credit_reserve). */
+	GPO_ACT_INSPECT = 3,
+};
+
+/* What a miss gets when the agent's socket has no room for it (config.overload_policy). */
+enum gpo_overload_policy {
+	GPO_OVERLOAD_OFF = 0,  /* no room check: the kernel drops what the socket cannot take (socket_drops) */
+	GPO_OVERLOAD_PASS = 1, /* passed uninspected (inline mode: to the peer port) */
+	GPO_OVERLOAD_DROP = 2,
+};
+
+/* Room in one agent socket, so XDP never redirects a miss the socket would
+ * drop: `granted` is written by the agent (the frames it has given the
+ * socket's fill ring so far, less a small reserve for CPUs racing on one
+ * slot, plus what the kernel dropped anyway), `sent` counted by XDP (misses
+ * redirected to the slot). A miss goes to the agent while sent < granted
+ * (new flows: while granted - sent > config.credit_reserve), else the
+ * overload policy decides it. On their own cache lines: the agent writes
+ * one, XDP the other. */
+struct gpo_xsk_credit {
+	__u64 granted;
+	__u64 pad[7];
+	__u64 sent;
+	__u64 pad2[7];
 };
 
 /* IP fragments (config.frag_policy). */
@@ -98,6 +125,8 @@ struct gpo_counter {
 	X(to_agent, "cache miss or fragment, sent to the agent (AF_XDP)")                     \
 	X(no_agent_pass, "miss, agent gone (no socket or no heartbeat), fail-open")            \
 	X(no_agent_drop, "miss, agent gone (no socket or no heartbeat), fail-closed")          \
+	X(overload_pass, "miss, agent's socket full (overload), overload policy pass")         \
+	X(overload_drop, "miss, agent's socket full (overload), overload policy drop")         \
 	X(parse_fail_pass, "unparsed (malformed, tiny first fragment, long header chain), passed") \
 	X(parse_fail_drop, "unparsed (malformed, tiny first fragment, long header chain), dropped") \
 	X(frag_drop, "IP fragment, fragment policy drop")                                     \
@@ -105,7 +134,8 @@ struct gpo_counter {
 	X(non_ip_drop, "not IP, non-IP policy drop")
 #define GPO_XDP_EVENTS(X)                                                                      \
 	X(flow_expired, "cache entries found idle past their timeout (then a miss)")         \
-	X(flow_reopened, "closed TCP entries replaced by a new SYN (then a miss)")
+	X(flow_reopened, "closed TCP entries replaced by a new SYN (then a miss)")             \
+	X(inspect_to_agent, "packets of flows under inspection sent to the agent (in to_agent)")
 
 /* One per CPU; the agent sums them. */
 struct gpo_xdp_stats {
@@ -122,9 +152,12 @@ struct gpo_xdp_config {
 	__u8 inline_mode;     /* 1: pass = redirect to the peer port through tx_ports */
 	__u8 non_ip_policy;   /* enum gpo_action: not IPv4/IPv6 (pass: forwarded in inline mode) */
 	__u8 frag_policy;     /* enum gpo_frag_policy */
-	__u8 pad[3];
+	__u8 overload_policy; /* enum gpo_overload_policy: a miss the agent's socket has no room for */
+	__u8 pad[2];
 	__u32 peer_ifindex;   /* inline mode: PEER's ifindex (its misses use the upper xsks slots) */
-	__u32 pad2;
+	/* Room in a socket kept for flows under inspection (GPO_ACT_INSPECT):
+	 * new flows are overload once fewer credits than this remain. */
+	__u32 credit_reserve;
 	/* The agent counts as gone when its heartbeat is older than this (0: only
 	 * a missing XSKMAP entry says so). */
 	__u64 agent_timeout_ns;

@@ -23,8 +23,19 @@ uint32_t rd32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) <
 
 }  // namespace
 
-FlowInspector::FlowInspector(FlowTracker& flows, std::shared_ptr<const RuleSnapshot> rules, InspectorConfig cfg)
+bool StreamMemory::take(size_t n) {
+  size_t cur = used_.load(std::memory_order_relaxed);
+  do {
+    if (cur + n > cap_) return false;
+  } while (!used_.compare_exchange_weak(cur, cur + n, std::memory_order_relaxed));
+  return true;
+}
+
+FlowInspector::FlowInspector(FlowTracker& flows, std::shared_ptr<const RuleSnapshot> rules, InspectorConfig cfg,
+                             StreamMemory* memory)
     : flows_(flows), rules_(std::move(rules)), cfg_(cfg) {
+  if (!memory) own_mem_ = std::make_unique<StreamMemory>(cfg_.memcap);
+  mem_ = memory ? memory : own_mem_.get();
   if (cfg_.depth == 0) cfg_.depth = 1;
   flows_.set_on_leave([this](Flow& f, FlowTracker::Leave why) {
     InspectState& st = *f.inspect;
@@ -53,6 +64,7 @@ FlowInspector::~FlowInspector() {
 }
 
 void FlowInspector::release(InspectState& st) {
+  mem_->give(st.bytes);
   bytes_ -= st.bytes;
   st.bytes = 0;
 }
@@ -83,7 +95,7 @@ int FlowInspector::search(const Stream* s, const classify::RuleEntry& r) const {
 FlowInspector::Seg FlowInspector::append(InspectState& f, Stream& s, const uint8_t* bytes, size_t n) {
   const size_t room = cfg_.depth > s.data.size() ? size_t(cfg_.depth - s.data.size()) : 0;
   const size_t take = std::min(n, room);
-  if (bytes_ + take > cfg_.memcap) return Seg::memcap;
+  if (!mem_->take(take)) return Seg::memcap;
   scan(s, bytes, take);
   s.data.append(reinterpret_cast<const char*>(bytes), take);
   f.bytes += take;
@@ -147,6 +159,7 @@ FlowInspector::Seg FlowInspector::segment(InspectState& f, Stream& s, uint32_t s
         r = append(f, s, reinterpret_cast<const uint8_t*>(it->second.data()) + (at - it->first), size_t(piece_end - at));
       f.bytes -= it->second.size();
       bytes_ -= it->second.size();
+      mem_->give(it->second.size());
       s.ooo.erase(it);
     }
     return r;
@@ -159,13 +172,17 @@ FlowInspector::Seg FlowInspector::segment(InspectState& f, Stream& s, uint32_t s
     c_.ooo_full++;
     return Seg::ooo_full;
   }
-  if (bytes_ + len > cfg_.memcap) return Seg::memcap;
+  if (!mem_->take(len)) return Seg::memcap;
   auto [it, fresh] = s.ooo.emplace(uint32_t(rel), std::string(reinterpret_cast<const char*>(payload), len));
   if (!fresh) {
     // Same start, verified equal where they overlap: keep the longer one.
-    if (it->second.size() >= len) return Seg::ok;
+    if (it->second.size() >= len) {
+      mem_->give(len);
+      return Seg::ok;
+    }
     f.bytes -= it->second.size();
     bytes_ -= it->second.size();
+    mem_->give(it->second.size());
     it->second.assign(reinterpret_cast<const char*>(payload), len);
   }
   f.bytes += len;
@@ -226,6 +243,7 @@ FlowDecision FlowInspector::decide(const uint8_t* frame, const classify::ParsedF
     c_.started++;
   }
   InspectState& st = *f.inspect;
+  const bool started = st.packets == 0;
   st.packets++;
   const int from = src_is_a ? 0 : 1;
 
@@ -296,6 +314,8 @@ FlowDecision FlowInspector::decide(const uint8_t* frame, const classify::ParsedF
   d.action = st.last_action;
   d.rule_id = st.last_rule;
   d.deliver = st.last_action != GPO_ACT_DROP;
+  d.flags = f.client_flag();
+  d.inspection_started = started;
   return d;
 }
 

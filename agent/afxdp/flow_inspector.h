@@ -37,6 +37,7 @@
 // memory reaches its depth). A flow evicted from the full flow table gets the
 // depth policy; an idle one is forgotten.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -85,6 +86,9 @@ struct FlowDecision {
   bool install = false;  // cache (action, rule_id, flags) for the flow
   uint64_t flags = 0;    // GPO_FLOW_CLIENT_A/B for the cache entry
   bool already_decided = false;  // the flow's verdict was cached before this packet came
+  // This packet put the flow under inspection: its cache entry routes the
+  // flow's packets to the agent (GPO_ACT_INSPECT), ahead of new flows.
+  bool inspection_started = false;
 };
 
 // A packet of a decided flow arriving this long after the install means the
@@ -109,12 +113,30 @@ struct InspectState {
   size_t bytes = 0;        // stream bytes held (in data and ooo)
 };
 
+// Stream bytes held by every inspector that shares it (--stream-memcap): the
+// agent's threads inspect in one budget.
+class StreamMemory {
+ public:
+  explicit StreamMemory(size_t cap) : cap_(cap) {}
+  bool take(size_t n);  // false (nothing taken) when n more would pass the cap
+  void give(size_t n) { used_.fetch_sub(n, std::memory_order_relaxed); }
+  size_t used() const { return used_.load(std::memory_order_relaxed); }
+  size_t cap() const { return cap_; }
+
+ private:
+  std::atomic<size_t> used_{0};
+  size_t cap_;
+};
+
 class FlowInspector {
  public:
   using Install = std::function<void(const gpo_flow_key&, uint8_t action, uint32_t rule_id, uint64_t flags)>;
 
   // flows: the flow table this inspects in (it outlives the inspector).
-  FlowInspector(FlowTracker& flows, std::shared_ptr<const RuleSnapshot> rules, InspectorConfig cfg);
+  // memory: the stream budget shared with other inspectors (null: its own,
+  // of cfg.memcap bytes).
+  FlowInspector(FlowTracker& flows, std::shared_ptr<const RuleSnapshot> rules, InspectorConfig cfg,
+                StreamMemory* memory = nullptr);
   ~FlowInspector();
   FlowInspector(const FlowInspector&) = delete;
   FlowInspector& operator=(const FlowInspector&) = delete;
@@ -131,7 +153,7 @@ class FlowInspector {
 
   const InspectorCounters& counters() const { return c_; }
   size_t flows() const { return flows_.inspected(); }
-  size_t bytes_held() const { return bytes_; }
+  size_t bytes_held() const { return bytes_; }  // by this inspector's flows
   const InspectorConfig& config() const { return cfg_; }
 
  private:
@@ -153,6 +175,8 @@ class FlowInspector {
   InspectorConfig cfg_;
   Install install_;
   size_t bytes_ = 0;
+  std::unique_ptr<StreamMemory> own_mem_;
+  StreamMemory* mem_;
   InspectorCounters c_;
 };
 

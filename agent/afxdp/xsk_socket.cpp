@@ -105,6 +105,7 @@ std::unique_ptr<XskSocket> XskSocket::open(const XskConfig& cfg) {
   for (uint32_t i = 0; i < got; i++)
     *xsk_ring_prod__fill_addr(&s->rings_->fill, idx + i) = uint64_t(i) * s->frame_size_;
   xsk_ring_prod__submit(&s->rings_->fill, got);
+  s->fill_total_ = got;
   for (uint32_t i = 0; i < cfg.tx_frames; i++)
     s->tx_free_.push_back(uint64_t(cfg.rx_frames + i) * s->frame_size_);
   return s;
@@ -141,6 +142,7 @@ void XskSocket::recycle(const std::vector<uint64_t>& addrs) {
   for (uint32_t i = 0; i < got; i++)
     *xsk_ring_prod__fill_addr(&rings_->fill, idx + i) = addrs[i] & ~uint64_t(frame_size_ - 1);
   xsk_ring_prod__submit(&rings_->fill, got);
+  fill_total_ += got;
   if (got != addrs.size()) log::warn("AF_XDP {}: fill ring full, {} frames lost", cfg_.ifname, addrs.size() - got);
   if (xsk_ring_prod__needs_wakeup(&rings_->fill))
     recvfrom(fd(), nullptr, 0, MSG_DONTWAIT, nullptr, nullptr);

@@ -45,6 +45,8 @@ struct RunOptions {
   std::string backend = "auto";
   std::vector<int> gpus;
   std::string fail_policy = "open";
+  std::string overload_policy = "auto";
+  std::string workers = "auto";
   std::string unparsed_policy = "drop";
   std::string non_ip = "pass";
   std::string fragments = "reassemble";
@@ -114,6 +116,17 @@ std::vector<std::string> split_ifaces(const std::string& s) {
     start = comma + 1;
   }
   return out;
+}
+
+// --workers: a number, or auto = one per rx queue of the interfaces (the
+// fewer of the two ports'), at most the online cores less one (the main
+// loop's), at least one. PacketPath lowers it to the queues it finds.
+uint32_t workers_for(const std::string& opt, const std::vector<std::string>& ifaces) {
+  if (opt != "auto") return uint32_t(std::stoul(opt));
+  uint32_t queues = GPO_MAX_QUEUES;
+  for (auto& i : ifaces) queues = std::min(queues, afxdp::rx_queue_count(i));
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  return std::max<uint32_t>(1, std::min<uint32_t>(queues, cpus > 1 ? uint32_t(cpus - 1) : 1u));
 }
 
 int exit_for(loader::XdpError::Kind k) {
@@ -318,6 +331,10 @@ void run(const RunOptions& o, CLI::App* cmd) {
     loader::XdpOptions xo;
     xo.ifaces = ifaces;
     xo.fail_policy = o.fail_policy == "closed" ? GPO_ACT_DROP : GPO_ACT_PASS;
+    // Misses beyond what the agent takes: the fail policy's answer unless told otherwise.
+    const std::string overload = o.overload_policy == "auto" ? (o.fail_policy == "closed" ? "drop" : "pass")
+                                                              : o.overload_policy;
+    xo.overload_policy = overload == "drop" ? GPO_OVERLOAD_DROP : GPO_OVERLOAD_PASS;
     xo.unparsed_policy = o.unparsed_policy == "drop" ? GPO_ACT_DROP : GPO_ACT_PASS;
     xo.non_ip_policy = o.non_ip == "drop" ? GPO_ACT_DROP : GPO_ACT_PASS;
     xo.frag_policy = o.fragments == "drop" ? GPO_FRAG_DROP : GPO_FRAG_REASSEMBLE;
@@ -360,8 +377,13 @@ void run(const RunOptions& o, CLI::App* cmd) {
     pc.bind_mode = o.xsk_mode == "zero-copy" ? afxdp::BindMode::zero_copy
                    : o.xsk_mode == "copy"    ? afxdp::BindMode::copy
                                              : afxdp::BindMode::auto_;
+    pc.workers = workers_for(o.workers, ifaces);
     path = std::make_unique<afxdp::PacketPath>(*xdp, rules, *classifier, pc);
     if (gpu_classifier) path->set_gpu_classifier(gpu_classifier.get());
+    // Workers past the first get classifiers of their own, all on the same GPU.
+    path->set_classifier_makers(
+        [](const afxdp::RuleSnapshot& r) { return std::make_unique<classify::CpuClassifier>(r.tables); },
+        [&](const afxdp::RuleSnapshot& r) { return make_gpu_classifier(r.tables); });
     try {
       path->start(loop);
     } catch (const std::exception& e) {
@@ -372,9 +394,10 @@ void run(const RunOptions& o, CLI::App* cmd) {
       if (!adopted) xdp->detach();
       throw CLI::RuntimeError(std::string("packet path: ") + e.what(), kFailure);
     }
-    log::info("packet filter ready: {} AF_XDP socket(s), batch {} frames / {} us, {} mode, fail-{}",
-              path->socket_count(), pc.batch_size, pc.batch_window_us, xdp->inline_mode() ? "inline" : "host",
-              o.fail_policy);
+    log::info("packet filter ready: {} AF_XDP socket(s), {} worker(s), batch {} frames / {} us, {} mode, fail-{}, "
+              "overload: {}",
+              path->socket_count(), path->worker_count(), pc.batch_size, pc.batch_window_us,
+              xdp->inline_mode() ? "inline" : "host", o.fail_policy, overload);
   } else {
     log::info("packet filter: off (no --xdp IFACE[,PEER])");
   }
@@ -462,7 +485,7 @@ void run(const RunOptions& o, CLI::App* cmd) {
   if (path) path->stop(loop);
   write_status(o.status_file, status());
   if (path) {
-    auto& c = path->counters();
+    const auto c = path->counters();
     log::info("stopped by {}: {} packets to the agent, {} passed, {} dropped, {} flow verdicts cached, {} batches",
               sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "stop()", c.rx, c.passed, c.dropped,
               c.cache_installs, c.batches);
@@ -514,6 +537,17 @@ void add_run(CLI::App& app) {
                   "New flows while the agent is gone (no socket, or no heartbeat for --agent-timeout-ms): "
                   "open = pass, closed = drop")
       ->check(CLI::IsMember({"open", "closed"}))
+      ->capture_default_str();
+  cmd->add_option("--overload-policy", o->overload_policy,
+                  "Misses that arrive while the agent's socket for their queue is full (more new flows than the "
+                  "agent decides): pass = uninspected (inline: to the peer port), drop; counted as overload_pass / "
+                  "overload_drop, with a warning in the log. auto = the fail policy's answer (open: pass)")
+      ->check(CLI::IsMember({"auto", "pass", "drop"}))
+      ->capture_default_str();
+  cmd->add_option("--workers", o->workers,
+                  "Threads on the miss path, each serving its share of the rx queues with its own AF_XDP sockets "
+                  "and classifiers (auto: one per rx queue, at most one per core beyond the first)")
+      ->check(CLI::IsMember({"auto"}) | CLI::Range(1, 64))
       ->capture_default_str();
   cmd->add_option("--unparsed-policy", o->unparsed_policy,
                   "Malformed IP packets, first fragments too short for their L4 header, IPv6 header chains "

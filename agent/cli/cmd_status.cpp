@@ -255,6 +255,8 @@ void run_status(const std::string& pin_dir_arg, bool json, size_t top_n, const s
     for (const auto& a : ifaces)
       j["interfaces"].push_back({{"name", a.name}, {"ifindex", a.ifindex}, {"mode", a.mode}, {"prog_id", a.prog_id}});
     j["config"] = {{"fail_policy", loader::action_name(cfg.fail_policy)},
+                   {"overload_policy", loader::overload_name(cfg.overload_policy)},
+                   {"credit_reserve", cfg.credit_reserve},
                    {"unparsed_policy", loader::action_name(cfg.unparsed_policy)},
                    {"non_ip_policy", loader::action_name(cfg.non_ip_policy)},
                    {"frag_policy", frag},
@@ -295,9 +297,11 @@ void run_status(const std::string& pin_dir_arg, bool json, size_t top_n, const s
                 !agent_alive || (cfg.agent_timeout_ns && beat_age * 1e9 > double(cfg.agent_timeout_ns))
                     ? " -> XDP applies the fail policy to new flows"
                     : "");
-  std::printf("  mode: %s, %s (miss while the agent is gone: %s), unparsed packets: %s, non-IP: %s, fragments: %s\n",
+  std::printf("  mode: %s, %s (miss while the agent is gone: %s), overload: %s, unparsed packets: %s, non-IP: %s, "
+              "fragments: %s\n",
               cfg.inline_mode ? "inline" : "host", fail, loader::action_name(cfg.fail_policy),
-              loader::action_name(cfg.unparsed_policy), loader::action_name(cfg.non_ip_policy), frag);
+              loader::overload_name(cfg.overload_policy), loader::action_name(cfg.unparsed_policy),
+              loader::action_name(cfg.non_ip_policy), frag);
   std::printf("  verdict idle timeouts: tcp %s (closed %s), udp %s, other %s; agent heartbeat timeout %s\n",
               secs(cfg.tcp_timeout_ns).c_str(), secs(cfg.tcp_closed_timeout_ns).c_str(),
               secs(cfg.udp_timeout_ns).c_str(), secs(cfg.other_timeout_ns).c_str(),
@@ -337,6 +341,16 @@ void print_offload_status(const std::string& file) {
                   (unsigned long long)a.value("rx", 0ull), (unsigned long long)a.value("passed", 0ull),
                   (unsigned long long)a.value("dropped", 0ull), (unsigned long long)a.value("cache_installs", 0ull),
                   (unsigned long long)pf.value("socket_drops", 0ull));
+      if (pf.contains("rates")) {
+        const auto& r = pf["rates"];
+        const auto& x = pf.value("xdp", nlohmann::json::object());
+        auto pk = [&](const char* k) { return (unsigned long long)x.value(k, nlohmann::json::object()).value("packets", 0ull); };
+        std::printf("  miss path: %llu worker(s); last %.1fs: %.0f misses/s, %.0f/s to the agent, %.0f/s decided, "
+                    "%.0f/s overload (policy %s); overload in all: %llu passed, %llu dropped\n",
+                    (unsigned long long)pf.value("workers", 1ull), r.value("seconds", 0.0), r.value("misses_per_s", 0.0),
+                    r.value("to_agent_per_s", 0.0), r.value("decided_per_s", 0.0), r.value("overload_per_s", 0.0),
+                    pf.value("overload_policy", std::string("?")).c_str(), pk("overload_pass"), pk("overload_drop"));
+      }
       const auto& in = pf["inspection"];
       std::printf("  under inspection: %llu flows, %llu stream bytes (depth %llu, past it: %s); segments dropped: "
                   "%llu conflicting, %llu before the start, %llu over the out-of-order bound\n",

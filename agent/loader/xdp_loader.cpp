@@ -5,6 +5,7 @@
 #include <linux/capability.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -93,6 +94,16 @@ const char* action_name(uint8_t action) {
     case GPO_ACT_PASS: return "pass";
     case GPO_ACT_DROP: return "drop";
     case GPO_ACT_ALERT: return "alert";
+    case GPO_ACT_INSPECT: return "inspect";
+  }
+  return "unknown";
+}
+
+const char* overload_name(uint8_t policy) {
+  switch (policy) {
+    case GPO_OVERLOAD_OFF: return "off";
+    case GPO_OVERLOAD_PASS: return "pass";
+    case GPO_OVERLOAD_DROP: return "drop";
   }
   return "unknown";
 }
@@ -274,6 +285,8 @@ void XdpFilter::open_and_load(const XdpOptions& opts) {
   c.inline_mode = inline_ ? 1 : 0;
   c.non_ip_policy = opts.non_ip_policy;
   c.frag_policy = opts.frag_policy;
+  c.overload_policy = opts.overload_policy;
+  c.credit_reserve = opts.credit_reserve;
   c.peer_ifindex = inline_ && ifindexes_.size() > 1 ? uint32_t(ifindexes_[1]) : 0u;
   c.agent_timeout_ns = uint64_t(opts.agent_timeout_ms) * 1000000ull;
   c.tcp_timeout_ns = uint64_t(opts.tcp_timeout_s) * 1000000000ull;
@@ -459,6 +472,7 @@ std::unique_ptr<XdpFilter> XdpFilter::attach(const XdpOptions& opts) {
 }
 
 XdpFilter::~XdpFilter() {
+  if (credits_map_) munmap(credits_map_, credits_len_);
   for (auto& a : attached_)
     if (a.link_fd >= 0) close(a.link_fd);  // a pinned link stays attached
   if (skel_) xdp_filter__destroy(skel_);
@@ -490,6 +504,18 @@ int XdpFilter::stats_fd() const { return bpf_map__fd(skel_->maps.stats); }
 int XdpFilter::config_fd() const { return bpf_map__fd(skel_->maps.config); }
 int XdpFilter::tx_ports_fd() const { return bpf_map__fd(skel_->maps.tx_ports); }
 int XdpFilter::agent_fd() const { return bpf_map__fd(skel_->maps.agent); }
+int XdpFilter::credits_fd() const { return bpf_map__fd(skel_->maps.credits); }
+
+gpo_xsk_credit* XdpFilter::credits() {
+  if (!credits_map_) {
+    const size_t page = size_t(sysconf(_SC_PAGESIZE));
+    credits_len_ = (sizeof(gpo_xsk_credit) * GPO_XSK_SLOTS + page - 1) / page * page;
+    void* m = mmap(nullptr, credits_len_, PROT_READ | PROT_WRITE, MAP_SHARED, credits_fd(), 0);
+    if (m == MAP_FAILED) fail(XdpError::Kind::failure, "xdp: cannot map the credits map: " + err_str(errno));
+    credits_map_ = m;
+  }
+  return static_cast<gpo_xsk_credit*>(credits_map_);
+}
 int XdpFilter::filter_prog_fd() const { return bpf_program__fd(skel_->progs.xdp_filter); }
 int XdpFilter::inject_prog_fd() const { return bpf_program__fd(skel_->progs.xdp_inject); }
 
@@ -509,6 +535,11 @@ bool XdpFilter::install_verdict(const gpo_flow_key& key, uint8_t action, uint32_
   if (bpf_map_lookup_elem(flows_fd(), &key, &old) == 0 && old.action == action && old.rule_id == rule_id &&
       !GPO_FLOW_CLOSED(old.flags))
     return false;
+  if (old.action == GPO_ACT_INSPECT) {
+    // The verdict of a flow the agent was inspecting: what XDP saw meanwhile stays.
+    v.flags |= old.flags & (GPO_FLOW_FIN_A | GPO_FLOW_FIN_B | GPO_FLOW_RST);
+    v.hits = old.hits;
+  }
   if (bpf_map_update_elem(flows_fd(), &key, &v, BPF_ANY) != 0)
     fail(XdpError::Kind::failure, "xdp: installing a flow verdict failed: " + err_str(errno));
   return true;
@@ -554,11 +585,11 @@ std::string XdpFilter::describe() const {
     where += fmt::format("{}{} (ifindex {}, {})", where.empty() ? "" : " and ", a.name, a.ifindex,
                          a.native ? "native" : "generic");
   if (where.empty()) where = "no interface";
-  return fmt::format("xdp_filter on {}, {} mode, {} when the agent is gone, unparsed: {}, non-IP: {}, fragments: {}, "
-                     "maps in {}",
+  return fmt::format("xdp_filter on {}, {} mode, {} when the agent is gone, overload: {}, unparsed: {}, non-IP: {}, "
+                     "fragments: {}, maps in {}",
                      where, inline_ ? "inline" : "host", cfg_.fail_policy == GPO_ACT_DROP ? "fail-closed" : "fail-open",
-                     action_name(cfg_.unparsed_policy), action_name(cfg_.non_ip_policy),
-                     cfg_.frag_policy == GPO_FRAG_DROP ? "drop" : "reassemble",
+                     overload_name(cfg_.overload_policy), action_name(cfg_.unparsed_policy),
+                     action_name(cfg_.non_ip_policy), cfg_.frag_policy == GPO_FRAG_DROP ? "drop" : "reassemble",
                      pin_dir_.empty() ? "(not pinned)" : pin_dir_shown_);
 }
 

@@ -34,6 +34,10 @@ struct XdpOptions {
   uint8_t unparsed_policy = GPO_ACT_PASS;  // malformed IP packets, tiny first fragments, long header chains
   uint8_t non_ip_policy = GPO_ACT_PASS;    // ARP, LLDP, ...: pass (inline: forwarded to the peer) or drop
   uint8_t frag_policy = GPO_FRAG_REASSEMBLE;
+  // A miss the agent's socket has no room for (enum gpo_overload_policy);
+  // OFF leaves it to the kernel, which drops it at the socket.
+  uint8_t overload_policy = GPO_OVERLOAD_OFF;
+  uint32_t credit_reserve = 0;  // socket room kept for flows under inspection
   // Heartbeat older than this: the agent counts as gone (0 = only a missing socket says so).
   uint32_t agent_timeout_ms = 0;
   // Idle timeouts of cached verdicts in seconds (0 = never).
@@ -78,6 +82,10 @@ class XdpFilter {
   int config_fd() const;
   int tx_ports_fd() const;
   int agent_fd() const;
+  int credits_fd() const;
+  // The credits map, mmapped (one struct gpo_xsk_credit per xsks slot): the
+  // agent writes `granted`, XDP counts `sent`. Throws XdpError.
+  gpo_xsk_credit* credits();
   int filter_prog_fd() const;
   int inject_prog_fd() const;
   const std::vector<int>& ifindexes() const { return ifindexes_; }
@@ -108,6 +116,8 @@ class XdpFilter {
   void drop_stale_links();
 
   ::xdp_filter* skel_ = nullptr;
+  void* credits_map_ = nullptr;
+  size_t credits_len_ = 0;
   std::vector<int> ifindexes_;
   std::vector<AttachedIface> attached_;
   bool inline_ = false;
@@ -119,7 +129,8 @@ class XdpFilter {
 
 // Shared with `status`, which works from the pinned maps only.
 gpo_xdp_stats sum_stats(int stats_fd);       // throws XdpError on lookup failure
-const char* action_name(uint8_t action);     // "pass", "drop", "alert"
+const char* action_name(uint8_t action);     // "pass", "drop", "alert", "inspect"
+const char* overload_name(uint8_t policy);   // "off", "pass", "drop"
 // Makes sure a bpf filesystem is mounted at /sys/fs/bpf (mounts one if not,
 // and says so); throws XdpError when it cannot.
 void ensure_bpffs();

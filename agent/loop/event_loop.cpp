@@ -18,14 +18,19 @@ namespace gpo::loop {
 EventLoop::EventLoop() {
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (epfd_ < 0 || wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll/eventfd");
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.fd = wake_fd_;
-  epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+  post_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (epfd_ < 0 || wake_fd_ < 0 || post_fd_ < 0)
+    throw std::system_error(errno, std::generic_category(), "epoll/eventfd");
+  for (int fd : {wake_fd_, post_fd_}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+  }
 }
 
 EventLoop::~EventLoop() {
+  if (post_fd_ >= 0) close(post_fd_);
   if (wake_fd_ >= 0) close(wake_fd_);
   if (epfd_ >= 0) close(epfd_);
 }
@@ -52,6 +57,15 @@ void EventLoop::stop() {
   uint64_t one = 1;
   // Best effort: a full eventfd counter still wakes the loop.
   [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
+}
+
+void EventLoop::post(Callback cb) {
+  {
+    std::lock_guard<std::mutex> g(posted_mu_);
+    posted_.push_back(std::move(cb));
+  }
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = write(post_fd_, &one, sizeof one);
 }
 
 void EventLoop::block_stop_signals() {
@@ -109,6 +123,15 @@ int EventLoop::run(bool catch_signals) {
         uint64_t v;
         [[maybe_unused]] ssize_t r = read(wake_fd_, &v, sizeof v);
         stopping_ = true;
+      } else if (fd == post_fd_) {
+        uint64_t v;
+        [[maybe_unused]] ssize_t r = read(post_fd_, &v, sizeof v);
+        std::vector<Callback> work;
+        {
+          std::lock_guard<std::mutex> g(posted_mu_);
+          work.swap(posted_);
+        }
+        for (auto& cb : work) call(cb, "posted");
       } else if (fd == sig_fd) {
         signalfd_siginfo si{};
         if (read(sig_fd, &si, sizeof si) != sizeof si) continue;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <vector>
 
 namespace gpo::loop {
@@ -43,6 +44,9 @@ class EventLoop {
   static void block_stop_signals();
   // Safe from any thread and from inside callbacks.
   void stop();
+  // Runs cb on the loop thread, soon (safe from any thread): how another
+  // thread hands work to a loop that owns the state it touches.
+  void post(Callback cb);
 
  private:
   struct Timer {
@@ -52,6 +56,9 @@ class EventLoop {
   };
   int epfd_ = -1;
   int wake_fd_ = -1;  // eventfd: stop() from other threads
+  int post_fd_ = -1;  // eventfd: post() from other threads
+  std::mutex posted_mu_;
+  std::vector<Callback> posted_;
   std::map<int, Callback> fds_;
   std::vector<Timer> timers_;
   Callback hangup_;

@@ -350,6 +350,17 @@ TEST_F(XdpFilterTest, PolicyTable) {
     s.fail_policy = s.unparsed_policy = GPO_ACT_DROP;
     return s;
   };
+  auto inline_open = [] {
+    MapSetup s;
+    s.inline_mode = true;
+    s.peer_port = true;
+    return s;
+  };
+  auto inspect_closed = [&] {
+    MapSetup s = cached(GPO_ACT_INSPECT);
+    s.fail_policy = GPO_ACT_DROP;
+    return s;
+  };
   auto inline_no_peer = [] {
     MapSetup s;
     s.inline_mode = true;
@@ -374,6 +385,10 @@ TEST_F(XdpFilterTest, PolicyTable) {
       {"cache hit, pass, inline mode without a peer entry: up the stack", tcp, cached(GPO_ACT_PASS, true, false),
        XDP_PASS, &gpo_xdp_stats::cache_pass},
       {"miss, no socket, fail-open", tcp, policies(P, P), XDP_PASS, &gpo_xdp_stats::no_agent_pass},
+      {"miss, no socket, fail-open, inline mode: forwarded to the peer (an inline device that passes forwards)", tcp,
+       inline_open(), XDP_REDIRECT, &gpo_xdp_stats::no_agent_pass},
+      {"cache hit, under inspection (GPO_ACT_INSPECT), no socket: a miss, fail-closed", tcp, inspect_closed(),
+       XDP_DROP, &gpo_xdp_stats::no_agent_drop},
       {"miss, no socket, fail-closed", tcp, policies(D, P), XDP_DROP, &gpo_xdp_stats::no_agent_drop},
       {"miss, no socket, fail-closed, unparsed pass does not matter", tcp, policies(D, P), XDP_DROP,
        &gpo_xdp_stats::no_agent_drop},

@@ -355,6 +355,99 @@ TEST(XdpLoader, MissWithABoundSocketGoesToTheAgent) {
   EXPECT_EQ(f->read_stats().no_agent_drop.packets, 2u);
 }
 
+// The overload policy: XDP sends a socket only the misses it has room for
+// (the agent's `granted` credit against XDP's `sent` count in the mmapped
+// credits map); the excess gets the policy, counted. A flow under inspection
+// (a GPO_ACT_INSPECT cache entry) may use the room kept for it; a new flow
+// may not. Policy off leaves the socket unchecked.
+TEST(XdpLoader, MissesBeyondTheSocketsRoomGetTheOverloadPolicy) {
+  REQUIRE_ROOT();
+  TestNetns ns("ovl");
+  REQUIRE_NETNS(ns);
+  XdpOptions lo;
+  lo.pin_dir = "";
+  auto f = XdpFilter::load(lo);
+  gpo_xsk_credit* credits = f->credits();
+  auto miss = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").udp(1, 2).payload("new").build();
+  auto inspected = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").udp(3, 4).payload("old").build();
+  gpo_flow_key k;
+  auto a = gpo::test::addr16("198.18.0.1"), b = gpo::test::addr16("198.18.0.2");
+  gpo_flow_key_make(&k, a.data(), b.data(), htons(3), htons(4), 17);
+  f->install_verdict(k, GPO_ACT_INSPECT, 0);
+  ns.run_inside([&] {
+    constexpr size_t kFrames = 64, kFrame = 4096;
+    void* area = mmap(nullptr, kFrames * kFrame, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(area, MAP_FAILED);
+    xsk_umem* umem = nullptr;
+    xsk_ring_prod fill{}, tx{};
+    xsk_ring_cons comp{}, rx{};
+    ASSERT_EQ(xsk_umem__create(&umem, area, kFrames * kFrame, &fill, &comp, nullptr), 0);
+    xsk_socket_config cfg{};
+    cfg.rx_size = XSK_RING_CONS__DEFAULT_NUM_DESCS;
+    cfg.tx_size = XSK_RING_PROD__DEFAULT_NUM_DESCS;
+    cfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
+    cfg.bind_flags = XDP_COPY;
+    xsk_socket* xsk = nullptr;
+    int err = xsk_socket__create(&xsk, "v0", 0, umem, &rx, &tx, &cfg);
+    ASSERT_EQ(err, 0) << "xsk_socket__create: " << strerror(-err);
+    ASSERT_EQ(xsk_socket__update_xskmap(xsk, f->xsks_fd()), 0);
+
+    struct Row {
+      const char* desc;
+      uint8_t policy;
+      uint64_t granted, sent;
+      bool inspected_flow;
+      uint32_t action;
+      gpo_counter gpo_xdp_stats::*counter;
+      uint64_t sent_after;
+    };
+    const Row rows[] = {
+        {"room: to the agent, counted as sent", GPO_OVERLOAD_PASS, 100, 10, false, XDP_REDIRECT,
+         &gpo_xdp_stats::to_agent, 11},
+        {"no room, policy pass: passed in XDP", GPO_OVERLOAD_PASS, 100, 100, false, XDP_PASS,
+         &gpo_xdp_stats::overload_pass, 100},
+        {"no room, policy drop: dropped in XDP", GPO_OVERLOAD_DROP, 100, 100, false, XDP_DROP,
+         &gpo_xdp_stats::overload_drop, 100},
+        {"sent past granted (racing CPUs): no room", GPO_OVERLOAD_DROP, 100, 101, false, XDP_DROP,
+         &gpo_xdp_stats::overload_drop, 101},
+        {"only the reserve left: a new flow waits outside", GPO_OVERLOAD_DROP, 100, 90, false, XDP_DROP,
+         &gpo_xdp_stats::overload_drop, 90},
+        {"only the reserve left: a flow under inspection goes in", GPO_OVERLOAD_DROP, 100, 90, true, XDP_REDIRECT,
+         &gpo_xdp_stats::to_agent, 91},
+        {"no room at all: a flow under inspection gets the policy too", GPO_OVERLOAD_PASS, 100, 100, true, XDP_PASS,
+         &gpo_xdp_stats::overload_pass, 100},
+        {"policy off: no room check", GPO_OVERLOAD_OFF, 0, 5, false, XDP_REDIRECT, &gpo_xdp_stats::to_agent, 5},
+    };
+    for (const Row& r : rows) {
+      SCOPED_TRACE(r.desc);
+      gpo_xdp_config xcfg{};
+      xcfg.overload_policy = r.policy;
+      xcfg.credit_reserve = 10;
+      f->set_config(xcfg);
+      credits[0].granted = r.granted;
+      credits[0].sent = r.sent;
+      const gpo_xdp_stats before = f->read_stats();
+      const auto& pkt = r.inspected_flow ? inspected : miss;
+      auto run = xdp_test_run(f->filter_prog_fd(), pkt);  // rx queue 0: slot 0
+      ASSERT_EQ(run.rc, 0);
+      EXPECT_STREQ(gpo::test::xdp_action_name(run.action), gpo::test::xdp_action_name(r.action));
+      const gpo_xdp_stats after = f->read_stats();
+      EXPECT_EQ((after.*r.counter).packets - (before.*r.counter).packets, 1u);
+      uint64_t total = 0;
+#define GPO_X_SUM(name, what) total += after.name.packets - before.name.packets;
+      GPO_XDP_PATHS(GPO_X_SUM)
+#undef GPO_X_SUM
+      EXPECT_EQ(total, 1u) << "one path per packet";
+      EXPECT_EQ(after.inspect_to_agent.packets - before.inspect_to_agent.packets,
+                r.inspected_flow && r.action == XDP_REDIRECT ? 1u : 0u);
+      EXPECT_EQ(credits[0].sent, r.sent_after);
+    }
+    xsk_socket__delete(xsk);
+    xsk_umem__delete(umem);
+    munmap(area, kFrames * kFrame);
+  });
+}
+
 TEST(XdpLoader, BpftoolDumpsPinnedMapsWithNamedFields) {
   REQUIRE_ROOT();
   if (access("/usr/sbin/bpftool", X_OK) != 0 && access("/usr/bin/bpftool", X_OK) != 0)

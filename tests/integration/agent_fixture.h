@@ -99,7 +99,7 @@ class AgentFixture : public ::testing::Test {
     return fd;
   }
 
-  // The flow cache entry for key, waiting up to timeout for it to appear.
+  // The verdict cached for key, waiting up to timeout for it to appear.
   std::optional<gpo_flow_verdict> flow(const gpo_flow_key& key, std::chrono::milliseconds timeout = 2000ms) {
     int fd = map_fd("flows");
     if (fd < 0) return std::nullopt;
@@ -107,7 +107,8 @@ class AgentFixture : public ::testing::Test {
     std::optional<gpo_flow_verdict> out;
     do {
       gpo_flow_verdict v{};
-      if (bpf_map_lookup_elem(fd, &key, &v) == 0) {
+      // A verdict: an entry that only routes a flow under inspection to the agent is none.
+      if (bpf_map_lookup_elem(fd, &key, &v) == 0 && v.action != GPO_ACT_INSPECT) {
         out = v;
         break;
       }
