@@ -243,7 +243,8 @@ FlowDecision FlowInspector::decide(const uint8_t* frame, const classify::ParsedF
     c_.started++;
   }
   InspectState& st = *f.inspect;
-  const bool started = st.packets == 0;
+  const bool route = st.packets == 0 || now_ns - st.routed_ns > kReinstallAfterNs;
+  if (route) st.routed_ns = now_ns;
   st.packets++;
   const int from = src_is_a ? 0 : 1;
 
@@ -315,7 +316,7 @@ FlowDecision FlowInspector::decide(const uint8_t* frame, const classify::ParsedF
   d.rule_id = st.last_rule;
   d.deliver = st.last_action != GPO_ACT_DROP;
   d.flags = f.client_flag();
-  d.inspection_started = started;
+  d.route_to_agent = route;
   return d;
 }
 

@@ -86,9 +86,10 @@ struct FlowDecision {
   bool install = false;  // cache (action, rule_id, flags) for the flow
   uint64_t flags = 0;    // GPO_FLOW_CLIENT_A/B for the cache entry
   bool already_decided = false;  // the flow's verdict was cached before this packet came
-  // This packet put the flow under inspection: its cache entry routes the
-  // flow's packets to the agent (GPO_ACT_INSPECT), ahead of new flows.
-  bool inspection_started = false;
+  // Install (again) the flow's GPO_ACT_INSPECT cache entry, which routes its
+  // packets to the agent ahead of new flows: at the start of inspection, and
+  // every kReinstallAfterNs after (the cache's LRU may have pushed it out).
+  bool route_to_agent = false;
 };
 
 // A packet of a decided flow arriving this long after the install means the
@@ -111,6 +112,7 @@ struct InspectState {
   uint8_t last_action = GPO_ACT_PASS;
   uint32_t last_rule = 0;
   size_t bytes = 0;        // stream bytes held (in data and ooo)
+  uint64_t routed_ns = 0;  // when its GPO_ACT_INSPECT cache entry was last installed
 };
 
 // Stream bytes held by every inspector that shares it (--stream-memcap): the

@@ -675,7 +675,7 @@ void PacketPath::Worker::act_one(const Pending& pd, const classify::Verdict& v, 
     if (d.already_decided) c.already_decided++;
     else if (!d.install) c.uncacheable++;
     if (d.install) p.install(key, d.action, d.rule_id, d.flags, c);
-    else if (d.inspection_started) p.install(key, GPO_ACT_INSPECT, 0, d.flags, c);
+    else if (d.route_to_agent) p.install(key, GPO_ACT_INSPECT, 0, d.flags, c);
     if (!d.deliver && d.action != GPO_ACT_DROP) c.stream_dropped++;
   }
   if (!d.deliver) {

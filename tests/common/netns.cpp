@@ -113,10 +113,16 @@ std::string veth_mac(int mac_tag, int side) {
   return buf;
 }
 
-void make_veth(const NetNs& a, const std::string& a_if, const NetNs& b, const std::string& b_if, int mac_tag) {
-  check(ip({"link", "add", "name", a_if, "address", veth_mac(mac_tag, 1), "netns", a.name(), "type", "veth", "peer",
-            "name", b_if, "address", veth_mac(mac_tag, 2), "netns", b.name()}),
-        "veth " + a_if + "<->" + b_if);
+void make_veth(const NetNs& a, const std::string& a_if, const NetNs& b, const std::string& b_if, int mac_tag,
+               int queues) {
+  std::vector<std::string> args{"link", "add", "name", a_if, "address", veth_mac(mac_tag, 1), "netns", a.name()};
+  const std::vector<std::string> q{"numrxqueues", std::to_string(queues), "numtxqueues", std::to_string(queues)};
+  if (queues > 1) args.insert(args.end(), q.begin(), q.end());
+  for (const char* x : {"type", "veth", "peer", "name"}) args.push_back(x);
+  args.push_back(b_if);
+  for (auto x : {std::string("address"), veth_mac(mac_tag, 2), std::string("netns"), b.name()}) args.push_back(x);
+  if (queues > 1) args.insert(args.end(), q.begin(), q.end());
+  check(ip(args), "veth " + a_if + "<->" + b_if);
   check(a.exec({"ip", "link", "set", a_if, "up"}), "link up " + a_if);
   check(b.exec({"ip", "link", "set", b_if, "up"}), "link up " + b_if);
 }

@@ -56,7 +56,9 @@ class NetNs {
 // A veth pair a_if (in a) <-> b_if (in b), both up, with fixed MACs
 // 02:00:00:00:KK:01 / 02:00:00:00:KK:02 (KK = mac_tag), so tests can write
 // static neighbour entries. Throws on failure. Removed with the namespaces.
-void make_veth(const NetNs& a, const std::string& a_if, const NetNs& b, const std::string& b_if, int mac_tag);
+// queues > 1: that many rx and tx queues on each end (`numrxqueues N numtxqueues N`).
+void make_veth(const NetNs& a, const std::string& a_if, const NetNs& b, const std::string& b_if, int mac_tag,
+               int queues = 1);
 std::string veth_mac(int mac_tag, int side);  // side 1 = a, 2 = b
 void add_addr(const NetNs& ns, const std::string& iface, const std::string& cidr);
 // Turns the interface's TX checksum offload on or off (legacy ETHTOOL_STXCSUM).
