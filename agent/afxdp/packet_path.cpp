@@ -4,10 +4,12 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <net/if.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -88,6 +90,7 @@ struct PacketPath::Worker {
   std::unique_ptr<loop::EventLoop> own_loop;  // workers > 0
   loop::EventLoop* loop = nullptr;
   std::thread thread;
+  std::atomic<pid_t> tid{0};  // the thread its loop runs on (once it ran)
   std::vector<Sock> socks;
   classify::Classifier* classifier = nullptr;
   std::unique_ptr<classify::Classifier> own_classifier;
@@ -238,6 +241,7 @@ void PacketPath::Worker::repay_kernel_drops() {
 
 void PacketPath::Worker::attach(loop::EventLoop& l) {
   loop = &l;
+  l.post([this] { tid = pid_t(syscall(SYS_gettid)); });
   timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (timer_fd < 0) throw std::runtime_error(std::string("timerfd_create: ") + std::strerror(errno));
   l.add_fd(timer_fd, [this] { on_window(); });
@@ -448,6 +452,19 @@ void PacketPath::housekeeping() {
   w0.publish();
   flows_.expire(now);
   watch_overload(now);
+}
+
+std::vector<double> PacketPath::worker_cpu_seconds() const {
+  std::vector<double> out;
+  for (auto& w : workers_) {
+    const pid_t t = w->tid.load();
+    timespec ts{};
+    // The kernel's per-thread CPU clock of any thread of this process
+    // (glibc's MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)).
+    const clockid_t clock = clockid_t((~unsigned(t) << 3) | 6);
+    out.push_back(t && clock_gettime(clock, &ts) == 0 ? double(ts.tv_sec) + double(ts.tv_nsec) / 1e9 : 0.0);
+  }
+  return out;
 }
 
 PacketCounters PacketPath::counters() const {

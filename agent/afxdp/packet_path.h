@@ -193,6 +193,8 @@ class PacketPath {
   const FlowShards& flows() const { return flows_; }
   size_t socket_count() const;
   uint32_t worker_count() const { return uint32_t(workers_.size()); }
+  // CPU seconds each worker's thread has run so far (benchmarks: decisions per core).
+  std::vector<double> worker_cpu_seconds() const;
   bool any_zero_copy() const;
   // Agent counters, XDP counters (summed over CPUs) and the socket list.
   nlohmann::json to_json() const;

@@ -44,8 +44,9 @@ std::string rule_identity(const RuleSnapshot& s, uint32_t i) {
   std::string out;
   auto put = [&](const void* p, size_t n) { out.append(static_cast<const char*>(p), n); };
   auto fields = [&](const classify::FieldSet& f, bool addr) {
-    if (addr) put(&t.addrs[f.first], f.count * sizeof(classify::AddrEntry));
-    else put(&t.ports[f.first], f.count * sizeof(classify::PortEntry));
+    if (f.count == 0) return;  // `any`: no entries (the tables may even be empty)
+    if (addr) put(t.addrs.data() + f.first, f.count * sizeof(classify::AddrEntry));
+    else put(t.ports.data() + f.first, f.count * sizeof(classify::PortEntry));
   };
   fields(e.src, true);
   fields(e.dst, true);

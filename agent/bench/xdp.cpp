@@ -16,8 +16,20 @@
 // path, inline and host: every packet a miss to the agent (a content rule
 // that never matches keeps the flow under inspection).
 //
+// A second table: new flows through the agent (every frame a 5-tuple never
+// seen, from bench/new_flows.h: AF_PACKET + sendmmsg, one sender per CPU), in
+// host and inline mode, with 1..N miss-path workers and the CPU classifier
+// (the GPU classifier too where there is one): the highest new-flow rate the
+// agent decides with zero loss (no overload policy applied, no socket drop,
+// every miss decided), and the flows decided per CPU-second of the agent's
+// workers at that rate: the rate per agent core.
+//
 // Needs root and iproute2's `ip`. `--set seconds=S` (per trial, default 0.5;
-// --quick 0.2), `--set max_rate=PPS` (default 4M).
+// --quick 0.2), `--set max_rate=PPS` (default 4M), `--set queues=N` (veth
+// queues, default min(4, cores)), `--set workers=1,2` (worker counts of the
+// new-flow table, default 1 and the queues), `--set classifier=cpu|gpu|both`
+// (default: both where a GPU is usable, else cpu), `--set new_flows=0` skips
+// that table, `--set first_table=0` the first.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -44,7 +56,11 @@
 #include "afxdp/packet_path.h"
 #include "afxdp/rule_snapshot.h"
 #include "bench/bench.h"
+#include "bench/new_flows.h"
 #include "kernels/classify/cpu_classifier.h"
+#ifdef GPUOFFLOAD_HAVE_CUDA
+#include "kernels/classify/gpu_classifier.h"
+#endif
 #include "loader/xdp_loader.h"
 #include "loop/event_loop.h"
 #include "util/log.h"
@@ -93,7 +109,8 @@ void in_ns(const std::string& ns, F&& fn) {
 // The three namespaces and two veth pairs; removed on destruction.
 struct Net {
   std::string gen, br, sink;
-  Net() {
+  // queues: rx and tx queues of each veth (the agent serves one worker per queue at most).
+  explicit Net(int queues = 1) {
     const std::string tag = std::to_string(getpid());
     gen = "gpo-bench-gen-" + tag;
     br = "gpo-bench-br-" + tag;
@@ -104,10 +121,14 @@ struct Net {
       sh({"ip", "netns", "exec", *n, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"});
       sh({"ip", "netns", "exec", *n, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"});
     }
-    if (sh({"ip", "link", "add", "g0", "netns", gen, "address", "02:00:00:00:0b:01", "type", "veth", "peer", "name",
-            "g1", "netns", br, "address", "02:00:00:00:0b:02"}) != 0 ||
-        sh({"ip", "link", "add", "r1", "netns", br, "address", "02:00:00:00:0c:01", "type", "veth", "peer", "name",
-            "r0", "netns", sink, "address", "02:00:00:00:0c:02"}) != 0)
+    const std::string q = std::to_string(queues);
+    auto veth = [&](const char* a, const std::string& ans, const char* amac, const char* b, const std::string& bns,
+                    const char* bmac) {
+      return sh({"ip", "link", "add", a, "netns", ans, "address", amac, "numrxqueues", q, "numtxqueues", q, "type",
+                 "veth", "peer", "name", b, "netns", bns, "address", bmac, "numrxqueues", q, "numtxqueues", q});
+    };
+    if (veth("g0", gen, "02:00:00:00:0b:01", "g1", br, "02:00:00:00:0b:02") != 0 ||
+        veth("r1", br, "02:00:00:00:0c:01", "r0", sink, "02:00:00:00:0c:02") != 0)
       throw std::runtime_error("creating the veth pairs failed");
     for (auto [ns, dev] : {std::pair{gen, "g0"}, {br, "g1"}, {br, "r1"}, {sink, "r0"}})
       sh({"ip", "-n", ns, "link", "set", dev, "up"});
@@ -288,6 +309,221 @@ std::string setting(const Options& o, const std::string& key, const std::string&
   return dflt;
 }
 
+std::vector<uint32_t> parse_list(const std::string& s) {
+  std::vector<uint32_t> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(uint32_t(std::stoul(item)));
+  return out;
+}
+
+// One new-flow trial's outcome.
+struct FlowTrial {
+  double offered = 0;        // pps asked for
+  uint64_t sent = 0;         // frames the generator's sockets took
+  uint64_t seen = 0;         // misses XDP saw (to the agent or the overload policy)
+  uint64_t overload = 0;     // of them decided by the overload policy
+  uint64_t socket_drops = 0;
+  uint64_t decided = 0;      // by the agent
+  double seconds = 0;        // the generator's time
+  double cpu_seconds = 0;    // the agent's workers' CPU time over the trial and its drain
+  bool clean() const { return seen > 0 && overload == 0 && socket_drops == 0 && decided == seen; }
+  double rate() const { return seconds > 0 ? double(seen) / seconds : 0; }
+};
+
+// Sends `count` new flows from g0 at `pps` (one sender per CPU, pinned, up to
+// `senders`), starting at flow index `first`.
+double flood(const Net& net, int senders, uint64_t first, uint64_t count, double pps, uint64_t& sent) {
+  std::vector<std::thread> threads;
+  std::vector<NewFlowGenerator::Result> part(static_cast<size_t>(senders));
+  std::atomic<int> failed{0};
+  for (int i = 0; i < senders; i++)
+    threads.emplace_back([&, i] {
+      try {
+        in_ns(net.gen, [&] {
+          cpu_set_t set;
+          CPU_ZERO(&set);
+          CPU_SET(i, &set);
+          sched_setaffinity(0, sizeof set, &set);
+          NewFlowOptions o;
+          o.ifindex = int(if_nametoindex("g0"));
+          const uint8_t smac[6] = {2, 0, 0, 0, 0x0b, 1}, dmac[6] = {2, 0, 0, 0, 0x0b, 2};
+          std::memcpy(o.src_mac, smac, 6);
+          std::memcpy(o.dst_mac, dmac, 6);
+          o.dst_ip = "198.18.200.2";
+          o.first = first + (uint64_t(i) << 32);
+          NewFlowGenerator gen(o);
+          part[size_t(i)] = gen.send(count / uint64_t(senders), pps / senders, 30);
+        });
+      } catch (const std::exception&) {
+        failed++;
+      }
+    });
+  for (auto& t : threads) t.join();
+  if (failed) throw std::runtime_error("a new-flow sender failed");
+  double secs = 0;
+  sent = 0;
+  for (auto& p : part) {
+    sent += p.sent;
+    secs = std::max(secs, p.seconds);
+  }
+  return secs;
+}
+
+// The new-flow table: one row per (mode, classifier, workers).
+Table new_flow_table(const Options& o, double seconds, int queues, const std::vector<uint32_t>& worker_counts,
+                     const std::string& classifiers) {
+  Table t;
+  t.title = "New flows through the agent: highest rate decided with zero loss (64-byte UDP, each frame a new flow)";
+  t.columns = {"mode", "classifier", "workers", "zero-loss new flows/s", "per agent core (flows/CPU-s)",
+               "above it: overload share"};
+  Net net(queues);
+  int drop = prog_returning(XDP_DROP);
+  in_ns(net.sink, [&] { bpf_xdp_attach(int(if_nametoindex("r0")), drop, XDP_FLAGS_DRV_MODE, nullptr); });
+  auto rules_file = std::filesystem::temp_directory_path() / ("gpo-bench-nf-" + std::to_string(getpid()) + ".rules");
+  // Every new flow: a header rule that does not match, then the default:
+  // one decision and one cache install per flow.
+  std::ofstream(rules_file) << "drop udp any any -> any 7 (sid:1;)\ndefault pass\n";
+  std::vector<std::string> problems;
+  auto rules = afxdp::load_rule_snapshot(rules_file.string(), problems);
+  std::filesystem::remove(rules_file);
+  if (!rules) throw std::runtime_error("bench rules: " + (problems.empty() ? std::string("?") : problems[0]));
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  const int senders = int(std::max(1L, std::min<long>(cpus, queues)));
+  uint64_t next_flow = 0;
+
+  std::vector<std::string> kinds;
+  if (classifiers == "cpu" || classifiers == "both") kinds.push_back("cpu");
+  if (classifiers == "gpu" || classifiers == "both") kinds.push_back("gpu");
+  for (bool inline_mode : {false, true})
+    for (const std::string& kind : kinds)
+      for (uint32_t workers : worker_counts) {
+        classify::CpuClassifier cpu(rules->tables);
+        std::unique_ptr<classify::AsyncClassifier> gpu0;
+        afxdp::PacketPathConfig pc;
+        pc.workers = workers;
+        if (kind == "gpu") {
+#ifdef GPUOFFLOAD_HAVE_CUDA
+          std::string why;
+          if (classify::GpuClassifier::device_count(&why) <= 0) {
+            t.rows.push_back({inline_mode ? "inline" : "host", "gpu", std::to_string(workers), "no GPU: " + why, "-", "-"});
+            continue;
+          }
+          pc.batch_size = 1024;
+          gpu0 = std::make_unique<classify::GpuClassifier>(rules->tables, classify::GpuClassifierOptions{0, 1024});
+#else
+          t.rows.push_back({inline_mode ? "inline" : "host", "gpu", std::to_string(workers), "built without CUDA", "-", "-"});
+          continue;
+#endif
+        }
+        std::unique_ptr<loader::XdpFilter> f;
+        std::unique_ptr<afxdp::PacketPath> path;
+        loop::EventLoop loop;
+        in_ns(net.br, [&] {
+          loader::XdpOptions xo;
+          xo.ifaces = inline_mode ? std::vector<std::string>{"g1", "r1"} : std::vector<std::string>{"g1"};
+          xo.pin_dir = "";
+          xo.overload_policy = GPO_OVERLOAD_PASS;  // the excess: counted, not lost
+          f = loader::XdpFilter::attach(xo);
+          path = std::make_unique<afxdp::PacketPath>(*f, rules, cpu, pc);
+          if (gpu0) path->set_gpu_classifier(gpu0.get());
+#ifdef GPUOFFLOAD_HAVE_CUDA
+          path->set_classifier_makers(nullptr, [&](const afxdp::RuleSnapshot& r) -> std::unique_ptr<classify::AsyncClassifier> {
+            return std::make_unique<classify::GpuClassifier>(r.tables, classify::GpuClassifierOptions{0, 1024});
+          });
+#endif
+          path->start(loop);
+        });
+        std::thread runner([&] {
+          in_ns(net.br, [&] { loop.run(false); });
+        });
+        const uint32_t started_workers = path->worker_count();
+        auto total_cpu = [&] {
+          double sum = 0;
+          for (double c : path->worker_cpu_seconds()) sum += c;
+          return sum;
+        };
+        auto trial = [&](double rate) {
+          FlowTrial r;
+          r.offered = rate;
+          const uint64_t count = std::max<uint64_t>(4000, uint64_t(rate * seconds));
+          const gpo_xdp_stats s0 = f->read_stats();
+          const afxdp::PacketCounters c0 = path->counters();
+          const uint64_t drops0 = path->to_json().value("socket_drops", 0ull);
+          const double cpu0 = total_cpu();
+          r.seconds = flood(net, senders, next_flow, count, rate, r.sent);
+          next_flow += count + 1;
+          // The agent drains what it took in (bounded).
+          const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+          gpo_xdp_stats s1;
+          afxdp::PacketCounters c1;
+          do {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            s1 = f->read_stats();
+            c1 = path->counters();
+          } while (c1.rx - c0.rx < s1.to_agent.packets - s0.to_agent.packets &&
+                   std::chrono::steady_clock::now() < deadline);
+          const uint64_t over = (s1.overload_pass.packets - s0.overload_pass.packets) +
+                                (s1.overload_drop.packets - s0.overload_drop.packets);
+          r.seen = s1.to_agent.packets - s0.to_agent.packets + over;
+          r.overload = over;
+          r.decided = (c1.passed + c1.dropped) - (c0.passed + c0.dropped);
+          r.socket_drops = path->to_json().value("socket_drops", 0ull) - drops0;
+          r.cpu_seconds = total_cpu() - cpu0;
+          return r;
+        };
+        FlowTrial best, last;
+        for (double rate = 10000; rate <= 4e6; rate *= 2) {
+          last = trial(rate);
+          if (!last.clean()) break;
+          best = last;
+          if (last.rate() < 0.7 * rate) break;  // the senders cannot go faster
+        }
+        if (best.seen && !last.clean()) {
+          double lo = best.offered, hi = last.offered;
+          for (int i = 0; i < 3; i++) {
+            const double mid = (lo + hi) / 2;
+            FlowTrial m = trial(mid);
+            if (m.clean()) {
+              best = m;
+              lo = mid;
+            } else {
+              hi = mid;
+            }
+          }
+        }
+        loop.stop();
+        runner.join();
+        in_ns(net.br, [&] {
+          path->stop(loop);
+          path.reset();
+          f->detach();
+          f.reset();
+        });
+        const std::string per_core =
+            best.cpu_seconds > 0 ? fmt_rate(double(best.decided) / best.cpu_seconds) : std::string("-");
+        const std::string above = !last.clean() && last.seen
+                                      ? fmt::format("{:.0f}% at {}/s", 100.0 * double(last.overload) / double(last.seen),
+                                                    fmt_rate(last.rate()))
+                                      : std::string("none reached");
+        t.rows.push_back({inline_mode ? "inline" : "host", kind, std::to_string(started_workers),
+                          best.seen ? fmt_rate(best.rate()) : "none", per_core, above});
+      }
+  close(drop);
+  t.notes.push_back(fmt::format(
+      "veths with {} queue(s); {} sender thread(s) pinned one per CPU (AF_PACKET sends on the sending CPU's queue); "
+      "{} s per trial, offered rate doubled from 10K until the first loss, then refined", queues, senders, seconds));
+  t.notes.push_back(
+      "zero loss: no miss decided by the overload policy (--overload-policy pass), none dropped at a socket, every "
+      "miss decided by the agent; per agent core: flows decided per CPU-second of the workers' threads at that rate");
+  t.notes.push_back("each new flow costs the agent a classification, a flow-cache install (a bpf syscall) and the "
+                    "delivery (re-injection in host mode, AF_XDP TX inline); the senders, XDP and the agent share "
+                    "the machine's cores");
+  (void)o;
+  return t;
+}
+
 int run_xdp(const Options& o, std::vector<Table>& out) {
   if (!loader::have_bpf_privileges()) {
     std::fprintf(stderr, "bench xdp: needs root (network namespaces, XDP)\n");
@@ -301,149 +537,166 @@ int run_xdp(const Options& o, std::vector<Table>& out) {
   const double max_rate = std::stod(setting(o, "max_rate", "4000000"));
   const auto saved_level = log::level();
   log::set_level(log::Level::warn);  // the loader and the path narrate every attach
-  Net net;
-  int tx = prog_returning(XDP_TX), drop = prog_returning(XDP_DROP), pass = prog_returning(XDP_PASS);
-  // A test run of a program that no interface runs switches the kernel's XDP
-  // dispatcher to it and back, with an RCU grace period each time (ms on a
-  // busy machine): attached to g0 it stays in the dispatcher and a run costs
-  // only the frames. (Nothing comes back to g0.)
-  in_ns(net.gen, [&] { bpf_xdp_attach(int(if_nametoindex("g0")), tx, XDP_FLAGS_DRV_MODE, nullptr); });
-  const std::vector<std::vector<uint8_t>> one_flow = {udp_frame(40000)};
-  Table t;
-  t.title = "Packet filter on veth: highest rate with zero loss (64-byte UDP frames)";
-  t.columns = {"path", "zero-loss rate (pps)", "highest rate offered (pps)", "arrived at that rate"};
+  if (setting(o, "first_table", "1") != "0") {
+    Net net;
+    int tx = prog_returning(XDP_TX), drop = prog_returning(XDP_DROP), pass = prog_returning(XDP_PASS);
+    // A test run of a program that no interface runs switches the kernel's XDP
+    // dispatcher to it and back, with an RCU grace period each time (ms on a
+    // busy machine): attached to g0 it stays in the dispatcher and a run costs
+    // only the frames. (Nothing comes back to g0.)
+    in_ns(net.gen, [&] { bpf_xdp_attach(int(if_nametoindex("g0")), tx, XDP_FLAGS_DRV_MODE, nullptr); });
+    const std::vector<std::vector<uint8_t>> one_flow = {udp_frame(40000)};
+    Table t;
+    t.title = "Packet filter on veth: highest rate with zero loss (64-byte UDP frames)";
+    t.columns = {"path", "zero-loss rate (pps)", "highest rate offered (pps)", "arrived at that rate"};
 
-  // Anchor: XDP_DROP on g1, counted by veth's XDP counter there.
-  in_ns(net.br, [&] { bpf_xdp_attach(int(if_nametoindex("g1")), drop, XDP_FLAGS_DRV_MODE, nullptr); });
-  auto counted = [&](const std::string& ns, const std::string& dev, std::vector<std::vector<uint8_t>> frames) {
-    return [&, ns, dev, frames](double rate, uint64_t count) {
-      Trial r;
-      r.offered = rate;
-      uint64_t before = 0, after = 0;
-      in_ns(ns, [&] { before = xdp_packets(dev); });
-      in_ns(net.gen, [&] { r.sent_rate = generate(tx, frames, count, rate); });
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      in_ns(ns, [&] { after = xdp_packets(dev); });
-      r.sent = count;
-      r.arrived = after - before;
+    // Anchor: XDP_DROP on g1, counted by veth's XDP counter there.
+    in_ns(net.br, [&] { bpf_xdp_attach(int(if_nametoindex("g1")), drop, XDP_FLAGS_DRV_MODE, nullptr); });
+    auto counted = [&](const std::string& ns, const std::string& dev, std::vector<std::vector<uint8_t>> frames) {
+      return [&, ns, dev, frames](double rate, uint64_t count) {
+        Trial r;
+        r.offered = rate;
+        uint64_t before = 0, after = 0;
+        in_ns(ns, [&] { before = xdp_packets(dev); });
+        in_ns(net.gen, [&] { r.sent_rate = generate(tx, frames, count, rate); });
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        in_ns(ns, [&] { after = xdp_packets(dev); });
+        r.sent = count;
+        r.arrived = after - before;
+        return r;
+      };
+    };
+    auto anchor = ladder(seconds, max_rate, counted(net.br, "g1", one_flow));
+    t.rows.push_back(row("XDP_DROP on the same veth (anchor)", anchor));
+    in_ns(net.br, [&] { bpf_xdp_detach(int(if_nametoindex("g1")), XDP_FLAGS_DRV_MODE, nullptr); });
+
+    // The filter with a cached pass verdict, inline: DEVMAP redirect to r1 -> r0.
+    in_ns(net.sink, [&] { bpf_xdp_attach(int(if_nametoindex("r0")), drop, XDP_FLAGS_DRV_MODE, nullptr); });
+    auto rules_file = std::filesystem::temp_directory_path() / ("gpo-bench-xdp-" + std::to_string(getpid()) + ".rules");
+    auto cached = [&](bool inline_mode) {
+      std::unique_ptr<loader::XdpFilter> f;
+      in_ns(net.br, [&] {
+        loader::XdpOptions xo;
+        xo.ifaces = inline_mode ? std::vector<std::string>{"g1", "r1"} : std::vector<std::string>{"g1"};
+        xo.pin_dir = "";
+        f = loader::XdpFilter::attach(xo);
+      });
+      gpo_flow_key k;
+      const uint8_t s[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 200, 1};
+      const uint8_t d[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 200, 2};
+      gpo_flow_key_make(&k, s, d, htons(40000), htons(9), 17);
+      f->install_verdict(k, GPO_ACT_PASS, 0);
+      std::pair<Trial, Trial> r;
+      if (inline_mode) {
+        r = ladder(seconds, max_rate, counted(net.sink, "r0", one_flow));
+      } else {
+        r = ladder(seconds, max_rate, [&](double rate, uint64_t count) {
+          Trial tr;
+          tr.offered = rate;
+          uint64_t before = 0, after = 0;
+          in_ns(net.br, [&] { before = ip_in_delivers(); });
+          in_ns(net.gen, [&] { tr.sent_rate = generate(tx, one_flow, count, rate); });
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          in_ns(net.br, [&] { after = ip_in_delivers(); });
+          tr.sent = count;
+          tr.arrived = after - before;
+          return tr;
+        });
+      }
+      in_ns(net.br, [&] {
+        f->detach();
+        f.reset();
+      });
       return r;
     };
-  };
-  auto anchor = ladder(seconds, max_rate, counted(net.br, "g1", one_flow));
-  t.rows.push_back(row("XDP_DROP on the same veth (anchor)", anchor));
-  in_ns(net.br, [&] { bpf_xdp_detach(int(if_nametoindex("g1")), XDP_FLAGS_DRV_MODE, nullptr); });
+    t.rows.push_back(row("inline, cached flow (XDP DEVMAP redirect to the peer port)", cached(true)));
+    t.rows.push_back(row("host, cached flow (XDP_PASS up the stack)", cached(false)));
 
-  // The filter with a cached pass verdict, inline: DEVMAP redirect to r1 -> r0.
-  in_ns(net.sink, [&] { bpf_xdp_attach(int(if_nametoindex("r0")), drop, XDP_FLAGS_DRV_MODE, nullptr); });
-  auto rules_file = std::filesystem::temp_directory_path() / ("gpo-bench-xdp-" + std::to_string(getpid()) + ".rules");
-  auto cached = [&](bool inline_mode) {
-    std::unique_ptr<loader::XdpFilter> f;
-    in_ns(net.br, [&] {
-      loader::XdpOptions xo;
-      xo.ifaces = inline_mode ? std::vector<std::string>{"g1", "r1"} : std::vector<std::string>{"g1"};
-      xo.pin_dir = "";
-      f = loader::XdpFilter::attach(xo);
-    });
-    gpo_flow_key k;
-    const uint8_t s[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 200, 1};
-    const uint8_t d[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 200, 2};
-    gpo_flow_key_make(&k, s, d, htons(40000), htons(9), 17);
-    f->install_verdict(k, GPO_ACT_PASS, 0);
-    std::pair<Trial, Trial> r;
-    if (inline_mode) {
-      r = ladder(seconds, max_rate, counted(net.sink, "r0", one_flow));
-    } else {
-      r = ladder(seconds, max_rate, [&](double rate, uint64_t count) {
-        Trial tr;
-        tr.offered = rate;
-        uint64_t before = 0, after = 0;
-        in_ns(net.br, [&] { before = ip_in_delivers(); });
-        in_ns(net.gen, [&] { tr.sent_rate = generate(tx, one_flow, count, rate); });
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        in_ns(net.br, [&] { after = ip_in_delivers(); });
-        tr.sent = count;
-        tr.arrived = after - before;
-        return tr;
+    // The agent path: every packet a miss (a content rule whose header matches
+    // and whose pattern never comes keeps each flow under inspection).
+    std::ofstream(rules_file) << "drop udp any any -> any 9 (content:\"never-in-these-frames\"; sid:1;)\ndefault pass\n";
+    auto agent_path = [&](bool inline_mode) {
+      std::vector<std::string> problems;
+      auto rules = afxdp::load_rule_snapshot(rules_file.string(), problems);
+      if (!rules) throw std::runtime_error("bench rules: " + (problems.empty() ? std::string("?") : problems[0]));
+      classify::CpuClassifier cpu(rules->tables);
+      std::unique_ptr<loader::XdpFilter> f;
+      std::unique_ptr<afxdp::PacketPath> path;
+      loop::EventLoop loop;
+      afxdp::PacketPathConfig pc;
+      pc.inspect.depth = uint64_t(1) << 40;  // never reached: every packet is inspected
+      in_ns(net.br, [&] {
+        loader::XdpOptions xo;
+        xo.ifaces = inline_mode ? std::vector<std::string>{"g1", "r1"} : std::vector<std::string>{"g1"};
+        xo.pin_dir = "";
+        f = loader::XdpFilter::attach(xo);
+        path = std::make_unique<afxdp::PacketPath>(*f, rules, cpu, pc);
+        path->start(loop);
       });
-    }
-    in_ns(net.br, [&] {
-      f->detach();
-      f.reset();
-    });
-    return r;
-  };
-  t.rows.push_back(row("inline, cached flow (XDP DEVMAP redirect to the peer port)", cached(true)));
-  t.rows.push_back(row("host, cached flow (XDP_PASS up the stack)", cached(false)));
+      std::thread runner([&] {
+        in_ns(net.br, [&] { loop.run(false); });
+      });
+      std::vector<std::vector<uint8_t>> flows;
+      for (uint16_t p = 0; p < 64; p++) flows.push_back(udp_frame(uint16_t(41000 + p)));
+      std::pair<Trial, Trial> r;
+      if (inline_mode) {
+        r = ladder(seconds, max_rate, counted(net.sink, "r0", flows));
+      } else {
+        r = ladder(seconds, max_rate, [&](double rate, uint64_t count) {
+          Trial tr;
+          tr.offered = rate;
+          uint64_t before = 0, after = 0;
+          in_ns(net.br, [&] { before = ip_in_delivers(); });
+          in_ns(net.gen, [&] { tr.sent_rate = generate(tx, flows, count, rate); });
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));
+          in_ns(net.br, [&] { after = ip_in_delivers(); });
+          tr.sent = count;
+          tr.arrived = after - before;
+          return tr;
+        });
+      }
+      loop.stop();
+      runner.join();
+      in_ns(net.br, [&] {
+        path->stop(loop);
+        path.reset();
+        f->detach();
+        f.reset();
+      });
+      return r;
+    };
+    t.rows.push_back(row("inline, every packet through the agent (AF_XDP copy mode, TX on the peer)", agent_path(true)));
+    t.rows.push_back(row("host, every packet through the agent (AF_XDP copy mode, re-injection)", agent_path(false)));
+    std::filesystem::remove(rules_file);
+    close(tx);
+    close(drop);
+    close(pass);
 
-  // The agent path: every packet a miss (a content rule whose header matches
-  // and whose pattern never comes keeps each flow under inspection).
-  std::ofstream(rules_file) << "drop udp any any -> any 9 (content:\"never-in-these-frames\"; sid:1;)\ndefault pass\n";
-  auto agent_path = [&](bool inline_mode) {
-    std::vector<std::string> problems;
-    auto rules = afxdp::load_rule_snapshot(rules_file.string(), problems);
-    if (!rules) throw std::runtime_error("bench rules: " + (problems.empty() ? std::string("?") : problems[0]));
-    classify::CpuClassifier cpu(rules->tables);
-    std::unique_ptr<loader::XdpFilter> f;
-    std::unique_ptr<afxdp::PacketPath> path;
-    loop::EventLoop loop;
-    afxdp::PacketPathConfig pc;
-    pc.inspect.depth = uint64_t(1) << 40;  // never reached: every packet is inspected
-    in_ns(net.br, [&] {
-      loader::XdpOptions xo;
-      xo.ifaces = inline_mode ? std::vector<std::string>{"g1", "r1"} : std::vector<std::string>{"g1"};
-      xo.pin_dir = "";
-      f = loader::XdpFilter::attach(xo);
-      path = std::make_unique<afxdp::PacketPath>(*f, rules, cpu, pc);
-      path->start(loop);
-    });
-    std::thread runner([&] {
-      in_ns(net.br, [&] { loop.run(false); });
-    });
-    std::vector<std::vector<uint8_t>> flows;
-    for (uint16_t p = 0; p < 64; p++) flows.push_back(udp_frame(uint16_t(41000 + p)));
-    std::pair<Trial, Trial> r;
-    if (inline_mode) {
-      r = ladder(seconds, max_rate, counted(net.sink, "r0", flows));
-    } else {
-      r = ladder(seconds, max_rate, [&](double rate, uint64_t count) {
-        Trial tr;
-        tr.offered = rate;
-        uint64_t before = 0, after = 0;
-        in_ns(net.br, [&] { before = ip_in_delivers(); });
-        in_ns(net.gen, [&] { tr.sent_rate = generate(tx, flows, count, rate); });
-        std::this_thread::sleep_for(std::chrono::milliseconds(300));
-        in_ns(net.br, [&] { after = ip_in_delivers(); });
-        tr.sent = count;
-        tr.arrived = after - before;
-        return tr;
-      });
+    t.notes.push_back(fmt::format(
+        "veth pair per hop, native XDP; frames generated by an XDP_TX program run with BPF_PROG_TEST_RUN live frames "
+        "on the sender's veth; {} s per trial, offered rate doubled from 25K until loss, then refined", seconds));
+    t.notes.push_back("arrivals: the sink veth's XDP counter (inline, anchor), the br namespace's IP InDelivers (host)");
+    t.notes.push_back(
+        "the generator, the filter and the sink share the machine's cores: on a loaded machine the figures move; "
+        "XDP paper anchor (mlx5 100G, one core): XDP_DROP 24 Mpps");
+    out.push_back(std::move(t));
+  }
+  if (setting(o, "new_flows", "1") != "0") {
+    const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    const int queues = std::stoi(setting(o, "queues", std::to_string(std::max(1L, std::min(4L, cpus)))));
+    std::vector<uint32_t> workers = parse_list(setting(o, "workers", queues > 1 ? "1," + std::to_string(queues) : "1"));
+    std::string kinds = setting(o, "classifier", "");
+    if (kinds.empty()) {
+      kinds = "cpu";
+#ifdef GPUOFFLOAD_HAVE_CUDA
+      std::string why;
+      if (classify::GpuClassifier::device_count(&why) > 0) kinds = "both";
+#endif
     }
-    loop.stop();
-    runner.join();
-    in_ns(net.br, [&] {
-      path->stop(loop);
-      path.reset();
-      f->detach();
-      f.reset();
-    });
-    return r;
-  };
-  t.rows.push_back(row("inline, every packet through the agent (AF_XDP copy mode, TX on the peer)", agent_path(true)));
-  t.rows.push_back(row("host, every packet through the agent (AF_XDP copy mode, re-injection)", agent_path(false)));
-  std::filesystem::remove(rules_file);
-  close(tx);
-  close(drop);
-  close(pass);
+    log::set_level(log::Level::error);  // the overload warnings are what the trials provoke
+    out.push_back(new_flow_table(o, seconds, queues, workers, kinds));
+  }
   log::set_level(saved_level);
-
-  t.notes.push_back(fmt::format(
-      "veth pair per hop, native XDP; frames generated by an XDP_TX program run with BPF_PROG_TEST_RUN live frames "
-      "on the sender's veth; {} s per trial, offered rate doubled from 25K until loss, then refined", seconds));
-  t.notes.push_back("arrivals: the sink veth's XDP counter (inline, anchor), the br namespace's IP InDelivers (host)");
-  t.notes.push_back(
-      "the generator, the filter and the sink share the machine's cores: on a loaded machine the figures move; "
-      "XDP paper anchor (mlx5 100G, one core): XDP_DROP 24 Mpps");
-  out.push_back(std::move(t));
   return 0;
 }
 
@@ -452,7 +705,8 @@ int run_xdp(const Options& o, std::vector<Table>& out) {
 void register_xdp_bench() {
   register_suite({"xdp",
                   "packet filter on veth: zero-loss rates (cached flows inline/host, the agent path) next to "
-                  "XDP_DROP of the same veth (root)",
+                  "XDP_DROP of the same veth; new flows decided per second and per agent core, CPU and GPU "
+                  "classifier, 1..N workers (root)",
                   false, run_xdp});
 }
 

@@ -331,6 +331,7 @@ TEST_F(StreamTest, FlowRulesSeeTheTableDirectionAndHandshake) {
 TEST_F(StreamTest, TheTableKeepsInspectedFlowsAndRestartsReusedTuples) {
   gpo::afxdp::InspectorConfig cfg;
   load(kEvilRules, cfg);
+  insp_.reset();  // it refers to the table it inspects in: it goes first
   flows_ = std::make_unique<gpo::afxdp::FlowTracker>(gpo::afxdp::FlowTableConfig{.max_flows = 8});
   insp_ = std::make_unique<FlowInspector>(*flows_, snap_, cfg);
   push(seg(0, "", 0x02));

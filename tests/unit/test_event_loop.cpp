@@ -2,6 +2,10 @@
 // counted, and the loop goes on (the agent must not exit over one bad event);
 // SIGHUP reaches its callback instead of ending the process.
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -46,6 +50,36 @@ TEST(EventLoop, HangupCallsItsCallbackAndTheLoopGoesOn) {
   });
   EXPECT_EQ(loop.run(), 0) << "stopped by stop(), not by a signal";
   EXPECT_EQ(hups, 1);
+}
+
+// post() from other threads: each task runs once, on the loop's thread, in
+// the order one thread posted them.
+TEST(EventLoop, PostedTasksRunOnTheLoopThread) {
+  gpo::loop::EventLoop loop;
+  std::thread::id loop_thread;
+  std::vector<int> seen;
+  std::atomic<int> ran{0};
+  std::thread runner([&] {
+    loop_thread = std::this_thread::get_id();
+    loop.run(false);
+  });
+  std::vector<std::thread> posters;
+  for (int t = 0; t < 4; t++)
+    posters.emplace_back([&, t] {
+      for (int i = 0; i < 100; i++)
+        loop.post([&, t, i] {
+          EXPECT_EQ(std::this_thread::get_id(), loop_thread);
+          if (t == 0) seen.push_back(i);
+          ran++;
+        });
+    });
+  for (auto& p : posters) p.join();
+  for (int i = 0; i < 500 && ran < 400; i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  loop.post([&] { loop.stop(); });
+  runner.join();
+  EXPECT_EQ(ran.load(), 400);
+  ASSERT_EQ(seen.size(), 100u);
+  for (int i = 0; i < 100; i++) EXPECT_EQ(seen[size_t(i)], i);
 }
 
 }  // namespace
