@@ -504,7 +504,7 @@ Table new_flow_table(const Options& o, double seconds, int queues, const std::ve
         const std::string per_core =
             best.cpu_seconds > 0 ? fmt_rate(double(best.decided) / best.cpu_seconds) : std::string("-");
         const std::string above = !last.clean() && last.seen
-                                      ? fmt::format("{:.0f}% at {}/s", 100.0 * double(last.overload) / double(last.seen),
+                                      ? fmt::format("{:.1f}% at {}/s", 100.0 * double(last.overload) / double(last.seen),
                                                     fmt_rate(last.rate()))
                                       : std::string("none reached");
         t.rows.push_back({inline_mode ? "inline" : "host", kind, std::to_string(started_workers),

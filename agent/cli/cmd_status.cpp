@@ -271,8 +271,16 @@ void run_status(const std::string& pin_dir_arg, bool json, size_t top_n, const s
     for (const auto& s : kStatRows) j["stats"][s.name] = {{"packets", (st.*s.c).packets}, {"bytes", (st.*s.c).bytes}};
     for (const auto& s : kEventRows) j["events"][s.name] = (st.*s.c).packets;
     j["flows"] = {{"entries", entries}, {"max_entries", max_entries}, {"top", nlohmann::json::array()}};
-    if (nlohmann::json live = live_status(status_file); !live.is_null() && live.contains("rule_set"))
-      j["rule_set"] = live["rule_set"];
+    if (nlohmann::json live = live_status(status_file); !live.is_null()) {
+      if (live.contains("rule_set")) j["rule_set"] = live["rule_set"];
+      if (live.contains("packet_filter") && live["packet_filter"].contains("rates")) {
+        const auto& pf = live["packet_filter"];
+        j["miss_path"] = {{"workers", pf.value("workers", 1)},
+                          {"overload_policy", pf.value("overload_policy", std::string())},
+                          {"rates", pf["rates"]},
+                          {"socket_drops", pf.value("socket_drops", 0ull)}};
+      }
+    }
     for (const auto& r : rows)
       j["flows"]["top"].push_back({{"a", flow_a(r.key)}, {"b", flow_b(r.key)}, {"proto", proto_str(r.key.proto)},
                                    {"action", loader::action_name(r.v.action)}, {"rule_id", r.v.rule_id},

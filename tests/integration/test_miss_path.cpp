@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "backend/backend.h"
 #include "bench/new_flows.h"
 #include "common/netns.h"
 #include "common/proc.h"
@@ -127,6 +128,7 @@ struct Case {
   const char* policy;  // --overload-policy
   int queues;          // veth queues
   const char* workers;
+  bool gpu = false;    // --backend cuda, every batch on the GPU (skipped without one)
 };
 
 class MissPath : public gpo::test::AgentFixture, public ::testing::WithParamInterface<Case> {};
@@ -138,13 +140,19 @@ class MissPath : public gpo::test::AgentFixture, public ::testing::WithParamInte
 // inspection lose nothing meanwhile.
 TEST_P(MissPath, AFloodOfNewFlowsFollowsThePolicyAndSparesKnownFlows) {
   const Case& c = GetParam();
+  std::vector<std::string> extra{"--overload-policy", c.policy, "--workers", c.workers};
+  if (c.gpu) {
+    std::string why;
+    if (gpo::backend::cuda_device_count(&why) <= 0) GTEST_SKIP() << "no usable GPU: " << why;
+    for (const char* a : {"--backend", "cuda", "--gpu-min-batch", "1"}) extra.push_back(a);
+  }
   write_rules(kRules);
   NetNs& src = netns("src");
   NetNs& dut = netns("dut");
   gpo::test::make_veth(src, "s0", dut, "d0", 1, c.queues);
   gpo::test::add_addr(src, "s0", "198.18.0.1/24");
   gpo::test::add_addr(dut, "d0", "198.18.0.2/24");
-  agent_ = start_agent(dut, "d0", {"--overload-policy", c.policy, "--workers", c.workers});
+  agent_ = start_agent(dut, "d0", extra);
   ASSERT_TRUE(agent_);
   if (std::string(c.workers) != "1")
     EXPECT_NE(agent_->log().find(std::string(c.workers) + " worker(s)"), std::string::npos) << agent_->log();
@@ -274,7 +282,17 @@ TEST_P(MissPath, AFloodOfNewFlowsFollowsThePolicyAndSparesKnownFlows) {
   EXPECT_GT(pf["rates"].value("overload_total", 0ull), 0u) << pf.dump(2);
   if (std::string(c.workers) != "1" && senders > 1) {
     ASSERT_TRUE(pf.contains("per_worker")) << pf.dump(2);
-    for (const auto& w : pf["per_worker"]) EXPECT_GT(w.value("rx", 0ull), 0u) << "a worker took no miss: " << pf.dump(2);
+    for (const auto& w : pf["per_worker"]) {
+      EXPECT_GT(w.value("rx", 0ull), 0u) << "a worker took no miss: " << pf.dump(2);
+      if (c.gpu) EXPECT_GT(w.value("gpu_batches", 0ull), 0u) << "a worker's batches never reached the GPU";
+    }
+  }
+  if (c.gpu) {
+    EXPECT_EQ(pf["agent"].value("gpu_errors", 1ull), 0u) << pf.dump(2);
+    // Every batch went to the GPU, or to the CPU only because both GPU buffers were busy.
+    EXPECT_EQ(pf["agent"].value("gpu_batches", 0ull) + pf["agent"].value("gpu_busy_cpu", 0ull),
+              pf["agent"].value("batches", 1ull))
+        << pf.dump(2);
   }
 
   // `status` (text) shows the policy, the counters and the miss rates.
@@ -283,11 +301,21 @@ TEST_P(MissPath, AFloodOfNewFlowsFollowsThePolicyAndSparesKnownFlows) {
   EXPECT_NE(r.out.find(std::string("overload: ") + c.policy), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(std::string("overload_") + c.policy), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("misses/s"), std::string::npos) << r.out;
+  r = gpo::test::run_proc({AGENT_BIN, "status", "--json", "--pin-dir", pin_dir_, "--status-file", status_file()}, 30);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto js = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(js.is_discarded()) << r.out;
+  EXPECT_EQ(js["config"].value("overload_policy", std::string()), c.policy);
+  EXPECT_EQ(js["stats"][std::string("overload_") + c.policy].value("packets", 0ull),
+            std::string(c.policy) == "drop" ? after.overload_drop.packets : after.overload_pass.packets);
+  ASSERT_TRUE(js.contains("miss_path")) << r.out;
+  EXPECT_TRUE(js["miss_path"]["rates"].contains("decided_per_s")) << r.out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, MissPath,
                          ::testing::Values(Case{"PassOneWorker", "pass", 1, "1"},
-                                           Case{"DropTwoWorkersFourQueues", "drop", 4, "2"}),
+                                           Case{"DropTwoWorkersFourQueues", "drop", 4, "2"},
+                                           Case{"GpuTwoWorkersFourQueues", "pass", 4, "2", true}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
