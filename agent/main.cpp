@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
 
   gpo::cli::add_run(app);
   gpo::cli::add_status(app);
+  gpo::cli::add_stop(app);
+  gpo::cli::add_reload(app);
   gpo::cli::add_rules(app);
   gpo::cli::add_top(app);
   gpo::cli::add_calibrate(app);

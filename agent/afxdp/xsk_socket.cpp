@@ -105,6 +105,7 @@ std::unique_ptr<XskSocket> XskSocket::open(const XskConfig& cfg) {
   for (uint32_t i = 0; i < got; i++)
     *xsk_ring_prod__fill_addr(&s->rings_->fill, idx + i) = uint64_t(i) * s->frame_size_;
   xsk_ring_prod__submit(&s->rings_->fill, got);
+  s->fill_total_ = got;
   for (uint32_t i = 0; i < cfg.tx_frames; i++)
     s->tx_free_.push_back(uint64_t(cfg.rx_frames + i) * s->frame_size_);
   return s;
@@ -141,6 +142,7 @@ void XskSocket::recycle(const std::vector<uint64_t>& addrs) {
   for (uint32_t i = 0; i < got; i++)
     *xsk_ring_prod__fill_addr(&rings_->fill, idx + i) = addrs[i] & ~uint64_t(frame_size_ - 1);
   xsk_ring_prod__submit(&rings_->fill, got);
+  fill_total_ += got;
   if (got != addrs.size()) log::warn("AF_XDP {}: fill ring full, {} frames lost", cfg_.ifname, addrs.size() - got);
   if (xsk_ring_prod__needs_wakeup(&rings_->fill))
     recvfrom(fd(), nullptr, 0, MSG_DONTWAIT, nullptr, nullptr);
@@ -164,15 +166,35 @@ bool XskSocket::queue_tx(const uint8_t* data, uint32_t len) {
   return true;
 }
 
-void XskSocket::flush_tx() {
+// Copy mode (veth, generic XDP) transmits inside sendto(), but at most 32
+// frames per call (the kernel's TX batch, TX_BATCH_SIZE in net/xdp/xsk.c).
+// One kick per batch therefore left every frame past the 32nd in the TX ring
+// until the next kick, which never came when the flow had moved to the XDP
+// fast path: inline mode lost them. So kick until the kernel has taken every
+// queued descriptor. Zero-copy drivers are only woken by the kick and send
+// on their own time: one kick is enough there.
+bool XskSocket::flush_tx() {
+  auto queued = [&] {
+    const uint32_t cons = __atomic_load_n(rings_->tx.consumer, __ATOMIC_ACQUIRE);
+    return *rings_->tx.producer - cons;
+  };
   if (tx_pending_kick_ || xsk_ring_prod__needs_wakeup(&rings_->tx)) {
-    // Copy mode transmits inside sendto; zero-copy drivers are woken by it.
-    if (sendto(fd(), nullptr, 0, MSG_DONTWAIT, nullptr, 0) < 0 && errno != EAGAIN && errno != EBUSY &&
-        errno != ENOBUFS && errno != ENETDOWN)
-      log::debug("AF_XDP {}: tx kick: {}", cfg_.ifname, err_str(errno));
+    const int max_kicks = zero_copy_ ? 1 : int(cfg_.ring_size / 32 + 4);
+    for (int k = 0; k < max_kicks; k++) {
+      if (sendto(fd(), nullptr, 0, MSG_DONTWAIT, nullptr, 0) < 0) {
+        if (errno == EAGAIN || errno == EBUSY || errno == ENOBUFS) {
+          reap_completions();  // completion ring full is one cause: make room, retry
+        } else {
+          if (errno != ENETDOWN) log::debug("AF_XDP {}: tx kick: {}", cfg_.ifname, err_str(errno));
+          break;
+        }
+      }
+      if (zero_copy_ || queued() == 0) break;
+    }
     tx_pending_kick_ = 0;
   }
   reap_completions();
+  return zero_copy_ || queued() == 0;
 }
 
 void XskSocket::reap_completions() {

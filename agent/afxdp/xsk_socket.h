@@ -51,12 +51,18 @@ class XskSocket {
   size_t receive(size_t max, std::vector<RxFrame>& out);
   // Gives rx frames back to the kernel through the fill ring.
   void recycle(const std::vector<uint64_t>& addrs);
+  // Frames ever put on the fill ring (the rx frames at open, then each
+  // recycled one): what the kernel may take without dropping.
+  uint64_t fill_total() const { return fill_total_; }
+  uint32_t rx_frames() const { return cfg_.rx_frames; }
   void recycle(uint64_t addr) { recycle(std::vector<uint64_t>{addr}); }
   // Copies a frame into a TX frame of this socket's UMEM and queues it; false
   // when no TX frame or ring slot is free (the caller counts a tx drop).
   bool queue_tx(const uint8_t* data, uint32_t len);
   // Kicks the kernel to send what queue_tx queued and reaps completions.
-  void flush_tx();
+  // Returns false when descriptors are still waiting in the TX ring (the
+  // kernel refused more for now): call again later.
+  bool flush_tx();
   // The kernel's per-socket counters (getsockopt XDP_STATISTICS): frames it
   // dropped because the rx ring was full, the fill ring empty, or invalid descs.
   struct KernelStats {
@@ -83,6 +89,7 @@ class XskSocket {
   std::unique_ptr<Rings> rings_;
   std::vector<uint64_t> tx_free_;
   uint32_t tx_outstanding_ = 0;
+  uint64_t fill_total_ = 0;
   uint32_t tx_pending_kick_ = 0;
 };
 

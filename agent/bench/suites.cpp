@@ -17,6 +17,7 @@ void register_zstd_stage2_bench();
 void register_match_bench();
 
 void register_tier2_bench();
+void register_xdp_bench();
 
 void register_builtin_suites() {
   register_tier2_bench();
@@ -24,6 +25,7 @@ void register_builtin_suites() {
   register_crypto_bench();
   register_planner_bench();
   register_classify_bench();
+  register_xdp_bench();
   register_rules_load_bench();
 #ifdef GPUOFFLOAD_HAVE_CUDA
   register_zstd_bench();

@@ -1,6 +1,8 @@
 // `gpuoffload-agent run`: the daemon. Composes the data paths on one event
 // loop: the packet filter (XDP + AF_XDP, with --xdp), spotting (hook below,
 // being built) and later the client path.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <csignal>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 #include <memory>
 
 #include "afxdp/packet_path.h"
+#include "afxdp/rule_snapshot.h"
 #include "backend/backend.h"
 #include "cli/commands.h"
 #include "cli/rules_options.h"
@@ -42,14 +45,27 @@ struct RunOptions {
   std::string backend = "auto";
   std::vector<int> gpus;
   std::string fail_policy = "open";
-  std::string unparsed_policy = "pass";
+  std::string overload_policy = "auto";
+  std::string workers = "auto";
+  std::string unparsed_policy = "drop";
+  std::string non_ip = "pass";
+  std::string fragments = "reassemble";
   std::string xdp_mode = "auto";
   std::string xsk_mode = "auto";
   uint32_t batch_size = 64;
   uint32_t batch_window_us = 100;
   uint32_t gpu_min_batch = 256;
-  uint32_t inspect_packets = 16;
+  uint64_t stream_depth = 1u << 20;
+  std::string stream_depth_policy = "keep";
+  uint64_t stream_memcap = 64u << 20;
+  uint32_t inspect_packets = 0;
+  uint32_t max_flows = 65536;
+  uint64_t frag_memcap = 16u << 20;
+  uint32_t frag_timeout_s = 30;
+  uint32_t tcp_timeout_s = 600, udp_timeout_s = 300, other_timeout_s = 60, tcp_closed_timeout_s = 10;
+  uint32_t agent_timeout_ms = 5000;
   std::string pin_dir = GPO_PIN_DIR;
+  std::string pid_file = "/run/gpuoffload/agent.pid";
   std::string status_file = "/run/gpuoffload/status.json";
   uint32_t status_interval_ms = 1000;
   bool no_spot = false;
@@ -102,6 +118,17 @@ std::vector<std::string> split_ifaces(const std::string& s) {
   return out;
 }
 
+// --workers: a number, or auto = one per rx queue of the interfaces (the
+// fewer of the two ports'), at most the online cores less one (the main
+// loop's), at least one. PacketPath lowers it to the queues it finds.
+uint32_t workers_for(const std::string& opt, const std::vector<std::string>& ifaces) {
+  if (opt != "auto") return uint32_t(std::stoul(opt));
+  uint32_t queues = GPO_MAX_QUEUES;
+  for (auto& i : ifaces) queues = std::min(queues, afxdp::rx_queue_count(i));
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  return std::max<uint32_t>(1, std::min<uint32_t>(queues, cpus > 1 ? uint32_t(cpus - 1) : 1u));
+}
+
 int exit_for(loader::XdpError::Kind k) {
   switch (k) {
     case loader::XdpError::Kind::usage: return kUsage;
@@ -114,8 +141,14 @@ int exit_for(loader::XdpError::Kind k) {
 // Rules from --rules, else the embedded default set. Rules the filter cannot
 // enforce are skipped, each logged with its reason, then the coverage. An
 // invalid rule or a file problem (a mistake to fix) refuses the file, and so
-// does any problem with --strict. `status` gets the counts.
-std::shared_ptr<const classify::RuleTables> load_rules(const RunOptions& o, std::string& what, nlohmann::json& status) {
+// does any problem with --strict. `status` gets the counts. Run at start and
+// on every reload (the config's [vars] are read again then).
+struct LoadedRules {
+  std::shared_ptr<const afxdp::RuleSnapshot> snapshot;
+  nlohmann::json status;
+};
+
+LoadedRules load_rules(const RunOptions& o, std::vector<std::string>* problems = nullptr) {
   const std::string& path = o.rules_file;
   const rules::ParseOptions po = make_parse_options(o.rules, read_config_vars(o.config_file));
   rules::ParseResult pr;
@@ -129,6 +162,8 @@ std::shared_ptr<const classify::RuleTables> load_rules(const RunOptions& o, std:
   for (auto& d : pr.problems) {
     if (d.kind == rules::Diagnostic::kUnsupported) log::warn("{} (rule skipped)", rules::format_diagnostic(name, d));
     else log::error("{}", rules::format_diagnostic(name, d));
+    if (problems && (o.rules.strict || d.kind != rules::Diagnostic::kUnsupported))
+      problems->push_back(rules::format_diagnostic(name, d));
   }
   const rules::Coverage cov = rules::coverage(pr);
   const size_t mistakes = cov.invalid + cov.file_problems;
@@ -138,23 +173,45 @@ std::shared_ptr<const classify::RuleTables> load_rules(const RunOptions& o, std:
             (o.rules.strict ? " (listed above; --strict refuses every one)" : " (listed above)") +
             "; fix them or check with `gpuoffload-agent rules check " + (path.empty() ? std::string("FILE") : path) + "`",
         kFailure);
-  auto tables = std::make_shared<const classify::RuleTables>(rules::compile(pr.set));
-  what = fmt::format("{} rules from {}, default {}", pr.set.rules.size(), name,
-                     rules::action_name(pr.set.default_action));
+  LoadedRules out;
+  const std::string default_name = rules::action_name(pr.set.default_action);
+  out.snapshot = afxdp::make_rule_snapshot(name, std::move(pr.set));
   if (!pr.ok()) log::warn("rules: {}: {}", name, rules::coverage_line(cov));
   nlohmann::json reasons = nlohmann::json::array();
   for (size_t i = 0; i < cov.reasons.size() && i < 10; ++i)
     reasons.push_back({{"reason", cov.reasons[i].first}, {"rules", cov.reasons[i].second}});
-  status = {{"file", name},
-            {"rules", cov.rules},
-            {"loaded", cov.loaded},
-            {"skipped_unsupported", cov.unsupported},
-            {"skipped_invalid", cov.invalid},
-            {"file_problems", cov.file_problems},
-            {"top_reasons", reasons},
-            {"default", rules::action_name(pr.set.default_action)},
-            {"summary", rules::coverage_line(cov)}};
-  return tables;
+  out.status = {{"file", name},
+                {"rules", cov.rules},
+                {"loaded", cov.loaded},
+                {"skipped_unsupported", cov.unsupported},
+                {"skipped_invalid", cov.invalid},
+                {"file_problems", cov.file_problems},
+                {"top_reasons", reasons},
+                {"default", default_name},
+                {"summary", rules::coverage_line(cov)}};
+  return out;
+}
+
+// The pid file, locked while the agent runs: `stop` and `reload` find the
+// agent through it, and a second agent with the same file is refused.
+int lock_pid_file(const std::string& path) {
+  if (path.empty()) return -1;
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw CLI::RuntimeError("--pid-file " + path + ": " + std::strerror(errno), kFailure);
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    throw CLI::RuntimeError("another agent (pid " + std::string(n > 0 ? buf : "?") + ") holds " + path +
+                                "; stop it (`gpuoffload-agent stop`) or give this one its own --pid-file",
+                            kUsage);
+  }
+  std::string pid = std::to_string(getpid()) + "\n";
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) != ssize_t(pid.size()))
+    log::warn("--pid-file {}: cannot write the pid: {}", path, std::strerror(errno));
+  return fd;
 }
 
 void write_status(const std::string& file, const nlohmann::json& j) {
@@ -204,35 +261,29 @@ void run(const RunOptions& o, CLI::App* cmd) {
   }
 
   // Rules before privileges: a typo in the rules file should not need root to find.
-  std::string rules_what;
-  nlohmann::json rules_status;
-  auto tables = load_rules(o, rules_what, rules_status);
-  classify::CpuClassifier classifier(tables);
+  LoadedRules loaded = load_rules(o);
+  auto rules = loaded.snapshot;
+  nlohmann::json rules_status = loaded.status;
+  auto classifier = std::make_unique<classify::CpuClassifier>(rules->tables);
   std::unique_ptr<classify::AsyncClassifier> gpu_classifier;
   uint32_t batch_size = o.batch_size;  // raised when the GPU classifier runs (below)
   std::string classifier_what = "cpu";
-  if (ifaces.empty()) {
-    classifier_what = "cpu (no packet filter)";
-  } else if (backend == "cpu") {
-    classifier_what = "cpu (--backend cpu)";
-  } else {
+  // The GPU classifier for a rule set (again on every reload); null when
+  // there is none to use, with the reason in classifier_what.
+  auto make_gpu_classifier = [&](const std::shared_ptr<const classify::RuleTables>& tables)
+      -> std::unique_ptr<classify::AsyncClassifier> {
 #ifdef GPUOFFLOAD_HAVE_CUDA
     std::string why;
     const int dev = o.gpus.empty() ? 0 : o.gpus.front();
     if (classify::GpuClassifier::device_count(&why) > dev) {
       try {
-        // Under load batches grow to --batch-size; only those reach the GPU. A
-        // default of 64 would keep every batch below --gpu-min-batch, so with a
-        // GPU and no explicit --batch-size batches may grow to 1024: light
-        // traffic still runs in small CPU batches, heavy traffic goes to the GPU.
-        // (Not 4096: the UMEM holds batch x 6 frames per socket, 24 MiB at 1024.)
-        if (cmd->count("--batch-size") == 0) batch_size = kGpuDefaultBatch;
-        gpu_classifier = std::make_unique<classify::GpuClassifier>(
+        auto g = std::make_unique<classify::GpuClassifier>(
             tables, classify::GpuClassifierOptions{dev, std::max<uint32_t>(batch_size, 1)});
         classifier_what = fmt::format("gpu {} for batches of >= {} frames, cpu below", dev, o.gpu_min_batch);
         if (batch_size < o.gpu_min_batch)
           classifier_what += fmt::format(" (--batch-size {} < --gpu-min-batch {}: every batch stays on the cpu)",
                                          batch_size, o.gpu_min_batch);
+        return g;
       } catch (const std::exception& e) {
         if (backend == "cuda") throw CLI::RuntimeError(std::string("packet classifier: ") + e.what(), kFailure);
         classifier_what = std::string("cpu (GPU classifier failed: ") + e.what() + ")";
@@ -241,8 +292,28 @@ void run(const RunOptions& o, CLI::App* cmd) {
       classifier_what = "cpu (no usable GPU " + std::to_string(dev) + ": " + why + ")";
     }
 #else
+    (void)tables;
     classifier_what = "cpu (built without CUDA)";
 #endif
+    return nullptr;
+  };
+  if (ifaces.empty()) {
+    classifier_what = "cpu (no packet filter)";
+  } else if (backend == "cpu") {
+    classifier_what = "cpu (--backend cpu)";
+  } else {
+#ifdef GPUOFFLOAD_HAVE_CUDA
+    // Under load batches grow to --batch-size; only those reach the GPU. A
+    // default of 64 would keep every batch below --gpu-min-batch, so with a
+    // GPU and no explicit --batch-size batches may grow to 1024: light
+    // traffic still runs in small CPU batches, heavy traffic goes to the GPU.
+    // (Not 4096: the UMEM holds batch x 6 frames per socket, 24 MiB at 1024.)
+    std::string why;
+    if (cmd->count("--batch-size") == 0 &&
+        classify::GpuClassifier::device_count(&why) > (o.gpus.empty() ? 0 : o.gpus.front()))
+      batch_size = kGpuDefaultBatch;
+#endif
+    gpu_classifier = make_gpu_classifier(rules->tables);
   }
   log::info("packet classifier: {}", classifier_what);
 
@@ -250,45 +321,83 @@ void run(const RunOptions& o, CLI::App* cmd) {
   std::unique_ptr<loader::XdpFilter> xdp;
   std::unique_ptr<afxdp::PacketPath> path;
 
+  std::string pin_dir = o.pin_dir;
+  int pid_fd = -1;
   if (!ifaces.empty()) {
     if (!loader::have_bpf_privileges())
       throw CLI::RuntimeError("run --xdp needs root (or CAP_BPF and CAP_NET_ADMIN): try sudo gpuoffload-agent run",
                               kNoPrivilege);
+    pid_fd = lock_pid_file(o.pid_file);
     loader::XdpOptions xo;
     xo.ifaces = ifaces;
     xo.fail_policy = o.fail_policy == "closed" ? GPO_ACT_DROP : GPO_ACT_PASS;
+    // Misses beyond what the agent takes: the fail policy's answer unless told otherwise.
+    const std::string overload = o.overload_policy == "auto" ? (o.fail_policy == "closed" ? "drop" : "pass")
+                                                              : o.overload_policy;
+    xo.overload_policy = overload == "drop" ? GPO_OVERLOAD_DROP : GPO_OVERLOAD_PASS;
     xo.unparsed_policy = o.unparsed_policy == "drop" ? GPO_ACT_DROP : GPO_ACT_PASS;
+    xo.non_ip_policy = o.non_ip == "drop" ? GPO_ACT_DROP : GPO_ACT_PASS;
+    xo.frag_policy = o.fragments == "drop" ? GPO_FRAG_DROP : GPO_FRAG_REASSEMBLE;
+    xo.agent_timeout_ms = o.agent_timeout_ms;
+    xo.tcp_timeout_s = o.tcp_timeout_s;
+    xo.udp_timeout_s = o.udp_timeout_s;
+    xo.other_timeout_s = o.other_timeout_s;
+    xo.tcp_closed_timeout_s = o.tcp_closed_timeout_s;
     xo.mode = o.xdp_mode == "native"    ? loader::XdpOptions::Mode::native
               : o.xdp_mode == "generic" ? loader::XdpOptions::Mode::generic
                                         : loader::XdpOptions::Mode::auto_;
-    xo.pin_dir = o.pin_dir;
     try {
-      if (!xo.pin_dir.empty()) loader::ensure_bpffs();
+      if (!pin_dir.empty()) pin_dir = loader::resolve_pin_dir(pin_dir);
+      xo.pin_dir = pin_dir;
       xdp = loader::XdpFilter::attach(xo);
     } catch (const loader::XdpError& e) {
       throw CLI::RuntimeError(e.what(), exit_for(e.kind));
     }
     log::info("attached: {}", xdp->describe());
-    log::info("rules: {}", rules_what);
+    log::info("rules: {}", rules->what);
 
     afxdp::PacketPathConfig pc;
     pc.batch_size = batch_size;
     pc.batch_window_us = o.batch_window_us;
-    pc.inspect_packets = o.inspect_packets;
     pc.gpu_min_batch = o.gpu_min_batch;
+    pc.inspect.depth = o.stream_depth;
+    pc.inspect.depth_policy = o.stream_depth_policy == "drop" ? afxdp::DepthPolicy::drop : afxdp::DepthPolicy::keep;
+    pc.inspect.memcap = o.stream_memcap;
+    pc.inspect.inspect_packets = o.inspect_packets;
+    auto idle = [](uint32_t s, uint64_t fallback) { return s ? uint64_t(s) * 1000000000ull : fallback; };
+    // The agent's flow table forgets a flow when the flow cache would (the same timeouts).
+    pc.flows.max_flows = o.max_flows;
+    pc.flows.tcp_idle_ns = idle(o.tcp_timeout_s, pc.flows.tcp_idle_ns);
+    pc.flows.udp_idle_ns = idle(o.udp_timeout_s, pc.flows.udp_idle_ns);
+    pc.flows.other_idle_ns = idle(o.other_timeout_s, pc.flows.other_idle_ns);
+    pc.reassembly.memcap = o.frag_memcap;
+    pc.reassembly.timeout_ns = uint64_t(o.frag_timeout_s) * 1000000000ull;
+    // Beat several times per timeout, so one late tick does not look like death.
+    if (o.agent_timeout_ms) pc.housekeeping_ms = std::clamp<uint32_t>(o.agent_timeout_ms / 5, 10, 250);
     pc.bind_mode = o.xsk_mode == "zero-copy" ? afxdp::BindMode::zero_copy
                    : o.xsk_mode == "copy"    ? afxdp::BindMode::copy
                                              : afxdp::BindMode::auto_;
-    path = std::make_unique<afxdp::PacketPath>(*xdp, classifier, pc);
+    pc.workers = workers_for(o.workers, ifaces);
+    path = std::make_unique<afxdp::PacketPath>(*xdp, rules, *classifier, pc);
     if (gpu_classifier) path->set_gpu_classifier(gpu_classifier.get());
+    // Workers past the first get classifiers of their own, all on the same GPU.
+    path->set_classifier_makers(
+        [](const afxdp::RuleSnapshot& r) { return std::make_unique<classify::CpuClassifier>(r.tables); },
+        [&](const afxdp::RuleSnapshot& r) { return make_gpu_classifier(r.tables); });
     try {
       path->start(loop);
     } catch (const std::exception& e) {
+      // Nothing was served: a filter this run attached goes again; one adopted
+      // from an agent that died stays (its fail policy still protects).
+      bool adopted = false;
+      for (const auto& a : xdp->attached()) adopted |= a.adopted;
+      if (!adopted) xdp->detach();
       throw CLI::RuntimeError(std::string("packet path: ") + e.what(), kFailure);
     }
-    log::info("packet filter ready: {} AF_XDP socket(s), batch {} frames / {} us, {} mode, fail-{}",
-              path->socket_count(), pc.batch_size, pc.batch_window_us, xdp->inline_mode() ? "inline" : "host",
-              o.fail_policy);
+    log::info("packet filter ready: {} AF_XDP socket(s), {} worker(s), batch {} frames / {} us, {} mode, fail-{}, "
+              "overload: {}",
+              path->socket_count(), path->worker_count(), pc.batch_size, pc.batch_window_us,
+              xdp->inline_mode() ? "inline" : "host", o.fail_policy, overload);
   } else {
     log::info("packet filter: off (no --xdp IFACE[,PEER])");
   }
@@ -300,7 +409,7 @@ void run(const RunOptions& o, CLI::App* cmd) {
   } else {
     auto so = spot::make_spot_options(o.spot);
     so.ignore_tgid = uint32_t(getpid());       // the CPU backend's own libcrypto calls
-    so.pin_dir = o.pin_dir;
+    so.pin_dir = pin_dir;
     so.snapshot_path = spot::kDefaultSnapshot;  // what `top` reads (docs/spotting.md)
     try {
       spotter = spot::Spotter::attach(so);
@@ -314,27 +423,69 @@ void run(const RunOptions& o, CLI::App* cmd) {
   ipc::OffloadService offload;
   offload.start(o.offload, backend, o.gpus, loop);
 
+  // SIGHUP (`gpuoffload-agent reload`): the rule file again, swapped in
+  // atomically; a file with problems leaves the running rules in place.
+  nlohmann::json reload_json = {{"count", 0}};
+  uint64_t reloads = 0;
   auto status = [&] {
     nlohmann::json j;
     j["pid"] = getpid();
     j["classifier"] = classifier_what;
-    j["rules"] = rules_what;
+    j["rules"] = {{"what", rules->what}, {"reloads", reloads}, {"last_reload", reload_json}};
     j["rule_set"] = rules_status;
     j["spotting"] = spotter ? std::string(spot::mode_name(spotter->mode())) : std::string("off");
     j["offload"] = offload.to_json();
+    j["event_loop_errors"] = loop.callback_errors();
     if (path) j["packet_filter"] = path->to_json();
     return j;
   };
+  loop.on_hangup([&] {
+    reloads++;
+    LoadedRules next_rules;
+    std::vector<std::string> problems;  // what refused the file, for `reload` to print
+    log::info("SIGHUP: reloading the rules from {}", rules->name);
+    try {
+      next_rules = load_rules(o, &problems);  // logs each problem
+    } catch (const std::exception& e) {
+      std::string msg = fmt::format("reload failed: {}; the previous rules stay in force", e.what());
+      log::error("{}", msg);
+      reload_json = {{"ok", false}, {"message", msg}, {"problems", problems}};
+    }
+    auto next = next_rules.snapshot;
+    if (!next) {
+      // reload_json says why; nothing changes
+    } else if (!path) {
+      rules = next;
+      rules_status = next_rules.status;
+      reload_json = {{"ok", true}, {"message", "rules reloaded: " + next->what + " (no packet filter)"}};
+    } else {
+      auto next_cpu = std::make_unique<classify::CpuClassifier>(next->tables);
+      std::unique_ptr<classify::AsyncClassifier> next_gpu;
+      if (gpu_classifier) next_gpu = make_gpu_classifier(next->tables);
+      auto r = path->reload(next, *next_cpu, next_gpu.get());
+      // The path uses the new classifiers now; the old ones can go.
+      classifier = std::move(next_cpu);
+      gpu_classifier = std::move(next_gpu);
+      rules = next;
+      rules_status = next_rules.status;
+      std::string msg = fmt::format("rules reloaded: {}; {} cached flow verdicts invalidated, {} kept", next->what,
+                                    r.invalidated, r.kept);
+      log::info("{}", msg);
+      reload_json = {{"ok", true}, {"message", msg}, {"invalidated", r.invalidated}, {"kept", r.kept}};
+    }
+    write_status(o.status_file, status());
+  });
   loop.add_timer(std::chrono::milliseconds(o.status_interval_ms), [&] { write_status(o.status_file, status()); });
   write_status(o.status_file, status());
-  log::info("running (pid {}); status in {}; SIGINT/SIGTERM stops", getpid(), o.status_file);
+  log::info("running (pid {}); status in {}; SIGINT/SIGTERM stops, SIGHUP reloads the rules", getpid(),
+            o.status_file);
 
   int sig = loop.run();
   offload.stop(loop);
   if (path) path->stop(loop);
   write_status(o.status_file, status());
   if (path) {
-    auto& c = path->counters();
+    const auto c = path->counters();
     log::info("stopped by {}: {} packets to the agent, {} passed, {} dropped, {} flow verdicts cached, {} batches",
               sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "stop()", c.rx, c.passed, c.dropped,
               c.cache_installs, c.batches);
@@ -342,7 +493,15 @@ void run(const RunOptions& o, CLI::App* cmd) {
     log::info("stopped by {}", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "stop()");
   }
   path.reset();
-  xdp.reset();  // detaches; pinned maps (and the flow cache) stay
+  // A clean stop is the one way the filter leaves the interfaces (a crash
+  // leaves it attached, with its fail policy). The pinned maps, and with them
+  // the flow cache, stay.
+  if (xdp) xdp->detach();
+  xdp.reset();
+  if (pid_fd >= 0) {
+    unlink(o.pid_file.c_str());
+    close(pid_fd);
+  }
 }
 
 }  // namespace
@@ -356,6 +515,7 @@ void add_run(CLI::App& app) {
       "  sudo gpuoffload-agent run --xdp eth1 --rules /etc/gpuoffload/rules.rules\n"
       "  sudo gpuoffload-agent run --xdp eth1,eth2 --fail-policy closed   # inline: bridge eth1 <-> eth2\n"
       "  sudo gpuoffload-agent run --xdp eth1 --rules emerging.rules --var HOME_NET=[10.0.0.0/8]\n"
+      "  sudo gpuoffload-agent reload   # re-read the rules (SIGHUP); `stop` stops and detaches\n"
       "  gpuoffload-agent run --print-config > agent.toml   # then: run --config agent.toml\n"
       "Every option can also be set in the --config file (TOML or INI, same names without --); rule\n"
       "variables go in its [vars] table: HOME_NET = \"[10.0.0.0/8]\".");
@@ -374,11 +534,71 @@ void add_run(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
   cmd->add_option("--fail-policy", o->fail_policy,
-                  "New flows while the agent is gone: open = pass, closed = drop")
+                  "New flows while the agent is gone (no socket, or no heartbeat for --agent-timeout-ms): "
+                  "open = pass, closed = drop")
       ->check(CLI::IsMember({"open", "closed"}))
       ->capture_default_str();
-  cmd->add_option("--unparsed-policy", o->unparsed_policy, "Malformed IP packets and non-first fragments")
+  cmd->add_option("--overload-policy", o->overload_policy,
+                  "Misses that arrive while the agent's socket for their queue is full (more new flows than the "
+                  "agent decides): pass = uninspected (inline: to the peer port), drop; counted as overload_pass / "
+                  "overload_drop, with a warning in the log. auto = the fail policy's answer (open: pass)")
+      ->check(CLI::IsMember({"auto", "pass", "drop"}))
+      ->capture_default_str();
+  cmd->add_option("--workers", o->workers,
+                  "Threads on the miss path, each serving its share of the rx queues with its own AF_XDP sockets "
+                  "and classifiers (auto: one per rx queue, at most one per core beyond the first)")
+      ->check(CLI::IsMember({"auto"}) | CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--unparsed-policy", o->unparsed_policy,
+                  "Malformed IP packets, first fragments too short for their L4 header, IPv6 header chains "
+                  "longer than 6, three VLAN tags")
       ->check(CLI::IsMember({"pass", "drop"}))
+      ->capture_default_str();
+  cmd->add_option("--non-ip", o->non_ip,
+                  "Frames that are not IPv4/IPv6 (ARP, LLDP, ...): pass (inline: forwarded to the peer port) or drop")
+      ->check(CLI::IsMember({"pass", "drop"}))
+      ->capture_default_str();
+  cmd->add_option("--fragments", o->fragments,
+                  "IP fragments: reassemble (the agent reassembles, the rules decide the datagram) or drop")
+      ->check(CLI::IsMember({"reassemble", "drop"}))
+      ->capture_default_str();
+  cmd->add_option("--frag-memcap", o->frag_memcap, "Bytes of fragments held for reassembly (e.g. 16MiB)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  cmd->add_option("--frag-timeout-s", o->frag_timeout_s, "An incomplete datagram is dropped after this long")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  cmd->add_option("--stream-depth", o->stream_depth,
+                  "Bytes of each TCP direction (of each flow, other protocols) the content rules inspect "
+                  "(e.g. 1MiB); then --stream-depth-policy")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  cmd->add_option("--stream-depth-policy", o->stream_depth_policy,
+                  "Past the depth: keep = cache the verdict the flow has then, drop = cache drop")
+      ->check(CLI::IsMember({"keep", "drop"}))
+      ->capture_default_str();
+  cmd->add_option("--stream-memcap", o->stream_memcap,
+                  "Stream bytes held over all flows under inspection (a flow that gets none reaches its depth)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  cmd->add_option("--max-flows", o->max_flows,
+                  "Flows the agent follows at once (direction, handshake, streams under inspection); when full, "
+                  "the least recently seen flow not under inspection is forgotten first")
+      ->check(CLI::Range(1u, 1u << 24))
+      ->capture_default_str();
+  cmd->add_option("--tcp-timeout-s", o->tcp_timeout_s, "Idle timeout of a TCP flow's cached verdict (0: never)")
+      ->capture_default_str();
+  cmd->add_option("--tcp-closed-timeout-s", o->tcp_closed_timeout_s,
+                  "Same, once the flow saw RST or FIN both ways (a new SYN always starts a new flow)")
+      ->capture_default_str();
+  cmd->add_option("--udp-timeout-s", o->udp_timeout_s, "Idle timeout of a UDP flow's cached verdict (0: never)")
+      ->capture_default_str();
+  cmd->add_option("--other-timeout-s", o->other_timeout_s,
+                  "Idle timeout of other protocols' (ICMP, ...) cached verdicts (0: never)")
+      ->capture_default_str();
+  cmd->add_option("--agent-timeout-ms", o->agent_timeout_ms,
+                  "XDP counts the agent as gone (fail policy) when its heartbeat is older (0: only when its "
+                  "sockets are gone)")
       ->capture_default_str();
   cmd->add_option("--xdp-mode", o->xdp_mode, "XDP attach mode: native (driver), generic (skb), auto")
       ->check(CLI::IsMember({"auto", "native", "generic"}))
@@ -399,10 +619,12 @@ void add_run(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   cmd->add_option("--inspect-packets", o->inspect_packets,
-                  "Packets of a flow the agent inspects before caching a verdict that content may still change")
-      ->check(CLI::Range(1, 1000000))
+                  "Also end a flow's inspection after this many packets (0: only --stream-depth bounds it)")
+      ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
-  cmd->add_option("--pin-dir", o->pin_dir, "bpffs directory for the pinned maps")->capture_default_str();
+  cmd->add_option("--pin-dir", o->pin_dir, "bpffs directory for the pinned maps and XDP links")->capture_default_str();
+  cmd->add_option("--pid-file", o->pid_file, "Locked while the agent runs; `stop` and `reload` use it ('' = none)")
+      ->capture_default_str();
   cmd->add_option("--status-file", o->status_file, "JSON status written every --status-interval-ms ('' = none)")
       ->capture_default_str();
   cmd->add_option("--status-interval-ms", o->status_interval_ms, "How often the status file is rewritten")

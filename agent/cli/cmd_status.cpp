@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <cerrno>
 #include <cstdio>
@@ -132,16 +133,18 @@ struct StatRow {
   const char* what;
 };
 constexpr StatRow kStatRows[] = {
-    {"cache_pass", &gpo_xdp_stats::cache_pass, "cache hit, passed"},
-    {"cache_drop", &gpo_xdp_stats::cache_drop, "cache hit, dropped"},
-    {"cache_redirect", &gpo_xdp_stats::cache_redirect, "cache hit, redirected to the peer port"},
-    {"to_agent", &gpo_xdp_stats::to_agent, "cache miss, sent to the agent (AF_XDP)"},
-    {"no_socket_pass", &gpo_xdp_stats::no_socket_pass, "miss, no agent socket, fail-open"},
-    {"no_socket_drop", &gpo_xdp_stats::no_socket_drop, "miss, no agent socket, fail-closed"},
-    {"parse_fail_pass", &gpo_xdp_stats::parse_fail_pass, "unparsed, passed"},
-    {"parse_fail_drop", &gpo_xdp_stats::parse_fail_drop, "unparsed, dropped"},
-    {"non_ip", &gpo_xdp_stats::non_ip, "not IP, passed"},
+#define GPO_X_ROW(name, what) {#name, &gpo_xdp_stats::name, what},
+    GPO_XDP_PATHS(GPO_X_ROW)
 };
+constexpr StatRow kEventRows[] = {
+    GPO_XDP_EVENTS(GPO_X_ROW)
+#undef GPO_X_ROW
+};
+
+std::string secs(uint64_t ns) {
+  if (ns == 0) return "never";
+  return fmt::format("{}s", ns / 1000000000ull);
+}
 
 // The status file `run` writes, when the agent that wrote it is alive; null otherwise.
 nlohmann::json live_status(const std::string& file) {
@@ -166,18 +169,31 @@ void print_rules_status(const std::string& file) {
   std::printf("\nrules (agent pid %d): %s: %s, default %s\n", j.value("pid", 0),
               r.value("file", std::string("?")).c_str(), r.value("summary", std::string("?")).c_str(),
               r.value("default", std::string("?")).c_str());
+  const auto rl = j.value("rules", nlohmann::json::object());
+  if (rl.is_object() && rl.value("reloads", 0ull) > 0) {
+    const auto last = rl.value("last_reload", nlohmann::json::object());
+    std::printf("  %llu reload(s), last: %s\n", (unsigned long long)rl.value("reloads", 0ull),
+                last.value("message", std::string("?")).c_str());
+  }
 }
 
-void run_status(const std::string& pin_dir, bool json, size_t top_n, const std::string& status_file) {
+void run_status(const std::string& pin_dir_arg, bool json, size_t top_n, const std::string& status_file) {
   if (!loader::have_bpf_privileges())
     throw CLI::RuntimeError("status: reading the pinned BPF maps needs root (or CAP_BPF); run it with sudo",
                             kNoPrivilege);
+  // `ip netns exec` hides the host's bpffs: find it as `run` does.
+  std::string pin_dir;
+  try {
+    pin_dir = loader::resolve_pin_dir(pin_dir_arg);
+  } catch (const loader::XdpError& e) {
+    throw CLI::RuntimeError(std::string("status: ") + e.what(), kUsage);
+  }
   auto open_pinned = [&](const char* name) { return Fd(bpf_obj_get((pin_dir + "/" + name).c_str())); };
   Fd stats = open_pinned("stats"), flows = open_pinned("flows"), config = open_pinned("config"),
-     tx = open_pinned("tx_ports");
+     tx = open_pinned("tx_ports"), agent = open_pinned("agent");
   if (stats.fd < 0 || flows.fd < 0 || config.fd < 0) {
-    if (json) std::printf("%s\n", nlohmann::json{{"running", false}, {"pin_dir", pin_dir}}.dump(2).c_str());
-    throw CLI::RuntimeError("not running: no pinned maps under " + pin_dir +
+    if (json) std::printf("%s\n", nlohmann::json{{"running", false}, {"pin_dir", pin_dir_arg}}.dump(2).c_str());
+    throw CLI::RuntimeError("not running: no pinned maps under " + pin_dir_arg +
                                 " (start the filter with `sudo gpuoffload-agent run --xdp IFACE`)",
                             kFailure);
   }
@@ -186,6 +202,18 @@ void run_status(const std::string& pin_dir, bool json, size_t top_n, const std::
   gpo_xdp_config cfg{};
   uint32_t zero = 0;
   bpf_map_lookup_elem(config.fd, &zero, &cfg);
+  gpo_agent_beat beat{};
+  if (agent.fd >= 0) bpf_map_lookup_elem(agent.fd, &zero, &beat);
+  // Pinned links: the attachments that outlive the agent.
+  std::vector<std::string> links;
+  {
+    std::error_code ec;
+    for (auto& e : std::filesystem::directory_iterator(pin_dir, ec)) {
+      std::string n = e.path().filename().string();
+      if (n.rfind("xdp_link_", 0) == 0) links.push_back(n);
+    }
+    std::sort(links.begin(), links.end());
+  }
   auto ifaces = attached_interfaces(map_id(flows.fd));
   std::vector<std::pair<std::string, std::string>> peers;
   if (tx.fd >= 0) {
@@ -213,26 +241,51 @@ void run_status(const std::string& pin_dir, bool json, size_t top_n, const std::
   auto flow_a = [](const gpo_flow_key& k) { return addr_str(k.addr_a) + ":" + std::to_string(ntohs(k.port_a)); };
   auto flow_b = [](const gpo_flow_key& k) { return addr_str(k.addr_b) + ":" + std::to_string(ntohs(k.port_b)); };
   const char* fail = cfg.fail_policy == GPO_ACT_DROP ? "fail-closed" : "fail-open";
+  const bool agent_alive = beat.pid != 0 && (kill(pid_t(beat.pid), 0) == 0 || errno == EPERM);
+  const double beat_age = age_s(beat.heartbeat_ns);
+  const char* frag = cfg.frag_policy == GPO_FRAG_DROP ? "drop" : "reassemble";
 
   if (json) {
     nlohmann::json j;
     j["running"] = !ifaces.empty();
-    j["pin_dir"] = pin_dir;
+    j["pin_dir"] = pin_dir_arg;
+    j["links"] = links;
+    j["agent"] = {{"pid", beat.pid}, {"alive", agent_alive}, {"heartbeat_s_ago", beat_age}};
     j["interfaces"] = nlohmann::json::array();
     for (const auto& a : ifaces)
       j["interfaces"].push_back({{"name", a.name}, {"ifindex", a.ifindex}, {"mode", a.mode}, {"prog_id", a.prog_id}});
     j["config"] = {{"fail_policy", loader::action_name(cfg.fail_policy)},
+                   {"overload_policy", loader::overload_name(cfg.overload_policy)},
+                   {"credit_reserve", cfg.credit_reserve},
                    {"unparsed_policy", loader::action_name(cfg.unparsed_policy)},
-                   {"inline_mode", bool(cfg.inline_mode)}};
+                   {"non_ip_policy", loader::action_name(cfg.non_ip_policy)},
+                   {"frag_policy", frag},
+                   {"inline_mode", bool(cfg.inline_mode)},
+                   {"agent_timeout_ms", cfg.agent_timeout_ns / 1000000},
+                   {"tcp_timeout_s", cfg.tcp_timeout_ns / 1000000000},
+                   {"tcp_closed_timeout_s", cfg.tcp_closed_timeout_ns / 1000000000},
+                   {"udp_timeout_s", cfg.udp_timeout_ns / 1000000000},
+                   {"other_timeout_s", cfg.other_timeout_ns / 1000000000}};
     j["tx_ports"] = nlohmann::json::object();
     for (const auto& [from, to] : peers) j["tx_ports"][from] = to;
     for (const auto& s : kStatRows) j["stats"][s.name] = {{"packets", (st.*s.c).packets}, {"bytes", (st.*s.c).bytes}};
+    for (const auto& s : kEventRows) j["events"][s.name] = (st.*s.c).packets;
     j["flows"] = {{"entries", entries}, {"max_entries", max_entries}, {"top", nlohmann::json::array()}};
-    if (nlohmann::json live = live_status(status_file); !live.is_null() && live.contains("rule_set"))
-      j["rule_set"] = live["rule_set"];
+    if (nlohmann::json live = live_status(status_file); !live.is_null()) {
+      if (live.contains("rule_set")) j["rule_set"] = live["rule_set"];
+      if (live.contains("packet_filter") && live["packet_filter"].contains("rates")) {
+        const auto& pf = live["packet_filter"];
+        j["miss_path"] = {{"workers", pf.value("workers", 1)},
+                          {"overload_policy", pf.value("overload_policy", std::string())},
+                          {"rates", pf["rates"]},
+                          {"socket_drops", pf.value("socket_drops", 0ull)}};
+      }
+    }
     for (const auto& r : rows)
       j["flows"]["top"].push_back({{"a", flow_a(r.key)}, {"b", flow_b(r.key)}, {"proto", proto_str(r.key.proto)},
                                    {"action", loader::action_name(r.v.action)}, {"rule_id", r.v.rule_id},
+                                   {"client", (r.v.flags & GPO_FLOW_CLIENT_A) ? "a" : (r.v.flags & GPO_FLOW_CLIENT_B) ? "b" : ""},
+                                   {"closed", GPO_FLOW_CLOSED(r.v.flags) != 0},
                                    {"hits", r.v.hits}, {"last_seen_s_ago", age_s(r.v.last_seen_ns)}});
     std::printf("%s\n", j.dump(2).c_str());
     return;
@@ -244,14 +297,30 @@ void run_status(const std::string& pin_dir, bool json, size_t top_n, const std::
   for (const auto& a : ifaces)
     std::printf("  attached: xdp_filter on %s (ifindex %d, %s mode, prog id %u)\n", a.name.c_str(), a.ifindex,
                 a.mode.c_str(), a.prog_id);
-  std::printf("  mode: %s, %s (miss without an agent socket: %s), unparsed packets: %s\n",
+  for (const auto& l : links) std::printf("  pinned link: %s/%s (outlives the agent)\n", pin_dir_arg.c_str(), l.c_str());
+  if (beat.pid == 0) std::printf("  agent: none has run with these maps\n");
+  else
+    std::printf("  agent: pid %u, %s, last heartbeat %.1fs ago%s\n", beat.pid, agent_alive ? "running" : "gone",
+                beat_age,
+                !agent_alive || (cfg.agent_timeout_ns && beat_age * 1e9 > double(cfg.agent_timeout_ns))
+                    ? " -> XDP applies the fail policy to new flows"
+                    : "");
+  std::printf("  mode: %s, %s (miss while the agent is gone: %s), overload: %s, unparsed packets: %s, non-IP: %s, "
+              "fragments: %s\n",
               cfg.inline_mode ? "inline" : "host", fail, loader::action_name(cfg.fail_policy),
-              loader::action_name(cfg.unparsed_policy));
+              loader::overload_name(cfg.overload_policy), loader::action_name(cfg.unparsed_policy),
+              loader::action_name(cfg.non_ip_policy), frag);
+  std::printf("  verdict idle timeouts: tcp %s (closed %s), udp %s, other %s; agent heartbeat timeout %s\n",
+              secs(cfg.tcp_timeout_ns).c_str(), secs(cfg.tcp_closed_timeout_ns).c_str(),
+              secs(cfg.udp_timeout_ns).c_str(), secs(cfg.other_timeout_ns).c_str(),
+              cfg.agent_timeout_ns ? fmt::format("{}ms", cfg.agent_timeout_ns / 1000000).c_str() : "off");
   for (const auto& [from, to] : peers) std::printf("  peer port: %s -> %s\n", from.c_str(), to.c_str());
   std::printf("\n  %-16s %14s %16s\n", "path", "packets", "bytes");
   for (const auto& s : kStatRows)
     std::printf("  %-16s %14llu %16llu  %s\n", s.name, (unsigned long long)(st.*s.c).packets,
                 (unsigned long long)(st.*s.c).bytes, s.what);
+  for (const auto& s : kEventRows)
+    std::printf("  %-16s %14llu %16s  %s\n", s.name, (unsigned long long)(st.*s.c).packets, "", s.what);
   std::printf("\n  flow cache: %zu of %u entries\n", entries, max_entries);
   if (!rows.empty()) {
     std::printf("  %10s  %-6s %8s  %-5s  %s\n", "hits", "action", "rule", "seen", "flow");
@@ -266,16 +335,48 @@ void run_status(const std::string& pin_dir, bool json, size_t top_n, const std::
 // backend and what the planner decided. Text mode only; nothing
 // when no live agent wrote the file.
 void print_offload_status(const std::string& file) {
-  std::ifstream f(file);
-  if (!f) return;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const std::exception&) {
-    return;
-  }
+  nlohmann::json j = live_status(file);
+  if (j.is_null()) return;
   const int pid = j.value("pid", 0);
-  if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) return;
+  // The packet filter as the agent sees it: its counters, inspection, reassembly.
+  if (j.contains("packet_filter")) {
+    try {
+      const auto& pf = j["packet_filter"];
+      std::printf("\npacket filter agent (pid %d): %s mode, classifier %s\n", pid,
+                  pf.value("mode", std::string("?")).c_str(), pf.value("classifier", std::string("?")).c_str());
+      const auto& a = pf["agent"];
+      std::printf("  to the agent %llu, passed %llu, dropped %llu, verdicts cached %llu, lost at the sockets %llu\n",
+                  (unsigned long long)a.value("rx", 0ull), (unsigned long long)a.value("passed", 0ull),
+                  (unsigned long long)a.value("dropped", 0ull), (unsigned long long)a.value("cache_installs", 0ull),
+                  (unsigned long long)pf.value("socket_drops", 0ull));
+      if (pf.contains("rates")) {
+        const auto& r = pf["rates"];
+        const auto& x = pf.value("xdp", nlohmann::json::object());
+        auto pk = [&](const char* k) { return (unsigned long long)x.value(k, nlohmann::json::object()).value("packets", 0ull); };
+        std::printf("  miss path: %llu worker(s); last %.1fs: %.0f misses/s, %.0f/s to the agent, %.0f/s decided, "
+                    "%.0f/s overload (policy %s); overload in all: %llu passed, %llu dropped\n",
+                    (unsigned long long)pf.value("workers", 1ull), r.value("seconds", 0.0), r.value("misses_per_s", 0.0),
+                    r.value("to_agent_per_s", 0.0), r.value("decided_per_s", 0.0), r.value("overload_per_s", 0.0),
+                    pf.value("overload_policy", std::string("?")).c_str(), pk("overload_pass"), pk("overload_drop"));
+      }
+      const auto& in = pf["inspection"];
+      std::printf("  under inspection: %llu flows, %llu stream bytes (depth %llu, past it: %s); segments dropped: "
+                  "%llu conflicting, %llu before the start, %llu over the out-of-order bound\n",
+                  (unsigned long long)in.value("flows", 0ull), (unsigned long long)in.value("bytes_held", 0ull),
+                  (unsigned long long)in.value("depth", 0ull), in.value("depth_policy", std::string("?")).c_str(),
+                  (unsigned long long)in.value("conflicts", 0ull), (unsigned long long)in.value("before_start", 0ull),
+                  (unsigned long long)in.value("ooo_full", 0ull));
+      const auto& re = pf["reassembly"];
+      std::printf("  fragments: %llu in, %llu datagrams reassembled, %llu held now; dropped: %llu overlapping, %llu "
+                  "timed out, %llu over limits, %llu invalid\n",
+                  (unsigned long long)re.value("fragments", 0ull), (unsigned long long)re.value("datagrams", 0ull),
+                  (unsigned long long)re.value("datagrams_held", 0ull), (unsigned long long)re.value("overlaps", 0ull),
+                  (unsigned long long)re.value("timeouts", 0ull), (unsigned long long)re.value("over_limit", 0ull),
+                  (unsigned long long)re.value("invalid", 0ull));
+    } catch (const std::exception&) {
+      // An older agent's file: no such section.
+    }
+  }
   const auto off = j.value("offload", nlohmann::json::object());
   if (!off.value("enabled", false)) {
     std::printf("\noffload (agent pid %d): off\n", pid);

@@ -17,6 +17,8 @@ enum Exit : int {
 void add_version(CLI::App& app);
 void add_run(CLI::App& app);
 void add_status(CLI::App& app);
+void add_stop(CLI::App& app);    // cli/cmd_stop.cpp, with add_reload
+void add_reload(CLI::App& app);
 void add_rules(CLI::App& app);
 void add_top(CLI::App& app);
 void add_calibrate(CLI::App& app);  // cli/cmd_calibrate.cpp, with add_plan

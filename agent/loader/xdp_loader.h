@@ -2,6 +2,12 @@
 // /sys/fs/bpf/gpuoffload/ and attaches xdp_filter to one interface (host mode)
 // or two (inline mode: IFACE and its PEER port). docs/xdp.md describes the
 // program's policy table; this is the agent's handle on it.
+//
+// The attachments are bpf_links pinned next to the maps (xdp_link_IFNAME), so
+// they outlive the process: a crash, an uncaught exception or SIGKILL leaves
+// the filter attached and its fail policy in force. A new XdpFilter adopts
+// the pinned links of its interfaces (swapping its program in atomically);
+// only detach() removes them, which `run` calls on a clean stop.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -24,8 +30,18 @@ struct XdpError : std::runtime_error {
 
 struct XdpOptions {
   std::vector<std::string> ifaces;  // 1 = host mode, 2 = inline (IFACE, PEER)
-  uint8_t fail_policy = GPO_ACT_PASS;      // miss and no AF_XDP socket bound (agent gone)
-  uint8_t unparsed_policy = GPO_ACT_PASS;  // truncated/malformed IP packets, non-first fragments
+  uint8_t fail_policy = GPO_ACT_PASS;      // a miss while the agent is gone (no socket, stale heartbeat)
+  uint8_t unparsed_policy = GPO_ACT_PASS;  // malformed IP packets, tiny first fragments, long header chains
+  uint8_t non_ip_policy = GPO_ACT_PASS;    // ARP, LLDP, ...: pass (inline: forwarded to the peer) or drop
+  uint8_t frag_policy = GPO_FRAG_REASSEMBLE;
+  // A miss the agent's socket has no room for (enum gpo_overload_policy);
+  // OFF leaves it to the kernel, which drops it at the socket.
+  uint8_t overload_policy = GPO_OVERLOAD_OFF;
+  uint32_t credit_reserve = 0;  // socket room kept for flows under inspection
+  // Heartbeat older than this: the agent counts as gone (0 = only a missing socket says so).
+  uint32_t agent_timeout_ms = 0;
+  // Idle timeouts of cached verdicts in seconds (0 = never).
+  uint32_t tcp_timeout_s = 0, udp_timeout_s = 0, other_timeout_s = 0, tcp_closed_timeout_s = 0;
   enum class Mode { native, generic, auto_ } mode = Mode::auto_;
   // Where the maps are pinned. Tests use their own directory so they never
   // touch a running agent's maps; "" = do not pin at all.
@@ -36,6 +52,9 @@ struct AttachedIface {
   std::string name;
   int ifindex = 0;
   bool native = false;  // false = generic (skb) mode
+  int link_fd = -1;     // the pinned bpf_link; -1: attached through netlink (kernel < 5.9)
+  std::string link_pin; // where the link is pinned ("" when not)
+  bool adopted = false; // the link was left by an earlier agent and now runs our program
 };
 
 class XdpFilter {
@@ -47,15 +66,26 @@ class XdpFilter {
   // tests and tools. opts.ifaces may be empty; inline_mode is set when it has 2.
   static std::unique_ptr<XdpFilter> load(const XdpOptions&);
 
-  ~XdpFilter();  // detaches the programs it attached; pinned maps stay (flow cache survives restarts)
+  // Closes its fds only: the pinned links keep the filter attached (and the
+  // pinned maps keep the flow cache) for the next agent. See detach().
+  ~XdpFilter();
   XdpFilter(const XdpFilter&) = delete;
   XdpFilter& operator=(const XdpFilter&) = delete;
+
+  // Removes the filter from its interfaces (unpins and detaches the links):
+  // a deliberate stop. Safe to call twice.
+  void detach();
 
   int xsks_fd() const;
   int flows_fd() const;
   int stats_fd() const;
   int config_fd() const;
   int tx_ports_fd() const;
+  int agent_fd() const;
+  int credits_fd() const;
+  // The credits map, mmapped (one struct gpo_xsk_credit per xsks slot): the
+  // agent writes `granted`, XDP counts `sent`. Throws XdpError.
+  gpo_xsk_credit* credits();
   int filter_prog_fd() const;
   int inject_prog_fd() const;
   const std::vector<int>& ifindexes() const { return ifindexes_; }
@@ -64,9 +94,16 @@ class XdpFilter {
   const std::string& pin_dir() const { return pin_dir_; }
 
   gpo_xdp_stats read_stats() const;  // summed over CPUs
-  void install_verdict(const gpo_flow_key&, uint8_t action, uint32_t rule_id);
+  // Installs (or changes) a flow's verdict. An entry that already holds the
+  // same action and rule keeps its hit count and flags (no reset per packet).
+  // flags: GPO_FLOW_CLIENT_A/B. Returns true when the map changed.
+  bool install_verdict(const gpo_flow_key&, uint8_t action, uint32_t rule_id, uint64_t flags = 0);
+  void remove_verdict(const gpo_flow_key&);
+  // The agent's heartbeat (XDP treats a stale one as "agent gone").
+  void heartbeat();
   size_t flush_flows();  // empties the flow cache (e.g. after a rules reload); returns entries removed
   void set_config(const gpo_xdp_config&);
+  const gpo_xdp_config& config() const { return cfg_; }
 
   // "xdp_filter on veth0 (ifindex 5, native), host mode, fail-open, unparsed: pass"
   std::string describe() const;
@@ -75,22 +112,39 @@ class XdpFilter {
   XdpFilter() = default;
   void open_and_load(const XdpOptions&);
   void attach_one(int ifindex, const std::string& name, XdpOptions::Mode mode);
+  bool adopt_link(int ifindex, const std::string& name, const std::string& pin);
+  void drop_stale_links();
 
   ::xdp_filter* skel_ = nullptr;
+  void* credits_map_ = nullptr;
+  size_t credits_len_ = 0;
   std::vector<int> ifindexes_;
   std::vector<AttachedIface> attached_;
   bool inline_ = false;
-  uint8_t fail_policy_ = GPO_ACT_PASS;
-  uint8_t unparsed_policy_ = GPO_ACT_PASS;
-  std::string pin_dir_;
+  gpo_xdp_config cfg_{};
+  std::string pin_dir_;        // as this process reaches it (/proc/self/fd/N/... under `ip netns exec`)
+  std::string pin_dir_shown_;  // as the user named it, for logs
+  std::string shown(const std::string& path) const;
 };
 
 // Shared with `status`, which works from the pinned maps only.
 gpo_xdp_stats sum_stats(int stats_fd);       // throws XdpError on lookup failure
-const char* action_name(uint8_t action);     // "pass", "drop", "alert"
+const char* action_name(uint8_t action);     // "pass", "drop", "alert", "inspect"
+const char* overload_name(uint8_t policy);   // "off", "pass", "drop"
 // Makes sure a bpf filesystem is mounted at /sys/fs/bpf (mounts one if not,
 // and says so); throws XdpError when it cannot.
 void ensure_bpffs();
+// Where a pin directory under /sys/fs/bpf really is for this process. Under
+// `ip netns exec` (which remounts /sys in a private mount namespace, hiding
+// the host's bpffs) it finds the host's bpffs through an ancestor process in
+// the outer mount namespace and returns a /proc/self/fd/N/... path into it,
+// so `status` and bpftool outside see the same maps. Other directories, and
+// a /sys/fs/bpf that is a bpffs, come back as given (one is mounted when this
+// mount namespace is the outer one and has none). Throws XdpError (usage),
+// naming `nsenter --net`, when no host bpffs can be found.
+std::string resolve_pin_dir(const std::string& dir);
+// The pinned link path of an interface in a pin directory.
+std::string link_pin_path(const std::string& pin_dir, const std::string& ifname);
 // root, or CAP_BPF + CAP_NET_ADMIN (or CAP_SYS_ADMIN) in the effective set.
 bool have_bpf_privileges();
 // Name of the XDP program attached to ifindex (any mode), "" when none;

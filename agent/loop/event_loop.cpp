@@ -11,19 +11,26 @@
 #include <string>
 #include <system_error>
 
+#include "util/log.h"
+
 namespace gpo::loop {
 
 EventLoop::EventLoop() {
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (epfd_ < 0 || wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll/eventfd");
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.fd = wake_fd_;
-  epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+  post_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (epfd_ < 0 || wake_fd_ < 0 || post_fd_ < 0)
+    throw std::system_error(errno, std::generic_category(), "epoll/eventfd");
+  for (int fd : {wake_fd_, post_fd_}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+  }
 }
 
 EventLoop::~EventLoop() {
+  if (post_fd_ >= 0) close(post_fd_);
   if (wake_fd_ >= 0) close(wake_fd_);
   if (epfd_ >= 0) close(epfd_);
 }
@@ -52,12 +59,34 @@ void EventLoop::stop() {
   [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
 }
 
+void EventLoop::post(Callback cb) {
+  {
+    std::lock_guard<std::mutex> g(posted_mu_);
+    posted_.push_back(std::move(cb));
+  }
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = write(post_fd_, &one, sizeof one);
+}
+
 void EventLoop::block_stop_signals() {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+}
+
+void EventLoop::call(const Callback& cb, const char* what) {
+  try {
+    cb();
+  } catch (const std::exception& e) {
+    callback_errors_++;
+    log::error("event loop: a {} callback failed: {} (caught; the agent goes on)", what, e.what());
+  } catch (...) {
+    callback_errors_++;
+    log::error("event loop: a {} callback threw a non-standard exception (caught; the agent goes on)", what);
+  }
 }
 
 int EventLoop::run(bool catch_signals) {
@@ -67,6 +96,7 @@ int EventLoop::run(bool catch_signals) {
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &mask, &old);
     sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     epoll_event ev{};
@@ -93,13 +123,28 @@ int EventLoop::run(bool catch_signals) {
         uint64_t v;
         [[maybe_unused]] ssize_t r = read(wake_fd_, &v, sizeof v);
         stopping_ = true;
+      } else if (fd == post_fd_) {
+        uint64_t v;
+        [[maybe_unused]] ssize_t r = read(post_fd_, &v, sizeof v);
+        std::vector<Callback> work;
+        {
+          std::lock_guard<std::mutex> g(posted_mu_);
+          work.swap(posted_);
+        }
+        for (auto& cb : work) call(cb, "posted");
       } else if (fd == sig_fd) {
         signalfd_siginfo si{};
-        if (read(sig_fd, &si, sizeof si) == sizeof si) stopped_by = int(si.ssi_signo);
+        if (read(sig_fd, &si, sizeof si) != sizeof si) continue;
+        if (si.ssi_signo == SIGHUP) {
+          if (hangup_) call(hangup_, "SIGHUP");
+          else log::info("SIGHUP ignored (nothing to reload)");
+          continue;
+        }
+        stopped_by = int(si.ssi_signo);
         stopping_ = true;
       } else if (auto it = fds_.find(fd); it != fds_.end()) {
         auto cb = it->second;  // a callback may remove its own fd
-        cb();
+        call(cb, "file descriptor");
       }
     }
     now = std::chrono::steady_clock::now();
@@ -107,7 +152,7 @@ int EventLoop::run(bool catch_signals) {
       if (stopping_) break;
       if (now >= t.next) {
         t.next = now + t.period;
-        t.cb();
+        call(t.cb, "timer");
       }
     }
   }

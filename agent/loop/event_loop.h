@@ -1,11 +1,15 @@
 // The agent's event loop: one epoll set, callbacks per fd, periodic timers,
-// and a clean stop on SIGINT/SIGTERM. Nothing spins: when every source is
-// idle the thread sleeps in epoll_wait. Each data path (spotting ring buffer,
-// AF_XDP sockets, client IPC) registers its fds here; `run` composes them.
+// a clean stop on SIGINT/SIGTERM, and SIGHUP handed to a callback (reload).
+// Nothing spins: when every source is idle the thread sleeps in epoll_wait.
+// Each data path (spotting ring buffer, AF_XDP sockets, client IPC) registers
+// its fds here; `run` composes them. A callback that throws is logged and
+// counted, and the loop goes on: one bad event must not end the agent (whose
+// exit would take the packet filter's agent away).
 #pragma once
 #include <chrono>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <vector>
 
 namespace gpo::loop {
@@ -24,17 +28,25 @@ class EventLoop {
   void remove_fd(int fd);
   // Calls cb every period, from the loop thread, starting one period from now.
   void add_timer(std::chrono::milliseconds period, Callback cb);
+  // Calls cb (on the loop thread) when SIGHUP arrives; without one SIGHUP is
+  // logged and ignored.
+  void on_hangup(Callback cb) { hangup_ = std::move(cb); }
+  // Exceptions thrown by callbacks (caught, logged, counted).
+  uint64_t callback_errors() const { return callback_errors_; }
 
   // Runs until stop() or SIGINT/SIGTERM (when catch_signals). Returns the
   // signal number that stopped it, or 0 when stopped by stop().
   int run(bool catch_signals = true);
-  // Blocks SIGINT/SIGTERM in the calling thread. Call it before any thread is
+  // Blocks SIGINT/SIGTERM/SIGHUP in the calling thread. Call it before any thread is
   // started (CUDA runtime, backend workers): threads inherit the mask, so the
   // signal waits for run()'s signalfd instead of killing the process through a
   // worker thread that left it unblocked.
   static void block_stop_signals();
   // Safe from any thread and from inside callbacks.
   void stop();
+  // Runs cb on the loop thread, soon (safe from any thread): how another
+  // thread hands work to a loop that owns the state it touches.
+  void post(Callback cb);
 
  private:
   struct Timer {
@@ -44,9 +56,15 @@ class EventLoop {
   };
   int epfd_ = -1;
   int wake_fd_ = -1;  // eventfd: stop() from other threads
+  int post_fd_ = -1;  // eventfd: post() from other threads
+  std::mutex posted_mu_;
+  std::vector<Callback> posted_;
   std::map<int, Callback> fds_;
   std::vector<Timer> timers_;
+  Callback hangup_;
+  uint64_t callback_errors_ = 0;
   bool stopping_ = false;
+  void call(const Callback& cb, const char* what);
 };
 
 }  // namespace gpo::loop

@@ -60,16 +60,26 @@ Matcher build(std::span<const Pattern> patterns);
 // Reports every occurrence in text: on_match(pattern_id, end) where the
 // occurrence is text[end - pattern_len[pattern_id], end). Occurrences come in
 // order of `end` within each automaton (exact first, then folded).
+// Streaming form: starts in `state` and leaves the automaton's state after the
+// text there, so a stream scanned piece by piece finds every occurrence that
+// one scan of the concatenation would (the packet filter's TCP streams).
 template <typename OnMatch>
-void scan_automaton(const Automaton& a, const uint8_t* text, size_t len, OnMatch&& on_match) {
+void scan_automaton_from(const Automaton& a, uint32_t& state, const uint8_t* text, size_t len, OnMatch&& on_match) {
   if (a.empty()) return;
   const uint32_t* next = a.next.data();
   const uint32_t nc = a.num_classes;
-  uint32_t s = 0;
+  uint32_t s = state;
   for (size_t i = 0; i < len; ++i) {
     s = next[size_t(s) * nc + a.byte_class[text[i]]];
     for (uint32_t o = a.out_first[s], e = a.out_first[s + 1]; o < e; ++o) on_match(a.out_ids[o], i + 1);
   }
+  state = s;
+}
+
+template <typename OnMatch>
+void scan_automaton(const Automaton& a, const uint8_t* text, size_t len, OnMatch&& on_match) {
+  uint32_t s = 0;
+  scan_automaton_from(a, s, text, len, on_match);
 }
 
 template <typename OnMatch>

@@ -60,7 +60,7 @@ std::string prog_name_on(const TestNetns& ns, const char* ifname, uint32_t* id =
   return name;
 }
 
-TEST(XdpLoader, AttachesNativeOnVethAndDetachesOnDestruction) {
+TEST(XdpLoader, AttachesNativeThroughAPinnedLinkThatOutlivesItAndIsAdopted) {
   REQUIRE_ROOT();
   TestNetns ns("ld");
   REQUIRE_NETNS(ns);
@@ -85,7 +85,7 @@ TEST(XdpLoader, AttachesNativeOnVethAndDetachesOnDestruction) {
   uint32_t id = 0;
   EXPECT_EQ(prog_name_on(ns, "v0", &id, &native), "xdp_filter");
   EXPECT_TRUE(native);
-  for (const char* m : {"flows", "stats", "config", "xsks", "tx_ports"})
+  for (const char* m : {"flows", "stats", "config", "agent", "xsks", "tx_ports"})
     EXPECT_TRUE(std::filesystem::exists(pins.path + "/" + m)) << m;
   EXPECT_NE(f->describe().find("v0"), std::string::npos) << f->describe();
 
@@ -95,8 +95,32 @@ TEST(XdpLoader, AttachesNativeOnVethAndDetachesOnDestruction) {
   k.proto = 17;
   k.port_a = htons(9);
   f->install_verdict(k, GPO_ACT_DROP, 99);
+  // Destruction without detach() (a crash, an uncaught exception) leaves the
+  // filter attached: its pinned link outlives the XdpFilter.
+  const std::string link = pins.path + "/xdp_link_v0";
+  EXPECT_TRUE(std::filesystem::exists(link));
   ns.run_inside([&] { f.reset(); });
-  EXPECT_EQ(prog_name_on(ns, "v0"), "") << "destructor detaches";
+  EXPECT_EQ(prog_name_on(ns, "v0"), "xdp_filter") << "the pinned link keeps the filter attached";
+  // The next agent adopts the link: its program replaces the old one in place.
+  ns.run_inside([&] {
+    XdpOptions o;
+    o.ifaces = {"v0"};
+    o.pin_dir = pins.path;
+    f = XdpFilter::attach(o);
+  });
+  ASSERT_TRUE(f);
+  ASSERT_EQ(f->attached().size(), 1u);
+  EXPECT_TRUE(f->attached()[0].adopted);
+  uint32_t adopted_id = 0;
+  EXPECT_EQ(prog_name_on(ns, "v0", &adopted_id), "xdp_filter");
+  EXPECT_NE(adopted_id, id) << "the new program runs in the adopted link";
+  // detach() is the deliberate way off.
+  ns.run_inside([&] {
+    f->detach();
+    f.reset();
+  });
+  EXPECT_EQ(prog_name_on(ns, "v0"), "") << "detach() detaches";
+  EXPECT_FALSE(std::filesystem::exists(link));
   ASSERT_TRUE(std::filesystem::exists(pins.path + "/flows"));
   XdpOptions o;
   o.pin_dir = pins.path;
@@ -122,6 +146,7 @@ TEST(XdpLoader, GenericModeWhenAsked) {
     bool native = true;
     EXPECT_EQ(gpo::loader::attached_prog_name(int(if_nametoindex("v1")), nullptr, &native), "xdp_filter");
     EXPECT_FALSE(native);
+    f->detach();
   });
   EXPECT_EQ(prog_name_on(ns, "v1"), "");
 }
@@ -275,7 +300,9 @@ TEST(XdpLoader, MissWithABoundSocketGoesToTheAgent) {
   XdpOptions lo;
   lo.pin_dir = "";
   auto f = XdpFilter::load(lo);
-  f->set_config({GPO_ACT_DROP, GPO_ACT_PASS, 0, 0, 0});
+  gpo_xdp_config xcfg{};
+  xcfg.fail_policy = GPO_ACT_DROP;
+  f->set_config(xcfg);
   auto pkt = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").udp(1, 2).payload("miss").build();
   ns.run_inside([&] {
     constexpr size_t kFrames = 64, kFrame = 4096;
@@ -301,7 +328,22 @@ TEST(XdpLoader, MissWithABoundSocketGoesToTheAgent) {
     auto st = f->read_stats();
     EXPECT_EQ(st.to_agent.packets, 1u);
     EXPECT_EQ(st.to_agent.bytes, pkt.size());
-    EXPECT_EQ(st.no_socket_drop.packets, 0u);
+    EXPECT_EQ(st.no_agent_drop.packets, 0u);
+
+    // A socket in the map but a stale heartbeat (a hung agent): gone, fail policy.
+    xcfg.agent_timeout_ns = 500'000'000ull;
+    f->set_config(xcfg);
+    f->heartbeat();
+    EXPECT_EQ(xdp_test_run(f->filter_prog_fd(), pkt).action, XDP_REDIRECT) << "fresh heartbeat";
+    gpo_agent_beat beat{};
+    uint32_t zero = 0;
+    ASSERT_EQ(bpf_map_lookup_elem(f->agent_fd(), &zero, &beat), 0);
+    beat.heartbeat_ns -= 2'000'000'000ull;
+    ASSERT_EQ(bpf_map_update_elem(f->agent_fd(), &zero, &beat, BPF_ANY), 0);
+    EXPECT_EQ(xdp_test_run(f->filter_prog_fd(), pkt).action, XDP_DROP) << "stale heartbeat + fail-closed";
+    EXPECT_EQ(f->read_stats().no_agent_drop.packets, 1u);
+    f->heartbeat();
+    EXPECT_EQ(xdp_test_run(f->filter_prog_fd(), pkt).action, XDP_REDIRECT) << "beating again";
 
     xsk_socket__delete(xsk);  // the kernel removes the XSKMAP entry with the socket
     xsk_umem__delete(umem);
@@ -310,7 +352,100 @@ TEST(XdpLoader, MissWithABoundSocketGoesToTheAgent) {
   auto run = xdp_test_run(f->filter_prog_fd(), pkt);
   ASSERT_EQ(run.rc, 0);
   EXPECT_EQ(run.action, XDP_DROP) << "agent gone + fail-closed";
-  EXPECT_EQ(f->read_stats().no_socket_drop.packets, 1u);
+  EXPECT_EQ(f->read_stats().no_agent_drop.packets, 2u);
+}
+
+// The overload policy: XDP sends a socket only the misses it has room for
+// (the agent's `granted` credit against XDP's `sent` count in the mmapped
+// credits map); the excess gets the policy, counted. A flow under inspection
+// (a GPO_ACT_INSPECT cache entry) may use the room kept for it; a new flow
+// may not. Policy off leaves the socket unchecked.
+TEST(XdpLoader, MissesBeyondTheSocketsRoomGetTheOverloadPolicy) {
+  REQUIRE_ROOT();
+  TestNetns ns("ovl");
+  REQUIRE_NETNS(ns);
+  XdpOptions lo;
+  lo.pin_dir = "";
+  auto f = XdpFilter::load(lo);
+  gpo_xsk_credit* credits = f->credits();
+  auto miss = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").udp(1, 2).payload("new").build();
+  auto inspected = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").udp(3, 4).payload("old").build();
+  gpo_flow_key k;
+  auto a = gpo::test::addr16("198.18.0.1"), b = gpo::test::addr16("198.18.0.2");
+  gpo_flow_key_make(&k, a.data(), b.data(), htons(3), htons(4), 17);
+  f->install_verdict(k, GPO_ACT_INSPECT, 0);
+  ns.run_inside([&] {
+    constexpr size_t kFrames = 64, kFrame = 4096;
+    void* area = mmap(nullptr, kFrames * kFrame, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(area, MAP_FAILED);
+    xsk_umem* umem = nullptr;
+    xsk_ring_prod fill{}, tx{};
+    xsk_ring_cons comp{}, rx{};
+    ASSERT_EQ(xsk_umem__create(&umem, area, kFrames * kFrame, &fill, &comp, nullptr), 0);
+    xsk_socket_config cfg{};
+    cfg.rx_size = XSK_RING_CONS__DEFAULT_NUM_DESCS;
+    cfg.tx_size = XSK_RING_PROD__DEFAULT_NUM_DESCS;
+    cfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
+    cfg.bind_flags = XDP_COPY;
+    xsk_socket* xsk = nullptr;
+    int err = xsk_socket__create(&xsk, "v0", 0, umem, &rx, &tx, &cfg);
+    ASSERT_EQ(err, 0) << "xsk_socket__create: " << strerror(-err);
+    ASSERT_EQ(xsk_socket__update_xskmap(xsk, f->xsks_fd()), 0);
+
+    struct Row {
+      const char* desc;
+      uint8_t policy;
+      uint64_t granted, sent;
+      bool inspected_flow;
+      uint32_t action;
+      gpo_counter gpo_xdp_stats::*counter;
+      uint64_t sent_after;
+    };
+    const Row rows[] = {
+        {"room: to the agent, counted as sent", GPO_OVERLOAD_PASS, 100, 10, false, XDP_REDIRECT,
+         &gpo_xdp_stats::to_agent, 11},
+        {"no room, policy pass: passed in XDP", GPO_OVERLOAD_PASS, 100, 100, false, XDP_PASS,
+         &gpo_xdp_stats::overload_pass, 100},
+        {"no room, policy drop: dropped in XDP", GPO_OVERLOAD_DROP, 100, 100, false, XDP_DROP,
+         &gpo_xdp_stats::overload_drop, 100},
+        {"sent past granted (racing CPUs): no room", GPO_OVERLOAD_DROP, 100, 101, false, XDP_DROP,
+         &gpo_xdp_stats::overload_drop, 101},
+        {"only the reserve left: a new flow waits outside", GPO_OVERLOAD_DROP, 100, 90, false, XDP_DROP,
+         &gpo_xdp_stats::overload_drop, 90},
+        {"only the reserve left: a flow under inspection goes in", GPO_OVERLOAD_DROP, 100, 90, true, XDP_REDIRECT,
+         &gpo_xdp_stats::to_agent, 91},
+        {"no room at all: a flow under inspection gets the policy too", GPO_OVERLOAD_PASS, 100, 100, true, XDP_PASS,
+         &gpo_xdp_stats::overload_pass, 100},
+        {"policy off: no room check", GPO_OVERLOAD_OFF, 0, 5, false, XDP_REDIRECT, &gpo_xdp_stats::to_agent, 5},
+    };
+    for (const Row& r : rows) {
+      SCOPED_TRACE(r.desc);
+      gpo_xdp_config xcfg{};
+      xcfg.overload_policy = r.policy;
+      xcfg.credit_reserve = 10;
+      f->set_config(xcfg);
+      credits[0].granted = r.granted;
+      credits[0].sent = r.sent;
+      const gpo_xdp_stats before = f->read_stats();
+      const auto& pkt = r.inspected_flow ? inspected : miss;
+      auto run = xdp_test_run(f->filter_prog_fd(), pkt);  // rx queue 0: slot 0
+      ASSERT_EQ(run.rc, 0);
+      EXPECT_STREQ(gpo::test::xdp_action_name(run.action), gpo::test::xdp_action_name(r.action));
+      const gpo_xdp_stats after = f->read_stats();
+      EXPECT_EQ((after.*r.counter).packets - (before.*r.counter).packets, 1u);
+      uint64_t total = 0;
+#define GPO_X_SUM(name, what) total += after.name.packets - before.name.packets;
+      GPO_XDP_PATHS(GPO_X_SUM)
+#undef GPO_X_SUM
+      EXPECT_EQ(total, 1u) << "one path per packet";
+      EXPECT_EQ(after.inspect_to_agent.packets - before.inspect_to_agent.packets,
+                r.inspected_flow && r.action == XDP_REDIRECT ? 1u : 0u);
+      EXPECT_EQ(credits[0].sent, r.sent_after);
+    }
+    xsk_socket__delete(xsk);
+    xsk_umem__delete(umem);
+    munmap(area, kFrames * kFrame);
+  });
 }
 
 TEST(XdpLoader, BpftoolDumpsPinnedMapsWithNamedFields) {
@@ -330,7 +465,7 @@ TEST(XdpLoader, BpftoolDumpsPinnedMapsWithNamedFields) {
 
   auto r = run_proc({"bpftool", "map", "dump", "pinned", pins.path + "/stats"});
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  for (const char* field : {"cache_drop", "to_agent", "no_socket_pass", "parse_fail_drop", "non_ip", "packets", "bytes"})
+  for (const char* field : {"cache_drop", "to_agent", "no_agent_pass", "parse_fail_drop", "non_ip_pass", "frag_drop", "flow_expired", "packets", "bytes"})
     EXPECT_NE(r.out.find(field), std::string::npos) << field << " missing from:\n" << r.out;
   r = run_proc({"bpftool", "map", "dump", "pinned", pins.path + "/flows"});
   ASSERT_EQ(r.exit_code, 0) << r.out;
@@ -338,7 +473,8 @@ TEST(XdpLoader, BpftoolDumpsPinnedMapsWithNamedFields) {
     EXPECT_NE(r.out.find(field), std::string::npos) << field << " missing from:\n" << r.out;
   r = run_proc({"bpftool", "map", "dump", "pinned", pins.path + "/config"});
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("fail_policy"), std::string::npos) << r.out;
+  for (const char* field : {"fail_policy", "non_ip_policy", "frag_policy", "agent_timeout_ns", "tcp_timeout_ns"})
+    EXPECT_NE(r.out.find(field), std::string::npos) << field << " missing from:\n" << r.out;
 }
 
 TEST(XdpStatus, ShowsALoadedFilter) {

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -55,7 +56,9 @@ class NetNs {
 // A veth pair a_if (in a) <-> b_if (in b), both up, with fixed MACs
 // 02:00:00:00:KK:01 / 02:00:00:00:KK:02 (KK = mac_tag), so tests can write
 // static neighbour entries. Throws on failure. Removed with the namespaces.
-void make_veth(const NetNs& a, const std::string& a_if, const NetNs& b, const std::string& b_if, int mac_tag);
+// queues > 1: that many rx and tx queues on each end (`numrxqueues N numtxqueues N`).
+void make_veth(const NetNs& a, const std::string& a_if, const NetNs& b, const std::string& b_if, int mac_tag,
+               int queues = 1);
 std::string veth_mac(int mac_tag, int side);  // side 1 = a, 2 = b
 void add_addr(const NetNs& ns, const std::string& iface, const std::string& cidr);
 // Turns the interface's TX checksum offload on or off (legacy ETHTOOL_STXCSUM).
@@ -86,6 +89,40 @@ class NsProcess {
   std::string log_path_;
   int status_ = -1;
 };
+
+// Attaches a one-instruction XDP_PASS program to iface (native mode). On veth,
+// frames an XDP program redirects into a veth reach the far end only when
+// that end runs NAPI (an XDP program there, or GRO): what docs/packet-filter.md
+// asks of users who bridge veths. Throws on failure.
+void attach_xdp_pass(const NetNs& ns, const std::string& iface);
+
+// A counter of /proc/net/snmp (e.g. "Tcp", "InSegs") as the namespace sees it.
+uint64_t snmp_counter(const NetNs& ns, const std::string& proto, const std::string& field);
+
+// Raw frames: sends one L2 frame out of iface (AF_PACKET).
+void send_frame(const NetNs& ns, const std::string& iface, const std::vector<uint8_t>& frame);
+
+// Everything iface receives while it is open (AF_PACKET, all protocols).
+class FrameCapture {
+ public:
+  FrameCapture(const NetNs& ns, const std::string& iface);
+  ~FrameCapture();
+  FrameCapture(const FrameCapture&) = delete;
+  FrameCapture& operator=(const FrameCapture&) = delete;
+  // Frames received until timeout or until max frames (VLAN tags the kernel
+  // moved out of the data come back in place, so frames read as sent).
+  std::vector<std::vector<uint8_t>> collect(std::chrono::milliseconds timeout, size_t max = 100000);
+
+ private:
+  int fd_ = -1;
+};
+// Does the byte string occur in the frame?
+bool frame_contains(const std::vector<uint8_t>& frame, const std::string& needle);
+
+// ICMP echo from src_ip to dst_ip (raw socket in ns); true when the reply
+// comes within timeout.
+bool icmp_echo(const NetNs& ns, const std::string& src_ip, const std::string& dst_ip,
+               std::chrono::milliseconds timeout, uint16_t seq = 1);
 
 // UDP helpers over sockets from NetNs::socket.
 int udp_bind(const NetNs& ns, const std::string& ip, uint16_t port);  // nonblocking

@@ -130,6 +130,24 @@ PacketBuilder& PacketBuilder::tcp(uint16_t sport, uint16_t dport, uint8_t flags,
   return *this;
 }
 
+PacketBuilder& PacketBuilder::tcp_seq(uint32_t seq) {
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it)
+    if (it->kind == "tcp") {
+      it->u32 = seq;
+      return *this;
+    }
+  throw std::logic_error("tcp_seq() before tcp()");
+}
+
+PacketBuilder& PacketBuilder::tcp_ack(uint32_t ack) {
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it)
+    if (it->kind == "tcp") {
+      it->ack = ack;
+      return *this;
+    }
+  throw std::logic_error("tcp_ack() before tcp()");
+}
+
 PacketBuilder& PacketBuilder::udp(uint16_t sport, uint16_t dport) {
   Layer l;
   l.kind = "udp";
@@ -256,7 +274,14 @@ std::vector<uint8_t> PacketBuilder::serialize(std::vector<Boundary>* bounds) con
       uint8_t* h = &p[off[i]];
       put16(p, off[i], l.u16a);
       put16(p, off[i] + 2, l.u16b);
-      h[7] = 1;  // sequence number 1
+      h[4] = uint8_t(l.u32 >> 24);  // sequence number
+      h[5] = uint8_t(l.u32 >> 16);
+      h[6] = uint8_t(l.u32 >> 8);
+      h[7] = uint8_t(l.u32);
+      h[8] = uint8_t(l.ack >> 24);  // acknowledgement number
+      h[9] = uint8_t(l.ack >> 16);
+      h[10] = uint8_t(l.ack >> 8);
+      h[11] = uint8_t(l.ack);
       h[12] = uint8_t((hl / 4) << 4);
       h[13] = l.u8a;
       put16(p, off[i] + 14, 65535);

@@ -42,6 +42,10 @@ class PacketBuilder {
   // len: total bytes of the extension header (multiple of 8; AH: of 4); fragment headers are 8.
   PacketBuilder& ipv6_ext(Ipv6Ext type, size_t len = 8, uint16_t frag_offset_bytes = 0, bool more_fragments = false);
   PacketBuilder& tcp(uint16_t sport, uint16_t dport, uint8_t flags = 0x02 /* SYN */, size_t options_len = 0);
+  // Sequence number of the last TCP header (1 unless set).
+  PacketBuilder& tcp_seq(uint32_t seq);
+  // Acknowledgement number of the last TCP header (0 unless set).
+  PacketBuilder& tcp_ack(uint32_t ack);
   PacketBuilder& udp(uint16_t sport, uint16_t dport);
   PacketBuilder& icmp(uint8_t type = 8 /* echo request */, uint8_t code = 0);
   PacketBuilder& icmpv6(uint8_t type = 128 /* echo request */, uint8_t code = 0);
@@ -60,6 +64,8 @@ class PacketBuilder {
     std::string kind;
     Mac src_mac{}, dst_mac{};
     uint16_t u16a = 0, u16b = 0;  // ethertype/tpid+vid, ports, frag offset
+    uint32_t u32 = 1;             // TCP sequence number
+    uint32_t ack = 0;             // TCP acknowledgement number
     uint8_t u8a = 0, u8b = 0;     // ttl, tcp flags, icmp type/code, ext type
     bool flag = false;            // more fragments
     size_t len = 0;               // options / extension length

@@ -27,6 +27,7 @@
 #include "cli/commands.h"
 #include "common/netns.h"
 #include "common/proc.h"
+#include "integration/agent_fixture.h"
 #include "loader/xdp_loader.h"
 
 using namespace std::chrono_literals;
@@ -43,122 +44,30 @@ constexpr const char* kRules =
     "drop udp any any -> any 7002 (msg:\"evil payload\"; content:\"EVIL\"; sid:102;)\n"
     "default pass\n";
 
-std::atomic<int> g_seq{0};
-
 gpo_flow_key udp_key(const std::string& src, uint16_t sport, const std::string& dst, uint16_t dport) {
-  uint8_t s[16] = {}, d[16] = {};
-  s[10] = s[11] = d[10] = d[11] = 0xff;
-  inet_pton(AF_INET, src.c_str(), s + 12);
-  inet_pton(AF_INET, dst.c_str(), d + 12);
-  gpo_flow_key k{};
-  gpo_flow_key_make(&k, s, d, htons(sport), htons(dport), 17);
-  return k;
+  return gpo::test::flow_key4(src, sport, dst, dport);
 }
 
-// A one-instruction XDP_PASS program. On veth, XDP_REDIRECT into a veth needs
-// NAPI on the receiving end (an XDP program or GRO there): the far ends of the
-// inline topology get this one so the DEVMAP fast path can deliver.
-void attach_xdp_pass(const NetNs& ns, const std::string& iface) {
-  bpf_insn insns[2] = {};
-  insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;
-  insns[0].dst_reg = BPF_REG_0;
-  insns[0].imm = XDP_PASS;
-  insns[1].code = BPF_JMP | BPF_EXIT;
-  int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, "gpo_test_pass", "GPL", insns, 2, nullptr);
-  ASSERT_GE(fd, 0) << "load XDP_PASS program: " << strerror(errno);
-  int rc = ns.within([&] { return bpf_xdp_attach(ns.ifindex(iface), fd, XDP_FLAGS_DRV_MODE, nullptr); });
-  close(fd);
-  ASSERT_EQ(rc, 0) << "attach XDP_PASS on " << iface << ": " << strerror(-rc);
-}
-
-class PacketFilter : public ::testing::Test {
+// Host mode:   ns src (198.18.0.1, s0) <-veth-> ns dut (198.18.0.2, d0; agent --xdp d0)
+// Inline mode: ns src (198.18.0.1, s0) <-> a0 [ns dut: agent --xdp a0,b0] b0 <-> ns dst (198.18.0.3, t0)
+class PacketFilter : public gpo::test::AgentFixture {
  protected:
   void SetUp() override {
-    if (!gpo::test::is_root()) GTEST_SKIP() << "needs root (network namespaces, XDP, AF_XDP)";
-    try {
-      gpo::loader::ensure_bpffs();
-    } catch (const std::exception& e) {
-      GTEST_SKIP() << "no bpffs: " << e.what();
-    }
-    int n = g_seq++;
-    tmp_ = std::filesystem::temp_directory_path() /
-           ("gpo-it-" + std::to_string(getpid()) + "-" + std::to_string(n));
-    std::filesystem::create_directories(tmp_);
-    // Own pin directory: parallel tests and a running agent never share maps.
-    pin_dir_ = "/sys/fs/bpf/gpo-it-" + std::to_string(getpid()) + "-" + std::to_string(n);
-    rules_ = (tmp_ / "test.rules").string();
-    std::ofstream(rules_) << kRules;
-  }
-
-  void TearDown() override {
-    agent_.reset();
-    dst_.reset();
-    dut_.reset();
-    src_.reset();
-    std::error_code ec;
-    if (!pin_dir_.empty()) std::filesystem::remove_all(pin_dir_, ec);
-    if (!tmp_.empty()) std::filesystem::remove_all(tmp_, ec);
+    AgentFixture::SetUp();
+    if (IsSkipped()) return;
+    write_rules(kRules);
   }
 
   void host_topology() {
-    src_ = std::make_unique<NetNs>("src");
-    dut_ = std::make_unique<NetNs>("dut");
+    src_ = &netns("src");
+    dut_ = &netns("dut");
     gpo::test::make_veth(*src_, "s0", *dut_, "d0", 1);
     gpo::test::add_addr(*src_, "s0", "198.18.0.1/24");
     gpo::test::add_addr(*dut_, "d0", "198.18.0.2/24");
   }
 
   std::unique_ptr<NsProcess> start_agent(const std::string& xdp, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv{AGENT_BIN, "run", "--xdp", xdp, "--rules", rules_, "--pin-dir", pin_dir_,
-                                  "--status-file", (tmp_ / "status.json").string(), "--status-interval-ms", "100",
-                                  "--no-spot", "--no-offload"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    auto log = (tmp_ / ("agent-" + std::to_string(starts_++) + ".log")).string();
-    auto p = std::make_unique<NsProcess>(*dut_, argv, log);
-    bool ready = p->wait_for_log("packet filter ready", 15s);
-    EXPECT_TRUE(ready) << "agent did not get ready:\n" << p->log();
-    return ready ? std::move(p) : nullptr;
-  }
-
-  int map_fd(const std::string& name) {
-    int fd = bpf_obj_get((pin_dir_ + "/" + name).c_str());
-    EXPECT_GE(fd, 0) << "pinned map " << pin_dir_ << "/" << name << ": " << strerror(errno);
-    return fd;
-  }
-
-  // The flow cache entry for key, waiting up to timeout for it to appear.
-  std::optional<gpo_flow_verdict> flow(const gpo_flow_key& key, std::chrono::milliseconds timeout = 2000ms) {
-    int fd = map_fd("flows");
-    if (fd < 0) return std::nullopt;
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    std::optional<gpo_flow_verdict> out;
-    do {
-      gpo_flow_verdict v{};
-      if (bpf_map_lookup_elem(fd, &key, &v) == 0) {
-        out = v;
-        break;
-      }
-      std::this_thread::sleep_for(10ms);
-    } while (std::chrono::steady_clock::now() < deadline);
-    close(fd);
-    return out;
-  }
-
-  gpo_xdp_stats stats() {
-    int fd = map_fd("stats");
-    gpo_xdp_stats s{};
-    if (fd >= 0) {
-      s = gpo::loader::sum_stats(fd);
-      close(fd);
-    }
-    return s;
-  }
-
-  nlohmann::json status_json() {
-    std::ifstream in(tmp_ / "status.json");
-    nlohmann::json j;
-    if (in) in >> j;
-    return j;
+    return AgentFixture::start_agent(*dut_, xdp, extra);
   }
 
   void send(const NetNs& from, uint16_t sport, const std::string& dst, uint16_t dport, const std::string& payload,
@@ -167,11 +76,9 @@ class PacketFilter : public ::testing::Test {
         << "send " << payload << ": " << strerror(errno);
   }
 
-  std::filesystem::path tmp_;
-  std::string pin_dir_, rules_;
-  std::unique_ptr<NetNs> src_, dut_, dst_;
-  std::unique_ptr<NsProcess> agent_;
-  int starts_ = 0;
+  NetNs* src_ = nullptr;
+  NetNs* dut_ = nullptr;
+  NetNs* dst_ = nullptr;
 };
 
 using Strings = std::vector<std::string>;
@@ -361,10 +268,10 @@ TEST_P(FailPolicy, AgentKilledNewFlowsFollowPolicyThenRestartServes) {
   const auto s1 = stats();
   if (closed) {
     EXPECT_TRUE(got.empty()) << "fail-closed delivered a new flow without the agent";
-    EXPECT_EQ(s1.no_socket_drop.packets - s0.no_socket_drop.packets, 1u);
+    EXPECT_EQ(s1.no_agent_drop.packets - s0.no_agent_drop.packets, 1u);
   } else {
     EXPECT_EQ(got, Strings{"new-flow-agent-gone"});
-    EXPECT_EQ(s1.no_socket_pass.packets - s0.no_socket_pass.packets, 1u);
+    EXPECT_EQ(s1.no_agent_pass.packets - s0.no_agent_pass.packets, 1u);
   }
   EXPECT_EQ(s1.to_agent.packets, s0.to_agent.packets);
   // A flow decided before the kill is still decided from the cache.
@@ -388,24 +295,21 @@ TEST_P(FailPolicy, AgentKilledNewFlowsFollowPolicyThenRestartServes) {
 INSTANTIATE_TEST_SUITE_P(Policies, FailPolicy, ::testing::Values("open", "closed"));
 
 TEST_F(PacketFilter, InlineModeBridgesPassAndBlocksDrop) {
-  src_ = std::make_unique<NetNs>("src");
-  dut_ = std::make_unique<NetNs>("dut");
-  dst_ = std::make_unique<NetNs>("dst");
+  src_ = &netns("src");
+  dut_ = &netns("dut");
+  dst_ = &netns("dst");
   gpo::test::make_veth(*src_, "s0", *dut_, "a0", 1);
   gpo::test::make_veth(*dut_, "b0", *dst_, "t0", 2);
   gpo::test::add_addr(*src_, "s0", "198.18.0.1/24");
   gpo::test::add_addr(*dst_, "t0", "198.18.0.3/24");
-  // ARP is not bridged (non-IP goes to the dut's own stack): static neighbours.
-  gpo::test::add_neigh(*src_, "s0", "198.18.0.3", gpo::test::veth_mac(2, 2));
-  gpo::test::add_neigh(*dst_, "t0", "198.18.0.1", gpo::test::veth_mac(1, 1));
   // Frames redirected by XDP into another veth lose the offload state, so a
   // locally computed partial checksum would not verify at dst: make src write
   // full checksums, as traffic from a wire has (the agent's own path completes
   // partial checksums, the kernel's DEVMAP fast path cannot).
   gpo::test::set_tx_checksum(*src_, "s0", false);
   gpo::test::set_tx_checksum(*dst_, "t0", false);
-  attach_xdp_pass(*src_, "s0");
-  attach_xdp_pass(*dst_, "t0");
+  ASSERT_NO_THROW(gpo::test::attach_xdp_pass(*src_, "s0"));
+  ASSERT_NO_THROW(gpo::test::attach_xdp_pass(*dst_, "t0"));
   if (HasFatalFailure()) return;
 
   agent_ = start_agent("a0,b0");

@@ -76,6 +76,21 @@ TEST(FlowState, WrongAcknowledgementsMidstreamAndResetsNeverEstablish) {
   EXPECT_EQ(see(synack, tcp(true, A, 1001, 5001)), kToServer);
 }
 
+TEST(FlowState, ANewSynOnAReusedTupleStartsOver) {
+  FlowTracker t;
+  see(t, tcp(true, S, 1000, 0));
+  see(t, tcp(false, SA, 5000, 1001));
+  see(t, tcp(true, A, 1001, 5001));
+  EXPECT_EQ(see(t, tcp(true, PA, 1001, 5001, "x")), kToServer | kEst);
+  EXPECT_EQ(see(t, tcp(true, S, 1000, 0)), kToServer | kEst) << "a retransmitted SYN changes nothing";
+  // The old server opens a connection on the same tuple: it is the client now.
+  EXPECT_EQ(see(t, tcp(false, S, 777, 0)), kToServer);
+  EXPECT_EQ(see(t, tcp(true, SA, 9000, 778)), kToClient);
+  see(t, tcp(false, A, 778, 9001));
+  EXPECT_EQ(see(t, tcp(false, PA, 778, 9001, "y")), kToServer | kEst);
+  EXPECT_EQ(t.size(), 1u);
+}
+
 TEST(FlowState, UdpIsEstablishedOnceBothDirectionsWereSeen) {
   FlowTracker t;
   FrameSpec q;
@@ -94,7 +109,7 @@ TEST(FlowState, UdpIsEstablishedOnceBothDirectionsWereSeen) {
 }
 
 TEST(FlowState, ForgetIdleAndBoundedTable) {
-  FlowTracker t(4, 1000);
+  FlowTracker t({.max_flows = 4, .tcp_idle_ns = 1000, .udp_idle_ns = 1000, .other_idle_ns = 1000});
   see(t, tcp(true, S, 1, 0), 10);
   FrameSpec f = tcp(true, S, 1, 0);
   auto b = build_frame(f);
