@@ -20,7 +20,12 @@ EventLoop::EventLoop() {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.fd = wake_fd_;
-  epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
+    const int e = errno;
+    close(wake_fd_);
+    close(epfd_);
+    throw std::system_error(e, std::generic_category(), "epoll_ctl add the loop's eventfd");
+  }
 }
 
 EventLoop::~EventLoop() {
@@ -68,11 +73,18 @@ int EventLoop::run(bool catch_signals) {
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &mask, &old);
+    // Without the signalfd, SIGINT/SIGTERM would stay blocked and never be
+    // read: the agent could not be stopped. Say so instead of running.
     sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = sig_fd;
-    epoll_ctl(epfd_, EPOLL_CTL_ADD, sig_fd, &ev);
+    if (sig_fd < 0 || epoll_ctl(epfd_, EPOLL_CTL_ADD, sig_fd, &ev) != 0) {
+      const int e = errno;
+      if (sig_fd >= 0) close(sig_fd);
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      throw std::system_error(e, std::generic_category(), "signalfd for SIGINT/SIGTERM");
+    }
   }
   int stopped_by = 0;
   stopping_ = false;
@@ -99,6 +111,7 @@ int EventLoop::run(bool catch_signals) {
         stopping_ = true;
       } else if (auto it = fds_.find(fd); it != fds_.end()) {
         auto cb = it->second;  // a callback may remove its own fd
+        dispatches_.fetch_add(1, std::memory_order_relaxed);
         cb();
       }
     }

@@ -3,7 +3,9 @@
 // idle the thread sleeps in epoll_wait. Each data path (spotting ring buffer,
 // AF_XDP sockets, client IPC) registers its fds here; `run` composes them.
 #pragma once
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <vector>
@@ -35,6 +37,8 @@ class EventLoop {
   static void block_stop_signals();
   // Safe from any thread and from inside callbacks.
   void stop();
+  // fd callbacks run so far (any thread): a loop that spins shows here.
+  uint64_t dispatches() const { return dispatches_.load(std::memory_order_relaxed); }
 
  private:
   struct Timer {
@@ -47,6 +51,7 @@ class EventLoop {
   std::map<int, Callback> fds_;
   std::vector<Timer> timers_;
   bool stopping_ = false;
+  std::atomic<uint64_t> dispatches_{0};
 };
 
 }  // namespace gpo::loop
