@@ -82,7 +82,12 @@ struct RawClient {
     if (shut_read) return ok;
     timeval tv{5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return ok && recv(fd, &rep, sizeof(rep), 0) == ssize_t(sizeof(rep)) && rep.type == GPO_MSG_REGISTERED;
+    // Read the answer even when the send failed: a refusal at accept comes
+    // before the close (which reports ECONNRESET first when our message was unread).
+    ssize_t n = recv(fd, &rep, sizeof(rep), 0);
+    if (n < 0 && errno == ECONNRESET) n = recv(fd, &rep, sizeof(rep), 0);
+    const bool got = n == ssize_t(sizeof(rep));
+    return ok && got && rep.type == GPO_MSG_REGISTERED;
   }
   gpo_job* job(uint32_t i) { return reinterpret_cast<gpo_job*>(base + kJobOff) + i; }
   void ring(uint32_t slab_id, uint32_t j, uint32_t op, uint64_t len) {

@@ -5,6 +5,7 @@
 // says what it attached and lost.
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/mman.h>
@@ -12,6 +13,8 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <new>
+#include <thread>
 #include <fstream>
 
 #include "common/proc.h"
@@ -244,6 +247,177 @@ TEST(OffloadAccess, TheUprobeGoesOnlyOnLibraryFilesRootOwnsAndNobodyElseCanWrite
   dlclose(h1);
   dlclose(h2);
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+
+namespace {
+
+// Runs f as uid/gid nobody with no supplementary groups in a child; its exit code.
+template <typename F>
+int as_nobody(F f) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(30);
+    if (setgroups(0, nullptr) != 0 || setgid(kNobody) != 0 || setuid(kNobody) != 0) _exit(100);
+    _exit(f());
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 200;
+}
+
+// The socket's mode keeps others out; should an administrator open it up
+// (chmod 0666), the agent still checks the peer's credentials.
+TEST(OffloadAccess, OnlyRootTheAgentsUserAndItsGroupGetIn) {
+  if (!is_root()) GTEST_SKIP() << "needs root to connect as another user";
+  auto o = opts("creds");
+  o.socket_group = "gpo-test-no-such-group";  // the group: the socket's own (root's)
+  InProcessAgent agent(o);
+  ASSERT_EQ(chmod(agent.socket().c_str(), 0666), 0);
+  std::string reason(128, '\0');
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  int rc = as_nobody([&] {
+    RawClient c;
+    bool ok = c.connect_and_register(agent.socket());
+    if (write(pipefd[1], c.rep.reason, sizeof(c.rep.reason)) < 0) return 3;
+    return ok ? 1 : 0;
+  });
+  EXPECT_EQ(rc, 0) << "uid " << kNobody << " registered a slab";
+  ASSERT_EQ(read(pipefd[0], reason.data(), reason.size()), ssize_t(reason.size()));
+  EXPECT_NE(reason.find("may not use this agent"), std::string::npos) << reason;
+  EXPECT_GE(agent.server().stats().connections_refused, 1u);
+  RawClient own;
+  EXPECT_TRUE(own.connect_and_register(agent.socket())) << "root refused";
+  // --offload-allow-all: any user.
+  auto o2 = opts("credsall");
+  o2.allow_all_users = true;
+  InProcessAgent open_agent(o2);
+  EXPECT_EQ(as_nobody([&] {
+              RawClient c;
+              return c.connect_and_register(open_agent.socket()) ? 0 : 1;
+            }),
+            0);
+}
+
+// One user at its connection quota does not stop another.
+TEST(OffloadAccess, OneUsersQuotaDoesNotStopAnother) {
+  if (!is_root()) GTEST_SKIP() << "needs root to connect as another user";
+  auto o = opts("uids");
+  o.allow_all_users = true;
+  o.uid_max_connections = 1;
+  InProcessAgent agent(o);
+  int go[2], done[2];
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(done), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(30);
+    if (setgroups(0, nullptr) != 0 || setgid(kNobody) != 0 || setuid(kNobody) != 0) _exit(100);
+    RawClient first, second;
+    const bool a = first.connect_and_register(agent.socket());
+    const bool b = second.connect_and_register(agent.socket());
+    char c = a && !b ? 'y' : 'n';
+    if (write(done[1], &c, 1) != 1) _exit(2);
+    if (read(go[0], &c, 1) != 1) _exit(3);  // holds its connection while root registers
+    _exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(read(done[0], &c, 1), 1);
+  EXPECT_EQ(c, 'y') << "nobody's first connection should register and its second be refused";
+  RawClient root_client;
+  EXPECT_TRUE(root_client.connect_and_register(agent.socket())) << root_client.rep.reason;
+  ASSERT_EQ(write(go[1], "g", 1), 1);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  const auto j = agent.server().to_json();
+  bool saw_nobody = false;
+  for (const auto& u : j["uids"])
+    if (u["uid"] == kNobody) saw_nobody = u["refused"].get<uint64_t>() >= 1;
+  EXPECT_TRUE(saw_nobody) << j["uids"].dump();
+}
+
+// The uprobe stays while a client uses its file, goes with the last one,
+// and one uid gets at most uid_max_uprobe_files files.
+TEST(OffloadAccess, UprobeAttachmentsAreCountedCappedPerUidAndRemoved) {
+  if (!is_root()) GTEST_SKIP() << "needs root for the BPF uprobe doorbell";
+  struct stat st {};
+  ASSERT_EQ(stat(lib_path().c_str(), &st), 0);
+  if (st.st_uid != 0 || (st.st_mode & 022))
+    GTEST_SKIP() << lib_path() << " is not root's alone (build as root): the agent rightly probes only such files";
+  auto o = opts("uprobes", true);
+  o.uid_max_uprobe_files = 2;
+  InProcessAgent agent(o);
+  ASSERT_TRUE(agent.server().uprobe_doorbell()) << "root, yet the doorbell program did not load: "
+                                                << agent.server().describe();
+  const std::string dir = "/tmp/gpo-libcopies-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  std::vector<std::string> libs{lib_path()};
+  std::vector<void*> handles;
+  for (int i = 0; i < 2; ++i) {
+    libs.push_back(dir + "/libgpuoffload-" + std::to_string(i) + ".so");
+    std::filesystem::copy_file(lib_path(), libs.back(), std::filesystem::copy_options::overwrite_existing);
+    chmod(libs.back().c_str(), 0755);
+    handles.push_back(dlopen(libs.back().c_str(), RTLD_NOW | RTLD_LOCAL));
+    ASSERT_TRUE(handles.back()) << dlerror();
+  }
+  auto wait_files = [&](size_t n) {
+    for (int i = 0; i < 1000 && agent.server().uprobe_files() != n; ++i) usleep(2000);
+    return agent.server().uprobe_files();
+  };
+  {
+    RawClient a, b, c;
+    a.lib_path = b.lib_path = libs[0];
+    c.lib_path = libs[1];
+    ASSERT_TRUE(a.connect_and_register(agent.socket()));
+    ASSERT_TRUE(b.connect_and_register(agent.socket()));
+    ASSERT_TRUE(c.connect_and_register(agent.socket()));
+    EXPECT_EQ(a.rep.doorbell, uint32_t(GPO_DOORBELL_UPROBE));
+    EXPECT_EQ(b.rep.doorbell, uint32_t(GPO_DOORBELL_UPROBE));
+    EXPECT_EQ(c.rep.doorbell, uint32_t(GPO_DOORBELL_UPROBE));
+    EXPECT_EQ(agent.server().uprobe_files(), 2u);
+    // A third file for this uid: over its quota of 2, the socket doorbell serves.
+    RawClient d;
+    d.lib_path = libs[2];
+    ASSERT_TRUE(d.connect_and_register(agent.socket()));
+    EXPECT_EQ(d.rep.doorbell, uint32_t(GPO_DOORBELL_SOCKET));
+    EXPECT_EQ(agent.server().uprobe_files(), 2u);
+    c.~RawClient();
+    new (&c) RawClient();
+    EXPECT_EQ(wait_files(1), 1u) << "the uprobe outlived the last client of its file";
+  }
+  EXPECT_EQ(wait_files(0), 0u);
+  for (void* h : handles) dlclose(h);
+  std::filesystem::remove_all(dir);
+}
+
+// Doorbells the ring buffer could not take are counted in the status.
+TEST(OffloadAccess, LostDoorbellsAreReported) {
+  if (!is_root()) GTEST_SKIP() << "needs root for the BPF uprobe doorbell";
+  struct stat st {};
+  ASSERT_EQ(stat(lib_path().c_str(), &st), 0);
+  if (st.st_uid != 0 || (st.st_mode & 022))
+    GTEST_SKIP() << lib_path() << " is not root's alone (build as root): the agent rightly probes only such files";
+  auto o = opts("lost", true);
+  gpo::backend::CpuBackend be(1);
+  gpo::loop::EventLoop loop;
+  gpo::ipc::ClientServer server(o, be);
+  server.register_with(loop);
+  ASSERT_TRUE(server.uprobe_doorbell()) << "root, yet the doorbell program did not load: " << server.describe();
+  std::thread t([&] { loop.run(false); });
+  RawClient c;
+  c.lib_path = lib_path();
+  ASSERT_TRUE(c.connect_and_register(o.socket_path));
+  ASSERT_EQ(c.rep.doorbell, uint32_t(GPO_DOORBELL_UPROBE));
+  loop.stop();  // nobody drains the ring buffer now
+  t.join();
+  EXPECT_EQ(server.stats().doorbells_lost, 0u);
+  // 1 MiB of 40-byte records: about 26,000 fit.
+  for (int i = 0; i < 60000; ++i) gpo_doorbell(c.rep.slab_id, 0, GPO_OP_SHA256, 0);
+  EXPECT_GT(server.stats().doorbells_lost, 0u);
+  EXPECT_GT(server.to_json()["doorbells_lost"].get<uint64_t>(), 0u);
+  server.unregister(loop);
 }
 
 }  // namespace

@@ -5,17 +5,24 @@
 // agent memory or alias, running out of file descriptors, and the quotas of
 // one user that must not stop another.
 #include <grp.h>
+#include <poll.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_estimateCCtxSize_usingCParams
+#include <zstd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <deque>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 
 #include "gpuoffload.h"
+#include "zstd/zstd.h"
 #include "offload/offload_env.h"
 #include "offload/raw_client.h"
 
@@ -316,6 +323,347 @@ TEST(OffloadSecurity, EveryJobReachesTheBackendMarkedForAnInputSnapshot) {
   ASSERT_TRUE(ga.gate.wait_arrived(1));
   ASSERT_TRUE(ga.wait_doorbells(3));
   EXPECT_TRUE(ga.gate.all_private());
+}
+
+}  // namespace
+
+namespace {
+
+// ---- quotas --------------------------------------------------------------------------------
+
+TEST(OffloadQuotas, ConnectionsSlabBytesAndJobsPerUidAreCappedWithAReason) {
+  auto o = opts("uidquota");
+  o.uid_max_connections = 3;
+  o.uid_max_slab_bytes = 2 << 20;  // two 1 MiB slabs
+  o.uid_max_inflight = 6;
+  o.max_inflight = 4;
+  o.batch_max = 1000;
+  o.batch_window_us = 300000;  // hold the batch so the quotas fill
+  o.flush_when_idle = false;
+  InProcessAgent agent(o);
+  RawClient a, b, c, d;
+  ASSERT_TRUE(a.connect_and_register(agent.socket()));
+  ASSERT_TRUE(b.connect_and_register(agent.socket()));
+  // Third connection: within the connection quota, but its slab would pass the uid's bytes.
+  EXPECT_FALSE(c.connect_and_register(agent.socket()));
+  EXPECT_EQ(c.rep.type, uint32_t(GPO_MSG_REFUSED));
+  EXPECT_NE(std::string(c.rep.reason).find("--offload-uid-slab-mb"), std::string::npos) << c.rep.reason;
+  // The refused one's connection went: the fourth is within the connection quota again...
+  RawClient e;
+  ASSERT_TRUE(e.connect_to(agent.socket()));
+  // ...and a fifth is not.
+  EXPECT_FALSE(d.connect_and_register(agent.socket()));
+  EXPECT_NE(std::string(d.rep.reason).find("connections"), std::string::npos) << d.rep.reason;
+  // Jobs in flight: 4 per client, 6 for the uid.
+  for (uint32_t i = 0; i < 5; ++i) {
+    a.sha_job(i, 64);
+    a.ring(i);
+  }
+  for (uint32_t i = 0; i < 5; ++i) {
+    b.sha_job(i, 64);
+    b.ring(i);
+  }
+  int ok = 0, rejected = 0;
+  for (RawClient* x : {&a, &b})
+    for (uint32_t i = 0; i < 5; ++i) {
+      ASSERT_EQ(x->wait_final(i), uint32_t(GPO_JOB_DONE));
+      (x->job(i)->status == GPO_JS_OK ? ok : rejected)++;
+    }
+  EXPECT_EQ(ok, 6);  // a: 4 (its own quota), b: 2 (the uid's)
+  EXPECT_EQ(rejected, 4);
+  const auto j = agent.server().to_json();
+  EXPECT_EQ(j["jobs_over_quota"], 4u);
+  EXPECT_EQ(j["limits"]["connections_per_uid"], 3u);
+  EXPECT_EQ(j["limits"]["slab_bytes_per_uid"], uint64_t(2) << 20);
+  ASSERT_EQ(j["uids"].size(), 1u);
+  EXPECT_EQ(j["uids"][0]["uid"], geteuid());
+  EXPECT_EQ(j["uids"][0]["connections"], 3u);
+  EXPECT_EQ(j["uids"][0]["slab_bytes"], uint64_t(2) << 20);
+  EXPECT_EQ(j["uids"][0]["refused"], 2u);
+}
+
+TEST(OffloadQuotas, AllSlabMemoryTogetherIsCapped) {
+  auto o = opts("totalcap");
+  o.max_slab_bytes_total = 3 << 20;
+  InProcessAgent agent(o);
+  RawClient a, b, c;
+  ASSERT_TRUE(a.connect_and_register(agent.socket(), 2 << 20));
+  EXPECT_FALSE(b.connect_and_register(agent.socket(), 2 << 20));
+  EXPECT_NE(std::string(b.rep.reason).find("--offload-max-slab-total-mb"), std::string::npos) << b.rep.reason;
+  EXPECT_TRUE(c.connect_and_register(agent.socket(), 1 << 20));
+  EXPECT_EQ(agent.server().stats().slab_bytes, uint64_t(3) << 20);
+}
+
+// libgpuoffload over quota: refused, it computes every job itself, right.
+TEST(OffloadQuotas, AClientOverQuotaFallsBackWithTheSameResults) {
+  auto o = opts("libquota");
+  o.uid_max_slab_bytes = 1 << 20;  // under the library's default slab (64 MiB)
+  InProcessAgent agent(o);
+  gpo_set_socket(agent.socket().c_str());
+  gpo_client_stats s0{}, s1{};
+  gpo_get_stats(&s0);
+  for (int i = 0; i < 3; ++i) {
+    Bytes in = random_bytes(5000 + size_t(i), uint32_t(i)), d(32);
+    const void* p = in.data();
+    size_t n = in.size();
+    ASSERT_EQ(gpo_sha256_batch(&p, &n, 1, d.data()), GPO_OK);
+    EXPECT_EQ(d, ref_sha256(in));
+  }
+  gpo_get_stats(&s1);
+  EXPECT_EQ(s1.by_agent, s0.by_agent);
+  EXPECT_EQ(s1.local_no_agent - s0.local_no_agent, 3u);
+  EXPECT_GE(agent.server().stats().registrations_refused, 1u);
+  gpo_set_socket(nullptr);
+}
+
+// ---- out of file descriptors ---------------------------------------------------------------
+
+// The agent's process runs out of fds while a client connects: the waiting
+// connection is closed (the client computes locally), the loop does not spin
+// on the listening socket, and once fds are back the agent serves again.
+TEST(OffloadSecurity, OutOfFileDescriptorsTheLoopDoesNotSpinAndServesAgain) {
+  const std::string sock = unique_socket("emfile");
+  int ready[2], cmd[2], report[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(cmd), 0);
+  ASSERT_EQ(pipe(report), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    // The agent, in its own process (its fd table is the one to exhaust).
+    alarm(60);
+    auto o = opts("emfile");
+    o.socket_path = sock;
+    gpo::backend::CpuBackend be(1);
+    gpo::loop::EventLoop loop;
+    gpo::ipc::ClientServer server(o, be);
+    server.register_with(loop);
+    std::thread t([&] { loop.run(false); });
+    std::vector<int> fillers;
+    for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) fillers.push_back(fd);
+    char c = 'r';
+    if (write(ready[1], &c, 1) != 1) _exit(2);
+    // Told that a client is waiting: count the loop's callbacks over 500 ms.
+    if (read(cmd[0], &c, 1) != 1) _exit(3);
+    usleep(200000);
+    const uint64_t d0 = loop.dispatches();
+    usleep(500000);
+    uint64_t msg[2] = {loop.dispatches() - d0, server.stats().accept_no_fd};
+    for (int fd : fillers) close(fd);
+    if (write(report[1], msg, sizeof msg) != sizeof msg) _exit(4);
+    if (read(cmd[0], &c, 1) != 1) _exit(5);  // the test connected again
+    loop.stop();
+    t.join();
+    server.unregister(loop);
+    _exit(0);
+  }
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  {
+    RawClient a;
+    ASSERT_TRUE(a.connect_to(sock));  // the kernel queues it; the agent cannot accept it
+    EXPECT_FALSE(a.register_slab()) << "registered with an agent that had no fd for it";
+    ASSERT_EQ(write(cmd[1], "c", 1), 1);
+    uint64_t msg[2] = {};
+    ASSERT_EQ(read(report[0], msg, sizeof msg), ssize_t(sizeof msg));
+    EXPECT_LT(msg[0], 50u) << "the loop ran " << msg[0] << " callbacks in 500 ms with nothing to do";
+    EXPECT_GE(msg[1], 1u);
+  }
+  RawClient b;
+  EXPECT_TRUE(b.connect_and_register(sock)) << "the agent did not serve again once fds were back";
+  ASSERT_EQ(write(cmd[1], "d", 1), 1);
+  int st = 0;
+  waitpid(child, &st, 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(OffloadSecurity, ALoopThatCannotReadItsStopSignalsRefusesToRun) {
+  pid_t child = fork();
+  if (child == 0) {
+    alarm(20);
+    gpo::loop::EventLoop loop;
+    while (open("/dev/null", O_RDONLY | O_CLOEXEC) >= 0) {
+    }
+    try {
+      loop.run(true);  // would block SIGTERM with nothing to read it
+    } catch (const std::system_error&) {
+      _exit(0);
+    }
+    _exit(1);
+  }
+  int st = 0;
+  waitpid(child, &st, 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "status " << st;
+}
+
+// ---- what workers keep --------------------------------------------------------------------
+
+TEST(OffloadSecurity, WorkersDoNotKeepTheMemoryOfTheLargestJob) {
+  // A level-15 job of 4 MiB makes a context of about 68 MB; the thread must not keep it.
+  Bytes in = random_bytes(4 << 20, 5), out(ZSTD_compressBound(in.size()));
+  ASSERT_GT(ZSTD_estimateCCtxSize_usingCParams(ZSTD_getCParams(15, in.size(), 0)), gpo::zstd::kKeepContextBytes);
+  bool err = false;
+  ASSERT_GT(gpo::zstd::cpu_compress(in, out, 15, &err), 0u);
+  ASSERT_FALSE(err);
+  EXPECT_LE(gpo::zstd::cpu_context_bytes(), gpo::zstd::kKeepContextBytes);
+  // A small job at level 3 keeps its (small) context for the next one.
+  ASSERT_GT(gpo::zstd::cpu_compress({in.data(), 4096}, out, 3, &err), 0u);
+  EXPECT_GT(gpo::zstd::cpu_context_bytes(), 0u);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(OffloadFairness, FairQueueTakesTurnsByUserThenClient) {
+  gpo::ipc::FairQueue<int> q;
+  // uid 1: client 10 floods (100..107), client 11 has one job (200); uid 2: client 20 has two (300, 301).
+  for (int i = 0; i < 8; ++i) q.push(1, 10, 100 + i);
+  q.push(1, 11, 200);
+  q.push(2, 20, 300);
+  q.push(2, 20, 301);
+  auto one = [](int) { return uint64_t(1); };
+  EXPECT_EQ(q.take(4, 1000, one), (std::vector<int>{100, 300, 200, 301}));
+  EXPECT_EQ(q.take(3, 1000, one), (std::vector<int>{101, 102, 103}));
+  // The byte cap ends a batch (after at least one job).
+  EXPECT_EQ(q.take(10, 2, one), (std::vector<int>{104, 105}));
+  EXPECT_EQ(q.take(10, 0, one), (std::vector<int>{106}));
+  EXPECT_EQ(q.size(), 1u);
+  EXPECT_EQ(q.take(10, 1000, one), (std::vector<int>{107}));
+  EXPECT_TRUE(q.empty());
+}
+
+// The CPU backend, counting for each batch that holds a victim's job (known
+// by its input size) the jobs the backend held, not yet completed, when it
+// was handed over: the queue the victim's job joined. Counted on the agent's
+// own thread at hand-over, it does not depend on when the victim's thread
+// runs on a loaded machine.
+class TapBackend final : public gpo::backend::Backend {
+ public:
+  TapBackend(unsigned threads, size_t victim_bytes) : cpu_(threads), victim_bytes_(victim_bytes) {}
+  std::string name() const override { return "tap"; }
+  void submit(gpo::backend::Batch& b, gpo::backend::Completion done) override {
+    bool victim = false;
+    for (const auto& j : b.jobs) victim = victim || j.in.size() == victim_bytes_;
+    if (victim) {
+      std::lock_guard lk(mu_);
+      waits_.push_back(submitted_ - completed_.load());
+    }
+    submitted_ += b.jobs.size();
+    cpu_.submit(b, [this, done = std::move(done)](gpo::backend::Batch& bb) {
+      completed_ += bb.jobs.size();
+      done(bb);
+    });
+  }
+  gpo::backend::Stats stats() const override { return cpu_.stats(); }
+  gpo::backend::Capacity capacity() const override { return cpu_.capacity(); }
+  std::vector<uint64_t> waits() {
+    std::lock_guard lk(mu_);
+    return waits_;
+  }
+
+ private:
+  gpo::backend::CpuBackend cpu_;
+  size_t victim_bytes_;
+  uint64_t submitted_ = 0;  // the loop thread's
+  std::atomic<uint64_t> completed_{0};
+  std::mutex mu_;
+  std::vector<uint64_t> waits_;
+};
+
+// A flooder process keeps 800 jobs in flight; the victim runs 1 KiB jobs one
+// at a time. What it waits behind is counted in jobs: those the backend held
+// when the victim's batch came (at most twice its capacity in batches of at
+// most --offload-batch jobs), then its own batch; that its job goes in the
+// first batch formed after its doorbell, the gated test above shows exactly.
+// Without turns and a bound on what the backend holds, it queues behind the
+// whole flood. Wall times are printed, not asserted.
+TEST(OffloadFairness, AVictimWaitsForAFewBatchesNotForTheFlood) {
+  auto o = opts("flood");
+  o.batch_max = 16;
+  constexpr unsigned kThreads = 2;
+  constexpr size_t kVictimBytes = 1024;
+  TapBackend tap(kThreads, kVictimBytes);
+  gpo::loop::EventLoop loop;
+  gpo::ipc::ClientServer server(o, tap);
+  server.register_with(loop);
+  std::thread loop_thread([&] { loop.run(false); });
+  gpo_set_socket(o.socket_path.c_str());
+  setenv("GPO_TIMEOUT_MS", "20000", 1);
+  int stop[2], started[2];
+  ASSERT_EQ(pipe(stop), 0);
+  ASSERT_EQ(pipe(started), 0);
+  pid_t flooder = fork();
+  if (flooder == 0) {
+    alarm(60);
+    std::atomic<bool> done{false};
+    std::atomic<int> bad{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t)
+      ts.emplace_back([&, t] {
+        const Bytes in = random_bytes(16 << 10, uint32_t(t));
+        std::vector<Bytes> dig(200, Bytes(32));
+        std::deque<std::pair<gpo_handle*, size_t>> q;
+        for (int i = 0; i < 200000 && !done; ++i) {
+          const size_t k = size_t(i) % dig.size();
+          if (q.size() == dig.size()) {
+            if (gpo_wait(q.front().first, nullptr) != GPO_OK) bad++;
+            q.pop_front();
+          }
+          gpo_request r{GPO_SHA256, in.data(), in.size(), dig[k].data(), 32, nullptr, nullptr, 0, nullptr, 0, nullptr, 0, 0};
+          gpo_handle* h = nullptr;
+          if (gpo_submit(&r, &h) != GPO_OK) bad++;
+          q.emplace_back(h, k);
+          if (i == 1000 && t == 0 && write(started[1], "s", 1) != 1) bad++;
+          pollfd p{stop[0], POLLIN, 0};
+          if (i % 64 == 0 && poll(&p, 1, 0) > 0) done = true;
+        }
+        for (auto& [h, k] : q) gpo_wait(h, nullptr);
+      });
+    for (auto& t : ts) t.join();
+    _exit(bad ? 1 : 0);
+  }
+  char c;
+  ASSERT_EQ(read(started[0], &c, 1), 1);
+  std::vector<double> waited_ms;
+  uint64_t backlog = 0;
+  gpo_client_stats s0{}, s1{};
+  gpo_get_stats(&s0);
+  for (int i = 0; i < 30; ++i) {
+    const Bytes in = random_bytes(kVictimBytes, uint32_t(1000 + i));
+    Bytes d(32);
+    const void* p = in.data();
+    size_t n = in.size();
+    const auto j = server.to_json();
+    backlog = std::max<uint64_t>(backlog, j["jobs_waiting"].get<uint64_t>() + j["jobs_at_backend"].get<uint64_t>());
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(gpo_sha256_batch(&p, &n, 1, d.data()), GPO_OK);
+    waited_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    EXPECT_EQ(d, ref_sha256(in));
+  }
+  gpo_get_stats(&s1);
+  ASSERT_EQ(write(stop[1], "x", 1), 1);
+  int st = 0;
+  waitpid(flooder, &st, 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the flooder saw errors";
+  gpo_set_socket(nullptr);
+  loop.stop();
+  loop_thread.join();
+  server.unregister(loop);
+  EXPECT_EQ(s1.by_agent - s0.by_agent, 30u) << "victim jobs were computed locally: the test shows nothing";
+  std::vector<uint64_t> waited_jobs = tap.waits();
+  ASSERT_EQ(waited_jobs.size(), 30u);
+  std::sort(waited_jobs.begin(), waited_jobs.end());
+  std::sort(waited_ms.begin(), waited_ms.end());
+  // Capacity: kThreads batches running and as many queued.
+  const uint64_t bound = 2 * kThreads * o.batch_max;
+  std::printf("victim: jobs at the backend when its batch came: median %llu, max %llu (bound %llu); "
+              "wall ms: median %.2f, "
+              "max %.2f; flood backlog up to %llu jobs\n",
+              (unsigned long long)waited_jobs[waited_jobs.size() / 2], (unsigned long long)waited_jobs.back(),
+              (unsigned long long)bound, waited_ms[waited_ms.size() / 2], waited_ms.back(),
+              (unsigned long long)backlog);
+  EXPECT_GT(backlog, 4 * bound) << "the flood did not build a backlog: the test shows nothing";
+  EXPECT_LE(waited_jobs.back(), bound);
 }
 
 }  // namespace
