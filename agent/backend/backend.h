@@ -42,6 +42,10 @@ enum class Status : uint8_t {
 };
 const char* status_name(Status s);
 
+// Where a job was computed, set by the backend that ran it (tests assert the
+// GPU did the work; a CPU fallback shows here even when its batch ran on a GPU).
+enum class Ran : uint8_t { not_yet = 0, cpu = 1, gpu = 2 };
+
 struct Job {
   OpId op = OpId::sha256;
   std::span<const uint8_t> in;
@@ -58,6 +62,7 @@ struct Job {
   // just before it runs (a per-worker staging buffer): for inputs in memory
   // that another process may still write (a client slab).
   bool private_input = false;
+  Ran ran = Ran::not_yet;        // set by the backend (cpu: the CPU backend or a GPU backend's CPU fallback)
   uint64_t cookie = 0;           // the submitter's own, never touched
 };
 

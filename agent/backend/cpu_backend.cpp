@@ -60,6 +60,7 @@ Staging& staging() {
 // this worker's staging buffer (the job's own spans are left as they were):
 // the library then reads bytes nobody else can change while it runs.
 void run_job(Job& j) {
+  j.ran = Ran::cpu;
   if (!j.private_input || (j.in.empty() && j.aad.empty())) {
     run_on_cpu(j);
     return;
@@ -223,6 +224,7 @@ void CpuBackend::run_chunk(Run& r, size_t k) {
 void CpuBackend::finish(Run* r) {
   for (const auto& s : r->splits) {
     Job& j = *r->jobs[s.job];
+    j.ran = Ran::cpu;
     j.status = Status::ok;
     for (uint32_t p = s.first_part; p < s.first_part + s.nparts; ++p)
       if (r->part_status[p] != Status::ok) j.status = r->part_status[p];

@@ -21,6 +21,7 @@
 #include "backend/ops.h"
 #include "ipc/doorbell_probe.h"
 #include "ipc/plan_page.h"
+#include "ipc/slab_job.h"
 #include "ipc/slab_validate.h"
 #include "loop/event_loop.h"
 #include "util/log.h"
@@ -804,21 +805,7 @@ void ClientServer::flush(uint16_t op) {
   for (size_t i = 0; i < run->items.size(); ++i) {
     Pending& p = run->items[i];
     backend::Job& j = run->batch.jobs[i];
-    uint8_t* b = p.slab->base;
-    j.op = backend::OpId(p.d.op);
-    j.in = {b + p.d.in_off, size_t(p.d.in_len)};
-    j.out = {b + p.d.out_off, size_t(p.d.out_cap)};
-    j.level = p.d.level;
-    j.crc = p.d.crc;
-    // The client may still write its slab: the library reads a copy (the CPU
-    // backend's staging; a GPU reads the copy it made on the device).
-    j.private_input = true;
-    if (p.d.op <= GPO_OP_AES256_CTR) {
-      j.key = {p.d.key, 32};
-      j.iv = {p.d.iv, p.d.iv_len};
-      j.aad = {b + p.d.aad_off, size_t(p.d.aad_len)};
-      std::memcpy(j.tag.data(), p.d.tag, 16);
-    }
+    j = to_backend_job(p.slab->base, p.d);
     j.cookie = i;
   }
   st_->batches++;
@@ -843,11 +830,7 @@ void ClientServer::flush(uint16_t op) {
                    : j.status == backend::Status::auth_failed ? GPO_JS_AUTH_FAILED
                    : j.status == backend::Status::invalid     ? GPO_JS_INVALID
                                                               : GPO_JS_FAILED;
-      uint64_t out_len = j.op == backend::OpId::sha256                                          ? 32
-                         : (j.op == backend::OpId::zstd_compress || j.op == backend::OpId::zstd_decompress ||
-                            j.op == backend::OpId::zlib_compress || j.op == backend::OpId::crc32) ? j.out_len
-                                                                                                 : j.in.size();
-      complete(*p.slab, p.job, st, out_len, j.op == backend::OpId::aes256_gcm_encrypt ? j.tag.data() : nullptr);
+      complete(*p.slab, p.job, st, reported_out_len(j), j.op == backend::OpId::aes256_gcm_encrypt ? j.tag.data() : nullptr);
       p.slab->inflight--;
       p.slab->acct->inflight--;
       p.slab->acct->jobs++;
