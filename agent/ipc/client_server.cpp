@@ -246,9 +246,18 @@ void ClientServer::listen_on_socket() {
     throw std::runtime_error("offload socket " + path + ": " + errno_text(e) +
                              " (is the directory writable? use --offload-socket PATH)");
   }
-  if (lstat(path.c_str(), &st) == 0) group_gid_ = opt_.allow_all_users ? group_gid_ : st.st_gid;
+  // Who the file lets in is who the credentials check lets in: its group.
+  if (lstat(path.c_str(), &st) == 0 && !opt_.allow_all_users) group_gid_ = st.st_gid;
+  std::string gname = std::to_string(group_gid_);
+  {
+    group gr{}, *res = nullptr;
+    std::vector<char> buf(16384);
+    if (getgrgid_r(group_gid_, &gr, buf.data(), buf.size(), &res) == 0 && res) gname = gr.gr_name;
+  }
   access_ = opt_.allow_all_users ? fmt::format("{:04o}, every local user", mode)
-                                 : fmt::format("{:04o}, group {}{}", mode, group_gid_, group_note);
+                                 : fmt::format("{:04o}, root and group {}", mode, gname);
+  if (!group_note.empty() && !opt_.allow_all_users)
+    log::warn("offload: socket {}: only root and group {} may connect{}", path, gname, group_note);
 }
 
 void ClientServer::register_with(loop::EventLoop& loop) {

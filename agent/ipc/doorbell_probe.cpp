@@ -65,6 +65,7 @@ bool DoorbellProbe::attach(int fd, const std::string& key, std::string* why) {
     return false;
   }
   links_[key] = {link, 1};
+  attached_ = links_.size();
   return true;
 }
 
@@ -73,6 +74,7 @@ void DoorbellProbe::release(const std::string& key) {
   if (it == links_.end() || --it->second.users > 0) return;
   bpf_link__destroy(it->second.link);
   links_.erase(it);
+  attached_ = links_.size();
 }
 
 void DoorbellProbe::register_with(loop::EventLoop& loop) {

@@ -3,6 +3,7 @@
 // and hands ring-buffer descriptors (kernel-stamped tgid) to a callback.
 // Needs root (CAP_BPF + CAP_PERFMON); without it the socket doorbell serves.
 #pragma once
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -36,7 +37,7 @@ class DoorbellProbe {
   void release(const std::string& key);
   void register_with(loop::EventLoop& loop);
   void unregister(loop::EventLoop& loop);
-  size_t attached() const { return links_.size(); }
+  size_t attached() const { return attached_.load(); }  // any thread (status)
   uint64_t dropped() const;  // descriptors lost to a full ring buffer
 
   static constexpr size_t kMaxFiles = 64;
@@ -53,6 +54,7 @@ class DoorbellProbe {
   };
   std::map<std::string, Link> links_;         // by "dev:inode" of the library file
   std::map<std::string, std::string> failed_;  // files that could not be attached, and why (bounded)
+  std::atomic<size_t> attached_{0};
 };
 
 }  // namespace gpo::ipc
