@@ -655,7 +655,9 @@ std::string ClientServer::attach_uprobe(Conn& c, const std::string& lib, std::st
     return "";
   }
   const std::string mf = "/proc/" + std::to_string(c.pid) + "/map_files/" + range;
-  int fd = open(mf.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  // O_PATH: nothing is opened for reading until the file is known to be a
+  // regular file of root's (a device node is never opened here).
+  int fd = open(mf.c_str(), O_PATH | O_CLOEXEC);
   if (fd < 0) {
     *why = mf + ": " + errno_text(errno);
     return "";

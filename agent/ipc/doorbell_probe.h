@@ -27,7 +27,7 @@ class DoorbellProbe {
   // Loads the BPF object; returns null with *why when BPF is not usable here.
   static std::unique_ptr<DoorbellProbe> load(Handler h, std::string* why);
   ~DoorbellProbe();
-  // Attaches the uprobe to gpo_doorbell in the library file open at fd, whose
+  // Attaches the uprobe to gpo_doorbell in the library file open at fd (O_PATH will do), whose
   // identity is key ("dev:ino"): once per file, counted, so that the uprobe
   // goes when the last user releases it. The caller has checked the file
   // (who owns it, who maps it): its ELF is parsed here. False with *why when
