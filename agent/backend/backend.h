@@ -99,6 +99,10 @@ struct Stats {
 struct Capacity {
   uint32_t batches = 1;           // batches in flight that it works on (or prepares) at once
   uint32_t jobs = UINT32_MAX;     // jobs in flight it runs at once (CPU: its threads)
+  // Input bytes it wants waiting beyond that (a GPU backend takes what queued
+  // as one run): a batcher may hand full batches over until this much waits.
+  // 0: as many batches again as it runs.
+  uint64_t queue_bytes = 0;
 };
 
 class Backend {

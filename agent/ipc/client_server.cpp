@@ -89,6 +89,7 @@ struct ClientServer::AtomicStats {
   // waiting in the batcher. A completion that finds jobs waiting wakes the
   // loop through wake_fd (both sides update theirs before reading the other's).
   std::atomic<uint32_t> running_batches{0}, running_jobs{0}, waiting_jobs{0};
+  std::atomic<uint64_t> running_bytes{0};  // input bytes of the jobs handed over and not completed
   // Where a job's time in the agent goes, summed over jobs: from the claim to
   // its batch's hand-over (gathering), at the backend (queue and run), and
   // writing results and waking clients (completing).
@@ -761,8 +762,10 @@ bool ClientServer::has_room() const {
 }
 
 bool ClientServer::may_queue() const {
-  // What the backend holds stays bounded: what it runs plus as much again waiting.
-  return st_->running_batches.load() < 2 * uint64_t(be_.capacity().batches);
+  // What the backend holds stays bounded: what it runs plus as much again
+  // waiting, or a GPU's run of queued batches (Capacity::queue_bytes).
+  const backend::Capacity c = be_.capacity();
+  return st_->running_batches.load() < 2 * uint64_t(c.batches) || st_->running_bytes.load() < c.queue_bytes;
 }
 
 void ClientServer::flush_while_room() {
@@ -819,16 +822,20 @@ void ClientServer::flush(uint16_t op) {
     j = to_backend_job(p.slab->base, p.d);
     j.cookie = i;
   }
+  uint64_t bytes = 0;
+  for (const auto& j : run->batch.jobs) bytes += j.in.size();
   st_->batches++;
   st_->running_batches++;
   st_->running_jobs += n;
+  st_->running_bytes += bytes;
   st_->waiting_jobs -= n;
-  be_.submit(run->batch, [run, st = st_, n, flushed](backend::Batch& b) {
+  be_.submit(run->batch, [run, st = st_, n, bytes, flushed](backend::Batch& b) {
     const uint64_t ran = mono_ns();
     // Room again before the wakes: a client's next job must find it. Jobs
     // that waited for this room go now (the loop flushes them).
     st->running_batches--;
     st->running_jobs -= n;
+    st->running_bytes -= bytes;
     if (st->waiting_jobs.load() > 0 && st->wake_fd >= 0) {
       const uint64_t one = 1;
       ssize_t w = write(st->wake_fd, &one, sizeof(one));

@@ -129,18 +129,20 @@ struct RawClient {
 // busy shows. Keeps what it was handed (sizes, jobs' cookies and private_input).
 class GateBackend final : public backend::Backend {
  public:
-  explicit GateBackend(uint32_t room = 1) : room_(room) {}
+  explicit GateBackend(uint32_t room = 1, uint64_t queue_bytes = 0) : room_(room), queue_bytes_(queue_bytes) {}
   std::string name() const override { return "gate"; }
   void submit(backend::Batch& b, backend::Completion done) override {
     std::lock_guard lk(mu_);
     held_.push_back({&b, std::move(done)});
     sizes_.push_back(b.jobs.size());
     max_held_ = std::max(max_held_, held_.size());
+    for (const auto& j : b.jobs) held_bytes_ += j.in.size();
+    max_held_bytes_ = std::max(max_held_bytes_, held_bytes_);
     for (const auto& j : b.jobs) all_private_ = all_private_ && j.private_input;
     cv_.notify_all();
   }
   backend::Stats stats() const override { return {}; }
-  backend::Capacity capacity() const override { return {room_, room_}; }
+  backend::Capacity capacity() const override { return {room_, room_, queue_bytes_}; }
   // Waits (bounded) until n batches have arrived in all.
   bool wait_arrived(size_t n) {
     std::unique_lock lk(mu_);
@@ -156,6 +158,7 @@ class GateBackend final : public backend::Backend {
       if (held_.empty()) return {};
       b = std::move(held_.front());
       held_.pop_front();
+      for (const auto& j : b.first->jobs) held_bytes_ -= j.in.size();
     }
     std::vector<uint8_t> tags;
     for (auto& j : b.first->jobs) tags.push_back(j.in.empty() ? 0 : j.in[0]);
@@ -173,6 +176,10 @@ class GateBackend final : public backend::Backend {
     std::lock_guard lk(mu_);
     return max_held_;
   }
+  uint64_t max_held_bytes() {
+    std::lock_guard lk(mu_);
+    return max_held_bytes_;
+  }
   bool all_private() {
     std::lock_guard lk(mu_);
     return all_private_;
@@ -184,11 +191,13 @@ class GateBackend final : public backend::Backend {
 
  private:
   uint32_t room_;
+  uint64_t queue_bytes_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<backend::Batch*, backend::Completion>> held_;
   std::vector<size_t> sizes_;
   size_t max_held_ = 0;
+  uint64_t held_bytes_ = 0, max_held_bytes_ = 0;
   bool all_private_ = true;
 };
 

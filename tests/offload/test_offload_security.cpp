@@ -54,7 +54,8 @@ struct GatedAgent {
   gpo::ipc::ClientServer server;
   std::thread t;
   std::string path;
-  GatedAgent(const gpo::ipc::ServerOptions& o, uint32_t room) : gate(room), server(o, gate), path(o.socket_path) {
+  GatedAgent(const gpo::ipc::ServerOptions& o, uint32_t room, uint64_t queue_bytes = 0)
+      : gate(room, queue_bytes), server(o, gate), path(o.socket_path) {
     server.register_with(loop);
     t = std::thread([this] { loop.run(false); });
   }
@@ -308,6 +309,31 @@ TEST(OffloadFairness, AFloodingClientDelaysAnotherByAtMostTwoBatches) {
   for (uint32_t i = 0; i < 15; ++i) EXPECT_EQ(a.wait_final(i), uint32_t(GPO_JOB_DONE)) << i;
   EXPECT_LE(ga.gate.max_held(), 2u);
   EXPECT_EQ(ga.server.stats().jobs_done, 16u);
+}
+
+// A backend that runs queued batches together (a GPU) says how much it wants
+// waiting (Capacity::queue_bytes): full batches go to it until that much
+// input waits there, and no further.
+TEST(OffloadFairness, AGpuLikeBackendGetsItsRunOfQueuedBatchesAndNoMore) {
+  auto o = opts("gpuqueue");
+  o.batch_max = 2;
+  GatedAgent ga(o, 1, 6000);  // room for one batch, 6000 bytes more waiting
+  RawClient a;
+  ASSERT_TRUE(a.connect_and_register(ga.path));
+  for (uint32_t i = 0; i < 16; ++i) {
+    a.sha_job(i, 1000);
+    a.ring(i);
+  }
+  ASSERT_TRUE(ga.wait_doorbells(16));
+  usleep(20000);
+  // [1 job] at once, then full batches of 2000 bytes while less than 6000 wait: 4 batches, 7000 bytes.
+  EXPECT_EQ(ga.gate.sizes().size(), 4u);
+  EXPECT_LE(ga.gate.max_held_bytes(), 6000u + 2000u);
+  for (int k = 0; k < 5000 && ga.server.stats().jobs_done < 16; ++k) {
+    if (ga.gate.held()) ga.gate.release_one();
+    else usleep(1000);
+  }
+  for (uint32_t i = 0; i < 16; ++i) EXPECT_EQ(a.wait_final(i), uint32_t(GPO_JOB_DONE)) << i;
 }
 
 // Every job goes to the backend marked private_input: the CPU backend runs it
