@@ -73,6 +73,19 @@ void client_warn(fmt::format_string<A...> f, A&&... a) {
     log::debug(f, std::forward<A>(a)...);
 }
 
+// The same for lines that are news, not trouble (one a second at info).
+template <typename... A>
+void client_info(fmt::format_string<A...> f, A&&... a) {
+  static uint64_t last_ns = 0;
+  const uint64_t now = mono_ns();
+  if (!last_ns || now - last_ns >= 1000000000u) {
+    last_ns = now;
+    log::info(f, std::forward<A>(a)...);
+  } else {
+    log::debug(f, std::forward<A>(a)...);
+  }
+}
+
 uint64_t quarter_of_memory() {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   return pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) / 4 : 4ull << 30;
@@ -631,7 +644,7 @@ bool ClientServer::on_register(Conn& c, const gpo_msg_register& m, int memfd) {
     std::string why;
     c.uprobe_key = attach_uprobe(c, lib, &why);
     if (!c.uprobe_key.empty()) rep.doorbell = GPO_DOORBELL_UPROBE;
-    else log::info("offload: socket doorbell for pid {}: {}", c.pid, why);
+    else client_info("offload: socket doorbell for pid {}: {}", c.pid, why);
   }
   log::debug("offload: pid {} (uid {}) registered slab {} ({} bytes, {} jobs, {} doorbell)", c.pid, c.uid, s->id,
              layout.size, layout.njobs, rep.doorbell == GPO_DOORBELL_UPROBE ? "uprobe" : "socket");
