@@ -9,14 +9,23 @@
 #include <cerrno>
 #include <stdexcept>
 #include <string>
-#include <system_error>
+#include <cstring>
 
 namespace gpo::loop {
+namespace {
+
+// "what: strerror(e)". Not std::system_error: clang's UBSan (vptr) cannot
+// check libstdc++'s error categories, whose types are local to libstdc++.
+[[noreturn]] void fail(const std::string& what, int e) {
+  throw std::runtime_error(what + ": " + std::strerror(e));
+}
+
+}  // namespace
 
 EventLoop::EventLoop() {
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (epfd_ < 0 || wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll/eventfd");
+  if (epfd_ < 0 || wake_fd_ < 0) fail("epoll/eventfd", errno);
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.fd = wake_fd_;
@@ -24,7 +33,7 @@ EventLoop::EventLoop() {
     const int e = errno;
     close(wake_fd_);
     close(epfd_);
-    throw std::system_error(e, std::generic_category(), "epoll_ctl add the loop's eventfd");
+    fail("epoll_ctl add the loop's eventfd", e);
   }
 }
 
@@ -38,7 +47,7 @@ void EventLoop::add_fd(int fd, Callback cb) {
   ev.events = EPOLLIN;
   ev.data.fd = fd;
   if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0)
-    throw std::system_error(errno, std::generic_category(), "epoll_ctl add fd " + std::to_string(fd));
+    fail("epoll_ctl add fd " + std::to_string(fd), errno);
   fds_[fd] = std::move(cb);
 }
 
@@ -83,7 +92,7 @@ int EventLoop::run(bool catch_signals) {
       const int e = errno;
       if (sig_fd >= 0) close(sig_fd);
       pthread_sigmask(SIG_SETMASK, &old, nullptr);
-      throw std::system_error(e, std::generic_category(), "signalfd for SIGINT/SIGTERM");
+      fail("signalfd for SIGINT/SIGTERM", e);
     }
   }
   int stopped_by = 0;
@@ -98,7 +107,7 @@ int EventLoop::run(bool catch_signals) {
       if (timeout_ms < 0 || ms < timeout_ms) timeout_ms = int(ms);
     }
     int n = epoll_wait(epfd_, events, 64, timeout_ms);
-    if (n < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "epoll_wait");
+    if (n < 0 && errno != EINTR) fail("epoll_wait", errno);
     for (int i = 0; i < n && !stopping_; i++) {
       int fd = events[i].data.fd;
       if (fd == wake_fd_) {

@@ -21,14 +21,17 @@ class EventLoop {
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
 
-  // Calls cb whenever fd is readable (level-triggered). fd stays owned by the caller.
+  // Calls cb whenever fd is readable (level-triggered). fd stays owned by the
+  // caller. Throws std::runtime_error when epoll refuses it.
   void add_fd(int fd, Callback cb);
   void remove_fd(int fd);
   // Calls cb every period, from the loop thread, starting one period from now.
   void add_timer(std::chrono::milliseconds period, Callback cb);
 
   // Runs until stop() or SIGINT/SIGTERM (when catch_signals). Returns the
-  // signal number that stopped it, or 0 when stopped by stop().
+  // signal number that stopped it, or 0 when stopped by stop(). Throws
+  // std::runtime_error when it cannot watch for those signals (it could not
+  // be stopped) or epoll fails.
   int run(bool catch_signals = true);
   // Blocks SIGINT/SIGTERM in the calling thread. Call it before any thread is
   // started (CUDA runtime, backend workers): threads inherit the mask, so the

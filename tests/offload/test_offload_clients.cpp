@@ -166,16 +166,23 @@ TEST(OffloadClients, SlabReleasedWhenClientExits) {
 TEST(OffloadClients, ManyProcessesAndThreadsExactlyOnce) {
   auto o = opts("many");
   o.batch_max = 16;
-  InProcessAgent agent(o, 2);
   constexpr int kProcs = 4, kThreads = 4, kJobsPerThread = 150;
-  int pipes[kProcs][2];
+  int pipes[kProcs][2], go[2];
   pid_t pids[kProcs];
+  ASSERT_EQ(pipe(go), 0);
+  // The children are forked before the agent's threads exist (a child of a
+  // threaded process may inherit a lock another thread held: an allocator's
+  // under the sanitizers), and start once it serves.
   for (int p = 0; p < kProcs; ++p) {
     ASSERT_EQ(pipe(pipes[p]), 0);
     pids[p] = fork();
     if (pids[p] == 0) {
+      alarm(120);
+      close(go[1]);
+      char g;
+      if (read(go[0], &g, 1) != 1) _exit(2);
       setenv("GPO_TIMEOUT_MS", "10000", 1);
-      gpo_set_socket(agent.socket().c_str());
+      gpo_set_socket(o.socket_path.c_str());
       gpo_client_stats s0{};  // counters are inherited across fork: count from here
       gpo_get_stats(&s0);
       std::atomic<int> bad{0};
@@ -220,6 +227,10 @@ TEST(OffloadClients, ManyProcessesAndThreadsExactlyOnce) {
     }
     close(pipes[p][1]);
   }
+  close(go[0]);
+  InProcessAgent agent(o, 2);
+  for (int p = 0; p < kProcs; ++p) ASSERT_EQ(write(go[1], "g", 1), 1);
+  close(go[1]);
   uint64_t by_agent = 0, local = 0;
   for (int p = 0; p < kProcs; ++p) {
     uint64_t msg[3] = {};
