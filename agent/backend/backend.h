@@ -42,6 +42,10 @@ enum class Status : uint8_t {
 };
 const char* status_name(Status s);
 
+// Where a job was computed, set by the backend that ran it (tests assert the
+// GPU did the work; a CPU fallback shows here even when its batch ran on a GPU).
+enum class Ran : uint8_t { not_yet = 0, cpu = 1, gpu = 2 };
+
 struct Job {
   OpId op = OpId::sha256;
   std::span<const uint8_t> in;
@@ -58,6 +62,7 @@ struct Job {
   // just before it runs (a per-worker staging buffer): for inputs in memory
   // that another process may still write (a client slab).
   bool private_input = false;
+  Ran ran = Ran::not_yet;        // set by the backend (cpu: the CPU backend or a GPU backend's CPU fallback)
   uint64_t cookie = 0;           // the submitter's own, never touched
 };
 
@@ -94,6 +99,10 @@ struct Stats {
 struct Capacity {
   uint32_t batches = 1;           // batches in flight that it works on (or prepares) at once
   uint32_t jobs = UINT32_MAX;     // jobs in flight it runs at once (CPU: its threads)
+  // Input bytes it wants waiting beyond that (a GPU backend takes what queued
+  // as one run): a batcher may hand full batches over until this much waits.
+  // 0: as many batches again as it runs.
+  uint64_t queue_bytes = 0;
 };
 
 class Backend {

@@ -32,33 +32,56 @@ uint64_t thread_cpu_ns() {
   return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
 }
 
-// Runs one whole job; a private_input job on a copy in this worker's staging
-// buffer (the job's own spans are left as they were).
+// A worker's staging buffer for private inputs: kept between jobs up to
+// kKeepStagingBytes, so that one huge job does not pin its size in every
+// worker for good.
+constexpr size_t kKeepStagingBytes = 16 << 20;
+
+struct Staging {
+  std::vector<uint8_t> buf;
+  std::span<const uint8_t> copy(std::span<const uint8_t> a, std::span<const uint8_t> b, std::span<const uint8_t>* b_copy) {
+    if (buf.size() < a.size() + b.size()) buf.resize(a.size() + b.size());
+    if (!a.empty()) std::memcpy(buf.data(), a.data(), a.size());
+    if (!b.empty()) std::memcpy(buf.data() + a.size(), b.data(), b.size());
+    if (b_copy) *b_copy = {buf.data() + a.size(), b.size()};
+    return {buf.data(), a.size()};
+  }
+  void trim() {
+    if (buf.capacity() > kKeepStagingBytes) std::vector<uint8_t>().swap(buf);
+  }
+};
+
+Staging& staging() {
+  thread_local Staging s;
+  return s;
+}
+
+// Runs one whole job; a private_input job on a copy of its input and AAD in
+// this worker's staging buffer (the job's own spans are left as they were):
+// the library then reads bytes nobody else can change while it runs.
 void run_job(Job& j) {
-  if (!j.private_input || j.in.empty()) {
+  j.ran = Ran::cpu;
+  if (!j.private_input || (j.in.empty() && j.aad.empty())) {
     run_on_cpu(j);
     return;
   }
-  thread_local std::vector<uint8_t> staging;
-  if (staging.size() < j.in.size()) staging.resize(j.in.size());
-  std::memcpy(staging.data(), j.in.data(), j.in.size());
+  Staging& st = staging();
   Job c = j;
-  c.in = {staging.data(), j.in.size()};
+  c.in = st.copy(j.in, j.aad, &c.aad);
   run_on_cpu(c);
   j.status = c.status;
   j.out_len = c.out_len;
   j.tag = c.tag;
+  st.trim();
 }
 
 Status run_range(const OpInfo& op, Job& j, uint64_t lo, uint64_t hi, uint64_t* part) {
   std::span<const uint8_t> bytes = j.in.subspan(lo, hi - lo);
-  if (j.private_input) {
-    thread_local std::vector<uint8_t> staging;
-    if (staging.size() < bytes.size()) staging.resize(bytes.size());
-    std::memcpy(staging.data(), bytes.data(), bytes.size());
-    bytes = {staging.data(), bytes.size()};
-  }
-  return op.cpu_range(j, lo, bytes, part);
+  if (!j.private_input) return op.cpu_range(j, lo, bytes, part);
+  Staging& st = staging();
+  const Status s = op.cpu_range(j, lo, st.copy(bytes, {}, nullptr), part);
+  st.trim();
+  return s;
 }
 
 }  // namespace
@@ -201,6 +224,7 @@ void CpuBackend::run_chunk(Run& r, size_t k) {
 void CpuBackend::finish(Run* r) {
   for (const auto& s : r->splits) {
     Job& j = *r->jobs[s.job];
+    j.ran = Ran::cpu;
     j.status = Status::ok;
     for (uint32_t p = s.first_part; p < s.first_part + s.nparts; ++p)
       if (r->part_status[p] != Status::ok) j.status = r->part_status[p];

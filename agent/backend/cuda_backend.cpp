@@ -554,6 +554,7 @@ void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
   for (uint32_t g = 0; g < group.size(); ++g)
     for (auto& j : group[g].first->jobs) {
       bytes[g] += j.in.size();
+      j.ran = Ran::not_yet;
       const OpInfo* op = find_op(j.op);
       if (!op || op->validate(j) != Status::ok) {
         j.status = Status::invalid;
@@ -593,7 +594,10 @@ void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
       retried += p.jobs.size();
       for (uint32_t o : p.owner) retried_in[o] = 1;
       log::warn("{}: {}; re-running {} jobs on the CPU", name(), what, p.jobs.size());
-      for (auto* j : p.jobs) j->status = Status::pending;
+      for (auto* j : p.jobs) {
+        j->status = Status::pending;
+        j->ran = Ran::not_yet;
+      }
       // run_jobs counts this thread's share too, which t0 already covers.
       const uint64_t before = thread_cpu_ns();
       const uint64_t ns = cpu_->run_jobs(p.jobs);
@@ -601,6 +605,11 @@ void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
     };
     try {
       fn(p.jobs);
+      for (auto* j : p.jobs) {
+        if (j->ran == Ran::not_yet) j->ran = Ran::gpu;  // a job fn sent to the CPU says so itself
+        // No unauthenticated plaintext, as from the CPU reference.
+        if (j->status == Status::auth_failed && !j->out.empty()) std::memset(j->out.data(), 0, j->out.size());
+      }
     } catch (const CudaError& e) {
       // A sticky error (the context is unusable) sends all later work to the CPU.
       cudaGetLastError();

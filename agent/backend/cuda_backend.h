@@ -37,7 +37,7 @@ class CudaBackend final : public Backend {
   static constexpr uint64_t kMaxGroupBytes = uint64_t{256} << 20;
   // One batch on the GPU and one queued behind it: what arrives meanwhile is
   // better gathered by the batcher into the next one.
-  Capacity capacity() const override { return {2, UINT32_MAX}; }
+  Capacity capacity() const override { return {2, UINT32_MAX, kMaxGroupBytes}; }
 
  private:
   struct Impl;

@@ -33,6 +33,7 @@ void CudaZstd::run(std::vector<Job*>& jobs, bool inject_fault) {
       jobs[i]->status = Status::ok;
     } else {
       run_on_cpu(*jobs[i]);  // out too small: the CPU gives the reference answer
+      jobs[i]->ran = Ran::cpu;
     }
   }
 }

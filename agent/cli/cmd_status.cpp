@@ -385,6 +385,27 @@ void print_offload_status(const std::string& file) {
   std::printf("\noffload (agent pid %d): backend %s\n", pid, off.value("backend", std::string("?")).c_str());
   std::printf("  %llu jobs done in %llu batches\n", (unsigned long long)off.value("jobs_done", 0ull),
               (unsigned long long)off.value("batches", 0ull));
+  auto u64 = [&](const nlohmann::json& o, const char* k) { return (unsigned long long)o.value(k, 0ull); };
+  std::printf("  socket %s (%s); %llu clients connected, %llu MiB of slabs\n",
+              off.value("socket", std::string("?")).c_str(), off.value("access", std::string("?")).c_str(),
+              u64(off, "clients_connected"), u64(off, "slab_bytes") >> 20);
+  std::printf("  refused: %llu connections, %llu registrations, %llu jobs over quota, %llu jobs rejected; "
+              "%llu connections dropped out of fds; %llu doorbells lost\n",
+              u64(off, "connections_refused"), u64(off, "registrations_refused"), u64(off, "jobs_over_quota"),
+              u64(off, "jobs_rejected"), u64(off, "connections_dropped_no_fd"), u64(off, "doorbells_lost"));
+  const auto lim = off.value("limits", nlohmann::json::object());
+  if (!lim.empty())
+    std::printf("  limits: per client %llu MiB, %llu jobs; per uid %llu MiB, %llu jobs, %llu connections, %llu "
+                "uprobe files; %llu MiB of slabs in all; zstd up to level %d\n",
+                u64(lim, "slab_bytes_per_client") >> 20, u64(lim, "jobs_in_flight_per_client"),
+                u64(lim, "slab_bytes_per_uid") >> 20, u64(lim, "jobs_in_flight_per_uid"),
+                u64(lim, "connections_per_uid"), u64(lim, "uprobe_files_per_uid"), u64(lim, "slab_bytes_total") >> 20,
+                lim.value("zstd_max_level", 0));
+  for (const auto& u : off.value("uids", nlohmann::json::array()))
+    std::printf("  uid %-6llu %3llu connections, %5llu MiB of slabs, %6llu jobs in flight, %llu jobs; refused %llu, "
+                "over quota %llu\n",
+                u64(u, "uid"), u64(u, "connections"), u64(u, "slab_bytes") >> 20, u64(u, "jobs_in_flight"),
+                u64(u, "jobs"), u64(u, "refused"), u64(u, "jobs_over_quota"));
   const auto t = off.value("per_job_us", nlohmann::json::object());
   if (t.value("jobs", 0ull) > 0)
     std::printf("  per job in the agent: %.1f us gathering, %.1f us at the backend, %.1f us completing\n",

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +35,7 @@
 #include "deflate/deflate.h"
 #include "gpuoffload.h"
 #include "ipc/slab_protocol.h"
+#include "ipc/slab_validate.h"
 #include "sha256/sha256.h"
 
 using Clock = std::chrono::steady_clock;
@@ -74,8 +76,14 @@ void print_trace() {
                double(g_count.ns_copy_out.load()) / n / 1e3);
 }
 
+// The environment, unless this process must not trust it (setuid or setgid,
+// or capabilities gained at exec: AT_SECURE): then every GPO_* variable is
+// ignored and the defaults hold, so a caller cannot point a privileged
+// program at a socket of its choosing.
+const char* env(const char* name) { return secure_getenv(name); }
+
 uint64_t env_u64(const char* name, uint64_t def) {
-  const char* v = getenv(name);
+  const char* v = env(name);
   if (!v || !*v) return def;
   char* end = nullptr;
   unsigned long long x = strtoull(v, &end, 10);
@@ -129,6 +137,7 @@ struct Conn {
   int fd = -1;
   uint8_t* base = nullptr;
   uint64_t size = 0;
+  gpo::ipc::SlabLayout layout;
   uint32_t slab_id = 0;
   int doorbell = GPO_DOORBELL_SOCKET;
   pid_t pid = getpid();  // the process that registered the slab
@@ -190,7 +199,7 @@ std::atomic<uint64_t> g_range_area{0};  // bytes of the slab's data area; 0: no 
 
 std::string socket_path() {
   if (g_socket_set) return g_socket;
-  const char* e = getenv("GPO_SOCKET");
+  const char* e = env("GPO_SOCKET");
   return e && *e ? e : GPO_DEFAULT_SOCKET;
 }
 
@@ -217,6 +226,18 @@ int64_t mono_ns() {
 
 void init_once();
 
+// Who may run the agent this process talks to: root, this process's own
+// effective user (who could do anything the agent does for it anyway), or
+// GPO_AGENT_UID. Another user's socket or plan page could hand out wrong
+// results and receive every input.
+bool trusted_agent_uid(uid_t uid) {
+  if (uid == 0 || uid == geteuid()) return true;
+  const char* v = env("GPO_AGENT_UID");
+  char* end = nullptr;
+  const unsigned long u = v && *v ? strtoul(v, &end, 10) : 0;
+  return v && *v && end && !*end && uid == uid_t(u);
+}
+
 void refresh_plan(int64_t now, const std::string& plan_path) {
   init_once();
   std::lock_guard lk(g_plan.mu);
@@ -234,9 +255,9 @@ void refresh_plan(int64_t now, const std::string& plan_path) {
   } else if (!cur || st.st_dev != g_plan.dev || st.st_ino != g_plan.ino) {
     int fd = open(g_plan.path.c_str(), O_RDONLY | O_CLOEXEC);
     struct stat fst {};
-    // Only a page root or this user wrote: another user's file in a shared
-    // folder could be truncated under the mapping (SIGBUS).
-    if (fd >= 0 && fstat(fd, &fst) == 0 && S_ISREG(fst.st_mode) && (fst.st_uid == 0 || fst.st_uid == geteuid()) &&
+    // Only a page the trusted agent's user wrote: another user's file in a
+    // shared folder could be truncated under the mapping (SIGBUS) or lie.
+    if (fd >= 0 && fstat(fd, &fst) == 0 && S_ISREG(fst.st_mode) && trusted_agent_uid(fst.st_uid) &&
         uint64_t(fst.st_size) >= sizeof(gpo_plan_page)) {
       void* p = mmap(nullptr, sizeof(gpo_plan_page), PROT_READ, MAP_SHARED, fd, 0);
       const auto* pg = static_cast<const gpo_plan_page*>(p);
@@ -279,11 +300,13 @@ Route route(int op, size_t len) {
 // Looks at the plan page again on the next call (a new socket, a reconnect).
 void plan_recheck() { g_plan.next_check_ns = 0; }
 
+// The file that holds gpo_doorbell, as /proc/PID/maps names it (the loader's
+// name may be a symlink, libgpuoffload.so.0): the agent looks it up there.
 std::string own_library_path() {
   Dl_info info{};
-  if (dladdr(reinterpret_cast<void*>(&gpo_doorbell), &info) && info.dli_fname && info.dli_fname[0] == '/')
-    return info.dli_fname;
-  return "";
+  if (!dladdr(reinterpret_cast<void*>(&gpo_doorbell), &info) || !info.dli_fname || info.dli_fname[0] != '/') return "";
+  char real[PATH_MAX];
+  return realpath(info.dli_fname, real) ? real : "";
 }
 
 // Connects, creates and registers the slab. Null when the agent is not there
@@ -297,12 +320,18 @@ std::shared_ptr<Conn> connect_agent() {
   auto c = std::make_shared<Conn>();
   c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (c->fd < 0 || connect(c->fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return nullptr;
+  // Who listens (the kernel's record of the listener): nothing is sent to an
+  // agent of an untrusted user.
+  ucred peer{};
+  socklen_t plen = sizeof(peer);
+  if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &peer, &plen) != 0 || !trusted_agent_uid(peer.uid)) return nullptr;
 
   // 64 MiB: 16 threads with a 1 MiB job and its output each in flight fit.
   uint64_t slab = env_u64("GPO_SLAB_MB", 64) << 20;
   if (slab < (1u << 20)) slab = 1u << 20;
   uint32_t job_off = 4096;
   uint64_t data_off = (job_off + uint64_t(kJobs) * sizeof(gpo_job) + 4095) / 4096 * 4096;
+  if (gpo::ipc::check_layout({slab, kJobs, job_off, data_off})) return nullptr;  // the agent would refuse it
   int mfd = memfd_create("gpuoffload-slab", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (mfd < 0) return nullptr;
   if (ftruncate(mfd, off_t(slab)) != 0 ||
@@ -357,6 +386,7 @@ std::shared_ptr<Conn> connect_agent() {
   if (recv(c->fd, &rep, sizeof(rep), 0) != ssize_t(sizeof(rep)) || rep.type != GPO_MSG_REGISTERED) return nullptr;
   c->slab_id = rep.slab_id;
   c->doorbell = int(rep.doorbell);
+  c->layout = {slab, kJobs, job_off, data_off};
   c->bufs.resize(kJobs);
   for (uint32_t i = kJobs; i-- > 0;) c->free_jobs.push_back(i);
   c->alloc.init(data_off, slab - data_off);
@@ -647,6 +677,13 @@ int gpo_submit(const gpo_request* req, gpo_handle** out) {
     j->iv_len = uint8_t(req->iv_len);
   }
   if (req->op == GPO_AES256_GCM_DECRYPT) std::memcpy(j->tag, req->tag, 16);
+  // What the agent checks of ranges and sizes: never ring for a descriptor
+  // it would refuse. Levels are the agent's to judge (its limits are its
+  // own; it answers REJECTED and the job runs here).
+  if (gpo::ipc::check_job(c->layout, *j, uint32_t(req->op), req->in_len, {INT_MIN, INT_MAX, INT_MIN, INT_MAX})) {
+    free_job(*c, i);
+    return local(g_count.local_rejected);
+  }
   __atomic_store_n(&j->state, GPO_JOB_SUBMITTED, __ATOMIC_RELEASE);
   h->conn = c;
   h->job = i;
@@ -721,6 +758,8 @@ int gpo_wait(gpo_handle* h, size_t* out_len) {
         }
         g_count.by_agent++;
       } else if (st == GPO_JS_AUTH_FAILED) {
+        // As the local path leaves it: no unauthenticated plaintext.
+        if (r.in_len) std::memset(r.out, 0, r.in_len);
         h->result = GPO_ERR_AUTH;
         g_count.by_agent++;
       } else {

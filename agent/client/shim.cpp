@@ -24,7 +24,9 @@ thread_local bool t_inside = false;
 
 size_t threshold() {
   static const size_t t = [] {
-    const char* v = getenv("GPO_SHIM_MIN_BYTES");
+    // Not in a process that must not trust its environment (setuid, e.g.
+    // with the shim in /etc/ld.so.preload): the default holds there.
+    const char* v = secure_getenv("GPO_SHIM_MIN_BYTES");
     char* end = nullptr;
     unsigned long long x = v && *v ? strtoull(v, &end, 10) : 0;
     return v && *v && end && !*end ? size_t(x) : size_t(64) << 10;

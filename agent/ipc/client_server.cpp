@@ -1,6 +1,7 @@
 #include "ipc/client_server.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -20,16 +21,14 @@
 #include "backend/ops.h"
 #include "ipc/doorbell_probe.h"
 #include "ipc/plan_page.h"
+#include "ipc/slab_job.h"
+#include "ipc/slab_validate.h"
 #include "loop/event_loop.h"
 #include "util/log.h"
 
 namespace gpo::ipc {
 
 namespace {
-
-bool in_range(uint64_t off, uint64_t len, uint64_t lo, uint64_t hi) {
-  return off >= lo && off <= hi && len <= hi - off;
-}
 
 uint64_t mono_ns() {
   timespec ts{};
@@ -42,16 +41,54 @@ void futex_wake(uint32_t* addr) {
   syscall(SYS_futex, addr, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
 }
 
-// Is path mapped by process pid? Keeps clients from pointing the uprobe at
-// files they do not run.
-bool maps_file(pid_t pid, const std::string& path) {
+// The address range ("start-end") of a mapping of process pid whose file is
+// path, read from /proc/PID/maps: the name is compared, never resolved.
+std::string mapping_of(pid_t pid, const std::string& path) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
   std::string line;
   while (std::getline(in, line)) {
     auto pos = line.find('/');
-    if (pos != std::string::npos && line.compare(pos, std::string::npos, path) == 0) return true;
+    if (pos != std::string::npos && line.compare(pos, std::string::npos, path) == 0) return line.substr(0, line.find(' '));
   }
-  return false;
+  return "";
+}
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+// At most one warning a second from what clients can provoke (refusals,
+// dropped connections): the rest go to the debug level.
+bool warn_now() {
+  static uint64_t last_ns = 0;
+  const uint64_t now = mono_ns();
+  if (now - last_ns < 1000000000u && last_ns) return false;
+  last_ns = now;
+  return true;
+}
+
+template <typename... A>
+void client_warn(fmt::format_string<A...> f, A&&... a) {
+  if (warn_now())
+    log::warn(f, std::forward<A>(a)...);
+  else
+    log::debug(f, std::forward<A>(a)...);
+}
+
+// The same for lines that are news, not trouble (one a second at info).
+template <typename... A>
+void client_info(fmt::format_string<A...> f, A&&... a) {
+  static uint64_t last_ns = 0;
+  const uint64_t now = mono_ns();
+  if (!last_ns || now - last_ns >= 1000000000u) {
+    last_ns = now;
+    log::info(f, std::forward<A>(a)...);
+  } else {
+    log::debug(f, std::forward<A>(a)...);
+  }
+}
+
+uint64_t quarter_of_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) / 4 : 4ull << 30;
 }
 
 }  // namespace
@@ -59,11 +96,13 @@ bool maps_file(pid_t pid, const std::string& path) {
 struct ClientServer::AtomicStats {
   std::atomic<uint64_t> clients{0}, slabs{0}, slabs_released{0}, registrations_refused{0}, doorbells_socket{0},
       doorbells_uprobe{0}, doorbells_refused{0}, doorbells_stale{0}, jobs_rejected{0}, jobs_over_quota{0},
-      jobs_done{0}, jobs_released{0}, batches{0};
+      jobs_done{0}, jobs_released{0}, batches{0}, connections_refused{0}, accept_no_fd{0};
+  std::atomic<uint64_t> slab_bytes{0};  // registered and still mapped, all clients
   // In flight at the backend (handed over, not completed), and claimed jobs
   // waiting in the batcher. A completion that finds jobs waiting wakes the
   // loop through wake_fd (both sides update theirs before reading the other's).
   std::atomic<uint32_t> running_batches{0}, running_jobs{0}, waiting_jobs{0};
+  std::atomic<uint64_t> running_bytes{0};  // input bytes of the jobs handed over and not completed
   // Where a job's time in the agent goes, summed over jobs: from the claim to
   // its batch's hand-over (gathering), at the backend (queue and run), and
   // writing results and waking clients (completing).
@@ -75,6 +114,15 @@ struct ClientServer::AtomicStats {
   }
 };
 
+// What one user (uid) holds: its quotas are counted here. Counters that
+// completions (backend threads) or status readers touch are atomic.
+struct ClientServer::UidAccount {
+  uid_t uid = 0;
+  std::atomic<uint32_t> connections{0}, slabs{0}, inflight{0}, uprobe_count{0};
+  std::atomic<uint64_t> slab_bytes{0}, jobs{0}, refused{0}, over_quota{0};
+  std::map<std::string, uint32_t> uprobe_files;  // loop thread: library files its slabs use, and how many
+};
+
 // One client's registered slab. Kept alive by the connection and by every
 // batch that holds one of its jobs, so the mapping outlives a client that
 // exits while the backend still writes into it.
@@ -82,18 +130,20 @@ struct ClientServer::Slab {
   uint32_t id = 0;
   pid_t owner = 0;  // SO_PEERCRED pid at registration
   uint8_t* base = nullptr;
-  uint64_t size = 0;
-  uint32_t njobs = 0;
-  uint64_t job_off = 0, data_off = 0;
+  SlabLayout layout;
   std::atomic<uint32_t> inflight{0};
   backend::Backend* be = nullptr;
   std::shared_ptr<AtomicStats> st;  // shared: a batch may outlive the server
+  std::shared_ptr<UidAccount> acct;
 
-  gpo_job* job(uint32_t i) { return reinterpret_cast<gpo_job*>(base + job_off) + i; }
+  gpo_job* job(uint32_t i) { return reinterpret_cast<gpo_job*>(base + layout.job_off) + i; }
   ~Slab() {
     if (base) {
       be->unregister_memory(base);
-      munmap(base, size);
+      munmap(base, layout.size);
+      st->slab_bytes -= layout.size;
+      acct->slab_bytes -= layout.size;
+      acct->slabs--;
     }
     st->slabs_released++;
   }
@@ -102,13 +152,17 @@ struct ClientServer::Slab {
 struct ClientServer::Conn {
   int fd = -1;
   pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::shared_ptr<UidAccount> acct;
   std::shared_ptr<Slab> slab;
+  std::string uprobe_key;  // the library file the doorbell uprobe watches for it ("": socket doorbell)
 };
 
 // A job the agent claimed (SUBMITTED -> RUNNING), with its descriptor copied
 // out of shared memory: only this copy is validated and used.
 struct ClientServer::Pending {
-  std::shared_ptr<Slab> slab;
+  std::shared_ptr<Slab> slab;  // slab->acct: its user
   uint32_t job = 0;
   gpo_job d{};
   uint64_t claimed_ns = 0;  // when the doorbell claimed it (mono_ns)
@@ -120,47 +174,132 @@ struct ClientServer::Running {
 };
 
 ClientServer::ClientServer(ServerOptions opt, backend::Backend& be)
-    : opt_(std::move(opt)), be_(be), st_(std::make_shared<AtomicStats>()) {}
+    : opt_(std::move(opt)), be_(be), st_(std::make_shared<AtomicStats>()) {
+  if (opt_.max_slab_bytes_total == 0) opt_.max_slab_bytes_total = quarter_of_memory();
+}
 
 ClientServer::~ClientServer() {
   if (loop_) unregister(*loop_);
+  if (reserve_fd_ >= 0) close(reserve_fd_);
+}
+
+void ClientServer::listen_on_socket() {
+  const std::string& path = opt_.socket_path;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) throw std::runtime_error("offload socket path too long: " + path);
+  std::strcpy(addr.sun_path, path.c_str());
+  std::error_code ec;
+  auto dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+
+  std::string group_note;
+  if (!opt_.socket_group.empty()) {
+    group gr{}, *res = nullptr;
+    std::vector<char> buf(16384);
+    if (getgrnam_r(opt_.socket_group.c_str(), &gr, buf.data(), buf.size(), &res) == 0 && res)
+      group_gid_ = gr.gr_gid;
+    else
+      group_note = " (group " + opt_.socket_group + " does not exist: create it with tools/install-deps or "
+                   "`groupadd --system " + opt_.socket_group + "`)";
+  }
+
+  // What is at the path: nothing; a socket of this user that refuses
+  // connections (the leftover of a killed agent: replaced); one that accepts
+  // them (a live agent: never stolen); or anything else, left alone.
+  struct stat st {};
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid())
+      throw std::runtime_error("offload socket " + path + " exists and is not a socket of this user (uid " +
+                               std::to_string(geteuid()) + "): not replacing it; remove it or use --offload-socket PATH");
+    int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (probe < 0) throw std::runtime_error("offload socket: " + errno_text(errno));
+    const int rc = connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    const int e = errno;
+    close(probe);
+    if (rc == 0) throw SocketBusy("offload socket " + path + " is served by another agent");
+    if (e != ECONNREFUSED)
+      throw std::runtime_error("offload socket " + path + ": cannot tell whether another agent serves it (" +
+                               errno_text(e) + ")");
+    unlink(path.c_str());
+  } else if (errno != ENOENT) {
+    throw std::runtime_error("offload socket " + path + ": " + errno_text(errno));
+  }
+
+  listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) throw std::runtime_error("offload socket: " + errno_text(errno));
+  // The file takes its mode from the socket's inode and the umask at bind():
+  // set both, so it never exists with more rights and is never chmod-ed by
+  // name (a name another process could point elsewhere).
+  const mode_t mode = opt_.allow_all_users ? 0666 : 0660;
+  int rc = fchmod(listen_fd_, mode);
+  int e = errno;
+  if (rc == 0) {
+    const mode_t old = umask(~mode & 0777);  // process-wide, for the one bind() (no thread creates files now)
+    rc = bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    e = errno;
+    umask(old);
+  }
+  if (rc == 0 && lstat(path.c_str(), &st) == 0) {
+    sock_dev_ = st.st_dev;
+    sock_ino_ = st.st_ino;
+  }
+  // The group: set on the name bind() just created (a socket cannot be
+  // opened), not following a link; connections wait until listen().
+  if (rc == 0 && group_gid_ != gid_t(-1) &&
+      fchownat(AT_FDCWD, path.c_str(), uid_t(-1), group_gid_, AT_SYMLINK_NOFOLLOW) != 0) {
+    group_note = " (could not give it group " + opt_.socket_group + ": " + errno_text(errno) + ")";
+  }
+  if (rc == 0) {
+    rc = listen(listen_fd_, 128);
+    e = errno;
+  }
+  if (rc != 0) {
+    close(listen_fd_);
+    listen_fd_ = -1;
+    throw std::runtime_error("offload socket " + path + ": " + errno_text(e) +
+                             " (is the directory writable? use --offload-socket PATH)");
+  }
+  // Who the file lets in is who the credentials check lets in: its group.
+  if (lstat(path.c_str(), &st) == 0 && !opt_.allow_all_users) group_gid_ = st.st_gid;
+  std::string gname = std::to_string(group_gid_);
+  {
+    group gr{}, *res = nullptr;
+    std::vector<char> buf(16384);
+    if (getgrgid_r(group_gid_, &gr, buf.data(), buf.size(), &res) == 0 && res) gname = gr.gr_name;
+  }
+  access_ = opt_.allow_all_users ? fmt::format("{:04o}, every local user", mode)
+                                 : fmt::format("{:04o}, root and group {}", mode, gname);
+  if (!group_note.empty() && !opt_.allow_all_users)
+    log::warn("offload: socket {}: only root and group {} may connect{}", path, gname, group_note);
 }
 
 void ClientServer::register_with(loop::EventLoop& loop) {
   loop_ = &loop;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (opt_.socket_path.size() >= sizeof(addr.sun_path))
-    throw std::runtime_error("offload socket path too long: " + opt_.socket_path);
-  std::strcpy(addr.sun_path, opt_.socket_path.c_str());
-  std::error_code ec;
-  auto dir = std::filesystem::path(opt_.socket_path).parent_path();
-  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
-  listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0) throw std::runtime_error(std::string("offload socket: ") + std::strerror(errno));
-  // A socket that still answers belongs to a live agent: never steal it. One
-  // that refuses is the leftover of a killed agent: replace it.
-  {
-    int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    bool live = probe >= 0 && connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    if (probe >= 0) close(probe);
-    if (live) {
-      close(listen_fd_);
-      listen_fd_ = -1;
-      throw SocketBusy("offload socket " + opt_.socket_path + " is served by another agent");
-    }
-  }
-  unlink(opt_.socket_path.c_str());
-  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(listen_fd_, 128) != 0) {
-    int e = errno;
-    close(listen_fd_);
-    listen_fd_ = -1;
-    throw std::runtime_error("offload socket " + opt_.socket_path + ": " + std::strerror(e) +
-                             " (is the directory writable? use --offload-socket PATH)");
-  }
-  // Any local process may opt in: every descriptor is checked against its own slab.
-  chmod(opt_.socket_path.c_str(), 0666);
+  listen_on_socket();
+  reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  pause_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (reserve_fd_ < 0 || pause_fd_ < 0 || timer_fd_ < 0)
+    throw std::runtime_error("offload: out of file descriptors at start: " + errno_text(errno));
   loop.add_fd(listen_fd_, [this] { on_accept(); });
+  listening_ = true;
+  loop.add_fd(pause_fd_, [this] {
+    uint64_t n;
+    while (read(pause_fd_, &n, sizeof(n)) > 0) {
+    }
+    if (listening_ || listen_fd_ < 0) return;
+    if (reserve_fd_ < 0) reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    try {
+      loop_->add_fd(listen_fd_, [this] { on_accept(); });
+      listening_ = true;
+    } catch (const std::exception& e) {
+      log::warn("offload: cannot listen again yet ({}); retrying", e.what());
+      itimerspec ts{};
+      ts.it_value.tv_nsec = 100000000;
+      timerfd_settime(pause_fd_, 0, &ts, nullptr);
+    }
+  });
 
   wake_fd_ = st_->wake_fd;
   if (wake_fd_ < 0) throw std::runtime_error(std::string("offload: eventfd: ") + std::strerror(errno));
@@ -171,7 +310,6 @@ void ClientServer::register_with(loop::EventLoop& loop) {
     flush_while_room();
   });
 
-  timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   loop.add_fd(timer_fd_, [this] {
     uint64_t n;
     while (read(timer_fd_, &n, sizeof(n)) > 0) {
@@ -197,7 +335,9 @@ void ClientServer::register_with(loop::EventLoop& loop) {
 
   if (opt_.plan_page) {
     std::string why;
-    plan_ = PlanPage::create(ipc::plan_page_path(opt_.socket_path), &why);
+    // Readable by those who may connect: others would only try and be refused.
+    plan_ = PlanPage::create(ipc::plan_page_path(opt_.socket_path), opt_.allow_all_users ? 0644 : 0640,
+                             opt_.allow_all_users ? gid_t(-1) : group_gid_, &why);
     if (!plan_) {
       log::warn("offload: no plan page ({}); clients without it keep every job in their process", why);
     } else {
@@ -232,32 +372,141 @@ void ClientServer::unregister(loop::EventLoop& loop) {
     loop.remove_fd(wake_fd_);  // closed with st_: completions still to come may write it
     wake_fd_ = -1;
   }
+  if (pause_fd_ >= 0) {
+    loop.remove_fd(pause_fd_);
+    close(pause_fd_);
+    pause_fd_ = -1;
+  }
   if (listen_fd_ >= 0) {
-    loop.remove_fd(listen_fd_);
+    if (listening_) loop.remove_fd(listen_fd_);
+    listening_ = false;
     close(listen_fd_);
     listen_fd_ = -1;
-    unlink(opt_.socket_path.c_str());
+    // Only the socket this agent bound: a file put in its place stays.
+    struct stat st {};
+    if (lstat(opt_.socket_path.c_str(), &st) == 0 && st.st_dev == sock_dev_ && st.st_ino == sock_ino_)
+      unlink(opt_.socket_path.c_str());
   }
   loop_ = nullptr;
 }
 
 void ClientServer::on_accept() {
-  for (;;) {
+  for (int n = 0; n < 64 && listening_; ++n) {  // bounded: the loop's other fds get their turn
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EMFILE || errno == ENFILE) {
+        shed_one_connection();
+        continue;
+      }
+      // Anything else (ENOMEM, ENOBUFS): the socket stays readable, and the
+      // loop is level-triggered: stop listening for a moment instead of spinning.
+      client_warn("offload: accept: {}; not taking connections for 100 ms", errno_text(errno));
+      pause_listening();
+      return;
+    }
     ucred cred{};
     socklen_t len = sizeof(cred);
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
       close(fd);
       continue;
     }
+    if (!peer_allowed(fd, cred)) {
+      refuse_conn(fd, fmt::format("uid {} may not use this agent (not root, not in its group)", cred.uid));
+      continue;
+    }
+    auto acct = account(cred.uid);
+    if (acct->connections.load() >= opt_.uid_max_connections) {
+      acct->refused++;
+      refuse_conn(fd, fmt::format("uid {} has {} connections, its quota (--offload-uid-connections)", cred.uid,
+                                  acct->connections.load()));
+      continue;
+    }
+    try {
+      loop_->add_fd(fd, [this, fd] { on_conn(fd); });
+    } catch (const std::exception& e) {
+      // epoll full (max_user_watches) or out of memory: this client computes locally.
+      client_warn("offload: cannot watch a new connection ({}); dropping it", e.what());
+      close(fd);
+      continue;
+    }
     auto c = std::make_unique<Conn>();
     c->fd = fd;
     c->pid = cred.pid;
+    c->uid = cred.uid;
+    c->gid = cred.gid;
+    c->acct = acct;
+    acct->connections++;
     conns_[fd] = std::move(c);
     st_->clients++;
-    loop_->add_fd(fd, [this, fd] { on_conn(fd); });
   }
+}
+
+void ClientServer::shed_one_connection() {
+  // Out of file descriptors: the waiting connection would keep the listening
+  // socket readable and the level-triggered loop spinning. The reserve fd
+  // makes room to accept it and close it (its client computes locally).
+  st_->accept_no_fd++;
+  client_warn("offload: out of file descriptors ({}): dropped a connection; raise the agent's RLIMIT_NOFILE "
+              "(LimitNOFILE=) or lower --offload-uid-connections",
+              errno_text(errno));
+  if (reserve_fd_ >= 0) {
+    close(reserve_fd_);
+    reserve_fd_ = -1;
+    int c = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c >= 0) close(c);
+  }
+  reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (reserve_fd_ < 0) pause_listening();  // another thread took it: wait for fds to free up
+}
+
+void ClientServer::pause_listening() {
+  if (!listening_) return;
+  loop_->remove_fd(listen_fd_);
+  listening_ = false;
+  itimerspec ts{};
+  ts.it_value.tv_nsec = 100000000;  // 100 ms
+  if (timerfd_settime(pause_fd_, 0, &ts, nullptr) != 0)
+    log::error("offload: timerfd_settime: {}; the socket stays closed", errno_text(errno));
+}
+
+bool ClientServer::peer_allowed(int fd, const ucred& cred) const {
+  if (opt_.allow_all_users || cred.uid == 0 || cred.uid == geteuid()) return true;
+  if (group_gid_ == gid_t(-1)) return false;
+  if (cred.gid == group_gid_) return true;
+  // The peer's supplementary groups as they were at connect() (SO_PEERGROUPS, Linux 4.13).
+  std::vector<gid_t> groups(64);
+  socklen_t len = socklen_t(groups.size() * sizeof(gid_t));
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) {
+    if (errno != ERANGE) return false;
+    groups.resize(len / sizeof(gid_t) + 1);
+    len = socklen_t(groups.size() * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) return false;
+  }
+  groups.resize(len / sizeof(gid_t));
+  return std::find(groups.begin(), groups.end(), group_gid_) != groups.end();
+}
+
+void ClientServer::refuse_conn(int fd, const std::string& why) {
+  st_->connections_refused++;
+  client_warn("offload: refused a connection: {}", why);
+  gpo_msg_registered rep{};
+  rep.type = GPO_MSG_REFUSED;
+  std::snprintf(rep.reason, sizeof(rep.reason), "%s", why.c_str());
+  // Best effort: the client falls back either way (it sees the close).
+  [[maybe_unused]] ssize_t n = send(fd, &rep, sizeof(rep), MSG_NOSIGNAL | MSG_DONTWAIT);
+  close(fd);
+}
+
+std::shared_ptr<ClientServer::UidAccount> ClientServer::account(uid_t uid) {
+  std::lock_guard lk(acct_mu_);
+  auto& a = uids_[uid];
+  if (!a) {
+    a = std::make_shared<UidAccount>();
+    a->uid = uid;
+  }
+  return a;
 }
 
 void ClientServer::close_conn(int fd) {
@@ -265,9 +514,19 @@ void ClientServer::close_conn(int fd) {
   if (it == conns_.end()) return;
   loop_->remove_fd(fd);
   close(fd);
-  if (it->second->slab) {
-    log::debug("offload: client pid {} gone, slab {} released", it->second->pid, it->second->slab->id);
-    slabs_.erase(it->second->slab->id);
+  Conn& c = *it->second;
+  c.acct->connections--;
+  if (!c.uprobe_key.empty()) {
+    if (probe_) probe_->release(c.uprobe_key);
+    auto f = c.acct->uprobe_files.find(c.uprobe_key);
+    if (f != c.acct->uprobe_files.end() && --f->second == 0) {
+      c.acct->uprobe_files.erase(f);
+      c.acct->uprobe_count--;
+    }
+  }
+  if (c.slab) {
+    log::debug("offload: client pid {} gone, slab {} released", c.pid, c.slab->id);
+    slabs_.erase(c.slab->id);
   }
   conns_.erase(it);  // the slab is unmapped once no batch holds it
 }
@@ -308,7 +567,10 @@ void ClientServer::on_conn(int fd) {
       }
     }
     if (size_t(r) >= sizeof(gpo_msg_register) && m.type == GPO_MSG_REGISTER) {
-      on_register(c, m.reg, memfd);
+      const bool open = on_register(c, m.reg, memfd);
+      if (memfd >= 0) close(memfd);
+      if (!open) return;
+      continue;
     } else if (size_t(r) >= sizeof(gpo_msg_doorbell) && m.type == GPO_MSG_DOORBELL) {
       // The socket's peer is the process: same check as the kernel-stamped tgid.
       on_doorbell(c.pid, m.bell.slab_id, m.bell.job, m.bell.op, m.bell.len, false);
@@ -319,42 +581,55 @@ void ClientServer::on_conn(int fd) {
   }
 }
 
-void ClientServer::on_register(Conn& c, const gpo_msg_register& m, int memfd) {
+bool ClientServer::on_register(Conn& c, const gpo_msg_register& m, int memfd) {
   gpo_msg_registered rep{};
+  UidAccount& acct = *c.acct;
+  // A refused client falls back to its own CPU and may try again later; the
+  // connection goes (its quota with it).
   auto refuse = [&](const std::string& why) {
     st_->registrations_refused++;
-    log::warn("offload: refused slab of pid {}: {}", c.pid, why);
+    acct.refused++;
+    client_warn("offload: refused slab of pid {} (uid {}): {}", c.pid, c.uid, why);
     rep.type = GPO_MSG_REFUSED;
     std::snprintf(rep.reason, sizeof(rep.reason), "%s", why.c_str());
-    send(c.fd, &rep, sizeof(rep), MSG_NOSIGNAL | MSG_DONTWAIT);
+    [[maybe_unused]] ssize_t n = send(c.fd, &rep, sizeof(rep), MSG_NOSIGNAL | MSG_DONTWAIT);
+    close_conn(c.fd);
+    return false;
   };
   if (c.slab) return refuse("one slab per connection");
   if (m.version != GPO_PROTO_VERSION) return refuse("protocol version " + std::to_string(m.version));
   if (memfd < 0) return refuse("no memfd attached");
   if (m.slab_size > opt_.max_slab_bytes)
-    return refuse("slab of " + std::to_string(m.slab_size) + " bytes over the quota of " +
-                  std::to_string(opt_.max_slab_bytes));
+    return refuse(fmt::format("slab of {} bytes over the per-client quota of {} (--offload-max-slab-mb)",
+                              m.slab_size, opt_.max_slab_bytes));
+  if (acct.slab_bytes.load() + m.slab_size > opt_.uid_max_slab_bytes)
+    return refuse(fmt::format("uid {} holds {} bytes of slabs; {} more would pass its quota of {} "
+                              "(--offload-uid-slab-mb)",
+                              c.uid, acct.slab_bytes.load(), m.slab_size, opt_.uid_max_slab_bytes));
+  if (st_->slab_bytes.load() + m.slab_size > opt_.max_slab_bytes_total)
+    return refuse(fmt::format("the agent holds {} bytes of slabs; {} more would pass its cap of {} "
+                              "(--offload-max-slab-total-mb)",
+                              st_->slab_bytes.load(), m.slab_size, opt_.max_slab_bytes_total));
   // Sealed against shrinking, or the client could truncate it under the agent (SIGBUS).
   int seals = fcntl(memfd, F_GET_SEALS);
   if (seals < 0 || !(seals & F_SEAL_SHRINK)) return refuse("memfd not sealed with F_SEAL_SHRINK");
   struct stat st {};
   if (fstat(memfd, &st) != 0 || uint64_t(st.st_size) < m.slab_size) return refuse("memfd smaller than slab_size");
-  if (m.njobs == 0 || m.njobs > 65536 || m.job_off < sizeof(gpo_slab_header) || m.job_off % alignof(gpo_job) ||
-      !in_range(m.job_off, uint64_t(m.njobs) * sizeof(gpo_job), 0, m.slab_size) ||
-      m.data_off < m.job_off + uint64_t(m.njobs) * sizeof(gpo_job) || m.data_off > m.slab_size)
-    return refuse("slab layout out of bounds");
+  const SlabLayout layout{m.slab_size, m.njobs, m.job_off, m.data_off};
+  if (const char* why = check_layout(layout)) return refuse(std::string("slab layout: ") + why);
   void* p = mmap(nullptr, m.slab_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
   if (p == MAP_FAILED) return refuse(std::string("mmap: ") + std::strerror(errno));
   auto s = std::make_shared<Slab>();
   s->id = next_slab_id_++;
   s->owner = c.pid;
   s->base = static_cast<uint8_t*>(p);
-  s->size = m.slab_size;
-  s->njobs = m.njobs;
-  s->job_off = m.job_off;
-  s->data_off = m.data_off;
+  s->layout = layout;
   s->be = &be_;
   s->st = st_;
+  s->acct = c.acct;
+  st_->slab_bytes += m.slab_size;
+  acct.slab_bytes += m.slab_size;
+  acct.slabs++;
   if (!be_.register_memory(p, m.slab_size)) log::warn("offload: backend could not pin slab {} (pid {})", s->id, c.pid);
   c.slab = s;
   slabs_[s->id] = s;
@@ -364,20 +639,66 @@ void ClientServer::on_register(Conn& c, const gpo_msg_register& m, int memfd) {
   rep.slab_id = s->id;
   rep.max_inflight = opt_.max_inflight;
   rep.doorbell = GPO_DOORBELL_SOCKET;
-  std::string lib(m.lib_path, strnlen(m.lib_path, sizeof(m.lib_path)));
+  const std::string lib(m.lib_path, strnlen(m.lib_path, sizeof(m.lib_path)));
   if (probe_ && !lib.empty() && lib[0] == '/') {
-    // The loader's name may be a symlink (libgpuoffload.so.0); maps shows the file.
-    std::error_code rec;
-    auto real = std::filesystem::canonical(lib, rec);
-    if (!rec) lib = real.string();
     std::string why;
-    if (!maps_file(c.pid, lib)) why = lib + " is not mapped by pid " + std::to_string(c.pid);
-    else if (probe_->attach(lib, &why)) rep.doorbell = GPO_DOORBELL_UPROBE;
-    if (rep.doorbell != GPO_DOORBELL_UPROBE) log::info("offload: socket doorbell for pid {}: {}", c.pid, why);
+    c.uprobe_key = attach_uprobe(c, lib, &why);
+    if (!c.uprobe_key.empty()) rep.doorbell = GPO_DOORBELL_UPROBE;
+    else client_info("offload: socket doorbell for pid {}: {}", c.pid, why);
   }
-  log::debug("offload: pid {} registered slab {} ({} bytes, {} jobs, {} doorbell)", c.pid, s->id, s->size, s->njobs,
-             rep.doorbell == GPO_DOORBELL_UPROBE ? "uprobe" : "socket");
-  send(c.fd, &rep, sizeof(rep), MSG_NOSIGNAL | MSG_DONTWAIT);
+  log::debug("offload: pid {} (uid {}) registered slab {} ({} bytes, {} jobs, {} doorbell)", c.pid, c.uid, s->id,
+             layout.size, layout.njobs, rep.doorbell == GPO_DOORBELL_UPROBE ? "uprobe" : "socket");
+  // A client that cannot hear the answer would never use the slab the agent
+  // maps and pins for it: drop it now.
+  if (send(c.fd, &rep, sizeof(rep), MSG_NOSIGNAL | MSG_DONTWAIT) != ssize_t(sizeof(rep))) {
+    client_warn("offload: pid {}: reply not delivered ({}); slab {} dropped", c.pid, errno_text(errno), s->id);
+    close_conn(c.fd);
+    return false;
+  }
+  return true;
+}
+
+std::string ClientServer::attach_uprobe(Conn& c, const std::string& lib, std::string* why) {
+  // The file the client names must be one it maps: open that mapping
+  // through /proc/PID/map_files (the kernel's own reference to the file, no
+  // name the client controls is resolved), then parse and probe it only if
+  // root owns it and nobody else can write it: its ELF is read here, as root.
+  const std::string range = mapping_of(c.pid, lib);
+  if (range.empty()) {
+    *why = lib + " is not mapped by pid " + std::to_string(c.pid);
+    return "";
+  }
+  const std::string mf = "/proc/" + std::to_string(c.pid) + "/map_files/" + range;
+  // O_PATH: nothing is opened for reading until the file is known to be a
+  // regular file of root's (a device node is never opened here).
+  int fd = open(mf.c_str(), O_PATH | O_CLOEXEC);
+  if (fd < 0) {
+    *why = mf + ": " + errno_text(errno);
+    return "";
+  }
+  struct stat st {};
+  std::string key;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    *why = lib + ": not a regular file";
+  } else if (st.st_uid != 0 || (st.st_mode & 022)) {
+    *why = fmt::format("{} is owned by uid {} with mode {:04o}: the uprobe doorbell goes only on library files that "
+                       "root owns and only root can write",
+                       lib, st.st_uid, st.st_mode & 07777);
+  } else {
+    key = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+    auto& files = c.acct->uprobe_files;
+    if (!files.count(key) && files.size() >= opt_.uid_max_uprobe_files) {
+      *why = fmt::format("uid {} already has {} library files under the uprobe doorbell", c.uid, files.size());
+      key.clear();
+    } else if (!probe_->attach(fd, key, why)) {
+      *why = lib + ": " + *why;
+      key.clear();
+    } else if (files[key]++ == 0) {
+      c.acct->uprobe_count++;
+    }
+  }
+  close(fd);
+  return key;
 }
 
 void ClientServer::complete(Slab& s, uint32_t i, uint8_t status, uint64_t out_len, const uint8_t* tag) {
@@ -401,7 +722,7 @@ void ClientServer::on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint3
   auto it = slabs_.find(slab_id);
   // Only the process that registered a slab may ring for it; anything else is
   // dropped without touching any slab.
-  if (it == slabs_.end() || it->second->owner != tgid || job >= it->second->njobs) {
+  if (it == slabs_.end() || it->second->owner != tgid || job >= it->second->layout.njobs) {
     st_->doorbells_refused++;
     return;
   }
@@ -417,35 +738,24 @@ void ClientServer::on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint3
   p.job = job;
   p.claimed_ns = mono_ns();
   std::memcpy(&p.d, j, sizeof(gpo_job));  // from here on only the copy counts
-  const backend::OpInfo* info = backend::find_op(backend::OpId(p.d.op));
-  bool ok = info && p.d.op == op && p.d.in_len == len &&
-            in_range(p.d.in_off, p.d.in_len, s->data_off, s->size) &&
-            in_range(p.d.out_off, p.d.out_cap, s->data_off, s->size) &&
-            in_range(p.d.aad_off, p.d.aad_len, s->data_off, s->size) && p.d.iv_len <= sizeof(p.d.iv);
-  if (ok) {
-    switch (p.d.op) {
-      case GPO_OP_AES256_GCM_ENCRYPT:
-      case GPO_OP_AES256_GCM_DECRYPT: ok = p.d.out_cap == p.d.in_len && p.d.iv_len == 12; break;
-      case GPO_OP_AES256_CTR: ok = p.d.out_cap == p.d.in_len && p.d.iv_len == 16 && p.d.aad_len == 0; break;
-      case GPO_OP_SHA256: ok = p.d.out_cap == 32; break;
-      case GPO_OP_CRC32: ok = p.d.out_cap == 4 && p.d.aad_len == 0 && p.d.iv_len == 0; break;
-      case GPO_OP_MEMCPY: ok = p.d.out_cap == p.d.in_len && p.d.aad_len == 0 && p.d.iv_len == 0; break;
-      default: ok = p.d.aad_len == 0 && p.d.iv_len == 0; break;
-    }
-  }
-  if (!ok) {
+  JobLimits lim;
+  lim.zstd_max_level = opt_.max_zstd_level;
+  if (check_job(s->layout, p.d, op, len, lim) || !backend::find_op(backend::OpId(p.d.op))) {
     st_->jobs_rejected++;
     complete(*s, job, GPO_JS_REJECTED, 0, nullptr);
     return;
   }
-  if (s->inflight.load() >= opt_.max_inflight) {
+  UidAccount& acct = *s->acct;
+  if (s->inflight.load() >= opt_.max_inflight || acct.inflight.load() >= opt_.uid_max_inflight) {
     st_->jobs_over_quota++;
+    acct.over_quota++;
     complete(*s, job, GPO_JS_REJECTED, 0, nullptr);
     return;
   }
   s->inflight++;
+  acct.inflight++;
   auto& q = pending_[p.d.op];
-  q.push_back(std::move(p));
+  q.push(uint32_t(acct.uid), s->id, std::move(p));
   st_->waiting_jobs++;
   if (!opt_.flush_when_idle) {
     // Fixed windows: a batch goes when full or when the window ends.
@@ -454,8 +764,9 @@ void ClientServer::on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint3
     return;
   }
   // The backend has room: waiting would only add latency. Otherwise the jobs
-  // gather until a batch completes (wake_fd) or a full batch is waiting.
-  if (q.size() >= opt_.batch_max || has_room()) flush(uint16_t(op));
+  // gather until a batch completes (wake_fd); a full batch may wait at the
+  // backend behind the running ones, so it never idles between batches.
+  if (has_room() || (q.size() >= opt_.batch_max && may_queue())) flush(uint16_t(op));
 }
 
 bool ClientServer::has_room() const {
@@ -463,11 +774,30 @@ bool ClientServer::has_room() const {
   return st_->running_batches.load() < c.batches && st_->running_jobs.load() < c.jobs;
 }
 
+bool ClientServer::may_queue() const {
+  // What the backend holds stays bounded: what it runs plus as much again
+  // waiting, or a GPU's run of queued batches (Capacity::queue_bytes).
+  const backend::Capacity c = be_.capacity();
+  return st_->running_batches.load() < 2 * uint64_t(c.batches) || st_->running_bytes.load() < c.queue_bytes;
+}
+
 void ClientServer::flush_while_room() {
-  // Oldest op first would need timestamps; ops take turns in id order, and a
-  // completion wakes the loop again while jobs wait.
-  for (auto& [op, q] : pending_)
-    if (!q.empty() && has_room()) flush(op);
+  // Ops take turns (from the one after the last flushed), batches of each in
+  // turns of users and clients (FairQueue); a completion wakes the loop
+  // again while jobs wait.
+  for (bool progress = true; progress;) {
+    progress = false;
+    const size_t n = pending_.size();
+    auto it = pending_.lower_bound(next_op_);
+    for (size_t k = 0; k < n; ++k, ++it) {
+      if (it == pending_.end()) it = pending_.begin();
+      auto& [op, q] = *it;
+      if (q.empty() || !(has_room() || (q.size() >= opt_.batch_max && may_queue()))) continue;
+      flush(op);
+      next_op_ = uint16_t(op + 1);
+      progress = true;
+    }
+  }
 }
 
 void ClientServer::arm_timer() {
@@ -475,21 +805,24 @@ void ClientServer::arm_timer() {
   itimerspec ts{};
   ts.it_value.tv_sec = opt_.batch_window_us / 1000000;
   ts.it_value.tv_nsec = long(opt_.batch_window_us % 1000000) * 1000;
-  timerfd_settime(timer_fd_, 0, &ts, nullptr);
+  if (timerfd_settime(timer_fd_, 0, &ts, nullptr) != 0) {
+    log::error("offload: timerfd_settime: {}; sending the batch now", errno_text(errno));
+    flush_all();
+    return;
+  }
   timer_armed_ = true;
 }
 
 void ClientServer::flush_all() {
   for (auto& [op, q] : pending_)
-    if (!q.empty()) flush(op);
+    while (!q.empty()) flush(op);
 }
 
 void ClientServer::flush(uint16_t op) {
   auto& q = pending_[op];
   if (q.empty()) return;
   auto run = std::make_shared<Running>();
-  run->items = std::move(q);
-  q.clear();
+  run->items = q.take(opt_.batch_max, opt_.batch_max_bytes, [](const Pending& p) { return p.d.in_len; });
   const uint32_t n = uint32_t(run->items.size());
   const uint64_t flushed = mono_ns();
   uint64_t gathering = 0;
@@ -499,30 +832,23 @@ void ClientServer::flush(uint16_t op) {
   for (size_t i = 0; i < run->items.size(); ++i) {
     Pending& p = run->items[i];
     backend::Job& j = run->batch.jobs[i];
-    uint8_t* b = p.slab->base;
-    j.op = backend::OpId(p.d.op);
-    j.in = {b + p.d.in_off, size_t(p.d.in_len)};
-    j.out = {b + p.d.out_off, size_t(p.d.out_cap)};
-    j.level = p.d.level;
-    j.crc = p.d.crc;
-    if (p.d.op <= GPO_OP_AES256_CTR) {
-      j.key = {p.d.key, 32};
-      j.iv = {p.d.iv, p.d.iv_len};
-      j.aad = {b + p.d.aad_off, size_t(p.d.aad_len)};
-      std::memcpy(j.tag.data(), p.d.tag, 16);
-    }
+    j = to_backend_job(p.slab->base, p.d);
     j.cookie = i;
   }
+  uint64_t bytes = 0;
+  for (const auto& j : run->batch.jobs) bytes += j.in.size();
   st_->batches++;
   st_->running_batches++;
   st_->running_jobs += n;
+  st_->running_bytes += bytes;
   st_->waiting_jobs -= n;
-  be_.submit(run->batch, [run, st = st_, n, flushed](backend::Batch& b) {
+  be_.submit(run->batch, [run, st = st_, n, bytes, flushed](backend::Batch& b) {
     const uint64_t ran = mono_ns();
     // Room again before the wakes: a client's next job must find it. Jobs
     // that waited for this room go now (the loop flushes them).
     st->running_batches--;
     st->running_jobs -= n;
+    st->running_bytes -= bytes;
     if (st->waiting_jobs.load() > 0 && st->wake_fd >= 0) {
       const uint64_t one = 1;
       ssize_t w = write(st->wake_fd, &one, sizeof(one));
@@ -535,12 +861,10 @@ void ClientServer::flush(uint16_t op) {
                    : j.status == backend::Status::auth_failed ? GPO_JS_AUTH_FAILED
                    : j.status == backend::Status::invalid     ? GPO_JS_INVALID
                                                               : GPO_JS_FAILED;
-      uint64_t out_len = j.op == backend::OpId::sha256                                          ? 32
-                         : (j.op == backend::OpId::zstd_compress || j.op == backend::OpId::zstd_decompress ||
-                            j.op == backend::OpId::zlib_compress || j.op == backend::OpId::crc32) ? j.out_len
-                                                                                                 : j.in.size();
-      complete(*p.slab, p.job, st, out_len, j.op == backend::OpId::aes256_gcm_encrypt ? j.tag.data() : nullptr);
+      complete(*p.slab, p.job, st, reported_out_len(j), j.op == backend::OpId::aes256_gcm_encrypt ? j.tag.data() : nullptr);
       p.slab->inflight--;
+      p.slab->acct->inflight--;
+      p.slab->acct->jobs++;
     }
     st->ns_backend += (ran - flushed) * n;
     st->ns_completing += (mono_ns() - ran) * n;
@@ -564,8 +888,14 @@ ServerStats ClientServer::stats() const {
   s.jobs_done = st_->jobs_done;
   s.jobs_released = st_->jobs_released;
   s.batches = st_->batches;
+  s.connections_refused = st_->connections_refused;
+  s.accept_no_fd = st_->accept_no_fd;
+  s.slab_bytes = st_->slab_bytes;
+  s.doorbells_lost = probe_ ? probe_->dropped() : 0;
   return s;
 }
+
+size_t ClientServer::uprobe_files() const { return probe_ ? probe_->attached() : 0; }
 
 nlohmann::json ClientServer::per_job_us() const {
   const double n = double(std::max<uint64_t>(1, st_->jobs_timed.load()));
@@ -589,17 +919,50 @@ nlohmann::json ClientServer::plan_json() const {
 
 nlohmann::json ClientServer::to_json() const {
   ServerStats s = stats();
+  nlohmann::json users = nlohmann::json::array();
+  uint64_t connected = 0;
+  {
+    std::lock_guard lk(acct_mu_);
+    for (const auto& [uid, a] : uids_) {
+      connected += a->connections.load();  // every uid that ever connected: as many as the host has users
+      users.push_back({{"uid", uid},
+                       {"connections", a->connections.load()},
+                       {"slabs", a->slabs.load()},
+                       {"slab_bytes", a->slab_bytes.load()},
+                       {"jobs_in_flight", a->inflight.load()},
+                       {"jobs", a->jobs.load()},
+                       {"refused", a->refused.load()},
+                       {"jobs_over_quota", a->over_quota.load()},
+                       {"uprobe_files", a->uprobe_count.load()}});
+    }
+  }
+  const nlohmann::json limits = {{"slab_bytes_per_client", opt_.max_slab_bytes},
+                                 {"jobs_in_flight_per_client", opt_.max_inflight},
+                                 {"slab_bytes_per_uid", opt_.uid_max_slab_bytes},
+                                 {"jobs_in_flight_per_uid", opt_.uid_max_inflight},
+                                 {"connections_per_uid", opt_.uid_max_connections},
+                                 {"uprobe_files_per_uid", opt_.uid_max_uprobe_files},
+                                 {"slab_bytes_total", opt_.max_slab_bytes_total},
+                                 {"zstd_max_level", opt_.max_zstd_level},
+                                 {"batch_jobs", opt_.batch_max},
+                                 {"batch_bytes", opt_.batch_max_bytes}};
   return {{"socket", opt_.socket_path},
+          {"access", access_},
           {"doorbell", probe_ ? "uprobe+socket" : "socket"},
-          {"clients_connected", conns_.size()},
+          {"clients_connected", connected},
           {"clients", s.clients},
+          {"connections_refused", s.connections_refused},
+          {"connections_dropped_no_fd", s.accept_no_fd},
           {"slabs", s.slabs},
           {"slabs_released", s.slabs_released},
+          {"slab_bytes", s.slab_bytes},
           {"registrations_refused", s.registrations_refused},
           {"doorbells_socket", s.doorbells_socket},
           {"doorbells_uprobe", s.doorbells_uprobe},
           {"doorbells_refused", s.doorbells_refused},
           {"doorbells_stale", s.doorbells_stale},
+          {"doorbells_lost", s.doorbells_lost},
+          {"uprobe_files", uprobe_files()},
           {"jobs_done", s.jobs_done},
           {"jobs_released", s.jobs_released},
           {"jobs_rejected", s.jobs_rejected},
@@ -608,6 +971,8 @@ nlohmann::json ClientServer::to_json() const {
           {"jobs_waiting", st_->waiting_jobs.load()},
           {"per_job_us", per_job_us()},
           {"jobs_at_backend", st_->running_jobs.load()},
+          {"limits", limits},
+          {"uids", users},
           {"plan", plan_json()}};
 }
 
@@ -616,10 +981,12 @@ std::string ClientServer::describe() const {
       opt_.flush_when_idle
           ? fmt::format("batches of up to {} jobs, gathered while the backend is busy", opt_.batch_max)
           : fmt::format("batches of up to {} jobs / {} us windows", opt_.batch_max, opt_.batch_window_us);
-  return fmt::format("socket {}, doorbell {}{}, {}, plan page {}, quota {} MiB and {} jobs per client",
-                     opt_.socket_path, probe_ ? "uprobe (socket as fallback)" : "socket",
+  return fmt::format("socket {} ({}), doorbell {}{}, {}, plan page {}; per client {} MiB and {} jobs, per uid {} "
+                     "MiB, {} jobs and {} connections, {} MiB of slabs in all",
+                     opt_.socket_path, access_, probe_ ? "uprobe (socket as fallback)" : "socket",
                      probe_ ? "" : " (uprobe: " + probe_why_ + ")", batching, plan_ ? plan_->path() : "none",
-                     opt_.max_slab_bytes >> 20, opt_.max_inflight);
+                     opt_.max_slab_bytes >> 20, opt_.max_inflight, opt_.uid_max_slab_bytes >> 20,
+                     opt_.uid_max_inflight, opt_.uid_max_connections, opt_.max_slab_bytes_total >> 20);
 }
 
 }  // namespace gpo::ipc

@@ -4,8 +4,12 @@
 // of one op across clients (handed over at once while the backend has room,
 // gathered while it has none), the backend, completion into the slab with a
 // futex wake, and the plan page that keeps other jobs in their process.
-// docs/offload.md describes the protocol and the security model.
+// Who may connect (socket mode and group, peer credentials), what one user
+// may hold (quotas per uid, a global cap on slab memory) and how clients
+// share the backend (turns per user and client) are here too.
+// docs/offload.md describes the protocol, docs/security.md the threat model.
 #pragma once
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <array>
@@ -15,12 +19,14 @@
 #include <map>
 #include <stdexcept>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
+#include "ipc/fair_queue.h"
 #include "ipc/slab_protocol.h"
 
 namespace gpo::loop {
@@ -39,9 +45,25 @@ struct SocketBusy : std::runtime_error {
 
 struct ServerOptions {
   std::string socket_path = GPO_DEFAULT_SOCKET;
-  uint64_t max_slab_bytes = 256ull << 20;  // per client
+  // Who may connect: root, the agent's own user, and members of socket_group
+  // (socket 0660 and plan page 0640 in that group, and the peer's
+  // credentials checked); "" or a group that does not exist: root and the
+  // agent's user only. allow_all_users: socket 0666, any local user.
+  std::string socket_group = "gpuoffload";
+  bool allow_all_users = false;
+  uint64_t max_slab_bytes = 256ull << 20;  // per client (one slab per connection)
   uint32_t max_inflight = 4096;            // jobs per client claimed and not yet completed
+  // Per uid, over all its connections.
+  uint64_t uid_max_slab_bytes = 1ull << 30;
+  uint32_t uid_max_inflight = 16384;
+  uint32_t uid_max_connections = 64;
+  uint32_t uid_max_uprobe_files = 4;       // library files the uprobe doorbell attaches to for one uid
+  // Slab memory of all clients together (the CUDA backend pins it); 0: a
+  // quarter of the machine's memory.
+  uint64_t max_slab_bytes_total = 0;
+  int max_zstd_level = 19;                 // higher levels cost a worker ~1 GB; the client runs those
   uint32_t batch_max = 64;                 // jobs of one op handed to the backend at once
+  uint64_t batch_max_bytes = 256ull << 20; // ... and at most this much input (at least one job)
   uint32_t batch_window_us = 200;          // fixed windows only: wait at most this long for a batch to fill
   // true: jobs go to the backend at once while it has room (Backend::capacity())
   // and gather into the next batch while it has none, until a batch completes
@@ -56,6 +78,8 @@ struct ServerOptions {
 
 struct ServerStats {
   uint64_t clients = 0;              // connections accepted
+  uint64_t connections_refused = 0;  // credentials, or the uid's connection quota
+  uint64_t accept_no_fd = 0;         // connections dropped because the agent was out of file descriptors
   uint64_t slabs = 0;                // slabs registered
   uint64_t slabs_released = 0;
   uint64_t registrations_refused = 0;
@@ -68,6 +92,8 @@ struct ServerStats {
   uint64_t jobs_done = 0;            // completed into the slab (DONE)
   uint64_t jobs_released = 0;        // finished after the client abandoned them
   uint64_t batches = 0;
+  uint64_t slab_bytes = 0;           // registered now, all clients
+  uint64_t doorbells_lost = 0;       // uprobe doorbells lost to a full ring buffer
 };
 
 class ClientServer {
@@ -96,22 +122,34 @@ class ClientServer {
   nlohmann::json per_job_us() const;
   std::string describe() const;  // one line: socket, doorbell kind, batching
   bool uprobe_doorbell() const { return probe_ != nullptr; }
+  size_t uprobe_files() const;   // library files the doorbell uprobe is attached to now
+  const ServerOptions& options() const { return opt_; }
 
  private:
   struct Slab;
   struct Conn;
   struct Pending;
   struct Running;
+  struct UidAccount;
 
+  void listen_on_socket();
   void on_accept();
+  void shed_one_connection();  // out of fds: accept and close one with the reserve fd
+  void pause_listening();
+  bool peer_allowed(int fd, const ucred& cred) const;
   void on_conn(int fd);
   void close_conn(int fd);
-  void on_register(Conn& c, const gpo_msg_register& m, int memfd);
+  void refuse_conn(int fd, const std::string& why);  // sends GPO_MSG_REFUSED, closes
+  // Returns false when the connection was closed.
+  bool on_register(Conn& c, const gpo_msg_register& m, int memfd);
+  std::string attach_uprobe(Conn& c, const std::string& lib, std::string* why);
   void on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len, bool uprobe);
+  std::shared_ptr<UidAccount> account(uid_t uid);
   void flush(uint16_t op);
   void flush_all();
   void flush_while_room();  // a batch completed: what waited goes now
   bool has_room() const;
+  bool may_queue() const;   // a full batch may wait at the backend
   void arm_timer();
   static void complete(Slab& s, uint32_t job, uint8_t status, uint64_t out_len, const uint8_t* tag);
 
@@ -119,6 +157,13 @@ class ClientServer {
   backend::Backend& be_;
   loop::EventLoop* loop_ = nullptr;
   int listen_fd_ = -1;
+  bool listening_ = false;  // listen_fd_ in the loop (false while paused)
+  dev_t sock_dev_ = 0;      // the socket file bound, so that only it is removed
+  ino_t sock_ino_ = 0;
+  gid_t group_gid_ = gid_t(-1);  // socket_group's gid, when it exists
+  std::string access_;           // "0660 root:gpuoffload", for the log and status
+  int reserve_fd_ = -1;          // given up to accept (and close) a connection when out of fds
+  int pause_fd_ = -1;            // timerfd: listening again after a pause
   int timer_fd_ = -1;
   bool timer_armed_ = false;
   int wake_fd_ = -1;  // eventfd: a backend thread says a batch completed while jobs wait
@@ -128,7 +173,10 @@ class ClientServer {
   std::map<int, std::unique_ptr<Conn>> conns_;
   std::map<uint32_t, std::shared_ptr<Slab>> slabs_;
   uint32_t next_slab_id_ = 1;
-  std::map<uint16_t, std::vector<Pending>> pending_;  // claimed jobs waiting for their batch
+  std::map<uint16_t, FairQueue<Pending>> pending_;  // claimed jobs waiting for their batch, per op
+  uint16_t next_op_ = 0;                             // ops take turns too
+  mutable std::mutex acct_mu_;                       // uids_ (the loop thread adds, status reads)
+  std::map<uid_t, std::shared_ptr<UidAccount>> uids_;
 
   struct AtomicStats;
   std::shared_ptr<AtomicStats> st_;

@@ -1,7 +1,6 @@
 #include "ipc/doorbell_probe.h"
 
 #include <bpf/libbpf.h>
-#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
@@ -29,7 +28,7 @@ std::unique_ptr<DoorbellProbe> DoorbellProbe::load(Handler h, std::string* why) 
 }
 
 DoorbellProbe::~DoorbellProbe() {
-  for (auto& [k, l] : links_) bpf_link__destroy(l);
+  for (auto& [k, l] : links_) bpf_link__destroy(l.link);
   if (rb_) ring_buffer__free(rb_);
   if (skel_) doorbell__destroy(skel_);
 }
@@ -40,27 +39,42 @@ int DoorbellProbe::on_event(void* ctx, void* data, size_t len) {
   return 0;
 }
 
-bool DoorbellProbe::attach(const std::string& path, std::string* why) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    *why = path + ": not a regular file";
+bool DoorbellProbe::attach(int fd, const std::string& key, std::string* why) {
+  if (auto it = links_.find(key); it != links_.end()) {
+    it->second.users++;
+    return true;
+  }
+  if (auto it = failed_.find(key); it != failed_.end()) {
+    *why = it->second;
     return false;
   }
-  std::string key = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
-  if (links_.count(key)) return true;
   // A bound on distinct files, so clients cannot make the agent attach without end.
-  if (links_.size() >= 64) {
-    *why = "too many client library files attached (64)";
+  if (links_.size() >= kMaxFiles) {
+    *why = "too many client library files attached (" + std::to_string(kMaxFiles) + ")";
     return false;
   }
+  // The file the caller opened, whatever its name: libbpf reads its ELF and
+  // the kernel resolves the probe's inode through this fd's magic link.
+  const std::string path = "/proc/self/fd/" + std::to_string(fd);
   LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = GPO_DOORBELL_SYMBOL);
   bpf_link* link = bpf_program__attach_uprobe_opts(skel_->progs.gpo_doorbell_probe, -1, path.c_str(), 0, &uo);
   if (!link) {
-    *why = "uprobe on " + path + ":" GPO_DOORBELL_SYMBOL " failed: " + std::strerror(errno);
+    *why = std::string("uprobe on " GPO_DOORBELL_SYMBOL " failed: ") + std::strerror(errno);
+    if (failed_.size() >= 256) failed_.erase(failed_.begin());
+    failed_[key] = *why;
     return false;
   }
-  links_[key] = link;
+  links_[key] = {link, 1};
+  attached_ = links_.size();
   return true;
+}
+
+void DoorbellProbe::release(const std::string& key) {
+  auto it = links_.find(key);
+  if (it == links_.end() || --it->second.users > 0) return;
+  bpf_link__destroy(it->second.link);
+  links_.erase(it);
+  attached_ = links_.size();
 }
 
 void DoorbellProbe::register_with(loop::EventLoop& loop) {

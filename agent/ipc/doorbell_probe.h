@@ -3,6 +3,7 @@
 // and hands ring-buffer descriptors (kernel-stamped tgid) to a callback.
 // Needs root (CAP_BPF + CAP_PERFMON); without it the socket doorbell serves.
 #pragma once
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,13 +27,20 @@ class DoorbellProbe {
   // Loads the BPF object; returns null with *why when BPF is not usable here.
   static std::unique_ptr<DoorbellProbe> load(Handler h, std::string* why);
   ~DoorbellProbe();
-  // Attaches the uprobe to gpo_doorbell in the library file at path (once per
-  // file). False with *why when the file has no such symbol or attach fails.
-  bool attach(const std::string& path, std::string* why);
+  // Attaches the uprobe to gpo_doorbell in the library file open at fd (O_PATH will do), whose
+  // identity is key ("dev:ino"): once per file, counted, so that the uprobe
+  // goes when the last user releases it. The caller has checked the file
+  // (who owns it, who maps it): its ELF is parsed here. False with *why when
+  // the file has no such symbol, attach fails (remembered: a file is parsed
+  // at most once), or kMaxFiles files are attached.
+  bool attach(int fd, const std::string& key, std::string* why);
+  void release(const std::string& key);
   void register_with(loop::EventLoop& loop);
   void unregister(loop::EventLoop& loop);
-  size_t attached() const { return links_.size(); }
+  size_t attached() const { return attached_.load(); }  // any thread (status)
   uint64_t dropped() const;  // descriptors lost to a full ring buffer
+
+  static constexpr size_t kMaxFiles = 64;
 
  private:
   DoorbellProbe() = default;
@@ -40,7 +48,13 @@ class DoorbellProbe {
   ::doorbell* skel_ = nullptr;
   ring_buffer* rb_ = nullptr;
   Handler handler_;
-  std::map<std::string, bpf_link*> links_;  // by "dev:inode" of the library file
+  struct Link {
+    bpf_link* link = nullptr;
+    uint32_t users = 0;
+  };
+  std::map<std::string, Link> links_;         // by "dev:inode" of the library file
+  std::map<std::string, std::string> failed_;  // files that could not be attached, and why (bounded)
+  std::atomic<size_t> attached_{0};
 };
 
 }  // namespace gpo::ipc

@@ -27,6 +27,30 @@ void add_run_options(CLI::App& cmd, OffloadRunOptions& o) {
   cmd.add_option("--offload-max-inflight", o.server.max_inflight, "Offload: jobs in flight per client")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
+  cmd.add_option("--offload-group", o.server.socket_group,
+                 "Offload: who may connect besides root: members of this group (socket 0660, plan page 0640 in "
+                 "it; tools/install-deps creates it); '' = root only")
+      ->capture_default_str();
+  cmd.add_flag("--offload-allow-all", o.server.allow_all_users,
+               "Offload: every local user may connect (socket 0666); the per-uid quotas still hold");
+  cmd.add_option("--offload-uid-slab-mb", o.uid_slab_mb, "Offload: slab memory of all connections of one uid")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  cmd.add_option("--offload-uid-inflight", o.server.uid_max_inflight, "Offload: jobs in flight of one uid")
+      ->check(CLI::Range(1, 1 << 24))
+      ->capture_default_str();
+  cmd.add_option("--offload-uid-connections", o.server.uid_max_connections, "Offload: connections of one uid")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
+  cmd.add_option("--offload-max-slab-total-mb", o.slab_total_mb,
+                 "Offload: slab memory of all clients together (the CUDA backend pins it); 0 = a quarter of RAM")
+      ->check(CLI::Range(0, 1 << 24))
+      ->capture_default_str();
+  cmd.add_option("--offload-max-zstd-level", o.server.max_zstd_level,
+                 "Offload: highest zstd level the agent compresses at (higher levels cost a worker up to ~1 GB; "
+                 "clients run those themselves)")
+      ->check(CLI::Range(1, 22))
+      ->capture_default_str();
   cmd.add_option("--profile", o.profile, "Offload: the planner's calibrated profile (gpuoffload-agent calibrate)")
       ->capture_default_str();
   cmd.add_flag("!--no-offload-uprobe", o.server.uprobe_doorbell,
@@ -105,6 +129,8 @@ void OffloadService::start(const OffloadRunOptions& o, const std::string& backen
   ServerOptions so = o.server;
   so.flush_when_idle = so.batch_window_us == 0;
   so.max_slab_bytes = uint64_t(o.max_slab_mb) << 20;
+  so.uid_max_slab_bytes = uint64_t(o.uid_slab_mb) << 20;
+  so.max_slab_bytes_total = uint64_t(o.slab_total_mb) << 20;
   so.plan_min_bytes = client_plan();
   server_ = std::make_unique<ClientServer>(so, *backend_);
   try {

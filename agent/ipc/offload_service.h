@@ -29,6 +29,8 @@ struct OffloadRunOptions {
     return s;
   }();
   uint32_t max_slab_mb = 256;
+  uint32_t uid_slab_mb = 1024;
+  uint32_t slab_total_mb = 0;  // 0: a quarter of the machine's memory
   std::string profile = "/var/lib/gpuoffload/profile.json";  // the planner's (backend auto)
   // plan: clients send only the jobs the GPU can speed up (the plan page);
   // all: every job over the client's own threshold (to measure the service).

@@ -2,6 +2,8 @@
 // next to the offload socket that clients map read-only to decide, per call
 // and without IPC, whether a job goes to the agent or stays in the process.
 #pragma once
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,11 +14,13 @@ namespace gpo::ipc {
 
 class PlanPage {
  public:
-  // Creates path afresh (a page left by an earlier agent is first marked
-  // closed, so that its readers look again, then replaced), every op at
-  // GPO_PLAN_NEVER and the state closed. Null with *why when it cannot.
-  static std::unique_ptr<PlanPage> create(const std::string& path, std::string* why);
-  ~PlanPage();  // marks the page closed and removes the file
+  // Creates path afresh with mode and group (gid -1: the agent's own), every
+  // op at GPO_PLAN_NEVER and the state closed. A page an earlier agent of
+  // this user left (it was killed) is first marked closed, so that its
+  // readers look again, then replaced; anything else at path (another user's
+  // file, a symlink, a folder) is left alone: null with *why.
+  static std::unique_ptr<PlanPage> create(const std::string& path, mode_t mode, gid_t gid, std::string* why);
+  ~PlanPage();  // marks the page closed and removes the file, if path is still this page
   PlanPage(const PlanPage&) = delete;
   PlanPage& operator=(const PlanPage&) = delete;
 
@@ -30,6 +34,8 @@ class PlanPage {
   PlanPage() = default;
   std::string path_;
   gpo_plan_page* page_ = nullptr;
+  dev_t dev_ = 0;  // the file created, so that only it is removed
+  ino_t ino_ = 0;
 };
 
 // The plan page's path for an offload socket path.

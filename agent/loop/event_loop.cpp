@@ -9,23 +9,37 @@
 #include <cerrno>
 #include <stdexcept>
 #include <string>
-#include <system_error>
+#include <cstring>
 
 #include "util/log.h"
 
 namespace gpo::loop {
+namespace {
+
+// "what: strerror(e)". Not std::system_error: clang's UBSan (vptr) cannot
+// check libstdc++'s error categories, whose types are local to libstdc++.
+[[noreturn]] void fail(const std::string& what, int e) {
+  throw std::runtime_error(what + ": " + std::strerror(e));
+}
+
+}  // namespace
 
 EventLoop::EventLoop() {
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   post_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (epfd_ < 0 || wake_fd_ < 0 || post_fd_ < 0)
-    throw std::system_error(errno, std::generic_category(), "epoll/eventfd");
+  if (epfd_ < 0 || wake_fd_ < 0 || post_fd_ < 0) fail("epoll/eventfd", errno);
   for (int fd : {wake_fd_, post_fd_}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
-    epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      const int e = errno;
+      close(post_fd_);
+      close(wake_fd_);
+      close(epfd_);
+      fail("epoll_ctl add the loop's eventfd", e);
+    }
   }
 }
 
@@ -40,7 +54,7 @@ void EventLoop::add_fd(int fd, Callback cb) {
   ev.events = EPOLLIN;
   ev.data.fd = fd;
   if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0)
-    throw std::system_error(errno, std::generic_category(), "epoll_ctl add fd " + std::to_string(fd));
+    fail("epoll_ctl add fd " + std::to_string(fd), errno);
   fds_[fd] = std::move(cb);
 }
 
@@ -98,11 +112,18 @@ int EventLoop::run(bool catch_signals) {
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &mask, &old);
+    // Without the signalfd, SIGINT/SIGTERM would stay blocked and never be
+    // read: the agent could not be stopped. Say so instead of running.
     sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = sig_fd;
-    epoll_ctl(epfd_, EPOLL_CTL_ADD, sig_fd, &ev);
+    if (sig_fd < 0 || epoll_ctl(epfd_, EPOLL_CTL_ADD, sig_fd, &ev) != 0) {
+      const int e = errno;
+      if (sig_fd >= 0) close(sig_fd);
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      fail("signalfd for SIGINT/SIGTERM", e);
+    }
   }
   int stopped_by = 0;
   stopping_ = false;
@@ -116,7 +137,7 @@ int EventLoop::run(bool catch_signals) {
       if (timeout_ms < 0 || ms < timeout_ms) timeout_ms = int(ms);
     }
     int n = epoll_wait(epfd_, events, 64, timeout_ms);
-    if (n < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "epoll_wait");
+    if (n < 0 && errno != EINTR) fail("epoll_wait", errno);
     for (int i = 0; i < n && !stopping_; i++) {
       int fd = events[i].data.fd;
       if (fd == wake_fd_) {
@@ -144,6 +165,7 @@ int EventLoop::run(bool catch_signals) {
         stopping_ = true;
       } else if (auto it = fds_.find(fd); it != fds_.end()) {
         auto cb = it->second;  // a callback may remove its own fd
+        dispatches_.fetch_add(1, std::memory_order_relaxed);
         call(cb, "file descriptor");
       }
     }

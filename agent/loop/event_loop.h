@@ -6,7 +6,9 @@
 // counted, and the loop goes on: one bad event must not end the agent (whose
 // exit would take the packet filter's agent away).
 #pragma once
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -23,7 +25,8 @@ class EventLoop {
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
 
-  // Calls cb whenever fd is readable (level-triggered). fd stays owned by the caller.
+  // Calls cb whenever fd is readable (level-triggered). fd stays owned by the
+  // caller. Throws std::runtime_error when epoll refuses it.
   void add_fd(int fd, Callback cb);
   void remove_fd(int fd);
   // Calls cb every period, from the loop thread, starting one period from now.
@@ -35,7 +38,9 @@ class EventLoop {
   uint64_t callback_errors() const { return callback_errors_; }
 
   // Runs until stop() or SIGINT/SIGTERM (when catch_signals). Returns the
-  // signal number that stopped it, or 0 when stopped by stop().
+  // signal number that stopped it, or 0 when stopped by stop(). Throws
+  // std::runtime_error when it cannot watch for those signals (it could not
+  // be stopped) or epoll fails.
   int run(bool catch_signals = true);
   // Blocks SIGINT/SIGTERM/SIGHUP in the calling thread. Call it before any thread is
   // started (CUDA runtime, backend workers): threads inherit the mask, so the
@@ -47,6 +52,8 @@ class EventLoop {
   // Runs cb on the loop thread, soon (safe from any thread): how another
   // thread hands work to a loop that owns the state it touches.
   void post(Callback cb);
+  // fd callbacks run so far (any thread): a loop that spins shows here.
+  uint64_t dispatches() const { return dispatches_.load(std::memory_order_relaxed); }
 
  private:
   struct Timer {
@@ -65,6 +72,7 @@ class EventLoop {
   uint64_t callback_errors_ = 0;
   bool stopping_ = false;
   void call(const Callback& cb, const char* what);
+  std::atomic<uint64_t> dispatches_{0};
 };
 
 }  // namespace gpo::loop

@@ -22,7 +22,10 @@ std::string PlannedBackend::name() const {
 
 backend::Capacity PlannedBackend::capacity() const {
   backend::Capacity c = cpu_->capacity();
-  if (gpu_) c.batches += gpu_->capacity().batches;
+  if (gpu_) {
+    c.batches += gpu_->capacity().batches;
+    c.queue_bytes = gpu_->capacity().queue_bytes;
+  }
   return c;
 }
 

@@ -28,7 +28,7 @@ enum class Result : uint8_t { ok = 0, auth_failed = 1, invalid = 2 };
 
 // One independent message. CTR ignores aad and tag; CTR encrypt == decrypt.
 // GCM encrypt writes tag; GCM decrypt checks tag and fails the job on mismatch
-// (out then holds unauthenticated plaintext: callers must not use it).
+// (out is then zeroed: no unauthenticated plaintext is left to misuse).
 struct Job {
   Mode mode = Mode::gcm;
   Dir dir = Dir::encrypt;

@@ -101,6 +101,9 @@ Result cpu_run(const Job& job) {
   const Result r = run(t, job);
   // A failed tag check leaves the context usable; anything else may not have.
   if (r == Result::invalid) t.valid = false;
+  // Unauthenticated plaintext is not an answer: callers get zeros, as from
+  // the agent (the library clears the caller's buffer on that path too).
+  if (r == Result::auth_failed && !job.in.empty()) std::memset(job.out, 0, job.in.size());
   return r;
 }
 

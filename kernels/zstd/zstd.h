@@ -17,8 +17,12 @@ inline constexpr int kDefaultLevel = 3;
 size_t bound(size_t n);
 
 // Compresses in into out at level. Returns the frame size, or 0 with
-// *error set (out too small, bad level) when it fails.
+// *error set (out too small, bad level) when it fails. Each thread keeps one
+// context between calls, up to kKeepContextBytes.
 size_t cpu_compress(std::span<const uint8_t> in, std::span<uint8_t> out, int level, bool* error);
+inline constexpr size_t kKeepContextBytes = size_t(64) << 20;
+// What the calling thread's context holds now (tests).
+size_t cpu_context_bytes();
 
 // Decompresses the frame(s) in into out. Returns the decompressed size, or 0
 // with *error set (corrupt input, out too small).

@@ -13,6 +13,10 @@ cp -r "$corpus"/. "$work/corpus/"
   -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$work/corpus" 2>&1 | tail -40
 rc=${PIPESTATUS[0]}
 found=$(ls "$work/artifacts" 2>/dev/null)
+if [ "$rc" = 77 ] && [ -z "$found" ]; then
+  echo "SKIP: $(basename "$fuzzer") needs what this machine lacks (see above)"
+  exit 77
+fi
 if [ "$rc" != 0 ] || [ -n "$found" ]; then
   echo "FAIL: $(basename "$fuzzer") found a failing input (exit $rc): $work/artifacts/$found"
   echo "Keep it as a regression input: cp $work/artifacts/<file> $corpus/, then fix the bug."

@@ -68,9 +68,15 @@ Ref reference(const Job& j) {
   return r;
 }
 
-void expect_matches_reference(backend::Batch& b, const std::vector<Ref>& refs) {
+// Same bytes as the CPU reference, and computed where expected: on the GPU
+// (on_gpu), except SHA-256 messages over the GPU's limit, which the backend
+// hands to its CPU pool. A CPU fallback with the right bytes fails here.
+void expect_matches_reference(backend::Batch& b, const std::vector<Ref>& refs, bool on_gpu = true) {
   for (size_t i = 0; i < b.jobs.size(); ++i) {
     const Job& j = b.jobs[i];
+    const bool gpu = on_gpu && !(j.op == OpId::sha256 && j.in.size() > backend::CudaBackend::kShaGpuMaxBytes);
+    EXPECT_EQ(int(j.ran), int(gpu ? backend::Ran::gpu : backend::Ran::cpu))
+        << "job " << i << " op " << int(j.op) << " len " << j.in.size() << " ran elsewhere than expected";
     ASSERT_EQ(j.status, refs[i].status) << "job " << i << " len " << j.in.size();
     ASSERT_TRUE(std::equal(j.out.begin(), j.out.end(), refs[i].out.begin()))
         << "job " << i << " op " << int(j.op) << " len " << j.in.size() << " aad " << j.aad.size();
@@ -185,6 +191,7 @@ TEST_F(Gpu, PublishedVectors) {
     EXPECT_EQ(std::vector<uint8_t>(j.out.begin(), j.out.end()), hex(s.digest)) << s.msg.size();
   }
   EXPECT_EQ(o.batch.ran_on, "cuda:0");
+  for (const Job& j : o.batch.jobs) EXPECT_EQ(int(j.ran), int(backend::Ran::gpu)) << "a vector ran on the CPU";
 }
 
 TEST_F(Gpu, GcmDecryptVerifiesTagsAndFailsOnlyWrongOnes) {
@@ -219,8 +226,11 @@ TEST_F(Gpu, GcmDecryptVerifiesTagsAndFailsOnlyWrongOnes) {
   gpu_->run(o.batch);
   for (size_t i = 0; i < o.batch.jobs.size(); ++i) {
     const Job& j = o.batch.jobs[i];
+    EXPECT_EQ(int(j.ran), int(backend::Ran::gpu)) << i;
     if (corrupt[i]) {
       EXPECT_EQ(j.status, Status::auth_failed) << i;
+      // No unauthenticated plaintext left, as the CPU reference leaves none.
+      EXPECT_TRUE(std::all_of(j.out.begin(), j.out.end(), [](uint8_t x) { return x == 0; })) << i;
     } else {
       ASSERT_EQ(j.status, Status::ok) << i;
       EXPECT_TRUE(std::equal(j.out.begin(), j.out.end(), o.aads[2 * i + 1].begin())) << i;
@@ -338,7 +348,7 @@ TEST_F(Gpu, CudaErrorRetriesTheJobsOnTheCpu) {
   gpu_->inject_fault_for_test();
   gpu_->run(o.batch);
   EXPECT_EQ(o.batch.ran_on, "cpu-retry");
-  expect_matches_reference(o.batch, refs);
+  expect_matches_reference(o.batch, refs, false);
   EXPECT_EQ(gpu_->stats().gpu_errors, 1u);
   EXPECT_EQ(gpu_->stats().cpu_retries, 20u);
   // The device stays usable: the next batch runs on the GPU again.

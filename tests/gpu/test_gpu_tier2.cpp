@@ -89,6 +89,7 @@ TEST_F(GpuTier2, Crc32BitExactOnManySizesAlignmentsAndInitialCrcs) {
       gpu_->run(b);
       ASSERT_EQ(b.jobs[0].status, Status::ok) << n;
       ASSERT_EQ(b.ran_on, gpu_->name());
+      ASSERT_EQ(int(b.jobs[0].ran), int(backend::Ran::gpu)) << n;
       ASSERT_EQ(le32(out), zlib_crc(init, buf.data() + off, n)) << "len " << n << " offset " << off << " init " << init;
     }
 }
@@ -104,6 +105,7 @@ TEST_F(GpuTier2, Crc32Of64MiBSplitAcrossTheGpu) {
     gpu_->run(b);
     ASSERT_EQ(b.jobs[0].status, Status::ok);
     EXPECT_EQ(b.ran_on, gpu_->name());
+    EXPECT_EQ(int(b.jobs[0].ran), int(backend::Ran::gpu));
     EXPECT_EQ(le32(out), zlib_crc(0x12345678u, buf.data(), len)) << len;
   }
 }
@@ -136,6 +138,7 @@ TEST_F(GpuTier2, Crc32BatchesPackedInAPinnedSlabAndScattered) {
   for (size_t i = 0; i < b.jobs.size(); ++i) {
     const Job& j = b.jobs[i];
     ASSERT_EQ(j.status, Status::ok) << i;
+    ASSERT_EQ(int(j.ran), int(backend::Ran::gpu)) << i;
     ASSERT_EQ(le32(j.out.data()), zlib_crc(j.crc, j.in.data(), j.in.size())) << "job " << i << " len " << j.in.size();
   }
   gpu_->unregister_memory(slab.data());
@@ -162,6 +165,7 @@ TEST_F(GpuTier2, MemcpyThroughTheDevicePinnedUnpinnedAndInPlace) {
       EXPECT_EQ(b.jobs[0].out_len, n);
       if (n) {
         EXPECT_EQ(b.ran_on, gpu_->name());
+        EXPECT_EQ(int(b.jobs[0].ran), int(backend::Ran::gpu)) << n << " mode " << mode;
       }
       ASSERT_EQ(std::memcmp(dst, want.data(), n), 0) << "len " << n << " mode " << mode;
     }

@@ -181,6 +181,8 @@ TEST_F(GpuZstd, BackendRunsZstdCompressOnTheGpu) {
   size_t gpu_bytes = 0, gpu_frames = 0;
   for (size_t i = 0; i < in.data.size(); ++i) {
     ASSERT_EQ(batch.jobs[i].status, backend::Status::ok) << in.names[i];
+    // Each job, not just the batch: a CPU fallback giving a valid frame must fail here.
+    EXPECT_EQ(int(batch.jobs[i].ran), int(backend::Ran::gpu)) << in.names[i] << " ran on the CPU";
     const std::span<const uint8_t> f{frames[i].data(), batch.jobs[i].out_len};
     EXPECT_TRUE(decompress(f, in.data[i].size()) == in.data[i]) << in.names[i];
     // The GPU's frames: no checksum, blocks coded independently; not libzstd's bytes on compressible data.
@@ -229,9 +231,12 @@ TEST_F(GpuZstd, BackendZstdFromARegisteredSlabGivesTheSameFrames) {
   gpu.run(pageable);
   EXPECT_EQ(pinned.ran_on, gpu.name());
   EXPECT_EQ(pageable.ran_on, gpu.name());
+  EXPECT_EQ(gpu.stats().cpu_retries, 0u);
   for (size_t i = 0; i < in.data.size(); ++i) {
     ASSERT_EQ(pinned.jobs[i].status, backend::Status::ok) << in.names[i];
     ASSERT_EQ(pageable.jobs[i].status, backend::Status::ok) << in.names[i];
+    EXPECT_EQ(int(pinned.jobs[i].ran), int(backend::Ran::gpu)) << in.names[i] << " ran on the CPU";
+    EXPECT_EQ(int(pageable.jobs[i].ran), int(backend::Ran::gpu)) << in.names[i] << " ran on the CPU";
     const std::span<const uint8_t> a{pinned.jobs[i].out.data(), pinned.jobs[i].out_len};
     ASSERT_EQ(pinned.jobs[i].out_len, pageable.jobs[i].out_len) << in.names[i];
     EXPECT_TRUE(std::equal(a.begin(), a.end(), frames[i].begin())) << in.names[i];  // same length checked above
@@ -257,6 +262,8 @@ TEST_F(GpuZstd, BackendRunsLevelsAbove3OnTheCpuByteIdentical) {
   EXPECT_EQ(batch.ran_on, gpu.name());
   for (size_t i = 0; i < in.data.size(); ++i) {
     ASSERT_EQ(batch.jobs[i].status, backend::Status::ok) << in.names[i];
+    EXPECT_EQ(int(batch.jobs[i].ran), int(batch.jobs[i].level > 3 ? backend::Ran::cpu : backend::Ran::gpu))
+        << in.names[i] << " at level " << batch.jobs[i].level;
     const std::span<const uint8_t> f{frames[i].data(), batch.jobs[i].out_len};
     EXPECT_TRUE(decompress(f, in.data[i].size()) == in.data[i]) << in.names[i];
     if (batch.jobs[i].level > 3) {
@@ -292,6 +299,7 @@ TEST_F(GpuZstd, BackendRetriesOnTheCpuAfterAGpuErrorAndReportsShortOutputs) {
         continue;
       }
       ASSERT_EQ(batch.jobs[i].status, backend::Status::ok) << in.names[i];
+      EXPECT_EQ(int(batch.jobs[i].ran), int(cpu_frames ? backend::Ran::cpu : backend::Ran::gpu)) << in.names[i];
       const std::span<const uint8_t> f{frames[i].data(), batch.jobs[i].out_len};
       EXPECT_TRUE(decompress(f, in.data[i].size()) == in.data[i]) << in.names[i];
       if (cpu_frames) {  // the retry is libzstd's, byte for byte

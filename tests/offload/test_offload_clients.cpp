@@ -22,90 +22,11 @@
 #include "gpuoffload.h"
 #include "ipc/slab_protocol.h"
 #include "offload/offload_env.h"
+#include "offload/raw_client.h"
 
 using namespace gpo::test;
 
 namespace {
-
-// A client written against the protocol by hand, to send what libgpuoffload never would.
-struct RawClient {
-  int fd = -1;
-  uint8_t* base = nullptr;
-  uint64_t size = 0;
-  gpo_msg_registered rep{};
-
-  static constexpr uint32_t kJobs = 16;
-  static constexpr uint32_t kJobOff = 4096;
-  static constexpr uint64_t kDataOff = 8192;
-
-  // seal = false: a memfd the client could shrink under the agent.
-  bool connect_and_register(const std::string& path, uint64_t slab = 1 << 20, bool seal = true) {
-    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strcpy(a.sun_path, path.c_str());
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return false;
-    int mfd = memfd_create("raw", MFD_ALLOW_SEALING);
-    if (ftruncate(mfd, off_t(slab)) != 0) return false;
-    if (seal) fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
-    size = slab;
-    base = static_cast<uint8_t*>(mmap(nullptr, slab, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0));
-    gpo_msg_register m{};
-    m.type = GPO_MSG_REGISTER;
-    m.version = GPO_PROTO_VERSION;
-    m.slab_size = slab;
-    m.njobs = kJobs;
-    m.job_off = kJobOff;
-    m.data_off = kDataOff;
-    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))]{};
-    iovec iov{&m, sizeof(m)};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = ctl;
-    mh.msg_controllen = sizeof(ctl);
-    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cm), &mfd, sizeof(int));
-    bool ok = sendmsg(fd, &mh, 0) == ssize_t(sizeof(m));
-    close(mfd);
-    timeval tv{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return ok && recv(fd, &rep, sizeof(rep), 0) == ssize_t(sizeof(rep)) && rep.type == GPO_MSG_REGISTERED;
-  }
-  gpo_job* job(uint32_t i) { return reinterpret_cast<gpo_job*>(base + kJobOff) + i; }
-  void ring(uint32_t slab_id, uint32_t j, uint32_t op, uint64_t len) {
-    gpo_msg_doorbell d{GPO_MSG_DOORBELL, slab_id, j, op, len};
-    send(fd, &d, sizeof(d), MSG_NOSIGNAL);
-  }
-  // A well-formed SHA-256 job over n bytes at data offset 0.
-  void sha_job(uint32_t i, uint64_t n) {
-    gpo_job* j = job(i);
-    std::memset(j, 0, sizeof(*j));
-    j->op = GPO_OP_SHA256;
-    j->in_off = kDataOff;
-    j->in_len = n;
-    j->out_off = kDataOff + 65536 + 64 * i;
-    j->out_cap = 32;
-    j->aad_off = kDataOff;
-    __atomic_store_n(&j->state, GPO_JOB_SUBMITTED, __ATOMIC_RELEASE);
-  }
-  // Waits (bounded) until job i leaves SUBMITTED/RUNNING.
-  uint32_t wait_final(uint32_t i, int ms = 3000) {
-    for (int t = 0; t < ms; ++t) {
-      uint32_t s = __atomic_load_n(&job(i)->state, __ATOMIC_ACQUIRE);
-      if (s != GPO_JOB_SUBMITTED && s != GPO_JOB_RUNNING) return s;
-      usleep(1000);
-    }
-    return __atomic_load_n(&job(i)->state, __ATOMIC_ACQUIRE);
-  }
-  ~RawClient() {
-    if (base) munmap(base, size);
-    if (fd >= 0) close(fd);
-  }
-};
 
 gpo::ipc::ServerOptions opts(const char* tag) {
   gpo::ipc::ServerOptions o;
@@ -245,16 +166,23 @@ TEST(OffloadClients, SlabReleasedWhenClientExits) {
 TEST(OffloadClients, ManyProcessesAndThreadsExactlyOnce) {
   auto o = opts("many");
   o.batch_max = 16;
-  InProcessAgent agent(o, 2);
   constexpr int kProcs = 4, kThreads = 4, kJobsPerThread = 150;
-  int pipes[kProcs][2];
+  int pipes[kProcs][2], go[2];
   pid_t pids[kProcs];
+  ASSERT_EQ(pipe(go), 0);
+  // The children are forked before the agent's threads exist (a child of a
+  // threaded process may inherit a lock another thread held: an allocator's
+  // under the sanitizers), and start once it serves.
   for (int p = 0; p < kProcs; ++p) {
     ASSERT_EQ(pipe(pipes[p]), 0);
     pids[p] = fork();
     if (pids[p] == 0) {
+      alarm(120);
+      close(go[1]);
+      char g;
+      if (read(go[0], &g, 1) != 1) _exit(2);
       setenv("GPO_TIMEOUT_MS", "10000", 1);
-      gpo_set_socket(agent.socket().c_str());
+      gpo_set_socket(o.socket_path.c_str());
       gpo_client_stats s0{};  // counters are inherited across fork: count from here
       gpo_get_stats(&s0);
       std::atomic<int> bad{0};
@@ -299,6 +227,10 @@ TEST(OffloadClients, ManyProcessesAndThreadsExactlyOnce) {
     }
     close(pipes[p][1]);
   }
+  close(go[0]);
+  InProcessAgent agent(o, 2);
+  for (int p = 0; p < kProcs; ++p) ASSERT_EQ(write(go[1], "g", 1), 1);
+  close(go[1]);
   uint64_t by_agent = 0, local = 0;
   for (int p = 0; p < kProcs; ++p) {
     uint64_t msg[3] = {};
@@ -316,51 +248,6 @@ TEST(OffloadClients, ManyProcessesAndThreadsExactlyOnce) {
   EXPECT_EQ(agent.server().stats().jobs_done, by_agent);
   EXPECT_GE(agent.server().stats().clients, uint64_t(kProcs));
 }
-
-// A backend that holds every batch until the test releases it, with room for
-// one batch of one job: what the batcher does while the backend is busy shows.
-class GateBackend final : public gpo::backend::Backend {
- public:
-  std::string name() const override { return "gate"; }
-  void submit(gpo::backend::Batch& b, gpo::backend::Completion done) override {
-    std::lock_guard lk(mu_);
-    held_.push_back({&b, std::move(done)});
-    sizes_.push_back(b.jobs.size());
-    cv_.notify_all();
-  }
-  gpo::backend::Stats stats() const override { return {}; }
-  gpo::backend::Capacity capacity() const override { return {1, 1}; }
-  // Waits (bounded) until n batches have arrived in all.
-  bool wait_arrived(size_t n) {
-    std::unique_lock lk(mu_);
-    return cv_.wait_for(lk, std::chrono::seconds(10), [&] { return sizes_.size() >= n; });
-  }
-  // Runs the oldest held batch on the CPU and completes it, from another
-  // thread, as a backend does.
-  void release_one() {
-    std::pair<gpo::backend::Batch*, gpo::backend::Completion> b;
-    {
-      std::lock_guard lk(mu_);
-      ASSERT_FALSE(held_.empty());
-      b = std::move(held_.front());
-      held_.pop_front();
-    }
-    std::thread([b = std::move(b)]() mutable {
-      for (auto& j : b.first->jobs) gpo::backend::run_on_cpu(j);
-      b.second(*b.first);
-    }).join();
-  }
-  std::vector<size_t> sizes() {
-    std::lock_guard lk(mu_);
-    return sizes_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::pair<gpo::backend::Batch*, gpo::backend::Completion>> held_;
-  std::vector<size_t> sizes_;
-};
 
 // Jobs that arrive while the backend has no room gather into one batch, sent
 // when a batch completes: no window to wait out, no batch per job.
@@ -415,7 +302,7 @@ TEST(OffloadClients, PlanPageKeepsJobsInTheProcess) {
   ASSERT_EQ(page, o.socket_path + ".plan");
   struct stat st {};
   ASSERT_EQ(stat(page.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0644u);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);  // readable by those who may connect (docs/security.md)
   gpo_set_socket(o.socket_path.c_str());
   gpo_client_stats s0{}, s1{};
   gpo_get_stats(&s0);

@@ -1,7 +1,9 @@
 // The offload path end to end (root): the uprobe doorbell with the tgid the
 // kernel stamps, the LD_PRELOAD shim on an unmodified program, and the real
 // `gpuoffload-agent run` killed with SIGKILL under load and restarted.
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -30,7 +32,17 @@ gpo::ipc::ServerOptions opts(const char* tag, bool uprobe) {
 TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
   if (!is_root()) GTEST_SKIP() << "needs root for the BPF uprobe doorbell";
   InProcessAgent agent(opts("uprobe", true));
-  if (!agent.server().uprobe_doorbell()) GTEST_SKIP() << "BPF doorbell not loadable here: " << agent.server().describe();
+  // Root is the prerequisite; a doorbell program that then does not load is a failure.
+  ASSERT_TRUE(agent.server().uprobe_doorbell()) << "root, yet the BPF doorbell did not load: "
+                                                << agent.server().describe();
+  // The agent attaches only to a library file root owns and only root can
+  // write (docs/security.md): a build made by another user gets the socket doorbell.
+  struct stat lib {};
+  Dl_info info{};
+  ASSERT_TRUE(dladdr(reinterpret_cast<void*>(&gpo_doorbell), &info));
+  ASSERT_EQ(stat(info.dli_fname, &lib), 0);
+  if (lib.st_uid != 0 || (lib.st_mode & 022))
+    GTEST_SKIP() << info.dli_fname << " is not root's alone: the uprobe doorbell rightly stays off (build as root)";
   gpo_set_socket(agent.socket().c_str());
   setenv("GPO_TIMEOUT_MS", "5000", 1);
   gpo_client_stats s0{}, s1{};

@@ -205,6 +205,27 @@ TEST_P(OffloadOps, AsyncManyInFlightFromOneThread) {
   }
 }
 
+// A tag that does not match: GPO_ERR_AUTH and no unverified plaintext in the
+// caller's buffer, whether the agent or the library's fallback decrypted.
+TEST_P(OffloadOps, GcmDecryptWithABadTagZeroesTheOutput) {
+  const Bytes key = random_bytes(32, 70), iv = random_bytes(12, 71), aad = random_bytes(20, 72);
+  for (size_t n : {16ul, 1000ul, 70000ul}) {
+    const Bytes pt = random_bytes(n, uint32_t(n));
+    Bytes tag, ct = ref_gcm_encrypt(key, iv, aad, pt, tag);
+    tag[5] ^= 1;
+    Bytes out(n, 0xaa);
+    EXPECT_EQ(gpo_aes256_gcm_decrypt(key.data(), iv.data(), aad.data(), aad.size(), ct.data(), n, out.data(),
+                                     tag.data()),
+              GPO_ERR_AUTH);
+    EXPECT_EQ(out, Bytes(n, 0)) << n << " bytes: the output holds what the caller must not use";
+    tag[5] ^= 1;
+    ASSERT_EQ(gpo_aes256_gcm_decrypt(key.data(), iv.data(), aad.data(), aad.size(), ct.data(), n, out.data(),
+                                     tag.data()),
+              GPO_OK);
+    EXPECT_EQ(out, pt);
+  }
+}
+
 TEST_P(OffloadOps, BadArgumentsAreRefusedNotRun) {
   uint8_t key[32] = {}, iv[12] = {}, tag[16], buf[8] = {};
   gpo_request r{};

@@ -14,6 +14,10 @@
  *   GPO_SLAB_MB     shared slab size (default 64)
  *   GPO_RECONNECT_MS how often to look again for an absent agent (default 200)
  *   GPO_DISABLE=1   never contact the agent
+ *   GPO_AGENT_UID   a user besides root and this process's own whose agent it trusts
+ * A process that must not trust its environment (setuid, setgid) reads none
+ * of them. The library talks only to an agent run by root, by its own user or
+ * by GPO_AGENT_UID; any other is treated as absent (docs/security.md).
  */
 #ifndef GPUOFFLOAD_H
 #define GPUOFFLOAD_H

@@ -1,0 +1,45 @@
+// The backend job for a descriptor that check_job() accepted: what the agent
+// hands the backend for a client's job, and what the slab fuzz target runs.
+#pragma once
+#include <cstring>
+
+#include "backend/backend.h"
+#include "ipc/slab_protocol.h"
+
+namespace gpo::ipc {
+
+// d: the agent's private copy of the descriptor (key, IV and tag point into
+// it: it must outlive the job). Input, output and AAD are spans of the slab
+// at base; the input is marked private, as the client may still write it.
+inline backend::Job to_backend_job(uint8_t* base, const gpo_job& d) {
+  backend::Job j;
+  j.op = backend::OpId(d.op);
+  j.in = {base + d.in_off, size_t(d.in_len)};
+  j.out = {base + d.out_off, size_t(d.out_cap)};
+  j.level = d.level;
+  j.crc = d.crc;
+  // The client may still write its slab: the library reads a copy (the CPU
+  // backend's staging; a GPU reads the copy it made on the device).
+  j.private_input = true;
+  if (d.op <= GPO_OP_AES256_CTR) {
+    j.key = {d.key, 32};
+    j.iv = {d.iv, d.iv_len};
+    j.aad = {base + d.aad_off, size_t(d.aad_len)};
+    std::memcpy(j.tag.data(), d.tag, 16);
+  }
+  return j;
+}
+
+// The output length the agent reports for a finished job (gpo_job.out_len).
+inline uint64_t reported_out_len(const backend::Job& j) {
+  switch (j.op) {
+    case backend::OpId::sha256: return 32;
+    case backend::OpId::zstd_compress:
+    case backend::OpId::zstd_decompress:
+    case backend::OpId::zlib_compress:
+    case backend::OpId::crc32: return j.out_len;
+    default: return j.in.size();
+  }
+}
+
+}  // namespace gpo::ipc
