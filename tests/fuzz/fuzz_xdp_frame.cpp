@@ -7,8 +7,13 @@
 //   2. parse_frame says kOk     =>   XDP keys the frame, and a verdict installed
 //                                    under flow_key(parse_frame()) is the one it
 //                                    finds (a DROP verdict: XDP_DROP, cache_drop).
-//   3. parse_frame says kFragment => XDP cannot key it (its unparsed policy).
-//   4. XDP cannot key it          => parse_frame says kMalformed or kFragment.
+//      A first fragment is the exception: parse_frame reads it like any
+//      packet, XDP never decides a fragment from the cache (only the
+//      reassembled datagram tells what the rules say), so it is a fragment
+//      there (its fragment policy) or, when it hides its L4 header, unparsed.
+//   3. parse_frame says kFragment => XDP treats it as a fragment.
+//   4. XDP cannot parse it        => parse_frame says kMalformed, or it is a
+//                                    first fragment.
 // parse_frame may refuse what XDP keys (kMalformed for a lying IP length: the
 // frame then gets the default verdict, never one under another key).
 // Needs root (BPF); exits 77 (skipped) without it. As root, an XDP program
@@ -32,7 +37,7 @@ namespace {
 
 gpo::loader::XdpFilter* g_filter = nullptr;
 
-enum class Xdp { non_ip, unkeyed, keyed_miss, cache_drop, other };
+enum class Xdp { non_ip, unkeyed, fragment, keyed_miss, cache_drop, other };
 
 // One run from a zeroed stats map; which counter the frame landed in.
 Xdp run(const std::vector<uint8_t>& frame) {
@@ -48,11 +53,30 @@ Xdp run(const std::vector<uint8_t>& frame) {
     std::abort();
   }
   const gpo_xdp_stats st = g_filter->read_stats();
-  if (st.non_ip.packets) return Xdp::non_ip;
+  if (st.non_ip_pass.packets) return Xdp::non_ip;
   if (st.parse_fail_drop.packets) return Xdp::unkeyed;
-  if (st.no_socket_pass.packets) return Xdp::keyed_miss;
+  if (st.frag_drop.packets) return Xdp::fragment;
+  if (st.no_agent_pass.packets) return Xdp::keyed_miss;
   if (st.cache_drop.packets && opts.retval == XDP_DROP) return Xdp::cache_drop;
   return Xdp::other;
+}
+
+// A first fragment as parse_frame located it: IPv4 with MF set, or IPv6 with a
+// Fragment header in its chain (offset 0, else parse_frame said kFragment).
+bool is_first_fragment(const std::vector<uint8_t>& f, const gpo::classify::ParsedFrame& p) {
+  const uint8_t* ip = f.data() + p.l3_offset;
+  if (p.ip_version == 4) return (ip[6] & 0x20) != 0;
+  uint8_t next = ip[6];
+  const uint8_t* cur = ip + 40;
+  const uint8_t* l4 = f.data() + p.l4_offset;
+  while (cur < l4) {
+    if (next == 44) return true;
+    const uint8_t len_units = cur[1];
+    const uint8_t nh = cur[0];
+    cur += next == 51 ? (len_units + 2) * 4 : (len_units + 1) * 8;
+    next = nh;
+  }
+  return false;
 }
 
 }  // namespace
@@ -70,8 +94,14 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     std::fprintf(stderr, "root, yet the XDP program did not load: %s\n", e.what());
     std::abort();
   }
-  // Unparsed frames dropped, misses passed (no AF_XDP socket): each outcome its own counter.
-  g_filter->set_config({GPO_ACT_PASS, GPO_ACT_DROP, 0, 0, 0});
+  // Unparsed frames and fragments dropped, misses passed (no AF_XDP socket):
+  // each outcome its own counter.
+  gpo_xdp_config cfg{};
+  cfg.fail_policy = GPO_ACT_PASS;
+  cfg.unparsed_policy = GPO_ACT_DROP;
+  cfg.non_ip_policy = GPO_ACT_PASS;
+  cfg.frag_policy = GPO_FRAG_DROP;
+  g_filter->set_config(cfg);
   return 0;
 }
 
@@ -84,10 +114,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Xdp x = run(frame);
   using S = gpo::classify::ParseStatus;
   if ((p.status == S::kNotIp) != (x == Xdp::non_ip)) std::abort();                        // 1
-  if (p.status == S::kFragment && x != Xdp::unkeyed) std::abort();                        // 3
-  if (x == Xdp::unkeyed && p.status != S::kMalformed && p.status != S::kFragment) std::abort();  // 4
+  if (p.status == S::kFragment && x != Xdp::fragment) std::abort();                       // 3
+  if (x == Xdp::unkeyed && p.status != S::kMalformed && !p.ok()) std::abort();            // 4
   if (x == Xdp::other) std::abort();
-  if (p.ok()) {                                                                            // 2
+  if (p.ok() && (x == Xdp::fragment || x == Xdp::unkeyed)) {                               // 2, first fragments
+    if (!is_first_fragment(frame, p)) std::abort();
+  } else if (p.ok()) {                                                                     // 2
     if (x != Xdp::keyed_miss) std::abort();
     g_filter->install_verdict(gpo::classify::flow_key(p), GPO_ACT_DROP, 1);
     if (run(frame) != Xdp::cache_drop) std::abort();
