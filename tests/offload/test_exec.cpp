@@ -185,7 +185,10 @@ TEST_F(Exec, BsdtarZstdStreamThroughTheShim) {
   EXPECT_GE(calls(s, "zstd-compress", "offload"), 1u) << s.dump();
 }
 
-TEST_F(Exec, DpkgDebZstdThroughTheShim) {
+// dpkg-deb asks libzstd for worker threads (ZSTD_c_nbWorkers): libzstd's own
+// threads beat one offloaded frame, so the shim leaves such a stream to it
+// (the collected-frame path is BsdtarZstdThroughTheShim's).
+TEST_F(Exec, DpkgDebZstdWithWorkersStaysInLibzstd) {
   if (!have("/usr/bin/dpkg-deb")) GTEST_SKIP() << "no dpkg-deb";
   const std::string pkg = dir_ + "/pkg";
   ASSERT_EQ(run_proc({"/bin/mkdir", "-p", pkg + "/DEBIAN", pkg + "/usr/share/gpo"}, 10).exit_code, 0);
@@ -203,7 +206,8 @@ TEST_F(Exec, DpkgDebZstdThroughTheShim) {
   auto a = run_proc({"/bin/sh", "-c", "dpkg-deb --fsys-tarfile " + dir_ + "/plain.deb | sha256sum"}, 60);
   auto b = run_proc({"/bin/sh", "-c", "dpkg-deb --fsys-tarfile " + dir_ + "/exec.deb | sha256sum"}, 60);
   EXPECT_EQ(a.out, b.out);
-  EXPECT_GE(calls(s, "zstd-compress", "offload"), 1u) << s.dump();
+  EXPECT_GE(calls(s, "zstd-compress", "cpu-params"), 1u) << s.dump();
+  EXPECT_EQ(calls(s, "zstd-compress", "offload"), 0u) << s.dump();
 }
 
 }  // namespace
