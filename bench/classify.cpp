@@ -117,7 +117,7 @@ Workload load(uint32_t rules, uint32_t patterns) {
 
 }  // namespace
 
-int run_classify_suite(const Options& opt, std::vector<Table>& out) {
+int run_classify(const Options& opt, std::vector<Table>& out) {
   const unsigned all = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
   const double min_s = opt.quick ? 0.02 : std::max(0.05, opt.min_seconds / 2);
   const auto rule_counts = parse_list(opt.args, "rules", opt.quick ? std::vector<uint32_t>{1000}
@@ -278,11 +278,6 @@ int run_classify_suite(const Options& opt, std::vector<Table>& out) {
                     "classifier does, not the same verdicts");
   out.push_back(std::move(t));
   return 0;
-}
-
-void register_classify_bench() {
-  register_suite({"classify", "packet classifier: GPU kernel / e2e vs CPU classifier, Hyperscan, rte_acl", false,
-                  run_classify_suite});
 }
 
 }  // namespace gpo::bench

@@ -303,12 +303,6 @@ std::vector<std::string> row(const std::string& what, const std::pair<Trial, Tri
           l.sent ? fmt::format("{:.1f}%", 100.0 * double(l.arrived) / double(l.sent)) : "-"};
 }
 
-std::string setting(const Options& o, const std::string& key, const std::string& dflt) {
-  for (const auto& a : o.args)
-    if (a.rfind(key + "=", 0) == 0) return a.substr(key.size() + 1);
-  return dflt;
-}
-
 std::vector<uint32_t> parse_list(const std::string& s) {
   std::vector<uint32_t> out;
   std::stringstream in(s);
@@ -524,6 +518,8 @@ Table new_flow_table(const Options& o, double seconds, int queues, const std::ve
   return t;
 }
 
+}  // namespace
+
 int run_xdp(const Options& o, std::vector<Table>& out) {
   if (!loader::have_bpf_privileges()) {
     std::fprintf(stderr, "bench xdp: needs root (network namespaces, XDP)\n");
@@ -698,16 +694,6 @@ int run_xdp(const Options& o, std::vector<Table>& out) {
   }
   log::set_level(saved_level);
   return 0;
-}
-
-}  // namespace
-
-void register_xdp_bench() {
-  register_suite({"xdp",
-                  "packet filter on veth: zero-loss rates (cached flows inline/host, the agent path) next to "
-                  "XDP_DROP of the same veth; new flows decided per second and per agent core, CPU and GPU "
-                  "classifier, 1..N workers (root)",
-                  false, run_xdp});
 }
 
 }  // namespace gpo::bench

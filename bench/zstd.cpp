@@ -119,6 +119,8 @@ double libzstd_run(const std::vector<std::span<const uint8_t>>& ins, std::vector
   return s;
 }
 
+}  // namespace
+
 int run_zstd(const Options& o, std::vector<Table>& out) {
   int ndev = 0;
   if (cudaGetDeviceCount(&ndev) != cudaSuccess || o.gpu >= ndev) {
@@ -214,13 +216,6 @@ int run_zstd(const Options& o, std::vector<Table>& out) {
                     std::to_string(fallbacks));
   out.push_back(std::move(t));
   return bad ? 1 : 0;
-}
-
-}  // namespace
-
-void register_zstd_bench() {
-  register_suite({"zstd", "zstd compression: GPU match finding + libzstd entropy (stage 1) vs zstd -1/-3", true,
-                  run_zstd});
 }
 
 }  // namespace gpo::bench

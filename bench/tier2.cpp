@@ -129,7 +129,7 @@ double crc_kernel_gbps(const Options& opt, const uint8_t* host, size_t job, size
 
 }  // namespace
 
-int run_tier2_suite(const Options& opt, std::vector<Table>& out) {
+int run_tier2(const Options& opt, std::vector<Table>& out) {
   const unsigned threads = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
   const auto pts = points(opt);
   size_t max_total = 0;
@@ -316,11 +316,6 @@ int run_tier2_suite(const Options& opt, std::vector<Table>& out) {
   }
 #endif
   return 0;
-}
-
-void register_tier2_bench() {
-  register_suite({"tier2", "CRC-32 (GPU kernel, end to end, zlib 1/all cores), memcpy through the GPU vs libc, zlib compress2",
-                  false, run_tier2_suite});
 }
 
 }  // namespace gpo::bench

@@ -63,7 +63,9 @@ std::vector<uint32_t> sizes(const Options& opt) {
 
 std::string mib(size_t bytes) { return fmt::format("{:.1f}", double(bytes) / (1 << 20)); }
 
-int run(const Options& opt, std::vector<Table>& out) {
+}  // namespace
+
+int run_rules_load(const Options& opt, std::vector<Table>& out) {
   Table t;
   t.title = "Loading ET-shaped rule sets: seconds and MiB";
   t.columns = {"rules in file", "loaded", "parse s", "compile s", "ACL build s", "GPU upload s", "tables MiB",
@@ -139,12 +141,6 @@ int run(const Options& opt, std::vector<Table>& out) {
   c.notes.push_back("frames: per loadable rule its matching packet and a near miss (one payload byte changed), IPv4");
   out.push_back(std::move(c));
   return 0;
-}
-
-}  // namespace
-
-void register_rules_load_bench() {
-  register_suite({"rules-load", "ET-shaped 10K and 50K rule sets: load time, memory, classification CPU vs GPU", false, &run});
 }
 
 }  // namespace gpo::bench

@@ -203,6 +203,8 @@ GpuRun gpu_matcher(mg::DeviceMatcher& dm, const Payloads& p, double min_seconds)
 }
 #endif
 
+}  // namespace
+
 int run_match(const Options& opt, std::vector<Table>& out) {
   const unsigned all = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
   const double min_s = opt.quick ? 0.02 : std::max(0.05, opt.min_seconds / 2);
@@ -306,15 +308,6 @@ int run_match(const Options& opt, std::vector<Table>& out) {
                                 "database, block mode, SINGLEMATCH.", cpu_batch));
   out.push_back(std::move(t));
   return 0;
-}
-
-}  // namespace
-
-int run_match_suite(const Options& opt, std::vector<Table>& out) { return run_match(opt, out); }
-
-void register_match_bench() {
-  register_suite({"match", "payload multi-pattern matching: GPU kernel / e2e, CPU Aho-Corasick, Hyperscan", false,
-                  &run_match_suite});
 }
 
 }  // namespace gpo::bench
