@@ -12,6 +12,7 @@ int run_planner(const Options&, std::vector<Table>&);
 int run_classify(const Options&, std::vector<Table>&);
 int run_xdp(const Options&, std::vector<Table>&);
 int run_rules_load(const Options&, std::vector<Table>&);
+int run_spot(const Options&, std::vector<Table>&);
 #ifdef GPUOFFLOAD_HAVE_CUDA
 int run_zstd(const Options&, std::vector<Table>&);
 int run_zstd_stage2(const Options&, std::vector<Table>&);
@@ -36,6 +37,10 @@ const Suite kSuites[] = {
      false, run_xdp},
     {"rules-load", "ET-shaped 10K and 50K rule sets: load time, memory, classification CPU vs GPU", false,
      run_rules_load},
+    {"spot",
+     "what spotting costs the spotted thread: ns per EVP_EncryptUpdate / crc32 call without an agent, in sample "
+     "and in probe mode; probe at entry vs where the agent puts it (root; --set small=B,large=B)",
+     false, run_spot},
 #ifdef GPUOFFLOAD_HAVE_CUDA
     {"zstd", "zstd compression: GPU match finding + libzstd entropy (stage 1) vs zstd -1/-3", true, run_zstd},
     {"zstd-stage2", "zstd with GPU entropy coding (stage 2): ratio vs zstd -1/-3, GB/s vs libzstd", true,
