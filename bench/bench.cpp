@@ -3,12 +3,30 @@
 
 #include <fmt/format.h>
 
+#include <sstream>
+
 namespace gpo::bench {
 
 std::string setting(const Options& o, const std::string& key, const std::string& dflt) {
   for (const auto& kv : o.args)
     if (kv.rfind(key + "=", 0) == 0) return kv.substr(key.size() + 1);
   return dflt;
+}
+
+bool has_setting(const Options& o, const std::string& key) {
+  for (const auto& kv : o.args)
+    if (kv.rfind(key + "=", 0) == 0) return true;
+  return false;
+}
+
+std::vector<uint32_t> setting_list(const Options& o, const std::string& key, std::vector<uint32_t> dflt) {
+  if (!has_setting(o, key)) return dflt;
+  std::vector<uint32_t> out;
+  std::stringstream in(setting(o, key, ""));
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(uint32_t(std::stoul(item)));
+  return out;
 }
 
 std::string fmt_rate(double v) {

@@ -45,6 +45,9 @@ const Suite* find_suite(std::string_view name);
 
 // A suite setting given as --set KEY=VALUE, or dflt.
 std::string setting(const Options& o, const std::string& key, const std::string& dflt);
+bool has_setting(const Options& o, const std::string& key);
+// A list setting, --set KEY=1,2,3 (empty items skipped), or dflt.
+std::vector<uint32_t> setting_list(const Options& o, const std::string& key, std::vector<uint32_t> dflt);
 
 // Formatting helpers so every suite prints numbers the same way.
 std::string fmt_rate(double per_second);      // "1.23M", "456K", "12.3G"

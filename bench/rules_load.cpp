@@ -45,20 +45,9 @@ size_t status_kb(const char* field) {
 
 void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
+// --set rules=10000,50000: rule counts of the generated files.
 std::vector<uint32_t> sizes(const Options& opt) {
-  for (const std::string& a : opt.args)
-    if (a.rfind("rules=", 0) == 0) {
-      std::vector<uint32_t> out;
-      size_t at = 6;
-      while (at <= a.size()) {
-        size_t c = a.find(',', at);
-        if (c == std::string::npos) c = a.size();
-        if (c > at) out.push_back(uint32_t(std::stoul(a.substr(at, c - at))));
-        at = c + 1;
-      }
-      return out;
-    }
-  return opt.quick ? std::vector<uint32_t>{10000} : std::vector<uint32_t>{10000, 50000};
+  return setting_list(opt, "rules", opt.quick ? std::vector<uint32_t>{10000} : std::vector<uint32_t>{10000, 50000});
 }
 
 std::string mib(size_t bytes) { return fmt::format("{:.1f}", double(bytes) / (1 << 20)); }

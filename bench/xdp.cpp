@@ -303,15 +303,6 @@ std::vector<std::string> row(const std::string& what, const std::pair<Trial, Tri
           l.sent ? fmt::format("{:.1f}%", 100.0 * double(l.arrived) / double(l.sent)) : "-"};
 }
 
-std::vector<uint32_t> parse_list(const std::string& s) {
-  std::vector<uint32_t> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(uint32_t(std::stoul(item)));
-  return out;
-}
-
 // One new-flow trial's outcome.
 struct FlowTrial {
   double offered = 0;        // pps asked for
@@ -680,7 +671,8 @@ int run_xdp(const Options& o, std::vector<Table>& out) {
   if (setting(o, "new_flows", "1") != "0") {
     const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     const int queues = std::stoi(setting(o, "queues", std::to_string(std::max(1L, std::min(4L, cpus)))));
-    std::vector<uint32_t> workers = parse_list(setting(o, "workers", queues > 1 ? "1," + std::to_string(queues) : "1"));
+    std::vector<uint32_t> workers =
+        setting_list(o, "workers", queues > 1 ? std::vector<uint32_t>{1, uint32_t(queues)} : std::vector<uint32_t>{1});
     std::string kinds = setting(o, "classifier", "");
     if (kinds.empty()) {
       kinds = "cpu";

@@ -133,12 +133,8 @@ int run_zstd_stage2(const Options& opt, std::vector<Table>& out) {
     return 1;
   }
   cudaSetDevice(opt.gpu);
-  size_t total = opt.quick ? (16u << 20) : (256u << 20);
-  size_t chunk = 1u << 20;
-  for (const auto& a : opt.args) {
-    if (a.rfind("size=", 0) == 0) total = std::stoull(a.substr(5)) << 20;
-    if (a.rfind("chunk=", 0) == 0) chunk = std::stoull(a.substr(6)) << 10;
-  }
+  const size_t total = size_t(std::stoull(setting(opt, "size", opt.quick ? "16" : "256"))) << 20;  // MiB
+  const size_t chunk = size_t(std::stoull(setting(opt, "chunk", "1024"))) << 10;                    // KiB
   std::string corpus_what;
   std::vector<uint8_t> in = build_corpus(opt.corpus, total, &corpus_what);
   if (in.empty()) {
