@@ -553,6 +553,21 @@ int run_xdp(const Options& o, std::vector<Table>& out) {
         return r;
       };
     };
+    // Host mode: frames that arrived up the bridge namespace's IP stack.
+    auto delivered = [&](std::vector<std::vector<uint8_t>> frames, int settle_ms) {
+      return [&, frames, settle_ms](double rate, uint64_t count) {
+        Trial tr;
+        tr.offered = rate;
+        uint64_t before = 0, after = 0;
+        in_ns(net.br, [&] { before = ip_in_delivers(); });
+        in_ns(net.gen, [&] { tr.sent_rate = generate(tx, frames, count, rate); });
+        std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms));
+        in_ns(net.br, [&] { after = ip_in_delivers(); });
+        tr.sent = count;
+        tr.arrived = after - before;
+        return tr;
+      };
+    };
     auto anchor = ladder(seconds, max_rate, counted(net.br, "g1", one_flow));
     t.rows.push_back(row("XDP_DROP on the same veth (anchor)", anchor));
     in_ns(net.br, [&] { bpf_xdp_detach(int(if_nametoindex("g1")), XDP_FLAGS_DRV_MODE, nullptr); });
@@ -574,22 +589,8 @@ int run_xdp(const Options& o, std::vector<Table>& out) {
       gpo_flow_key_make(&k, s, d, htons(40000), htons(9), 17);
       f->install_verdict(k, GPO_ACT_PASS, 0);
       std::pair<Trial, Trial> r;
-      if (inline_mode) {
-        r = ladder(seconds, max_rate, counted(net.sink, "r0", one_flow));
-      } else {
-        r = ladder(seconds, max_rate, [&](double rate, uint64_t count) {
-          Trial tr;
-          tr.offered = rate;
-          uint64_t before = 0, after = 0;
-          in_ns(net.br, [&] { before = ip_in_delivers(); });
-          in_ns(net.gen, [&] { tr.sent_rate = generate(tx, one_flow, count, rate); });
-          std::this_thread::sleep_for(std::chrono::milliseconds(100));
-          in_ns(net.br, [&] { after = ip_in_delivers(); });
-          tr.sent = count;
-          tr.arrived = after - before;
-          return tr;
-        });
-      }
+      if (inline_mode) r = ladder(seconds, max_rate, counted(net.sink, "r0", one_flow));
+      else r = ladder(seconds, max_rate, delivered(one_flow, 100));
       in_ns(net.br, [&] {
         f->detach();
         f.reset();
@@ -626,22 +627,8 @@ int run_xdp(const Options& o, std::vector<Table>& out) {
       std::vector<std::vector<uint8_t>> flows;
       for (uint16_t p = 0; p < 64; p++) flows.push_back(udp_frame(uint16_t(41000 + p)));
       std::pair<Trial, Trial> r;
-      if (inline_mode) {
-        r = ladder(seconds, max_rate, counted(net.sink, "r0", flows));
-      } else {
-        r = ladder(seconds, max_rate, [&](double rate, uint64_t count) {
-          Trial tr;
-          tr.offered = rate;
-          uint64_t before = 0, after = 0;
-          in_ns(net.br, [&] { before = ip_in_delivers(); });
-          in_ns(net.gen, [&] { tr.sent_rate = generate(tx, flows, count, rate); });
-          std::this_thread::sleep_for(std::chrono::milliseconds(300));
-          in_ns(net.br, [&] { after = ip_in_delivers(); });
-          tr.sent = count;
-          tr.arrived = after - before;
-          return tr;
-        });
-      }
+      if (inline_mode) r = ladder(seconds, max_rate, counted(net.sink, "r0", flows));
+      else r = ladder(seconds, max_rate, delivered(flows, 300));
       loop.stop();
       runner.join();
       in_ns(net.br, [&] {
