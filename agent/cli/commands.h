@@ -23,7 +23,7 @@ void add_rules(CLI::App& app);
 void add_top(CLI::App& app);
 void add_calibrate(CLI::App& app);  // cli/cmd_calibrate.cpp, with add_plan
 void add_plan(CLI::App& app);
-void add_bench(CLI::App& app);
-void add_exec(CLI::App& app);   // cli/cmd_exec.cpp: a program run with the shim and the provider  // agent/bench/cmd_bench.cpp (library gpo_bench)
+void add_bench(CLI::App& app);  // cli/cmd_bench.cpp: only says that gpuoffload-bench has the benchmarks
+void add_exec(CLI::App& app);   // cli/cmd_exec.cpp: a program run with the shim and the provider
 
 }  // namespace gpo::cli

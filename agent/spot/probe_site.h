@@ -3,7 +3,7 @@
 // On x86-64 the kernel emulates a few instructions at a uprobe (push of a
 // register, call/jmp/jcc with a relative target, nop); any other instruction
 // is copied and single-stepped out of line: a second trap on every hit, and
-// several times the cost (measured by bench-spot, docs/spotting.md). When a
+// several times the cost (measured by gpuoffload-bench spot, docs/spotting.md). When a
 // function starts with such an instruction, the probe moves forward to the
 // first emulated one, provided everything before it is straight-line code that
 // leaves the argument registers alone (endbr64, test, cmp, loads into scratch

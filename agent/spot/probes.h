@@ -76,7 +76,7 @@ struct ProbeSetOptions {
   bool watch_only = false;  // count only the processes given to watch()
   bool kernel = true;       // load the kprobe programs (when the kernel has kprobes)
   std::string pin_dir;      // "" = do not pin
-  bool at_entry = false;    // probe first instructions as they are (bench-spot: what moving saves)
+  bool at_entry = false;    // probe first instructions as they are (gpuoffload-bench spot: what moving saves)
 };
 
 class ProbeSet {
@@ -92,7 +92,7 @@ class ProbeSet {
 
   // The entry points of lib whose op is in ops (empty: all), for process pid
   // (0: every process). One line per probe in attached / skipped.
-  // symbols: only these entry points (bench-spot), when given.
+  // symbols: only these entry points (gpuoffload-bench spot), when given.
   std::unique_ptr<ProbeAttachment> attach_library(const Library& lib, const std::vector<uint32_t>& ops, pid_t pid,
                                                   std::vector<std::string>& attached, std::vector<std::string>& skipped,
                                                   const std::vector<std::string>* symbols = nullptr);

@@ -158,7 +158,7 @@ TEST(GpuClassify, RichRuleSetsAgreeWithCpuAndReference) {
   EXPECT_GT(matched, checked / 20);
 }
 
-// 20,000 rules in the shape of ET Open (agent/bench/rules_corpus.h), traffic
+// 20,000 rules in the shape of ET Open (bench/rules_corpus.h), traffic
 // aimed at the loadable ones and near misses: GPU == CPU.
 TEST(GpuClassify, EtShapedCorpusAgreesWithCpu) {
   REQUIRE_GPU();

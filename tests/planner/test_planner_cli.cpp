@@ -1,4 +1,4 @@
-// calibrate, plan and bench as a user meets them: the real binary, error paths,
+// calibrate and plan as a user meets them: the real binary, error paths,
 // and the quick modes (seconds on the CPU; GPU columns say why they are empty).
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -115,40 +115,4 @@ TEST(CalibrateCli, QuickWritesAProfileThePlannerUses) {
   unlink(path.c_str());
   EXPECT_EQ(plan.exit_code, 0) << plan.out;
   EXPECT_NE(plan.out.find("predictions from: profile"), std::string::npos) << plan.out;
-}
-
-TEST(BenchCli, ListAndUnknownSuite) {
-  auto r = run_proc({AGENT_BIN, "bench", "--list"});
-  EXPECT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("crypto"), std::string::npos) << r.out;
-  r = run_proc({AGENT_BIN, "bench", "no-such-suite"});
-  EXPECT_EQ(r.exit_code, gpo::cli::kUsage) << r.out;
-  EXPECT_NE(r.out.find("no suite 'no-such-suite'"), std::string::npos) << r.out;
-  r = run_proc({AGENT_BIN, "bench", "--quick", "--set", "novalue", "crypto"});
-  EXPECT_EQ(r.exit_code, gpo::cli::kUsage) << r.out;
-}
-
-TEST(BenchCli, QuickCryptoPrintsTheCpuReference) {
-  auto r = run_proc({AGENT_BIN, "bench", "--quick", "--json", "crypto"}, 120);
-  ASSERT_EQ(r.exit_code, 0) << r.out;
-  auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
-  ASSERT_EQ(j["suites"].size(), 1u);
-  ASSERT_EQ(j["suites"][0]["tables"].size(), 2u);
-  const auto& t = j["suites"][0]["tables"][0];
-  EXPECT_EQ(t["columns"][3], "CPU 1 core");
-  ASSERT_GE(t["rows"].size(), 6u);
-  const bool gpu = j["host"]["gpus"].get<int>() > 0;
-  for (const auto& row : t["rows"]) {
-    EXPECT_GT(std::stod(row[3].get<std::string>()), 0) << row;  // OpenSSL measured in this run
-    EXPECT_GT(std::stod(row[4].get<std::string>()), 0) << row;
-    if (!gpu) {
-      EXPECT_EQ(row[1], "no GPU") << row;
-    }
-  }
-  // The CPU reference: the backend and openssl speed's loop, both measured in this run.
-  const auto& ref = j["suites"][0]["tables"][1];
-  EXPECT_EQ(ref["columns"][2], "speed loop 1 core");
-  ASSERT_GE(ref["rows"].size(), 5u);
-  for (const auto& row : ref["rows"])
-    for (int c : {1, 2, 3, 4, 8, 9}) EXPECT_GT(std::stod(row[c].get<std::string>()), 0) << row;
 }

@@ -1,4 +1,4 @@
-// Traffic aimed at a generated ET-shaped corpus (agent/bench/rules_corpus.h):
+// Traffic aimed at a generated ET-shaped corpus (bench/rules_corpus.h):
 // per loadable rule the packet that satisfies it, and near misses (wrong
 // direction or flow state, a payload byte changed, other TCP flags). Shared by
 // the CPU test (tests/unit) and the GPU test (tests/gpu).

@@ -1,4 +1,4 @@
-// A generated corpus in the shape of ET Open (agent/bench/rules_corpus.h):
+// A generated corpus in the shape of ET Open (bench/rules_corpus.h):
 // `rules check`'s coverage reports exactly what the generator skipped and
 // why, the loadable rules compile, and traffic aimed at them gets the
 // reference's verdicts from the CPU classifier (tests/gpu does CPU vs GPU).

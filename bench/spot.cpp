@@ -1,4 +1,4 @@
-// bench-spot: what spotting costs the spotted process, per mode, in one run.
+// Suite "spot": what spotting costs the spotted process, per mode, in one run.
 //
 // A single thread calls EVP_EncryptUpdate (AES-256-CTR) with small and large
 // buffers and zlib crc32 with small buffers in a loop: the worst case for
@@ -14,7 +14,8 @@
 // A second table probes single entry points at their first instruction and
 // where the agent moves the probe (probe_site.h): what single-stepping costs.
 //
-//   bench-spot [--quick] [--small BYTES] [--large BYTES]   (root)
+// Root. Settings (--set): small=BYTES (256), large=BYTES (1 MiB); --quick
+// shortens the phases (about 25 s instead of 50 s).
 #include <bpf/bpf.h>
 #include <fmt/format.h>
 #include <openssl/evp.h>
@@ -33,11 +34,13 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench.h"
 #include "loop/event_loop.h"
 #include "spot/probes.h"
 #include "spot/spotter.h"
 #include "util/log.h"
 
+namespace gpo::bench {
 namespace {
 
 using clk = std::chrono::steady_clock;
@@ -144,27 +147,16 @@ Phase with_agent(Mode mode, const std::function<Phase()>& fn, uint32_t sample_op
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  size_t small = 256, large = 1 << 20;
-  bool quick = false;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a == "--quick") quick = true;
-    else if (a == "--small" && i + 1 < argc) small = std::strtoull(argv[++i], nullptr, 10);
-    else if (a == "--large" && i + 1 < argc) large = std::strtoull(argv[++i], nullptr, 10);
-    else {
-      std::fprintf(stderr,
-                   "usage: bench-spot [--quick] [--small BYTES] [--large BYTES]\n"
-                   "  ns per call of EVP_EncryptUpdate and crc32 in this process without an agent and with\n"
-                   "  the agent's spotter in sample and probe mode, in one run (root; about 50 s, --quick 25 s)\n");
-      return 2;
-    }
-  }
+int run_spot(const Options& opt, std::vector<Table>& tables) {
+  const size_t small = std::stoull(setting(opt, "small", "256"));
+  const size_t large = std::stoull(setting(opt, "large", std::to_string(1 << 20)));
+  const bool quick = opt.quick;
   if (geteuid() != 0) {
-    std::fprintf(stderr, "bench-spot: sampling and uprobes need root: run with sudo\n");
-    return 3;
+    std::fprintf(stderr, "bench spot: sampling and uprobes need root: run with sudo\n");
+    return 1;
   }
-  gpo::log::set_level(gpo::log::Level::warn);
+  const auto saved_level = gpo::log::level();
+  gpo::log::set_level(gpo::log::Level::warn);  // the spotter narrates every attach
   std::vector<unsigned char> in(std::max(small, large), 0x5a), out(std::max(small, large) + 64);
   unsigned char key[32] = {1}, iv[16] = {2};
   EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
@@ -210,35 +202,50 @@ int main(int argc, char** argv) {
   }
 
   const uint32_t remeasure_s = gpo::spot::WindowConfig{}.cooldown.count();
-  std::printf("bench-spot: CPU ns per call of this thread, median round (mean over the phase); %s\n",
-              quick ? "--quick" : "full");
-  std::printf("%-18s %8s | %16s | %22s %8s | %18s %8s\n", "call", "bytes", "no agent", "sample mode", "overhead",
-              "probe mode", "overhead");
+  Table cost;
+  cost.title = "Spotting cost: CPU ns per call of this thread, median round (mean over the phase)";
+  cost.columns = {"call", "bytes", "no agent", "sample mode", "overhead", "probe mode", "overhead"};
   for (const auto& r : rows) {
     double base = (r.off1.median + r.off2.median) / 2;
     double base_mean = (r.off1.mean + r.off2.mean) / 2;
-    std::printf("%-18s %8zu | %7.0f (%6.0f) | %9.0f (%9.0f)  %+7.1f%% | %8.0f (%7.0f) %+7.1f%%\n", r.c.name.c_str(),
-                r.c.size, base, base_mean, r.sample.median, r.sample.mean, 100 * (r.sample.median - base) / base,
-                r.probe.median, r.probe.mean, 100 * (r.probe.median - base) / base);
+    cost.rows.push_back({r.c.name, std::to_string(r.c.size), fmt::format("{:.0f} ({:.0f})", base, base_mean),
+                         fmt::format("{:.0f} ({:.0f})", r.sample.median, r.sample.mean),
+                         fmt::format("{:+.1f}%", 100 * (r.sample.median - base) / base),
+                         fmt::format("{:.0f} ({:.0f})", r.probe.median, r.probe.mean),
+                         fmt::format("{:+.1f}%", 100 * (r.probe.median - base) / base)});
   }
-  std::printf("\nBPF program time per run (bpf_stats): sample_cpu %s; up_entry (probe mode) %s\n",
-              rows.empty() ? "-" : fmt::format("{:.0f} ns x {} runs", rows[0].sample.prog_ns, rows[0].sample.prog_runs).c_str(),
-              rows.empty() ? "-" : fmt::format("{:.0f} ns x {} runs", rows[0].probe.prog_ns, rows[0].probe.prog_runs).c_str());
-  std::printf("\nsample mode, per case: what sampling found, the window that measured it, and its cost\n");
+  cost.notes.push_back(fmt::format("{}: no agent {:.0f} s before and after (averaged), sample mode {:.0f} s, probe mode "
+                                   "{:.0f} s per case",
+                                   quick ? "quick" : "full", off_s, sample_s, probe_s));
+  cost.notes.push_back(fmt::format(
+      "BPF program time per run (bpf_stats): sample_cpu {}; up_entry (probe mode) {}",
+      rows.empty() ? "-" : fmt::format("{:.0f} ns x {} runs", rows[0].sample.prog_ns, rows[0].sample.prog_runs),
+      rows.empty() ? "-" : fmt::format("{:.0f} ns x {} runs", rows[0].probe.prog_ns, rows[0].probe.prog_runs)));
+  tables.push_back(std::move(cost));
+
+  Table found;
+  found.title = "Sample mode, per case: what sampling found, the window that measured it, and its cost";
+  found.columns = {"call", "bytes", "sampled op", "share of a CPU", "windows", "window calls", "window ms",
+                   "mean B", "phase excess ms", "phase CPU s", "excess of phase", "over re-measure period"};
   for (const auto& r : rows) {
     double excess_ms = std::max(0.0, (r.sample.mean - r.sample.median) * double(r.sample.calls) / 1e6);
-    std::printf("  %-18s %8zu: %s %.0f%% of a CPU; %llu window(s), %llu calls in %.0f ms, mean %llu B; "
-                "phase excess %.0f ms of %.1f CPU s (%.2f%%), over the %u s re-measure period %.3f%%\n",
-                r.c.name.c_str(), r.c.size, std::string(gpo::spot::sample_op_name(r.sample_op)).c_str(),
-                100 * r.sample.cpu_found, (unsigned long long)r.sample.windows,
-                (unsigned long long)r.sample.window_calls, r.sample.window_ms, (unsigned long long)r.sample.mean_len,
-                excess_ms, r.sample.seconds, 100 * excess_ms / (r.sample.seconds * 1000), remeasure_s,
-                100 * excess_ms / (remeasure_s * 1000.0));
+    found.rows.push_back({r.c.name, std::to_string(r.c.size), std::string(gpo::spot::sample_op_name(r.sample_op)),
+                          fmt::format("{:.0f}%", 100 * r.sample.cpu_found), std::to_string(r.sample.windows),
+                          std::to_string(r.sample.window_calls), fmt::format("{:.0f}", r.sample.window_ms),
+                          std::to_string(r.sample.mean_len), fmt::format("{:.0f}", excess_ms),
+                          fmt::format("{:.1f}", r.sample.seconds),
+                          fmt::format("{:.2f}%", 100 * excess_ms / (r.sample.seconds * 1000)),
+                          fmt::format("{:.3f}%", 100 * excess_ms / (remeasure_s * 1000.0))});
   }
+  found.notes.push_back(fmt::format("the re-measure period: {} s (a hot thread's window opens again after it)",
+                                    remeasure_s));
+  tables.push_back(std::move(found));
 
   // Where the probe sits: first instruction (what the kernel decodes there) vs
   // the site the agent picks. Pid-filtered to this process, probe mode's program.
-  std::printf("\nprobe site: ns per call with one probe at the function's first instruction vs where the agent puts it\n");
+  Table site;
+  site.title = "Probe site: ns per call with one probe at the function's first instruction vs where the agent puts it";
+  site.columns = {"symbol", "bytes", "no probe", "at entry", "entry site", "at the agent's site", "agent site"};
   struct Site {
     const char* symbol;
     gpo::spot::LibKind lib;
@@ -257,7 +264,7 @@ int main(int argc, char** argv) {
     auto lib = std::find_if(libs.begin(), libs.end(), [&](const auto& l) { return l.kind == s.lib; });
     if (lib == libs.end()) continue;
     double none = run_case(s.c, probe_s / 2).median;
-    std::string line = fmt::format("  {:<18} {:>5} B: no probe {:>6.0f}", s.symbol, s.c.size, none);
+    std::vector<std::string> row{s.symbol, std::to_string(s.c.size), fmt::format("{:.0f}", none)};
     for (bool at_entry : {true, false}) {
       gpo::spot::ProbeSetOptions po;
       po.kernel = false;
@@ -266,17 +273,22 @@ int main(int argc, char** argv) {
       std::vector<std::string> attached, skipped, only = {s.symbol};
       auto a = ps->attach_library(*lib, {}, getpid(), attached, skipped, &only);
       if (a->probes() == 0) {
-        line += fmt::format(" | {}: not probed ({})", at_entry ? "entry" : "agent",
-                            skipped.empty() ? "?" : skipped.front());
+        row.insert(row.end(), {"not probed", skipped.empty() ? "?" : skipped.front()});
         continue;
       }
       double t = run_case(s.c, probe_s / 2).median;
       std::string where = attached.front().substr(attached.front().find(':') + 1);
-      line += fmt::format(" | {} {:>6.0f} (+{:.0f}) {}", at_entry ? "entry" : "agent", t, t - none, where);
+      row.insert(row.end(), {fmt::format("{:.0f} (+{:.0f})", t, t - none), where});
     }
-    std::printf("%s\n", line.c_str());
+    site.rows.push_back(std::move(row));
   }
+  site.notes.push_back("one probe, pid-filtered to this process, probe mode's program; a probe on an instruction the "
+                       "kernel cannot emulate single-steps (what moving the probe saves)");
+  tables.push_back(std::move(site));
   if (stats_fd >= 0) close(stats_fd);
   EVP_CIPHER_CTX_free(ctx);
+  gpo::log::set_level(saved_level);
   return 0;
 }
+
+}  // namespace gpo::bench

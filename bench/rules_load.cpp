@@ -45,25 +45,16 @@ size_t status_kb(const char* field) {
 
 void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
+// --set rules=10000,50000: rule counts of the generated files.
 std::vector<uint32_t> sizes(const Options& opt) {
-  for (const std::string& a : opt.args)
-    if (a.rfind("rules=", 0) == 0) {
-      std::vector<uint32_t> out;
-      size_t at = 6;
-      while (at <= a.size()) {
-        size_t c = a.find(',', at);
-        if (c == std::string::npos) c = a.size();
-        if (c > at) out.push_back(uint32_t(std::stoul(a.substr(at, c - at))));
-        at = c + 1;
-      }
-      return out;
-    }
-  return opt.quick ? std::vector<uint32_t>{10000} : std::vector<uint32_t>{10000, 50000};
+  return setting_list(opt, "rules", opt.quick ? std::vector<uint32_t>{10000} : std::vector<uint32_t>{10000, 50000});
 }
 
 std::string mib(size_t bytes) { return fmt::format("{:.1f}", double(bytes) / (1 << 20)); }
 
-int run(const Options& opt, std::vector<Table>& out) {
+}  // namespace
+
+int run_rules_load(const Options& opt, std::vector<Table>& out) {
   Table t;
   t.title = "Loading ET-shaped rule sets: seconds and MiB";
   t.columns = {"rules in file", "loaded", "parse s", "compile s", "ACL build s", "GPU upload s", "tables MiB",
@@ -139,12 +130,6 @@ int run(const Options& opt, std::vector<Table>& out) {
   c.notes.push_back("frames: per loadable rule its matching packet and a near miss (one payload byte changed), IPv4");
   out.push_back(std::move(c));
   return 0;
-}
-
-}  // namespace
-
-void register_rules_load_bench() {
-  register_suite({"rules-load", "ET-shaped 10K and 50K rule sets: load time, memory, classification CPU vs GPU", false, &run});
 }
 
 }  // namespace gpo::bench

@@ -203,29 +203,17 @@ GpuRun gpu_matcher(mg::DeviceMatcher& dm, const Payloads& p, double min_seconds)
 }
 #endif
 
+}  // namespace
+
 int run_match(const Options& opt, std::vector<Table>& out) {
   const unsigned all = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
   const double min_s = opt.quick ? 0.02 : std::max(0.05, opt.min_seconds / 2);
-  std::vector<size_t> counts = opt.quick ? std::vector<size_t>{100, 1000} : std::vector<size_t>{100, 1000, 10000};
-  std::vector<uint32_t> batches =
-      opt.quick ? std::vector<uint32_t>{256, 4096} : std::vector<uint32_t>{256, 1024, 4096, 16384, 65536};
-  std::vector<uint32_t> lens = {64, 1500};
   // --set patterns=100,1000 --set batches=256,65536 --set payloads=64,1500
-  for (const std::string& a : opt.args) {
-    const auto eq = a.find('=');
-    if (eq == std::string::npos) continue;
-    const std::string key = a.substr(0, eq);
-    std::vector<uint32_t> v;
-    for (size_t at = eq + 1; at < a.size();) {
-      size_t comma = a.find(',', at);
-      if (comma == std::string::npos) comma = a.size();
-      v.push_back(uint32_t(std::stoul(a.substr(at, comma - at))));
-      at = comma + 1;
-    }
-    if (key == "patterns") counts.assign(v.begin(), v.end());
-    else if (key == "batches") batches = v;
-    else if (key == "payloads") lens = v;
-  }
+  const std::vector<uint32_t> counts =
+      setting_list(opt, "patterns", opt.quick ? std::vector<uint32_t>{100, 1000} : std::vector<uint32_t>{100, 1000, 10000});
+  const std::vector<uint32_t> batches = setting_list(
+      opt, "batches", opt.quick ? std::vector<uint32_t>{256, 4096} : std::vector<uint32_t>{256, 1024, 4096, 16384, 65536});
+  const std::vector<uint32_t> lens = setting_list(opt, "payloads", {64, 1500});
   const uint32_t cpu_batch = opt.quick ? 2048 : 16384;  // CPU rates do not depend on the batch: measured once
 
   const bool progress = std::getenv("GPO_BENCH_PROGRESS") != nullptr;
@@ -306,15 +294,6 @@ int run_match(const Options& opt, std::vector<Table>& out) {
                                 "database, block mode, SINGLEMATCH.", cpu_batch));
   out.push_back(std::move(t));
   return 0;
-}
-
-}  // namespace
-
-int run_match_suite(const Options& opt, std::vector<Table>& out) { return run_match(opt, out); }
-
-void register_match_bench() {
-  register_suite({"match", "payload multi-pattern matching: GPU kernel / e2e, CPU Aho-Corasick, Hyperscan", false,
-                  &run_match_suite});
 }
 
 }  // namespace gpo::bench

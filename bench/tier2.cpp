@@ -129,31 +129,51 @@ double crc_kernel_gbps(const Options& opt, const uint8_t* host, size_t job, size
 
 }  // namespace
 
-int run_tier2_suite(const Options& opt, std::vector<Table>& out) {
-  const unsigned threads = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
-  const auto pts = points(opt);
+namespace {
+
+// What the three tables share: the shapes, one buffer for every point (like a
+// client slab: inputs packed, then outputs), the CPU backend and, when usable,
+// the CUDA backend with the buffer pinned.
+struct Host {
+  const Options& opt;
+  unsigned threads;
+  std::vector<Point> pts;
   size_t max_total = 0;
-  for (auto& p : pts) max_total = std::max(max_total, p.job * p.count);
-  // One buffer for every point, like a client slab: inputs packed, then outputs.
-  std::vector<uint8_t> in(max_total), outbuf(max_total + 64);
-  fill_random(in.data(), in.size(), 42);
-
+  std::vector<uint8_t> in, outbuf;
   std::unique_ptr<backend::Backend> gpu;
-  std::shared_ptr<backend::CpuBackend> cpu_be = std::make_shared<backend::CpuBackend>(threads);
-  std::string no_gpu;
-#ifdef GPUOFFLOAD_HAVE_CUDA
-  if (backend::cuda_device_count(&no_gpu) > 0) {
-    auto g = std::make_unique<backend::CudaBackend>(opt.gpu, cpu_be);
-    if (!g->register_memory(in.data(), in.size()) || !g->register_memory(outbuf.data(), outbuf.size()))
-      fmt::print(stderr, "tier2: cannot pin the buffers; GPU end to end goes through staging\n");
-    gpu = std::move(g);
-  }
-#else
-  no_gpu = "built without CUDA";
-#endif
-  const std::string na = no_gpu.empty() ? "-" : "no GPU";
+  std::shared_ptr<backend::CpuBackend> cpu_be;
+  std::string na;  // what a GPU cell says without a GPU
 
-  auto batch_of = [&](OpId op, size_t job, size_t count, uint8_t* src, uint8_t* dst) {
+  explicit Host(const Options& o)
+      : opt(o), threads(o.threads ? o.threads : std::max(1u, std::thread::hardware_concurrency())), pts(points(o)) {
+    for (auto& p : pts) max_total = std::max(max_total, p.job * p.count);
+    in.resize(max_total);
+    outbuf.resize(max_total + 64);
+    fill_random(in.data(), in.size(), 42);
+    cpu_be = std::make_shared<backend::CpuBackend>(threads);
+    std::string no_gpu;
+#ifdef GPUOFFLOAD_HAVE_CUDA
+    if (backend::cuda_device_count(&no_gpu) > 0) {
+      auto g = std::make_unique<backend::CudaBackend>(opt.gpu, cpu_be);
+      if (!g->register_memory(in.data(), in.size()) || !g->register_memory(outbuf.data(), outbuf.size()))
+        fmt::print(stderr, "tier2: cannot pin the buffers; GPU end to end goes through staging\n");
+      gpu = std::move(g);
+    }
+#else
+    no_gpu = "built without CUDA";
+#endif
+    na = no_gpu.empty() ? "-" : "no GPU";
+  }
+  ~Host() {
+#ifdef GPUOFFLOAD_HAVE_CUDA
+    if (gpu) {
+      gpu->unregister_memory(in.data());
+      gpu->unregister_memory(outbuf.data());
+    }
+#endif
+  }
+
+  backend::Batch batch_of(OpId op, size_t job, size_t count, uint8_t* src, uint8_t* dst) {
     backend::Batch b;
     b.jobs.resize(count);
     for (size_t i = 0; i < count; ++i) {
@@ -163,16 +183,24 @@ int run_tier2_suite(const Options& opt, std::vector<Table>& out) {
       j.out = op == OpId::crc32 ? std::span<uint8_t>(dst + 4 * i, 4) : std::span<uint8_t>(dst + i * job, job);
     }
     return b;
-  };
-  auto gpu_e2e = [&](OpId op, size_t job, size_t count, bool* ok, uint8_t* src = nullptr, uint8_t* dst = nullptr) {
+  }
+  // Bytes per second of `count` jobs of `job` bytes through the CUDA backend.
+  double gpu_e2e(OpId op, size_t job, size_t count, bool* ok, uint8_t* src = nullptr, uint8_t* dst = nullptr) {
     backend::Batch b = batch_of(op, job, count, src ? src : in.data(), dst ? dst : outbuf.data());
     double s = time_per_call(opt.min_seconds, [&] { gpu->run(b); });
     *ok = b.ran_on == gpu->name();
     for (auto& j : b.jobs) *ok &= j.status == backend::Status::ok;
     return double(job * count) / s;
-  };
+  }
+};
 
-  // --- CRC-32 ---
+// CRC-32: per shape, GPU kernel, GPU end to end, zlib 1 core and all cores.
+Table crc_table(Host& h) {
+  const Options& opt = h.opt;
+  const unsigned threads = h.threads;
+  const auto& pts = h.pts;
+  auto& in = h.in;
+  const std::string& na = h.na;
   Table crc;
   crc.title = "CRC-32 (zlib crc32), GB/s of input";
   crc.columns = {"job size", "jobs", "GPU kernel", "GPU end to end", "zlib 1 core", fmt::format("zlib {} cores", threads)};
@@ -181,11 +209,11 @@ int run_tier2_suite(const Options& opt, std::vector<Table>& out) {
     std::vector<std::string> row{fmt_size(p.job), std::to_string(p.count)};
     std::string kern = na, e2e = na;
 #ifdef GPUOFFLOAD_HAVE_CUDA
-    if (gpu) {
+    if (h.gpu) {
       try {
         kern = fmt_gbps(crc_kernel_gbps(opt, in.data(), p.job, p.count) * 1e9);
         bool ok = false;
-        e2e = fmt_gbps(gpu_e2e(OpId::crc32, p.job, p.count, &ok));
+        e2e = fmt_gbps(h.gpu_e2e(OpId::crc32, p.job, p.count, &ok));
         if (!ok) e2e += " (cpu!)";
       } catch (const std::exception& e) {
         fmt::print(stderr, "tier2: crc32 GPU: {}\n", e.what());
@@ -226,27 +254,36 @@ int run_tier2_suite(const Options& opt, std::vector<Table>& out) {
   crc.notes.push_back("GPU end to end: a batch of `jobs` buffers through the CUDA backend (pinned input, 4-byte crcs back); "
                       "the kernel is bit-identical to zlib for any length and initial crc");
   crc.notes.push_back("zlib all cores: jobs spread over the threads; fewer jobs than threads are split and joined with crc32_combine");
-  out.push_back(crc);
+  return crc;
+}
 
-  // --- memcpy ---
+
+// memcpy: per shape, through the GPU (pinned and pageable) and libc 1 core and all cores.
+Table memcpy_table(Host& h) {
+  const Options& opt = h.opt;
+  const unsigned threads = h.threads;
+  const auto& pts = h.pts;
+  auto& in = h.in;
+  auto& outbuf = h.outbuf;
+  const std::string& na = h.na;
   Table mc;
   mc.title = "memcpy, GB/s of bytes copied";
   mc.columns = {"job size", "jobs", "GPU end to end", "GPU e2e, unpinned", "memcpy 1 core",
                 fmt::format("memcpy {} cores", threads)};
   // Ordinary (pageable) buffers, as a program's own memory would be: the GPU
   // path then adds a CPU copy into and out of pinned staging.
-  std::vector<uint8_t> uin(std::min(max_total, size_t{64} << 20)), uout(uin.size());
+  std::vector<uint8_t> uin(std::min(h.max_total, size_t{64} << 20)), uout(uin.size());
   fill_random(uin.data(), uin.size(), 7);
   for (const auto& p : pts) {
     const size_t total = p.job * p.count;
     std::vector<std::string> row{fmt_size(p.job), std::to_string(p.count)};
     std::string e2e = na, e2e_u = na;
-    if (gpu) {
+    if (h.gpu) {
       bool ok = false;
-      e2e = fmt_gbps(gpu_e2e(OpId::memcpy, p.job, p.count, &ok));
+      e2e = fmt_gbps(h.gpu_e2e(OpId::memcpy, p.job, p.count, &ok));
       if (!ok) e2e += " (cpu!)";
       const size_t ucount = std::max<size_t>(1, std::min(p.count, uin.size() / p.job));
-      e2e_u = fmt_gbps(gpu_e2e(OpId::memcpy, p.job, ucount, &ok, uin.data(), uout.data()));
+      e2e_u = fmt_gbps(h.gpu_e2e(OpId::memcpy, p.job, ucount, &ok, uin.data(), uout.data()));
       if (!ok) e2e_u += " (cpu!)";
     }
     double s1 = time_per_call(opt.min_seconds, [&] {
@@ -267,13 +304,18 @@ int run_tier2_suite(const Options& opt, std::vector<Table>& out) {
                      "buffers are pinned (client slabs); unpinned memory adds a CPU copy each way through pinned staging");
   mc.notes.push_back("a CPU copy is one pass over RAM: the GPU path can beat one core but not all cores, and it "
                      "spends the PCIe link that real offload needs");
-  out.push_back(mc);
+  return mc;
+}
 
-  // --- zlib compress2: CPU only ---
+
+// zlib compress2 (no GPU kernel): per job size, one core and the CPU backend.
+Table zlib_table(Host& h) {
+  const Options& opt = h.opt;
+  const unsigned threads = h.threads;
   Table zc;
   zc.title = "zlib compress2 level 6 (no GPU kernel), GB/s of input";
   zc.columns = {"job size", "jobs", "compress2 1 core", fmt::format("CPU backend {} threads", threads)};
-  std::vector<uint8_t> text(std::min<size_t>(max_total, opt.quick ? size_t{2} << 20 : size_t{16} << 20));
+  std::vector<uint8_t> text(std::min<size_t>(h.max_total, opt.quick ? size_t{2} << 20 : size_t{16} << 20));
   {  // words drawn at random: compresses about 3:1, like text
     static const char* words[] = {"offload ", "gpu ", "slab ", "doorbell ", "futex ", "batch ", "agent\n",
                                   "crc ", "deflate ", "window ", "match ", "literal ", "the ", "of "};
@@ -302,25 +344,23 @@ int run_tier2_suite(const Options& opt, std::vector<Table>& out) {
       b.jobs[i].in = {text.data() + i * job, job};
       b.jobs[i].out = {zout.data() + i * cap, cap};
     }
-    double sb = time_per_call(opt.min_seconds, [&] { cpu_be->run(b); });
+    double sb = time_per_call(opt.min_seconds, [&] { h.cpu_be->run(b); });
     zc.rows.push_back({fmt_size(job), std::to_string(count), fmt_gbps(double(job * count) / s1),
                        fmt_gbps(double(job * count) / sb)});
   }
   zc.notes.push_back("text-like input; the CPU backend runs one job per thread (the agent's path without the slab and socket)");
-  out.push_back(zc);
-
-#ifdef GPUOFFLOAD_HAVE_CUDA
-  if (gpu) {
-    gpu->unregister_memory(in.data());
-    gpu->unregister_memory(outbuf.data());
-  }
-#endif
-  return 0;
+  return zc;
 }
 
-void register_tier2_bench() {
-  register_suite({"tier2", "CRC-32 (GPU kernel, end to end, zlib 1/all cores), memcpy through the GPU vs libc, zlib compress2",
-                  false, run_tier2_suite});
+
+}  // namespace
+
+int run_tier2(const Options& opt, std::vector<Table>& out) {
+  Host h(opt);
+  out.push_back(crc_table(h));
+  out.push_back(memcpy_table(h));
+  out.push_back(zlib_table(h));
+  return 0;
 }
 
 }  // namespace gpo::bench

@@ -1,9 +1,9 @@
-// `gpuoffload-agent bench`: every benchmark of the project under one command.
+// gpuoffload-bench: every benchmark of the project under one command.
 // A suite measures one area (crypto, zstd, classify, offload, ...) and returns
 // tables whose rows put the GPU figures next to the CPU reference measured in
 // the same run (OpenSSL, libzstd, Hyperscan, ...). The command prints the
-// tables, or JSON with --json. A suite is one source file in agent/bench/ and
-// one register_*_bench() call in bench.cpp.
+// tables, or JSON with --json. A suite is one source file in bench/ and one
+// line of the registry in suites.cpp.
 #pragma once
 #include <algorithm>
 #include <chrono>
@@ -34,15 +34,20 @@ struct Table {
 
 struct Suite {
   std::string_view name;     // CLI name: "crypto", "zstd", "classify", ...
-  std::string_view what;     // one line for --help and `bench --list`
+  std::string_view what;     // one line for --help and --list
   bool needs_gpu;            // skipped with a reason when no GPU is usable
   // Appends tables; returns 0, or non-zero after printing why to stderr.
   int (*run)(const Options&, std::vector<Table>& out);
 };
 
-void register_suite(Suite s);
-std::span<const Suite> suites();  // registers the built-in suites on first call
+std::span<const Suite> suites();  // the registry (suites.cpp), in run order
 const Suite* find_suite(std::string_view name);
+
+// A suite setting given as --set KEY=VALUE, or dflt.
+std::string setting(const Options& o, const std::string& key, const std::string& dflt);
+bool has_setting(const Options& o, const std::string& key);
+// A list setting, --set KEY=1,2,3 (empty items skipped), or dflt.
+std::vector<uint32_t> setting_list(const Options& o, const std::string& key, std::vector<uint32_t> dflt);
 
 // Formatting helpers so every suite prints numbers the same way.
 std::string fmt_rate(double per_second);      // "1.23M", "456K", "12.3G"

@@ -39,30 +39,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::vector<uint32_t> parse_list(const std::vector<std::string>& args, const std::string& key,
-                                 std::vector<uint32_t> def) {
-  for (const std::string& a : args)
-    if (a.rfind(key + "=", 0) == 0) {
-      std::vector<uint32_t> out;
-      std::string v = a.substr(key.size() + 1);
-      size_t at = 0;
-      while (at <= v.size()) {
-        size_t c = v.find(',', at);
-        if (c == std::string::npos) c = v.size();
-        if (c > at) out.push_back(uint32_t(std::stoul(v.substr(at, c - at))));
-        at = c + 1;
-      }
-      return out;
-    }
-  return def;
-}
-
-bool has_arg(const std::vector<std::string>& args, const std::string& key) {
-  for (const std::string& a : args)
-    if (a.rfind(key + "=", 0) == 0) return true;
-  return false;
-}
-
 std::string k(uint32_t n) { return n >= 1000 && n % 1000 == 0 ? std::to_string(n / 1000) + "K" : std::to_string(n); }
 
 // CPU classifier over the frames on `threads` threads (each its own instance), frames/s.
@@ -117,19 +93,19 @@ Workload load(uint32_t rules, uint32_t patterns) {
 
 }  // namespace
 
-int run_classify_suite(const Options& opt, std::vector<Table>& out) {
+int run_classify(const Options& opt, std::vector<Table>& out) {
   const unsigned all = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
   const double min_s = opt.quick ? 0.02 : std::max(0.05, opt.min_seconds / 2);
-  const auto rule_counts = parse_list(opt.args, "rules", opt.quick ? std::vector<uint32_t>{1000}
+  const auto rule_counts = setting_list(opt, "rules", opt.quick ? std::vector<uint32_t>{1000}
                                                                      : std::vector<uint32_t>{1000, 10000, 100000});
-  const auto pattern_counts = parse_list(opt.args, "patterns", opt.quick ? std::vector<uint32_t>{100}
+  const auto pattern_counts = setting_list(opt, "patterns", opt.quick ? std::vector<uint32_t>{100}
                                                                            : std::vector<uint32_t>{100, 1000, 10000});
-  const auto sizes = parse_list(opt.args, "sizes", opt.quick ? std::vector<uint32_t>{64} : std::vector<uint32_t>{64, 1500});
-  const auto batches = parse_list(opt.args, "batches", opt.quick ? std::vector<uint32_t>{256, 4096}
+  const auto sizes = setting_list(opt, "sizes", opt.quick ? std::vector<uint32_t>{64} : std::vector<uint32_t>{64, 1500});
+  const auto batches = setting_list(opt, "batches", opt.quick ? std::vector<uint32_t>{256, 4096}
                                                                    : std::vector<uint32_t>{256, 4096, 65536});
   const uint32_t max_batch = *std::max_element(batches.begin(), batches.end());
   // rte_acl's build (with the expansions of lists) takes seconds at 10K rules, minutes at 100K.
-  const uint32_t acl_max_rules = parse_list(opt.args, "acl_max_rules", {1000}).front();
+  const uint32_t acl_max_rules = setting_list(opt, "acl_max_rules", {1000}).front();
 
 #ifdef GPUOFFLOAD_HAVE_CUDA
   std::string why;
@@ -150,7 +126,7 @@ int run_classify_suite(const Options& opt, std::vector<Table>& out) {
   // 10K rules / 1K patterns (rule counts at 1K patterns, pattern counts at
   // 10K rules), which covers the grid's axes in 5 rule sets instead of 9.
   std::vector<std::pair<uint32_t, uint32_t>> configs;
-  const bool cross = !opt.quick && !has_arg(opt.args, "rules") && !has_arg(opt.args, "patterns");
+  const bool cross = !opt.quick && !has_setting(opt, "rules") && !has_setting(opt, "patterns");
   for (uint32_t rules : rule_counts)
     for (uint32_t pats : pattern_counts)
       if (!cross || pats == 1000 || rules == 10000) configs.push_back({rules, pats});
@@ -278,11 +254,6 @@ int run_classify_suite(const Options& opt, std::vector<Table>& out) {
                     "classifier does, not the same verdicts");
   out.push_back(std::move(t));
   return 0;
-}
-
-void register_classify_bench() {
-  register_suite({"classify", "packet classifier: GPU kernel / e2e vs CPU classifier, Hyperscan, rte_acl", false,
-                  run_classify_suite});
 }
 
 }  // namespace gpo::bench

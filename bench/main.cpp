@@ -1,5 +1,6 @@
-// `gpuoffload-agent bench`: runs the registered suites (bench.h) and prints
-// their tables as aligned text, or one JSON document with --json.
+// gpuoffload-bench: runs the suites of the registry (bench.h, suites.cpp) and
+// prints their tables as aligned text, or one JSON document with --json.
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -10,19 +11,23 @@
 
 #include "backend/backend.h"
 #include "bench/bench.h"
-#include "cli/commands.h"
+#include "cli/commands.h"  // the exit codes the agent's commands use too
+#include "util/log.h"
 
-namespace gpo::cli {
+namespace gpo::bench {
 namespace {
+
+using cli::kFailure;
+using cli::kUsage;
 
 struct BenchArgs {
   bool list = false;
   bool json = false;
-  bench::Options opt;
+  Options opt;
   std::vector<std::string> names;
 };
 
-void print_table(const bench::Table& t) {
+void print_table(const Table& t) {
   std::vector<size_t> w(t.columns.size(), 0);
   for (size_t c = 0; c < t.columns.size(); ++c) w[c] = t.columns[c].size();
   for (const auto& r : t.rows)
@@ -45,23 +50,23 @@ void print_table(const bench::Table& t) {
   for (const auto& n : t.notes) fmt::print("  note: {}\n", n);
 }
 
-nlohmann::json table_json(const bench::Table& t) {
+nlohmann::json table_json(const Table& t) {
   return {{"title", t.title}, {"columns", t.columns}, {"rows", t.rows}, {"notes", t.notes}};
 }
 
 void run_bench(BenchArgs& a) {
-  auto all = bench::suites();
+  auto all = suites();
   if (a.list) {
     for (const auto& s : all) fmt::print("{:<12} {}{}\n", s.name, s.what, s.needs_gpu ? " (GPU)" : "");
     return;
   }
-  std::vector<const bench::Suite*> chosen;
+  std::vector<const Suite*> chosen;
   for (const auto& n : a.names) {
-    const auto* s = bench::find_suite(n);
+    const auto* s = find_suite(n);
     if (!s) {
       std::string names;
       for (const auto& x : all) names += (names.empty() ? "" : ", ") + std::string(x.name);
-      throw CLI::RuntimeError(fmt::format("bench: no suite '{}'; suites: {}", n, names), kUsage);
+      throw CLI::RuntimeError(fmt::format("no suite '{}'; suites: {}", n, names), kUsage);
     }
     if (std::find(chosen.begin(), chosen.end(), s) == chosen.end()) chosen.push_back(s);
   }
@@ -69,12 +74,12 @@ void run_bench(BenchArgs& a) {
     for (const auto& s : all) chosen.push_back(&s);
   for (const auto& kv : a.opt.args)
     if (kv.find('=') == std::string::npos)
-      throw CLI::RuntimeError(fmt::format("bench: --set {}: expected KEY=VALUE", kv), kUsage);
+      throw CLI::RuntimeError(fmt::format("--set {}: expected KEY=VALUE", kv), kUsage);
 
   std::string why;
   const int gpus = backend::cuda_device_count(&why);
   if (gpus > 0 && (a.opt.gpu < 0 || a.opt.gpu >= gpus))
-    throw CLI::RuntimeError(fmt::format("bench: --gpu {}: this host has GPUs 0..{}", a.opt.gpu, gpus - 1), kUsage);
+    throw CLI::RuntimeError(fmt::format("--gpu {}: this host has GPUs 0..{}", a.opt.gpu, gpus - 1), kUsage);
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   if (a.opt.threads == 0) a.opt.threads = cores;
   if (a.opt.quick) a.opt.min_seconds = std::min(a.opt.min_seconds, 0.05);
@@ -100,7 +105,7 @@ void run_bench(BenchArgs& a) {
       fmt::print("\n== {}: {}\n", s->name, s->what);
       std::fflush(stdout);
     }
-    std::vector<bench::Table> tables;
+    std::vector<Table> tables;
     const auto t0 = std::chrono::steady_clock::now();
     int rc = s->run(a.opt, tables);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -117,34 +122,64 @@ void run_bench(BenchArgs& a) {
     out["suites"].push_back(js);
   }
   if (a.json) fmt::print("{}\n", out.dump(2));
-  if (failed) throw CLI::RuntimeError(fmt::format("bench: {} suite(s) failed (see above)", failed), kFailure);
+  if (failed) throw CLI::RuntimeError(fmt::format("{} suite(s) failed (see above)", failed), kFailure);
+}
+
+std::string suite_lines() {
+  std::string s = "Suites (default: all, in this order):\n";
+  for (const auto& x : suites())
+    s += fmt::format("  {:<12} {}{}\n", x.name, x.what, x.needs_gpu ? " (GPU)" : "");
+  return s;
 }
 
 }  // namespace
+}  // namespace gpo::bench
 
-void add_bench(CLI::App& app) {
+int main(int argc, char** argv) {
+  using namespace gpo::bench;
+  CLI::App app{
+      "gpuoffload-bench: the benchmarks of gpuoffload, GPU figures next to the CPU reference (OpenSSL, libzstd, "
+      "zlib, Hyperscan, rte_acl, XDP_DROP) measured in the same run.",
+      "gpuoffload-bench"};
   auto a = std::make_shared<BenchArgs>();
-  auto* cmd = app.add_subcommand(
-      "bench",
-      "Benchmarks of every area under one command: GPU figures next to the CPU reference measured in the same run.");
-  cmd->footer(
-      "Examples:\n"
-      "  gpuoffload-agent bench --list\n"
-      "  gpuoffload-agent bench crypto\n"
-      "  gpuoffload-agent bench --quick --json > bench.json\n"
-      "Suites that need a GPU are skipped, with the reason, when none is usable.");
-  cmd->add_option("suite", a->names, "suites to run (default: all; see --list)");
-  cmd->add_flag("--list", a->list, "list the suites and exit");
-  cmd->add_flag("--quick", a->opt.quick, "small sizes and few repetitions (seconds per suite)");
-  cmd->add_flag("--json", a->json, "print one JSON document instead of tables");
-  cmd->add_option("--gpu", a->opt.gpu, "CUDA device ordinal")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--threads", a->opt.threads, "CPU threads of the all-cores reference (default: all)");
-  cmd->add_option("--min-seconds", a->opt.min_seconds, "minimum measured time per point")
+  app.footer(suite_lines() +
+             "\nExamples:\n"
+             "  gpuoffload-bench --list\n"
+             "  gpuoffload-bench crypto\n"
+             "  gpuoffload-bench --quick --json > bench.json\n"
+             "  sudo gpuoffload-bench xdp --set seconds=1\n"
+             "  gpuoffload-bench planner --set profile=/var/lib/gpuoffload/profile.json\n"
+             "Suites that need a GPU are skipped, with the reason, when none is usable; xdp and spot need root.\n"
+             "Exit status: 0, 1 when a suite failed, 2 for bad arguments.");
+  std::string level = "info";
+  app.add_option("--log-level", level, "error, warn, info or debug")
+      ->check(CLI::IsMember({"error", "warn", "info", "debug"}))
+      ->capture_default_str();
+  app.add_option("suite", a->names, "suites to run (default: all; see --list)");
+  app.add_flag("--list", a->list, "list the suites and exit");
+  app.add_flag("--quick", a->opt.quick, "small sizes and few repetitions (seconds per suite)");
+  app.add_flag("--json", a->json, "print one JSON document instead of tables");
+  app.add_option("--gpu", a->opt.gpu, "CUDA device ordinal")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", a->opt.threads, "CPU threads of the all-cores reference (default: all)");
+  app.add_option("--min-seconds", a->opt.min_seconds, "minimum measured time per point")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 60.0));
-  cmd->add_option("--corpus", a->opt.corpus, "zstd: folder of input files (default: the suite's own)");
-  cmd->add_option("--set", a->opt.args, "suite setting KEY=VALUE (repeatable)");
-  cmd->callback([a] { run_bench(*a); });
+  app.add_option("--corpus", a->opt.corpus, "zstd: folder of input files (default: the suite's own)");
+  app.add_option("--set", a->opt.args, "suite setting KEY=VALUE (repeatable; each suite's line says its keys)");
+  try {
+    app.parse(argc, argv);
+    gpo::log::Level l;
+    if (gpo::log::parse_level(level, l)) gpo::log::set_level(l);
+    run_bench(*a);
+  } catch (const CLI::RuntimeError& e) {
+    if (*e.what()) fmt::print(stderr, "gpuoffload-bench: {}\n", e.what());
+    return e.get_exit_code();
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : gpo::cli::kUsage;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "gpuoffload-bench: {}\n", e.what());
+    return gpo::cli::kFailure;
+  }
+  return 0;
 }
-
-}  // namespace gpo::cli

@@ -24,12 +24,6 @@ using backend::Job;
 using backend::OpId;
 using Clock = std::chrono::steady_clock;
 
-std::string setting(const Options& o, const std::string& key, const std::string& dflt) {
-  for (const auto& kv : o.args)
-    if (kv.rfind(key + "=", 0) == 0) return kv.substr(key.size() + 1);
-  return dflt;
-}
-
 // Runs body(thread) on n threads at once until min_seconds have passed;
 // body returns the bytes it did per call. Returns bytes per second in all.
 template <typename Body>

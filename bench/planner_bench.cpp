@@ -31,12 +31,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string setting(const Options& o, const std::string& key, const std::string& dflt) {
-  for (const auto& kv : o.args)
-    if (kv.rfind(key + "=", 0) == 0) return kv.substr(key.size() + 1);
-  return dflt;
-}
-
 // Submits every batch to be at once and waits for all; returns seconds.
 double run_all(backend::Backend& be, std::vector<backend::Batch>& batches) {
   std::mutex mu;
@@ -54,6 +48,8 @@ double run_all(backend::Backend& be, std::vector<backend::Batch>& batches) {
   cv.wait(lk, [&] { return left == 0; });
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
+
+}  // namespace
 
 int run_planner(const Options& opt, std::vector<Table>& out) {
 #ifndef GPUOFFLOAD_HAVE_CUDA
@@ -184,16 +180,6 @@ int run_planner(const Options& opt, std::vector<Table>& out) {
                      100 * tolerance);
   return rc;
 #endif
-}
-
-}  // namespace
-
-void register_planner_bench() {
-  register_suite({"planner",
-                  "mixed workload CPU-only vs GPU-only vs planned, per job size; fails when planned is more than "
-                  "--set tolerance=5 (%) slower than the better (--set profile=PATH, objective=time|cpu)",
-                  true,
-                  run_planner});
 }
 
 }  // namespace gpo::bench

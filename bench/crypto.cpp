@@ -153,6 +153,8 @@ struct Gpu {
 };
 #endif
 
+}  // namespace
+
 int run_crypto(const Options& opt, std::vector<Table>& out) {
   const unsigned threads = opt.threads ? opt.threads : 1;
   const size_t total = opt.quick ? (size_t{8} << 20) : (size_t{256} << 20);
@@ -289,13 +291,6 @@ int run_crypto(const Options& opt, std::vector<Table>& out) {
   out.push_back(std::move(t));
   rc |= cpu_reference(opt, out);
   return rc;
-}
-
-}  // namespace
-
-void register_crypto_bench() {
-  register_suite({"crypto", "AES-256-GCM/CTR and SHA-256: GPU kernel, GPU end to end, OpenSSL 1 core and all cores",
-                  false, run_crypto});
 }
 
 }  // namespace gpo::bench

@@ -303,21 +303,6 @@ std::vector<std::string> row(const std::string& what, const std::pair<Trial, Tri
           l.sent ? fmt::format("{:.1f}%", 100.0 * double(l.arrived) / double(l.sent)) : "-"};
 }
 
-std::string setting(const Options& o, const std::string& key, const std::string& dflt) {
-  for (const auto& a : o.args)
-    if (a.rfind(key + "=", 0) == 0) return a.substr(key.size() + 1);
-  return dflt;
-}
-
-std::vector<uint32_t> parse_list(const std::string& s) {
-  std::vector<uint32_t> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(uint32_t(std::stoul(item)));
-  return out;
-}
-
 // One new-flow trial's outcome.
 struct FlowTrial {
   double offered = 0;        // pps asked for
@@ -524,6 +509,8 @@ Table new_flow_table(const Options& o, double seconds, int queues, const std::ve
   return t;
 }
 
+}  // namespace
+
 int run_xdp(const Options& o, std::vector<Table>& out) {
   if (!loader::have_bpf_privileges()) {
     std::fprintf(stderr, "bench xdp: needs root (network namespaces, XDP)\n");
@@ -566,6 +553,21 @@ int run_xdp(const Options& o, std::vector<Table>& out) {
         return r;
       };
     };
+    // Host mode: frames that arrived up the bridge namespace's IP stack.
+    auto delivered = [&](std::vector<std::vector<uint8_t>> frames, int settle_ms) {
+      return [&, frames, settle_ms](double rate, uint64_t count) {
+        Trial tr;
+        tr.offered = rate;
+        uint64_t before = 0, after = 0;
+        in_ns(net.br, [&] { before = ip_in_delivers(); });
+        in_ns(net.gen, [&] { tr.sent_rate = generate(tx, frames, count, rate); });
+        std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms));
+        in_ns(net.br, [&] { after = ip_in_delivers(); });
+        tr.sent = count;
+        tr.arrived = after - before;
+        return tr;
+      };
+    };
     auto anchor = ladder(seconds, max_rate, counted(net.br, "g1", one_flow));
     t.rows.push_back(row("XDP_DROP on the same veth (anchor)", anchor));
     in_ns(net.br, [&] { bpf_xdp_detach(int(if_nametoindex("g1")), XDP_FLAGS_DRV_MODE, nullptr); });
@@ -587,22 +589,8 @@ int run_xdp(const Options& o, std::vector<Table>& out) {
       gpo_flow_key_make(&k, s, d, htons(40000), htons(9), 17);
       f->install_verdict(k, GPO_ACT_PASS, 0);
       std::pair<Trial, Trial> r;
-      if (inline_mode) {
-        r = ladder(seconds, max_rate, counted(net.sink, "r0", one_flow));
-      } else {
-        r = ladder(seconds, max_rate, [&](double rate, uint64_t count) {
-          Trial tr;
-          tr.offered = rate;
-          uint64_t before = 0, after = 0;
-          in_ns(net.br, [&] { before = ip_in_delivers(); });
-          in_ns(net.gen, [&] { tr.sent_rate = generate(tx, one_flow, count, rate); });
-          std::this_thread::sleep_for(std::chrono::milliseconds(100));
-          in_ns(net.br, [&] { after = ip_in_delivers(); });
-          tr.sent = count;
-          tr.arrived = after - before;
-          return tr;
-        });
-      }
+      if (inline_mode) r = ladder(seconds, max_rate, counted(net.sink, "r0", one_flow));
+      else r = ladder(seconds, max_rate, delivered(one_flow, 100));
       in_ns(net.br, [&] {
         f->detach();
         f.reset();
@@ -639,22 +627,8 @@ int run_xdp(const Options& o, std::vector<Table>& out) {
       std::vector<std::vector<uint8_t>> flows;
       for (uint16_t p = 0; p < 64; p++) flows.push_back(udp_frame(uint16_t(41000 + p)));
       std::pair<Trial, Trial> r;
-      if (inline_mode) {
-        r = ladder(seconds, max_rate, counted(net.sink, "r0", flows));
-      } else {
-        r = ladder(seconds, max_rate, [&](double rate, uint64_t count) {
-          Trial tr;
-          tr.offered = rate;
-          uint64_t before = 0, after = 0;
-          in_ns(net.br, [&] { before = ip_in_delivers(); });
-          in_ns(net.gen, [&] { tr.sent_rate = generate(tx, flows, count, rate); });
-          std::this_thread::sleep_for(std::chrono::milliseconds(300));
-          in_ns(net.br, [&] { after = ip_in_delivers(); });
-          tr.sent = count;
-          tr.arrived = after - before;
-          return tr;
-        });
-      }
+      if (inline_mode) r = ladder(seconds, max_rate, counted(net.sink, "r0", flows));
+      else r = ladder(seconds, max_rate, delivered(flows, 300));
       loop.stop();
       runner.join();
       in_ns(net.br, [&] {
@@ -684,7 +658,8 @@ int run_xdp(const Options& o, std::vector<Table>& out) {
   if (setting(o, "new_flows", "1") != "0") {
     const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     const int queues = std::stoi(setting(o, "queues", std::to_string(std::max(1L, std::min(4L, cpus)))));
-    std::vector<uint32_t> workers = parse_list(setting(o, "workers", queues > 1 ? "1," + std::to_string(queues) : "1"));
+    std::vector<uint32_t> workers =
+        setting_list(o, "workers", queues > 1 ? std::vector<uint32_t>{1, uint32_t(queues)} : std::vector<uint32_t>{1});
     std::string kinds = setting(o, "classifier", "");
     if (kinds.empty()) {
       kinds = "cpu";
@@ -698,16 +673,6 @@ int run_xdp(const Options& o, std::vector<Table>& out) {
   }
   log::set_level(saved_level);
   return 0;
-}
-
-}  // namespace
-
-void register_xdp_bench() {
-  register_suite({"xdp",
-                  "packet filter on veth: zero-loss rates (cached flows inline/host, the agent path) next to "
-                  "XDP_DROP of the same veth; new flows decided per second and per agent core, CPU and GPU "
-                  "classifier, 1..N workers (root)",
-                  false, run_xdp});
 }
 
 }  // namespace gpo::bench

@@ -91,12 +91,6 @@ Corpus build_corpus(const std::string& dir_opt, size_t want) {
   return c;
 }
 
-std::string arg(const Options& o, const std::string& key, const std::string& dflt) {
-  for (const auto& a : o.args)
-    if (a.rfind(key + "=", 0) == 0) return a.substr(key.size() + 1);
-  return dflt;
-}
-
 // libzstd one-shot per input on threads (one context each); returns seconds, sets total frame bytes.
 double libzstd_run(const std::vector<std::span<const uint8_t>>& ins, std::vector<std::vector<uint8_t>>& outs,
                    int level, unsigned threads, size_t* total) {
@@ -119,6 +113,8 @@ double libzstd_run(const std::vector<std::span<const uint8_t>>& ins, std::vector
   return s;
 }
 
+}  // namespace
+
 int run_zstd(const Options& o, std::vector<Table>& out) {
   int ndev = 0;
   if (cudaGetDeviceCount(&ndev) != cudaSuccess || o.gpu >= ndev) {
@@ -126,8 +122,8 @@ int run_zstd(const Options& o, std::vector<Table>& out) {
     return 1;
   }
   cudaSetDevice(o.gpu);
-  const size_t mib = std::stoul(arg(o, "size", o.quick ? "16" : "256"));
-  const size_t chunk = std::stoul(arg(o, "chunk", "1024")) * 1024;
+  const size_t mib = std::stoul(setting(o, "size", o.quick ? "16" : "256"));
+  const size_t chunk = std::stoul(setting(o, "chunk", "1024")) * 1024;
   const unsigned all = o.threads ? o.threads : std::max(1u, std::thread::hardware_concurrency());
   Corpus corpus = build_corpus(o.corpus, mib << 20);
   if (corpus.bytes.empty() || !chunk) {
@@ -214,13 +210,6 @@ int run_zstd(const Options& o, std::vector<Table>& out) {
                     std::to_string(fallbacks));
   out.push_back(std::move(t));
   return bad ? 1 : 0;
-}
-
-}  // namespace
-
-void register_zstd_bench() {
-  register_suite({"zstd", "zstd compression: GPU match finding + libzstd entropy (stage 1) vs zstd -1/-3", true,
-                  run_zstd});
 }
 
 }  // namespace gpo::bench

@@ -124,19 +124,17 @@ std::pair<size_t, double> libzstd_run(const std::vector<uint8_t>& in, const Chun
   return {total, best};
 }
 
-int run_stage2(const Options& opt, std::vector<Table>& out) {
+}  // namespace
+
+int run_zstd_stage2(const Options& opt, std::vector<Table>& out) {
   int ndev = 0;
   if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
     std::fprintf(stderr, "zstd-stage2: no usable CUDA device\n");
     return 1;
   }
   cudaSetDevice(opt.gpu);
-  size_t total = opt.quick ? (16u << 20) : (256u << 20);
-  size_t chunk = 1u << 20;
-  for (const auto& a : opt.args) {
-    if (a.rfind("size=", 0) == 0) total = std::stoull(a.substr(5)) << 20;
-    if (a.rfind("chunk=", 0) == 0) chunk = std::stoull(a.substr(6)) << 10;
-  }
+  const size_t total = size_t(std::stoull(setting(opt, "size", opt.quick ? "16" : "256"))) << 20;  // MiB
+  const size_t chunk = size_t(std::stoull(setting(opt, "chunk", "1024"))) << 10;                    // KiB
   std::string corpus_what;
   std::vector<uint8_t> in = build_corpus(opt.corpus, total, &corpus_what);
   if (in.empty()) {
@@ -410,41 +408,5 @@ int run_stage2(const Options& opt, std::vector<Table>& out) {
   return bad || differ ? 1 : 0;
 }
 
-}  // namespace
-
-void register_zstd_stage2_bench() {
-  register_suite({"zstd-stage2", "zstd with GPU entropy coding (stage 2): ratio vs zstd -1/-3, GB/s vs libzstd",
-                  true, run_stage2});
-}
-
 }  // namespace gpo::bench
 
-#ifdef GPO_ZSTD_STAGE2_STANDALONE
-// Stand-alone runner for the GPU machine (prints the tables).
-namespace gpo::bench {
-static std::vector<Suite> g_suites;
-void register_suite(Suite s) { g_suites.push_back(s); }
-}  // namespace gpo::bench
-int main(int argc, char** argv) {
-  gpo::bench::register_zstd_stage2_bench();
-  gpo::bench::Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick") o.quick = true;
-    else o.args.push_back(a);
-  }
-  std::vector<gpo::bench::Table> t;
-  const int rc = gpo::bench::g_suites[0].run(o, t);
-  for (auto& tb : t) {
-    std::printf("## %s\n", tb.title.c_str());
-    for (auto& col : tb.columns) std::printf("| %s ", col.c_str());
-    std::printf("|\n");
-    for (auto& r : tb.rows) {
-      for (auto& cell : r) std::printf("| %s ", cell.c_str());
-      std::printf("|\n");
-    }
-    for (auto& nt : tb.notes) std::printf("- %s\n", nt.c_str());
-  }
-  return rc;
-}
-#endif
