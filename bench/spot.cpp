@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -204,18 +205,21 @@ int run_spot(const Options& opt, std::vector<Table>& tables) {
   const uint32_t remeasure_s = gpo::spot::WindowConfig{}.cooldown.count();
   Table cost;
   cost.title = "Spotting cost: CPU ns per call of this thread, median round (mean over the phase)";
-  cost.columns = {"call", "bytes", "no agent", "sample mode", "overhead", "probe mode", "overhead"};
+  // "noise": how far the two no-agent phases (before, after) are apart; an
+  // overhead within it is not one this run can tell from zero.
+  cost.columns = {"call", "bytes", "no agent", "noise", "sample mode", "overhead", "probe mode", "overhead"};
   for (const auto& r : rows) {
     double base = (r.off1.median + r.off2.median) / 2;
     double base_mean = (r.off1.mean + r.off2.mean) / 2;
     cost.rows.push_back({r.c.name, std::to_string(r.c.size), fmt::format("{:.0f} ({:.0f})", base, base_mean),
+                         fmt::format("{:.1f}%", 100 * std::abs(r.off1.median - r.off2.median) / base),
                          fmt::format("{:.0f} ({:.0f})", r.sample.median, r.sample.mean),
                          fmt::format("{:+.1f}%", 100 * (r.sample.median - base) / base),
                          fmt::format("{:.0f} ({:.0f})", r.probe.median, r.probe.mean),
                          fmt::format("{:+.1f}%", 100 * (r.probe.median - base) / base)});
   }
   cost.notes.push_back(fmt::format("{}: no agent {:.0f} s before and after (averaged), sample mode {:.0f} s, probe mode "
-                                   "{:.0f} s per case",
+                                   "{:.0f} s per case; noise: the two no-agent phases' medians apart",
                                    quick ? "quick" : "full", off_s, sample_s, probe_s));
   cost.notes.push_back(fmt::format(
       "BPF program time per run (bpf_stats): sample_cpu {}; up_entry (probe mode) {}",
