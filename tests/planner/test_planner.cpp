@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -646,5 +647,59 @@ TEST(Planner, MixedWorkloadReplayIsNeverSlowerThanTheBetterBackend) {
                                       << planned / 1e6 << " ms, CPU only " << cpu_only / 1e6 << " ms, GPU only "
                                       << gpu_only / 1e6 << " ms";
     }
+  }
+}
+
+// The crossover table printed by calibrate on the H100 host on 2026-11-25
+// (docs/results/2026-11-25-planner.md; the profile itself was not kept): per
+// batch size the smallest job size from which the GPU won, one measurement
+// per cell. Rebuilt as points (a win: the GPU 1.3x sooner; a loss: 2x later),
+// the planner's gate must be monotonic in jobs at every size, and the cells
+// the table's notes call noise (memcpy: a win at x256 and x1024 between
+// losses at x64 and x4096) must not open the GPU.
+TEST(GpuGate, TheH100CrossoverTableOf2026_11_25) {
+  const std::vector<uint64_t> batches{1, 4, 16, 64, 256, 1024, 4096};
+  const std::vector<uint64_t> sizes{256, 4096, 65536, 1 << 20, 16 << 20};
+  const uint64_t N = kNever;
+  const std::map<std::string, std::vector<uint64_t>> table{
+      {"aes-256-ctr", {1 << 20, 1 << 20, 65536, 256, 256, 256, 256}},
+      {"aes-256-gcm-encrypt", {65536, 16 << 20, N, 256, 256, 256, 256}},
+      {"sha256", {N, 16 << 20, 4096, 256, 256, 256, 256}},
+      {"memcpy", {16 << 20, 1 << 20, 16 << 20, N, 4096, 256, N}},
+      {"zstd-compress", {16 << 20, N, N, N, 256, 4096, N}},
+  };
+  for (const auto& [op, cells] : table) {
+    std::vector<Point> pts;
+    for (uint64_t s : sizes)
+      for (size_t i = 0; i < batches.size(); ++i) {
+        const uint64_t b = batches[i];
+        if (s * b > (uint64_t{256} << 20)) continue;
+        const double cpu = 1000.0 * double(b) * (1 + double(s) / 1000.0);
+        pts.push_back({s, b, cpu * 16, cpu, s >= cells[i] ? cpu / 1.3 : cpu * 2});
+      }
+    const GpuGate g = gpu_gate(pts, 1.1);
+    ASSERT_EQ(g.by_size.size(), sizes.size()) << op;
+    for (const auto& t : g.by_size) {
+      // Monotonic by construction: every measured batch from the threshold on is GPU, every one below CPU.
+      SCOPED_TRACE(op + " at " + std::to_string(t.size) + " B");
+      for (uint64_t b : batches) {
+        if (t.size * b > (uint64_t{256} << 20)) continue;
+        PlannerOptions po;
+        po.gpu_usable = true;
+        po.cpu_threads = 16;
+        Profile p;
+        p.ops[op].gpu_kernel = true;
+        p.ops[op].points = pts;
+        if (!gpo::backend::find_op(op) || !gpo::backend::find_op(op)->gpu) continue;
+        const auto d = Planner(p, "", po).plan(op, t.size, b);
+        EXPECT_EQ(d.where == Where::gpu, b >= t.min_batch) << "x" << b << ": " << d.reason;
+      }
+    }
+    if (op == "memcpy") {
+      // 256 B and 4 KiB: wins at x256 / x1024 only, between losses: never.
+      EXPECT_EQ(g.min_batch(256), kNever);
+      EXPECT_EQ(g.min_batch(4096), kNever);
+    }
+    if (op == "sha256") EXPECT_EQ(g.min_batch(65536), 16u);  // 4 KiB from x16, so 64 KiB too
   }
 }
