@@ -39,17 +39,18 @@ std::optional<Objective> parse_objective(std::string_view s);
 // measured job size the smallest job count from which the GPU takes the batch
 // (monotonic: more jobs of that size never move it back to the CPU), chosen
 // over that size's measured points to minimise the summed relative loss
-// against the better backend at each point (one noisy cell cannot open or
-// close a range by itself; ties keep the CPU); and the GPU's round trip (its
-// fastest measured batch), which a batch whose CPU time on the cores it gets
-// is shorter than never pays.
+// against the better backend at each point, each capped at 0.5 (one noisy
+// cell cannot open or close a range by itself; ties keep the CPU); and the
+// GPU's round trip (its
+// fastest measured batches), which a batch whose CPU time on the cores it
+// gets (a worker per chunk of the CPU backend) is shorter than never pays.
 struct GpuGate {
   struct Threshold {
     uint64_t size = 0;
     uint64_t min_batch = 0;  // kNever: not at this size
   };
   std::vector<Threshold> by_size;  // ascending size
-  double round_trip_ns = -1;       // < 0: no GPU figure
+  double round_trip_ns = -1;       // median of the op's three fastest GPU batches; < 0: none
   // The smallest job count the GPU takes at mean job size `size`: between two
   // measured sizes the larger of their thresholds; beyond them the nearest's.
   uint64_t min_batch(uint64_t size) const;
