@@ -6,7 +6,8 @@
 // may be at most `tolerance` (default 5%) slower than the better of the two at
 // every size, or the suite fails (exit code 1). It also reports the CPU
 // seconds the planner moved to the GPU. Settings: --set profile=PATH,
-// --set tolerance=PERCENT, --set objective=time|cpu, --set slack=PERCENT.
+// --set tolerance=PERCENT, --set objective=time|cpu, --set slack=PERCENT,
+// --set doubt=PERCENT (objective time: the GPU's predictions counted longer).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -101,6 +102,7 @@ int run_planner(const Options& opt, std::vector<Table>& out) {
   po.cpu_threads = threads;
   po.objective = *objective;
   po.slack = std::stod(setting(opt, "slack", "25")) / 100;
+  po.doubt = std::stod(setting(opt, "doubt", "10")) / 100;
   auto pl = std::make_shared<planner::Planner>(loaded.profile, loaded.why, po);
   // The planned backend gets its own pair, so that the one-backend runs leave it no backlog.
   auto pcpu = std::make_shared<backend::CpuBackend>(threads);

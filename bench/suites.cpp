@@ -27,7 +27,7 @@ const Suite kSuites[] = {
      run_crypto},
     {"planner",
      "mixed workload CPU-only vs GPU-only vs planned, per job size; fails when planned is more than "
-     "--set tolerance=5 (%) slower than the better (--set profile=PATH, objective=time|cpu)",
+     "--set tolerance=5 (%) slower than the better (--set profile=PATH, objective=time|cpu, doubt=10)",
      true, run_planner},
     {"classify", "packet classifier: GPU kernel / e2e vs CPU classifier, Hyperscan, rte_acl", false, run_classify},
     {"xdp",

@@ -48,7 +48,7 @@ class CpuBackend final : public Backend {
   Run* make_run(std::vector<Job*> jobs) const;
   void enqueue(Run* r);
   bool claim(Run* r, size_t* chunk);  // a chunk of r, or false when all are taken
-  void run_chunk(Run& r, size_t chunk);
+  void run_chunk(Run& r, size_t chunk, uint64_t* clock = nullptr);
   void finish(Run* r);
   void worker();
 

@@ -586,8 +586,28 @@ void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
   });
   const bool fault = inject_fault_.exchange(false);
   uint64_t errors = 0, retried = 0, retry_ns = 0;
+  // The GPU time of each batch: each part's wall time (the parts run one
+  // after another) shared by input bytes within the part, so that a batch of
+  // a slow op grouped with fast ones is not reported at the group's average.
+  std::vector<double> part_ns(group.size(), 0);
+  uint64_t parts_ns = 0;
   auto gpu_part = [&](Part& p, auto fn) {
     if (p.jobs.empty()) return;
+    const auto part0 = std::chrono::steady_clock::now();
+    struct Timed {
+      Part& p;
+      std::vector<double>& per_batch;
+      uint64_t& all;
+      std::chrono::steady_clock::time_point t0;
+      ~Timed() {
+        const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+        all += uint64_t(ns);
+        uint64_t bytes = 0;
+        for (auto* j : p.jobs) bytes += j->in.size();
+        for (size_t i = 0; i < p.jobs.size(); ++i)
+          per_batch[p.owner[i]] += bytes ? ns * double(p.jobs[i]->in.size()) / double(bytes) : ns / double(p.jobs.size());
+      }
+    } timed{p, part_ns, parts_ns, part0};
     for (uint32_t o : p.owner) on_gpu[o] = 1;
     auto retry = [&](const char* what) {
       errors++;
@@ -655,7 +675,8 @@ void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
     b.ran_on = retried_in[g] ? "cpu-retry" : on_gpu[g] ? name() : "cpu";
     const double share = all_bytes ? double(bytes[g]) / double(all_bytes) : 1.0 / double(group.size());
     b.cpu_ns += uint64_t(double(host_ns) * share);
-    b.run_ns = uint64_t(double(wall_ns) * share);
+    // The rest of the run (preparation, the CPU's jobs of the group) by bytes.
+    b.run_ns = uint64_t(part_ns[g] + double(wall_ns - std::min(wall_ns, parts_ns)) * share);
   }
   std::lock_guard lk(stats_mu_);
   stats_.batches += group.size();

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <thread>
 
+#include "backend/cpu_backend.h"
 #include "backend/ops.h"
 
 namespace gpo::planner {
@@ -48,7 +49,63 @@ double default_gpu_ns(uint64_t size, uint64_t count) { return 50'000.0 + double(
 
 }  // namespace
 
-double effective_cpu_ns(const Point& p) { return p.cpu_ns > 0 ? p.cpu_ns : p.cpu1_ns; }
+double effective_cpu_ns(const Point& p) {
+  if (p.cpu_ns > 0 && p.cpu1_ns > 0) return std::min(p.cpu_ns, p.cpu1_ns);
+  return p.cpu_ns > 0 ? p.cpu_ns : p.cpu1_ns;
+}
+
+GpuGate gpu_gate(const std::vector<Point>& pts, double gpu_weight) {
+  GpuGate g;
+  std::map<uint64_t, std::vector<const Point*>> by_size;
+  std::vector<double> gpu;
+  for (const auto& p : pts) {
+    if (p.gpu_ns <= 0 || effective_cpu_ns(p) <= 0) continue;
+    by_size[p.size].push_back(&p);
+    gpu.push_back(p.gpu_ns);
+  }
+  // The round trip: the median of the three fastest GPU batches, so that one
+  // lucky measurement does not set it.
+  std::sort(gpu.begin(), gpu.end());
+  if (!gpu.empty()) g.round_trip_ns = gpu[std::min<size_t>(1, gpu.size() - 1)];
+  for (auto& [size, v] : by_size) {
+    std::sort(v.begin(), v.end(), [](const Point* a, const Point* b) { return a->batch < b->batch; });
+    // Loss of each choice at each point, relative to the better choice there.
+    const size_t n = v.size();
+    std::vector<double> loss_cpu(n), loss_gpu(n);
+    for (size_t i = 0; i < n; ++i) {
+      const double c = effective_cpu_ns(*v[i]), gp = v[i]->gpu_ns * gpu_weight, best = std::min(c, gp);
+      // A point's loss counts at most as a 1.5x loss: one cell, however far
+      // off (a wake-up caught, a lucky GPU run), weighs no more than its
+      // neighbours' moderate losses.
+      loss_cpu[i] = std::min(0.5, c / best - 1);
+      loss_gpu[i] = std::min(0.5, gp / best - 1);
+    }
+    // Threshold k: the CPU below v[k], the GPU from v[k] on; k = n: never.
+    // Scanned from "never" down, so that a tie keeps the larger threshold.
+    double below = 0, from = 0;
+    for (size_t i = 0; i < n; ++i) below += loss_cpu[i];
+    size_t best_k = n;
+    double best_loss = below;
+    for (size_t k = n; k-- > 0;) {
+      below -= loss_cpu[k];
+      from += loss_gpu[k];
+      if (below + from < best_loss - 1e-12) best_loss = below + from, best_k = k;
+    }
+    g.by_size.push_back({size, best_k == n ? kNever : (best_k == 0 ? 1 : v[best_k]->batch)});
+  }
+  return g;
+}
+
+uint64_t GpuGate::min_batch(uint64_t size) const {
+  if (by_size.empty()) return kNever;
+  if (size <= by_size.front().size) return by_size.front().min_batch;
+  if (size >= by_size.back().size) return by_size.back().min_batch;
+  for (size_t i = 1; i < by_size.size(); ++i)
+    if (size <= by_size[i].size)
+      return size == by_size[i].size ? by_size[i].min_batch
+                                     : std::max(by_size[i - 1].min_batch, by_size[i].min_batch);
+  return kNever;
+}
 
 const char* objective_name(Objective o) { return o == Objective::cpu ? "cpu" : "time"; }
 
@@ -81,6 +138,10 @@ std::optional<double> interpolate(const std::vector<Point>& pts, Field f, uint64
 Planner::Planner(std::optional<Profile> profile, std::string why_none, PlannerOptions opt)
     : profile_(std::move(profile)), why_none_(std::move(why_none)), opt_(opt) {
   if (opt_.cpu_threads == 0) opt_.cpu_threads = std::max(1u, std::thread::hardware_concurrency());
+  const double weight =
+      opt_.objective == Objective::cpu ? 1.0 / (1.0 + std::max(0.0, opt_.slack)) : 1.0 + std::max(0.0, opt_.doubt);
+  if (profile_)
+    for (const auto& [name, op] : profile_->ops) gates_[name] = gpu_gate(op.points, weight);
 }
 
 std::string Planner::status_line() const {
@@ -104,7 +165,12 @@ double Planner::raw_cost_ns(std::string_view op, Where w, uint64_t mean_size, ui
     auto it = profile_->ops.find(std::string(op));
     if (it != profile_->ops.end()) {
       auto t = interpolate(it->second.points, w == Where::gpu ? Field::gpu : Field::cpu, mean_size, count);
-      if (!t && w == Where::cpu) t = interpolate(it->second.points, Field::cpu1, mean_size, count);
+      if (w == Where::cpu) {
+        // The pool never takes longer than one thread doing it all (a batch of
+        // one chunk runs on one worker): a pool figure above that is noise.
+        auto one = interpolate(it->second.points, Field::cpu1, mean_size, count);
+        if (one && (!t || *one < *t)) t = one;
+      }
       if (t) {
         if (source) *source = "profile";
         return *t;
@@ -175,17 +241,61 @@ Decision Planner::plan(std::string_view op, uint64_t mean_size, uint64_t count) 
                            kDefaultGpuMinJobBytes >> 10);
     return d;
   }
-  const bool gpu_sooner = d.gpu_done_ns() < d.cpu_done_ns();
-  const bool gpu_cheaper = d.gpu_cost_ns < d.cpu_cost_ns;
-  const bool frees_cpu =
-      opt_.objective == Objective::cpu && d.gpu_done_ns() <= d.cpu_done_ns() * (1.0 + std::max(0.0, opt_.slack));
-  d.where = gpu_sooner || frees_cpu ? Where::gpu : Where::cpu;
+  // Objective time: the GPU's figures count `doubt` longer (in doubt, the CPU).
+  const double w = opt_.objective == Objective::time ? 1.0 + std::max(0.0, opt_.doubt) : 1.0;
+  const double allow = opt_.objective == Objective::cpu ? 1.0 + std::max(0.0, opt_.slack) : 1.0;
+  // The gate (gpu_gate()): where the measured points say the GPU loses this
+  // batch alone, no queue sends it there; where they say it wins, it goes
+  // there unless the GPU's queue makes it later, even where the interpolated
+  // model alone disagrees (so that more jobs never move a batch back).
+  std::string closed;  // why the gate keeps the batch on the CPU; empty: open
+  bool gated = false;
+  if (gsrc == "profile") {
+    auto g = gates_.find(op);
+    if (g != gates_.end()) {
+      gated = true;
+      const GpuGate& gate = g->second;
+      // The batch's time on the CPU cores it gets, against the GPU's fixed
+      // round trip. The CPU backend gives a batch one worker per chunk of at
+      // least kMinChunkBytes (jobs are not split below that).
+      const uint64_t bytes = mean_size * std::max<uint64_t>(count, 1);
+      const uint64_t chunks = std::max<uint64_t>(
+          1, (bytes + backend::CpuBackend::kMinChunkBytes - 1) / backend::CpuBackend::kMinChunkBytes);
+      const double cores =
+          double(std::min<uint64_t>({std::max(1u, opt_.cpu_threads), std::max<uint64_t>(count, 1), chunks}));
+      const double on_cores = std::min(d.cpu_cost_ns, d.cpu_work_ns / cores);
+      const uint64_t min_batch = gate.min_batch(mean_size);
+      if (gate.round_trip_ns > 0 && on_cores < gate.round_trip_ns * w / allow)
+        closed = fmt::format("CPU sooner (the GPU's round trip of {:.0f} us is longer than the batch on the CPU)",
+                             gate.round_trip_ns / 1e3);
+      else if (count < min_batch)
+        closed = min_batch == kNever
+                     ? std::string("CPU sooner (profile: the GPU loses at this job size)")
+                     : fmt::format("CPU sooner (profile: the GPU from {} jobs at this job size)", min_batch);
+    }
+  }
+  const bool gpu_cheaper = d.gpu_cost_ns * w < d.cpu_cost_ns * allow;
+  // An open gate: the GPU alone at most as slow as the CPU allows, times what
+  // the GPU's observations say of the profile (so that they can still close it).
+  const double gpu_alone = gated && closed.empty()
+                               ? std::min(d.gpu_cost_ns * w, d.cpu_cost_ns * allow * correction(op, Where::gpu, mean_size))
+                               : d.gpu_cost_ns * w;
+  const double gpu_done = d.gpu_wait_ns + gpu_alone, cpu_done = d.cpu_done_ns();
+  const bool gpu_sooner = gated && closed.empty() ? gpu_done <= cpu_done : gpu_done < cpu_done;
+  const bool frees_cpu = opt_.objective == Objective::cpu && gpu_done <= cpu_done * allow;
+  if (!gpu_sooner && !frees_cpu) {
+    d.reason = gpu_cheaper || (gated && closed.empty()) ? "GPU backlog" : "CPU sooner";
+    return d;
+  }
+  if (!closed.empty()) {
+    d.reason = closed;
+    return d;
+  }
+  d.where = Where::gpu;
   if (gpu_sooner)
-    d.reason = gpu_cheaper ? "GPU sooner" : "CPU backlog";
-  else if (frees_cpu)
-    d.reason = fmt::format("GPU frees the CPU (at most {:.0f}% later)", opt_.slack * 100);
+    d.reason = gpu_cheaper || d.cpu_wait_ns <= 0 ? "GPU sooner" : "CPU backlog";
   else
-    d.reason = gpu_cheaper ? "GPU backlog" : "CPU sooner";
+    d.reason = fmt::format("GPU frees the CPU (at most {:.0f}% later)", opt_.slack * 100);
   return d;
 }
 

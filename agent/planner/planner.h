@@ -35,6 +35,30 @@ enum class Objective : uint8_t { time = 0, cpu = 1 };
 const char* objective_name(Objective o);
 std::optional<Objective> parse_objective(std::string_view s);
 
+// Where the GPU may take an op's batches at all, from the profile alone: per
+// measured job size the smallest job count from which the GPU takes the batch
+// (monotonic: more jobs of that size never move it back to the CPU), chosen
+// over that size's measured points to minimise the summed relative loss
+// against the better backend at each point, each capped at 0.5 (one noisy
+// cell cannot open or close a range by itself; ties keep the CPU); and the
+// GPU's round trip (its
+// fastest measured batches), which a batch whose CPU time on the cores it
+// gets (a worker per chunk of the CPU backend) is shorter than never pays.
+struct GpuGate {
+  struct Threshold {
+    uint64_t size = 0;
+    uint64_t min_batch = 0;  // kNever: not at this size
+  };
+  std::vector<Threshold> by_size;  // ascending size
+  double round_trip_ns = -1;       // median of the op's three fastest GPU batches; < 0: none
+  // The smallest job count the GPU takes at mean job size `size`: between two
+  // measured sizes the larger of their thresholds; beyond them the nearest's.
+  uint64_t min_batch(uint64_t size) const;
+};
+// gpu_weight scales the GPU's times before they are compared with the CPU's:
+// 1 + doubt (objective time), 1 / (1 + slack) (objective cpu).
+GpuGate gpu_gate(const std::vector<Point>& pts, double gpu_weight);
+
 struct Decision {
   Where where = Where::cpu;
   double cpu_cost_ns = 0, gpu_cost_ns = -1;  // the batch alone; gpu < 0: the GPU cannot take it
@@ -52,6 +76,11 @@ struct PlannerOptions {
   double ewma_alpha = 0.25;  // weight of a new observation in the online correction
   Objective objective = Objective::time;
   double slack = 0.25;       // objective cpu: the GPU may finish this fraction later than the CPU
+  // Objective time: the GPU's predictions count this fraction longer. A
+  // prediction is one calibration pass and a model; a batch misrouted to the
+  // GPU costs the round trip and a queue, one misrouted to the CPU only the
+  // difference. In doubt, the CPU.
+  double doubt = 0.10;
 };
 
 // Conservative defaults without a profile: the GPU only for batches of at
@@ -68,7 +97,9 @@ constexpr double kOffloadCopyNsPerByte = 0.2;
 // The plan page's "never" (GPO_PLAN_NEVER).
 constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
 
-// The CPU time of a measured point as the CPU backend runs it (its pool).
+// The CPU time of a measured point as the CPU backend runs it: its pool, or
+// one thread when the pool measured slower (a batch of one chunk runs on one
+// worker; a pool figure above that is a wake-up or noise).
 double effective_cpu_ns(const Point& p);
 
 class Planner {
@@ -146,6 +177,7 @@ class Planner {
   };
   std::map<std::string, Count, std::less<>> counts_;
   std::map<std::tuple<std::string, int, int>, double, std::less<>> factor_;  // (op, where, bucket) -> EWMA
+  std::map<std::string, GpuGate, std::less<>> gates_;  // per op of the profile, for these options
 };
 
 // The cost of a batch from profile points (one op), interpolated: piecewise
