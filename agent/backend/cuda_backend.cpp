@@ -9,12 +9,12 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "aes/aes.h"
-#include "cuda_buffers.h"
+#include "kernels/aes/aes.h"
+#include "kernels/cuda_buffers.h"
 #include "backend/ops.h"
 #include "backend/cuda_tier2.h"
 #include "backend/cuda_zstd.h"
-#include "sha256/sha256.h"
+#include "kernels/sha256/sha256.h"
 #include "util/log.h"
 
 namespace gpo::backend {

@@ -6,8 +6,8 @@
 #include <cstring>
 #include <span>
 
-#include "crc32/crc32.h"
-#include "cuda_buffers.h"
+#include "kernels/crc32/crc32.h"
+#include "kernels/cuda_buffers.h"
 
 namespace gpo::backend {
 namespace {

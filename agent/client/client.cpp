@@ -30,13 +30,13 @@
 #include <string>
 #include <vector>
 
-#include "aes/aes.h"
-#include "crc32/crc32.h"
-#include "deflate/deflate.h"
+#include "kernels/aes/aes.h"
+#include "kernels/crc32/crc32.h"
+#include "kernels/deflate/deflate.h"
 #include "gpuoffload.h"
 #include "ipc/slab_protocol.h"
 #include "ipc/slab_validate.h"
-#include "sha256/sha256.h"
+#include "kernels/sha256/sha256.h"
 
 using Clock = std::chrono::steady_clock;
 

@@ -25,7 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_gpu.h"
 
 #if defined(__CUDACC__)
 #define GPO_ZHD __host__ __device__ inline

@@ -26,9 +26,9 @@
 #include <utility>
 #include <vector>
 
-#include "cuda_buffers.h"
-#include "zstd/zstd_entropy.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/cuda_buffers.h"
+#include "kernels/zstd/zstd_entropy.h"
+#include "kernels/zstd/zstd_gpu.h"
 
 namespace gpo::zstd::entropy {
 

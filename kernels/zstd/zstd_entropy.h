@@ -18,7 +18,7 @@
 #include <span>
 #include <vector>
 
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_gpu.h"
 
 namespace gpo::zstd::entropy {
 

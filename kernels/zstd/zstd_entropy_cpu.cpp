@@ -2,8 +2,8 @@
 // one block after the other. The reference the GPU test compares bit for bit.
 #include <vector>
 
-#include "zstd/zstd_block_encode.h"
-#include "zstd/zstd_entropy.h"
+#include "kernels/zstd/zstd_block_encode.h"
+#include "kernels/zstd/zstd_entropy.h"
 
 namespace gpo::zstd::entropy {
 

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "cuda_buffers.h"
-#include "zstd/zstd_block_encode.h"
-#include "zstd/zstd_entropy.h"
+#include "kernels/cuda_buffers.h"
+#include "kernels/zstd/zstd_block_encode.h"
+#include "kernels/zstd/zstd_entropy.h"
 
 namespace gpo::zstd::entropy {
 

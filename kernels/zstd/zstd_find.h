@@ -28,7 +28,7 @@
 #pragma once
 #include <cstdint>
 
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_gpu.h"
 
 #if defined(__CUDACC__)
 #define GPO_HD __host__ __device__ __forceinline__

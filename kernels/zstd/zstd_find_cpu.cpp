@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "zstd/zstd_find.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
+#include "kernels/zstd/zstd_gpu.h"
 
 namespace gpo::zstd::gpu {
 

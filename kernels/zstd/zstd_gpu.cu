@@ -14,8 +14,8 @@
 // stitches each block's segments into one run of sequences.
 #include <cuda_runtime.h>
 
-#include "zstd/zstd_find.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
+#include "kernels/zstd/zstd_gpu.h"
 
 namespace gpo::zstd::gpu {
 namespace {

@@ -11,7 +11,7 @@
 #include <string>
 #include <thread>
 
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_gpu.h"
 
 namespace gpo::zstd::gpu {
 namespace {

@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <memory>
 
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_gpu.h"
 
 namespace gpo::zstd::gpu {
 namespace {

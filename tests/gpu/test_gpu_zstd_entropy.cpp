@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "unit/zstd_entropy_data.h"
-#include "zstd/zstd_entropy.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_entropy.h"
+#include "kernels/zstd/zstd_gpu.h"
 
 namespace {
 

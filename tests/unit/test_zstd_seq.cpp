@@ -13,8 +13,8 @@
 #include <fstream>
 
 #include "common/zstd_data.h"
-#include "zstd/zstd_find.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
+#include "kernels/zstd/zstd_gpu.h"
 
 namespace gpo::zstd::gpu {
 namespace {
