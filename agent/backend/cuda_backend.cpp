@@ -10,7 +10,7 @@
 #include <stdexcept>
 
 #include "kernels/aes/aes.h"
-#include "kernels/cuda_buffers.h"
+#include "kernels/common/cuda_buffers.h"
 #include "backend/ops.h"
 #include "backend/cuda_tier2.h"
 #include "backend/cuda_zstd.h"

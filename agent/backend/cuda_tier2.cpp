@@ -7,7 +7,7 @@
 #include <span>
 
 #include "kernels/crc32/crc32.h"
-#include "kernels/cuda_buffers.h"
+#include "kernels/common/cuda_buffers.h"
 
 namespace gpo::backend {
 namespace {

@@ -26,7 +26,7 @@
 #include <utility>
 #include <vector>
 
-#include "kernels/cuda_buffers.h"
+#include "kernels/common/cuda_buffers.h"
 #include "kernels/zstd/zstd_entropy.h"
 #include "kernels/zstd/zstd_gpu.h"
 

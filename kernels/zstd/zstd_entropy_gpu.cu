@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda_buffers.h"
+#include "kernels/common/cuda_buffers.h"
 #include "kernels/zstd/zstd_block_encode.h"
 #include "kernels/zstd/zstd_entropy.h"
 
