@@ -38,7 +38,7 @@
 #include <vector>
 
 #include "kernels/classify/frame.h"
-#include "kernels/classify/hd.h"
+#include "kernels/common/host_device.h"
 #include "kernels/classify/tables.h"
 
 namespace gpo::classify::acl {

@@ -28,7 +28,7 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/classify/hd.h"
+#include "kernels/common/host_device.h"
 #include "kernels/classify/tables.h"
 
 namespace gpo::classify {

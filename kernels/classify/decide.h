@@ -9,7 +9,7 @@
 #include "kernels/classify/acl.h"
 #include "kernels/classify/classify.h"
 #include "kernels/classify/contents.h"
-#include "kernels/classify/hd.h"
+#include "kernels/common/host_device.h"
 #include "kernels/classify/tables.h"
 
 namespace gpo::classify {

@@ -35,7 +35,7 @@
 #include <cstdint>
 
 #include "bpf/xdp_filter.h"
-#include "kernels/classify/hd.h"
+#include "kernels/common/host_device.h"
 
 namespace gpo::classify {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "kernels/classify/frame.h"
-#include "kernels/classify/hd.h"
+#include "kernels/common/host_device.h"
 
 namespace gpo::classify::parse {
 

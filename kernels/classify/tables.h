@@ -32,7 +32,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "kernels/classify/hd.h"
+#include "kernels/common/host_device.h"
 #include "kernels/match/match.h"
 
 namespace gpo::classify {
