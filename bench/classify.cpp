@@ -25,7 +25,7 @@
 #include "bench/baselines.h"
 #include "bench/bench.h"
 #include "bench/classify_workload.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #include "kernels/classify/frame.h"
 #include "rules/compiler.h"
 #include "rules/parser.h"

@@ -57,7 +57,7 @@
 #include "afxdp/rule_snapshot.h"
 #include "bench/bench.h"
 #include "bench/new_flows.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
 #include "kernels/classify/gpu_classifier.h"
 #endif

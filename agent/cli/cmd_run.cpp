@@ -18,7 +18,7 @@
 #include "cli/commands.h"
 #include "cli/rules_options.h"
 #include "ipc/offload_service.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
 #include "kernels/classify/gpu_classifier.h"
 #endif

@@ -16,7 +16,7 @@
 
 #include "backend/cpu_backend.h"
 #include "backend/ops.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #include "rules/compiler.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
 #include "backend/cuda_backend.h"

@@ -9,7 +9,7 @@
 
 #include "kernels/classify/acl.h"
 #include "kernels/classify/classify_gpu.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 
 namespace gpo::classify {
 namespace {

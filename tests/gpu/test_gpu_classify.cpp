@@ -13,7 +13,7 @@
 #include <random>
 
 #include "bench/classify_workload.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #include "kernels/classify/gpu_classifier.h"
 #include "rules/compiler.h"
 #include "rules/default_rules.h"
