@@ -30,7 +30,7 @@
 #include "rules/compiler.h"
 #include "rules/parser.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
-#include "kernels/classify/gpu_classifier.h"
+#include "kernels/classify/classify_runner.h"
 #endif
 
 namespace gpo::bench {

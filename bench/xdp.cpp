@@ -59,7 +59,7 @@
 #include "bench/new_flows.h"
 #include "kernels/classify/classify_cpu.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
-#include "kernels/classify/gpu_classifier.h"
+#include "kernels/classify/classify_runner.h"
 #endif
 #include "loader/xdp_loader.h"
 #include "loop/event_loop.h"

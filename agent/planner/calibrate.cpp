@@ -20,7 +20,7 @@
 #include "rules/compiler.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
 #include "backend/cuda_backend.h"
-#include "kernels/classify/gpu_classifier.h"
+#include "kernels/classify/classify_runner.h"
 #endif
 
 namespace gpo::planner {

@@ -1,4 +1,4 @@
-#include "kernels/classify/gpu_classifier.h"
+#include "kernels/classify/classify_runner.h"
 
 #include <sys/eventfd.h>
 #include <unistd.h>
