@@ -11,7 +11,7 @@
 //    dependent load per byte and touches the output lists only on a hit.
 //  - One 256-entry table maps a byte to both automata's classes at once
 //    (exact class | folded class << 16): one load per byte for both.
-//  - States are in breadth-first order (aho_corasick.cpp), so the shallow
+//  - States are in breadth-first order (match_cpu.cpp), so the shallow
 //    states, where a scan of ordinary traffic spends nearly all its steps, are
 //    the first rows, which stay in L1/L2. The batch kernel copies the class
 //    table into shared memory; it can also copy the first rows there
