@@ -13,7 +13,7 @@
 #include <fstream>
 
 #include "common/zstd_data.h"
-#include "kernels/zstd/zstd_find.h"
+#include "kernels/zstd/zstd_find_parse.h"
 #include "kernels/zstd/zstd_gpu.h"
 
 namespace gpo::zstd::gpu {
