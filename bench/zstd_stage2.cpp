@@ -21,7 +21,7 @@
 
 #include "bench/bench.h"
 #include "kernels/zstd/zstd_entropy.h"
-#include "kernels/zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::bench {
 namespace {

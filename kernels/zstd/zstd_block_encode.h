@@ -5,7 +5,7 @@
 // libzstd's decompressor (RFC 8878 is the format; no libzstd code here).
 //
 // Input per block: the source bytes and its sequences in stage 1's layout
-// (zstd_gpu.h: lit_len, match_len, plain backward offset) plus the literals
+// (zstd_find.h: lit_len, match_len, plain backward offset) plus the literals
 // after the last match. Output: a complete block (3-byte header + content):
 // Compressed_Block when it pays, else Raw_Block; never more than len + 3 bytes.
 //
@@ -25,7 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 #if defined(__CUDACC__)
 #define GPO_ZHD __host__ __device__ inline

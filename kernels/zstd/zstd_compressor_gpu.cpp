@@ -1,6 +1,6 @@
 // zstd stages 1 + 2 on the GPU, host in, host out (GpuCompressor,
 // zstd_entropy.h): host code only (g++ against cudart); the kernels are in
-// zstd_gpu.cu (stage 1) and zstd_entropy_gpu.cu (stage 2).
+// zstd_find_gpu.cu (stage 1) and zstd_entropy_gpu.cu (stage 2).
 //
 // A call is a stream of pieces over kSets buffer sets, each with its own CUDA
 // stream. The host loop, per step k: start piece k (lay it out, pack its
@@ -28,7 +28,7 @@
 
 #include "kernels/common/cuda_buffers.h"
 #include "kernels/zstd/zstd_entropy.h"
-#include "kernels/zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::entropy {
 

@@ -1,5 +1,5 @@
 // zstd stage 2: entropy coding on the GPU. Sequences and source already on the
-// device (stage 1's layout, zstd_gpu.h) -> standard zstd frames, one per input,
+// device (stage 1's layout, zstd_find.h) -> standard zstd frames, one per input,
 // that any `zstd -d` reads. The per-block encoder is zstd_block_encode.h, the
 // same code on the CPU (cpu_encode_frame: tests, reference) and the GPU.
 //
@@ -18,7 +18,7 @@
 #include <span>
 #include <vector>
 
-#include "kernels/zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::entropy {
 

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "kernels/zstd/zstd_find_parse.h"
-#include "kernels/zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::gpu {
 

@@ -28,7 +28,7 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 #if defined(__CUDACC__)
 #define GPO_HD __host__ __device__ __forceinline__
@@ -53,7 +53,7 @@ inline constexpr uint32_t kMinSegment = 4096;    // of at least this many bytes
 
 // The segments of a block of len bytes: count of `bytes` each (the last one
 // shorter), bytes a multiple of 4 so segment k's sequences start at slot
-// k * bytes / 4 of the block (see zstd_gpu.cu).
+// k * bytes / 4 of the block (see zstd_find_gpu.cu).
 struct Segments {
   uint32_t bytes, count;
 };

@@ -1,4 +1,4 @@
-// Stage 1 end to end (zstd_gpu.h, Pipeline): inputs to the device, one launch
+// Stage 1 end to end (zstd_find.h, Pipeline): inputs to the device, one launch
 // of the match finder over all blocks, sequences compacted and copied back,
 // then libzstd entropy-codes each input on CPU threads from those sequences.
 #include <cuda_runtime.h>
@@ -11,7 +11,7 @@
 #include <string>
 #include <thread>
 
-#include "kernels/zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::gpu {
 namespace {

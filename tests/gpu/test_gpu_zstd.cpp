@@ -17,7 +17,7 @@
 #include "backend/cuda_backend.h"
 #include "common/zstd_data.h"
 #include "kernels/zstd/zstd_entropy.h"
-#include "kernels/zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::gpu {
 namespace {

@@ -19,7 +19,7 @@
 #include "unit/zstd_entropy_data.h"
 #include "kernels/zstd/zstd_block_encode.h"
 #include "kernels/zstd/zstd_entropy.h"
-#include "kernels/zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace {
 

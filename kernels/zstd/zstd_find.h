@@ -72,7 +72,7 @@ uint64_t plan_blocks(std::span<const uint64_t> sizes, std::span<const uint64_t> 
 // seq_capacity(len)) is its scratch during the launch (so it must be the
 // range plan_blocks gave); past seq_count it holds garbage afterwards.
 // Returns the launch error (cudaError_t as int; 0 = success).
-// Defined in zstd_gpu.cu (CUDA builds only).
+// Defined in zstd_find_gpu.cu (CUDA builds only).
 int enqueue_find(const uint8_t* d_in, BlockDesc* d_blocks, uint32_t nblocks, Sequence* d_seqs, void* stream);
 
 // Copies the sequences of blocks[0, nblocks) from their slots (d_slots) to a

@@ -15,7 +15,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/zstd/zstd_find_parse.h"
-#include "kernels/zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::gpu {
 namespace {
