@@ -1,6 +1,6 @@
 // zstd on the GPU, stage 1: batch match finding. The device layout of the
 // finder's output is the contract with stage 2 (GPU entropy coding) and with
-// the sequence producer glue (zstd_seq.cpp) that hands the sequences to libzstd.
+// the sequence producer glue (zstd_sequence_producer.cpp) that hands the sequences to libzstd.
 //
 // A batch is many inputs laid out in one device buffer. Each input is cut into
 // blocks of at most kBlockBytes (zstd's ZSTD_BLOCKSIZE_MAX, the size libzstd
@@ -88,7 +88,7 @@ int enqueue_compact(const BlockDesc* d_blocks, uint32_t nblocks, const Sequence*
 // The GPU's parse step for step: the same sequences (the GPU test checks).
 void cpu_find(std::span<const uint8_t> in, std::span<BlockDesc> blocks, std::span<Sequence> seqs);
 
-// The glue to libzstd (zstd_seq.cpp, host only, any sequence source):
+// The glue to libzstd (zstd_sequence_producer.cpp, host only, any sequence source):
 // compresses one input into a standard zstd frame with ZSTD_compress2 at level,
 // libzstd's sequence producer handing it, block by block, the sequences found
 // beforehand. blocks: that input's blocks in order (matched by pos and len to
