@@ -100,7 +100,7 @@ size_t compress_with_sequences(std::span<const uint8_t> in, std::span<const Bloc
                                const Sequence* seqs, std::span<uint8_t> out, int level, bool* error,
                                unsigned* fallbacks = nullptr);
 
-// Stage 1 end to end on the current CUDA device (zstd_gpu_batch.cpp, CUDA
+// Stage 1 end to end on the current CUDA device (zstd_find_runner.cpp, CUDA
 // builds only): copies a batch of inputs in, finds the sequences of all their
 // blocks in one launch, copies them back, then CPU threads compress each input
 // with libzstd through compress_with_sequences. Throws std::runtime_error on a
