@@ -1,6 +1,6 @@
 // zstd stage 2: entropy coding on the GPU. Sequences and source already on the
 // device (stage 1's layout, zstd_find.h) -> standard zstd frames, one per input,
-// that any `zstd -d` reads. The per-block encoder is zstd_block_encode.h, the
+// that any `zstd -d` reads. The per-block encoder is zstd_entropy_block.h, the
 // same code on the CPU (cpu_encode_frame: tests, reference) and the GPU.
 //
 // Layout: one frame per input, its blocks (<= 128 KiB, stage 1's cut) encoded
