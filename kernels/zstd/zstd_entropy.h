@@ -81,7 +81,7 @@ class GpuEncoder {
 };
 
 // Stages 1 and 2 on the current CUDA device, host in, host out
-// (zstd_compressor_gpu.cpp): the inputs are copied in, stage 1 finds the
+// (zstd_runner.cpp): the inputs are copied in, stage 1 finds the
 // sequences of all their blocks, GpuEncoder codes them, the frames are copied
 // back. A batch goes in pieces (consecutive inputs, about piece_bytes each)
 // on kSets streams, so copies in, kernels and copies out of different pieces
