@@ -5,7 +5,7 @@
 
 #include "backend/ops.h"
 #include "kernels/crc32/crc32.h"
-#include "kernels/deflate/deflate.h"
+#include "kernels/zlib/zlib.h"
 
 namespace gpo::backend {
 namespace {

@@ -25,7 +25,7 @@ namespace gpo::crc32 {
 inline constexpr uint32_t kPoly = 0xedb88320u;  // x^32 + ... reflected, as zlib
 inline constexpr size_t kCrcBytes = 4;          // op output: the crc, little-endian
 
-// zlib crc32_z(crc, data, len), through the real zlib (kernels/deflate/zlib_real.h).
+// zlib crc32_z(crc, data, len), through the real zlib (kernels/zlib/zlib_real.h).
 uint32_t cpu_crc32(uint32_t crc, std::span<const uint8_t> data);
 
 // --- GF(2)[x] mod P arithmetic, reflected bit order (bit 31 is x^0), as zlib's crc32.c ---

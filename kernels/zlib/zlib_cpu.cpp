@@ -1,7 +1,7 @@
 // The CPU reference for zlib compress: compress2() of the real zlib.
-#include "kernels/deflate/deflate.h"
+#include "kernels/zlib/zlib.h"
 
-#include "kernels/deflate/zlib_real.h"
+#include "kernels/zlib/zlib_real.h"
 
 namespace gpo::deflate {
 
