@@ -66,7 +66,7 @@ struct ParsedFrame {
   uint32_t payload_offset = 0;  // L4 payload, from the start of the frame
   uint32_t payload_len = 0;
 
-  GPO_HD bool ok() const { return status == ParseStatus::kOk; }
+  GPO_HD GPO_FORCEINLINE bool ok() const { return status == ParseStatus::kOk; }
 };
 
 // Implemented in frame_parse.h (host+device), which the GPU classifier shares.

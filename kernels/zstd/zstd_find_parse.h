@@ -28,13 +28,9 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/common/host_device.h"
 #include "kernels/zstd/zstd_find.h"
 
-#if defined(__CUDACC__)
-#define GPO_HD __host__ __device__ __forceinline__
-#else
-#define GPO_HD inline
-#endif
 
 namespace gpo::zstd::gpu::find {
 
@@ -57,7 +53,7 @@ inline constexpr uint32_t kMinSegment = 4096;    // of at least this many bytes
 struct Segments {
   uint32_t bytes, count;
 };
-GPO_HD Segments segments_of(uint32_t len) {
+GPO_HD GPO_FORCEINLINE Segments segments_of(uint32_t len) {
   uint32_t bytes = ((len + kMaxSegments - 1) / kMaxSegments + 3) & ~3u;
   if (bytes < kMinSegment) bytes = kMinSegment;
   return {bytes, (len + bytes - 1) / bytes};
@@ -69,7 +65,7 @@ static_assert(uint64_t(kLookback) + kBlockBytes / kMaxSegments <= TableEntry(~Ta
 static_assert(kCapA % 8 == 0 && kCapA >= 8);
 
 // Little-endian 8 bytes -> bucket (zstd's prime multiply of the low kHashBytes bytes).
-GPO_HD uint32_t hash_of(uint64_t v) {
+GPO_HD GPO_FORCEINLINE uint32_t hash_of(uint64_t v) {
   constexpr uint64_t kPrime = 227718039650203ULL;
   return uint32_t(((v << (64 - 8 * kHashBytes)) * kPrime) >> (64 - kHashLog));
 }
@@ -81,7 +77,7 @@ struct Choice {
   uint32_t len;  // 0: no match
   uint32_t dist;
 };
-GPO_HD Choice choose(uint32_t hash_len, uint32_t hash_dist, const uint32_t* rep_len, const uint32_t* reps) {
+GPO_HD GPO_FORCEINLINE Choice choose(uint32_t hash_len, uint32_t hash_dist, const uint32_t* rep_len, const uint32_t* reps) {
   Choice c{0, 0};
   if (rep_len[0] >= kRepMin && rep_len[0] + 1 >= hash_len)
     c = {rep_len[0], reps[0]};
@@ -92,13 +88,13 @@ GPO_HD Choice choose(uint32_t hash_len, uint32_t hash_dist, const uint32_t* rep_
   return c;
 }
 // After a match at distance d (zstd's repcode history, without its ll0 special case).
-GPO_HD void update_reps(uint32_t* reps, uint32_t d) {
+GPO_HD GPO_FORCEINLINE void update_reps(uint32_t* reps, uint32_t d) {
   if (d == reps[0]) return;
   if (d != reps[1]) reps[2] = reps[1];
   reps[1] = reps[0];
   reps[0] = d;
 }
 // Lazy step: the next position's match replaces this one's when longer by more than one.
-GPO_HD bool prefer_next(Choice here, Choice next) { return next.len > here.len + 1; }
+GPO_HD GPO_FORCEINLINE bool prefer_next(Choice here, Choice next) { return next.len > here.len + 1; }
 
 }  // namespace gpo::zstd::gpu::find
