@@ -22,7 +22,6 @@ namespace {
 
 using CudaError = cuda::Error;
 using cuda::check;
-void check(int e, const char* what) { check(static_cast<cudaError_t>(e), what); }
 
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 

@@ -12,13 +12,7 @@
 namespace gpo::backend {
 namespace {
 
-struct Fail {
-  cudaError_t code;
-};
-void ck(cudaError_t e) {
-  if (e != cudaSuccess) throw Fail{e};
-}
-void ck(int e) { ck(static_cast<cudaError_t>(e)); }
+using cuda::check;
 
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -97,12 +91,12 @@ struct CudaTier2::Impl {
   std::vector<cudaStream_t> streams;
   std::vector<cudaEvent_t> events;
   cudaEvent_t ev_meta = nullptr;
-  // Grow-only (a batch reuses the last one's); allocation errors go to Fail.
+  // Grow-only (a batch reuses the last one's); allocation errors throw cuda::Error.
   cuda::DevBuf<uint8_t> d_in, d_meta;
   cuda::PinnedBuf<uint8_t> h_meta, h_stage_in, h_stage_out;
   template <typename Buf>
   static uint8_t* grow(Buf& b, size_t n) {
-    ck(b.ensure(n));
+    check(b.ensure(n));
     return b.data();
   }
   Layout lay;
@@ -110,7 +104,7 @@ struct CudaTier2::Impl {
   cudaEvent_t event(size_t p) {
     while (events.size() <= p) {
       cudaEvent_t e;
-      ck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
       events.push_back(e);
     }
     return events[p];
@@ -128,7 +122,7 @@ struct CudaTier2::Impl {
         std::memcpy(st, src, c.hi - c.lo);
         src = st;
       }
-      ck(cudaMemcpyAsync(din + c.lo, src, c.hi - c.lo, cudaMemcpyHostToDevice, s));
+      check(cudaMemcpyAsync(din + c.lo, src, c.hi - c.lo, cudaMemcpyHostToDevice, s));
     }
   }
 
@@ -158,10 +152,10 @@ struct CudaTier2::Impl {
       for (uint32_t t = first[i]; t < first[i + 1]; ++t) hmap[t] = i;
     }
     cudaStream_t s0 = streams[0];
-    if (!ev_meta) ck(cudaEventCreateWithFlags(&ev_meta, cudaEventDisableTiming));
-    ck(cudaMemcpyAsync(dm, hm, jobs_b + map_b, cudaMemcpyHostToDevice, s0));
-    ck(cudaMemsetAsync(dacc, 0, n * sizeof(uint32_t), s0));
-    ck(cudaEventRecord(ev_meta, s0));
+    if (!ev_meta) check(cudaEventCreateWithFlags(&ev_meta, cudaEventDisableTiming));
+    check(cudaMemcpyAsync(dm, hm, jobs_b + map_b, cudaMemcpyHostToDevice, s0));
+    check(cudaMemsetAsync(dacc, 0, n * sizeof(uint32_t), s0));
+    check(cudaEventRecord(ev_meta, s0));
 
     // Pieces of whole tiles, ~piece_target bytes each, round-robin on the streams.
     const uint64_t target = piece_target(lay.total);
@@ -172,11 +166,11 @@ struct CudaTier2::Impl {
     auto flush = [&](uint32_t tb) {
       if (tb <= ta) return;
       cudaStream_t s = streams[pieces % streams.size()];
-      ck(cudaStreamWaitEvent(s, ev_meta, 0));
+      check(cudaStreamWaitEvent(s, ev_meta, 0));
       copy_in(cl, din, s);
-      if (inject_fault && pieces == 0) ck(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, s));
-      ck(g::enqueue_tiles(djobs, dmap, ta, tb, dacc, s));
-      ck(cudaEventRecord(event(pieces), s));
+      if (inject_fault && pieces == 0) check(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, s));
+      check(g::enqueue_tiles(djobs, dmap, ta, tb, dacc, s));
+      check(cudaEventRecord(event(pieces), s));
       ++pieces;
       cl.v.clear();
       ta = tb;
@@ -193,10 +187,10 @@ struct CudaTier2::Impl {
       }
     }
     flush(ntiles);
-    for (size_t p = 0; p < pieces; ++p) ck(cudaStreamWaitEvent(s0, events[p], 0));
-    ck(g::enqueue_finalize(djobs, n, dacc, dres, s0));
-    ck(cudaMemcpyAsync(hres, dres, n * sizeof(uint32_t), cudaMemcpyDeviceToHost, s0));
-    ck(cudaStreamSynchronize(s0));
+    for (size_t p = 0; p < pieces; ++p) check(cudaStreamWaitEvent(s0, events[p], 0));
+    check(g::enqueue_finalize(djobs, n, dacc, dres, s0));
+    check(cudaMemcpyAsync(hres, dres, n * sizeof(uint32_t), cudaMemcpyDeviceToHost, s0));
+    check(cudaStreamSynchronize(s0));
     for (uint32_t i = 0; i < n; ++i) {
       Job& j = *jobs[i];
       for (int b = 0; b < 4; ++b) j.out[b] = uint8_t(hres[i] >> (8 * b));
@@ -250,13 +244,13 @@ struct CudaTier2::Impl {
       cl.v.clear();
       for (auto& c : pieces[p]) cl.add(lay, c.job, c.lo, c.hi);
       copy_in(cl, din, s);
-      if (inject_fault && p == 0) ck(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, s));
+      if (inject_fault && p == 0) check(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, s));
       // Device -> host, merging chunks adjacent on both sides (outputs packed like their inputs).
       const uint8_t* run_src = nullptr;
       uint8_t* run_dst = nullptr;
       uint64_t run_len = 0;
       auto send = [&] {
-        if (run_len) ck(cudaMemcpyAsync(run_dst, run_src, run_len, cudaMemcpyDeviceToHost, s));
+        if (run_len) check(cudaMemcpyAsync(run_dst, run_src, run_len, cudaMemcpyDeviceToHost, s));
         run_len = 0;
       };
       for (auto& c : pieces[p]) {
@@ -272,10 +266,10 @@ struct CudaTier2::Impl {
         run_src = src, run_dst = dst, run_len = c.hi - c.lo;
       }
       send();
-      ck(cudaEventRecord(event(p), s));
+      check(cudaEventRecord(event(p), s));
     }
     for (size_t p = 0; p < pieces.size(); ++p) {
-      ck(cudaEventSynchronize(events[p]));
+      check(cudaEventSynchronize(events[p]));
       for (auto& c : pieces[p])
         if (out_staged[c.job])
           std::memcpy(jobs[c.job]->out.data() + c.lo, hso + lay.dev[c.job] + c.lo, c.hi - c.lo);
@@ -301,7 +295,7 @@ int CudaTier2::run_crc32(std::vector<Job*>& jobs, bool inject_fault) {
   try {
     impl_->crc32(jobs, inject_fault);
     return 0;
-  } catch (const Fail& f) {
+  } catch (const cuda::Error& f) {
     impl_->sync_all();  // nothing of this batch still in flight when the CPU takes over
     return int(f.code);
   }
@@ -312,7 +306,7 @@ int CudaTier2::run_memcpy(std::vector<Job*>& jobs, bool inject_fault) {
   try {
     impl_->memcpy_(jobs, inject_fault);
     return 0;
-  } catch (const Fail& f) {
+  } catch (const cuda::Error& f) {
     impl_->sync_all();
     return int(f.code);
   }

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/common/cuda_check.h"
 #include "kernels/match/match_gpu.h"
 
 namespace gpo::match::gpu {
@@ -24,9 +25,7 @@ namespace {
 constexpr uint32_t kThreads = 256;
 constexpr uint32_t kMinChunk = 64;
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("match gpu: ") + what + ": " + cudaGetErrorString(e));
-}
+using cuda::check;
 
 __global__ void __launch_bounds__(kThreads) k_scan(MatcherView m, const uint8_t* __restrict__ data,
                                                    const PayloadRef* __restrict__ payloads, uint32_t n,
@@ -121,20 +120,7 @@ struct HostBuf {  // pinned
 
 }  // namespace
 
-bool gpu_usable(std::string* why) {
-  int n = 0;
-  cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    if (why) *why = cudaGetErrorString(e);
-    cudaGetLastError();
-    return false;
-  }
-  if (n == 0) {
-    if (why) *why = "no CUDA device";
-    return false;
-  }
-  return true;
-}
+bool gpu_usable(std::string* why) { return cuda::device_count(why) > 0; }
 
 struct DeviceMatcher::Impl {
   int device = 0;

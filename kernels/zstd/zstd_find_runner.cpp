@@ -11,16 +11,13 @@
 #include <string>
 #include <thread>
 
+#include "kernels/common/cuda_check.h"
 #include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::gpu {
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string(what) + " (" + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + ")");
-}
-void check(int e, const char* what) { check(static_cast<cudaError_t>(e), what); }
+using cuda::check;
 
 // Grow-only device / pinned host buffers: a batch reuses the last one's.
 struct DevBuf {

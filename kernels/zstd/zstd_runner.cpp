@@ -38,8 +38,7 @@ using cuda::DevBuf;
 using cuda::PinnedBuf;
 using Clock = std::chrono::steady_clock;
 
-void check(cudaError_t e, const char* what) { cuda::check(e, what); }
-void check(int e, const char* what) { cuda::check(static_cast<cudaError_t>(e), what); }
+using cuda::check;
 
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
