@@ -7,6 +7,7 @@
 #include <span>
 
 #include "kernels/crc32/crc32.h"
+#include "kernels/common/copy_plan.h"
 #include "kernels/common/cuda_buffers.h"
 
 namespace gpo::backend {
@@ -14,76 +15,11 @@ namespace {
 
 using cuda::check;
 
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
-
+using cuda::CopyPlan;
+using cuda::DeviceLayout;
+using cuda::align_up;
 using cuda::is_pinned;
-
-// Inputs laid out on the device so that buffers close together in host memory
-// (jobs packed in a client slab) share one copy; the host address modulo 256
-// is kept so aligned host data stays aligned.
-struct Layout {
-  struct Range {
-    const uint8_t* host;
-    uint64_t dev, len;
-    bool staged;  // not pinned: goes through pinned staging
-  };
-  std::vector<Range> ranges;
-  std::vector<uint32_t> range_of;
-  std::vector<uint64_t> dev;
-  uint64_t total = 0;
-  void build(const std::vector<Job*>& jobs) {
-    ranges.clear();
-    range_of.assign(jobs.size(), 0);
-    dev.assign(jobs.size(), 0);
-    total = 0;
-    const uint8_t* prev_end = nullptr;
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      auto b = jobs[i]->in;
-      if (b.empty()) continue;
-      if (prev_end && b.data() >= prev_end && uint64_t(b.data() - prev_end) <= 4096) {
-        Range& r = ranges.back();
-        dev[i] = r.dev + uint64_t(b.data() - r.host);
-        r.len = uint64_t(b.data() + b.size() - r.host);
-        total = r.dev + r.len;
-      } else {
-        const uint64_t d = align_up(total, 256) + (reinterpret_cast<uintptr_t>(b.data()) & 255);
-        ranges.push_back({b.data(), d, b.size(), !is_pinned(b.data())});
-        dev[i] = d;
-        total = d + b.size();
-      }
-      range_of[i] = uint32_t(ranges.size() - 1);
-      prev_end = b.data() + b.size();
-    }
-  }
-  bool any_staged() const {
-    for (auto& r : ranges)
-      if (r.staged) return true;
-    return false;
-  }
-};
-
-// Copies of one piece, merged per range.
-struct CopyList {
-  struct Copy {
-    uint32_t range;
-    uint64_t lo, hi;  // device offsets
-  };
-  std::vector<Copy> v;
-  void add(const Layout& l, size_t job, uint64_t lo, uint64_t hi) {
-    if (hi <= lo) return;
-    const uint32_t r = l.range_of[job];
-    const uint64_t dlo = l.dev[job] + lo, dhi = l.dev[job] + hi;
-    if (!v.empty() && v.back().range == r && dlo >= v.back().lo) {
-      v.back().hi = std::max(v.back().hi, dhi);
-      return;
-    }
-    v.push_back({r, dlo, dhi});
-  }
-};
-
-uint64_t piece_target(uint64_t total) {
-  return std::clamp<uint64_t>(total / 16, uint64_t{1} << 20, uint64_t{16} << 20);
-}
+using cuda::piece_target;
 
 }  // namespace
 
@@ -99,8 +35,12 @@ struct CudaTier2::Impl {
     check(b.ensure(n));
     return b.data();
   }
-  Layout lay;
+  DeviceLayout lay;  // the inputs on the device (4096: gap one copy may carry along)
 
+  void build_layout(const std::vector<Job*>& jobs) {
+    lay.reset(jobs.size());
+    for (size_t i = 0; i < jobs.size(); ++i) lay.add(i, jobs[i]->in, 4096, is_pinned);
+  }
   cudaEvent_t event(size_t p) {
     while (events.size() <= p) {
       cudaEvent_t e;
@@ -113,8 +53,8 @@ struct CudaTier2::Impl {
     for (auto s : streams) cudaStreamSynchronize(s);
     cudaGetLastError();
   }
-  void copy_in(const CopyList& cl, uint8_t* din, cudaStream_t s) {
-    for (auto& c : cl.v) {
+  void copy_in(const CopyPlan& cl, uint8_t* din, cudaStream_t s) {
+    for (auto& c : cl.copies) {
       const auto& r = lay.ranges[c.range];
       const void* src = r.host + (c.lo - r.dev);
       if (r.staged) {  // unpinned: through pinned staging, one piece at a time
@@ -129,7 +69,7 @@ struct CudaTier2::Impl {
   void crc32(std::vector<Job*>& jobs, bool inject_fault) {
     namespace g = crc32::gpu;
     const uint32_t n = uint32_t(jobs.size());
-    lay.build(jobs);
+    build_layout(jobs);
     if (lay.any_staged()) grow(h_stage_in, lay.total);
     uint8_t* din = grow(d_in, lay.total);
     std::vector<uint32_t> first(n + 1, 0);
@@ -160,7 +100,7 @@ struct CudaTier2::Impl {
     // Pieces of whole tiles, ~piece_target bytes each, round-robin on the streams.
     const uint64_t target = piece_target(lay.total);
     size_t pieces = 0;
-    CopyList cl;
+    CopyPlan cl;
     uint32_t ta = 0;
     uint64_t bytes = 0;
     auto flush = [&](uint32_t tb) {
@@ -172,7 +112,7 @@ struct CudaTier2::Impl {
       check(g::enqueue_tiles(djobs, dmap, ta, tb, dacc, s));
       check(cudaEventRecord(event(pieces), s));
       ++pieces;
-      cl.v.clear();
+      cl.clear();
       ta = tb;
       bytes = 0;
     };
@@ -203,7 +143,7 @@ struct CudaTier2::Impl {
   // directions overlap). Outputs that are not pinned come back through staging.
   void memcpy_(std::vector<Job*>& jobs, bool inject_fault) {
     const uint32_t n = uint32_t(jobs.size());
-    lay.build(jobs);
+    build_layout(jobs);
     if (lay.any_staged()) grow(h_stage_in, lay.total);
     uint8_t* din = grow(d_in, lay.total);
     std::vector<bool> out_staged(n, false);
@@ -238,10 +178,10 @@ struct CudaTier2::Impl {
     }
     if (!cur.empty()) pieces.push_back(std::move(cur));
 
-    CopyList cl;
+    CopyPlan cl;
     for (size_t p = 0; p < pieces.size(); ++p) {
       cudaStream_t s = streams[p % streams.size()];
-      cl.v.clear();
+      cl.clear();
       for (auto& c : pieces[p]) cl.add(lay, c.job, c.lo, c.hi);
       copy_in(cl, din, s);
       if (inject_fault && p == 0) check(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, s));
