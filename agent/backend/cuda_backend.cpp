@@ -13,7 +13,7 @@
 #include "kernels/common/copy_plan.h"
 #include "kernels/common/cuda_buffers.h"
 #include "backend/ops.h"
-#include "backend/cuda_tier2.h"
+#include "backend/cuda_crc32_memcpy.h"
 #include "backend/cuda_zstd.h"
 #include "kernels/sha256/sha256.h"
 #include "util/log.h"
@@ -64,7 +64,7 @@ struct CudaBackend::Impl {
   cuda::PinnedBuf<uint8_t> h_meta, h_aux, h_res, h_stage_in, h_stage_out;
   DeviceLayout in_m, out_m;
   CopyPlan cp;
-  std::unique_ptr<CudaTier2> tier2;  // crc32, memcpy (cuda_tier2.cpp), made on first use
+  std::unique_ptr<CudaCrc32Memcpy> crc32_memcpy;  // crc32, memcpy (cuda_crc32_memcpy.cpp), made on first use
   std::unique_ptr<CudaZstd> zstd;    // zstd_compress at level <= 3 (cuda_zstd.cpp), made on first use
 
   Impl() {
@@ -549,12 +549,14 @@ void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
     for (auto* x : j) in_bytes += x->in.size();
     impl_->run_sha(j, in_bytes, fault);
   });
-  auto tier2 = [&]() -> CudaTier2& {
-    if (!impl_->tier2) impl_->tier2 = std::make_unique<CudaTier2>(reinterpret_cast<void* const*>(impl_->streams), Impl::kStreams);
-    return *impl_->tier2;
+  auto crc32_memcpy = [&]() -> CudaCrc32Memcpy& {
+    if (!impl_->crc32_memcpy)
+      impl_->crc32_memcpy =
+          std::make_unique<CudaCrc32Memcpy>(reinterpret_cast<void* const*>(impl_->streams), Impl::kStreams);
+    return *impl_->crc32_memcpy;
   };
-  gpu_part(crc_p, [&](std::vector<Job*>& j) { check(tier2().run_crc32(j, fault), "crc32 batch"); });
-  gpu_part(copy_p, [&](std::vector<Job*>& j) { check(tier2().run_memcpy(j, fault), "memcpy batch"); });
+  gpu_part(crc_p, [&](std::vector<Job*>& j) { check(crc32_memcpy().run_crc32(j, fault), "crc32 batch"); });
+  gpu_part(copy_p, [&](std::vector<Job*>& j) { check(crc32_memcpy().run_memcpy(j, fault), "memcpy batch"); });
   gpu_part(zstd_p, [&](std::vector<Job*>& j) {
     if (!impl_->zstd) impl_->zstd = std::make_unique<CudaZstd>();
     impl_->zstd->run(j, fault);

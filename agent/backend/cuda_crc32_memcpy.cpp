@@ -1,4 +1,4 @@
-#include "backend/cuda_tier2.h"
+#include "backend/cuda_crc32_memcpy.h"
 
 #include <cuda_runtime.h>
 
@@ -23,7 +23,7 @@ using cuda::piece_target;
 
 }  // namespace
 
-struct CudaTier2::Impl {
+struct CudaCrc32Memcpy::Impl {
   std::vector<cudaStream_t> streams;
   std::vector<cudaEvent_t> events;
   cudaEvent_t ev_meta = nullptr;
@@ -221,16 +221,16 @@ struct CudaTier2::Impl {
   }
 };
 
-CudaTier2::CudaTier2(void* const* streams, int nstreams) : impl_(std::make_unique<Impl>()) {
+CudaCrc32Memcpy::CudaCrc32Memcpy(void* const* streams, int nstreams) : impl_(std::make_unique<Impl>()) {
   for (int i = 0; i < nstreams; ++i) impl_->streams.push_back(static_cast<cudaStream_t>(streams[i]));
 }
 
-CudaTier2::~CudaTier2() {
+CudaCrc32Memcpy::~CudaCrc32Memcpy() {
   for (auto e : impl_->events) cudaEventDestroy(e);
   if (impl_->ev_meta) cudaEventDestroy(impl_->ev_meta);
 }
 
-int CudaTier2::run_crc32(std::vector<Job*>& jobs, bool inject_fault) {
+int CudaCrc32Memcpy::run_crc32(std::vector<Job*>& jobs, bool inject_fault) {
   if (jobs.empty()) return 0;
   try {
     impl_->crc32(jobs, inject_fault);
@@ -241,7 +241,7 @@ int CudaTier2::run_crc32(std::vector<Job*>& jobs, bool inject_fault) {
   }
 }
 
-int CudaTier2::run_memcpy(std::vector<Job*>& jobs, bool inject_fault) {
+int CudaCrc32Memcpy::run_memcpy(std::vector<Job*>& jobs, bool inject_fault) {
   if (jobs.empty()) return 0;
   try {
     impl_->memcpy_(jobs, inject_fault);
