@@ -102,17 +102,10 @@ struct CudaBackend::Impl {
     if (any_in_staged) h_stage_in.get(in_m.total);
   }
 
-  void copy_in(uint8_t* dev_base, cudaStream_t s) {
-    for (auto& c : cp.copies) {
-      const auto& r = in_m.ranges[c.range];
-      const void* src = r.host + (c.lo - r.dev);
-      if (r.staged) {  // unpinned: through pinned staging, one piece at a time
-        uint8_t* st = h_stage_in.data() + c.lo;
-        std::memcpy(st, src, c.hi - c.lo);
-        src = st;
-      }
-      check(cudaMemcpyAsync(dev_base + c.lo, src, c.hi - c.lo, cudaMemcpyHostToDevice, s), "copy to device");
-    }
+  void copy_in(uint8_t* dev_base, cudaStream_t s) {  // unpinned ranges through pinned staging
+    cp.copy_in(in_m, h_stage_in.data(), [&](uint64_t off, const void* src, uint64_t len) {
+      check(cudaMemcpyAsync(dev_base + off, src, len, cudaMemcpyHostToDevice, s), "copy to device");
+    });
   }
   void copy_out(const uint8_t* dev_base, cudaStream_t s) {
     for (auto& c : cp.copies) {

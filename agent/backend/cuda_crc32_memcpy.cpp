@@ -53,17 +53,10 @@ struct CudaCrc32Memcpy::Impl {
     for (auto s : streams) cudaStreamSynchronize(s);
     cudaGetLastError();
   }
-  void copy_in(const CopyPlan& cl, uint8_t* din, cudaStream_t s) {
-    for (auto& c : cl.copies) {
-      const auto& r = lay.ranges[c.range];
-      const void* src = r.host + (c.lo - r.dev);
-      if (r.staged) {  // unpinned: through pinned staging, one piece at a time
-        uint8_t* st = h_stage_in.data() ? h_stage_in.data() + c.lo : nullptr;
-        std::memcpy(st, src, c.hi - c.lo);
-        src = st;
-      }
-      check(cudaMemcpyAsync(din + c.lo, src, c.hi - c.lo, cudaMemcpyHostToDevice, s));
-    }
+  void copy_in(const CopyPlan& cl, uint8_t* din, cudaStream_t s) {  // unpinned ranges through pinned staging
+    cl.copy_in(lay, h_stage_in.data(), [&](uint64_t off, const void* src, uint64_t len) {
+      check(cudaMemcpyAsync(din + off, src, len, cudaMemcpyHostToDevice, s));
+    });
   }
 
   void crc32(std::vector<Job*>& jobs, bool inject_fault) {

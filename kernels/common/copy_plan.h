@@ -6,7 +6,8 @@
 //    together there and one copy moves many of them. The host address modulo
 //    256 is kept, so 16-byte aligned host data is aligned on the device.
 //  - CopyPlan lists the copies of one piece of the batch: the byte intervals
-//    of buffers it needs, merged into one copy per contiguous range.
+//    of buffers it needs, merged into one copy per contiguous range; its
+//    copy_in() stages what is not pinned and hands each copy to the caller.
 //  - piece_target() is the size of a piece, so that the copies, kernels and
 //    copies back of successive pieces overlap on the streams.
 //
@@ -17,6 +18,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <vector>
 
@@ -106,6 +108,21 @@ struct CopyPlan {
       return;
     }
     copies.push_back({r, dlo, dhi});
+  }
+  // The host side of copying this piece in: each copy's source, with a staged
+  // range's bytes first copied into staging (pinned, laid out like the device
+  // buffer) and sent from there. copy(dev_offset, src, len) enqueues one copy.
+  template <typename Copy>
+  void copy_in(const DeviceLayout& m, uint8_t* staging, Copy&& copy) const {
+    for (const auto& c : copies) {
+      const auto& r = m.ranges[c.range];
+      const void* src = r.host + (c.lo - r.dev);
+      if (r.staged) {
+        std::memcpy(staging + c.lo, src, c.hi - c.lo);
+        src = staging + c.lo;
+      }
+      copy(c.lo, src, c.hi - c.lo);
+    }
   }
 };
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <vector>
 
@@ -94,6 +95,44 @@ TEST(CopyPlan, IntervalsMergePerRangeAndSkipEmptyBuffers) {
   EXPECT_EQ(p.copies.size(), 3u);
   p.clear();
   EXPECT_TRUE(p.copies.empty());
+}
+
+TEST(CopyPlan, CopyInSendsPinnedRangesDirectlyAndStagesTheOthers) {
+  Arena a;
+  uint8_t* host = a.base();
+  for (size_t i = 0; i < 20000; ++i) host[i] = uint8_t(i * 7 + 1);
+  static const uint8_t* pinned_base;
+  pinned_base = host;
+  const Bufs bufs = {a.at(0, 100), a.at(10000, 300)};  // range 0 pinned, range 1 not
+  DeviceLayout l;
+  l.build(bufs, 4096, [](const void* p) { return p == pinned_base; });
+  ASSERT_EQ(l.ranges.size(), 2u);
+  CopyPlan p;
+  p.add(l, 0, 10, 60);
+  p.add(l, 1, 100, 250);
+  std::vector<uint8_t> staging(l.total, 0);
+  std::vector<uint8_t> device(l.total, 0);
+  struct Sent {
+    uint64_t off;
+    const void* src;
+    uint64_t len;
+  };
+  std::vector<Sent> sent;
+  p.copy_in(l, staging.data(), [&](uint64_t off, const void* src, uint64_t len) {
+    sent.push_back({off, src, len});
+    std::memcpy(device.data() + off, src, len);
+  });
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].off, l.dev[0] + 10);
+  EXPECT_EQ(sent[0].src, host + 10);  // pinned: straight from the buffer
+  EXPECT_EQ(sent[0].len, 50u);
+  EXPECT_EQ(sent[1].off, l.dev[1] + 100);
+  EXPECT_EQ(sent[1].src, staging.data() + l.dev[1] + 100);  // staged at the device offset
+  EXPECT_EQ(sent[1].len, 150u);
+  for (uint64_t i = 10; i < 60; ++i) EXPECT_EQ(device[l.dev[0] + i], host[i]);
+  for (uint64_t i = 100; i < 250; ++i) EXPECT_EQ(device[l.dev[1] + i], host[10000 + i]);
+  EXPECT_EQ(staging[l.dev[1] + 99], 0);  // only the piece's bytes were staged
+  EXPECT_EQ(staging[l.dev[1] + 250], 0);
 }
 
 TEST(CopyPlan, PieceTargetIsASixteenthWithinOneAndSixteenMiB) {
