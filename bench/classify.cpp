@@ -25,12 +25,12 @@
 #include "bench/baselines.h"
 #include "bench/bench.h"
 #include "bench/classify_workload.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #include "kernels/classify/frame.h"
 #include "rules/compiler.h"
 #include "rules/parser.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
-#include "kernels/classify/gpu_classifier.h"
+#include "kernels/classify/classify_runner.h"
 #endif
 
 namespace gpo::bench {

@@ -20,9 +20,9 @@
 #ifdef GPUOFFLOAD_HAVE_CUDA
 #include <cuda_runtime.h>
 
-#include "aes/aes.h"
+#include "kernels/aes/aes.h"
 #include "backend/cuda_backend.h"
-#include "sha256/sha256.h"
+#include "kernels/sha256/sha256.h"
 #endif
 
 namespace gpo::bench {

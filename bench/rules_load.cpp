@@ -21,11 +21,11 @@
 #include "bench/bench.h"
 #include "bench/rules_corpus.h"
 #include "kernels/classify/acl.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #include "rules/compiler.h"
 #include "rules/parser.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
-#include "kernels/classify/gpu_classifier.h"
+#include "kernels/classify/classify_runner.h"
 #endif
 
 namespace gpo::bench {

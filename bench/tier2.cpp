@@ -24,7 +24,7 @@
 #include <cuda_runtime.h>
 
 #include "backend/cuda_backend.h"
-#include "crc32/crc32.h"
+#include "kernels/crc32/crc32.h"
 #endif
 
 namespace gpo::bench {

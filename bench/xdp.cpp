@@ -57,9 +57,9 @@
 #include "afxdp/rule_snapshot.h"
 #include "bench/bench.h"
 #include "bench/new_flows.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
-#include "kernels/classify/gpu_classifier.h"
+#include "kernels/classify/classify_runner.h"
 #endif
 #include "loader/xdp_loader.h"
 #include "loop/event_loop.h"

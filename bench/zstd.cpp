@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "bench/bench.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::bench {
 namespace {

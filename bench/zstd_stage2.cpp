@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "bench/bench.h"
-#include "zstd/zstd_entropy.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_entropy.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::bench {
 namespace {

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "kernels/classify/contents.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #include "kernels/classify/decide.h"
 #include "kernels/match/match.h"
 

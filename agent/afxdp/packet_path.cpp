@@ -18,7 +18,7 @@
 #include <fmt/format.h>
 
 #include "afxdp/checksum.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #include "kernels/classify/frame.h"
 #include "loader/xdp_loader.h"
 #include "loop/event_loop.h"

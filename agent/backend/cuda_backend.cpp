@@ -9,12 +9,13 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "aes/aes.h"
-#include "cuda_buffers.h"
+#include "kernels/aes/aes.h"
+#include "kernels/common/copy_plan.h"
+#include "kernels/common/cuda_buffers.h"
 #include "backend/ops.h"
-#include "backend/cuda_tier2.h"
+#include "backend/cuda_crc32_memcpy.h"
 #include "backend/cuda_zstd.h"
-#include "sha256/sha256.h"
+#include "kernels/sha256/sha256.h"
 #include "util/log.h"
 
 namespace gpo::backend {
@@ -22,9 +23,11 @@ namespace {
 
 using CudaError = cuda::Error;
 using cuda::check;
-void check(int e, const char* what) { check(static_cast<cudaError_t>(e), what); }
 
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+using cuda::align_up;
+using cuda::CopyPlan;
+using cuda::piece_target;
+using cuda::DeviceLayout;
 
 uint64_t thread_cpu_ns() {
   timespec ts{};
@@ -48,84 +51,6 @@ struct Trace {
   }
 };
 
-// Host buffers laid out on the device so that buffers adjacent in host memory
-// (jobs packed in a client slab) stay adjacent: one copy moves many jobs.
-struct Mirror {
-  struct Range {
-    const uint8_t* host;
-    uint64_t dev;  // offset in the device buffer
-    uint64_t len;
-    bool staged;   // not pinned (or must not be written early): goes through pinned staging
-  };
-  std::vector<Range> ranges;
-  std::vector<uint32_t> range_of;  // per buffer; kNone for empty buffers
-  std::vector<uint64_t> dev;       // per buffer: device offset
-  uint64_t total = 0;
-  static constexpr uint32_t kNone = ~0u;
-
-  // max_gap: bytes between two buffers that one copy may carry along
-  // (harmless for inputs; 0 for outputs, whose gaps must not be overwritten).
-  void reset(size_t n) {
-    ranges.clear();
-    range_of.assign(n, kNone);
-    dev.assign(n, 0);
-    total = 0;
-    prev_end = nullptr;
-  }
-  // Places buffer i after the ones added before it; a new range asks CUDA
-  // whether its memory is pinned when query_pinned.
-  void add(size_t i, std::span<const uint8_t> b, uint64_t max_gap, bool query_pinned) {
-    if (b.empty()) return;
-    if (prev_end && b.data() >= prev_end && uint64_t(b.data() - prev_end) <= max_gap) {
-      Range& r = ranges.back();
-      dev[i] = r.dev + uint64_t(b.data() - r.host);
-      r.len = uint64_t(b.data() + b.size() - r.host);
-      total = r.dev + r.len;
-    } else {
-      // Keep the host address modulo 256 so 16-byte aligned host data is aligned on the device.
-      const uint64_t d = align_up(total, 256) + (reinterpret_cast<uintptr_t>(b.data()) & 255);
-      bool staged = false;
-      if (query_pinned) staged = !cuda::is_pinned(b.data());
-      ranges.push_back({b.data(), d, b.size(), staged});
-      dev[i] = d;
-      total = d + b.size();
-    }
-    range_of[i] = uint32_t(ranges.size() - 1);
-    prev_end = b.data() + b.size();
-  }
-  // max_gap: bytes between two buffers that one copy may carry along
-  // (harmless for inputs; 0 for outputs, whose gaps must not be overwritten).
-  void build(const std::vector<std::span<const uint8_t>>& bufs, uint64_t max_gap) {
-    reset(bufs.size());
-    for (size_t i = 0; i < bufs.size(); ++i) add(i, bufs[i], max_gap, false);
-  }
-  const uint8_t* prev_end = nullptr;
-  void mark_unpinned() {
-    for (auto& r : ranges)
-      if (!cuda::is_pinned(r.host)) r.staged = true;
-  }
-};
-
-// Copies per piece: runs of (buffer, byte interval) merged within one range.
-struct CopyPlan {
-  struct Copy {
-    uint32_t range;
-    uint64_t lo, hi;  // device offsets
-  };
-  std::vector<Copy> copies;
-  void clear() { copies.clear(); }
-  void add(const Mirror& m, size_t buf, uint64_t lo, uint64_t hi) {
-    if (hi <= lo || m.range_of[buf] == Mirror::kNone) return;
-    const uint32_t r = m.range_of[buf];
-    const uint64_t dlo = m.dev[buf] + lo, dhi = m.dev[buf] + hi;
-    if (!copies.empty() && copies.back().range == r && dlo >= copies.back().lo) {
-      copies.back().hi = std::max(copies.back().hi, dhi);
-      return;
-    }
-    copies.push_back({r, dlo, dhi});
-  }
-};
-
 }  // namespace
 
 struct CudaBackend::Impl {
@@ -137,9 +62,9 @@ struct CudaBackend::Impl {
   // Grow-only: a batch reuses the last one's buffers.
   cuda::DevBuf<uint8_t> d_in, d_out, d_ws, d_aux;
   cuda::PinnedBuf<uint8_t> h_meta, h_aux, h_res, h_stage_in, h_stage_out;
-  Mirror in_m, out_m;
+  DeviceLayout in_m, out_m;
   CopyPlan cp;
-  std::unique_ptr<CudaTier2> tier2;  // crc32, memcpy (cuda_tier2.cpp), made on first use
+  std::unique_ptr<CudaCrc32Memcpy> crc32_memcpy;  // crc32, memcpy (cuda_crc32_memcpy.cpp), made on first use
   std::unique_ptr<CudaZstd> zstd;    // zstd_compress at level <= 3 (cuda_zstd.cpp), made on first use
 
   Impl() {
@@ -159,11 +84,9 @@ struct CudaBackend::Impl {
   // Lays out inputs and outputs; stages unpinned inputs into pinned memory.
   void layout(const std::vector<std::span<const uint8_t>>& ins, const std::vector<std::span<const uint8_t>>& outs,
               bool outputs_may_alias) {
-    in_m.build(ins, 4096);
-    in_m.mark_unpinned();
+    in_m.build(ins, 4096, cuda::is_pinned);
     if (!outs.empty()) {
-      out_m.build(outs, 0);
-      out_m.mark_unpinned();
+      out_m.build(outs, 0, cuda::is_pinned);
       // An output over its own input (in place) is written back only after the
       // whole batch succeeded, so a CPU retry still finds the input intact.
       if (outputs_may_alias)
@@ -179,17 +102,10 @@ struct CudaBackend::Impl {
     if (any_in_staged) h_stage_in.get(in_m.total);
   }
 
-  void copy_in(uint8_t* dev_base, cudaStream_t s) {
-    for (auto& c : cp.copies) {
-      const auto& r = in_m.ranges[c.range];
-      const void* src = r.host + (c.lo - r.dev);
-      if (r.staged) {  // unpinned: through pinned staging, one piece at a time
-        uint8_t* st = h_stage_in.data() + c.lo;
-        std::memcpy(st, src, c.hi - c.lo);
-        src = st;
-      }
-      check(cudaMemcpyAsync(dev_base + c.lo, src, c.hi - c.lo, cudaMemcpyHostToDevice, s), "copy to device");
-    }
+  void copy_in(uint8_t* dev_base, cudaStream_t s) {  // unpinned ranges through pinned staging
+    cp.copy_in(in_m, h_stage_in.data(), [&](uint64_t off, const void* src, uint64_t len) {
+      check(cudaMemcpyAsync(dev_base + off, src, len, cudaMemcpyHostToDevice, s), "copy to device");
+    });
   }
   void copy_out(const uint8_t* dev_base, cudaStream_t s) {
     for (auto& c : cp.copies) {
@@ -207,10 +123,6 @@ struct CudaBackend::Impl {
   void finish_out_staging() {
     for (auto& r : out_m.ranges)
       if (r.staged) std::memcpy(const_cast<uint8_t*>(r.host), h_stage_out.data() + r.dev, r.len);
-  }
-
-  static uint64_t piece_target(uint64_t total) {
-    return std::clamp<uint64_t>(total / 16, uint64_t{1} << 20, uint64_t{16} << 20);
   }
 
   // AES jobs in pieces: each piece copies its part of the job table, sets up
@@ -418,7 +330,7 @@ struct CudaBackend::Impl {
       cudaStream_t s = streams[p % kStreams];
       for (uint32_t i = m; i < end; ++i) {
         const size_t ranges_before = in_m.ranges.size();
-        in_m.add(i, jobs[i]->in, 256, true);
+        in_m.add(i, jobs[i]->in, 256, cuda::is_pinned);
         if (in_m.ranges.size() != ranges_before && in_m.ranges.back().staged && !staging) {
           h_stage_in.get(bound);
           staging = true;
@@ -650,12 +562,14 @@ void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
     for (auto* x : j) in_bytes += x->in.size();
     impl_->run_sha(j, in_bytes, fault);
   });
-  auto tier2 = [&]() -> CudaTier2& {
-    if (!impl_->tier2) impl_->tier2 = std::make_unique<CudaTier2>(reinterpret_cast<void* const*>(impl_->streams), Impl::kStreams);
-    return *impl_->tier2;
+  auto crc32_memcpy = [&]() -> CudaCrc32Memcpy& {
+    if (!impl_->crc32_memcpy)
+      impl_->crc32_memcpy =
+          std::make_unique<CudaCrc32Memcpy>(reinterpret_cast<void* const*>(impl_->streams), Impl::kStreams);
+    return *impl_->crc32_memcpy;
   };
-  gpu_part(crc_p, [&](std::vector<Job*>& j) { check(tier2().run_crc32(j, fault), "crc32 batch"); });
-  gpu_part(copy_p, [&](std::vector<Job*>& j) { check(tier2().run_memcpy(j, fault), "memcpy batch"); });
+  gpu_part(crc_p, [&](std::vector<Job*>& j) { check(crc32_memcpy().run_crc32(j, fault), "crc32 batch"); });
+  gpu_part(copy_p, [&](std::vector<Job*>& j) { check(crc32_memcpy().run_memcpy(j, fault), "memcpy batch"); });
   gpu_part(zstd_p, [&](std::vector<Job*>& j) {
     if (!impl_->zstd) impl_->zstd = std::make_unique<CudaZstd>();
     impl_->zstd->run(j, fault);

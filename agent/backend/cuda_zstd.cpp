@@ -1,7 +1,7 @@
 #include "backend/cuda_zstd.h"
 
 #include "backend/ops.h"
-#include "zstd/zstd_entropy.h"
+#include "kernels/zstd/zstd_entropy.h"
 
 namespace gpo::backend {
 

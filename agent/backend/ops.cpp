@@ -2,9 +2,9 @@
 
 #include <vector>
 
-#include "aes/aes.h"
-#include "sha256/sha256.h"
-#include "zstd/zstd.h"
+#include "kernels/aes/aes.h"
+#include "kernels/sha256/sha256.h"
+#include "kernels/zstd/zstd.h"
 
 namespace gpo::backend {
 namespace {

@@ -4,8 +4,8 @@
 #include <cstring>
 
 #include "backend/ops.h"
-#include "crc32/crc32.h"
-#include "deflate/deflate.h"
+#include "kernels/crc32/crc32.h"
+#include "kernels/zlib/zlib.h"
 
 namespace gpo::backend {
 namespace {

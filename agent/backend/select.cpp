@@ -6,9 +6,8 @@
 #include "backend/cpu_backend.h"
 #include "util/log.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
-#include <cuda_runtime.h>
-
 #include "backend/cuda_backend.h"
+#include "kernels/common/cuda_check.h"
 #endif
 
 namespace gpo::backend {
@@ -53,18 +52,8 @@ class MultiBackend final : public Backend {
 
 int cuda_device_count(std::string* why) {
 #ifdef GPUOFFLOAD_HAVE_CUDA
-  int n = 0;
-  cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    if (why) *why = fmt::format("{} ({})", cudaGetErrorString(e), cudaGetErrorName(e));
-    return -1;
-  }
-  if (n == 0) {
-    if (why) *why = "no CUDA device found";
-    return -1;
-  }
-  return n;
+  const int n = cuda::device_count(why);
+  return n > 0 ? n : -1;
 #else
   if (why) *why = "this build has no CUDA support (configured with GPUOFFLOAD_CUDA=OFF)";
   return -1;

@@ -18,9 +18,9 @@
 #include "cli/commands.h"
 #include "cli/rules_options.h"
 #include "ipc/offload_service.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
-#include "kernels/classify/gpu_classifier.h"
+#include "kernels/classify/classify_runner.h"
 #endif
 #include "loader/xdp_loader.h"
 #include "loop/event_loop.h"

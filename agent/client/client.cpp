@@ -30,13 +30,13 @@
 #include <string>
 #include <vector>
 
-#include "aes/aes.h"
-#include "crc32/crc32.h"
-#include "deflate/deflate.h"
+#include "kernels/aes/aes.h"
+#include "kernels/crc32/crc32.h"
+#include "kernels/zlib/zlib.h"
 #include "gpuoffload.h"
 #include "ipc/slab_protocol.h"
 #include "ipc/slab_validate.h"
-#include "sha256/sha256.h"
+#include "kernels/sha256/sha256.h"
 
 using Clock = std::chrono::steady_clock;
 
@@ -540,7 +540,7 @@ int compute_local(const gpo_request& r, const uint8_t* in, const uint8_t* aad, c
       return GPO_OK;
     }
     case GPO_ZLIB_COMPRESS: {
-      // zlib's own compress2 (kernels/deflate/zlib_real.h): never the shim.
+      // zlib's own compress2 (kernels/zlib/zlib_real.h): never the shim.
       size_t n = 0;
       auto res = gpo::deflate::cpu_compress({in, r.in_len}, {static_cast<uint8_t*>(r.out), r.out_cap}, r.level, &n);
       if (res == gpo::deflate::Result::dst_too_small) return GPO_ERR_DST_TOO_SMALL;

@@ -16,11 +16,11 @@
 
 #include "backend/cpu_backend.h"
 #include "backend/ops.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #include "rules/compiler.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
 #include "backend/cuda_backend.h"
-#include "kernels/classify/gpu_classifier.h"
+#include "kernels/classify/classify_runner.h"
 #endif
 
 namespace gpo::planner {

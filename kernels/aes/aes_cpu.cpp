@@ -10,7 +10,7 @@
 
 #include <cstring>
 
-#include "aes/aes.h"
+#include "kernels/aes/aes.h"
 
 namespace gpo::aes {
 namespace {

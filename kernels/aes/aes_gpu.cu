@@ -19,7 +19,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "aes/aes.h"
+#include "kernels/aes/aes.h"
 
 namespace gpo::aes::gpu {
 namespace {

@@ -38,7 +38,7 @@
 #include <vector>
 
 #include "kernels/classify/frame.h"
-#include "kernels/classify/hd.h"
+#include "kernels/common/host_device.h"
 #include "kernels/classify/tables.h"
 
 namespace gpo::classify::acl {
@@ -52,11 +52,11 @@ enum Field : uint8_t { kSrc4, kDst4, kSrc6, kDst6, kSport, kDport, kProto, kNumF
 struct U128 {
   uint64_t hi = 0, lo = 0;
 };
-GPO_HD bool operator<(const U128& a, const U128& b) { return a.hi < b.hi || (a.hi == b.hi && a.lo < b.lo); }
-GPO_HD bool operator==(const U128& a, const U128& b) { return a.hi == b.hi && a.lo == b.lo; }
+GPO_HD GPO_FORCEINLINE bool operator<(const U128& a, const U128& b) { return a.hi < b.hi || (a.hi == b.hi && a.lo < b.lo); }
+GPO_HD GPO_FORCEINLINE bool operator==(const U128& a, const U128& b) { return a.hi == b.hi && a.lo == b.lo; }
 
 // Protocol classes of the kProto field, in ProtoBits order.
-GPO_HD uint32_t proto_class(uint8_t ipproto) {
+GPO_HD GPO_FORCEINLINE uint32_t proto_class(uint8_t ipproto) {
   switch (ipproto) {
     case 6: return 0;
     case 17: return 1;
@@ -117,14 +117,14 @@ Index build(const RuleTables& t);
 
 // ---- lookup (host + device) ----------------------------------------------------
 
-GPO_HD int ctz32(uint32_t x) {
+GPO_HD GPO_FORCEINLINE int ctz32(uint32_t x) {
 #if defined(__CUDA_ARCH__)
   return __ffs(int(x)) - 1;
 #else
   return __builtin_ctz(x);
 #endif
 }
-GPO_HD int ctz64(uint64_t x) {
+GPO_HD GPO_FORCEINLINE int ctz64(uint64_t x) {
 #if defined(__CUDA_ARCH__)
   return __ffsll((long long)x) - 1;
 #else
@@ -134,7 +134,7 @@ GPO_HD int ctz64(uint64_t x) {
 
 // Largest i in [lo, hi) with starts[i] <= x (starts[lo] <= x holds).
 template <typename T>
-GPO_HD uint32_t find_interval(const T* starts, uint32_t lo, uint32_t hi, const T& x) {
+GPO_HD GPO_FORCEINLINE uint32_t find_interval(const T* starts, uint32_t lo, uint32_t hi, const T& x) {
   while (hi - lo > 1) {
     uint32_t mid = (lo + hi) / 2;
     if (x < starts[mid]) hi = mid;
@@ -143,10 +143,10 @@ GPO_HD uint32_t find_interval(const T* starts, uint32_t lo, uint32_t hi, const T
   return lo;
 }
 
-GPO_HD uint32_t be32(const uint8_t* p) {
+GPO_HD GPO_FORCEINLINE uint32_t be32(const uint8_t* p) {
   return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
 }
-GPO_HD U128 be128(const uint8_t* p) {
+GPO_HD GPO_FORCEINLINE U128 be128(const uint8_t* p) {
   U128 v;
   for (int i = 0; i < 8; ++i) v.hi = v.hi << 8 | p[i];
   for (int i = 8; i < 16; ++i) v.lo = v.lo << 8 | p[i];
@@ -156,7 +156,7 @@ GPO_HD U128 be128(const uint8_t* p) {
 // Calls on_slot(slot) for every slot whose header matches the parsed frame,
 // in slot (file) order, until on_slot returns true. p must be ok().
 template <typename OnSlot>
-GPO_HD void for_each_match(const View& v, const ParsedFrame& p, OnSlot&& on_slot) {
+GPO_HD GPO_FORCEINLINE void for_each_match(const View& v, const ParsedFrame& p, OnSlot&& on_slot) {
   if (v.num_chunks == 0) return;
   const FieldView* fs[5];
   uint32_t iv[5];

@@ -1,6 +1,6 @@
 // The packet filter's classifier interface: a batch of L2 frames in, one
-// verdict per frame out. The CPU classifier (cpu_classifier.h) and the GPU
-// classifier (gpu_classifier.h, also AsyncClassifier) implement it.
+// verdict per frame out. The CPU classifier (classify_cpu.h) and the GPU
+// classifier (classify_runner.h, also AsyncClassifier) implement it.
 #pragma once
 #include <cstdint>
 #include <span>

@@ -1,4 +1,4 @@
-// Between gpu_classifier.cpp (host side) and classify_gpu.cu (the kernel):
+// Between classify_runner.cpp (host side) and classify_gpu.cu (the kernel):
 // the device copies of the tables as plain pointers, and the launcher.
 #pragma once
 #include <cuda_runtime.h>

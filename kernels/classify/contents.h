@@ -28,16 +28,16 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/classify/hd.h"
+#include "kernels/common/host_device.h"
 #include "kernels/classify/tables.h"
 
 namespace gpo::classify {
 
 inline constexpr uint32_t kMaxChainLevels = 16;  // deeper chains: "unknown" on the GPU, exact on the CPU
 
-GPO_HD uint8_t fold(uint8_t c) { return (c >= 'A' && c <= 'Z') ? uint8_t(c + 32) : c; }
+GPO_HD GPO_FORCEINLINE uint8_t fold(uint8_t c) { return (c >= 'A' && c <= 'Z') ? uint8_t(c + 32) : c; }
 
-GPO_HD bool bytes_at(const uint8_t* buf, uint32_t s, const uint8_t* pat, uint32_t len, bool nocase) {
+GPO_HD GPO_FORCEINLINE bool bytes_at(const uint8_t* buf, uint32_t s, const uint8_t* pat, uint32_t len, bool nocase) {
   for (uint32_t k = 0; k < len; ++k)
     if (nocase ? fold(buf[s + k]) != fold(pat[k]) : buf[s + k] != pat[k]) return false;
   return true;
@@ -49,7 +49,7 @@ struct Window {
   uint32_t lo = 0, hi = 0;
 };
 
-GPO_HD Window content_window(const ContentRef& c, uint32_t prev_end, uint32_t n) {
+GPO_HD GPO_FORCEINLINE Window content_window(const ContentRef& c, uint32_t prev_end, uint32_t n) {
   int64_t lo, hi = n;
   if (c.relative) {
     lo = int64_t(prev_end) + c.distance;
@@ -71,7 +71,7 @@ GPO_HD Window content_window(const ContentRef& c, uint32_t prev_end, uint32_t n)
 }
 
 // The first start s >= from with the pattern inside w; -1 none, -2 budget exhausted.
-GPO_HD int64_t find_in_window(const uint8_t* buf, Window w, uint32_t from, const uint8_t* pat, uint32_t len,
+GPO_HD GPO_FORCEINLINE int64_t find_in_window(const uint8_t* buf, Window w, uint32_t from, const uint8_t* pat, uint32_t len,
                               bool nocase, uint32_t& budget) {
   if (from < w.lo) from = w.lo;
   if (w.hi == 0 || w.lo > w.hi || len > w.hi) return -1;
@@ -86,7 +86,7 @@ GPO_HD int64_t find_in_window(const uint8_t* buf, Window w, uint32_t from, const
 // The contents cs[0, count) of one rule on the inspected payload buf[0, n)
 // (payload_len: the whole L4 payload, for isdataat). starts: scratch of
 // `cap` entries. 1: all hold, 0: not, -1: unknown (budget or cap exceeded).
-GPO_HD int contents_search(const ContentRef* cs, uint32_t count, const uint8_t* pool, const uint8_t* buf, uint32_t n,
+GPO_HD GPO_FORCEINLINE int contents_search(const ContentRef* cs, uint32_t count, const uint8_t* pool, const uint8_t* buf, uint32_t n,
                            uint32_t payload_len, uint32_t* starts, uint32_t cap, uint32_t& budget) {
   uint32_t i = 0;
   while (i < count) {

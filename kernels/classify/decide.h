@@ -9,7 +9,7 @@
 #include "kernels/classify/acl.h"
 #include "kernels/classify/classify.h"
 #include "kernels/classify/contents.h"
-#include "kernels/classify/hd.h"
+#include "kernels/common/host_device.h"
 #include "kernels/classify/tables.h"
 
 namespace gpo::classify {
@@ -32,9 +32,9 @@ enum class Rest : uint8_t {
 };
 
 // ip_proto: the same for every packet of the flow.
-GPO_HD bool flow_tests(const RuleEntry& r, const ParsedFrame& p) { return uint_test(r.ip_proto, p.proto); }
+GPO_HD GPO_FORCEINLINE bool flow_tests(const RuleEntry& r, const ParsedFrame& p) { return uint_test(r.ip_proto, p.proto); }
 
-GPO_HD bool packet_tests(const RuleEntry& r, const ParsedFrame& p, uint8_t flow) {
+GPO_HD GPO_FORCEINLINE bool packet_tests(const RuleEntry& r, const ParsedFrame& p, uint8_t flow) {
   if ((flow & r.flow_set) != r.flow_set || (flow & r.flow_clear) != 0) return false;
   if (r.icmp_only && p.proto != 1 && p.proto != 58) return false;
   if (r.tcp_flags.op != kUintAny && (p.proto != 6 || !uint_test(r.tcp_flags, p.tcp_flags))) return false;
@@ -46,7 +46,7 @@ GPO_HD bool packet_tests(const RuleEntry& r, const ParsedFrame& p, uint8_t flow)
 // unknown. search(r) -> the position search of the rule's contents (1, 0 or
 // -1 unknown), called only when every positive pattern is present.
 template <typename Present, typename Search>
-GPO_HD Rest rule_rest(const RulesView& rv, const RuleEntry& r, const ParsedFrame& p, uint8_t flow, Present& present,
+GPO_HD GPO_FORCEINLINE Rest rule_rest(const RulesView& rv, const RuleEntry& r, const ParsedFrame& p, uint8_t flow, Present& present,
                       Search& search) {
   if (!flow_tests(r, p)) return Rest::kFlowMiss;
   if (!packet_tests(r, p, flow)) return Rest::kPacketMiss;
@@ -68,7 +68,7 @@ GPO_HD Rest rule_rest(const RulesView& rv, const RuleEntry& r, const ParsedFrame
 }
 
 // The frame with source and destination swapped: the flow's other direction.
-GPO_HD ParsedFrame reversed(const ParsedFrame& p) {
+GPO_HD GPO_FORCEINLINE ParsedFrame reversed(const ParsedFrame& p) {
   ParsedFrame r = p;
   for (int i = 0; i < 16; ++i) {
     r.src[i] = p.dst[i];
@@ -82,7 +82,7 @@ GPO_HD ParsedFrame reversed(const ParsedFrame& p) {
 // decide() returns false when the verdict is unknown (the caller must
 // classify the frame some other way).
 template <typename Present, typename Search>
-GPO_HD bool decide(const acl::View& acl, const RulesView& rv, const ParsedFrame& p, uint8_t flow, Present&& present,
+GPO_HD GPO_FORCEINLINE bool decide(const acl::View& acl, const RulesView& rv, const ParsedFrame& p, uint8_t flow, Present&& present,
                    Search&& search, Verdict& v) {
   v.rule_id = 0;
   v.action = rv.default_action;

@@ -35,7 +35,7 @@
 #include <cstdint>
 
 #include "bpf/xdp_filter.h"
-#include "kernels/classify/hd.h"
+#include "kernels/common/host_device.h"
 
 namespace gpo::classify {
 
@@ -66,7 +66,7 @@ struct ParsedFrame {
   uint32_t payload_offset = 0;  // L4 payload, from the start of the frame
   uint32_t payload_len = 0;
 
-  GPO_HD bool ok() const { return status == ParseStatus::kOk; }
+  GPO_HD GPO_FORCEINLINE bool ok() const { return status == ParseStatus::kOk; }
 };
 
 // Implemented in frame_parse.h (host+device), which the GPU classifier shares.

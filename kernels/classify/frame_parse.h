@@ -5,23 +5,23 @@
 #include <cstdint>
 
 #include "kernels/classify/frame.h"
-#include "kernels/classify/hd.h"
+#include "kernels/common/host_device.h"
 
 namespace gpo::classify::parse {
 
 constexpr uint16_t kEthIpv4 = 0x0800, kEthIpv6 = 0x86DD, kEthVlan = 0x8100, kEthQinQ = 0x88A8;
 constexpr uint8_t kTcp = 6, kUdp = 17, kIcmp = 1, kIcmpv6 = 58;
 
-GPO_HD uint16_t rd16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
+GPO_HD GPO_FORCEINLINE uint16_t rd16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
 
-GPO_HD void set_v4_mapped(uint8_t out[16], const uint8_t v4[4]) {
+GPO_HD GPO_FORCEINLINE void set_v4_mapped(uint8_t out[16], const uint8_t v4[4]) {
   for (int i = 0; i < 10; ++i) out[i] = 0;
   out[10] = out[11] = 0xff;
   for (int i = 0; i < 4; ++i) out[12 + i] = v4[i];
 }
 
 // Fills proto-dependent fields from the L4 region [off, end) of the frame.
-GPO_HD ParseStatus l4(const uint8_t* d, uint32_t off, uint32_t end, ParsedFrame& f) {
+GPO_HD GPO_FORCEINLINE ParseStatus l4(const uint8_t* d, uint32_t off, uint32_t end, ParsedFrame& f) {
   const uint32_t left = end - off;
   f.l4_offset = off;
   switch (f.proto) {
@@ -55,7 +55,7 @@ GPO_HD ParseStatus l4(const uint8_t* d, uint32_t off, uint32_t end, ParsedFrame&
   return ParseStatus::kOk;
 }
 
-GPO_HD ParseStatus ipv4(const uint8_t* d, uint32_t off, uint32_t len, ParsedFrame& f) {
+GPO_HD GPO_FORCEINLINE ParseStatus ipv4(const uint8_t* d, uint32_t off, uint32_t len, ParsedFrame& f) {
   const uint32_t left = len - off;
   if (left < 20 || (d[off] >> 4) != 4) return ParseStatus::kMalformed;
   uint32_t ihl = uint32_t(d[off] & 0x0f) * 4;
@@ -70,7 +70,7 @@ GPO_HD ParseStatus ipv4(const uint8_t* d, uint32_t off, uint32_t len, ParsedFram
   return l4(d, off + ihl, off + total, f);
 }
 
-GPO_HD ParseStatus ipv6(const uint8_t* d, uint32_t off, uint32_t len, ParsedFrame& f) {
+GPO_HD GPO_FORCEINLINE ParseStatus ipv6(const uint8_t* d, uint32_t off, uint32_t len, ParsedFrame& f) {
   const uint32_t left = len - off;
   if (left < 40 || (d[off] >> 4) != 6) return ParseStatus::kMalformed;
   uint32_t plen = rd16(d + off + 4);
@@ -109,7 +109,7 @@ GPO_HD ParseStatus ipv6(const uint8_t* d, uint32_t off, uint32_t len, ParsedFram
   return l4(d, p, end, f);
 }
 
-GPO_HD ParsedFrame frame(const uint8_t* data, uint32_t len) {
+GPO_HD GPO_FORCEINLINE ParsedFrame frame(const uint8_t* data, uint32_t len) {
   ParsedFrame f;
   if (data == nullptr || len < 14) {
     f.status = ParseStatus::kMalformed;

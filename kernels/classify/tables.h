@@ -32,7 +32,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "kernels/classify/hd.h"
+#include "kernels/common/host_device.h"
 #include "kernels/match/match.h"
 
 namespace gpo::classify {
@@ -121,7 +121,7 @@ struct UintTest {
   uint32_t a, b;
 };
 
-GPO_HD bool uint_test(const UintTest& t, uint32_t v) {
+GPO_HD GPO_FORCEINLINE bool uint_test(const UintTest& t, uint32_t v) {
   switch (t.op) {
     case kUintEq: return v == t.a;
     case kUintNe: return v != t.a;

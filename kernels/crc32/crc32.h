@@ -14,24 +14,21 @@
 #include <cstdint>
 #include <span>
 
-#if defined(__CUDACC__)
-#define GPO_CRC_HD __host__ __device__
-#else
-#define GPO_CRC_HD
-#endif
+#include "kernels/common/host_device.h"
+
 
 namespace gpo::crc32 {
 
 inline constexpr uint32_t kPoly = 0xedb88320u;  // x^32 + ... reflected, as zlib
 inline constexpr size_t kCrcBytes = 4;          // op output: the crc, little-endian
 
-// zlib crc32_z(crc, data, len), through the real zlib (kernels/deflate/zlib_real.h).
+// zlib crc32_z(crc, data, len), through the real zlib (kernels/zlib/zlib_real.h).
 uint32_t cpu_crc32(uint32_t crc, std::span<const uint8_t> data);
 
 // --- GF(2)[x] mod P arithmetic, reflected bit order (bit 31 is x^0), as zlib's crc32.c ---
 
 // a * b mod P.
-GPO_CRC_HD constexpr uint32_t multmodp(uint32_t a, uint32_t b) {
+GPO_HD constexpr uint32_t multmodp(uint32_t a, uint32_t b) {
   uint32_t p = 0;
   for (uint32_t m = 1u << 31; m; m >>= 1) {
     if (a & m) p ^= b;
@@ -44,7 +41,7 @@ GPO_CRC_HD constexpr uint32_t multmodp(uint32_t a, uint32_t b) {
 struct X2nTable {
   uint32_t v[32];
 };
-GPO_CRC_HD constexpr X2nTable make_x2n_table() {
+GPO_HD constexpr X2nTable make_x2n_table() {
   X2nTable t{};
   uint32_t p = 1u << 30;  // x^1
   for (int k = 0; k < 32; ++k) {
@@ -55,7 +52,7 @@ GPO_CRC_HD constexpr X2nTable make_x2n_table() {
 }
 
 // x^(8n) mod P: the shift over n zero bytes (zlib's x2nmodp(n, 3)).
-GPO_CRC_HD constexpr uint32_t x8nmodp(const X2nTable& t, uint64_t n) {
+GPO_HD constexpr uint32_t x8nmodp(const X2nTable& t, uint64_t n) {
   uint32_t p = 1u << 31;  // x^0
   int k = 3;
   while (n) {
@@ -80,7 +77,7 @@ inline constexpr uint32_t kSegBytes = 256;
 inline constexpr uint32_t kThreads = 256;
 inline constexpr uint64_t kTileBytes = uint64_t(kSegBytes) * kThreads;  // 64 KiB
 
-GPO_CRC_HD inline constexpr uint64_t tiles_of(uint64_t len) { return (len + kTileBytes - 1) / kTileBytes; }
+GPO_HD inline constexpr uint64_t tiles_of(uint64_t len) { return (len + kTileBytes - 1) / kTileBytes; }
 
 struct DevJob {
   uint64_t in = 0;          // device address (any alignment)

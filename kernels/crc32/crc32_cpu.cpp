@@ -1,7 +1,7 @@
 // The CPU reference for CRC-32: zlib's crc32_z (the real zlib, never the shim).
-#include "crc32/crc32.h"
+#include "kernels/crc32/crc32.h"
 
-#include "deflate/zlib_real.h"
+#include "kernels/zlib/zlib_real.h"
 
 namespace gpo::crc32 {
 

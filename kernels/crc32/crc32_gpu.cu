@@ -7,7 +7,7 @@
 // the initial crc and complements. A batch of many buffers is one grid.
 #include <cuda_runtime.h>
 
-#include "crc32/crc32.h"
+#include "kernels/crc32/crc32.h"
 
 namespace gpo::crc32::gpu {
 namespace {

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/common/cuda_buffers.h"
 #include "kernels/match/match_gpu.h"
 
 namespace gpo::match::gpu {
@@ -24,9 +25,7 @@ namespace {
 constexpr uint32_t kThreads = 256;
 constexpr uint32_t kMinChunk = 64;
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("match gpu: ") + what + ": " + cudaGetErrorString(e));
-}
+using cuda::check;
 
 __global__ void __launch_bounds__(kThreads) k_scan(MatcherView m, const uint8_t* __restrict__ data,
                                                    const PayloadRef* __restrict__ payloads, uint32_t n,
@@ -85,56 +84,9 @@ __global__ void k_write_ids(const uint32_t* __restrict__ bits, uint32_t n, uint3
   }
 }
 
-template <typename T>
-struct DevBuf {
-  T* p = nullptr;
-  size_t cap = 0;  // elements
-  void reserve(size_t n) {
-    if (n <= cap) return;
-    if (p) cudaFree(p);
-    p = nullptr;
-    cap = 0;
-    check(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
-    cap = n;
-  }
-  ~DevBuf() {
-    if (p) cudaFree(p);
-  }
-};
-
-template <typename T>
-struct HostBuf {  // pinned
-  T* p = nullptr;
-  size_t cap = 0;
-  void reserve(size_t n) {
-    if (n <= cap) return;
-    if (p) cudaFreeHost(p);
-    p = nullptr;
-    cap = 0;
-    check(cudaMallocHost(&p, std::max<size_t>(n, 1) * sizeof(T)), "cudaMallocHost");
-    cap = n;
-  }
-  ~HostBuf() {
-    if (p) cudaFreeHost(p);
-  }
-};
-
 }  // namespace
 
-bool gpu_usable(std::string* why) {
-  int n = 0;
-  cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    if (why) *why = cudaGetErrorString(e);
-    cudaGetLastError();
-    return false;
-  }
-  if (n == 0) {
-    if (why) *why = "no CUDA device";
-    return false;
-  }
-  return true;
-}
+bool gpu_usable(std::string* why) { return cuda::device_count(why) > 0; }
 
 struct DeviceMatcher::Impl {
   int device = 0;
@@ -143,18 +95,18 @@ struct DeviceMatcher::Impl {
   cudaEvent_t ev0 = nullptr, ev1 = nullptr;
   MatcherImage image;
   MatcherView dview;
-  DevBuf<uint32_t> tables;  // everything of the image, one allocation
+  cuda::DevBuf<uint32_t> tables;  // everything of the image, one allocation
   size_t table_bytes = 0;
   uint32_t hot_bytes = 0;  // shared-memory rows: off (on an H100: 1.2-3x faster without; L1 does better)
-  DevBuf<uint8_t> d_data;
-  DevBuf<PayloadRef> d_payloads;
-  DevBuf<uint32_t> d_bits;
-  HostBuf<uint8_t> h_data;
-  HostBuf<PayloadRef> h_payloads;
-  HostBuf<uint32_t> h_bits;
-  DevBuf<uint32_t> d_counts, d_offsets, d_ids;
-  DevBuf<uint8_t> d_cub;
-  HostBuf<uint32_t> h_offsets, h_ids;
+  cuda::DevBuf<uint8_t> d_data;
+  cuda::DevBuf<PayloadRef> d_payloads;
+  cuda::DevBuf<uint32_t> d_bits;
+  cuda::PinnedBuf<uint8_t> h_data;
+  cuda::PinnedBuf<PayloadRef> h_payloads;
+  cuda::PinnedBuf<uint32_t> h_bits;
+  cuda::DevBuf<uint32_t> d_counts, d_offsets, d_ids;
+  cuda::DevBuf<uint8_t> d_cub;
+  cuda::PinnedBuf<uint32_t> h_offsets, h_ids;
 
   ~Impl() {
     if (ev0) cudaEventDestroy(ev0);
@@ -167,12 +119,12 @@ struct DeviceMatcher::Impl {
     const MatcherImage::Automaton* autos[2] = {&image.exact, &image.folded};
     size_t words = image.classes.size();
     for (auto* a : autos) words += a->next.size() + a->out_first.size() + a->out_ids.size();
-    tables.reserve(words);
+    tables.get(words);
     table_bytes = words * sizeof(uint32_t);
     size_t at = 0;
     auto put = [&](const std::vector<uint32_t>& v) {
-      const uint32_t* d = tables.p + at;
-      check(cudaMemcpy(tables.p + at, v.data(), v.size() * sizeof(uint32_t), cudaMemcpyHostToDevice), "upload");
+      const uint32_t* d = tables.data() + at;
+      check(cudaMemcpy(tables.data() + at, v.data(), v.size() * sizeof(uint32_t), cudaMemcpyHostToDevice), "upload");
       at += v.size();
       return d;
     };
@@ -264,25 +216,25 @@ void DeviceMatcher::scan(std::span<const uint8_t> data, std::span<const PayloadR
     max_len = std::max(max_len, p.len);
   }
   const auto t0 = std::chrono::steady_clock::now();
-  I.d_data.reserve(data.size());
-  I.d_payloads.reserve(n);
-  I.d_bits.reserve(words);
-  I.h_data.reserve(data.size());
-  I.h_payloads.reserve(n);
-  I.h_bits.reserve(words);
+  I.d_data.get(data.size());
+  I.d_payloads.get(n);
+  I.d_bits.get(words);
+  I.h_data.get(data.size());
+  I.h_payloads.get(n);
+  I.h_bits.get(words);
   // Through pinned staging buffers: the copies then run at PCIe speed.
   // Callers that wrote into pinned_input() skip the host copy.
-  if (data.data() != I.h_data.p) std::memcpy(I.h_data.p, data.data(), data.size());
-  std::memcpy(I.h_payloads.p, payloads.data(), n * sizeof(PayloadRef));
-  check(cudaMemcpyAsync(I.d_data.p, I.h_data.p, data.size(), cudaMemcpyHostToDevice, I.stream), "copy in");
-  check(cudaMemcpyAsync(I.d_payloads.p, I.h_payloads.p, n * sizeof(PayloadRef), cudaMemcpyHostToDevice, I.stream),
+  if (data.data() != I.h_data.data()) std::memcpy(I.h_data.data(), data.data(), data.size());
+  std::memcpy(I.h_payloads.data(), payloads.data(), n * sizeof(PayloadRef));
+  check(cudaMemcpyAsync(I.d_data.data(), I.h_data.data(), data.size(), cudaMemcpyHostToDevice, I.stream), "copy in");
+  check(cudaMemcpyAsync(I.d_payloads.data(), I.h_payloads.data(), n * sizeof(PayloadRef), cudaMemcpyHostToDevice, I.stream),
         "copy in");
   check(cudaEventRecord(I.ev0, I.stream), "cudaEventRecord");
-  check(cudaError_t(enqueue_scan(I.d_data.p, I.d_payloads.p, n, max_len, depth, I.d_bits.p, I.stream)), "scan kernel");
+  check(cudaError_t(enqueue_scan(I.d_data.data(), I.d_payloads.data(), n, max_len, depth, I.d_bits.data(), I.stream)), "scan kernel");
   check(cudaEventRecord(I.ev1, I.stream), "cudaEventRecord");
-  check(cudaMemcpyAsync(I.h_bits.p, I.d_bits.p, words * sizeof(uint32_t), cudaMemcpyDeviceToHost, I.stream), "copy out");
+  check(cudaMemcpyAsync(I.h_bits.data(), I.d_bits.data(), words * sizeof(uint32_t), cudaMemcpyDeviceToHost, I.stream), "copy out");
   check(cudaStreamSynchronize(I.stream), "scan");
-  std::memcpy(bits.data(), I.h_bits.p, words * sizeof(uint32_t));
+  std::memcpy(bits.data(), I.h_bits.data(), words * sizeof(uint32_t));
   if (timing) {
     float k = 0;
     cudaEventElapsedTime(&k, I.ev0, I.ev1);
@@ -306,41 +258,41 @@ void DeviceMatcher::scan_lists(std::span<const uint8_t> data, std::span<const Pa
     if (size_t(p.offset) + p.len > data.size()) throw std::out_of_range("match gpu: payload outside the data buffer");
     max_len = std::max(max_len, p.len);
   }
-  I.d_data.reserve(data.size());
-  I.d_payloads.reserve(n);
-  I.d_bits.reserve(size_t(n) * words);
-  I.h_data.reserve(data.size());
-  I.h_payloads.reserve(n);
-  I.d_counts.reserve(size_t(n) + 1);
-  I.d_offsets.reserve(size_t(n) + 1);
-  I.h_offsets.reserve(size_t(n) + 1);
+  I.d_data.get(data.size());
+  I.d_payloads.get(n);
+  I.d_bits.get(size_t(n) * words);
+  I.h_data.get(data.size());
+  I.h_payloads.get(n);
+  I.d_counts.get(size_t(n) + 1);
+  I.d_offsets.get(size_t(n) + 1);
+  I.h_offsets.get(size_t(n) + 1);
   size_t tmp = 0;
-  check(cub::DeviceScan::ExclusiveSum(nullptr, tmp, I.d_counts.p, I.d_offsets.p, n + 1, I.stream), "scan size");
-  I.d_cub.reserve(tmp);
-  if (data.data() != I.h_data.p) std::memcpy(I.h_data.p, data.data(), data.size());
-  std::memcpy(I.h_payloads.p, payloads.data(), n * sizeof(PayloadRef));
-  check(cudaMemcpyAsync(I.d_data.p, I.h_data.p, data.size(), cudaMemcpyHostToDevice, I.stream), "copy in");
-  check(cudaMemcpyAsync(I.d_payloads.p, I.h_payloads.p, n * sizeof(PayloadRef), cudaMemcpyHostToDevice, I.stream),
+  check(cub::DeviceScan::ExclusiveSum(nullptr, tmp, I.d_counts.data(), I.d_offsets.data(), n + 1, I.stream), "scan size");
+  I.d_cub.get(tmp);
+  if (data.data() != I.h_data.data()) std::memcpy(I.h_data.data(), data.data(), data.size());
+  std::memcpy(I.h_payloads.data(), payloads.data(), n * sizeof(PayloadRef));
+  check(cudaMemcpyAsync(I.d_data.data(), I.h_data.data(), data.size(), cudaMemcpyHostToDevice, I.stream), "copy in");
+  check(cudaMemcpyAsync(I.d_payloads.data(), I.h_payloads.data(), n * sizeof(PayloadRef), cudaMemcpyHostToDevice, I.stream),
         "copy in");
   check(cudaEventRecord(I.ev0, I.stream), "cudaEventRecord");
-  check(cudaError_t(enqueue_scan(I.d_data.p, I.d_payloads.p, n, max_len, depth, I.d_bits.p, I.stream)), "scan kernel");
+  check(cudaError_t(enqueue_scan(I.d_data.data(), I.d_payloads.data(), n, max_len, depth, I.d_bits.data(), I.stream)), "scan kernel");
   check(cudaEventRecord(I.ev1, I.stream), "cudaEventRecord");
   const uint32_t blocks = (n + 1 + kThreads - 1) / kThreads;
-  k_count<<<blocks, kThreads, 0, I.stream>>>(I.d_bits.p, n, words, I.d_counts.p);
-  check(cub::DeviceScan::ExclusiveSum(I.d_cub.p, tmp, I.d_counts.p, I.d_offsets.p, n + 1, I.stream), "scan");
-  check(cudaMemcpyAsync(I.h_offsets.p, I.d_offsets.p, (size_t(n) + 1) * 4, cudaMemcpyDeviceToHost, I.stream), "copy out");
+  k_count<<<blocks, kThreads, 0, I.stream>>>(I.d_bits.data(), n, words, I.d_counts.data());
+  check(cub::DeviceScan::ExclusiveSum(I.d_cub.data(), tmp, I.d_counts.data(), I.d_offsets.data(), n + 1, I.stream), "scan");
+  check(cudaMemcpyAsync(I.h_offsets.data(), I.d_offsets.data(), (size_t(n) + 1) * 4, cudaMemcpyDeviceToHost, I.stream), "copy out");
   check(cudaStreamSynchronize(I.stream), "hit counts");
-  const uint32_t total = I.h_offsets.p[n];
-  std::memcpy(offsets.data(), I.h_offsets.p, (size_t(n) + 1) * 4);
+  const uint32_t total = I.h_offsets.data()[n];
+  std::memcpy(offsets.data(), I.h_offsets.data(), (size_t(n) + 1) * 4);
   if (total > 0) {
-    I.d_ids.reserve(total);
-    I.h_ids.reserve(total);
-    k_write_ids<<<(n + kThreads - 1) / kThreads, kThreads, 0, I.stream>>>(I.d_bits.p, n, words, I.d_offsets.p,
-                                                                          I.d_ids.p);
+    I.d_ids.get(total);
+    I.h_ids.get(total);
+    k_write_ids<<<(n + kThreads - 1) / kThreads, kThreads, 0, I.stream>>>(I.d_bits.data(), n, words, I.d_offsets.data(),
+                                                                          I.d_ids.data());
     check(cudaGetLastError(), "hit lists");
-    check(cudaMemcpyAsync(I.h_ids.p, I.d_ids.p, size_t(total) * 4, cudaMemcpyDeviceToHost, I.stream), "copy out");
+    check(cudaMemcpyAsync(I.h_ids.data(), I.d_ids.data(), size_t(total) * 4, cudaMemcpyDeviceToHost, I.stream), "copy out");
     check(cudaStreamSynchronize(I.stream), "hit lists");
-    ids.assign(I.h_ids.p, I.h_ids.p + total);
+    ids.assign(I.h_ids.data(), I.h_ids.data() + total);
   }
   if (timing) {
     float k = 0;
@@ -352,8 +304,8 @@ void DeviceMatcher::scan_lists(std::span<const uint8_t> data, std::span<const Pa
 
 uint8_t* DeviceMatcher::pinned_input(size_t bytes) {
   check(cudaSetDevice(impl_->device), "cudaSetDevice");
-  impl_->h_data.reserve(bytes);
-  return impl_->h_data.p;
+  impl_->h_data.get(bytes);
+  return impl_->h_data.data();
 }
 
 }  // namespace gpo::match::gpu

@@ -11,7 +11,7 @@
 //    dependent load per byte and touches the output lists only on a hit.
 //  - One 256-entry table maps a byte to both automata's classes at once
 //    (exact class | folded class << 16): one load per byte for both.
-//  - States are in breadth-first order (aho_corasick.cpp), so the shallow
+//  - States are in breadth-first order (match_cpu.cpp), so the shallow
 //    states, where a scan of ordinary traffic spends nearly all its steps, are
 //    the first rows, which stay in L1/L2. The batch kernel copies the class
 //    table into shared memory; it can also copy the first rows there
@@ -46,13 +46,9 @@
 #include <string>
 #include <vector>
 
+#include "kernels/common/host_device.h"
 #include "kernels/match/match.h"
 
-#if defined(__CUDACC__)
-#define GPO_MATCH_HD __host__ __device__ __forceinline__
-#else
-#define GPO_MATCH_HD inline
-#endif
 
 namespace gpo::match::gpu {
 
@@ -77,7 +73,7 @@ struct MatcherView {
   const uint32_t* classes = nullptr;  // 256 entries: exact class | folded class << 16
   uint32_t num_patterns = 0;
   uint32_t max_pattern_len = 0;       // overlap for split scans: max_pattern_len - 1
-  GPO_MATCH_HD uint32_t bitset_words() const { return (num_patterns + 31) / 32; }
+  GPO_HD GPO_FORCEINLINE uint32_t bitset_words() const { return (num_patterns + 31) / 32; }
 };
 
 // Host copy of the GPU layout (what DeviceMatcher uploads). view() points into
@@ -103,14 +99,14 @@ MatcherImage build_image(const Matcher& m);
 // ---- the scan (host and device) -------------------------------------------
 
 namespace detail {
-GPO_MATCH_HD uint32_t load_entry(const AutomatonView& a, uint32_t off) {
+GPO_HD GPO_FORCEINLINE uint32_t load_entry(const AutomatonView& a, uint32_t off) {
 #if defined(__CUDA_ARCH__)
   return off < a.hot_entries ? a.hot[off] : __ldg(a.next + off);
 #else
   return a.next[off];
 #endif
 }
-GPO_MATCH_HD uint32_t load_word(const uint8_t* p) {  // p 4-byte aligned
+GPO_HD GPO_FORCEINLINE uint32_t load_word(const uint8_t* p) {  // p 4-byte aligned
 #if defined(__CUDA_ARCH__)
   return __ldg(reinterpret_cast<const uint32_t*>(p));
 #else
@@ -120,7 +116,7 @@ GPO_MATCH_HD uint32_t load_word(const uint8_t* p) {  // p 4-byte aligned
 #endif
 }
 template <typename OnHit>
-GPO_MATCH_HD void report(const AutomatonView& a, uint32_t row, OnHit& on_hit) {
+GPO_HD GPO_FORCEINLINE void report(const AutomatonView& a, uint32_t row, OnHit& on_hit) {
   const uint32_t s = row / a.num_classes;
   for (uint32_t o = a.out_first[s], e = a.out_first[s + 1]; o < e; ++o) on_hit(a.out_ids[o]);
 }
@@ -131,7 +127,7 @@ GPO_MATCH_HD void report(const AutomatonView& a, uint32_t row, OnHit& on_hit) {
 // inspection depth). Reads from max(0, begin - (max_pattern_len - 1)).
 // An id may be reported more than once.
 template <typename OnHit>
-GPO_MATCH_HD void scan_span(const MatcherView& m, const uint8_t* p, uint32_t n, uint32_t begin, uint32_t end,
+GPO_HD GPO_FORCEINLINE void scan_span(const MatcherView& m, const uint8_t* p, uint32_t n, uint32_t begin, uint32_t end,
                             OnHit&& on_hit) {
   if (end > n) end = n;
   if (begin >= end) return;
@@ -174,14 +170,14 @@ GPO_MATCH_HD void scan_span(const MatcherView& m, const uint8_t* p, uint32_t n, 
 
 // Every occurrence in the first min(len, depth) bytes.
 template <typename OnHit>
-GPO_MATCH_HD void scan_payload(const MatcherView& m, const uint8_t* p, uint32_t len, uint32_t depth, OnHit&& on_hit) {
+GPO_HD GPO_FORCEINLINE void scan_payload(const MatcherView& m, const uint8_t* p, uint32_t len, uint32_t depth, OnHit&& on_hit) {
   const uint32_t n = len < depth ? len : depth;
   scan_span(m, p, n, 0, n, on_hit);
 }
 
 // Bitset helpers. set_hit is an atomicOr on the device (chunks of one payload
 // may run in different threads); bits must be zeroed before the scan.
-GPO_MATCH_HD void set_hit(uint32_t* bits, uint32_t id) {
+GPO_HD GPO_FORCEINLINE void set_hit(uint32_t* bits, uint32_t id) {
 #if defined(__CUDA_ARCH__)
   const uint32_t mask = 1u << (id & 31);
   if ((bits[id >> 5] & mask) == 0) atomicOr(bits + (id >> 5), mask);
@@ -189,10 +185,10 @@ GPO_MATCH_HD void set_hit(uint32_t* bits, uint32_t id) {
   bits[id >> 5] |= 1u << (id & 31);
 #endif
 }
-GPO_MATCH_HD bool has_hit(const uint32_t* bits, uint32_t id) { return (bits[id >> 5] >> (id & 31)) & 1u; }
+GPO_HD GPO_FORCEINLINE bool has_hit(const uint32_t* bits, uint32_t id) { return (bits[id >> 5] >> (id & 31)) & 1u; }
 
 // scan_payload into a zeroed bitset of m.bitset_words() words.
-GPO_MATCH_HD void scan_to_bits(const MatcherView& m, const uint8_t* p, uint32_t len, uint32_t depth, uint32_t* bits) {
+GPO_HD GPO_FORCEINLINE void scan_to_bits(const MatcherView& m, const uint8_t* p, uint32_t len, uint32_t depth, uint32_t* bits) {
   scan_payload(m, p, len, depth, [bits](uint32_t id) { set_hit(bits, id); });
 }
 

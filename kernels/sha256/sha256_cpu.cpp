@@ -4,7 +4,7 @@
 #include <memory>
 #include <stdexcept>
 
-#include "sha256/sha256.h"
+#include "kernels/sha256/sha256.h"
 
 namespace gpo::sha256 {
 

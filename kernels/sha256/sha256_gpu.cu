@@ -3,7 +3,7 @@
 // are read with 128-bit loads when the message is 16-byte aligned.
 #include <cuda_runtime.h>
 
-#include "sha256/sha256.h"
+#include "kernels/sha256/sha256.h"
 
 namespace gpo::sha256::gpu {
 namespace {

@@ -2,7 +2,7 @@
 // backend, the client library's in-process fallback and the tests. Frames are
 // plain one-shot ZSTD_compress() frames, so any `zstd -d` reads them and the
 // output is byte-identical to the caller's own ZSTD_compress() at that level.
-// The GPU path for compression (zstd_gpu.h, docs/zstd-gpu.md) gives frames
+// The GPU path for compression (zstd_find.h, docs/zstd-gpu.md) gives frames
 // that are just as standard but not byte-identical (its own match finder).
 #pragma once
 #include <cstddef>

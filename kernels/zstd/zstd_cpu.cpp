@@ -3,7 +3,7 @@
 
 #include <memory>
 
-#include "zstd/zstd.h"
+#include "kernels/zstd/zstd.h"
 
 namespace gpo::zstd {
 namespace {

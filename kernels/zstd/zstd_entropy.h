@@ -1,6 +1,6 @@
 // zstd stage 2: entropy coding on the GPU. Sequences and source already on the
-// device (stage 1's layout, zstd_gpu.h) -> standard zstd frames, one per input,
-// that any `zstd -d` reads. The per-block encoder is zstd_block_encode.h, the
+// device (stage 1's layout, zstd_find.h) -> standard zstd frames, one per input,
+// that any `zstd -d` reads. The per-block encoder is zstd_entropy_block.h, the
 // same code on the CPU (cpu_encode_frame: tests, reference) and the GPU.
 //
 // Layout: one frame per input, its blocks (<= 128 KiB, stage 1's cut) encoded
@@ -18,7 +18,7 @@
 #include <span>
 #include <vector>
 
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::entropy {
 
@@ -81,7 +81,7 @@ class GpuEncoder {
 };
 
 // Stages 1 and 2 on the current CUDA device, host in, host out
-// (zstd_compressor_gpu.cpp): the inputs are copied in, stage 1 finds the
+// (zstd_runner.cpp): the inputs are copied in, stage 1 finds the
 // sequences of all their blocks, GpuEncoder codes them, the frames are copied
 // back. A batch goes in pieces (consecutive inputs, about piece_bytes each)
 // on kSets streams, so copies in, kernels and copies out of different pieces

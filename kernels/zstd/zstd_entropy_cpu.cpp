@@ -1,9 +1,9 @@
-// Stage 2 on the CPU: the same block encoder as the GPU (zstd_block_encode.h),
+// Stage 2 on the CPU: the same block encoder as the GPU (zstd_entropy_block.h),
 // one block after the other. The reference the GPU test compares bit for bit.
 #include <vector>
 
-#include "zstd/zstd_block_encode.h"
-#include "zstd/zstd_entropy.h"
+#include "kernels/zstd/zstd_entropy_block.h"
+#include "kernels/zstd/zstd_entropy.h"
 
 namespace gpo::zstd::entropy {
 

@@ -1,5 +1,5 @@
 // zstd stage 2 on the GPU: the blocks of a batch entropy-coded in parallel by
-// the portable block encoder (zstd_block_encode.h, the CPU reference's code),
+// the portable block encoder (zstd_entropy_block.h, the CPU reference's code),
 // then frames assembled: sizes per input, a prefix sum, headers and a copy of
 // every block into place. No host work per byte; the host only plans buffers.
 #include <cub/block/block_scan.cuh>
@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "cuda_buffers.h"
-#include "zstd/zstd_block_encode.h"
-#include "zstd/zstd_entropy.h"
+#include "kernels/common/cuda_buffers.h"
+#include "kernels/zstd/zstd_entropy_block.h"
+#include "kernels/zstd/zstd_entropy.h"
 
 namespace gpo::zstd::entropy {
 

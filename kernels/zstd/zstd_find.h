@@ -1,104 +1,141 @@
-// The match finder's tuning knobs and the pieces the CUDA kernel and its CPU
-// twin (cpu_find) share, so both produce the same parse (the GPU test checks
-// that they agree sequence for sequence).
+// zstd on the GPU, stage 1: batch match finding. The device layout of the
+// finder's output is the contract with stage 2 (GPU entropy coding) and with
+// the sequence producer glue (zstd_sequence_producer.cpp) that hands the sequences to libzstd.
 //
-// The parse, per block: the block is cut into up to kMaxSegments segments
-// (segments_of), each parsed on its own by one warp with its own small hash
-// table (kHashLog buckets, the latest position per bucket as 16 bits relative
-// to the segment's window base), so no step waits for another warp:
-//  1. prefill: the table gets every kPrefillStride-th position of the up to
-//     kLookback bytes before the segment (same input; they may lie in the
-//     previous block), in order, the latest per bucket winning;
-//  2. a warp step at cursor looks at the n = min(kWindow, segment end -
-//     cursor) positions cursor + i (lane i): each hashes its kHashBytes bytes;
-//     its candidate is the latest earlier position of the step with the same
-//     hash, else the table's; its hash match (with the candidate) and its
-//     matches at the three last offsets (reps) are measured up to kCapA and
-//     choose() picks one;
-//  3. the first position of the step with a match wins, unless the next one
-//     has a longer match (prefer_next: one lazy step); a match of kCapA is
-//     extended to its end, then backwards over pending literals; matches end
-//     inside their segment. The cursor moves past the match (or by n);
-//  4. the step's positions below the new cursor enter the table in order
-//     (the latest per bucket wins); positions a match jumped over beyond the
-//     step are not entered;
-//  5. the segments' sequences are joined, each segment's trailing literals
-//     leading the next segment's first sequence.
-// No match starts in the last kTail bytes of a block.
+// A batch is many inputs laid out in one device buffer. Each input is cut into
+// blocks of at most kBlockBytes (zstd's ZSTD_BLOCKSIZE_MAX, the size libzstd
+// uses for its blocks, so libzstd's block i of an input is our block i). One
+// CTA finds the sequences of one block; all blocks of the batch run in one
+// launch. An empty input has no block.
+//
+// Per block, the finder writes seq_count sequences at [seq_first, seq_first +
+// seq_count) of the sequence array and the count of literals after the last
+// match (trailing_literals). Sum over the block of lit_len + match_len, plus
+// trailing_literals, equals len.
+//
+// Offsets are plain backward distances in bytes (no repeat codes: libzstd, or
+// stage 2, turns them into repcodes). A match may reach back into the up to
+// kHistoryBytes before its block in the same input (never into another input):
+// 1 <= offset <= kMaxOffset. libzstd's window at any level >= 1 covers that
+// (window >= 512 KiB for inputs > 256 KiB, >= the input size below).
+//
+// d_in must stay readable 8 bytes past the end of the last input (the kernel
+// reads aligned 4-byte words).
+//
+// This header has no CUDA types, so host-only code (tests, glue) includes it.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <span>
+#include <vector>
 
-#include "zstd/zstd_gpu.h"
+namespace gpo::zstd::gpu {
 
-#if defined(__CUDACC__)
-#define GPO_HD __host__ __device__ __forceinline__
-#else
-#define GPO_HD inline
-#endif
+inline constexpr uint32_t kBlockBytes = 128 * 1024;   // = ZSTD_BLOCKSIZE_MAX
+inline constexpr uint32_t kHistoryBytes = 128 * 1024; // how far before its block a match may start
+inline constexpr uint32_t kMaxOffset = kBlockBytes + kHistoryBytes - 1;
+inline constexpr uint32_t kMinMatch = 4;              // every match_len >= 4 (zstd's minimum is 3)
 
-namespace gpo::zstd::gpu::find {
-
-inline constexpr int kHashLog = 11;        // 2K buckets of 16 bits per warp (4 KiB of shared memory)
-inline constexpr uint32_t kHashBytes = 5;  // bytes hashed per position (5 beat 6 on binaries and libraries)
-inline constexpr uint32_t kLookback = 47 * 1024;  // bytes before its segment a warp's table starts with
-inline constexpr uint32_t kPrefillStride = 8;     // every 8th position of the lookback enters the table
-inline constexpr uint32_t kWindow = 32;    // positions per warp step (a warp)
-inline constexpr uint32_t kMatchesPerStep = 32;  // matches a step may take, one after the other
-inline constexpr uint32_t kCapA = 32;      // match length measured per position in a step
-inline constexpr uint32_t kHashMin = 5;    // shortest hash match taken
-inline constexpr uint32_t kRepMin = 4;     // shortest rep match taken
-inline constexpr uint32_t kTail = 8;       // no match starts in the last kTail bytes of a block
-inline constexpr uint32_t kMaxSegments = 8;      // a block's parse runs in up to 8 independent segments
-inline constexpr uint32_t kMinSegment = 4096;    // of at least this many bytes
-
-// The segments of a block of len bytes: count of `bytes` each (the last one
-// shorter), bytes a multiple of 4 so segment k's sequences start at slot
-// k * bytes / 4 of the block (see zstd_gpu.cu).
-struct Segments {
-  uint32_t bytes, count;
+// One sequence: lit_len literals, then match_len bytes copied from offset
+// bytes back. match_len >= kMinMatch, 1 <= offset <= kMaxOffset.
+struct Sequence {
+  uint32_t lit_len;
+  uint32_t match_len;
+  uint32_t offset;
 };
-GPO_HD Segments segments_of(uint32_t len) {
-  uint32_t bytes = ((len + kMaxSegments - 1) / kMaxSegments + 3) & ~3u;
-  if (bytes < kMinSegment) bytes = kMinSegment;
-  return {bytes, (len + bytes - 1) / bytes};
-}
-static_assert(kRepMin >= kMinMatch && kHashMin >= kMinMatch);
-// Table entries are position - window base + 1 (0 = empty).
-using TableEntry = uint16_t;
-static_assert(uint64_t(kLookback) + kBlockBytes / kMaxSegments <= TableEntry(~TableEntry(0)) && kLookback <= kHistoryBytes);
-static_assert(kCapA % 8 == 0 && kCapA >= 8);
+static_assert(sizeof(Sequence) == 12);
 
-// Little-endian 8 bytes -> bucket (zstd's prime multiply of the low kHashBytes bytes).
-GPO_HD uint32_t hash_of(uint64_t v) {
-  constexpr uint64_t kPrime = 227718039650203ULL;
-  return uint32_t(((v << (64 - 8 * kHashBytes)) * kPrime) >> (64 - kHashLog));
-}
-
-// The parse's choice at one position, from its hash match and its matches at
-// the three last distinct offsets (reps[0] the latest; 0 = none yet): rep 0
-// unless the hash match is longer by more than one, then a longer rep 1 or 2.
-struct Choice {
-  uint32_t len;  // 0: no match
-  uint32_t dist;
+// One block, in input order (the blocks of input 0, then of input 1, ...).
+struct BlockDesc {
+  uint64_t src;                // byte offset of the block in the batch's device input buffer
+  uint32_t len;                // 1..kBlockBytes
+  uint32_t input;              // index of its input in the batch
+  uint32_t pos;                // offset of the block in its input (its input starts at src - pos)
+  uint32_t seq_first;          // first slot of its sequences in the sequence array (set by plan_blocks)
+  uint32_t seq_count;          // written by the finder
+  uint32_t trailing_literals;  // written by the finder
 };
-GPO_HD Choice choose(uint32_t hash_len, uint32_t hash_dist, const uint32_t* rep_len, const uint32_t* reps) {
-  Choice c{0, 0};
-  if (rep_len[0] >= kRepMin && rep_len[0] + 1 >= hash_len)
-    c = {rep_len[0], reps[0]};
-  else if (hash_len >= kHashMin)
-    c = {hash_len, hash_dist};
-  if (rep_len[1] >= kRepMin && rep_len[1] > c.len) c = {rep_len[1], reps[1]};
-  if (rep_len[2] >= kRepMin && rep_len[2] > c.len) c = {rep_len[2], reps[2]};
-  return c;
-}
-// After a match at distance d (zstd's repcode history, without its ll0 special case).
-GPO_HD void update_reps(uint32_t* reps, uint32_t d) {
-  if (d == reps[0]) return;
-  if (d != reps[1]) reps[2] = reps[1];
-  reps[1] = reps[0];
-  reps[0] = d;
-}
-// Lazy step: the next position's match replaces this one's when longer by more than one.
-GPO_HD bool prefer_next(Choice here, Choice next) { return next.len > here.len + 1; }
+static_assert(sizeof(BlockDesc) == 32);
 
-}  // namespace gpo::zstd::gpu::find
+// Slots reserved per block: every sequence covers >= kMinMatch bytes of match.
+inline uint32_t seq_capacity(uint32_t len) { return len / kMinMatch + 1; }
+
+// Appends the blocks of inputs whose sizes and device offsets are given
+// (offsets[i]: where input i starts in the device buffer) and returns the
+// total sequence slots they need (seq_first set, seq_first + capacity fits).
+uint64_t plan_blocks(std::span<const uint64_t> sizes, std::span<const uint64_t> offsets,
+                     std::vector<BlockDesc>& blocks);
+
+// Finds the sequences of blocks[0, nblocks) (device pointers) in d_in, writing
+// d_seqs and each block's seq_count and trailing_literals. Asynchronous on
+// stream (a cudaStream_t). A block's whole slot range [seq_first, seq_first +
+// seq_capacity(len)) is its scratch during the launch (so it must be the
+// range plan_blocks gave); past seq_count it holds garbage afterwards.
+// Returns the launch error (cudaError_t as int; 0 = success).
+// Defined in zstd_find_gpu.cu (CUDA builds only).
+int enqueue_find(const uint8_t* d_in, BlockDesc* d_blocks, uint32_t nblocks, Sequence* d_seqs, void* stream);
+
+// Copies the sequences of blocks[0, nblocks) from their slots (d_slots) to a
+// dense array (d_dense), blocks in any order: dense_first[i] is block i's
+// first, *d_total counts them (zero it first). For copying sequences back to
+// the host without the empty slots. Returns the launch error.
+int enqueue_compact(const BlockDesc* d_blocks, uint32_t nblocks, const Sequence* d_slots, Sequence* d_dense,
+                    uint32_t* d_dense_first, unsigned long long* d_total, void* stream);
+
+// A CPU match finder with the same output format and limits (tests, and a
+// reference for the glue): in is the batch's input buffer as laid out for the
+// device (BlockDesc::src indexes it); fills seqs at each block's seq_first.
+// The GPU's parse step for step: the same sequences (the GPU test checks).
+void cpu_find(std::span<const uint8_t> in, std::span<BlockDesc> blocks, std::span<Sequence> seqs);
+
+// The glue to libzstd (zstd_sequence_producer.cpp, host only, any sequence source):
+// compresses one input into a standard zstd frame with ZSTD_compress2 at level,
+// libzstd's sequence producer handing it, block by block, the sequences found
+// beforehand. blocks: that input's blocks in order (matched by pos and len to
+// the block libzstd asks for); seqs: the array their seq_first indexes. A block
+// libzstd cuts differently, or sequences that do not fit its window, go to
+// libzstd's own match finder (counted in *fallbacks when not null).
+// Returns the frame size, or 0 with *error set (out too small).
+size_t compress_with_sequences(std::span<const uint8_t> in, std::span<const BlockDesc> blocks,
+                               const Sequence* seqs, std::span<uint8_t> out, int level, bool* error,
+                               unsigned* fallbacks = nullptr);
+
+// Stage 1 end to end on the current CUDA device (zstd_find_runner.cpp, CUDA
+// builds only): copies a batch of inputs in, finds the sequences of all their
+// blocks in one launch, copies them back, then CPU threads compress each input
+// with libzstd through compress_with_sequences. Throws std::runtime_error on a
+// CUDA error. One thread uses a Pipeline at a time.
+class Pipeline {
+ public:
+  explicit Pipeline(unsigned cpu_threads = 0);  // entropy threads; 0 = all cores
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Of the last call, in seconds: GPU times (events) summed over its pieces,
+  // CPU entropy coding as wall time. compress() cuts a batch into pieces so
+  // the GPU finds piece k + 1 while the CPU codes piece k.
+  struct Times {
+    double copy_in = 0, find = 0, copy_out = 0, entropy = 0;
+  };
+  // Host copies of the finder's output: blocks of all inputs in order, their
+  // seq_first re-pointed into seqs.
+  struct Found {
+    std::vector<BlockDesc> blocks;
+    std::vector<Sequence> seqs;
+  };
+  void find(std::span<const std::span<const uint8_t>> ins, Found& out);
+  // find() then one frame per input at levels[i] (or levels[0] for all when
+  // it has one): sizes[i] = frame size, or 0 when outs[i] is too small.
+  // fallbacks (optional): blocks libzstd matched itself.
+  void compress(std::span<const std::span<const uint8_t>> ins, std::span<const std::span<uint8_t>> outs,
+                std::span<const int> levels, std::span<size_t> sizes, unsigned* fallbacks = nullptr);
+  const Times& times() const { return times_; }
+
+ private:
+  struct Impl;
+  Impl* impl_;
+  Times times_;
+};
+
+}  // namespace gpo::zstd::gpu

@@ -1,10 +1,10 @@
-// Block planning and the CPU twin of the GPU match finder (zstd_find.h has
+// Block planning and the CPU twin of the GPU match finder (zstd_find_parse.h has
 // the parse; this file follows it step for step, one position at a time).
 #include <algorithm>
 #include <cstring>
 
-#include "zstd/zstd_find.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find_parse.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::gpu {
 

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <memory>
 
-#include "classify/frame.h"
+#include "kernels/classify/frame.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 65535) return 0;

@@ -30,7 +30,7 @@
 #include <memory>
 #include <vector>
 
-#include "classify/frame.h"
+#include "kernels/classify/frame.h"
 #include "loader/xdp_loader.h"
 
 namespace {

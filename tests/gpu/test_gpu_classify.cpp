@@ -13,8 +13,8 @@
 #include <random>
 
 #include "bench/classify_workload.h"
-#include "kernels/classify/cpu_classifier.h"
-#include "kernels/classify/gpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
+#include "kernels/classify/classify_runner.h"
 #include "rules/compiler.h"
 #include "rules/default_rules.h"
 #include "rules/parser.h"

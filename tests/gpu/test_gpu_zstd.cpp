@@ -16,8 +16,8 @@
 #include "backend/cpu_backend.h"
 #include "backend/cuda_backend.h"
 #include "common/zstd_data.h"
-#include "zstd/zstd_entropy.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_entropy.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::gpu {
 namespace {

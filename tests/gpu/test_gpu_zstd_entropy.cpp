@@ -12,9 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "kernels/common/cuda_check.h"
 #include "unit/zstd_entropy_data.h"
-#include "zstd/zstd_entropy.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_entropy.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace {
 
@@ -24,13 +25,10 @@ namespace ent = gpo::zstd::entropy;
 namespace data = gpo::test::zstd_data;
 
 bool gpu_usable(std::string* why) {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess || n == 0) {
-    *why = std::string("no usable CUDA device: ") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
-    return false;
-  }
-  return true;
+  std::string reason;
+  if (gpo::cuda::device_count(&reason) > 0) return true;
+  *why = "no usable CUDA device: " + reason;
+  return false;
 }
 
 template <typename T>

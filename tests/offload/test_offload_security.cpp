@@ -22,7 +22,7 @@
 #include <system_error>
 
 #include "gpuoffload.h"
-#include "zstd/zstd.h"
+#include "kernels/zstd/zstd.h"
 #include "offload/offload_env.h"
 #include "offload/raw_client.h"
 

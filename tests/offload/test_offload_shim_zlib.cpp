@@ -174,7 +174,7 @@ TEST_F(ShimZlib, LlvmObjcopyCompressDebugSectionsCompress2) {
 }
 
 // The agent itself under the shim, pointed at its own socket: its CPU backend
-// calls zlib through libz's own handle (kernels/deflate/zlib_real.h), so it
+// calls zlib through libz's own handle (kernels/zlib/zlib_real.h), so it
 // never sends itself a job. Were it to go through the shim, each job would
 // wait for the agent's own (busy) backend until the inner client's timeout
 // (3 s here) before computing locally.

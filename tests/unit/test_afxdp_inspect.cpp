@@ -13,7 +13,7 @@
 #include "afxdp/ip_reassembly.h"
 #include "afxdp/rule_snapshot.h"
 #include "common/packet_builder.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "bench/baselines.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #include "kernels/match/match.h"
 #include "rules/compiler.h"
 #include "rules/parser.h"

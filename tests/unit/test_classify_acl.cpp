@@ -7,7 +7,7 @@
 #include <random>
 
 #include "kernels/classify/acl.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #include "kernels/classify/decide.h"
 #include "kernels/classify/frame.h"
 #include "rules/compiler.h"

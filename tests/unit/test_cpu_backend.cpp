@@ -13,7 +13,7 @@
 #include <random>
 #include <thread>
 
-#include "aes/aes.h"
+#include "kernels/aes/aes.h"
 #include "backend/cpu_backend.h"
 #include "backend/ops.h"
 

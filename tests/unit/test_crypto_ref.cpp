@@ -3,11 +3,11 @@
 
 #include <random>
 
-#include "aes/aes.h"
+#include "kernels/aes/aes.h"
 #include "backend/cpu_backend.h"
 #include "backend/ops.h"
 #include "common/crypto_vectors.h"
-#include "sha256/sha256.h"
+#include "kernels/sha256/sha256.h"
 
 using namespace gpo;
 using gpo::test::hex;

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "afxdp/flow_state.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #include "rules/compiler.h"
 #include "rules/parser.h"
 #include "unit/rules_frames.h"

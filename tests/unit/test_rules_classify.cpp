@@ -9,7 +9,7 @@
 #include <random>
 
 #include "kernels/classify/contents.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #include "rules/compiler.h"
 #include "rules/parser.h"
 #include "unit/rules_frames.h"

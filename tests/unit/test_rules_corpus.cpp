@@ -8,7 +8,7 @@
 #include <map>
 
 #include "bench/rules_corpus.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 #include "rules/compiler.h"
 #include "rules/parser.h"
 #include "unit/rules_corpus_traffic.h"

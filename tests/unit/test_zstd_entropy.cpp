@@ -1,5 +1,5 @@
 // zstd stage 2 on the CPU: the block encoder that the GPU runs
-// (zstd_block_encode.h), fed with sequences from libzstd's own parser
+// (zstd_entropy_block.h), fed with sequences from libzstd's own parser
 // (ZSTD_generateSequences) and from stage 1's CPU finder; every frame must
 // decompress with libzstd to the input, over the data kinds and sizes of
 // zstd_entropy_data.h, and come within a few percent of zstd's own entropy coding.
@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "unit/zstd_entropy_data.h"
-#include "zstd/zstd_block_encode.h"
-#include "zstd/zstd_entropy.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_entropy_block.h"
+#include "kernels/zstd/zstd_entropy.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace {
 

@@ -1,5 +1,5 @@
 // zstd stage 1 on the CPU: block planning, the CPU twin of the GPU match
-// finder (its sequences obey zstd_gpu.h's contract) and the sequence producer
+// finder (its sequences obey zstd_find.h's contract) and the sequence producer
 // glue (every frame decompresses with ZSTD_decompress to its input; libzstd
 // used our sequences, not its own finder).
 #include <gtest/gtest.h>
@@ -13,8 +13,8 @@
 #include <fstream>
 
 #include "common/zstd_data.h"
-#include "zstd/zstd_find.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find_parse.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::gpu {
 namespace {
@@ -34,7 +34,7 @@ Found find_one(std::span<const uint8_t> in) {
   return f;
 }
 
-// The contract of zstd_gpu.h, checked sequence by sequence.
+// The contract of zstd_find.h, checked sequence by sequence.
 void expect_valid_parse(std::span<const uint8_t> in, const Found& f) {
   uint64_t pos = 0;
   for (const auto& b : f.blocks) {

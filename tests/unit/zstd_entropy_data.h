@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::test::zstd_data {
 

@@ -1,4 +1,4 @@
-// The tier-2 ops through the CUDA backend: the CRC-32 kernel bit for bit
+// The crc32 and memcpy ops through the CUDA backend: the CRC-32 kernel bit for bit
 // against zlib's crc32_z (called directly, not through the code under test) on
 // many sizes, alignments, initial crcs and batch shapes, a 64 MiB buffer split
 // over the GPU; memcpy through the device; CUDA errors re-run on the CPU.
@@ -21,7 +21,7 @@ using backend::Status;
 
 namespace {
 
-class GpuTier2 : public ::testing::Test {
+class GpuCrc32Memcpy : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string why;
@@ -56,7 +56,7 @@ Job crc_job(const uint8_t* p, size_t n, uint32_t init, uint8_t* out) {
 
 }  // namespace
 
-TEST_F(GpuTier2, Crc32CheckValueAndChaining) {
+TEST_F(GpuCrc32Memcpy, Crc32CheckValueAndChaining) {
   const char* s = "123456789";
   uint8_t out[4], out2[4];
   backend::Batch b;
@@ -75,7 +75,7 @@ TEST_F(GpuTier2, Crc32CheckValueAndChaining) {
   EXPECT_EQ(le32(out2), 0xCBF43926u);
 }
 
-TEST_F(GpuTier2, Crc32BitExactOnManySizesAlignmentsAndInitialCrcs) {
+TEST_F(GpuCrc32Memcpy, Crc32BitExactOnManySizesAlignmentsAndInitialCrcs) {
   const size_t sizes[] = {0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 255, 256, 257, 4095, 4096, 4097, 65535, 65536, 65537,
                           131071, 200003, (size_t{1} << 20) + 7, (size_t{3} << 20) + 5};
   std::vector<uint8_t> buf((size_t{3} << 20) + 64);
@@ -94,7 +94,7 @@ TEST_F(GpuTier2, Crc32BitExactOnManySizesAlignmentsAndInitialCrcs) {
     }
 }
 
-TEST_F(GpuTier2, Crc32Of64MiBSplitAcrossTheGpu) {
+TEST_F(GpuCrc32Memcpy, Crc32Of64MiBSplitAcrossTheGpu) {
   const size_t n = size_t{64} << 20;
   std::vector<uint8_t> buf(n + 3);
   fill(buf.data(), buf.size());
@@ -110,7 +110,7 @@ TEST_F(GpuTier2, Crc32Of64MiBSplitAcrossTheGpu) {
   }
 }
 
-TEST_F(GpuTier2, Crc32BatchesPackedInAPinnedSlabAndScattered) {
+TEST_F(GpuCrc32Memcpy, Crc32BatchesPackedInAPinnedSlabAndScattered) {
   // A slab like a client's (pinned by register_memory), jobs packed 64-byte
   // aligned with their 4-byte outputs in between, plus unpinned jobs.
   const size_t slab_len = size_t{48} << 20;
@@ -144,7 +144,7 @@ TEST_F(GpuTier2, Crc32BatchesPackedInAPinnedSlabAndScattered) {
   gpu_->unregister_memory(slab.data());
 }
 
-TEST_F(GpuTier2, MemcpyThroughTheDevicePinnedUnpinnedAndInPlace) {
+TEST_F(GpuCrc32Memcpy, MemcpyThroughTheDevicePinnedUnpinnedAndInPlace) {
   const size_t sizes[] = {0, 1, 4095, 65536 + 3, (size_t{5} << 20) + 1, size_t{40} << 20};
   std::vector<uint8_t> pinned_out(size_t{41} << 20);
   ASSERT_TRUE(gpu_->register_memory(pinned_out.data(), pinned_out.size()));
@@ -172,7 +172,7 @@ TEST_F(GpuTier2, MemcpyThroughTheDevicePinnedUnpinnedAndInPlace) {
   gpu_->unregister_memory(pinned_out.data());
 }
 
-TEST_F(GpuTier2, CudaErrorRetriesCrcAndMemcpyOnTheCpu) {
+TEST_F(GpuCrc32Memcpy, CudaErrorRetriesCrcAndMemcpyOnTheCpu) {
   std::vector<uint8_t> in(3 << 20), out(in.size());
   fill(in.data(), in.size());
   uint8_t crc_out[4];

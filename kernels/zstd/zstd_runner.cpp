@@ -1,6 +1,6 @@
 // zstd stages 1 + 2 on the GPU, host in, host out (GpuCompressor,
 // zstd_entropy.h): host code only (g++ against cudart); the kernels are in
-// zstd_gpu.cu (stage 1) and zstd_entropy_gpu.cu (stage 2).
+// zstd_find_gpu.cu (stage 1) and zstd_entropy_gpu.cu (stage 2).
 //
 // A call is a stream of pieces over kSets buffer sets, each with its own CUDA
 // stream. The host loop, per step k: start piece k (lay it out, pack its
@@ -26,9 +26,9 @@
 #include <utility>
 #include <vector>
 
-#include "cuda_buffers.h"
-#include "zstd/zstd_entropy.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/common/cuda_buffers.h"
+#include "kernels/zstd/zstd_entropy.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::entropy {
 
@@ -38,8 +38,7 @@ using cuda::DevBuf;
 using cuda::PinnedBuf;
 using Clock = std::chrono::steady_clock;
 
-void check(cudaError_t e, const char* what) { cuda::check(e, what); }
-void check(int e, const char* what) { cuda::check(static_cast<cudaError_t>(e), what); }
+using cuda::check;
 
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }

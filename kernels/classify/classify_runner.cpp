@@ -1,4 +1,4 @@
-#include "kernels/classify/gpu_classifier.h"
+#include "kernels/classify/classify_runner.h"
 
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -9,14 +9,13 @@
 
 #include "kernels/classify/acl.h"
 #include "kernels/classify/classify_gpu.h"
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
+#include "kernels/common/cuda_check.h"
 
 namespace gpo::classify {
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("GPU classifier: ") + what + ": " + cudaGetErrorString(e));
-}
+using cuda::check;
 
 constexpr uint32_t align4(uint32_t x) { return (x + 3) & ~3u; }
 
@@ -120,17 +119,7 @@ struct GpuClassifier::Impl {
   }
 };
 
-int GpuClassifier::device_count(std::string* why) {
-  int n = 0;
-  cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    if (why) *why = cudaGetErrorString(e);
-    cudaGetLastError();
-    return 0;
-  }
-  if (n == 0 && why) *why = "no CUDA device";
-  return n;
-}
+int GpuClassifier::device_count(std::string* why) { return cuda::device_count(why); }
 
 GpuClassifier::GpuClassifier(std::shared_ptr<const RuleTables> tables, GpuClassifierOptions opt)
     : impl_(std::make_unique<Impl>(std::move(tables), opt)) {

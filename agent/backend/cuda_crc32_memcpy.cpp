@@ -1,4 +1,4 @@
-#include "backend/cuda_tier2.h"
+#include "backend/cuda_crc32_memcpy.h"
 
 #include <cuda_runtime.h>
 
@@ -6,111 +6,45 @@
 #include <cstring>
 #include <span>
 
-#include "crc32/crc32.h"
-#include "cuda_buffers.h"
+#include "kernels/crc32/crc32.h"
+#include "kernels/common/copy_plan.h"
+#include "kernels/common/cuda_buffers.h"
 
 namespace gpo::backend {
 namespace {
 
-struct Fail {
-  cudaError_t code;
-};
-void ck(cudaError_t e) {
-  if (e != cudaSuccess) throw Fail{e};
-}
-void ck(int e) { ck(static_cast<cudaError_t>(e)); }
+using cuda::check;
 
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
-
+using cuda::CopyPlan;
+using cuda::DeviceLayout;
+using cuda::align_up;
 using cuda::is_pinned;
-
-// Inputs laid out on the device so that buffers close together in host memory
-// (jobs packed in a client slab) share one copy; the host address modulo 256
-// is kept so aligned host data stays aligned.
-struct Layout {
-  struct Range {
-    const uint8_t* host;
-    uint64_t dev, len;
-    bool staged;  // not pinned: goes through pinned staging
-  };
-  std::vector<Range> ranges;
-  std::vector<uint32_t> range_of;
-  std::vector<uint64_t> dev;
-  uint64_t total = 0;
-  void build(const std::vector<Job*>& jobs) {
-    ranges.clear();
-    range_of.assign(jobs.size(), 0);
-    dev.assign(jobs.size(), 0);
-    total = 0;
-    const uint8_t* prev_end = nullptr;
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      auto b = jobs[i]->in;
-      if (b.empty()) continue;
-      if (prev_end && b.data() >= prev_end && uint64_t(b.data() - prev_end) <= 4096) {
-        Range& r = ranges.back();
-        dev[i] = r.dev + uint64_t(b.data() - r.host);
-        r.len = uint64_t(b.data() + b.size() - r.host);
-        total = r.dev + r.len;
-      } else {
-        const uint64_t d = align_up(total, 256) + (reinterpret_cast<uintptr_t>(b.data()) & 255);
-        ranges.push_back({b.data(), d, b.size(), !is_pinned(b.data())});
-        dev[i] = d;
-        total = d + b.size();
-      }
-      range_of[i] = uint32_t(ranges.size() - 1);
-      prev_end = b.data() + b.size();
-    }
-  }
-  bool any_staged() const {
-    for (auto& r : ranges)
-      if (r.staged) return true;
-    return false;
-  }
-};
-
-// Copies of one piece, merged per range.
-struct CopyList {
-  struct Copy {
-    uint32_t range;
-    uint64_t lo, hi;  // device offsets
-  };
-  std::vector<Copy> v;
-  void add(const Layout& l, size_t job, uint64_t lo, uint64_t hi) {
-    if (hi <= lo) return;
-    const uint32_t r = l.range_of[job];
-    const uint64_t dlo = l.dev[job] + lo, dhi = l.dev[job] + hi;
-    if (!v.empty() && v.back().range == r && dlo >= v.back().lo) {
-      v.back().hi = std::max(v.back().hi, dhi);
-      return;
-    }
-    v.push_back({r, dlo, dhi});
-  }
-};
-
-uint64_t piece_target(uint64_t total) {
-  return std::clamp<uint64_t>(total / 16, uint64_t{1} << 20, uint64_t{16} << 20);
-}
+using cuda::piece_target;
 
 }  // namespace
 
-struct CudaTier2::Impl {
+struct CudaCrc32Memcpy::Impl {
   std::vector<cudaStream_t> streams;
   std::vector<cudaEvent_t> events;
   cudaEvent_t ev_meta = nullptr;
-  // Grow-only (a batch reuses the last one's); allocation errors go to Fail.
+  // Grow-only (a batch reuses the last one's); allocation errors throw cuda::Error.
   cuda::DevBuf<uint8_t> d_in, d_meta;
   cuda::PinnedBuf<uint8_t> h_meta, h_stage_in, h_stage_out;
   template <typename Buf>
   static uint8_t* grow(Buf& b, size_t n) {
-    ck(b.ensure(n));
+    check(b.ensure(n));
     return b.data();
   }
-  Layout lay;
+  DeviceLayout lay;  // the inputs on the device (4096: gap one copy may carry along)
 
+  void build_layout(const std::vector<Job*>& jobs) {
+    lay.reset(jobs.size());
+    for (size_t i = 0; i < jobs.size(); ++i) lay.add(i, jobs[i]->in, 4096, is_pinned);
+  }
   cudaEvent_t event(size_t p) {
     while (events.size() <= p) {
       cudaEvent_t e;
-      ck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
       events.push_back(e);
     }
     return events[p];
@@ -119,23 +53,16 @@ struct CudaTier2::Impl {
     for (auto s : streams) cudaStreamSynchronize(s);
     cudaGetLastError();
   }
-  void copy_in(const CopyList& cl, uint8_t* din, cudaStream_t s) {
-    for (auto& c : cl.v) {
-      const auto& r = lay.ranges[c.range];
-      const void* src = r.host + (c.lo - r.dev);
-      if (r.staged) {  // unpinned: through pinned staging, one piece at a time
-        uint8_t* st = h_stage_in.data() ? h_stage_in.data() + c.lo : nullptr;
-        std::memcpy(st, src, c.hi - c.lo);
-        src = st;
-      }
-      ck(cudaMemcpyAsync(din + c.lo, src, c.hi - c.lo, cudaMemcpyHostToDevice, s));
-    }
+  void copy_in(const CopyPlan& cl, uint8_t* din, cudaStream_t s) {  // unpinned ranges through pinned staging
+    cl.copy_in(lay, h_stage_in.data(), [&](uint64_t off, const void* src, uint64_t len) {
+      check(cudaMemcpyAsync(din + off, src, len, cudaMemcpyHostToDevice, s));
+    });
   }
 
   void crc32(std::vector<Job*>& jobs, bool inject_fault) {
     namespace g = crc32::gpu;
     const uint32_t n = uint32_t(jobs.size());
-    lay.build(jobs);
+    build_layout(jobs);
     if (lay.any_staged()) grow(h_stage_in, lay.total);
     uint8_t* din = grow(d_in, lay.total);
     std::vector<uint32_t> first(n + 1, 0);
@@ -158,27 +85,27 @@ struct CudaTier2::Impl {
       for (uint32_t t = first[i]; t < first[i + 1]; ++t) hmap[t] = i;
     }
     cudaStream_t s0 = streams[0];
-    if (!ev_meta) ck(cudaEventCreateWithFlags(&ev_meta, cudaEventDisableTiming));
-    ck(cudaMemcpyAsync(dm, hm, jobs_b + map_b, cudaMemcpyHostToDevice, s0));
-    ck(cudaMemsetAsync(dacc, 0, n * sizeof(uint32_t), s0));
-    ck(cudaEventRecord(ev_meta, s0));
+    if (!ev_meta) check(cudaEventCreateWithFlags(&ev_meta, cudaEventDisableTiming));
+    check(cudaMemcpyAsync(dm, hm, jobs_b + map_b, cudaMemcpyHostToDevice, s0));
+    check(cudaMemsetAsync(dacc, 0, n * sizeof(uint32_t), s0));
+    check(cudaEventRecord(ev_meta, s0));
 
     // Pieces of whole tiles, ~piece_target bytes each, round-robin on the streams.
     const uint64_t target = piece_target(lay.total);
     size_t pieces = 0;
-    CopyList cl;
+    CopyPlan cl;
     uint32_t ta = 0;
     uint64_t bytes = 0;
     auto flush = [&](uint32_t tb) {
       if (tb <= ta) return;
       cudaStream_t s = streams[pieces % streams.size()];
-      ck(cudaStreamWaitEvent(s, ev_meta, 0));
+      check(cudaStreamWaitEvent(s, ev_meta, 0));
       copy_in(cl, din, s);
-      if (inject_fault && pieces == 0) ck(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, s));
-      ck(g::enqueue_tiles(djobs, dmap, ta, tb, dacc, s));
-      ck(cudaEventRecord(event(pieces), s));
+      if (inject_fault && pieces == 0) check(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, s));
+      check(g::enqueue_tiles(djobs, dmap, ta, tb, dacc, s));
+      check(cudaEventRecord(event(pieces), s));
       ++pieces;
-      cl.v.clear();
+      cl.clear();
       ta = tb;
       bytes = 0;
     };
@@ -193,10 +120,10 @@ struct CudaTier2::Impl {
       }
     }
     flush(ntiles);
-    for (size_t p = 0; p < pieces; ++p) ck(cudaStreamWaitEvent(s0, events[p], 0));
-    ck(g::enqueue_finalize(djobs, n, dacc, dres, s0));
-    ck(cudaMemcpyAsync(hres, dres, n * sizeof(uint32_t), cudaMemcpyDeviceToHost, s0));
-    ck(cudaStreamSynchronize(s0));
+    for (size_t p = 0; p < pieces; ++p) check(cudaStreamWaitEvent(s0, events[p], 0));
+    check(g::enqueue_finalize(djobs, n, dacc, dres, s0));
+    check(cudaMemcpyAsync(hres, dres, n * sizeof(uint32_t), cudaMemcpyDeviceToHost, s0));
+    check(cudaStreamSynchronize(s0));
     for (uint32_t i = 0; i < n; ++i) {
       Job& j = *jobs[i];
       for (int b = 0; b < 4; ++b) j.out[b] = uint8_t(hres[i] >> (8 * b));
@@ -209,7 +136,7 @@ struct CudaTier2::Impl {
   // directions overlap). Outputs that are not pinned come back through staging.
   void memcpy_(std::vector<Job*>& jobs, bool inject_fault) {
     const uint32_t n = uint32_t(jobs.size());
-    lay.build(jobs);
+    build_layout(jobs);
     if (lay.any_staged()) grow(h_stage_in, lay.total);
     uint8_t* din = grow(d_in, lay.total);
     std::vector<bool> out_staged(n, false);
@@ -244,19 +171,19 @@ struct CudaTier2::Impl {
     }
     if (!cur.empty()) pieces.push_back(std::move(cur));
 
-    CopyList cl;
+    CopyPlan cl;
     for (size_t p = 0; p < pieces.size(); ++p) {
       cudaStream_t s = streams[p % streams.size()];
-      cl.v.clear();
+      cl.clear();
       for (auto& c : pieces[p]) cl.add(lay, c.job, c.lo, c.hi);
       copy_in(cl, din, s);
-      if (inject_fault && p == 0) ck(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, s));
+      if (inject_fault && p == 0) check(cudaMemcpyAsync(nullptr, din, 1, cudaMemcpyDeviceToHost, s));
       // Device -> host, merging chunks adjacent on both sides (outputs packed like their inputs).
       const uint8_t* run_src = nullptr;
       uint8_t* run_dst = nullptr;
       uint64_t run_len = 0;
       auto send = [&] {
-        if (run_len) ck(cudaMemcpyAsync(run_dst, run_src, run_len, cudaMemcpyDeviceToHost, s));
+        if (run_len) check(cudaMemcpyAsync(run_dst, run_src, run_len, cudaMemcpyDeviceToHost, s));
         run_len = 0;
       };
       for (auto& c : pieces[p]) {
@@ -272,10 +199,10 @@ struct CudaTier2::Impl {
         run_src = src, run_dst = dst, run_len = c.hi - c.lo;
       }
       send();
-      ck(cudaEventRecord(event(p), s));
+      check(cudaEventRecord(event(p), s));
     }
     for (size_t p = 0; p < pieces.size(); ++p) {
-      ck(cudaEventSynchronize(events[p]));
+      check(cudaEventSynchronize(events[p]));
       for (auto& c : pieces[p])
         if (out_staged[c.job])
           std::memcpy(jobs[c.job]->out.data() + c.lo, hso + lay.dev[c.job] + c.lo, c.hi - c.lo);
@@ -287,32 +214,32 @@ struct CudaTier2::Impl {
   }
 };
 
-CudaTier2::CudaTier2(void* const* streams, int nstreams) : impl_(std::make_unique<Impl>()) {
+CudaCrc32Memcpy::CudaCrc32Memcpy(void* const* streams, int nstreams) : impl_(std::make_unique<Impl>()) {
   for (int i = 0; i < nstreams; ++i) impl_->streams.push_back(static_cast<cudaStream_t>(streams[i]));
 }
 
-CudaTier2::~CudaTier2() {
+CudaCrc32Memcpy::~CudaCrc32Memcpy() {
   for (auto e : impl_->events) cudaEventDestroy(e);
   if (impl_->ev_meta) cudaEventDestroy(impl_->ev_meta);
 }
 
-int CudaTier2::run_crc32(std::vector<Job*>& jobs, bool inject_fault) {
+int CudaCrc32Memcpy::run_crc32(std::vector<Job*>& jobs, bool inject_fault) {
   if (jobs.empty()) return 0;
   try {
     impl_->crc32(jobs, inject_fault);
     return 0;
-  } catch (const Fail& f) {
+  } catch (const cuda::Error& f) {
     impl_->sync_all();  // nothing of this batch still in flight when the CPU takes over
     return int(f.code);
   }
 }
 
-int CudaTier2::run_memcpy(std::vector<Job*>& jobs, bool inject_fault) {
+int CudaCrc32Memcpy::run_memcpy(std::vector<Job*>& jobs, bool inject_fault) {
   if (jobs.empty()) return 0;
   try {
     impl_->memcpy_(jobs, inject_fault);
     return 0;
-  } catch (const Fail& f) {
+  } catch (const cuda::Error& f) {
     impl_->sync_all();
     return int(f.code);
   }

@@ -1,5 +1,5 @@
-// The CUDA backend's runners for the tier-2 families: CRC-32 (kernels/crc32,
-// one buffer split over many blocks, batches in one grid) and memcpy (the
+// The CUDA backend's runners for CRC-32 (kernels/crc32, one buffer split
+// over many blocks, batches in one grid) and memcpy (the
 // bytes go host -> device -> host and nothing else: it exists so the planner
 // and `bench tier2` measure what offloading a copy costs, two PCIe crossings).
 // Called from CudaBackend::run_group on its worker thread, on its streams, so
@@ -13,13 +13,13 @@
 
 namespace gpo::backend {
 
-class CudaTier2 {
+class CudaCrc32Memcpy {
  public:
   // streams: the backend's streams (cudaStream_t), used round-robin for pieces.
-  CudaTier2(void* const* streams, int nstreams);
-  ~CudaTier2();
-  CudaTier2(const CudaTier2&) = delete;
-  CudaTier2& operator=(const CudaTier2&) = delete;
+  CudaCrc32Memcpy(void* const* streams, int nstreams);
+  ~CudaCrc32Memcpy();
+  CudaCrc32Memcpy(const CudaCrc32Memcpy&) = delete;
+  CudaCrc32Memcpy& operator=(const CudaCrc32Memcpy&) = delete;
   // Each returns 0, or the CUDA error (cudaError_t) after every piece of work it
   // queued has finished; jobs are then untouched (the caller re-runs them on
   // the CPU). inject_fault: a real CUDA error (an invalid copy) in the first piece.

@@ -1,7 +1,7 @@
 // The CPU reference for zlib compress: compress2() of the real zlib.
-#include "deflate/deflate.h"
+#include "kernels/zlib/zlib.h"
 
-#include "deflate/zlib_real.h"
+#include "kernels/zlib/zlib_real.h"
 
 namespace gpo::deflate {
 

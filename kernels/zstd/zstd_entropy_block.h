@@ -5,7 +5,7 @@
 // libzstd's decompressor (RFC 8878 is the format; no libzstd code here).
 //
 // Input per block: the source bytes and its sequences in stage 1's layout
-// (zstd_gpu.h: lit_len, match_len, plain backward offset) plus the literals
+// (zstd_find.h: lit_len, match_len, plain backward offset) plus the literals
 // after the last match. Output: a complete block (3-byte header + content):
 // Compressed_Block when it pays, else Raw_Block; never more than len + 3 bytes.
 //
@@ -25,13 +25,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "zstd/zstd_gpu.h"
+#include "kernels/common/host_device.h"
+#include "kernels/zstd/zstd_find.h"
 
-#if defined(__CUDACC__)
-#define GPO_ZHD __host__ __device__ inline
-#else
-#define GPO_ZHD inline
-#endif
 
 namespace gpo::zstd::enc {
 
@@ -41,7 +37,7 @@ inline constexpr uint32_t kMaxBlock = 128 * 1024;
 inline constexpr uint32_t kHufMaxBits = 11;
 inline constexpr uint32_t kFrameHeaderMax = 4 + 1 + 1 + 8;
 
-GPO_ZHD uint32_t highbit(uint32_t v) {  // v > 0
+GPO_HD inline uint32_t highbit(uint32_t v) {  // v > 0
 #if defined(__CUDA_ARCH__)
   return 31u - __clz(v);
 #else
@@ -49,16 +45,16 @@ GPO_ZHD uint32_t highbit(uint32_t v) {  // v > 0
 #endif
 }
 
-GPO_ZHD void put_le16(uint8_t* p, uint32_t v) {
+GPO_HD inline void put_le16(uint8_t* p, uint32_t v) {
   p[0] = uint8_t(v);
   p[1] = uint8_t(v >> 8);
 }
-GPO_ZHD void put_le24(uint8_t* p, uint32_t v) {
+GPO_HD inline void put_le24(uint8_t* p, uint32_t v) {
   p[0] = uint8_t(v);
   p[1] = uint8_t(v >> 8);
   p[2] = uint8_t(v >> 16);
 }
-GPO_ZHD void put_le32(uint8_t* p, uint32_t v) {
+GPO_HD inline void put_le32(uint8_t* p, uint32_t v) {
   put_le16(p, v);
   put_le16(p + 2, v >> 16);
 }
@@ -73,14 +69,14 @@ struct BitWriter {
   uint32_t n;
   bool overflow;
 
-  GPO_ZHD void init(uint8_t* out, size_t cap) {
+  GPO_HD inline void init(uint8_t* out, size_t cap) {
     start = p = out;
     end = out + cap;
     acc = 0;
     n = 0;
     overflow = false;
   }
-  GPO_ZHD void add(uint32_t v, uint32_t nb) {  // nb <= 32
+  GPO_HD inline void add(uint32_t v, uint32_t nb) {  // nb <= 32
     acc |= (uint64_t(v) & ((uint64_t(1) << nb) - 1)) << n;
     n += nb;
     if (n >= 32) {
@@ -95,7 +91,7 @@ struct BitWriter {
     }
   }
   // Adds the end mark and flushes. Returns the stream size, or 0 on overflow.
-  GPO_ZHD size_t close() {
+  GPO_HD inline size_t close() {
     add(1, 1);
     while (n > 0) {
       if (p < end) {
@@ -131,7 +127,7 @@ struct FseBuildScratch {
 
 // Encoder table from a normalized distribution (counts sum to 1 << log; -1 is
 // a "less than 1" symbol), spread the way every zstd decoder builds its table.
-GPO_ZHD void fse_build(FseCTable& ct, const int16_t* norm, uint32_t max_sym, uint32_t log, FseBuildScratch& ws) {
+GPO_HD inline void fse_build(FseCTable& ct, const int16_t* norm, uint32_t max_sym, uint32_t log, FseBuildScratch& ws) {
   const uint32_t size = 1u << log;
   uint32_t high = size - 1;
   uint8_t* table_sym = ws.table_sym;
@@ -180,32 +176,32 @@ GPO_ZHD void fse_build(FseCTable& ct, const int16_t* norm, uint32_t max_sym, uin
   }
 }
 
-GPO_ZHD void fse_build(FseCTable& ct, const int16_t* norm, uint32_t max_sym, uint32_t log) {
+GPO_HD inline void fse_build(FseCTable& ct, const int16_t* norm, uint32_t max_sym, uint32_t log) {
   FseBuildScratch ws;
   fse_build(ct, norm, max_sym, log, ws);
 }
 
-GPO_ZHD uint32_t fse_init_state(const FseCTable& ct, uint32_t s) {
+GPO_HD inline uint32_t fse_init_state(const FseCTable& ct, uint32_t s) {
   if (ct.log == 0) return 0;
   const uint32_t nb = (ct.delta_nb_bits[s] + (1u << 15)) >> 16;
   const uint32_t v = (nb << 16) - ct.delta_nb_bits[s];
   return ct.state[int32_t(v >> nb) + ct.find_state[s]];
 }
 
-GPO_ZHD void fse_encode(const FseCTable& ct, uint32_t& state, uint32_t s, BitWriter& bw) {
+GPO_HD inline void fse_encode(const FseCTable& ct, uint32_t& state, uint32_t s, BitWriter& bw) {
   if (ct.log == 0) return;
   const uint32_t nb = (state + ct.delta_nb_bits[s]) >> 16;
   bw.add(state, nb);
   state = ct.state[int32_t(state >> nb) + ct.find_state[s]];
 }
 
-GPO_ZHD void fse_flush(const FseCTable& ct, uint32_t state, BitWriter& bw) {
+GPO_HD inline void fse_flush(const FseCTable& ct, uint32_t state, BitWriter& bw) {
   if (ct.log != 0) bw.add(state, ct.log);
 }
 
 // Normalizes counts (total > 0) to sum to 1 << log, every present symbol >= 1.
 // Integer only, so CPU and GPU agree. Needs (1 << log) >= present symbols.
-GPO_ZHD void fse_normalize(int16_t* norm, const uint32_t* cnt, uint32_t max_sym, uint32_t total, uint32_t log) {
+GPO_HD inline void fse_normalize(int16_t* norm, const uint32_t* cnt, uint32_t max_sym, uint32_t total, uint32_t log) {
   const uint32_t size = 1u << log;
   int32_t sum = 0;
   uint32_t biggest = 0;
@@ -239,7 +235,7 @@ GPO_ZHD void fse_normalize(int16_t* norm, const uint32_t* cnt, uint32_t max_sym,
 
 // FSE table description (RFC 8878 4.1.1). Returns bytes written; out needs
 // room for the worst case plus 2 bytes of slack.
-GPO_ZHD size_t fse_write_ncount(uint8_t* out, const int16_t* norm, uint32_t max_sym, uint32_t log) {
+GPO_HD inline size_t fse_write_ncount(uint8_t* out, const int16_t* norm, uint32_t max_sym, uint32_t log) {
   uint8_t* o = out;
   const int table_size = 1 << log;
   uint32_t bits = 0;
@@ -306,7 +302,7 @@ GPO_ZHD size_t fse_write_ncount(uint8_t* out, const int16_t* norm, uint32_t max_
 }
 
 // zstd's rule for a table's accuracy: small inputs get small tables.
-GPO_ZHD uint32_t fse_table_log(uint32_t max_log, uint32_t n, uint32_t max_sym) {
+GPO_HD inline uint32_t fse_table_log(uint32_t max_log, uint32_t n, uint32_t max_sym) {
   uint32_t log = max_log;
   const uint32_t max_bits_src = n > 1 ? highbit(n - 1) : 0;
   if (max_bits_src >= 2 && max_bits_src - 2 < log) log = max_bits_src - 2;
@@ -320,7 +316,7 @@ GPO_ZHD uint32_t fse_table_log(uint32_t max_log, uint32_t n, uint32_t max_sym) {
 }
 
 // Fixed-point -log2 helpers (1/256 bit) for mode decisions, integer only.
-GPO_ZHD uint32_t log2_fp8(uint32_t x) {  // x > 0: log2(x) * 256, mantissa linear
+GPO_HD inline uint32_t log2_fp8(uint32_t x) {  // x > 0: log2(x) * 256, mantissa linear
   const uint32_t h = highbit(x);
   const uint32_t frac = h >= 8 ? (x >> (h - 8)) & 255 : (x << (8 - h)) & 255;
   return h * 256 + frac;
@@ -350,7 +346,7 @@ struct HufBuildScratch {
 // parent (2n - 1 nodes, leaves first, root last) by the two-queue merge
 // (leaves [li, n) and inner nodes [ni, next), both ascending). Shared by the
 // CPU/one-thread plan and the GPU's CTA plan, so both build the same tree.
-GPO_ZHD void huf_merge(const uint32_t* w, uint32_t n, uint32_t* node_w, uint16_t* parent) {
+GPO_HD inline void huf_merge(const uint32_t* w, uint32_t n, uint32_t* node_w, uint16_t* parent) {
   for (uint32_t i = 0; i < n; ++i) node_w[i] = w[i];
   uint32_t li = 0, ni = n, next = n;
   while (next < 2 * n - 1) {
@@ -376,7 +372,7 @@ GPO_ZHD void huf_merge(const uint32_t* w, uint32_t n, uint32_t* node_w, uint16_t
 // order (optional): the present symbols already sorted by (count, symbol),
 // e.g. ranked in parallel by the GPU; the result is the same either way (the
 // sort below is then linear).
-GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t, HufBuildScratch& ws, const uint8_t* order = nullptr) {
+GPO_HD inline void huf_build(const uint32_t* hist, HufTable& t, HufBuildScratch& ws, const uint8_t* order = nullptr) {
   uint16_t* leaf_sym = ws.leaf_sym;
   uint32_t* w = ws.w;
   uint32_t n = 0;
@@ -447,7 +443,7 @@ GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t, HufBuildScratch& ws, c
   for (uint32_t s = 0; s < 256; ++s)
     if (t.len[s]) t.code[s] = uint16_t(val_per_len[t.len[s]]++);
 }
-GPO_ZHD void huf_build(const uint32_t* hist, HufTable& t, const uint8_t* order = nullptr) {
+GPO_HD inline void huf_build(const uint32_t* hist, HufTable& t, const uint8_t* order = nullptr) {
   HufBuildScratch ws;
   huf_build(hist, t, ws, order);
 }
@@ -464,7 +460,7 @@ struct HufTreeScratch {
 
 // Huffman tree description (RFC 8878 4.2.1): weights of symbols
 // 0..last_sym-1 (the last one is implied). Returns bytes, 0 if none fits.
-GPO_ZHD size_t huf_write_tree(const HufTable& t, uint8_t* out, size_t cap, HufTreeScratch& ws) {
+GPO_HD inline size_t huf_write_tree(const HufTable& t, uint8_t* out, size_t cap, HufTreeScratch& ws) {
   const uint32_t nw = t.last_sym;
   uint8_t* wt = ws.wt;
   for (uint32_t s = 0; s < nw; ++s) wt[s] = t.len[s] ? uint8_t(t.max_bits + 1 - t.len[s]) : 0;
@@ -527,7 +523,7 @@ GPO_ZHD size_t huf_write_tree(const HufTable& t, uint8_t* out, size_t cap, HufTr
 }
 
 // One Huffman stream of lits[0..n), symbols written last first.
-GPO_ZHD size_t huf_encode_stream(const HufTable& t, const uint8_t* lits, uint32_t n, uint8_t* out, size_t cap) {
+GPO_HD inline size_t huf_encode_stream(const HufTable& t, const uint8_t* lits, uint32_t n, uint8_t* out, size_t cap) {
   BitWriter bw;
   bw.init(out, cap);
   for (uint32_t i = n; i-- > 0;) {
@@ -539,24 +535,24 @@ GPO_ZHD size_t huf_encode_stream(const HufTable& t, const uint8_t* lits, uint32_
 
 // -------------------------------------------------------------- codes
 
-GPO_ZHD uint32_t ll_base(uint32_t c) {
+GPO_HD inline uint32_t ll_base(uint32_t c) {
   static constexpr uint32_t b[36] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,   10,  11,  12,   13,   14,   15,   16,    18,
                               20, 22, 24, 28, 32, 40, 48, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
   return b[c];
 }
-GPO_ZHD uint32_t ll_bits(uint32_t c) {
+GPO_HD inline uint32_t ll_bits(uint32_t c) {
   static constexpr uint8_t b[36] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  0,  0,  1,  1,
                              1, 1, 2, 2, 3, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
   return b[c];
 }
-GPO_ZHD uint32_t ml_base(uint32_t c) {
+GPO_HD inline uint32_t ml_base(uint32_t c) {
   static constexpr uint32_t b[53] = {3,   4,   5,   6,    7,    8,    9,    10,   11,    12,    13,    14,    15,    16,
                               17,  18,  19,  20,   21,   22,   23,   24,   25,    26,    27,    28,    29,    30,
                               31,  32,  33,  34,   35,   37,   39,   41,   43,    47,    51,    59,    67,    83,
                               99,  131, 259, 515,  1027, 2051, 4099, 8195, 16387, 32771, 65539};
   return b[c];
 }
-GPO_ZHD uint32_t ml_bits(uint32_t c) {
+GPO_HD inline uint32_t ml_bits(uint32_t c) {
   static constexpr uint8_t b[53] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                              0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
   return b[c];
@@ -564,7 +560,7 @@ GPO_ZHD uint32_t ml_bits(uint32_t c) {
 // Codes by range arithmetic, no table lookups (RFC 8878 3.1.1.3.2.1; the
 // unit test checks them against the base tables for every length). Every
 // base is a multiple of 1 << bits, so the extra bits are the value's low bits.
-GPO_ZHD uint32_t ll_code(uint32_t ll) {  // ll < 131072
+GPO_HD inline uint32_t ll_code(uint32_t ll) {  // ll < 131072
   if (ll < 16) return ll;
   if (ll < 24) return 16 + ((ll - 16) >> 1);
   if (ll < 32) return 20 + ((ll - 24) >> 2);
@@ -572,7 +568,7 @@ GPO_ZHD uint32_t ll_code(uint32_t ll) {  // ll < 131072
   if (ll < 64) return 24;
   return 19 + highbit(ll);
 }
-GPO_ZHD uint32_t ml_code(uint32_t ml) {  // 3 <= ml < 131075
+GPO_HD inline uint32_t ml_code(uint32_t ml) {  // 3 <= ml < 131075
   const uint32_t v = ml - 3;
   if (v < 32) return v;
   if (v < 40) return 32 + ((v - 32) >> 1);
@@ -583,7 +579,7 @@ GPO_ZHD uint32_t ml_code(uint32_t ml) {  // 3 <= ml < 131075
   return 36 + highbit(v);
 }
 // Extra bits of a code (= ll_bits / ml_bits, without the tables).
-GPO_ZHD uint32_t ll_code_bits(uint32_t c) {
+GPO_HD inline uint32_t ll_code_bits(uint32_t c) {
   if (c < 16) return 0;
   if (c < 20) return 1;
   if (c < 22) return 2;
@@ -591,7 +587,7 @@ GPO_ZHD uint32_t ll_code_bits(uint32_t c) {
   if (c == 24) return 4;
   return c - 19;
 }
-GPO_ZHD uint32_t ml_code_bits(uint32_t c) {
+GPO_HD inline uint32_t ml_code_bits(uint32_t c) {
   if (c < 32) return 0;
   if (c < 36) return 1;
   if (c < 38) return 2;
@@ -601,7 +597,7 @@ GPO_ZHD uint32_t ml_code_bits(uint32_t c) {
   return c - 36;
 }
 
-GPO_ZHD const int16_t* predefined_norm(int which) {  // 0 LL, 1 OF, 2 ML
+GPO_HD inline const int16_t* predefined_norm(int which) {  // 0 LL, 1 OF, 2 ML
   // RFC 8878 3.1.1.3.2.2: default distributions.
   static constexpr int16_t ll[36] = {4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2,  2,  2,
                                      2, 2, 2, 2, 2, 2, 3, 2, 1, 1, 1, 1, 1, -1, -1, -1, -1};
@@ -611,9 +607,9 @@ GPO_ZHD const int16_t* predefined_norm(int which) {  // 0 LL, 1 OF, 2 ML
                                      1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1};
   return which == 0 ? ll : which == 1 ? of : ml;
 }
-GPO_ZHD uint32_t predefined_max_sym(int which) { return which == 0 ? 35 : which == 1 ? 28 : 52; }
-GPO_ZHD uint32_t predefined_log(int which) { return which == 1 ? 5 : 6; }
-GPO_ZHD uint32_t max_log_of(int which) { return which == 1 ? 8 : 9; }
+GPO_HD inline uint32_t predefined_max_sym(int which) { return which == 0 ? 35 : which == 1 ? 28 : 52; }
+GPO_HD inline uint32_t predefined_log(int which) { return which == 1 ? 5 : 6; }
+GPO_HD inline uint32_t max_log_of(int which) { return which == 1 ? 8 : 9; }
 
 // ---------------------------------------------------------- the block
 
@@ -631,7 +627,7 @@ struct BlockScratch {
 struct RepHistory {
   uint32_t r0, r1, r2;
   bool k0, k1, k2;
-  GPO_ZHD void start(bool frame_start) {
+  GPO_HD inline void start(bool frame_start) {
     r0 = 1;
     r1 = 4;
     r2 = 8;
@@ -639,7 +635,7 @@ struct RepHistory {
   }
   // The zstd offset value of a match at offset o (has_lits: lit_len > 0):
   // repeat code 1..3 where a known slot matches, else o + 3. Updates the history.
-  GPO_ZHD uint32_t code(uint32_t o, bool has_lits) {
+  GPO_HD inline uint32_t code(uint32_t o, bool has_lits) {
     uint32_t c = 0;
     if (has_lits) {
       c = (k0 && r0 == o) ? 1 : (k1 && r1 == o) ? 2 : (k2 && r2 == o) ? 3 : 0;
@@ -663,14 +659,14 @@ struct RepHistory {
 };
 
 // Offsets turned into zstd offset values (RepHistory::code) for the block.
-GPO_ZHD void offset_values(const Sequence* seqs, uint32_t nseq, bool frame_start, uint32_t* ofv) {
+GPO_HD inline void offset_values(const Sequence* seqs, uint32_t nseq, bool frame_start, uint32_t* ofv) {
   RepHistory h;
   h.start(frame_start);
   for (uint32_t i = 0; i < nseq; ++i) ofv[i] = h.code(seqs[i].offset, seqs[i].lit_len > 0);
 }
 
 // The block's literals, in order, into lits. Returns their count.
-GPO_ZHD uint32_t gather_literals(const uint8_t* src, uint32_t len, const Sequence* seqs, uint32_t nseq, uint8_t* lits) {
+GPO_HD inline uint32_t gather_literals(const uint8_t* src, uint32_t len, const Sequence* seqs, uint32_t nseq, uint8_t* lits) {
   uint32_t ip = 0, nl = 0;
   for (uint32_t i = 0; i < nseq; ++i) {
     const Sequence sq = seqs[i];
@@ -683,7 +679,7 @@ GPO_ZHD uint32_t gather_literals(const uint8_t* src, uint32_t len, const Sequenc
 }
 
 // Literals section headers (RFC 8878 3.1.1.3.1.1).
-GPO_ZHD size_t lit_plain_header(uint8_t* out, uint32_t type, uint32_t nl) {  // type 0 raw, 1 RLE
+GPO_HD inline size_t lit_plain_header(uint8_t* out, uint32_t type, uint32_t nl) {  // type 0 raw, 1 RLE
   if (nl < 32) {
     out[0] = uint8_t(type | (nl << 3));
     return 1;
@@ -695,8 +691,8 @@ GPO_ZHD size_t lit_plain_header(uint8_t* out, uint32_t type, uint32_t nl) {  // 
   put_le24(out, type | (3u << 2) | (nl << 4));
   return 3;
 }
-GPO_ZHD size_t huf_lit_header_size(uint32_t nl) { return nl < 1024 ? 3 : nl < 16384 ? 4 : 5; }
-GPO_ZHD void huf_lit_header(uint8_t* out, uint32_t nl, uint32_t cs) {
+GPO_HD inline size_t huf_lit_header_size(uint32_t nl) { return nl < 1024 ? 3 : nl < 16384 ? 4 : 5; }
+GPO_HD inline void huf_lit_header(uint8_t* out, uint32_t nl, uint32_t cs) {
   const size_t lh = huf_lit_header_size(nl);
   const uint32_t fmt = nl < 256 ? 0 : (lh == 3 ? 1 : lh == 4 ? 2 : 3);  // 0: one stream
   if (lh == 3) {
@@ -720,7 +716,7 @@ struct LitPlan {
   size_t tree;      // Huffman: tree description bytes (in tree_buf)
 };
 // The decisions after the table (t built, bits = its estimated size).
-GPO_ZHD LitPlan plan_huffman_literals(LitPlan p, uint32_t nl, uint64_t bits, const HufTable& t, uint8_t* tree_buf,
+GPO_HD inline LitPlan plan_huffman_literals(LitPlan p, uint32_t nl, uint64_t bits, const HufTable& t, uint8_t* tree_buf,
                                       HufTreeScratch& ws) {
   const size_t lh = huf_lit_header_size(nl);
   const bool single = nl < 256;
@@ -737,7 +733,7 @@ GPO_ZHD LitPlan plan_huffman_literals(LitPlan p, uint32_t nl, uint64_t bits, con
 
 // The decisions that need no table: RLE when the block's nl > 0 literals are
 // one symbol (distinct = 1), raw under 64 literals. True when decided (p set).
-GPO_ZHD bool plan_without_table(LitPlan& p, uint32_t nl, uint32_t distinct) {
+GPO_HD inline bool plan_without_table(LitPlan& p, uint32_t nl, uint32_t distinct) {
   if (nl > 0 && distinct == 1) {
     p.mode = LitMode::kRle;
     return true;
@@ -750,7 +746,7 @@ union LitPlanScratch {
   HufBuildScratch build;
   HufTreeScratch tree;
 };
-GPO_ZHD LitPlan plan_literals(uint32_t nl, const uint32_t* hist, HufTable& t, uint8_t* tree_buf,
+GPO_HD inline LitPlan plan_literals(uint32_t nl, const uint32_t* hist, HufTable& t, uint8_t* tree_buf,
                               LitPlanScratch& ws, const uint8_t* order = nullptr) {
   LitPlan p{LitMode::kRaw, 0, 0, 0, 0};
   uint32_t distinct = 0;
@@ -767,7 +763,7 @@ GPO_ZHD LitPlan plan_literals(uint32_t nl, const uint32_t* hist, HufTable& t, ui
   return plan_huffman_literals(p, nl, bits, t, tree_buf, ws.tree);
 }
 
-GPO_ZHD size_t raw_literals(const uint8_t* lits, uint32_t nl, uint8_t* out) {
+GPO_HD inline size_t raw_literals(const uint8_t* lits, uint32_t nl, uint8_t* out) {
   const size_t h = lit_plain_header(out, 0, nl);
   for (uint32_t i = 0; i < nl; ++i) out[h + i] = lits[i];
   return h + nl;
@@ -776,7 +772,7 @@ GPO_ZHD size_t raw_literals(const uint8_t* lits, uint32_t nl, uint8_t* out) {
 // Literals section (raw, RLE or Huffman) at out from its plan (t and tree as
 // plan_literals left them). Returns its size (never more than the raw
 // section: nl + header).
-GPO_ZHD size_t encode_planned_literals(const LitPlan& p, const HufTable& t, const uint8_t* tree,
+GPO_HD inline size_t encode_planned_literals(const LitPlan& p, const HufTable& t, const uint8_t* tree,
                                        const uint8_t* lits, uint32_t nl, uint8_t* out) {
   if (p.mode == LitMode::kRle) {
     const size_t h = lit_plain_header(out, 1, nl);
@@ -807,7 +803,7 @@ GPO_ZHD size_t encode_planned_literals(const LitPlan& p, const HufTable& t, cons
   return p.lh + used;
 }
 
-GPO_ZHD size_t encode_literals(const uint8_t* lits, uint32_t nl, const uint32_t* hist, uint8_t* out) {
+GPO_HD inline size_t encode_literals(const uint8_t* lits, uint32_t nl, const uint32_t* hist, uint8_t* out) {
   HufTable t;
   uint8_t tree[160];
   LitPlanScratch ws;
@@ -816,7 +812,7 @@ GPO_ZHD size_t encode_literals(const uint8_t* lits, uint32_t nl, const uint32_t*
 }
 
 // The header of a sequences section: the sequence count (1 to 3 bytes).
-GPO_ZHD size_t seq_count_header(uint8_t* op, uint32_t nseq) {
+GPO_HD inline size_t seq_count_header(uint8_t* op, uint32_t nseq) {
   if (nseq < 128) {
     op[0] = uint8_t(nseq);
     return 1;
@@ -836,7 +832,7 @@ GPO_ZHD size_t seq_count_header(uint8_t* op, uint32_t nseq) {
 // Predefined and 2 FSE_Compressed (table from these counts; norm and its
 // description hdr[*hsize] filled), by an integer cost in 1/256 bit, so CPU
 // and GPU decide alike.
-GPO_ZHD uint32_t plan_seq_stream(int w, const uint32_t* cnt, uint32_t ms, uint32_t nseq, int16_t* norm,
+GPO_HD inline uint32_t plan_seq_stream(int w, const uint32_t* cnt, uint32_t ms, uint32_t nseq, int16_t* norm,
                                  uint32_t* log_out, uint8_t* hdr, size_t* hsize) {
   uint32_t present = 0;
   for (uint32_t s = 0; s <= ms; ++s) present += cnt[s] != 0;
@@ -868,7 +864,7 @@ GPO_ZHD uint32_t plan_seq_stream(int w, const uint32_t* cnt, uint32_t ms, uint32
 }
 
 // Sequences section at out (cap bytes). Returns its size, 0 if it does not fit.
-GPO_ZHD size_t encode_sequences(const Sequence* seqs, const uint32_t* ofv, uint32_t nseq, uint8_t* codes, uint8_t* out,
+GPO_HD inline size_t encode_sequences(const Sequence* seqs, const uint32_t* ofv, uint32_t nseq, uint8_t* codes, uint8_t* out,
                                 size_t cap) {
   if (cap < 4) return 0;
   uint8_t* op = out + seq_count_header(out, nseq);
@@ -941,18 +937,18 @@ GPO_ZHD size_t encode_sequences(const Sequence* seqs, const uint32_t* ofv, uint3
   return size_t(op - out) + bs;
 }
 
-GPO_ZHD void write_block_header(uint8_t* out, bool last, uint32_t type, uint32_t size) {
+GPO_HD inline void write_block_header(uint8_t* out, bool last, uint32_t type, uint32_t size) {
   put_le24(out, (last ? 1u : 0u) | (type << 1) | (size << 3));
 }
 
-GPO_ZHD size_t raw_block(const uint8_t* src, uint32_t len, bool last, uint8_t* out) {
+GPO_HD inline size_t raw_block(const uint8_t* src, uint32_t len, bool last, uint8_t* out) {
   write_block_header(out, last, 0, len);
   for (uint32_t i = 0; i < len; ++i) out[3 + i] = src[i];
   return 3 + size_t(len);
 }
 
 // The whole block: out has room for len + 3 bytes. Returns bytes written.
-GPO_ZHD size_t encode_block(const uint8_t* src, uint32_t len, const Sequence* seqs, uint32_t nseq, bool frame_start,
+GPO_HD inline size_t encode_block(const uint8_t* src, uint32_t len, const Sequence* seqs, uint32_t nseq, bool frame_start,
                             bool last, const BlockScratch& ws, uint8_t* out) {
   offset_values(seqs, nseq, frame_start, ws.ofv);
   const uint32_t nl = gather_literals(src, len, seqs, nseq, ws.lits);
@@ -974,7 +970,7 @@ GPO_ZHD size_t encode_block(const uint8_t* src, uint32_t len, const Sequence* se
 
 // Frame header for content_size bytes whose matches reach back at most
 // window bytes (window >= min(content, 128 KiB)). Returns its size.
-GPO_ZHD size_t write_frame_header(uint8_t* out, uint64_t content_size, uint32_t window_log) {
+GPO_HD inline size_t write_frame_header(uint8_t* out, uint64_t content_size, uint32_t window_log) {
   put_le32(out, 0xFD2FB528u);
   const bool single = content_size <= (uint64_t(1) << window_log);
   uint32_t fcs_flag, fcs_bytes;
@@ -1000,7 +996,7 @@ GPO_ZHD size_t write_frame_header(uint8_t* out, uint64_t content_size, uint32_t 
 }
 
 // Bound of a frame of n bytes cut into blocks of kMaxBlock.
-GPO_ZHD size_t frame_bound(uint64_t n) {
+GPO_HD inline size_t frame_bound(uint64_t n) {
   const uint64_t blocks = n ? (n + kMaxBlock - 1) / kMaxBlock : 1;
   return size_t(kFrameHeaderMax + n + 3 * blocks);
 }

@@ -1,5 +1,5 @@
 // The glue between sequences found beforehand (by the GPU, or any source with
-// zstd_gpu.h's layout) and libzstd: a block-level sequence producer
+// zstd_find.h's layout) and libzstd: a block-level sequence producer
 // (ZSTD_registerSequenceProducer, static-linking-only API, exported by
 // libzstd.so since 1.5.4) that hands libzstd the sequences of the block it is
 // compressing. libzstd does the rest (repcodes, Huffman, FSE, frame), so the
@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <memory>
 
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::gpu {
 namespace {

@@ -4,28 +4,17 @@
 // contents. Sizes are in elements of T.
 //
 // Errors the way each caller needs them: ensure() returns the cudaError_t
-// (callers with their own error path), get() throws cuda::Error with context.
+// (callers with their own error path), get() throws cuda::Error with context
+// (cuda_check.h).
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstddef>
-#include <stdexcept>
-#include <string>
 #include <utility>
 
+#include "kernels/common/cuda_check.h"
+
 namespace gpo::cuda {
-
-// A CUDA error as an exception; what() is "<context> (<name>: <description>)".
-struct Error : std::runtime_error {
-  cudaError_t code;
-  Error(cudaError_t c, const char* context)
-      : std::runtime_error(std::string(context) + " (" + cudaGetErrorName(c) + ": " + cudaGetErrorString(c) + ")"),
-        code(c) {}
-};
-
-inline void check(cudaError_t e, const char* context) {
-  if (e != cudaSuccess) throw Error(e, context);
-}
 
 // Whether host memory at p is pinned (cudaMallocHost or registered), so the
 // GPU can DMA it directly. A failed query (plain pageable memory on some

@@ -1,4 +1,4 @@
-// Stage 1 of zstd on the GPU: the batch match finder. zstd_find.h describes
+// Stage 1 of zstd on the GPU: the batch match finder. zstd_find_parse.h describes
 // the parse; cpu_find (zstd_find_cpu.cpp) is its step-for-step CPU twin.
 //
 // One warp per segment (8 per 128 KiB block), each a CTA of its own with its
@@ -14,8 +14,8 @@
 // stitches each block's segments into one run of sequences.
 #include <cuda_runtime.h>
 
-#include "zstd/zstd_find.h"
-#include "zstd/zstd_gpu.h"
+#include "kernels/zstd/zstd_find_parse.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::gpu {
 namespace {

@@ -1,4 +1,4 @@
-#include "kernels/classify/cpu_classifier.h"
+#include "kernels/classify/classify_cpu.h"
 
 #include <algorithm>
 #include <stdexcept>

@@ -1,4 +1,4 @@
-#include "deflate/zlib_real.h"
+#include "kernels/zlib/zlib_real.h"
 
 #include <dlfcn.h>
 

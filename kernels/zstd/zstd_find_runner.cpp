@@ -1,4 +1,4 @@
-// Stage 1 end to end (zstd_gpu.h, Pipeline): inputs to the device, one launch
+// Stage 1 end to end (zstd_find.h, Pipeline): inputs to the device, one launch
 // of the match finder over all blocks, sequences compacted and copied back,
 // then libzstd entropy-codes each input on CPU threads from those sequences.
 #include <cuda_runtime.h>
@@ -11,62 +11,29 @@
 #include <string>
 #include <thread>
 
-#include "zstd/zstd_gpu.h"
+#include "kernels/common/cuda_buffers.h"
+#include "kernels/zstd/zstd_find.h"
 
 namespace gpo::zstd::gpu {
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string(what) + " (" + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + ")");
-}
-void check(int e, const char* what) { check(static_cast<cudaError_t>(e), what); }
-
-// Grow-only device / pinned host buffers: a batch reuses the last one's.
-struct DevBuf {
-  void* p = nullptr;
-  size_t cap = 0;
-  template <class T = uint8_t>
-  T* get(size_t bytes) {
-    if (bytes > cap) {
-      if (p) cudaFree(p);
-      p = nullptr;
-      cap = 0;
-      check(cudaMalloc(&p, std::max<size_t>(bytes, 256)), "cudaMalloc");
-      cap = bytes;
-    }
-    return static_cast<T*>(p);
-  }
-  ~DevBuf() {
-    if (p) cudaFree(p);
-  }
-};
-struct HostBuf {
-  void* p = nullptr;
-  size_t cap = 0;
-  template <class T = uint8_t>
-  T* get(size_t bytes) {
-    if (bytes > cap) {
-      if (p) cudaFreeHost(p);
-      p = nullptr;
-      cap = 0;
-      check(cudaMallocHost(&p, std::max<size_t>(bytes, 256)), "cudaMallocHost");
-      cap = bytes;
-    }
-    return static_cast<T*>(p);
-  }
-  ~HostBuf() {
-    if (p) cudaFreeHost(p);
-  }
-};
+using cuda::check;
 
 // One batch (or piece of a batch) in flight: its device and pinned buffers,
 // the block plan and, after collect(), the finder's output.
 struct Set {
   cudaStream_t s = nullptr;
   cudaEvent_t ev[5] = {};
-  DevBuf d_in, d_blocks, d_slots, d_dense, d_first, d_total;
-  HostBuf h_blocks, h_first, h_total, h_seqs;
+  // Grow-only: a batch reuses the last one's.
+  cuda::DevBuf<uint8_t> d_in;
+  cuda::DevBuf<BlockDesc> d_blocks;
+  cuda::DevBuf<Sequence> d_slots, d_dense;
+  cuda::DevBuf<uint32_t> d_first;
+  cuda::DevBuf<unsigned long long> d_total;
+  cuda::PinnedBuf<BlockDesc> h_blocks;
+  cuda::PinnedBuf<uint32_t> h_first;
+  cuda::PinnedBuf<unsigned long long> h_total;
+  cuda::PinnedBuf<Sequence> h_seqs;
   std::vector<BlockDesc> blocks;      // host plan, then the finder's output
   std::vector<uint32_t> first_block;  // per input + 1: input i's blocks are [first_block[i], first_block[i + 1])
   const Sequence* seqs = nullptr;     // pinned, dense; blocks[].seq_first index it
@@ -121,14 +88,14 @@ struct Set {
     const uint64_t slots = nb ? blocks.back().seq_first + seq_capacity(blocks.back().len) : 0;
 
     uint8_t* din = d_in.get(total + 16);
-    auto* dblk = d_blocks.get<BlockDesc>(nb * sizeof(BlockDesc));
-    auto* dslots = d_slots.get<Sequence>(slots * sizeof(Sequence));
-    auto* ddense = d_dense.get<Sequence>(slots * sizeof(Sequence));
-    auto* dfirst = d_first.get<uint32_t>(nb * sizeof(uint32_t));
-    auto* dtotal = d_total.get<unsigned long long>(sizeof(unsigned long long));
-    auto* hblk = h_blocks.get<BlockDesc>(nb * sizeof(BlockDesc));
-    auto* hfirst = h_first.get<uint32_t>(nb * sizeof(uint32_t));
-    auto* htotal = h_total.get<unsigned long long>(sizeof(unsigned long long));
+    auto* dblk = d_blocks.get(nb);
+    auto* dslots = d_slots.get(slots);
+    auto* ddense = d_dense.get(slots);
+    auto* dfirst = d_first.get(nb);
+    auto* dtotal = d_total.get(1);
+    auto* hblk = h_blocks.get(nb);
+    auto* hfirst = h_first.get(nb);
+    auto* htotal = h_total.get(1);
     if (nb) std::memcpy(hblk, blocks.data(), nb * sizeof(BlockDesc));
 
     check(cudaEventRecord(ev[0], s), "cudaEventRecord");
@@ -148,11 +115,11 @@ struct Set {
   // Waits for launch(), copies the dense sequences back; adds the GPU times.
   void collect(Pipeline::Times& t) {
     check(cudaEventSynchronize(ev[3]), "zstd match finder batch");
-    const auto* hblk = static_cast<const BlockDesc*>(h_blocks.p);
-    const auto* hfirst = static_cast<const uint32_t*>(h_first.p);
-    nseqs = nb ? size_t(*static_cast<const unsigned long long*>(h_total.p)) : 0;
-    auto* hseqs = h_seqs.get<Sequence>(nseqs * sizeof(Sequence));
-    check(cudaMemcpyAsync(hseqs, d_dense.p, nseqs * sizeof(Sequence), cudaMemcpyDeviceToHost, s), "copy sequences");
+    const auto* hblk = h_blocks.data();
+    const auto* hfirst = h_first.data();
+    nseqs = nb ? size_t(*h_total.data()) : 0;
+    auto* hseqs = h_seqs.get(nseqs);
+    check(cudaMemcpyAsync(hseqs, d_dense.data(), nseqs * sizeof(Sequence), cudaMemcpyDeviceToHost, s), "copy sequences");
     check(cudaEventRecord(ev[4], s), "cudaEventRecord");
     check(cudaEventSynchronize(ev[4]), "copy sequences");
     for (uint32_t i = 0; i < nb; ++i) {
