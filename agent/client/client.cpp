@@ -294,7 +294,10 @@ Route route(int op, size_t len) {
       __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != GPO_PLAN_SERVING)
     return Route::no_agent;
   if (op < 0 || op >= GPO_PLAN_OPS) return Route::local_by_plan;
-  return uint64_t(len) >= __atomic_load_n(&p->min_bytes[op], __ATOMIC_ACQUIRE) ? Route::agent : Route::local_by_plan;
+  // NEVER is the largest size there is: compared as a size, SIZE_MAX (the
+  // "at any size?" question of gpo_offload_range) would pass it.
+  const uint64_t min = __atomic_load_n(&p->min_bytes[op], __ATOMIC_ACQUIRE);
+  return min != GPO_PLAN_NEVER && uint64_t(len) >= min ? Route::agent : Route::local_by_plan;
 }
 
 // Looks at the plan page again on the next call (a new socket, a reconnect).

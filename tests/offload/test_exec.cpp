@@ -138,6 +138,41 @@ TEST_F(Exec, Python3CryptographyThroughTheProvider) {
   EXPECT_EQ(s["client"]["local"].get<uint64_t>(), 0u) << s.dump();
 }
 
+// An agent whose plan sends no jobs (a CPU backend under --offload-mode
+// plan): every large update stays in the program, by plan, with no job
+// built at all (once, a plan of "never" read as a size sent CTR updates out
+// in 16-byte jobs, each run back in the program).
+TEST_F(Exec, APlanOfNoJobsKeepsEveryCallInTheProgram) {
+  if (!have("/usr/bin/python3") ||
+      run_proc({"/usr/bin/python3", "-c", "import cryptography.hazmat.primitives.ciphers"}, 30).exit_code != 0)
+    GTEST_SKIP() << "no python3-cryptography";
+  gpo::ipc::ServerOptions o;
+  o.socket_path = unique_socket("exec-never");
+  o.uprobe_doorbell = false;
+  o.plan_min_bytes.fill(GPO_PLAN_NEVER);
+  agent_ = std::make_unique<InProcessAgent>(o);
+  write_file(dir_ + "/in.bin", random_bytes(size_t{600} << 10, 22));
+  const std::vector<std::string> prog = {
+      "/usr/bin/python3", "-I", "-c",
+      "import sys, hashlib\n"
+      "from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes\n"
+      "d = open(sys.argv[1], 'rb').read()\n"
+      "for i in range(4):\n"
+      "    e = Cipher(algorithms.AES(bytes(range(32))), modes.CTR(bytes(range(16)))).encryptor()\n"
+      "    x = e.update(d) + e.finalize()\n"
+      "print(hashlib.sha256(x).hexdigest())\n",
+      dir_ + "/in.bin"};
+  auto plain = run_proc(prog, 120);
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
+  nlohmann::json s;
+  auto r = exec(prog, &s);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find(plain.out), std::string::npos) << r.out;
+  EXPECT_EQ(calls(s, "aes-256-ctr", "cpu-plan"), 4u) << s.dump();
+  EXPECT_EQ(calls(s, "aes-256-ctr", "offload"), 0u) << s.dump();
+  EXPECT_EQ(s["client"]["jobs"].get<uint64_t>(), 0u) << s.dump();
+}
+
 TEST_F(Exec, OpensslEncAndDgstStayOnTheCpu) {
   if (!have("/usr/bin/openssl")) GTEST_SKIP() << "no /usr/bin/openssl";
   write_file(dir_ + "/in.bin", random_bytes(size_t{2} << 20, 22));
