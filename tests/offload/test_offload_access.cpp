@@ -201,13 +201,15 @@ TEST(OffloadAccess, ASetuidProcessIgnoresTheGpoEnvironment) {
   ASSERT_EQ(secure.exit_code, 0) << secure.out;
   EXPECT_NE(secure.out.find("secure=1"), std::string::npos) << secure.out;
   EXPECT_EQ(jobs() - j0, 0u) << "a setuid process sent its data to the socket its caller chose: " << secure.out;
-  // The shim: GPO_SHIM_MIN_BYTES=1 would send a 1000-byte SHA256() to the agent.
+  // The shim: GPO_SHIM_MIN_BYTES=1 and GPO_OFFLOAD_MIN_BYTES=1 (the library's
+  // own floor) would send a 1000-byte SHA256() to the agent.
+  const std::vector<std::string> low = {"GPO_SHIM_MIN_BYTES=1", "GPO_OFFLOAD_MIN_BYTES=1"};
   j0 = jobs();
-  plain = run_env({ENV_PROBE, "shim", agent.socket(), SHIM_PATH}, {"GPO_SHIM_MIN_BYTES=1"}, false);
+  plain = run_env({ENV_PROBE, "shim", agent.socket(), SHIM_PATH}, low, false);
   ASSERT_EQ(plain.exit_code, 0) << plain.out;
   EXPECT_EQ(jobs() - j0, 1u) << plain.out;
   j0 = jobs();
-  secure = run_env({ENV_PROBE, "shim", agent.socket(), SHIM_PATH}, {"GPO_SHIM_MIN_BYTES=1"}, true);
+  secure = run_env({ENV_PROBE, "shim", agent.socket(), SHIM_PATH}, low, true);
   ASSERT_EQ(secure.exit_code, 0) << secure.out;
   EXPECT_EQ(jobs() - j0, 0u) << "a setuid process took its shim threshold from its caller: " << secure.out;
 }
