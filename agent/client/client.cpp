@@ -921,9 +921,16 @@ extern "C" void gpo_offload_range(int op, size_t* min_bytes, size_t* max_bytes) 
   if (max_bytes) *max_bytes = hi;
 }
 
+extern "C" int gpo_offload_ready(void) { return get_conn() ? 1 : 0; }
+
 extern "C" int gpo_offload_reason(int op) {
   switch (route(op, SIZE_MAX)) {
-    case Route::agent: return GPO_PATH_OFFLOAD;
+    case Route::agent: {
+      // Served at some size, unless no job of any size fits this process's slab.
+      size_t lo = 0;
+      gpo_offload_range(op, &lo, nullptr);
+      return lo == SIZE_MAX ? GPO_PATH_CPU_TOO_LARGE : GPO_PATH_OFFLOAD;
+    }
     case Route::local_by_plan: return GPO_PATH_CPU_PLAN;
     case Route::no_agent: break;
   }

@@ -291,6 +291,11 @@ size_t compress_stream2(ZSTD_CCtx* c, ZSTD_outBuffer* out, ZSTD_inBuffer* in, ZS
         if (r == 0) end_frame(s);
         return r;
       }
+      // Collecting commits the frame to one job: only with a slab the agent took.
+      if (Params probe; route(c, s, avail, false, &probe) == GPO_PATH_OFFLOAD && !gpo_offload_ready()) {
+        s.calls++;
+        return give_up(c, s, GPO_PATH_CPU_NO_AGENT, out, in, op);
+      }
       s.mode = Mode::collect;
       s.path = GPO_PATH_OFFLOAD;
       [[fallthrough]];

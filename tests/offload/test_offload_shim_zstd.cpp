@@ -376,5 +376,25 @@ TEST_P(ShimZstdTest, FrameLargerThanOneJob) {
   unsetenv("GPO_SLAB_MB");
 }
 
+// An agent that refuses this process's slab (its uid's quota is smaller):
+// the stream goes to libzstd as it comes, never collected into a frame that
+// would then be compressed here in one piece, after the fact.
+TEST_P(ShimZstdTest, ARefusedProcessStreamsInLibzstd) {
+  if (!GetParam()) GTEST_SKIP() << "needs the agent";
+  ipc::ServerOptions o;
+  o.socket_path = unique_socket("shimz-refused");
+  o.uprobe_doorbell = false;
+  o.uid_max_slab_bytes = 1 << 20;  // under the 64 MiB slab the library asks for
+  InProcessAgent refusing(o);
+  gpo_set_socket(o.socket_path.c_str());
+  const Bytes in = text_bytes(3 << 20, 9);
+  Pattern p = [&](Shim& api, ZSTD_CCtx* c, Out& o) { stream_frame(api, c, o, in, 65536, 20000); };
+  const Out a = run(shim(), p), b = run(real_, p);
+  EXPECT_EQ(a.bytes, b.bytes);
+  EXPECT_EQ(jobs(), 0u) << "the frame was collected and computed in the process";
+  EXPECT_GE(refusing.server().stats().registrations_refused, 1u);
+  gpo_set_socket(agent_->socket().c_str());
+}
+
 }  // namespace
 }  // namespace gpo::test

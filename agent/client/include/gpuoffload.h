@@ -126,6 +126,12 @@ GPO_API void gpo_offload_range(int op, size_t* min_bytes, size_t* max_bytes);
 /* Why op does or does not leave the process: GPO_PATH_OFFLOAD (at some size),
  * GPO_PATH_CPU_NO_AGENT or GPO_PATH_CPU_PLAN. */
 GPO_API int gpo_offload_reason(int op);
+/* 1 when this process holds a slab registered with the agent (connecting and
+ * registering now if it has none), else 0: the agent is gone, or it refused
+ * this process (quota, access). For callers that commit before the call that
+ * offloads, e.g. the shim collecting a stream's frame: a refused process would
+ * pay the collection and then compute the frame in one piece itself. */
+GPO_API int gpo_offload_ready(void);
 
 /* Per-op accounting of what callers of the library did with each call, for
  * `gpuoffload-agent exec` (docs/offload.md). The provider and the shim record
