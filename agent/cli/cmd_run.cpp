@@ -17,7 +17,7 @@
 #include "backend/backend.h"
 #include "cli/commands.h"
 #include "cli/rules_options.h"
-#include "ipc/offload_service.h"
+#include "cli/run_offload.h"
 #include "kernels/classify/classify_cpu.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
 #include "kernels/classify/classify_runner.h"
@@ -70,7 +70,7 @@ struct RunOptions {
   uint32_t status_interval_ms = 1000;
   bool no_spot = false;
   spot::SpotFlags spot;
-  ipc::OffloadRunOptions offload;  // --no-offload, --offload-*
+  OffloadRunOptions offload;  // --no-offload, --offload-*
   bool print_config = false;
   std::string config_file;
   RulesOptions rules;  // --var, --suricata-yaml, --strict (cli/rules_options.h)
@@ -420,7 +420,7 @@ void run(const RunOptions& o, CLI::App* cmd) {
   }
 
   // Offload service (libgpuoffload clients, the shim): on unless --no-offload.
-  ipc::OffloadService offload;
+  OffloadService offload;
   offload.start(o.offload, backend, o.gpus, loop);
 
   // SIGHUP (`gpuoffload-agent reload`): the rule file again, swapped in
@@ -631,7 +631,7 @@ void add_run(CLI::App& app) {
       ->check(CLI::Range(10, 3600000))
       ->capture_default_str();
   add_rules_options(cmd, o->rules);
-  ipc::add_run_options(*cmd, o->offload);
+  add_run_options(*cmd, o->offload);
   cmd->add_flag("--no-spot", o->no_spot, "Do not start spotting (same as --spot-mode off)");
   spot::add_spot_flags(cmd, o->spot);
   cmd->add_flag("--print-config", o->print_config, "Print the effective configuration (TOML) and exit")

@@ -1,4 +1,4 @@
-#include "ipc/offload_service.h"
+#include "cli/run_offload.h"
 
 #include "backend/cpu_backend.h"
 #include "backend/ops.h"
@@ -7,7 +7,8 @@
 #include "planner/planned_backend.h"
 #include "util/log.h"
 
-namespace gpo::ipc {
+namespace gpo::cli {
+using namespace gpo::ipc;  // this file wires the ipc layer into `run`
 
 void add_run_options(CLI::App& cmd, OffloadRunOptions& o) {
   cmd.add_flag("--no-offload", o.disabled, "Do not serve offload clients (libgpuoffload, the LD_PRELOAD shim)");
@@ -123,7 +124,7 @@ void OffloadService::start(const OffloadRunOptions& o, const std::string& backen
       forced_cuda_ = backend_->name().rfind("cuda", 0) == 0;
     }
   } catch (const std::exception& e) {
-    throw CLI::RuntimeError(std::string("offload backend: ") + e.what() + " (or --no-offload)", cli::kFailure);
+    throw CLI::RuntimeError(std::string("offload backend: ") + e.what() + " (or --no-offload)", kFailure);
   }
   mode_ = o.mode;
   ServerOptions so = o.server;
@@ -143,7 +144,7 @@ void OffloadService::start(const OffloadRunOptions& o, const std::string& backen
     return;
   } catch (const std::exception& e) {
     server_.reset();
-    throw CLI::RuntimeError(std::string(e.what()) + "; or run with --no-offload", cli::kFailure);
+    throw CLI::RuntimeError(std::string(e.what()) + "; or run with --no-offload", kFailure);
   }
   log::info("offload: {} on the {} backend", server_->describe(), backend_->name());
   std::string sent;
@@ -194,4 +195,4 @@ nlohmann::json OffloadService::to_json() const {
   return j;
 }
 
-}  // namespace gpo::ipc
+}  // namespace gpo::cli

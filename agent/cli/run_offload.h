@@ -19,12 +19,12 @@ namespace gpo::loop {
 class EventLoop;
 }
 
-namespace gpo::ipc {
+namespace gpo::cli {
 
 struct OffloadRunOptions {
   bool disabled = false;
-  ServerOptions server = [] {
-    ServerOptions s;
+  ipc::ServerOptions server = [] {
+    ipc::ServerOptions s;
     s.batch_window_us = 0;  // `run`: batches gather while the backend is busy (--offload-window-us for windows)
     return s;
   }();
@@ -57,9 +57,9 @@ class OffloadService {
 
   std::unique_ptr<backend::Backend> backend_;
   std::shared_ptr<planner::Planner> planner_;  // backend auto: CPU or GPU per batch
-  std::unique_ptr<ClientServer> server_;
+  std::unique_ptr<ipc::ClientServer> server_;
   std::string mode_ = "plan";
   bool forced_cuda_ = false;  // --backend cuda: every job of an op with a GPU kernel
 };
 
-}  // namespace gpo::ipc
+}  // namespace gpo::cli
