@@ -20,6 +20,8 @@
 #ifdef GPUOFFLOAD_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "kernels/common/cuda_check.h"
+
 #include "kernels/aes/aes.h"
 #include "backend/cuda_backend.h"
 #include "kernels/sha256/sha256.h"
@@ -40,9 +42,6 @@ struct Shape {
 };
 
 #ifdef GPUOFFLOAD_HAVE_CUDA
-void ck(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(fmt::format("{}: {}", what, cudaGetErrorString(e)));
-}
 
 // Device buffers and events for the kernel-only column; the CUDA backend for end to end.
 struct Gpu {
@@ -53,28 +52,28 @@ struct Gpu {
   std::string pcie;
 
   Gpu(int dev, std::shared_ptr<backend::CpuBackend> cpu, std::vector<uint8_t>& h_in, std::vector<uint8_t>& h_out) {
-    ck(cudaSetDevice(dev), "cudaSetDevice");
+    cuda::check(cudaSetDevice(dev), "cudaSetDevice");
     const size_t n = h_in.size();
     be = std::make_unique<backend::CudaBackend>(dev, cpu);
     be->register_memory(h_in.data(), n);
     be->register_memory(h_out.data(), h_out.size());
-    ck(cudaMalloc(&d_in, n), "cudaMalloc");
-    ck(cudaMalloc(&d_out, n), "cudaMalloc");
-    ck(cudaMemcpy(d_in, h_in.data(), n, cudaMemcpyHostToDevice), "cudaMemcpy");
-    ck(cudaStreamCreate(&stream), "cudaStreamCreate");
+    cuda::check(cudaMalloc(&d_in, n), "cudaMalloc");
+    cuda::check(cudaMalloc(&d_out, n), "cudaMalloc");
+    cuda::check(cudaMemcpy(d_in, h_in.data(), n, cudaMemcpyHostToDevice), "cudaMemcpy");
+    cuda::check(cudaStreamCreate(&stream), "cudaStreamCreate");
     cudaEventCreate(&e0);
     cudaEventCreate(&e1);
     // The PCIe ceiling of end-to-end numbers: pinned copies one way, and both ways at once.
     cudaStream_t s2;
-    ck(cudaStreamCreate(&s2), "cudaStreamCreate");
+    cuda::check(cudaStreamCreate(&s2), "cudaStreamCreate");
     auto copy_time = [&](bool h2d, bool d2h) {
       std::vector<double> t;
       for (int r = 0; r < 3; ++r) {
-        ck(cudaDeviceSynchronize(), "sync");
+        cuda::check(cudaDeviceSynchronize(), "sync");
         auto t0 = Clock::now();
-        if (h2d) ck(cudaMemcpyAsync(d_out, h_in.data(), n, cudaMemcpyHostToDevice, stream), "h2d");
-        if (d2h) ck(cudaMemcpyAsync(h_out.data(), d_in, n, cudaMemcpyDeviceToHost, s2), "d2h");
-        ck(cudaDeviceSynchronize(), "sync");
+        if (h2d) cuda::check(cudaMemcpyAsync(d_out, h_in.data(), n, cudaMemcpyHostToDevice, stream), "h2d");
+        if (d2h) cuda::check(cudaMemcpyAsync(h_out.data(), d_in, n, cudaMemcpyDeviceToHost, s2), "d2h");
+        cuda::check(cudaDeviceSynchronize(), "sync");
         t.push_back(seconds_since(t0));
       }
       return n / median(t) / 1e9;
@@ -102,7 +101,7 @@ struct Gpu {
       cudaEventRecord(e0, stream);
       enqueue();
       cudaEventRecord(e1, stream);
-      ck(cudaEventSynchronize(e1), "sync");
+      cuda::check(cudaEventSynchronize(e1), "sync");
       float ms = 0;
       cudaEventElapsedTime(&ms, e0, e1);
       return ms / 1e3;
@@ -111,9 +110,9 @@ struct Gpu {
       std::vector<sha256::gpu::DevMsg> msgs(sh.count);
       for (size_t i = 0; i < sh.count; ++i) msgs[i] = {reinterpret_cast<uint64_t>(d_in + i * sh.job), sh.job};
       sha256::gpu::DevMsg* dm;
-      ck(cudaMalloc(&dm, msgs.size() * sizeof(msgs[0])), "cudaMalloc");
-      ck(cudaMemcpy(dm, msgs.data(), msgs.size() * sizeof(msgs[0]), cudaMemcpyHostToDevice), "cudaMemcpy");
-      auto run = [&] { ck(cudaError_t(sha256::gpu::enqueue_digests(dm, uint32_t(sh.count), d_out, stream)), "sha256"); };
+      cuda::check(cudaMalloc(&dm, msgs.size() * sizeof(msgs[0])), "cudaMalloc");
+      cuda::check(cudaMemcpy(dm, msgs.data(), msgs.size() * sizeof(msgs[0]), cudaMemcpyHostToDevice), "cudaMemcpy");
+      auto run = [&] { cuda::check(cudaError_t(sha256::gpu::enqueue_digests(dm, uint32_t(sh.count), d_out, stream)), "sha256"); };
       for (int r = (sh.reps == 1 ? 0 : -1); r < sh.reps; ++r) {
         double t = timed(run);
         if (r >= 0) kt.push_back(t);
@@ -133,11 +132,11 @@ struct Gpu {
       }
       auto seg_job = aes::gpu::plan(dj);
       void* wsmem;
-      ck(cudaMalloc(&wsmem, aes::gpu::workspace_bytes(uint32_t(dj.size()), uint32_t(seg_job.size()))), "cudaMalloc");
+      cuda::check(cudaMalloc(&wsmem, aes::gpu::workspace_bytes(uint32_t(dj.size()), uint32_t(seg_job.size()))), "cudaMalloc");
       auto ws = aes::gpu::carve(wsmem, uint32_t(dj.size()), uint32_t(seg_job.size()));
-      ck(cudaMemcpy(ws.jobs, dj.data(), dj.size() * sizeof(dj[0]), cudaMemcpyHostToDevice), "cudaMemcpy");
-      ck(cudaMemcpy(ws.seg_job, seg_job.data(), seg_job.size() * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
-      auto run = [&] { ck(cudaError_t(aes::gpu::enqueue_all(ws, stream)), "aes kernels"); };
+      cuda::check(cudaMemcpy(ws.jobs, dj.data(), dj.size() * sizeof(dj[0]), cudaMemcpyHostToDevice), "cudaMemcpy");
+      cuda::check(cudaMemcpy(ws.seg_job, seg_job.data(), seg_job.size() * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
+      auto run = [&] { cuda::check(cudaError_t(aes::gpu::enqueue_all(ws, stream)), "aes kernels"); };
       for (int r = -1; r < sh.reps; ++r) {
         double t = timed(run);
         if (r >= 0) kt.push_back(t);

@@ -28,6 +28,8 @@
 #include "kernels/match/match_gpu.h"
 #ifdef GPUOFFLOAD_HAVE_CUDA
 #include <cuda_runtime.h>
+
+#include "kernels/common/cuda_check.h"
 #endif
 
 namespace gpo::bench {
@@ -110,9 +112,6 @@ CpuRun cpu_matcher(const match::Matcher& m, const Payloads& p, double min_second
 std::string gbit(double bytes_per_second) { return fmt::format("{:.1f}", bytes_per_second * 8 / 1e9); }
 
 #ifdef GPUOFFLOAD_HAVE_CUDA
-void ck(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(fmt::format("{}: {}", what, cudaGetErrorString(e)));
-}
 
 struct GpuRun {
   double kernel_bps = 0;  // payload bytes per second, kernel only
@@ -127,17 +126,17 @@ struct GpuRun {
 double kernel_rate(mg::DeviceMatcher& dm, const uint8_t* d_data, const mg::PayloadRef* d_refs, uint32_t n,
                    uint32_t len, uint32_t* d_bits, uint64_t bytes, double min_seconds) {
   cudaEvent_t e0, e1;
-  ck(cudaEventCreate(&e0), "event");
-  ck(cudaEventCreate(&e1), "event");
-  ck(cudaError_t(dm.enqueue_scan(d_data, d_refs, n, len, len, d_bits, nullptr)), "warm-up");
-  ck(cudaDeviceSynchronize(), "warm-up");
+  cuda::check(cudaEventCreate(&e0), "event");
+  cuda::check(cudaEventCreate(&e1), "event");
+  cuda::check(cudaError_t(dm.enqueue_scan(d_data, d_refs, n, len, len, d_bits, nullptr)), "warm-up");
+  cuda::check(cudaDeviceSynchronize(), "warm-up");
   int iters = 1;
   double s = 0;
   for (;;) {
-    ck(cudaEventRecord(e0), "event");
-    for (int i = 0; i < iters; ++i) ck(cudaError_t(dm.enqueue_scan(d_data, d_refs, n, len, len, d_bits, nullptr)), "scan");
-    ck(cudaEventRecord(e1), "event");
-    ck(cudaEventSynchronize(e1), "scan");
+    cuda::check(cudaEventRecord(e0), "event");
+    for (int i = 0; i < iters; ++i) cuda::check(cudaError_t(dm.enqueue_scan(d_data, d_refs, n, len, len, d_bits, nullptr)), "scan");
+    cuda::check(cudaEventRecord(e1), "event");
+    cuda::check(cudaEventSynchronize(e1), "scan");
     float ms = 0;
     cudaEventElapsedTime(&ms, e0, e1);
     s = ms / 1e3;
@@ -156,11 +155,11 @@ GpuRun gpu_matcher(mg::DeviceMatcher& dm, const Payloads& p, double min_seconds)
   uint8_t* d_data = nullptr;
   mg::PayloadRef* d_refs = nullptr;
   uint32_t* d_bits = nullptr;
-  ck(cudaMalloc(&d_data, p.data.size()), "cudaMalloc");
-  ck(cudaMalloc(&d_refs, p.refs.size() * sizeof(mg::PayloadRef)), "cudaMalloc");
-  ck(cudaMalloc(&d_bits, std::max<size_t>(1, size_t(n) * dm.bitset_words()) * 4), "cudaMalloc");
-  ck(cudaMemcpy(d_data, p.data.data(), p.data.size(), cudaMemcpyHostToDevice), "copy");
-  ck(cudaMemcpy(d_refs, p.refs.data(), p.refs.size() * sizeof(mg::PayloadRef), cudaMemcpyHostToDevice), "copy");
+  cuda::check(cudaMalloc(&d_data, p.data.size()), "cudaMalloc");
+  cuda::check(cudaMalloc(&d_refs, p.refs.size() * sizeof(mg::PayloadRef)), "cudaMalloc");
+  cuda::check(cudaMalloc(&d_bits, std::max<size_t>(1, size_t(n) * dm.bitset_words()) * 4), "cudaMalloc");
+  cuda::check(cudaMemcpy(d_data, p.data.data(), p.data.size(), cudaMemcpyHostToDevice), "copy");
+  cuda::check(cudaMemcpy(d_refs, p.refs.data(), p.refs.size() * sizeof(mg::PayloadRef), cudaMemcpyHostToDevice), "copy");
   dm.set_hot_bytes(0);  // the default
   r.kernel_bps = kernel_rate(dm, d_data, d_refs, n, len, d_bits, p.bytes, min_seconds);
   dm.set_hot_bytes(32 * 1024);
@@ -221,7 +220,7 @@ int run_match(const Options& opt, std::vector<Table>& out) {
   std::string why_no_gpu = "no CUDA in this build";
 #ifdef GPUOFFLOAD_HAVE_CUDA
   gpu = mg::gpu_usable(&why_no_gpu);
-  if (gpu) ck(cudaSetDevice(opt.gpu), "cudaSetDevice");
+  if (gpu) cuda::check(cudaSetDevice(opt.gpu), "cudaSetDevice");
 #endif
 
   Table t;

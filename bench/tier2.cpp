@@ -23,6 +23,8 @@
 #ifdef GPUOFFLOAD_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "kernels/common/cuda_check.h"
+
 #include "backend/cuda_backend.h"
 #include "kernels/crc32/crc32.h"
 #endif
@@ -69,9 +71,6 @@ std::vector<Point> points(const Options& opt) {
 }
 
 #ifdef GPUOFFLOAD_HAVE_CUDA
-void ck(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(fmt::format("{}: {}", what, cudaGetErrorString(e)));
-}
 
 // CRC kernels alone over data already on the device: GB/s.
 double crc_kernel_gbps(const Options& opt, const uint8_t* host, size_t job, size_t count) {
@@ -83,36 +82,36 @@ double crc_kernel_gbps(const Options& opt, const uint8_t* host, size_t job, size
   const uint32_t tiles_per = uint32_t(g::tiles_of(job)), ntiles = tiles_per * uint32_t(count);
   std::vector<g::DevJob> hj(count);
   std::vector<uint32_t> hmap(ntiles);
-  ck(cudaMalloc(&d, total), "cudaMalloc");
-  ck(cudaMalloc(&djobs, count * sizeof(g::DevJob)), "cudaMalloc");
-  ck(cudaMalloc(&dmap, ntiles * sizeof(uint32_t)), "cudaMalloc");
-  ck(cudaMalloc(&dacc, count * sizeof(uint32_t)), "cudaMalloc");
-  ck(cudaMalloc(&dres, count * sizeof(uint32_t)), "cudaMalloc");
+  cuda::check(cudaMalloc(&d, total), "cudaMalloc");
+  cuda::check(cudaMalloc(&djobs, count * sizeof(g::DevJob)), "cudaMalloc");
+  cuda::check(cudaMalloc(&dmap, ntiles * sizeof(uint32_t)), "cudaMalloc");
+  cuda::check(cudaMalloc(&dacc, count * sizeof(uint32_t)), "cudaMalloc");
+  cuda::check(cudaMalloc(&dres, count * sizeof(uint32_t)), "cudaMalloc");
   for (size_t i = 0; i < count; ++i) {
     hj[i] = {reinterpret_cast<uint64_t>(d + i * job), job, uint32_t(i * tiles_per), 0};
     for (uint32_t t = 0; t < tiles_per; ++t) hmap[i * tiles_per + t] = uint32_t(i);
   }
-  ck(cudaMemcpy(d, host, total, cudaMemcpyHostToDevice), "copy");
-  ck(cudaMemcpy(djobs, hj.data(), count * sizeof(g::DevJob), cudaMemcpyHostToDevice), "copy");
-  ck(cudaMemcpy(dmap, hmap.data(), ntiles * sizeof(uint32_t), cudaMemcpyHostToDevice), "copy");
+  cuda::check(cudaMemcpy(d, host, total, cudaMemcpyHostToDevice), "copy");
+  cuda::check(cudaMemcpy(djobs, hj.data(), count * sizeof(g::DevJob), cudaMemcpyHostToDevice), "copy");
+  cuda::check(cudaMemcpy(dmap, hmap.data(), ntiles * sizeof(uint32_t), cudaMemcpyHostToDevice), "copy");
   cudaEvent_t a, b;
-  ck(cudaEventCreate(&a), "event");
-  ck(cudaEventCreate(&b), "event");
+  cuda::check(cudaEventCreate(&a), "event");
+  cuda::check(cudaEventCreate(&b), "event");
   auto launch = [&] {
-    ck(cudaMemsetAsync(dacc, 0, count * sizeof(uint32_t), nullptr), "memset");
-    ck(cudaError_t(g::enqueue_tiles(djobs, dmap, 0, ntiles, dacc, nullptr)), "crc32 kernel");
-    ck(cudaError_t(g::enqueue_finalize(djobs, uint32_t(count), dacc, dres, nullptr)), "crc32 finalize");
+    cuda::check(cudaMemsetAsync(dacc, 0, count * sizeof(uint32_t), nullptr), "memset");
+    cuda::check(cudaError_t(g::enqueue_tiles(djobs, dmap, 0, ntiles, dacc, nullptr)), "crc32 kernel");
+    cuda::check(cudaError_t(g::enqueue_finalize(djobs, uint32_t(count), dacc, dres, nullptr)), "crc32 finalize");
   };
   launch();
-  ck(cudaDeviceSynchronize(), "sync");
+  cuda::check(cudaDeviceSynchronize(), "sync");
   int reps = 0;
   float ms = 0;
   auto t0 = Clock::now();
   do {
-    ck(cudaEventRecord(a, nullptr), "event");
+    cuda::check(cudaEventRecord(a, nullptr), "event");
     for (int i = 0; i < 10; ++i) launch();
-    ck(cudaEventRecord(b, nullptr), "event");
-    ck(cudaEventSynchronize(b), "sync");
+    cuda::check(cudaEventRecord(b, nullptr), "event");
+    cuda::check(cudaEventSynchronize(b), "sync");
     float m = 0;
     cudaEventElapsedTime(&m, a, b);
     ms += m;
