@@ -43,6 +43,20 @@ enum gpo_action {
 	GPO_ACT_INSPECT = 3,
 };
 
+#ifndef __VMLINUX_H__
+/* User space: the name of an enum gpo_action, as rules, logs and `status` write it. */
+static inline const char *gpo_action_name(__u8 action)
+{
+	switch (action) {
+	case GPO_ACT_PASS: return "pass";
+	case GPO_ACT_DROP: return "drop";
+	case GPO_ACT_ALERT: return "alert";
+	case GPO_ACT_INSPECT: return "inspect";
+	}
+	return "unknown";
+}
+#endif
+
 /* What a miss gets when the agent's socket has no room for it (config.overload_policy). */
 enum gpo_overload_policy {
 	GPO_OVERLOAD_OFF = 0,  /* no room check: the kernel drops what the socket cannot take (socket_drops) */

@@ -17,7 +17,7 @@ std::shared_ptr<const RuleSnapshot> make_rule_snapshot(const std::string& name, 
   snap->tables = std::make_shared<const classify::RuleTables>(rules::compile(snap->set));
   snap->acl = classify::acl::build(*snap->tables);
   snap->what = fmt::format("{} rules from {}, default {}", snap->set.rules.size(), snap->name,
-                           rules::action_name(snap->set.default_action));
+                           gpo_action_name(snap->set.default_action));
   return snap;
 }
 

@@ -48,7 +48,7 @@ void run_check(const CheckOptions& o) {
   const rules::Coverage cov = rules::coverage(r);
   std::printf("%s: %u of %u rules loaded (%u pass, %u drop, %u alert), %u distinct content patterns, default %s%s\n",
               o.file.c_str(), cov.loaded, cov.rules, by_action[GPO_ACT_PASS], by_action[GPO_ACT_DROP],
-              by_action[GPO_ACT_ALERT], t.matcher.num_patterns(), rules::action_name(set.default_action),
+              by_action[GPO_ACT_ALERT], t.matcher.num_patterns(), gpo_action_name(set.default_action),
               set.default_explicit ? fmt::format(" (line {})", set.default_line).c_str()
                                    : " (no 'default' line: pass)");
   if (!r.ok()) std::printf("%s: coverage: %s\n", o.file.c_str(), rules::coverage_line(cov, 10).c_str());

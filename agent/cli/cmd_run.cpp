@@ -174,7 +174,7 @@ LoadedRules load_rules(const RunOptions& o, std::vector<std::string>* problems =
             "; fix them or check with `gpuoffload-agent rules check " + (path.empty() ? std::string("FILE") : path) + "`",
         kFailure);
   LoadedRules out;
-  const std::string default_name = rules::action_name(pr.set.default_action);
+  const std::string default_name = gpo_action_name(pr.set.default_action);
   out.snapshot = afxdp::make_rule_snapshot(name, std::move(pr.set));
   if (!pr.ok()) log::warn("rules: {}: {}", name, rules::coverage_line(cov));
   nlohmann::json reasons = nlohmann::json::array();

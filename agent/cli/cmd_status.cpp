@@ -254,11 +254,11 @@ void run_status(const std::string& pin_dir_arg, bool json, size_t top_n, const s
     j["interfaces"] = nlohmann::json::array();
     for (const auto& a : ifaces)
       j["interfaces"].push_back({{"name", a.name}, {"ifindex", a.ifindex}, {"mode", a.mode}, {"prog_id", a.prog_id}});
-    j["config"] = {{"fail_policy", loader::action_name(cfg.fail_policy)},
+    j["config"] = {{"fail_policy", gpo_action_name(cfg.fail_policy)},
                    {"overload_policy", loader::overload_name(cfg.overload_policy)},
                    {"credit_reserve", cfg.credit_reserve},
-                   {"unparsed_policy", loader::action_name(cfg.unparsed_policy)},
-                   {"non_ip_policy", loader::action_name(cfg.non_ip_policy)},
+                   {"unparsed_policy", gpo_action_name(cfg.unparsed_policy)},
+                   {"non_ip_policy", gpo_action_name(cfg.non_ip_policy)},
                    {"frag_policy", frag},
                    {"inline_mode", bool(cfg.inline_mode)},
                    {"agent_timeout_ms", cfg.agent_timeout_ns / 1000000},
@@ -283,7 +283,7 @@ void run_status(const std::string& pin_dir_arg, bool json, size_t top_n, const s
     }
     for (const auto& r : rows)
       j["flows"]["top"].push_back({{"a", flow_a(r.key)}, {"b", flow_b(r.key)}, {"proto", proto_str(r.key.proto)},
-                                   {"action", loader::action_name(r.v.action)}, {"rule_id", r.v.rule_id},
+                                   {"action", gpo_action_name(r.v.action)}, {"rule_id", r.v.rule_id},
                                    {"client", (r.v.flags & GPO_FLOW_CLIENT_A) ? "a" : (r.v.flags & GPO_FLOW_CLIENT_B) ? "b" : ""},
                                    {"closed", GPO_FLOW_CLOSED(r.v.flags) != 0},
                                    {"hits", r.v.hits}, {"last_seen_s_ago", age_s(r.v.last_seen_ns)}});
@@ -307,9 +307,9 @@ void run_status(const std::string& pin_dir_arg, bool json, size_t top_n, const s
                     : "");
   std::printf("  mode: %s, %s (miss while the agent is gone: %s), overload: %s, unparsed packets: %s, non-IP: %s, "
               "fragments: %s\n",
-              cfg.inline_mode ? "inline" : "host", fail, loader::action_name(cfg.fail_policy),
-              loader::overload_name(cfg.overload_policy), loader::action_name(cfg.unparsed_policy),
-              loader::action_name(cfg.non_ip_policy), frag);
+              cfg.inline_mode ? "inline" : "host", fail, gpo_action_name(cfg.fail_policy),
+              loader::overload_name(cfg.overload_policy), gpo_action_name(cfg.unparsed_policy),
+              gpo_action_name(cfg.non_ip_policy), frag);
   std::printf("  verdict idle timeouts: tcp %s (closed %s), udp %s, other %s; agent heartbeat timeout %s\n",
               secs(cfg.tcp_timeout_ns).c_str(), secs(cfg.tcp_closed_timeout_ns).c_str(),
               secs(cfg.udp_timeout_ns).c_str(), secs(cfg.other_timeout_ns).c_str(),
@@ -326,7 +326,7 @@ void run_status(const std::string& pin_dir_arg, bool json, size_t top_n, const s
     std::printf("  %10s  %-6s %8s  %-5s  %s\n", "hits", "action", "rule", "seen", "flow");
     for (const auto& r : rows)
       std::printf("  %10llu  %-6s %8u  %4.0fs  %s <-> %s %s\n", (unsigned long long)r.v.hits,
-                  loader::action_name(r.v.action), r.v.rule_id, age_s(r.v.last_seen_ns), flow_a(r.key).c_str(),
+                  gpo_action_name(r.v.action), r.v.rule_id, age_s(r.v.last_seen_ns), flow_a(r.key).c_str(),
                   flow_b(r.key).c_str(), proto_str(r.key.proto).c_str());
   }
 }

@@ -89,16 +89,6 @@ void prepare_pins(::xdp_filter* skel, const std::string& dir) {
 
 }  // namespace
 
-const char* action_name(uint8_t action) {
-  switch (action) {
-    case GPO_ACT_PASS: return "pass";
-    case GPO_ACT_DROP: return "drop";
-    case GPO_ACT_ALERT: return "alert";
-    case GPO_ACT_INSPECT: return "inspect";
-  }
-  return "unknown";
-}
-
 const char* overload_name(uint8_t policy) {
   switch (policy) {
     case GPO_OVERLOAD_OFF: return "off";
@@ -588,8 +578,8 @@ std::string XdpFilter::describe() const {
   return fmt::format("xdp_filter on {}, {} mode, {} when the agent is gone, overload: {}, unparsed: {}, non-IP: {}, "
                      "fragments: {}, maps in {}",
                      where, inline_ ? "inline" : "host", cfg_.fail_policy == GPO_ACT_DROP ? "fail-closed" : "fail-open",
-                     overload_name(cfg_.overload_policy), action_name(cfg_.unparsed_policy),
-                     action_name(cfg_.non_ip_policy), cfg_.frag_policy == GPO_FRAG_DROP ? "drop" : "reassemble",
+                     overload_name(cfg_.overload_policy), gpo_action_name(cfg_.unparsed_policy),
+                     gpo_action_name(cfg_.non_ip_policy), cfg_.frag_policy == GPO_FRAG_DROP ? "drop" : "reassemble",
                      pin_dir_.empty() ? "(not pinned)" : pin_dir_shown_);
 }
 

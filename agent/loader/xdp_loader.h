@@ -129,7 +129,6 @@ class XdpFilter {
 
 // Shared with `status`, which works from the pinned maps only.
 gpo_xdp_stats sum_stats(int stats_fd);       // throws XdpError on lookup failure
-const char* action_name(uint8_t action);     // "pass", "drop", "alert", "inspect"
 const char* overload_name(uint8_t policy);   // "off", "pass", "drop"
 // Makes sure a bpf filesystem is mounted at /sys/fs/bpf (mounts one if not,
 // and says so); throws XdpError when it cannot.

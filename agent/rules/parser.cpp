@@ -967,15 +967,6 @@ bool valid_var_name(std::string_view s) {
 
 }  // namespace
 
-const char* action_name(uint8_t action) {
-  switch (action) {
-    case GPO_ACT_PASS: return "pass";
-    case GPO_ACT_DROP: return "drop";
-    case GPO_ACT_ALERT: return "alert";
-  }
-  return "?";
-}
-
 ParseResult parse_rules(std::string_view text, const ParseOptions& opt) {
   ParseResult res;
   auto lines = logical_lines(text, res.set.comment_lines);

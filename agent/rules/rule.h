@@ -122,6 +122,4 @@ Coverage coverage(const ParseResult& r);
 // "4 of 12 rules loaded; skipped 7 unsupported, 1 invalid; top reasons: protocol http 3, flowbits 2, ..."
 std::string coverage_line(const Coverage& c, size_t top = 5);
 
-const char* action_name(uint8_t action);
-
 }  // namespace gpo::rules

@@ -457,7 +457,7 @@ TEST_F(XdpFilterTest, TruncatedAtEveryHeaderBoundaryIsAParseFailure) {
       for (size_t len = 0; len < headers_end; len++) {
         std::vector<uint8_t> cut(full.begin(), full.begin() + len);
         SCOPED_TRACE(desc + " cut at " + std::to_string(len) + " [" + layers + "] unparsed " +
-                     gpo::loader::action_name(policy));
+                     gpo_action_name(policy));
         reset();
         MapSetup ms;
         ms.unparsed_policy = policy;
