@@ -21,11 +21,12 @@ cross. The rules the agent runs are in RULES (the test writes them).
 """
 import argparse
 import json
+import select
 import sys
 import time
 
 from scapy.all import (  # noqa: E402
-    AsyncSniffer, Dot1AD, Dot1Q, Ether, IP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, Raw, TCP, UDP,
+    Dot1AD, Dot1Q, Ether, IP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, Raw, TCP, UDP,
     conf, sendp,
 )
 
@@ -295,18 +296,29 @@ def judge(frames_spec, arrived, attack):
 
 
 def sniff(args):
-    sniffer = AsyncSniffer(iface=args.iface, store=True,
-                           stop_filter=lambda p: UDP in p and p[UDP].dport == DONE_PORT)
-    sniffer.start()
-    time.sleep(1.0)  # the capture socket is open
+    # scapy's own listening socket (it puts back the VLAN tags the kernel strips
+    # into packet metadata), read in this loop rather than by AsyncSniffer: a
+    # frame scapy fails to read (a stray one of the kernel's, say) ends an
+    # AsyncSniffer's capture silently, here it is counted and skipped.
+    sock = conf.L2listen(iface=args.iface)
     print("READY", flush=True)
+    arrived, unreadable, done = [], 0, False
     deadline = time.time() + args.timeout
-    while sniffer.running and time.time() < deadline:
-        time.sleep(0.1)
-    if sniffer.running:
-        sniffer.stop()
-    arrived = list(sniffer.results or [])
-    result = {"frames": len(arrived),
+    while not done and time.time() < deadline:
+        if not select.select([sock], [], [], 0.2)[0]:
+            continue
+        try:
+            p = sock.recv()
+        except Exception as e:  # noqa: BLE001 - any frame scapy cannot read
+            unreadable += 1
+            print("unreadable frame: %r" % e, flush=True)
+            continue
+        if p is None:
+            continue
+        arrived.append(p)
+        done = UDP in p and p[UDP].dport == DONE_PORT
+    sock.close()
+    result = {"frames": len(arrived), "unreadable": unreadable,
               "done_seen": any(UDP in p and p[UDP].dport == DONE_PORT for p in arrived),
               "cases": {}}
     for name, (rule, attack, twin) in cases(args.dst_mac).items():

@@ -581,7 +581,9 @@ TEST_F(Ips, EvasionTricksAreBlockedAndTheirCleanTwinsPass) {
     EXPECT_TRUE(c["attack_blocked"].get<bool>()) << name << " (" << c["rule"] << " rule): the trick got through";
     EXPECT_TRUE(c["twin_passed"].get<bool>()) << name << ": the clean twin did not arrive whole";
   }
-  if (HasFailure()) ADD_FAILURE() << fresh_status().dump(2) << "\n" << agent_->log();
+  if (HasFailure())
+    ADD_FAILURE() << "sniffer: " << sniffer.log() << "\nframes captured: " << j["frames"] << "\n"
+                  << fresh_status().dump(2) << "\n" << agent_->log();
 }
 
 }  // namespace
