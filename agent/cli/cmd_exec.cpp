@@ -23,7 +23,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -138,14 +137,9 @@ struct Collected {
   std::vector<std::string> programs;       // argv0 of processes that made calls
 };
 
-// The path names of the stats files (the library's gpo_stats_write), by enum gpo_path.
-constexpr const char* kPathNames[] = {"offload",      "cpu-small",     "cpu-stream", "cpu-params",
-                                      "cpu-no-agent", "cpu-too-large", "cpu-plan"};
-static_assert(std::size(kPathNames) == GPO_PATH_COUNT, "a name for every gpo_path");
-
 int path_index(const std::string& p) {
   for (int i = 0; i < GPO_PATH_COUNT; ++i)
-    if (p == kPathNames[i]) return i;
+    if (p == gpo_path_name(i)) return i;
   return -1;
 }
 
@@ -317,7 +311,7 @@ nlohmann::json summarize(const Run& r, const Collected& c, const AgentView& befo
     nlohmann::json x{{"calls", oc.calls()}, {"bytes", oc.bytes()}};
     for (int p = 0; p < GPO_PATH_COUNT; ++p)
       if (oc.path[p].calls)
-        x["paths"][kPathNames[p]] = {{"calls", oc.path[p].calls}, {"bytes", oc.path[p].bytes}, {"ns", oc.path[p].ns}};
+        x["paths"][gpo_path_name(p)] = {{"calls", oc.path[p].calls}, {"bytes", oc.path[p].bytes}, {"ns", oc.path[p].ns}};
     const PathCount& off = oc.path[GPO_PATH_OFFLOAD];
     if (off.calls) {
       offload_s += double(off.ns) / 1e9;

@@ -85,19 +85,6 @@ const char* op_name(int op) {
   return "unknown";
 }
 
-const char* path_name(int p) {
-  switch (p) {
-    case GPO_PATH_OFFLOAD: return "offload";
-    case GPO_PATH_CPU_SMALL: return "cpu-small";
-    case GPO_PATH_CPU_STREAM: return "cpu-stream";
-    case GPO_PATH_CPU_PARAMS: return "cpu-params";
-    case GPO_PATH_CPU_NO_AGENT: return "cpu-no-agent";
-    case GPO_PATH_CPU_TOO_LARGE: return "cpu-too-large";
-    case GPO_PATH_CPU_PLAN: return "cpu-plan";
-  }
-  return "unknown";
-}
-
 std::string json_str(const std::string& s) {
   std::string o = "\"";
   for (unsigned char c : s) {
@@ -164,7 +151,7 @@ int gpo_stats_write(const char* path) {
         ns += b->cell[op][p].ns.load(std::memory_order_relaxed);
       }
       if (!calls) continue;
-      out += std::string(first ? "" : ", ") + "{\"op\": \"" + op_name(op) + "\", \"path\": \"" + path_name(p) +
+      out += std::string(first ? "" : ", ") + "{\"op\": \"" + op_name(op) + "\", \"path\": \"" + gpo_path_name(p) +
              "\", \"calls\": " + std::to_string(calls) + ", \"bytes\": " + std::to_string(bytes) +
              ", \"ns\": " + std::to_string(ns) + "}";
       first = false;

@@ -147,6 +147,19 @@ enum gpo_path {
   GPO_PATH_CPU_PLAN = 6,      /* kept: the agent's plan says the GPU would not win at this size */
   GPO_PATH_COUNT = 7
 };
+/* A path's name in the stats files gpo_stats_write writes (and `exec` reads). */
+static inline const char* gpo_path_name(int path) {
+  switch (path) {
+    case GPO_PATH_OFFLOAD: return "offload";
+    case GPO_PATH_CPU_SMALL: return "cpu-small";
+    case GPO_PATH_CPU_STREAM: return "cpu-stream";
+    case GPO_PATH_CPU_PARAMS: return "cpu-params";
+    case GPO_PATH_CPU_NO_AGENT: return "cpu-no-agent";
+    case GPO_PATH_CPU_TOO_LARGE: return "cpu-too-large";
+    case GPO_PATH_CPU_PLAN: return "cpu-plan";
+  }
+  return "unknown";
+}
 GPO_API void gpo_account(int op, int path, uint64_t calls, uint64_t bytes, uint64_t ns);
 /* Writes this process's accounting (gpo_account and gpo_get_stats) as JSON to
  * path. With GPO_STATS_DIR set, the library does this at exit, into
