@@ -133,15 +133,15 @@ std::optional<double> openssl_cli(const std::string& bin, const std::string& evp
   return v && *v > 0 ? v : std::nullopt;
 }
 
-// The CPU backend on batches kept in flight, in place over `sets` sets of jobs
-// (each set its own memory, so no two batches in flight share a byte): each
-// completion submits the next batch of its set, until min_seconds. Bytes/s.
-// snapshot: every job private_input, as the offload service hands client jobs
-// over (the worker copies the input before the library reads it).
-// cpu_ns_per_byte: the workers' CPU time per input byte (thread CPU clocks),
-// which other load on the machine disturbs far less than wall time.
+}  // namespace
+
+// Each set its own memory, so no two batches in flight share a byte. The
+// snapshot is what the offload service does with client jobs (the worker
+// copies the input before the library reads it). CPU time per byte comes from
+// the thread CPU clocks, which other load on the machine disturbs far less
+// than wall time.
 double backend_in_flight(backend::CpuBackend& be, OpId op, size_t size, size_t jobs_per_set, int sets,
-                         double min_seconds, int* failed, bool snapshot = false, double* cpu_ns_per_byte = nullptr) {
+                         double min_seconds, int* failed, bool snapshot, double* cpu_ns_per_byte) {
   const size_t set_bytes = size * jobs_per_set;
   std::vector<uint8_t> mem(set_bytes * size_t(sets) + 64), digests(32 * jobs_per_set * size_t(sets));
   fill_random(mem.data(), mem.size(), 5);
@@ -215,6 +215,8 @@ double backend_in_flight(backend::CpuBackend& be, OpId op, size_t size, size_t j
   }
   return rate;
 }
+
+namespace {
 
 // The CPU backend on one batch of fresh memory (out of cache), and a stream
 // copy of the same bytes on as many threads: the memory-bound ceiling

@@ -7,11 +7,19 @@
 #pragma once
 #include <vector>
 
+#include "backend/cpu_backend.h"
 #include "bench/bench.h"
 
 namespace gpo::bench {
 
 // Appends the table; returns non-zero when a job failed.
 int cpu_reference(const Options& opt, std::vector<Table>& out);
+
+// The CPU backend on `sets` batches of jobs_per_set jobs of `size` bytes kept
+// in flight (each completion submits its set again) for min_seconds, in place
+// over memory of its own per set: bytes of input per second. snapshot: every
+// job private_input. cpu_ns_per_byte: the workers' CPU time per input byte.
+double backend_in_flight(backend::CpuBackend& be, backend::OpId op, size_t size, size_t jobs_per_set, int sets,
+                         double min_seconds, int* failed, bool snapshot = false, double* cpu_ns_per_byte = nullptr);
 
 }  // namespace gpo::bench

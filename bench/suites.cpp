@@ -8,6 +8,7 @@ namespace gpo::bench {
 int run_tier2(const Options&, std::vector<Table>&);
 int run_match(const Options&, std::vector<Table>&);
 int run_crypto(const Options&, std::vector<Table>&);
+int run_cpu_pool(const Options&, std::vector<Table>&);
 int run_planner(const Options&, std::vector<Table>&);
 int run_classify(const Options&, std::vector<Table>&);
 int run_xdp(const Options&, std::vector<Table>&);
@@ -25,6 +26,10 @@ const Suite kSuites[] = {
     {"match", "payload multi-pattern matching: GPU kernel / e2e, CPU Aho-Corasick, Hyperscan", false, run_match},
     {"crypto", "AES-256-GCM/CTR and SHA-256: GPU kernel, GPU end to end, OpenSSL 1 core and all cores", false,
      run_crypto},
+    {"cpu-pool",
+     "small jobs on the CPU pool of N threads against per-thread loops over the same jobs (own buffer, own "
+     "slice, chunks from one counter): what each step costs (--set threads=8,16 chunk=BYTES)",
+     false, run_cpu_pool},
     {"planner",
      "mixed workload CPU-only vs GPU-only vs planned, per job size; fails when planned is more than "
      "--set tolerance=5 (%) slower than the better (--set profile=PATH, objective=time|cpu, doubt=10)",

@@ -119,7 +119,7 @@ struct CpuBackend::Run {
   bool finished = false;
 };
 
-CpuBackend::CpuBackend(unsigned threads) {
+CpuBackend::CpuBackend(unsigned threads, uint64_t chunk) : chunk_(chunk) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { worker(); });
 }
@@ -133,6 +133,11 @@ CpuBackend::~CpuBackend() {
   for (auto& t : workers_) t.join();
 }
 
+uint64_t CpuBackend::chunk_bytes(uint64_t total) const {
+  if (chunk_) return chunk_;
+  return std::clamp<uint64_t>(total / (2 * uint64_t(threads())), kMinChunkBytes, kMaxChunkBytes);
+}
+
 CpuBackend::Run* CpuBackend::make_run(std::vector<Job*> jobs) const {
   auto* r = new Run;
   r->jobs = std::move(jobs);
@@ -144,7 +149,7 @@ CpuBackend::Run* CpuBackend::make_run(std::vector<Job*> jobs) const {
     total += weight(*j);
     r->bytes += j->in.size();
   }
-  const uint64_t chunk = std::clamp<uint64_t>(total / (2 * uint64_t(threads())), kMinChunkBytes, kMaxChunkBytes);
+  const uint64_t chunk = chunk_bytes(total);
   uint64_t acc = 0;
   uint32_t open = 0;  // first job of the chunk being grouped
   auto close_group = [&](uint32_t end) {

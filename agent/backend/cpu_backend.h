@@ -23,7 +23,9 @@ namespace gpo::backend {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(unsigned threads = 0);  // 0 = all cores
+  // threads: 0 = all cores. chunk: the bytes of input a chunk carries; 0 =
+  // about total / (2 x threads) of each batch, within the bounds below.
+  explicit CpuBackend(unsigned threads = 0, uint64_t chunk = 0);
   ~CpuBackend() override;                     // runs what is queued, then joins
   std::string name() const override { return "cpu"; }
   void submit(Batch& batch, Completion done) override;
@@ -42,6 +44,8 @@ class CpuBackend final : public Backend {
   // within these bounds; a splittable job longer than two chunks is cut.
   static constexpr uint64_t kMinChunkBytes = 64 << 10;
   static constexpr uint64_t kMaxChunkBytes = 4 << 20;
+  // The chunk a batch of `total` input bytes is cut into.
+  uint64_t chunk_bytes(uint64_t total) const;
 
  private:
   struct Run;
@@ -57,6 +61,7 @@ class CpuBackend final : public Backend {
   std::deque<Run*> queue_;  // runs with chunks not yet taken, oldest first
   unsigned idle_ = 0;       // workers asleep in cv_
   bool stop_ = false;
+  uint64_t chunk_ = 0;  // fixed chunk, or 0
   std::vector<std::thread> workers_;
   mutable std::mutex stats_mu_;
   Stats stats_;

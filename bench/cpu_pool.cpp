@@ -1,0 +1,182 @@
+// Suite "cpu-pool": where a small job loses time on the CPU backend's pool of N
+// threads. The same jobs (one key, a new IV per job, in place over the same
+// working set as `bench crypto`'s reference: 3 sets of 4 MiB) run four ways on
+// N threads, so that each step from the ideal to the pool shows its own cost:
+//   own job      each thread one job over its own buffer, again and again:
+//                the job path (EVP per message) with the data in L1/L2;
+//   own slice    each thread the jobs of its own slice of the working set, in
+//                turn: the data stays in the thread's own caches;
+//   shared       chunks of the pool's size claimed from one atomic counter by
+//                every thread: the data moves between cores as in the pool,
+//                with no queue, lock or wake-up;
+//   pool         the CPU backend, 3 batches kept in flight (the reference).
+// --set threads=8,16 (thread counts), --set chunk=BYTES (the pool's chunk).
+#include <fmt/format.h>
+
+#include <atomic>
+#include <thread>
+
+#include "backend/ops.h"
+#include "bench/cpu_reference.h"
+
+namespace gpo::bench {
+namespace {
+
+using backend::Job;
+using backend::OpId;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kSetBytes = size_t{4} << 20;
+constexpr int kSets = 3;
+
+struct Workload {
+  OpId op;
+  size_t size;
+  std::vector<uint8_t> mem, digests, ivs;
+  uint8_t key[32];
+  std::vector<Job> jobs;  // over mem, kSets * kSetBytes / size of them
+
+  Workload(OpId o, size_t s) : op(o), size(s) {
+    const size_t n = kSets * kSetBytes / size;
+    mem.resize(n * size);
+    digests.resize(32 * n);
+    ivs.resize(16 * n);
+    fill_random(mem.data(), mem.size(), 5);
+    fill_random(key, sizeof key, 3);
+    fill_random(ivs.data(), ivs.size(), 4);
+    jobs.resize(n);
+    for (size_t i = 0; i < n; ++i) jobs[i] = job(i, {mem.data() + i * size, size});
+  }
+  Job job(size_t i, std::span<uint8_t> bytes) {
+    Job j;
+    j.op = op;
+    j.in = bytes;
+    if (op == OpId::sha256) {
+      j.out = {digests.data() + 32 * i, 32};
+    } else {
+      j.out = bytes;
+      j.key = {key, 32};
+      j.iv = {ivs.data() + 16 * i, size_t(op == OpId::aes256_ctr ? 16 : 12)};
+    }
+    return j;
+  }
+};
+
+// Runs body(thread, &stop) on n threads started together for min_seconds;
+// body returns the bytes it did. Bytes per second in all.
+template <typename Body>
+double on_threads(unsigned n, double min_seconds, Body body) {
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<unsigned> ready{0};
+  std::vector<std::thread> ts;
+  for (unsigned t = 0; t < n; ++t)
+    ts.emplace_back([&, t] {
+      ready++;
+      while (ready.load() < n) std::this_thread::yield();
+      bytes += body(t, stop);
+    });
+  while (ready.load() < n) std::this_thread::yield();
+  const auto t0 = Clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(min_seconds));
+  stop = true;
+  for (auto& t : ts) t.join();
+  return double(bytes.load()) / seconds_since(t0);
+}
+
+bool run(Job& j, int* failed) {
+  j.status = backend::Status::pending;
+  if (backend::run_on_cpu(j) != backend::Status::ok) *failed = 1;
+  return true;
+}
+
+double own_job(Workload& w, unsigned n, double secs, int* failed) {
+  return on_threads(n, secs, [&](unsigned t, std::atomic<bool>& stop) {
+    std::vector<uint8_t> buf(w.size);
+    fill_random(buf.data(), buf.size(), t + 1);
+    Job j = w.job(t % w.jobs.size(), buf);
+    uint64_t done = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      run(j, failed);
+      done += w.size;
+    }
+    return done;
+  });
+}
+
+double own_slice(Workload& w, unsigned n, double secs, int* failed) {
+  return on_threads(n, secs, [&](unsigned t, std::atomic<bool>& stop) {
+    const size_t per = std::max<size_t>(1, w.jobs.size() / n), lo = std::min(w.jobs.size() - 1, t * per);
+    const size_t hi = std::min(w.jobs.size(), lo + per);
+    uint64_t done = 0;
+    for (size_t i = lo; !stop.load(std::memory_order_relaxed); i = i + 1 < hi ? i + 1 : lo) {
+      run(w.jobs[i], failed);
+      done += w.size;
+    }
+    return done;
+  });
+}
+
+double shared_counter(Workload& w, unsigned n, uint64_t chunk_bytes, double secs, int* failed) {
+  const size_t per_chunk = std::max<size_t>(1, chunk_bytes / w.size);
+  const size_t chunks = (w.jobs.size() + per_chunk - 1) / per_chunk;
+  std::atomic<uint64_t> next{0};
+  return on_threads(n, secs, [&](unsigned, std::atomic<bool>& stop) {
+    uint64_t done = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      const size_t c = next.fetch_add(1, std::memory_order_relaxed) % chunks;
+      for (size_t i = c * per_chunk; i < std::min(w.jobs.size(), (c + 1) * per_chunk); ++i) {
+        run(w.jobs[i], failed);
+        done += w.size;
+      }
+    }
+    return done;
+  });
+}
+
+}  // namespace
+
+int run_cpu_pool(const Options& opt, std::vector<Table>& out) {
+  const unsigned all = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
+  const auto counts = setting_list(opt, "threads", {std::max(1u, all / 2), all});
+  const uint64_t chunk_set = std::stoull(setting(opt, "chunk", "0"));
+  struct Shape {
+    OpId op;
+    size_t size;
+  };
+  const std::vector<Shape> shapes =
+      opt.quick ? std::vector<Shape>{{OpId::aes256_gcm_encrypt, 4096}}
+                : std::vector<Shape>{{OpId::aes256_gcm_encrypt, 4096},  {OpId::aes256_gcm_encrypt, 65536},
+                                     {OpId::aes256_gcm_encrypt, 1 << 20}, {OpId::aes256_ctr, 4096},
+                                     {OpId::sha256, 4096}};
+  Table t;
+  t.title = "The CPU pool against per-thread loops over the same jobs, GB/s of input";
+  t.columns = {"op, job", "threads", "own job", "own slice", "shared counter", "pool", "pool / own slice",
+               "pool chunk"};
+  int failed = 0;
+  for (const auto& s : shapes) {
+    Workload w(s.op, s.size);
+    for (uint32_t n : counts) {
+      backend::CpuBackend pool(n, chunk_set);
+      // The pool's chunk for these batches: what make_run picks (or --set chunk).
+      const uint64_t chunk = pool.chunk_bytes(kSetBytes);
+      const double a = own_job(w, n, opt.min_seconds, &failed);
+      const double b = own_slice(w, n, opt.min_seconds, &failed);
+      const double c = shared_counter(w, n, chunk, opt.min_seconds, &failed);
+      const double d = backend_in_flight(pool, s.op, s.size, kSetBytes / s.size, kSets, opt.min_seconds, &failed);
+      t.rows.push_back({fmt::format("{} {}", backend::find_op(s.op)->name, fmt_size(s.size)), std::to_string(n),
+                        fmt_gbps(a), fmt_gbps(b), fmt_gbps(c), fmt_gbps(d), fmt::format("{:.0f}%", 100 * d / b),
+                        fmt_size(chunk)});
+    }
+  }
+  t.notes.push_back(fmt::format("working set: {} sets of {} in place (as bench crypto's reference)", kSets,
+                                fmt_size(kSetBytes)));
+  t.notes.push_back("own job: one buffer per thread (in its caches); own slice: each thread its part of the working "
+                    "set; shared counter: the pool's chunks claimed from one atomic counter (data moves between "
+                    "cores, no queue); pool: the CPU backend with 3 batches in flight");
+  if (failed) t.notes.push_back("A JOB FAILED: figures are not valid");
+  out.push_back(std::move(t));
+  return failed;
+}
+
+}  // namespace gpo::bench
