@@ -310,8 +310,10 @@ uint64_t Planner::offload_min_bytes(std::string_view op) const {
       for (const auto& p : it->second.points)
         if (p.gpu_ns > 0) sizes.push_back(p.size);
   }
-  const bool defaults = sizes.empty();
-  if (defaults) return kDefaultGpuMinBatchBytes;  // the defaults' GPU gate for a batch of one job
+  // Nothing measured: nothing says the GPU beats the client's own thread, so
+  // every call stays in its process (the agent's defaults still route what
+  // clients send with --offload-mode all).
+  if (sizes.empty()) return kNever;
   std::sort(sizes.begin(), sizes.end());
   sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
   const double allow = opt_.objective == Objective::cpu ? 1.0 + std::max(0.0, opt_.slack) : 1.0;

@@ -125,7 +125,8 @@ class Planner {
   // job alone, sent through the agent (kOffloadRoundTripNs and the copies
   // included), is better on the GPU than in the client's own thread under
   // the objective, for that size and every larger measured one; kNever when
-  // none is (no GPU, no GPU kernel, the CPU wins at every size).
+  // none is (no GPU, no GPU kernel, the CPU wins at every size, or no
+  // measured point of the op: without a profile nothing leaves the client).
   uint64_t offload_min_bytes(std::string_view op) const;
 
   // Dispatch bookkeeping: a batch decided `d` goes to d.where; its predicted
