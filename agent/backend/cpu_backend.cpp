@@ -88,9 +88,11 @@ Status run_range(const OpInfo& op, Job& j, uint64_t lo, uint64_t hi, uint64_t* p
 
 // One submitted batch (or run_jobs call). Chunk k is either whole jobs
 // [first, last) or input bytes [lo, hi) of jobs[first] (part >= 0: its index
-// in parts). claimed is guarded by the backend's mutex; left counts chunks
-// not finished. A submitted run is deleted by finish(); a run_jobs run
-// belongs to its caller, who waits for finished.
+// in parts). Slot s deals chunks [slots[s].next, slots[s].end) out; left
+// counts chunks not finished. References: one until finish(), one per worker
+// (or run_jobs caller) inside the run; the last release deletes it. queued is
+// guarded by the backend's mutex, and a worker takes its reference under it,
+// so no worker can enter a run that has left the queue.
 struct CpuBackend::Run {
   struct Chunk {
     uint32_t first = 0, last = 0;
@@ -106,7 +108,14 @@ struct CpuBackend::Run {
   std::vector<Split> splits;
   std::vector<uint64_t> parts, part_end;
   std::vector<Status> part_status;
-  size_t claimed = 0;
+  struct alignas(64) Slot {  // a line each: the owner's counter is not the stealers' cache miss
+    std::atomic<uint32_t> next{0};
+    uint32_t end = 0;
+  };
+  std::unique_ptr<Slot[]> slots;
+  unsigned nslots = 0;
+  bool queued = false;
+  std::atomic<uint32_t> refs{1};
   std::atomic<size_t> left{0};
   std::atomic<uint64_t> cpu_ns{0};
   uint64_t bytes = 0;
@@ -121,7 +130,7 @@ struct CpuBackend::Run {
 
 CpuBackend::CpuBackend(unsigned threads, uint64_t chunk) : chunk_(chunk) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { worker(); });
+  for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this, i] { worker(i); });
 }
 
 CpuBackend::~CpuBackend() {
@@ -190,6 +199,14 @@ CpuBackend::Run* CpuBackend::make_run(std::vector<Job*> jobs) const {
   }
   close_group(uint32_t(n));
   r->left = r->chunks.size();
+  // Contiguous slots of chunks, as even as they divide.
+  const size_t nc = r->chunks.size();
+  r->nslots = unsigned(std::max<size_t>(1, std::min<size_t>(threads(), nc)));
+  r->slots = std::make_unique<Run::Slot[]>(r->nslots);
+  for (unsigned k = 0; k < r->nslots; ++k) {
+    r->slots[k].next = uint32_t(nc * k / r->nslots);
+    r->slots[k].end = uint32_t(nc * (k + 1) / r->nslots);
+  }
   return r;
 }
 
@@ -198,20 +215,35 @@ void CpuBackend::enqueue(Run* r) {
   {
     std::lock_guard lk(mu_);
     queue_.push_back(r);
+    r->queued = true;
     wake = unsigned(std::min<size_t>(r->chunks.size(), idle_));
   }
   for (unsigned i = 0; i < wake; ++i) cv_.notify_one();
 }
 
-bool CpuBackend::claim(Run* r, size_t* chunk) {
-  std::lock_guard lk(mu_);
-  if (r->claimed >= r->chunks.size()) return false;
-  *chunk = r->claimed++;
-  if (r->claimed == r->chunks.size()) {
-    auto it = std::find(queue_.begin(), queue_.end(), r);
-    if (it != queue_.end()) queue_.erase(it);
+bool CpuBackend::claim(Run& r, unsigned slot, size_t* chunk) {
+  for (unsigned i = 0; i < r.nslots; ++i) {
+    Run::Slot& s = r.slots[(slot + i) % r.nslots];
+    // A look first: an exhausted slot costs a read, not a write to a shared line.
+    if (s.next.load(std::memory_order_relaxed) >= s.end) continue;
+    const uint32_t k = s.next.fetch_add(1, std::memory_order_relaxed);
+    if (k < s.end) {
+      *chunk = k;
+      return true;
+    }
   }
-  return true;
+  return false;
+}
+
+void CpuBackend::dequeue(Run* r) {
+  std::lock_guard lk(mu_);
+  if (!r->queued) return;
+  r->queued = false;
+  queue_.erase(std::find(queue_.begin(), queue_.end(), r));
+}
+
+void CpuBackend::release(Run* r) {
+  if (r->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete r;
 }
 
 void CpuBackend::run_chunk(Run& r, size_t k, uint64_t* clock) {
@@ -246,14 +278,17 @@ void CpuBackend::finish(Run* r) {
   if (r->on_done) {  // start_jobs(): counted by the backend that called it
     auto f = std::move(r->on_done);
     const uint64_t ns = r->cpu_ns;
-    delete r;
+    release(r);
     f(ns);
     return;
   }
   if (!r->batch) {  // run_jobs(): counted by the backend that called it
-    std::lock_guard lk(*r->wait_mu);
-    r->finished = true;
-    r->wait_cv->notify_all();  // under the lock: the caller may destroy r once it sees finished
+    {
+      std::lock_guard lk(*r->wait_mu);
+      r->finished = true;
+      r->wait_cv->notify_all();  // under the lock: the caller's mutex and cv go once it sees finished
+    }
+    release(r);  // the caller holds its own reference until it has read the run
     return;
   }
   {
@@ -268,16 +303,15 @@ void CpuBackend::finish(Run* r) {
   b.ran_on = "cpu";
   b.cpu_ns += r->cpu_ns;
   Completion done = std::move(r->done);
-  delete r;
+  release(r);
   done(b);
 }
 
-void CpuBackend::worker() {
+void CpuBackend::worker(unsigned index) {
   uint64_t clock = 0;
   bool fresh = false;  // clock is the end of this worker's last chunk, nothing run since
   for (;;) {
     Run* r = nullptr;
-    size_t k = 0;
     {
       std::unique_lock lk(mu_);
       while (!stop_ && queue_.empty()) {
@@ -288,16 +322,20 @@ void CpuBackend::worker() {
       }
       if (queue_.empty()) return;  // stop_ and drained
       r = queue_.front();
-      k = r->claimed++;
-      if (r->claimed == r->chunks.size()) queue_.pop_front();
+      r->refs.fetch_add(1, std::memory_order_relaxed);
     }
-    if (!fresh) clock = thread_cpu_ns();
-    run_chunk(*r, k, &clock);
-    fresh = true;
-    if (r->left.fetch_sub(1) == 1) {
-      finish(r);  // the completion's work is not the next chunk's
-      fresh = false;
+    size_t k = 0;
+    while (claim(*r, index, &k)) {
+      if (!fresh) clock = thread_cpu_ns();
+      run_chunk(*r, k, &clock);
+      fresh = true;
+      if (r->left.fetch_sub(1) == 1) {
+        finish(r);  // the completion's work is not the next chunk's
+        fresh = false;
+      }
     }
+    dequeue(r);  // all taken: the next worker looks at the next run
+    release(r);
   }
 }
 
@@ -317,21 +355,28 @@ void CpuBackend::submit(Batch& batch, Completion done) {
 
 uint64_t CpuBackend::run_jobs(std::span<Job* const> jobs) {
   if (jobs.empty()) return 0;
-  std::unique_ptr<Run> r(make_run(std::vector<Job*>(jobs.begin(), jobs.end())));
+  Run* r = make_run(std::vector<Job*>(jobs.begin(), jobs.end()));
   std::mutex mu;
   std::condition_variable cv;
   r->wait_mu = &mu;
   r->wait_cv = &cv;
-  if (r->chunks.size() > 1) enqueue(r.get());
-  // The caller works on its own run too: one chunk needs no worker at all.
+  r->refs.fetch_add(1);  // the caller's, kept until it has read the run
+  if (r->chunks.size() > 1) enqueue(r);
+  // The caller works on its own run too (from the last slot, the workers
+  // start at theirs): one chunk needs no worker at all.
   size_t k;
-  while (claim(r.get(), &k)) {
+  while (claim(*r, r->nslots - 1, &k)) {
     run_chunk(*r, k);
-    if (r->left.fetch_sub(1) == 1) finish(r.get());
+    if (r->left.fetch_sub(1) == 1) finish(r);
   }
-  std::unique_lock lk(mu);
-  cv.wait(lk, [&] { return r->finished; });
-  return r->cpu_ns;
+  dequeue(r);
+  {
+    std::unique_lock lk(mu);
+    cv.wait(lk, [&] { return r->finished; });
+  }
+  const uint64_t ns = r->cpu_ns;
+  release(r);
+  return ns;
 }
 
 void CpuBackend::start_jobs(std::vector<Job*> jobs, std::function<void(uint64_t)> done) {

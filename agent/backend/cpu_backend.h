@@ -9,6 +9,13 @@
 // at most as many sleeping workers as its run has chunks (never one per job);
 // a worker that finishes a chunk takes the next without sleeping. The worker
 // that finishes a run's last chunk joins split jobs and calls done().
+//
+// A run's chunks are dealt out in contiguous slots, one per worker: worker w
+// takes the chunks of slot w first (an atomic counter, no lock), then steals
+// from the other slots. So a worker runs the same part of every batch of the
+// same shape, whose bytes its own caches may still hold (on 16 threads,
+// chunks moving from core to core cost a quarter of small-job throughput),
+// and the queue's lock is taken once per run a worker joins, not per chunk.
 #pragma once
 #include <condition_variable>
 #include <deque>
@@ -51,10 +58,13 @@ class CpuBackend final : public Backend {
   struct Run;
   Run* make_run(std::vector<Job*> jobs) const;
   void enqueue(Run* r);
-  bool claim(Run* r, size_t* chunk);  // a chunk of r, or false when all are taken
+  // A chunk of r, slot `slot`'s first, then any other's; false when all are taken.
+  static bool claim(Run& r, unsigned slot, size_t* chunk);
+  void dequeue(Run* r);          // r leaves the queue (all its chunks are taken)
+  static void release(Run* r);   // drops one reference; the last deletes r
   void run_chunk(Run& r, size_t chunk, uint64_t* clock = nullptr);
   void finish(Run* r);
-  void worker();
+  void worker(unsigned index);
 
   std::mutex mu_;
   std::condition_variable cv_;
