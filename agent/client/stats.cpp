@@ -118,7 +118,8 @@ std::string argv0() {
 }
 
 __attribute__((destructor)) void write_at_exit() {
-  const char* dir = getenv("GPO_STATS_DIR");
+  // secure_getenv: a setuid program writes no file where its caller says.
+  const char* dir = secure_getenv("GPO_STATS_DIR");
   if (!dir || !*dir) return;
   std::string path = std::string(dir) + "/" + std::to_string(getpid()) + ".json";
   gpo_stats_write(path.c_str());

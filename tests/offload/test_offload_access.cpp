@@ -212,6 +212,23 @@ TEST(OffloadAccess, ASetuidProcessIgnoresTheGpoEnvironment) {
   secure = run_env({ENV_PROBE, "shim", agent.socket(), SHIM_PATH}, low, true);
   ASSERT_EQ(secure.exit_code, 0) << secure.out;
   EXPECT_EQ(jobs() - j0, 0u) << "a setuid process took its shim threshold from its caller: " << secure.out;
+  // The library's statistics: GPO_STATS_DIR names where PID.json goes at exit.
+  char dir[] = "/tmp/gpo-stats-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  chmod(dir, 0777);
+  auto files = [&] {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir)) ++n;
+    return n;
+  };
+  const std::vector<std::string> stats = {sock_env, std::string("GPO_STATS_DIR=") + dir};
+  plain = run_env({ENV_PROBE, "library"}, stats, false);
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
+  EXPECT_EQ(files(), 1u) << "the probe wrote no statistics where GPO_STATS_DIR said";
+  secure = run_env({ENV_PROBE, "library"}, stats, true);
+  ASSERT_EQ(secure.exit_code, 0) << secure.out;
+  EXPECT_EQ(files(), 1u) << "a setuid process wrote its statistics into a folder its caller chose";
+  std::filesystem::remove_all(dir);
 }
 
 // ---- the uprobe goes only on files root owns ---------------------------------------------

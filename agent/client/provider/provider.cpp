@@ -145,7 +145,7 @@ const OSSL_DISPATCH kProvDispatch[] = {
     {0, nullptr}};
 
 size_t env_size(const char* name, size_t def) {
-  const char* v = getenv(name);
+  const char* v = secure_getenv(name);  // a setuid program takes no threshold from its caller
   if (!v || !*v) return def;
   char* end = nullptr;
   unsigned long long x = strtoull(v, &end, 10);
