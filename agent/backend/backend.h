@@ -116,8 +116,11 @@ class Backend {
   virtual Stats stats() const = 0;
   virtual Capacity capacity() const { return {}; }
   // Host memory that will hold many jobs (a client slab): pinned once so the
-  // GPU copies it by DMA without staging. No-op on the CPU backend.
-  virtual bool register_memory(void* /*p*/, size_t /*len*/) { return true; }
+  // GPU copies it by DMA without staging; now, or in the background once the
+  // GPU is first given work in it (a client's slab: most may never need it).
+  // No-op on the CPU backend.
+  enum class Pin { now, on_first_gpu_use };
+  virtual bool register_memory(void* /*p*/, size_t /*len*/, Pin /*when*/ = Pin::now) { return true; }
   virtual void unregister_memory(void* /*p*/) {}
   // submit() and wait for done().
   void run(Batch& batch);

@@ -369,6 +369,15 @@ struct CudaBackend::Impl {
 CudaBackend::CudaBackend(int device, std::shared_ptr<CpuBackend> cpu) : device_(device), cpu_(std::move(cpu)) {
   check(cudaSetDevice(device_), "cudaSetDevice");
   impl_ = std::make_unique<Impl>();
+  lazy_ = std::make_unique<LazyPinner>(
+      [this](void* p, size_t len) {
+        cudaSetDevice(device_);
+        return register_memory(p, len, Pin::now);
+      },
+      [this](void* p) {
+        cudaSetDevice(device_);
+        if (cudaHostUnregister(p) != cudaSuccess) cudaGetLastError();
+      });
   worker_ = std::thread([this] { worker(); });
 }
 
@@ -379,13 +388,18 @@ CudaBackend::~CudaBackend() {
   }
   cv_.notify_all();
   worker_.join();
+  lazy_.reset();
   cudaSetDevice(device_);
   impl_.reset();
 }
 
 std::string CudaBackend::name() const { return fmt::format("cuda:{}", device_); }
 
-bool CudaBackend::register_memory(void* p, size_t len) {
+bool CudaBackend::register_memory(void* p, size_t len, Pin when) {
+  if (when == Pin::on_first_gpu_use) {
+    lazy_->add(p, len);
+    return true;
+  }
   cudaSetDevice(device_);
   // Portable: the pinning holds for every device, so each GPU's backend can DMA it.
   cudaError_t e = cudaHostRegister(p, len, cudaHostRegisterPortable);
@@ -403,6 +417,10 @@ bool CudaBackend::register_memory(void* p, size_t len) {
 }
 
 void CudaBackend::unregister_memory(void* p) {
+  if (LazyPinner::State s; lazy_->state(p, &s)) {
+    lazy_->remove(p);
+    return;
+  }
   cudaSetDevice(device_);
   if (cudaHostUnregister(p) != cudaSuccess) cudaGetLastError();
 }
@@ -484,6 +502,13 @@ void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
         (CudaZstd::gpu_takes(j) ? zstd_p : cpu_p).add(&j, g);  // higher levels: libzstd at that level
       else
         sha_p.add(&j, g);
+    }
+  // Slabs the GPU now reads or writes get pinned in the background: this run
+  // stages them, later ones copy by DMA.
+  for (Part* p : {&aes_p, &sha_p, &crc_p, &copy_p, &zstd_p})
+    for (Job* j : p->jobs) {
+      lazy_->used(j->in.data());
+      lazy_->used(j->out.data());
     }
   // The jobs for the CPU run on its pool while the GPU works on the rest.
   std::mutex cpu_mu;

@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu_backend.h"
+#include "backend/lazy_pinner.h"
 
 namespace gpo::backend {
 
@@ -24,7 +25,7 @@ class CudaBackend final : public Backend {
   std::string name() const override;
   void submit(Batch& batch, Completion done) override;
   Stats stats() const override;
-  bool register_memory(void* p, size_t len) override;
+  bool register_memory(void* p, size_t len, Pin when = Pin::now) override;
   void unregister_memory(void* p) override;
   int device() const { return device_; }
   // Tests: the next batch meets a real CUDA error (an invalid copy) mid-way.
@@ -47,6 +48,7 @@ class CudaBackend final : public Backend {
   int device_;
   std::shared_ptr<CpuBackend> cpu_;
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<LazyPinner> lazy_;  // slabs registered with Pin::on_first_gpu_use
   std::atomic<bool> inject_fault_{false};
   bool broken_ = false;  // a sticky CUDA error: everything goes to the CPU from then on
   std::mutex mu_;

@@ -40,7 +40,9 @@ class MultiBackend final : public Backend {
     return c;
   }
   // Pinned memory is registered portable: one registration serves every device.
-  bool register_memory(void* p, size_t len) override { return parts_.front()->register_memory(p, len); }
+  // Now, whatever was asked: a background pin starts on the first device's
+  // use only, and the others would stage every copy until then.
+  bool register_memory(void* p, size_t len, Pin) override { return parts_.front()->register_memory(p, len, Pin::now); }
   void unregister_memory(void* p) override { parts_.front()->unregister_memory(p); }
 
  private:

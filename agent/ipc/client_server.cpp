@@ -630,7 +630,10 @@ bool ClientServer::on_register(Conn& c, const gpo_msg_register& m, int memfd) {
   st_->slab_bytes += m.slab_size;
   acct.slab_bytes += m.slab_size;
   acct.slabs++;
-  if (!be_.register_memory(p, m.slab_size)) log::warn("offload: backend could not pin slab {} (pid {})", s->id, c.pid);
+  // Pinned only once the GPU gets work in it: registration does not wait for
+  // every page of the slab to be faulted in and locked.
+  if (!be_.register_memory(p, m.slab_size, backend::Backend::Pin::on_first_gpu_use))
+    log::warn("offload: backend could not pin slab {} (pid {})", s->id, c.pid);
   c.slab = s;
   slabs_[s->id] = s;
   st_->slabs++;

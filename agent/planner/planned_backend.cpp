@@ -73,7 +73,9 @@ backend::Stats PlannedBackend::stats() const {
   return s;
 }
 
-bool PlannedBackend::register_memory(void* p, size_t len) { return gpu_ ? gpu_->register_memory(p, len) : true; }
+bool PlannedBackend::register_memory(void* p, size_t len, Pin when) {
+  return gpu_ ? gpu_->register_memory(p, len, when) : true;
+}
 
 void PlannedBackend::unregister_memory(void* p) {
   if (gpu_) gpu_->unregister_memory(p);

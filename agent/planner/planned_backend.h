@@ -25,7 +25,7 @@ class PlannedBackend final : public backend::Backend {
   backend::Stats stats() const override;
   // The CPU's threads, and the GPU's batches besides.
   backend::Capacity capacity() const override;
-  bool register_memory(void* p, size_t len) override;
+  bool register_memory(void* p, size_t len, Pin when = Pin::now) override;
   void unregister_memory(void* p) override;
   Planner& planner() { return *planner_; }
 
