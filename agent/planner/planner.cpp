@@ -318,8 +318,14 @@ uint64_t Planner::offload_min_bytes(std::string_view op) const {
   sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
   const double allow = opt_.objective == Objective::cpu ? 1.0 + std::max(0.0, opt_.slack) : 1.0;
   uint64_t min = kNever;
+  // The GPU must win twice: one job alone (a program with one busy thread),
+  // and one job from every core at once, which the GPU takes as one batch
+  // while each core would have done its own (a program with a thread per
+  // core; 1 MiB zstd jobs won alone on the H200 and lost 16 at a time).
+  const uint64_t cores = std::max(1u, opt_.cpu_threads);
   for (auto s = sizes.rbegin(); s != sizes.rend(); ++s) {
-    const double gpu = cost_ns(op, Where::gpu, *s, 1) + kOffloadRoundTripNs + kOffloadCopyNsPerByte * double(*s);
+    const double trip = kOffloadRoundTripNs + kOffloadCopyNsPerByte * double(*s);
+    const double gpu = std::max(cost_ns(op, Where::gpu, *s, 1), cost_ns(op, Where::gpu, *s, cores)) + trip;
     const double here = cpu_work_ns(op, *s, 1);  // the client's own thread
     const bool better = opt_.objective == Objective::cpu ? gpu <= here * allow : gpu < here;
     if (better)

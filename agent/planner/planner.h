@@ -122,9 +122,10 @@ class Planner {
   double cpu_work_ns(std::string_view op, uint64_t mean_size, uint64_t count) const;
 
   // For clients (the plan page): the smallest job size of op from which one
-  // job alone, sent through the agent (kOffloadRoundTripNs and the copies
-  // included), is better on the GPU than in the client's own thread under
-  // the objective, for that size and every larger measured one; kNever when
+  // job sent through the agent (kOffloadRoundTripNs and the copies included),
+  // alone or with one from every core in the same GPU batch, is better on the
+  // GPU than in the client's own thread under the objective, for that size
+  // and every larger measured one; kNever when
   // none is (no GPU, no GPU kernel, the CPU wins at every size, or no
   // measured point of the op: without a profile nothing leaves the client).
   uint64_t offload_min_bytes(std::string_view op) const;

@@ -325,7 +325,7 @@ TEST(Planner, ObjectiveCpuTakesTheGpuWhileItIsNotMuchLater) {
   EXPECT_FALSE(parse_objective("fast").has_value());
 }
 
-TEST(Planner, ClientsOffloadOnlyJobsTheGpuWinsAlone) {
+TEST(Planner, ClientsOffloadOnlyJobsTheGpuWinsAloneAndFromEveryCore) {
   // model_point, one job: the CPU 1 GB/s on one thread; the GPU 30 us + 40 GB/s,
   // plus the round trip and the slab copies. The GPU wins one job alone from 1 MiB.
   auto pl = planner_with(synthetic());
@@ -347,6 +347,14 @@ TEST(Planner, ClientsOffloadOnlyJobsTheGpuWinsAlone) {
   // No profile: no measurement says the GPU beats the client's thread (a
   // lone zstd stream sent on the defaults ran at 0.58x of the program alone).
   EXPECT_EQ(planner_with(std::nullopt).offload_min_bytes("sha256"), kNever);
+  // Alone the GPU wins from 1 MiB, but a batch of one job per core takes it
+  // longer than each core its own: clients keep 1 MiB jobs, send 16 MiB ones.
+  Profile shared = synthetic();
+  for (auto& pt : shared.ops["sha256"].points)
+    if (pt.batch == 16) pt.gpu_ns = pt.cpu1_ns / 16 * 1.25;  // 16 jobs: 1.25x one job on one core
+  for (uint64_t b : {1, 16}) shared.ops["sha256"].points.push_back(model_point(16 << 20, b));
+  shared.ops["sha256"].points.back().gpu_ns = model_point(16 << 20, 1).cpu1_ns / 2;
+  EXPECT_EQ(planner_with(shared).offload_min_bytes("sha256"), uint64_t(16) << 20);
   EXPECT_EQ(planner_with(std::nullopt).offload_min_bytes("zstd-compress"), kNever);
 }
 
