@@ -465,29 +465,28 @@ Crossover crossover(const Profile& p) {
     // size a threshold in jobs, so a column never flips back and forth on one
     // noisy measurement; the best ratio is the raw measurement.
     const GpuGate gate = gpu_gate(op.points, 1.0 + PlannerOptions{}.doubt);
+    for (const auto& pt : op.points)
+      if (pt.gpu_ns > 0) {
+        const double s = effective_cpu_ns(pt) / pt.gpu_ns;
+        if (s > best) best = s, best_pt = &pt;
+      }
+    // Each column from the per-size thresholds, measured at that batch or not
+    // (a batch of large jobs beyond the calibrated bytes takes the threshold
+    // its size has): what the planner does, so that a column never reads
+    // "never" only because its large sizes were not measured.
     for (uint64_t b : c.batches) {
-      std::vector<const Point*> pts;
-      for (const auto& pt : op.points)
-        if (pt.batch == b) pts.push_back(&pt);
-      std::sort(pts.begin(), pts.end(), [](auto* x, auto* y) { return x->size < y->size; });
-      std::string cell = pts.empty() ? "-" : "never";
-      bool any_gpu = false;
+      std::string cell = best_pt ? "never" : "-";
       uint64_t lo = 0, hi = 0;
       bool upto = false;  // taken at some size, not at a larger one
-      for (const auto* pt : pts) {
-        if (pt->gpu_ns <= 0) continue;
-        any_gpu = true;
-        const double s = effective_cpu_ns(*pt) / pt->gpu_ns;
-        if (s > best) best = s, best_pt = pt;
-        if (b >= gate.min_batch(pt->size)) {
-          if (!lo) lo = pt->size;
-          if (!upto) hi = pt->size;
+      for (const auto& t : gate.by_size) {
+        if (b >= t.min_batch) {
+          if (!lo) lo = t.size;
+          if (!upto) hi = t.size;
         } else if (lo) {
           upto = true;
         }
       }
       if (lo) cell = upto ? size_str(lo) + ".." + size_str(hi) : size_str(lo);
-      if (!pts.empty() && !any_gpu) cell = "-";
       r.cells.push_back(cell);
     }
     if (!op.gpu_kernel)

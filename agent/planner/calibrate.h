@@ -44,7 +44,8 @@ std::span<const uint8_t> job_key_material();
 Profile calibrate(const CalibrateOptions& opt);
 
 // The crossover table: per op and batch size, the smallest measured job size
-// from which the GPU finishes the batch sooner than all CPU threads, or "never".
+// from which the planner lets the GPU take a batch of that many jobs, or
+// "never" (each size's threshold in jobs, at measured batch sizes or not).
 struct Crossover {
   std::vector<uint64_t> batches;  // columns
   struct Row {

@@ -12,6 +12,7 @@
 
 #include "backend/ops.h"
 #include "backend/cpu_backend.h"
+#include "planner/calibrate.h"
 #include "planner/planned_backend.h"
 #include "planner/planner.h"
 #include "planner/profile.h"
@@ -714,4 +715,36 @@ TEST(GpuGate, TheH100CrossoverTableOf2026_11_25) {
     }
     if (op == "sha256") EXPECT_EQ(g.min_batch(65536), 16u);  // 4 KiB from x16, so 64 KiB too
   }
+}
+
+// A size measured only in small batches (16 MiB: batch bytes are capped) keeps
+// its threshold in the larger columns: the table says what the planner does,
+// and its columns never go back from a size to "never".
+TEST(Planner, CrossoverColumnsFollowEachSizesThreshold) {
+  Profile p;
+  p.cpu_threads = 16;
+  auto& o = p.ops["sha256"];
+  o.gpu_kernel = true;
+  // 4 KiB: the GPU loses at every batch. 16 MiB (measured up to 16 jobs, as
+  // batch bytes are capped): the GPU loses one job, wins 16.
+  for (uint64_t b : {1, 16, 256}) o.points.push_back({4096, b, 4096.0 * b, 1000.0 + 4096.0 * b / 16, 1e6});
+  o.points.push_back({16 << 20, 1, 16e6, 16e6, 20e6});
+  o.points.push_back({16 << 20, 16, 256e6, 20e6, 10e6});
+  const Crossover c = crossover(p);
+  ASSERT_EQ(c.rows.size(), 1u);
+  const auto row = c.rows.begin();
+  ASSERT_EQ(row->cells.size(), c.batches.size());
+  std::map<uint64_t, std::string> cell;
+  for (size_t i = 0; i < c.batches.size(); ++i) cell[c.batches[i]] = row->cells[i];
+  EXPECT_EQ(cell[1], "never");
+  EXPECT_EQ(cell[16], "16 MiB");
+  EXPECT_EQ(cell[256], "16 MiB") << "256 jobs of 16 MiB were not measured; the planner sends them to the GPU";
+  auto bytes = [](const std::string& s) -> uint64_t {
+    if (s == "never" || s == "-") return UINT64_MAX;
+    const uint64_t n = std::stoull(s);
+    return s.find("MiB") != std::string::npos ? n << 20 : s.find("KiB") != std::string::npos ? n << 10 : n;
+  };
+  for (size_t i = 1; i < row->cells.size(); ++i)
+    EXPECT_LE(bytes(row->cells[i]), bytes(row->cells[i - 1])) << "column " << c.batches[i] << " after "
+                                                             << c.batches[i - 1];
 }
