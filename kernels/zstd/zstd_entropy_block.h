@@ -8,6 +8,8 @@
 // (zstd_find.h: lit_len, match_len, plain backward offset) plus the literals
 // after the last match. Output: a complete block (3-byte header + content):
 // Compressed_Block when it pays, else Raw_Block; never more than len + 3 bytes.
+// The block's sections are coded by the steps of zstd_entropy_steps.h, in the
+// order the GPU kernels run them.
 //
 // Choices, per block:
 // - literals: Raw, RLE, or Huffman (table from the block's histogram, max 11
@@ -35,46 +37,31 @@ inline constexpr uint32_t kFrameHeaderMax = 4 + 1 + 1 + 8;
 
 // ---------------------------------------------------------- the block
 
-// Per-block scratch: lits has room for len bytes, ofv for nseq entries, codes
-// for 3 * nseq bytes (device: global memory, one slice per block).
+// Per-block scratch: lits has room for len bytes, ofv for nseq entries
+// (device: global memory, one slice per block).
 struct BlockScratch {
   uint8_t* lits;
   uint32_t* ofv;
-  uint8_t* codes;
 };
 
 // Literals section (raw, RLE or Huffman) at out from its plan (t and tree as
 // plan_literals left them). Returns its size (never more than the raw
 // section: nl + header).
 GPO_HD inline size_t encode_planned_literals(const LitPlan& p, const HufTable& t, const uint8_t* tree,
-                                       const uint8_t* lits, uint32_t nl, uint8_t* out) {
-  if (p.mode == LitMode::kRle) {
-    const size_t h = lit_plain_header(out, 1, nl);
-    out[h] = uint8_t(p.rle_sym);
-    return h + 1;
-  }
+                                             const uint8_t* lits, uint32_t nl, uint8_t* out) {
+  if (p.mode == LitMode::kRle) return rle_literals(uint8_t(p.rle_sym), nl, out);
   if (p.mode == LitMode::kRaw) return raw_literals(lits, nl, out);
-  uint8_t* op = out + p.lh;
-  for (size_t i = 0; i < p.tree; ++i) op[i] = tree[i];
-  size_t used = p.tree;
+  const size_t head = p.tree + (nl < 256 ? 0 : 6);  // after the header
+  uint32_t sizes[4];
+  size_t s;
   if (nl < 256) {
-    const size_t s = huf_encode_stream(t, lits, nl, op + used, p.cap - used);
-    if (s == 0) return raw_literals(lits, nl, out);
-    used += s;
+    s = huf_encode_stream(t, lits, nl, out + p.lh + head, p.cap - head);
+    sizes[0] = uint32_t(s);
   } else {
-    uint8_t* jump = op + used;
-    used += 6;
-    const uint32_t seg = (nl + 3) / 4;
-    for (uint32_t k = 0; k < 4; ++k) {
-      const uint32_t a = k * seg, b = k == 3 ? nl : (k + 1) * seg;
-      const size_t s = huf_encode_stream(t, lits + a, b - a, op + used, p.cap - used);
-      if (s == 0) return raw_literals(lits, nl, out);
-      if (k < 3) put_le16(jump + 2 * k, uint32_t(s));
-      used += s;
-    }
+    s = huf_encode_4streams(t, lits, nl, out + p.lh + head, p.cap - head, sizes);
   }
-  huf_lit_header(out, nl, uint32_t(used));
-  return p.lh + used;
+  if (s == 0) return raw_literals(lits, nl, out);
+  return write_huf_literals_head(out, p, tree, nl, sizes);
 }
 
 GPO_HD inline size_t encode_literals(const uint8_t* lits, uint32_t nl, const uint32_t* hist, uint8_t* out) {
@@ -85,78 +72,25 @@ GPO_HD inline size_t encode_literals(const uint8_t* lits, uint32_t nl, const uin
   return encode_planned_literals(p, t, tree, lits, nl, out);
 }
 
-// Sequences section at out (cap bytes). Returns its size, 0 if it does not fit.
-GPO_HD inline size_t encode_sequences(const Sequence* seqs, const uint32_t* ofv, uint32_t nseq, uint8_t* codes, uint8_t* out,
-                                size_t cap) {
+// Sequences section at out (cap bytes): the steps of zstd_entropy_steps.h in
+// the sequences kernel's order. Returns its size, 0 if it does not fit.
+GPO_HD inline size_t encode_sequences(const Sequence* seqs, const uint32_t* ofv, uint32_t nseq, uint8_t* out,
+                                      size_t cap) {
   if (cap < 4) return 0;
-  uint8_t* op = out + seq_count_header(out, nseq);
-  if (nseq == 0) return size_t(op - out);
-  uint8_t* llc = codes;
-  uint8_t* ofc = codes + nseq;
-  uint8_t* mlc = codes + 2 * nseq;
-  uint32_t cnt[3][kFseMaxSymbols] = {};
-  uint32_t maxc[3] = {0, 0, 0};
-  for (uint32_t i = 0; i < nseq; ++i) {
-    const uint32_t l = ll_code(seqs[i].lit_len), f = highbit(ofv[i]), m = ml_code(seqs[i].match_len);
-    llc[i] = uint8_t(l);
-    ofc[i] = uint8_t(f);
-    mlc[i] = uint8_t(m);
-    cnt[0][l]++;
-    cnt[1][f]++;
-    cnt[2][m]++;
-    if (l > maxc[0]) maxc[0] = l;
-    if (f > maxc[1]) maxc[1] = f;
-    if (m > maxc[2]) maxc[2] = m;
-  }
-  uint8_t* modes = op++;
-  uint32_t mode_bits = 0;
+  if (nseq == 0) return seq_count_header(out, 0);
+  uint32_t cnt[3][kFseMaxSymbols];
+  count_seq_codes(seqs, ofv, nseq, cnt);
+  SeqStreamPlan plan[3];
   FseCTable ct[3];
-  for (int w = 0; w < 3; ++w) {  // LL, OF, ML
-    int16_t norm[kFseMaxSymbols];
-    uint8_t hdr[96];
-    size_t hsize = 0;
-    uint32_t log = 0;
-    const uint32_t mode = plan_seq_stream(w, cnt[w], maxc[w], nseq, norm, &log, hdr, &hsize);
-    if (mode == 1) {
-      if (size_t(op - out) + 1 > cap) return 0;
-      *op++ = uint8_t(maxc[w]);
-      ct[w].log = 0;
-    } else if (mode == 2) {
-      if (size_t(op - out) + hsize > cap) return 0;
-      for (size_t i = 0; i < hsize; ++i) op[i] = hdr[i];
-      op += hsize;
-      fse_build(ct[w], norm, maxc[w], log);
-    } else {
-      fse_build(ct[w], predefined_norm(w), predefined_max_sym(w), predefined_log(w));
-    }
-    mode_bits |= mode << (6 - 2 * w);
-  }
-  *modes = uint8_t(mode_bits);
-  BitWriter bw;
-  bw.init(op, cap - size_t(op - out));
-  // Extra bits: every base is a multiple of 1 << bits, so BitWriter::add's
-  // mask of the value itself gives value - base.
-  const uint32_t last = nseq - 1;
-  uint32_t s_ml = fse_init_state(ct[2], mlc[last]);
-  uint32_t s_of = fse_init_state(ct[1], ofc[last]);
-  uint32_t s_ll = fse_init_state(ct[0], llc[last]);
-  bw.add(seqs[last].lit_len, ll_code_bits(llc[last]));
-  bw.add(seqs[last].match_len - 3, ml_code_bits(mlc[last]));
-  bw.add(ofv[last], ofc[last]);
-  for (uint32_t n = last; n-- > 0;) {
-    fse_encode(ct[1], s_of, ofc[n], bw);
-    fse_encode(ct[2], s_ml, mlc[n], bw);
-    fse_encode(ct[0], s_ll, llc[n], bw);
-    bw.add(seqs[n].lit_len, ll_code_bits(llc[n]));
-    bw.add(seqs[n].match_len - 3, ml_code_bits(mlc[n]));
-    bw.add(ofv[n], ofc[n]);
-  }
-  fse_flush(ct[2], s_ml, bw);
-  fse_flush(ct[1], s_of, bw);
-  fse_flush(ct[0], s_ll, bw);
-  const size_t bs = bw.close();
+  int16_t norm[3][kFseMaxSymbols];
+  uint8_t desc[3][kSeqTableDescMax];
+  FseBuildScratch build;
+  for (int w = 0; w < 3; ++w) plan[w] = build_seq_table(w, cnt[w], nseq, norm[w], desc[w], ct[w], build);
+  const uint32_t hs = write_seq_header(out, cap, nseq, plan, desc);
+  if (hs == 0) return 0;
+  const size_t bs = write_seq_bitstream(seqs, ofv, nseq, ct, out + hs, cap - hs);
   if (bs == 0) return 0;
-  return size_t(op - out) + bs;
+  return hs + bs;
 }
 
 GPO_HD inline void write_block_header(uint8_t* out, bool last, uint32_t type, uint32_t size) {
@@ -177,12 +111,10 @@ GPO_HD inline size_t encode_block(const uint8_t* src, uint32_t len, const Sequen
   uint32_t hist[256];
   for (uint32_t s = 0; s < 256; ++s) hist[s] = 0;
   for (uint32_t i = 0; i < nl; ++i) hist[ws.lits[i]]++;
-  // The literals section can be up to nl + 3 bytes: only when nl + 3 < len
-  // does it fit the slot (else the block is raw anyway).
-  if (size_t(nl) + 3 + 4 >= len) return raw_block(src, len, last, out);
+  if (too_many_literals(nl, len)) return raw_block(src, len, last, out);
   const size_t ls = encode_literals(ws.lits, nl, hist, out + 3);
   const size_t room = len - ls;  // content must stay below len to beat raw
-  const size_t ss = encode_sequences(seqs, ws.ofv, nseq, ws.codes, out + 3 + ls, room);
+  const size_t ss = encode_sequences(seqs, ws.ofv, nseq, out + 3 + ls, room);
   if (ss == 0 || ls + ss >= len) return raw_block(src, len, last, out);
   write_block_header(out, last, 2, uint32_t(ls + ss));
   return 3 + ls + ss;

@@ -343,10 +343,66 @@ GPO_HD inline void huf_merge(const uint32_t* w, uint32_t n, uint32_t* node_w, ui
   }
 }
 
+// The first canonical code of each length 1..max_bits (zstd's order: the
+// longest codes first) from the number of symbols of each length;
+// val_per_len has kHufMaxBits + 2 entries.
+GPO_HD inline void huf_first_codes(const uint32_t* nb_per_len, uint32_t max_bits, uint32_t* val_per_len) {
+  for (uint32_t l = 0; l < kHufMaxBits + 2; ++l) val_per_len[l] = 0;
+  uint32_t mn = 0;
+  for (uint32_t l = max_bits; l > 0; --l) {
+    val_per_len[l] = mn;
+    mn += nb_per_len[l];
+    mn >>= 1;
+  }
+}
+
+// Sorts n leaves by (count, symbol): insertion sort (n <= 256).
+GPO_HD inline void huf_sort_leaves(uint32_t* w, uint16_t* leaf_sym, uint32_t n) {
+  for (uint32_t i = 1; i < n; ++i) {
+    const uint32_t wi = w[i];
+    const uint16_t si = leaf_sym[i];
+    uint32_t j = i;
+    while (j > 0 && (w[j - 1] > wi || (w[j - 1] == wi && leaf_sym[j - 1] > si))) {
+      w[j] = w[j - 1];
+      leaf_sym[j] = leaf_sym[j - 1];
+      j--;
+    }
+    w[j] = wi;
+    leaf_sym[j] = si;
+  }
+}
+
+// The depth of every node of a tree of n >= 2 leaves (huf_merge's parent
+// links, 2n - 1 nodes, root last): hops to the root. Returns the deepest
+// leaf's. CPU twin of the literals kernel's huf_depths_cta.
+GPO_HD inline uint32_t huf_depths(const uint16_t* parent, uint32_t n, uint8_t* depth) {
+  const uint32_t root = 2 * n - 2;
+  depth[root] = 0;
+  uint32_t maxd = 0;
+  for (int32_t i = int32_t(root) - 1; i >= 0; --i) {
+    depth[i] = uint8_t(depth[parent[i]] + 1);
+    if (uint32_t(i) < n && depth[i] > maxd) maxd = depth[i];
+  }
+  return maxd;
+}
+
+// Canonical codes in zstd's order (the longest codes first, by symbol within
+// a length) of the lengths t.len, t.max_bits the longest. CPU twin of the
+// literals kernel's huf_canonical_codes_cta.
+GPO_HD inline void huf_canonical_codes(HufTable& t, HufBuildScratch& ws) {
+  uint32_t* nb_per_len = ws.nb_per_len;
+  uint32_t* val_per_len = ws.val_per_len;
+  for (uint32_t l = 0; l < kHufMaxBits + 2; ++l) nb_per_len[l] = 0;
+  for (uint32_t s = 0; s < 256; ++s) nb_per_len[t.len[s]]++;
+  huf_first_codes(nb_per_len, t.max_bits, val_per_len);
+  for (uint32_t s = 0; s < 256; ++s)
+    if (t.len[s]) t.code[s] = uint16_t(val_per_len[t.len[s]]++);
+}
+
 // Length-limited (<= kHufMaxBits) Huffman code from a histogram with >= 2
 // symbols: a two-queue Huffman build; when too deep, counts are halved
-// (keeping every present symbol) and the build is redone. Canonical codes in
-// zstd's order (longest codes first, by symbol within a length).
+// (keeping every present symbol) and the build is redone. Canonical codes
+// (huf_canonical_codes).
 // order (optional): the present symbols already sorted by (count, symbol),
 // e.g. ranked in parallel by the GPU; the result is the same either way (the
 // sort below is then linear).
@@ -376,50 +432,25 @@ GPO_HD inline void huf_build(const uint32_t* hist, HufTable& t, HufBuildScratch&
         k++;
       }
   }
-  uint32_t* node_w = ws.node_w;
-  uint16_t* parent = ws.parent;
-  uint8_t* depth = ws.depth;
   for (;;) {
-    // Sort leaves by (count, symbol), insertion sort (n <= 256).
-    for (uint32_t i = 1; i < n; ++i) {
-      const uint32_t wi = w[i];
-      const uint16_t si = leaf_sym[i];
-      uint32_t j = i;
-      while (j > 0 && (w[j - 1] > wi || (w[j - 1] == wi && leaf_sym[j - 1] > si))) {
-        w[j] = w[j - 1];
-        leaf_sym[j] = leaf_sym[j - 1];
-        j--;
-      }
-      w[j] = wi;
-      leaf_sym[j] = si;
-    }
-    huf_merge(w, n, node_w, parent);
-    const uint32_t root = 2 * n - 2;
-    depth[root] = 0;
-    uint32_t maxd = 0;
-    for (int32_t i = int32_t(root) - 1; i >= 0; --i) {
-      depth[i] = uint8_t(depth[parent[i]] + 1);
-      if (uint32_t(i) < n && depth[i] > maxd) maxd = depth[i];
-    }
+    huf_sort_leaves(w, leaf_sym, n);
+    huf_merge(w, n, ws.node_w, ws.parent);
+    const uint32_t maxd = huf_depths(ws.parent, n, ws.depth);
     if (maxd <= kHufMaxBits) {
       t.max_bits = maxd;
-      for (uint32_t i = 0; i < n; ++i) t.len[leaf_sym[i]] = depth[i];
+      for (uint32_t i = 0; i < n; ++i) t.len[leaf_sym[i]] = ws.depth[i];
       break;
     }
     for (uint32_t i = 0; i < n; ++i) w[i] = (w[i] + 1) >> 1;
   }
-  uint32_t* nb_per_len = ws.nb_per_len;
-  uint32_t* val_per_len = ws.val_per_len;
-  for (uint32_t l = 0; l < kHufMaxBits + 2; ++l) nb_per_len[l] = val_per_len[l] = 0;
-  for (uint32_t s = 0; s < 256; ++s) nb_per_len[t.len[s]]++;
-  uint32_t mn = 0;
-  for (uint32_t l = t.max_bits; l > 0; --l) {
-    val_per_len[l] = mn;
-    mn += nb_per_len[l];
-    mn >>= 1;
-  }
-  for (uint32_t s = 0; s < 256; ++s)
-    if (t.len[s]) t.code[s] = uint16_t(val_per_len[t.len[s]]++);
+  huf_canonical_codes(t, ws);
+}
+
+// Bits of the literals of histogram hist coded with t.
+GPO_HD inline uint64_t huf_stream_bits(const uint32_t* hist, const HufTable& t) {
+  uint64_t bits = 0;
+  for (uint32_t s = 0; s < 256; ++s) bits += uint64_t(hist[s]) * t.len[s];
+  return bits;
 }
 GPO_HD inline void huf_build(const uint32_t* hist, HufTable& t, const uint8_t* order = nullptr) {
   HufBuildScratch ws;

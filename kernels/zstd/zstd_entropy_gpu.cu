@@ -33,12 +33,12 @@ struct InputInfo {
 // One thread per block: the whole block through the portable encoder into its
 // slot (len + 3 bytes at src + 3 * b of the slot buffer).
 __global__ void k_encode_blocks(const uint8_t* in, const BlockDesc* blocks, uint32_t nblocks, const Sequence* seqs,
-                                const InputInfo* inputs, uint8_t* lits, uint32_t* ofv, uint8_t* codes, uint8_t* slots,
+                                const InputInfo* inputs, uint8_t* lits, uint32_t* ofv, uint8_t* slots,
                                 uint32_t* block_sizes) {
   const uint32_t b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= nblocks) return;
   const BlockDesc bd = blocks[b];
-  const enc::BlockScratch ws{lits + bd.src, ofv + bd.seq_first, codes + 3 * uint64_t(bd.seq_first)};
+  const enc::BlockScratch ws{lits + bd.src, ofv + bd.seq_first};
   const bool last = uint64_t(bd.pos) + bd.len == inputs[bd.input].size;
   block_sizes[b] = uint32_t(enc::encode_block(in + bd.src, bd.len, seqs + bd.seq_first, bd.seq_count, bd.pos == 0,
                                               last, ws, slots + bd.src + 3 * uint64_t(b)));
@@ -907,7 +907,7 @@ __global__ void k_assemble_split(const uint8_t* in, const BlockDesc* blocks, con
 }  // namespace
 
 struct GpuEncoder::Impl {
-  cuda::DevBuf<uint8_t> lits, codes, slots, out, cub_tmp, seq_hdr, huf;
+  cuda::DevBuf<uint8_t> lits, slots, out, cub_tmp, seq_hdr, huf;
   cuda::DevBuf<uint32_t> ofv, block_sizes, lit_sizes, seq_sizes, seq_hdr_sizes, seq_bits;
   bool one_thread = false;
   cuda::DevBuf<uint64_t> block_dst, frame_sizes, offsets;
@@ -991,7 +991,7 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
   if (fb != nblocks) return int(cudaErrorInvalidValue);
   cudaError_t e;
   if ((e = m.lits.ensure(in_extent)) || (e = m.slots.ensure(in_extent + 3 * uint64_t(nblocks))) ||
-      (e = m.ofv.ensure(seq_slots)) || (e = m.codes.ensure(3 * seq_slots)) || (e = m.block_sizes.ensure(nblocks)) ||
+      (e = m.ofv.ensure(seq_slots)) || (e = m.block_sizes.ensure(nblocks)) ||
       (e = m.block_dst.ensure(nblocks)) || (e = m.frame_sizes.ensure(ninputs + 1)) ||
       (e = m.offsets.ensure(ninputs + 1)) || (e = m.inputs.ensure(ninputs)) || (e = m.out.ensure(out_cap)))
     return int(e);
@@ -1003,7 +1003,7 @@ int GpuEncoder::encode(const uint8_t* d_in, uint64_t in_extent, const BlockDesc*
     return int(e);
   if (nblocks && m.one_thread) {
     k_encode_blocks<<<nblocks, 1, 0, stream>>>(d_in, d_blocks, nblocks, d_seqs, m.inputs.data(), m.lits.data(),
-                                                            m.ofv.data(), m.codes.data(), m.slots.data(), m.block_sizes.data());
+                                                            m.ofv.data(), m.slots.data(), m.block_sizes.data());
   } else if (nblocks) {
     if ((e = m.seq_hdr.ensure(uint64_t(kSeqHdrStride) * nblocks)) ||
         (e = m.seq_bits.ensure(kSeqBitsStride / 4 * nblocks)) || (e = m.seq_hdr_sizes.ensure(nblocks)) ||
