@@ -18,6 +18,7 @@
 #include "kernels/common/cuda_buffers.h"
 #include "kernels/zstd/zstd_entropy_block.h"
 #include "kernels/zstd/zstd_entropy.h"
+#include "kernels/zstd/zstd_entropy_steps_gpu.cuh"
 
 namespace gpo::zstd::entropy {
 
@@ -84,9 +85,10 @@ __global__ void k_assemble(const BlockDesc* blocks, const uint8_t* slots, const 
 }
 
 // ---- The parallel path: per block, literals by a CTA (kLitThreads), the
-// sequences section by one thread (FSE runs backwards, one symbol at a time),
-// then sizes, prefix sums and one copy into place. Decisions and bits are the
-// same as enc::encode_block's (the GPU test checks it byte for byte).
+// sequences section by a warp, both as the steps of zstd_entropy_steps.h
+// (GPO_HD, or cooperative in zstd_entropy_steps_gpu.cuh), then sizes, prefix
+// sums and one copy into place. Decisions and bits are the same as
+// enc::encode_block's (the GPU test checks it byte for byte).
 
 constexpr int kLitThreads = 256;
 constexpr int kLitWarps = kLitThreads / 32;
@@ -107,60 +109,26 @@ __device__ unsigned long long d_phase_sum[8], d_phase_cnt[8];
 constexpr const char* kPhaseNames[8] = {"lit.scan", "lit.gather", "lit.plan", "lit.streams",
                                         "lit.place", "seq.pass1", "seq.tables", "seq.pass2"};
 
-// ---- Sequences: one warp per block. Pass 1 (forward, 32 sequences at a
-// time): offset values with the repeat history (every lane runs the same
-// history over the 32, shuffled in, and keeps its own value), codes and
-// histograms (shared atomics). Then lanes 0-2 choose the three streams' modes
-// and build their FSE tables, all in shared memory. Pass 2 (backward, 32 at a
-// time): the three FSE state chains run redundantly on every lane (the only
-// sequential part: a few shared loads per sequence), each lane keeps the
-// state bits of its own sequence, a warp scan places every sequence's bits,
-// and the lanes OR them into a shared word window that is flushed to global
-// memory as whole words. Same bits as enc::encode_sequences.
+// ---- Sequences: one warp per block, the steps of enc::encode_sequences.
+// Pass 1 (forward, 32 sequences at a time): offset values and code counts.
+// Then lanes 0-2 choose the three streams' modes and build their FSE tables,
+// lane 0 writes the header, all in shared memory. Pass 2 (backward, 32 at a
+// time): the bitstream. Same bits as enc::encode_sequences.
 
-constexpr uint32_t kFull = 0xFFFFFFFFu;
+constexpr uint32_t kFull = enc::kFullWarp;
 constexpr uint32_t kSeqHdrStride = 320;                      // count, modes, up to 3 table descriptions
 constexpr uint64_t kSeqBitsStride = enc::kMaxBlock + 256;    // bytes per block, multiple of 4
-constexpr uint32_t kSeqRingWords = 128;                      // > 32 sequences of <= 76 bits + a partial word
+static_assert(kSeqHdrStride >= 3 + 1 + 3 * enc::kSeqTableDescMax);
 
 struct SeqShared {
   enc::FseCTable ct[3];
   enc::FseBuildScratch build[3];
   uint32_t cnt[3][enc::kFseMaxSymbols];
   int16_t norm[3][enc::kFseMaxSymbols];
-  uint8_t hdr[3][96];
-  uint32_t hsize[3], mode[3], maxc[3], log[3];
-  uint32_t ring[kSeqRingWords];
+  uint8_t desc[3][enc::kSeqTableDescMax];
+  enc::SeqStreamPlan plan[3];
+  uint32_t ring[enc::kSeqRingWords];
 };
-
-// ORs nb bits of v (nb <= 32) at bit p of the window; p moves past them.
-__device__ inline void ring_put(uint32_t* ring, uint32_t& p, uint32_t v, uint32_t nb) {
-  if (nb == 0) return;
-  const uint32_t at = p;
-  p += nb;
-  if (nb < 32) v &= (1u << nb) - 1;
-  const uint32_t w = at >> 5, sh = at & 31;
-  atomicOr(ring + w, v << sh);
-  if (sh + nb > 32) atomicOr(ring + w + 1, v >> (32 - sh));
-}
-
-// Writes the window's whole words (bits below `bits`, window-relative) to
-// out at word wbase, keeps the partial word as word 0. Whole warp.
-__device__ inline void ring_flush(uint32_t* ring, uint32_t& bits, uint32_t& wbase, uint32_t* out, uint32_t cap_words,
-                                  uint32_t lane) {
-  __syncwarp();
-  const uint32_t nfull = bits >> 5;
-  for (uint32_t k = lane; k < nfull; k += 32)
-    if (wbase + k < cap_words) out[wbase + k] = ring[k];
-  const uint32_t partial = ring[nfull];
-  __syncwarp();
-  for (uint32_t k = lane; k <= nfull && k < kSeqRingWords; k += 32) ring[k] = 0;
-  __syncwarp();
-  if (lane == 0) ring[0] = partial;
-  __syncwarp();
-  wbase += nfull;
-  bits &= 31;
-}
 
 // The sequences section of block blockIdx.x: its header (count, modes, table
 // descriptions) at hdr_all + kSeqHdrStride * b (hdr_sizes[b] bytes), its
@@ -187,182 +155,22 @@ __global__ void __launch_bounds__(32) k_sequences(const BlockDesc* blocks, const
     }
     return;
   }
-  for (uint32_t k = lane; k < 3 * enc::kFseMaxSymbols; k += 32) (&sh.cnt[0][0])[k] = 0;
-  for (uint32_t k = lane; k < kSeqRingWords; k += 32) sh.ring[k] = 0;
-  __syncwarp();
-
-  // Pass 1: offset values, codes, histograms.
-  {
-    enc::RepHistory h;
-    h.start(bd.pos == 0);
-    Sequence nxt{0, 4, 1};
-    if (lane < nseq) nxt = S[lane];
-    for (uint32_t base = 0; base < nseq; base += 32) {
-      const uint32_t i = base + lane;
-      const Sequence sq = nxt;
-      if (i + 32 < nseq) nxt = S[i + 32];  // next chunk's load in flight during this one
-      const uint32_t n_here = min(32u, nseq - base);
-      uint32_t my = 0;
-#pragma unroll 4
-      for (uint32_t j = 0; j < n_here; ++j) {
-        const uint32_t o = __shfl_sync(kFull, sq.offset, j);
-        const uint32_t l = __shfl_sync(kFull, sq.lit_len, j);
-        const uint32_t v = h.code(o, l > 0);
-        if (lane == j) my = v;
-      }
-      if (i < nseq) {
-        OV[i] = my;
-        atomicAdd(&sh.cnt[0][enc::ll_code(sq.lit_len)], 1u);
-        atomicAdd(&sh.cnt[1][enc::highbit(my)], 1u);
-        atomicAdd(&sh.cnt[2][enc::ml_code(sq.match_len)], 1u);
-      }
-    }
-  }
-  __syncwarp();
+  enc::seq_values_and_counts_warp(S, nseq, bd.pos == 0, OV, sh.cnt, lane);
   GPO_PHASE(5);
-
-  // Modes and tables: lane w does stream w (LL, OF, ML).
   if (lane < 3) {
-    const int w = int(lane);
-    uint32_t ms = 0;
-    for (uint32_t s = 0; s < enc::kFseMaxSymbols; ++s)
-      if (sh.cnt[w][s]) ms = s;
-    size_t hs = 0;
-    uint32_t lg = 0;
-    const uint32_t mode = enc::plan_seq_stream(w, sh.cnt[w], ms, nseq, sh.norm[w], &lg, sh.hdr[w], &hs);
-    if (mode == 2) {
-      enc::fse_build(sh.ct[w], sh.norm[w], ms, lg, sh.build[w]);
-    } else if (mode == 0) {
-      lg = enc::predefined_log(w);
-      enc::fse_build(sh.ct[w], enc::predefined_norm(w), enc::predefined_max_sym(w), lg, sh.build[w]);
-    } else {
-      lg = 0;
-      sh.ct[w].log = 0;
-    }
-    sh.mode[w] = mode;
-    sh.hsize[w] = uint32_t(hs);
-    sh.maxc[w] = ms;
-    sh.log[w] = lg;
+    const int w = int(lane);  // LL, OF, ML
+    sh.plan[w] = enc::build_seq_table(w, sh.cnt[w], nseq, sh.norm[w], sh.desc[w], sh.ct[w], sh.build[w]);
   }
   __syncwarp();
   uint32_t hdr_size = 0;
   if (lane == 0) {
-    uint32_t p = uint32_t(enc::seq_count_header(hdr_out, nseq));
-    hdr_out[p++] = uint8_t((sh.mode[0] << 6) | (sh.mode[1] << 4) | (sh.mode[2] << 2));
-    for (int w = 0; w < 3; ++w) {
-      if (sh.mode[w] == 1) hdr_out[p++] = uint8_t(sh.maxc[w]);
-      if (sh.mode[w] == 2)
-        for (uint32_t k = 0; k < sh.hsize[w]; ++k) hdr_out[p++] = sh.hdr[w][k];
-    }
-    hdr_size = p;
-    hdr_sizes[b] = p;
+    hdr_size = enc::write_seq_header(hdr_out, kSeqHdrStride, nseq, sh.plan, sh.desc);
+    hdr_sizes[b] = hdr_size;
   }
-  hdr_size = __shfl_sync(kFull, hdr_size, 0);
+  hdr_size = __shfl_sync(enc::kFullWarp, hdr_size, 0);
   GPO_PHASE(6);
-
-  // Pass 2: the bitstream, last sequence first.
-  const uint32_t lg_ll = sh.log[0], lg_of = sh.log[1], lg_ml = sh.log[2];
-  const enc::FseCTable& ct_ll = sh.ct[0];
-  const enc::FseCTable& ct_of = sh.ct[1];
-  const enc::FseCTable& ct_ml = sh.ct[2];
-  constexpr uint32_t kCapWords = uint32_t(kSeqBitsStride / 4);
-  uint32_t s_ll = 0, s_of = 0, s_ml = 0;  // the same on every lane
-  uint32_t bits = 0, wbase = 0;           // window-relative bit count, window start (words)
-  const uint32_t last = nseq - 1;
-  Sequence nxt{0, 4, 1};
-  uint32_t nxt_ov = 4;
-  if (lane <= last) {
-    nxt = S[last - lane];
-    nxt_ov = OV[last - lane];
-  }
-  for (int32_t hi = int32_t(last); hi >= 0; hi -= 32) {
-    const uint32_t n_here = min(32u, uint32_t(hi) + 1);
-    const Sequence sq = nxt;
-    const uint32_t ov = nxt_ov;
-    if (int32_t(lane) <= hi - 32) {
-      nxt = S[hi - 32 - int32_t(lane)];
-      nxt_ov = OV[hi - 32 - int32_t(lane)];
-    }
-    const uint32_t cl = enc::ll_code(sq.lit_len), co = enc::highbit(ov), cm = enc::ml_code(sq.match_len);
-    // Each lane loads its own symbols' table entries: they are off the state
-    // chains, so the serial walk below is one shared load per step and stream.
-    const bool in_chunk = lane < n_here;
-    const uint32_t d_of = in_chunk && lg_of ? ct_of.delta_nb_bits[co] : 0;
-    const uint32_t d_ml = in_chunk && lg_ml ? ct_ml.delta_nb_bits[cm] : 0;
-    const uint32_t d_ll = in_chunk && lg_ll ? ct_ll.delta_nb_bits[cl] : 0;
-    const int32_t f_of = in_chunk && lg_of ? ct_of.find_state[co] : 0;
-    const int32_t f_ml = in_chunk && lg_ml ? ct_ml.find_state[cm] : 0;
-    const int32_t f_ll = in_chunk && lg_ll ? ct_ll.find_state[cl] : 0;
-    uint32_t v_of = 0, n_of = 0, v_ml = 0, n_ml = 0, v_ll = 0, n_ll = 0;
-    uint32_t j = 0;
-    if (uint32_t(hi) == last) {  // the walk's first sequence: states start here, no bits
-      const uint32_t jm = __shfl_sync(kFull, cm, 0), jo = __shfl_sync(kFull, co, 0), jl = __shfl_sync(kFull, cl, 0);
-      s_ml = enc::fse_init_state(ct_ml, jm);
-      s_of = enc::fse_init_state(ct_of, jo);
-      s_ll = enc::fse_init_state(ct_ll, jl);
-      j = 1;
-    }
-#pragma unroll 4
-    for (; j < n_here; ++j) {
-      const uint32_t dO = __shfl_sync(kFull, d_of, j), dM = __shfl_sync(kFull, d_ml, j),
-                     dL = __shfl_sync(kFull, d_ll, j);
-      const int32_t fO = __shfl_sync(kFull, f_of, j), fM = __shfl_sync(kFull, f_ml, j),
-                    fL = __shfl_sync(kFull, f_ll, j);
-      uint32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0, c0 = 0, c1 = 0;
-      if (lg_of) {
-        a1 = (s_of + dO) >> 16;
-        a0 = s_of;
-        s_of = ct_of.state[int32_t(s_of >> a1) + fO];
-      }
-      if (lg_ml) {
-        b1 = (s_ml + dM) >> 16;
-        b0 = s_ml;
-        s_ml = ct_ml.state[int32_t(s_ml >> b1) + fM];
-      }
-      if (lg_ll) {
-        c1 = (s_ll + dL) >> 16;
-        c0 = s_ll;
-        s_ll = ct_ll.state[int32_t(s_ll >> c1) + fL];
-      }
-      if (lane == j) {
-        v_of = a0; n_of = a1;
-        v_ml = b0; n_ml = b1;
-        v_ll = c0; n_ll = c1;
-      }
-    }
-    // This lane's bits in stream order: states OF, ML, LL, then extras LL, ML, OF.
-    const uint32_t xl = enc::ll_code_bits(cl), xm = enc::ml_code_bits(cm);
-    const uint32_t mine = lane < n_here ? n_of + n_ml + n_ll + xl + xm + co : 0;
-    uint32_t incl = mine;
-    for (uint32_t d = 1; d < 32; d <<= 1) {
-      const uint32_t t = __shfl_up_sync(kFull, incl, d);
-      if (lane >= d) incl += t;
-    }
-    const uint32_t total = __shfl_sync(kFull, incl, 31);
-    if (lane < n_here) {
-      uint32_t p = bits + incl - mine;
-      ring_put(sh.ring, p, v_of, n_of);
-      ring_put(sh.ring, p, v_ml, n_ml);
-      ring_put(sh.ring, p, v_ll, n_ll);
-      ring_put(sh.ring, p, sq.lit_len, xl);
-      ring_put(sh.ring, p, sq.match_len - 3, xm);
-      ring_put(sh.ring, p, ov, co);
-    }
-    bits += total;
-    ring_flush(sh.ring, bits, wbase, words, kCapWords, lane);
-  }
-  // Final states (ML, OF, LL), the end mark, the last words.
-  if (lane == 0) {
-    ring_put(sh.ring, bits, s_ml, lg_ml);
-    ring_put(sh.ring, bits, s_of, lg_of);
-    ring_put(sh.ring, bits, s_ll, lg_ll);
-    ring_put(sh.ring, bits, 1, 1);
-  }
-  bits = __shfl_sync(kFull, bits, 0);
-  __syncwarp();
-  const uint32_t stream_bytes = wbase * 4 + (bits + 7) / 8;
-  bits = (bits + 31) & ~31u;  // the partial word too
-  ring_flush(sh.ring, bits, wbase, words, kCapWords, lane);
+  const uint32_t stream_bytes =
+      enc::seq_bitstream_warp(S, OV, nseq, sh.ct, sh.ring, words, uint32_t(kSeqBitsStride / 4), lane);
   if (lane == 0) {
     const uint64_t size = uint64_t(hdr_size) + stream_bytes;
     seq_sizes[b] = size <= len ? uint32_t(size) : 0;
