@@ -90,8 +90,8 @@ __global__ void k_assemble(const BlockDesc* blocks, const uint8_t* slots, const 
 // sums and one copy into place. Decisions and bits are the same as
 // enc::encode_block's (the GPU test checks it byte for byte).
 
-constexpr int kLitThreads = 256;
-constexpr int kLitWarps = kLitThreads / 32;
+using enc::kLitThreads;
+using enc::kLitWarps;
 constexpr uint64_t kHufStride = enc::kMaxBlock + 64;  // per-block stream scratch (4-byte aligned)
 
 // Optional phase timing (GPO_ZSTD_ENC_PHASES=1 in the environment): thread 0
@@ -115,7 +115,6 @@ constexpr const char* kPhaseNames[8] = {"lit.scan", "lit.gather", "lit.plan", "l
 // lane 0 writes the header, all in shared memory. Pass 2 (backward, 32 at a
 // time): the bitstream. Same bits as enc::encode_sequences.
 
-constexpr uint32_t kFull = enc::kFullWarp;
 constexpr uint32_t kSeqHdrStride = 320;                      // count, modes, up to 3 table descriptions
 constexpr uint64_t kSeqBitsStride = enc::kMaxBlock + 256;    // bytes per block, multiple of 4
 static_assert(kSeqHdrStride >= 3 + 1 + 3 * enc::kSeqTableDescMax);
@@ -178,98 +177,16 @@ __global__ void __launch_bounds__(32) k_sequences(const BlockDesc* blocks, const
   GPO_PHASE(7);
 }
 
-// Copies n bytes from s to d, any alignment, with all threads of the CTA:
-// aligned 4-byte stores, source words joined by funnel shifts (a source word
-// read past the end holds the last byte, so it stays inside the allocation).
-__device__ inline void cta_copy(uint8_t* d, const uint8_t* s, uint32_t n) {
-  const uint32_t tid = threadIdx.x, nt = blockDim.x;
-  uint32_t head = uint32_t(4 - (reinterpret_cast<uintptr_t>(d) & 3)) & 3;
-  if (head > n) head = n;
-  if (tid < head) d[tid] = s[tid];
-  d += head;
-  s += head;
-  n -= head;
-  const uint32_t nw = n / 4;
-  uint32_t* dw = reinterpret_cast<uint32_t*>(d);
-  const uint32_t sh = uint32_t(reinterpret_cast<uintptr_t>(s) & 3);
-  if (sh == 0) {
-    const uint32_t* sw = reinterpret_cast<const uint32_t*>(s);
-    for (uint32_t k = tid; k < nw; k += nt) dw[k] = sw[k];
-  } else {
-    const uint32_t* sw = reinterpret_cast<const uint32_t*>(s - sh);
-    for (uint32_t k = tid; k < nw; k += nt) dw[k] = __funnelshift_r(sw[k], sw[k + 1], 8 * sh);
-  }
-  const uint32_t t = n & 3;
-  if (tid < t) d[4 * nw + tid] = s[4 * nw + tid];
-}
-
-// Calls f(byte) for p[c1 - 1], p[c1 - 2], ..., p[c0]: aligned 4-byte loads
-// (the next one issued before the current word is used), bytes at the edges.
-template <typename F>
-__device__ inline void bytes_backward(const uint8_t* p, uint32_t c0, uint32_t c1, F&& f) {
-  uint32_t q = c1;
-  while (q > c0 && (reinterpret_cast<uintptr_t>(p + q) & 3)) f(uint32_t(p[--q]));
-  if (q >= c0 + 4) {
-    uint32_t nxt = *reinterpret_cast<const uint32_t*>(p + q - 4);
-    while (q >= c0 + 4) {
-      const uint32_t w = nxt;
-      if (q >= c0 + 8) nxt = *reinterpret_cast<const uint32_t*>(p + q - 8);
-      f(w >> 24);
-      f((w >> 16) & 255u);
-      f((w >> 8) & 255u);
-      f(w & 255u);
-      q -= 4;
-    }
-  }
-  while (q > c0) f(uint32_t(p[--q]));
-}
-
-constexpr uint32_t kBitmapWords = enc::kMaxBlock / 32;          // a bit per source byte
-constexpr uint32_t kWordsPerWarp = kBitmapWords / kLitWarps;     // gather: 16 KiB of source per warp
-
-// Sets bits [lo, hi) of a bitmap. Runs of different sequences are disjoint,
-// so only their edge words need atomics.
-__device__ inline void mark_range(uint32_t* bm, uint32_t lo, uint32_t hi) {
-  if (lo >= hi) return;
-  const uint32_t w0 = lo >> 5, w1 = (hi - 1) >> 5;
-  const uint32_t m0 = ~0u << (lo & 31), m1 = ~0u >> (31 - ((hi - 1) & 31));
-  if (w0 == w1) {
-    atomicOr(bm + w0, m0 & m1);
-    return;
-  }
-  atomicOr(bm + w0, m0);
-  for (uint32_t w = w0 + 1; w < w1; ++w) bm[w] = ~0u;
-  atomicOr(bm + w1, m1);
-}
-
-struct PlanScalars {
-  unsigned long long bits;  // estimated size of the Huffman streams
-  uint32_t last_sym, maxd;
-};
-
-// Work arrays of the CTA-parallel Huffman plan (in the union after the gather).
-struct HufCtaScratch {
-  uint32_t w[2][256];          // leaf weights, by sorted position (double buffer for re-sorting)
-  uint16_t leaf_sym[2][256];
-  uint32_t node_w[512];
-  uint16_t parent[512];        // then the pointer-jumping ancestor
-  uint16_t anc[512];
-  uint8_t depth[512];
-  uint32_t wcnt[kLitWarps][enc::kHufMaxBits + 2];  // per warp: symbols per code length
-  uint32_t nb_per_len[enc::kHufMaxBits + 2];
-  uint32_t val_per_len[enc::kHufMaxBits + 2];
-};
-
 struct LitShared {
   union {
     struct {
-      uint32_t bitmap[kBitmapWords];   // literal positions of the block
-      uint32_t hist[kLitWarps][256];   // per-warp histograms
-    } g;                               // gather
-    HufCtaScratch cta_plan;            // then the Huffman plan's work arrays
-    enc::HufTreeScratch tree_ws;       // then the weights' description's
+      uint32_t bitmap[enc::kBitmapWords];  // literal positions of the block
+      uint32_t hist[kLitWarps][256];       // per-warp histograms
+    } g;                                   // gather
+    enc::HufCtaScratch cta_plan;           // then the Huffman plan's work arrays
+    enc::HufTreeScratch tree_ws;           // then the weights' description's
   };
-  PlanScalars plan_sc;
+  enc::PlanScalars plan_sc;
   uint32_t warp_lits[kLitWarps];
   uint32_t h[256];
   uint32_t warp_bits[kLitWarps];
@@ -283,148 +200,16 @@ struct LitShared {
   int ok;
 };
 
-// enc::plan_literals(nl, hist, t, tree, ws, order) by the whole CTA (one
-// thread per symbol), same result: the parts over all symbols in parallel,
-// depths by pointer jumping, canonical codes by warp match; only the
-// two-queue merge and the weights' description stay on one thread.
-__device__ void plan_literals_cta(uint32_t nl, const uint32_t* hist, const uint8_t* order, enc::HufTable& t,
-                                  uint8_t* tree, HufCtaScratch& hs, enc::HufTreeScratch& tree_ws, enc::LitPlan& plan,
-                                  PlanScalars& sc) {
-  const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  if (tid == 0) {
-    sc.bits = 0;
-    sc.last_sym = 0;
-    sc.maxd = 0;
-  }
-  __syncthreads();
-  const bool present = hist[tid] != 0;
-  if (present) atomicMax(&sc.last_sym, tid);
-  const uint32_t n = uint32_t(__syncthreads_count(present));
-  const uint32_t last_sym = sc.last_sym;
-  enc::LitPlan p{enc::LitMode::kRaw, last_sym, 0, 0, 0};
-  if (enc::plan_without_table(p, nl, n)) {
-    if (tid == 0) plan = p;
-    __syncthreads();
-    return;
-  }
-  t.len[tid] = 0;
-  t.code[tid] = 0;
-  if (tid == 0) t.last_sym = last_sym;
-  int cur = 0;
-  if (tid < n) {
-    hs.leaf_sym[0][tid] = order[tid];
-    hs.w[0][tid] = hist[order[tid]];
-  }
-  __syncthreads();
-  uint32_t maxd = 0;
-  for (;;) {
-    // Two-queue merge (one thread), as enc::huf_build.
-    if (tid == 0) {
-      enc::huf_merge(hs.w[cur], n, hs.node_w, hs.parent);
-      sc.maxd = 0;
-    }
-    __syncthreads();
-    // Depths by pointer jumping: depth(i) = hops to the root.
-    const uint32_t root = 2 * n - 2;
-    for (uint32_t i = tid; i <= root; i += kLitThreads) {
-      hs.anc[i] = i == root ? uint16_t(root) : hs.parent[i];
-      hs.depth[i] = i == root ? 0 : 1;
-    }
-    __syncthreads();
-    for (uint32_t round = 0; round < 9; ++round) {  // 2^9 > 511 nodes
-      uint16_t a[2];
-      uint8_t d[2];
-      for (uint32_t k = 0; k < 2; ++k) {
-        const uint32_t i = tid + k * kLitThreads;
-        if (i <= root) {
-          const uint32_t up = hs.anc[i];
-          d[k] = uint8_t(hs.depth[i] + hs.depth[up]);
-          a[k] = hs.anc[up];
-        }
-      }
-      __syncthreads();
-      for (uint32_t k = 0; k < 2; ++k) {
-        const uint32_t i = tid + k * kLitThreads;
-        if (i <= root) {
-          hs.depth[i] = d[k];
-          hs.anc[i] = a[k];
-        }
-      }
-      __syncthreads();
-    }
-    if (tid < n) atomicMax(&sc.maxd, uint32_t(hs.depth[tid]));
-    __syncthreads();
-    maxd = sc.maxd;
-    if (maxd <= enc::kHufMaxBits) break;
-    // Too deep: halve the counts and sort again by (count, symbol).
-    uint32_t wi = 0, si = 0;
-    if (tid < n) {
-      wi = (hs.w[cur][tid] + 1) >> 1;
-      si = hs.leaf_sym[cur][tid];
-      hs.w[cur][tid] = wi;
-    }
-    __syncthreads();
-    if (tid < n) {
-      uint32_t rank = 0;
-      for (uint32_t k = 0; k < n; ++k) {
-        const uint32_t wk = hs.w[cur][k];
-        rank += (wk < wi) | ((wk == wi) & (hs.leaf_sym[cur][k] < si));
-      }
-      hs.w[cur ^ 1][rank] = wi;
-      hs.leaf_sym[cur ^ 1][rank] = uint16_t(si);
-    }
-    cur ^= 1;
-    __syncthreads();
-  }
-  if (tid == 0) t.max_bits = maxd;
-  if (tid < n) t.len[hs.leaf_sym[cur][tid]] = hs.depth[tid];
-  if (tid < enc::kHufMaxBits + 2) hs.nb_per_len[tid] = 0;
-  if (tid < kLitWarps * (enc::kHufMaxBits + 2)) (&hs.wcnt[0][0])[tid] = 0;
-  __syncthreads();
-  // Canonical codes: code(s) = first code of its length + symbols of that
-  // length before s.
-  const uint32_t len = t.len[tid];
-  if (len) atomicAdd(&hs.nb_per_len[len], 1u);
-  const uint32_t peers = __match_any_sync(kFull, len);
-  const uint32_t in_warp = __popc(peers & ((1u << lane) - 1));
-  if (in_warp == 0) hs.wcnt[warp][len] = __popc(peers);
-  {
-    const uint64_t my_bits = uint64_t(hist[tid]) * len;
-    if (my_bits) atomicAdd(&sc.bits, (unsigned long long)my_bits);
-  }
-  __syncthreads();
-  if (tid == 0) {
-    uint32_t mn = 0;
-    for (uint32_t l = 0; l < enc::kHufMaxBits + 2; ++l) hs.val_per_len[l] = 0;
-    for (uint32_t l = maxd; l > 0; --l) {
-      hs.val_per_len[l] = mn;
-      mn += hs.nb_per_len[l];
-      mn >>= 1;
-    }
-  }
-  __syncthreads();
-  if (len) {
-    uint32_t before = 0;
-    for (uint32_t w2 = 0; w2 < warp; ++w2) before += hs.wcnt[w2][len];
-    t.code[tid] = uint16_t(hs.val_per_len[len] + before + in_warp);
-  }
-  __syncthreads();
-  if (tid == 0) {
-    plan = enc::plan_huffman_literals(p, nl, sc.bits, t, tree, tree_ws);
-  }
-  __syncthreads();
-}
-
-// The literals section of block blockIdx.x at slot + 3; lit_sizes[b] = its
-// size, or 0 when the block will be raw whatever (too few matched bytes).
+// The literals section of block blockIdx.x at slot + 3, the steps of
+// enc::encode_literals by the CTA; lit_sizes[b] = its size, or 0 when the
+// block will be raw whatever (too few matched bytes).
 __global__ void __launch_bounds__(kLitThreads, 4) k_literals(const uint8_t* in, const BlockDesc* blocks,
                                                           const Sequence* seqs,
                                                           uint8_t* lits_all, uint8_t* huf_scratch, uint8_t* slots,
                                                           uint32_t* lit_sizes) {
-  using Scan = cub::BlockScan<uint64_t, kLitThreads>;
-  __shared__ typename Scan::TempStorage scan_tmp;
+  __shared__ enc::LitScan::TempStorage scan_tmp;
   __shared__ LitShared sh;
-  const uint32_t b = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const uint32_t b = blockIdx.x, tid = threadIdx.x;
   const BlockDesc bd = blocks[b];
   const uint32_t nseq = bd.seq_count, len = bd.len;
   const Sequence* S = seqs + bd.seq_first;
@@ -434,245 +219,51 @@ __global__ void __launch_bounds__(kLitThreads, 4) k_literals(const uint8_t* in, 
   const int phase_on = d_phase_on;
   long long t_phase = phase_on ? clock64() : 0;
 
-  // 1. Prefix sums of (lit_len, lit_len + match_len), packed in one 64-bit
-  // sum; every sequence marks its literals' source positions in a bitmap.
-  uint32_t* bm = sh.g.bitmap;
-  for (uint32_t k = tid; k < kBitmapWords; k += kLitThreads) bm[k] = 0;
-  if (tid == 0) sh.carry = 0;
-  __syncthreads();
-  constexpr uint32_t kItems = 4;
-  for (uint32_t base = 0; base < nseq; base += kLitThreads * kItems) {
-    uint64_t v[kItems];
-    uint32_t ll[kItems];
-#pragma unroll
-    for (uint32_t k = 0; k < kItems; ++k) {
-      const uint32_t i = base + tid * kItems + k;
-      ll[k] = 0;
-      v[k] = 0;
-      if (i < nseq) {
-        const Sequence q = S[i];
-        ll[k] = q.lit_len;
-        v[k] = (uint64_t(q.lit_len) << 32) | (q.lit_len + q.match_len);
-      }
-    }
-    uint64_t agg;
-    Scan(scan_tmp).ExclusiveSum(v, v, agg);
-    const uint64_t c = sh.carry;
-#pragma unroll
-    for (uint32_t k = 0; k < kItems; ++k) {
-      const uint32_t sp = uint32_t(c + v[k]);  // source bytes before the sequence
-      mark_range(bm, sp, sp + ll[k]);
-    }
-    __syncthreads();
-    if (tid == 0) sh.carry = c + agg;
-    __syncthreads();
-  }
-  const uint64_t tot = sh.carry;
+  // 1. Literal positions: a bit per source byte.
+  const uint64_t tot = enc::mark_sequence_literals_cta(S, nseq, sh.g.bitmap, scan_tmp, sh.carry);
   GPO_PHASE(0);
-  const uint32_t nl = uint32_t(tot >> 32) + (len - uint32_t(tot));
-  if (size_t(nl) + 3 + 4 >= len) {  // enc::encode_block's first test: raw block
+  const uint32_t covered = uint32_t(tot), nl = uint32_t(tot >> 32) + (len - covered);
+  if (enc::too_many_literals(nl, len)) {  // a raw block
     if (tid == 0) lit_sizes[b] = 0;
     return;
   }
-  {  // the trailing literals
-    const uint32_t lo = uint32_t(tot), w0 = (lo + 31) / 32, w1 = len / 32;  // whole words [w0, w1)
-    if (w0 > w1) {
-      if (tid == 0) mark_range(bm, lo, len);
-    } else {
-      for (uint32_t w = w0 + tid; w < w1; w += kLitThreads) bm[w] = ~0u;
-      if (tid == 0) {
-        mark_range(bm, lo, w0 * 32);
-        mark_range(bm, w1 * 32, len);
-      }
-    }
-  }
-  for (uint32_t k = tid; k < kLitWarps * 256; k += kLitThreads) (&sh.g.hist[0][0])[k] = 0;
-  __syncthreads();
+  enc::mark_trailing_literals_cta(sh.g.bitmap, covered, len);
 
-  // 2. Gather: warp w compacts the literals of source words [512 w, 512 w +
-  // 512) of the bitmap (16 KiB), 32 words (1 KiB of source) per step: each
-  // lane one word's 32 bytes, output offsets by a warp scan of the counts.
-  {
-    const uint32_t nwords = (len + 31) / 32;
-    const uint32_t w_lo = min(nwords, warp * kWordsPerWarp), w_hi = min(nwords, w_lo + kWordsPerWarp);
-    uint32_t cnt = 0;
-    for (uint32_t w = w_lo + lane; w < w_hi; w += 32) cnt += __popc(bm[w]);
-    for (uint32_t d = 16; d > 0; d >>= 1) cnt += __shfl_xor_sync(kFull, cnt, d);
-    if (lane == 0) sh.warp_lits[warp] = cnt;
-    __syncthreads();
-    uint32_t out_base = 0;
-    for (uint32_t k = 0; k < warp; ++k) out_base += sh.warp_lits[k];
-    const bool aligned = (reinterpret_cast<uintptr_t>(src) & 15) == 0;
-    uint32_t* hist = sh.g.hist[warp];
-    for (uint32_t w0 = w_lo; w0 < w_hi; w0 += 32) {
-      const uint32_t w = w0 + lane;
-      const uint32_t m = w < w_hi ? bm[w] : 0;
-      const uint32_t n = __popc(m);
-      uint32_t incl = n;
-      for (uint32_t d = 1; d < 32; d <<= 1) {
-        const uint32_t t = __shfl_up_sync(kFull, incl, d);
-        if (lane >= d) incl += t;
-      }
-      const uint32_t total = __shfl_sync(kFull, incl, 31);
-      if (m) {
-        const uint32_t p0 = w * 32;
-        uint32_t x[8];
-        if (aligned && p0 + 32 <= len) {
-          const uint4 a4 = *reinterpret_cast<const uint4*>(src + p0);
-          const uint4 b4 = *reinterpret_cast<const uint4*>(src + p0 + 16);
-          x[0] = a4.x; x[1] = a4.y; x[2] = a4.z; x[3] = a4.w;
-          x[4] = b4.x; x[5] = b4.y; x[6] = b4.z; x[7] = b4.w;
-        } else {
-#pragma unroll
-          for (uint32_t k = 0; k < 8; ++k) {
-            uint32_t v = 0;
-#pragma unroll
-            for (uint32_t y = 0; y < 4; ++y) {
-              const uint32_t p = p0 + 4 * k + y;
-              if (p < len) v |= uint32_t(src[p]) << (8 * y);
-            }
-            x[k] = v;
-          }
-        }
-        uint32_t o = out_base + incl - n;
-#pragma unroll
-        for (uint32_t j = 0; j < 32; ++j) {
-          if ((m >> j) & 1u) {
-            const uint32_t c = (x[j >> 2] >> ((j & 3) * 8)) & 255u;
-            lits[o++] = uint8_t(c);
-            atomicAdd(hist + c, 1u);
-          }
-        }
-      }
-      out_base += total;
-    }
-  }
-  __syncthreads();
-  {
-    uint32_t h = 0;
-    for (int w = 0; w < kLitWarps; ++w) h += sh.g.hist[w][tid];
-    sh.h[tid] = h;
-  }
-  __syncthreads();
+  // 2. The literals in order, and their histogram.
+  enc::gather_literals_cta(src, len, sh.g.bitmap, lits, sh.g.hist, sh.warp_lits, sh.h);
   GPO_PHASE(1);
 
-  // 3. Symbols ranked by (count, symbol) in parallel, so the Huffman build
-  // (one thread) does not sort; then the decisions, same code as the CPU.
-  {
-    const uint32_t my = sh.h[tid];
-    if (my) {
-      uint32_t rank = 0;
-      for (uint32_t s = 0; s < 256; ++s) {
-        const uint32_t o = sh.h[s];
-        rank += (o != 0) & ((o < my) | ((o == my) & (s < tid)));
-      }
-      sh.order[rank] = uint8_t(tid);
-    }
-  }
-  __syncthreads();
-  // The CTA-parallel plan: on the H100 the literals kernel took 3.0 ms for
-  // 256 MiB with it, 3.6 ms with enc::plan_literals on one thread.
-  plan_literals_cta(nl, sh.h, sh.order, sh.t, sh.tree, sh.cta_plan, sh.tree_ws, sh.plan, sh.plan_sc);
+  // 3. The Huffman plan (table, weights' description, mode), on symbols
+  // ranked in parallel. The CTA-parallel plan: on the H100 the literals
+  // kernel took 3.0 ms for 256 MiB with it, 3.6 ms with enc::plan_literals
+  // on one thread.
+  enc::rank_symbols_cta(sh.h, sh.order);
+  enc::plan_literals_cta(nl, sh.h, sh.order, sh.t, sh.tree, sh.cta_plan, sh.tree_ws, sh.plan, sh.plan_sc);
   GPO_PHASE(2);
   const enc::LitPlan plan = sh.plan;
   if (plan.mode == enc::LitMode::kRle) {
-    if (tid == 0) {
-      const size_t h = enc::lit_plain_header(out, 1, nl);
-      out[h] = uint8_t(plan.rle_sym);
-      lit_sizes[b] = uint32_t(h + 1);
-    }
+    if (tid == 0) lit_sizes[b] = uint32_t(enc::rle_literals(uint8_t(plan.rle_sym), nl, out));
     return;
   }
-  bool raw = plan.mode == enc::LitMode::kRaw;
-  if (!raw && nl < 256) {  // one small stream: one thread, as on the CPU
+  if (plan.mode == enc::LitMode::kHuffman && nl < 256) {  // one small stream: one thread, as on the CPU
     if (tid == 0) lit_sizes[b] = uint32_t(enc::encode_planned_literals(plan, sh.t, sh.tree, lits, nl, out));
     return;
   }
-  if (!raw) {
-    // 4. Four streams, 64 threads each: bit counts, then each thread's bits at
-    // its offset (symbols go in last first, so later chunks come first).
-    const uint32_t seg = (nl + 3) / 4, k = tid / 64, j = tid % 64;
-    const uint32_t a = k * seg, e = k == 3 ? nl : (k + 1) * seg;
-    const uint32_t per = (e - a + 63) / 64;
-    const uint32_t c0 = min(e, a + j * per), c1 = min(e, c0 + per);
-    uint32_t nb = 0;
-    bytes_backward(lits, c0, c1, [&](uint32_t s) { nb += sh.t.len[s]; });
-    // Bits of this thread's later chunks (they come first in the stream) and
-    // the stream's total: a suffix sum over the 64 threads of the stream.
-    uint32_t sfx = nb;
-    for (uint32_t d = 1; d < 32; d <<= 1) {
-      const uint32_t t = __shfl_down_sync(kFull, sfx, d);
-      if (lane + d < 32) sfx += t;
-    }
-    if (lane == 0) sh.warp_bits[warp] = sfx;
-    __syncthreads();
-    const uint32_t later = sfx - nb + ((warp & 1) == 0 ? sh.warp_bits[warp + 1] : 0);
-    if (tid == 0) {
-      size_t used = plan.tree + 6;
-      uint32_t off = 0;
-      sh.ok = 1;
-      for (uint32_t s = 0; s < 4; ++s) {
-        const uint32_t tb = sh.warp_bits[2 * s] + sh.warp_bits[2 * s + 1];
-        const uint32_t bytes = tb / 8 + 1;  // with the end mark
-        if (bytes > plan.cap - used) sh.ok = 0;
-        used += bytes;
-        sh.stream_bytes[s] = bytes;
-        sh.stream_off[s] = off;
-        off += (bytes + 3) & ~3u;
-      }
-    }
-    __syncthreads();
-    raw = !sh.ok;
-    if (!raw) {
-      uint32_t* words = reinterpret_cast<uint32_t*>(huf_scratch + kHufStride * b);
-      const uint32_t nwords = (sh.stream_off[3] + sh.stream_bytes[3] + 3) / 4;
-      for (uint32_t w = tid; w < nwords; w += kLitThreads) words[w] = 0;
-      __syncthreads();
-      const uint32_t start = later;  // bits of this stream's later chunks
-      uint32_t* sw = words + sh.stream_off[k] / 4;
-      uint32_t w = start >> 5, nacc = start & 31;
-      uint64_t acc = 0;
-      bool first = true;
-      bytes_backward(lits, c0, c1, [&](uint32_t s) {
-        acc |= uint64_t(sh.t.code[s]) << nacc;
-        nacc += sh.t.len[s];
-        if (nacc >= 32) {
-          if (first) atomicOr(sw + w, uint32_t(acc)); else sw[w] = uint32_t(acc);
-          first = false;
-          ++w;
-          acc >>= 32;
-          nacc -= 32;
-        }
-      });
-      if (j == 0) {  // the stream's first literal is written last: end mark
-        acc |= uint64_t(1) << nacc;
-        nacc += 1;
-      }
-      if (nacc > 0) atomicOr(sw + w, uint32_t(acc));
-      __syncthreads();
-      GPO_PHASE(3);
-      // 5. Into place: header, tree, jump table, streams.
-      const uint8_t* sb = huf_scratch + kHufStride * b;
-      uint8_t* op = out + plan.lh + plan.tree + 6;
-      uint32_t dst = 0;
-      for (uint32_t s = 0; s < 4; ++s) {
-        cta_copy(op + dst, sb + sh.stream_off[s], sh.stream_bytes[s]);
-        dst += sh.stream_bytes[s];
-      }
-      if (tid == 0) {
-        for (size_t x = 0; x < plan.tree; ++x) out[plan.lh + x] = sh.tree[x];
-        for (uint32_t s = 0; s < 3; ++s) enc::put_le16(out + plan.lh + plan.tree + 2 * s, sh.stream_bytes[s]);
-        const uint32_t cs = uint32_t(plan.tree + 6 + dst);
-        enc::huf_lit_header(out, nl, cs);
-        lit_sizes[b] = uint32_t(plan.lh + cs);
-      }
-      GPO_PHASE(4);
-      return;
-    }
+
+  // 4. Four streams bit-packed into the block's scratch, 5. then into place
+  // behind the head; raw literals when they do not fit.
+  uint8_t* streams = huf_scratch + kHufStride * b;
+  if (plan.mode == enc::LitMode::kHuffman &&
+      enc::huf_pack_streams_cta(sh.t, lits, nl, plan.cap - plan.tree - 6, reinterpret_cast<uint32_t*>(streams),
+                                sh.warp_bits, sh.stream_bytes, sh.stream_off, sh.ok)) {
+    GPO_PHASE(3);
+    const uint32_t size = enc::place_huf_literals_cta(out, plan, sh.tree, nl, streams, sh.stream_bytes, sh.stream_off);
+    if (tid == 0) lit_sizes[b] = size;
+    GPO_PHASE(4);
+    return;
   }
-  // Raw literals.
   const size_t h = enc::lit_plain_header(out, 0, nl);  // every thread: same bytes, cheap
-  cta_copy(out + h, lits, nl);
+  enc::cta_copy(out + h, lits, nl);
   if (tid == 0) lit_sizes[b] = uint32_t(h + nl);
 }
 
@@ -701,14 +292,14 @@ __global__ void k_assemble_split(const uint8_t* in, const BlockDesc* blocks, con
   const bool last = uint64_t(bd.pos) + len == inputs[bd.input].size;
   if (block_is_raw(ls, ss, len)) {
     if (threadIdx.x == 0) enc::write_block_header(d, last, 0, len);
-    cta_copy(d + 3, in + bd.src, len);
+    enc::cta_copy(d + 3, in + bd.src, len);
     return;
   }
   if (threadIdx.x == 0) enc::write_block_header(d, last, 2, ls + ss);
-  cta_copy(d + 3, slots + bd.src + 3 * uint64_t(b) + 3, ls);
+  enc::cta_copy(d + 3, slots + bd.src + 3 * uint64_t(b) + 3, ls);
   const uint32_t hs = seq_hdr_sizes[b];
-  cta_copy(d + 3 + ls, seq_hdr + uint64_t(kSeqHdrStride) * b, hs);
-  cta_copy(d + 3 + ls + hs, reinterpret_cast<const uint8_t*>(seq_bits) + kSeqBitsStride * b, ss - hs);
+  enc::cta_copy(d + 3 + ls, seq_hdr + uint64_t(kSeqHdrStride) * b, hs);
+  enc::cta_copy(d + 3 + ls + hs, reinterpret_cast<const uint8_t*>(seq_bits) + kSeqBitsStride * b, ss - hs);
 }
 
 

@@ -1,12 +1,15 @@
 // The steps of zstd stage 2 that the GPU runs cooperatively (a warp or a CTA
 // per block), as device functions the kernels (zstd_entropy_gpu.cu) and the
-// GPU tests call. Each names its CPU twin in zstd_entropy_steps.h: the same
-// contract, so a test runs the device step on a block and compares. The
-// steps that are the same code on both sides are GPO_HD functions there.
+// GPU tests call. Each names its CPU twin in zstd_entropy_steps.h (the
+// Huffman build's parts: zstd_entropy_coders.h), with the same contract, so
+// a test runs the device step on a block and compares. The steps that are
+// the same code on both sides are GPO_HD functions there.
 #pragma once
 #if !defined(__CUDACC__)
 #error "device code: include from .cu files only"
 #endif
+#include <cub/block/block_scan.cuh>
+
 #include <cstdint>
 
 #include "kernels/common/host_device.h"
@@ -15,6 +18,467 @@
 namespace gpo::zstd::enc {
 
 inline constexpr uint32_t kFullWarp = 0xFFFFFFFFu;
+
+// ---------------------------------------------------------- literals
+
+inline constexpr int kLitThreads = 256;  // the literals kernel's CTA: a thread per symbol
+inline constexpr int kLitWarps = kLitThreads / 32;
+inline constexpr uint32_t kBitmapWords = kMaxBlock / 32;             // a bit per source byte
+inline constexpr uint32_t kWordsPerWarp = kBitmapWords / kLitWarps;  // gather: 16 KiB of source per warp
+using LitScan = cub::BlockScan<uint64_t, kLitThreads>;
+
+// Copies n bytes from s to d, any alignment, with all threads of the CTA:
+// aligned 4-byte stores, source words joined by funnel shifts (a source word
+// read past the end holds the last byte, so it stays inside the allocation).
+__device__ inline void cta_copy(uint8_t* d, const uint8_t* s, uint32_t n) {
+  const uint32_t tid = threadIdx.x, nt = blockDim.x;
+  uint32_t head = uint32_t(4 - (reinterpret_cast<uintptr_t>(d) & 3)) & 3;
+  if (head > n) head = n;
+  if (tid < head) d[tid] = s[tid];
+  d += head;
+  s += head;
+  n -= head;
+  const uint32_t nw = n / 4;
+  uint32_t* dw = reinterpret_cast<uint32_t*>(d);
+  const uint32_t sh = uint32_t(reinterpret_cast<uintptr_t>(s) & 3);
+  if (sh == 0) {
+    const uint32_t* sw = reinterpret_cast<const uint32_t*>(s);
+    for (uint32_t k = tid; k < nw; k += nt) dw[k] = sw[k];
+  } else {
+    const uint32_t* sw = reinterpret_cast<const uint32_t*>(s - sh);
+    for (uint32_t k = tid; k < nw; k += nt) dw[k] = __funnelshift_r(sw[k], sw[k + 1], 8 * sh);
+  }
+  const uint32_t t = n & 3;
+  if (tid < t) d[4 * nw + tid] = s[4 * nw + tid];
+}
+
+// Calls f(byte) for p[c1 - 1], p[c1 - 2], ..., p[c0]: aligned 4-byte loads
+// (the next one issued before the current word is used), bytes at the edges.
+template <typename F>
+__device__ inline void bytes_backward(const uint8_t* p, uint32_t c0, uint32_t c1, F&& f) {
+  uint32_t q = c1;
+  while (q > c0 && (reinterpret_cast<uintptr_t>(p + q) & 3)) f(uint32_t(p[--q]));
+  if (q >= c0 + 4) {
+    uint32_t nxt = *reinterpret_cast<const uint32_t*>(p + q - 4);
+    while (q >= c0 + 4) {
+      const uint32_t w = nxt;
+      if (q >= c0 + 8) nxt = *reinterpret_cast<const uint32_t*>(p + q - 8);
+      f(w >> 24);
+      f((w >> 16) & 255u);
+      f((w >> 8) & 255u);
+      f(w & 255u);
+      q -= 4;
+    }
+  }
+  while (q > c0) f(uint32_t(p[--q]));
+}
+
+// Sets bits [lo, hi) of a bitmap. Runs of different sequences are disjoint,
+// so only their edge words need atomics.
+__device__ inline void mark_range(uint32_t* bm, uint32_t lo, uint32_t hi) {
+  if (lo >= hi) return;
+  const uint32_t w0 = lo >> 5, w1 = (hi - 1) >> 5;
+  const uint32_t m0 = ~0u << (lo & 31), m1 = ~0u >> (31 - ((hi - 1) & 31));
+  if (w0 == w1) {
+    atomicOr(bm + w0, m0 & m1);
+    return;
+  }
+  atomicOr(bm + w0, m0);
+  for (uint32_t w = w0 + 1; w < w1; ++w) bm[w] = ~0u;
+  atomicOr(bm + w1, m1);
+}
+
+// Step "literal positions", first part (the CTA): a block scan of
+// (lit_len, lit_len + match_len), packed in one 64-bit sum, gives every
+// sequence its source position; each marks its literals in bm (kBitmapWords
+// words, cleared here). Returns the totals, literals << 32 | source bytes
+// the sequences cover (every thread). carry: a shared word. The second part,
+// mark_trailing_literals_cta, marks the literals after the last match. CPU
+// twin of both: mark_literal_positions.
+__device__ GPO_FORCEINLINE uint64_t mark_sequence_literals_cta(const Sequence* s, uint32_t nseq, uint32_t* bm,
+                                                               LitScan::TempStorage& scan_tmp, uint64_t& carry) {
+  const uint32_t tid = threadIdx.x;
+  for (uint32_t k = tid; k < kBitmapWords; k += kLitThreads) bm[k] = 0;
+  if (tid == 0) carry = 0;
+  __syncthreads();
+  constexpr uint32_t kItems = 4;
+  for (uint32_t base = 0; base < nseq; base += kLitThreads * kItems) {
+    uint64_t v[kItems];
+    uint32_t ll[kItems];
+#pragma unroll
+    for (uint32_t k = 0; k < kItems; ++k) {
+      const uint32_t i = base + tid * kItems + k;
+      ll[k] = 0;
+      v[k] = 0;
+      if (i < nseq) {
+        const Sequence q = s[i];
+        ll[k] = q.lit_len;
+        v[k] = (uint64_t(q.lit_len) << 32) | (q.lit_len + q.match_len);
+      }
+    }
+    uint64_t agg;
+    LitScan(scan_tmp).ExclusiveSum(v, v, agg);
+    const uint64_t c = carry;
+#pragma unroll
+    for (uint32_t k = 0; k < kItems; ++k) {
+      const uint32_t sp = uint32_t(c + v[k]);  // source bytes before the sequence
+      mark_range(bm, sp, sp + ll[k]);
+    }
+    __syncthreads();
+    if (tid == 0) carry = c + agg;
+    __syncthreads();
+  }
+  return carry;
+}
+
+// Step "literal positions", second part (the CTA): marks source bytes
+// [covered, len) in bm, whole words by all threads.
+__device__ GPO_FORCEINLINE void mark_trailing_literals_cta(uint32_t* bm, uint32_t covered, uint32_t len) {
+  const uint32_t tid = threadIdx.x;
+  const uint32_t lo = covered, w0 = (lo + 31) / 32, w1 = len / 32;  // whole words [w0, w1)
+  if (w0 > w1) {
+    if (tid == 0) mark_range(bm, lo, len);
+  } else {
+    for (uint32_t w = w0 + tid; w < w1; w += kLitThreads) bm[w] = ~0u;
+    if (tid == 0) {
+      mark_range(bm, lo, w0 * 32);
+      mark_range(bm, w1 * 32, len);
+    }
+  }
+  __syncthreads();
+}
+
+// Step "gather" (the CTA): the bytes of src[0..len) marked in bm, in order,
+// into lits, and their histogram hist (256 counts). Warp w compacts source
+// words [kWordsPerWarp w, kWordsPerWarp (w + 1)) of the bitmap (16 KiB), 32
+// words (1 KiB of source) per step: each lane one word's 32 bytes, output
+// offsets by a warp scan of the counts; a histogram per warp (warp_hist,
+// cleared here), summed at the end. warp_lits: kLitWarps shared words. CPU
+// twin: gather_marked_literals.
+__device__ GPO_FORCEINLINE void gather_literals_cta(const uint8_t* src, uint32_t len, const uint32_t* bm,
+                                                    uint8_t* lits, uint32_t (*warp_hist)[256], uint32_t* warp_lits,
+                                                    uint32_t* hist) {
+  const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  for (uint32_t k = tid; k < kLitWarps * 256; k += kLitThreads) (&warp_hist[0][0])[k] = 0;
+  const uint32_t nwords = (len + 31) / 32;
+  const uint32_t w_lo = min(nwords, warp * kWordsPerWarp), w_hi = min(nwords, w_lo + kWordsPerWarp);
+  uint32_t cnt = 0;
+  for (uint32_t w = w_lo + lane; w < w_hi; w += 32) cnt += __popc(bm[w]);
+  for (uint32_t d = 16; d > 0; d >>= 1) cnt += __shfl_xor_sync(kFullWarp, cnt, d);
+  if (lane == 0) warp_lits[warp] = cnt;
+  __syncthreads();
+  uint32_t out_base = 0;
+  for (uint32_t k = 0; k < warp; ++k) out_base += warp_lits[k];
+  const bool aligned = (reinterpret_cast<uintptr_t>(src) & 15) == 0;
+  uint32_t* my_hist = warp_hist[warp];
+  for (uint32_t w0 = w_lo; w0 < w_hi; w0 += 32) {
+    const uint32_t w = w0 + lane;
+    const uint32_t m = w < w_hi ? bm[w] : 0;
+    const uint32_t n = __popc(m);
+    uint32_t incl = n;
+    for (uint32_t d = 1; d < 32; d <<= 1) {
+      const uint32_t t = __shfl_up_sync(kFullWarp, incl, d);
+      if (lane >= d) incl += t;
+    }
+    const uint32_t total = __shfl_sync(kFullWarp, incl, 31);
+    if (m) {
+      const uint32_t p0 = w * 32;
+      uint32_t x[8];
+      if (aligned && p0 + 32 <= len) {
+        const uint4 a4 = *reinterpret_cast<const uint4*>(src + p0);
+        const uint4 b4 = *reinterpret_cast<const uint4*>(src + p0 + 16);
+        x[0] = a4.x; x[1] = a4.y; x[2] = a4.z; x[3] = a4.w;
+        x[4] = b4.x; x[5] = b4.y; x[6] = b4.z; x[7] = b4.w;
+      } else {
+#pragma unroll
+        for (uint32_t k = 0; k < 8; ++k) {
+          uint32_t v = 0;
+#pragma unroll
+          for (uint32_t y = 0; y < 4; ++y) {
+            const uint32_t p = p0 + 4 * k + y;
+            if (p < len) v |= uint32_t(src[p]) << (8 * y);
+          }
+          x[k] = v;
+        }
+      }
+      uint32_t o = out_base + incl - n;
+#pragma unroll
+      for (uint32_t j = 0; j < 32; ++j) {
+        if ((m >> j) & 1u) {
+          const uint32_t c = (x[j >> 2] >> ((j & 3) * 8)) & 255u;
+          lits[o++] = uint8_t(c);
+          atomicAdd(my_hist + c, 1u);
+        }
+      }
+    }
+    out_base += total;
+  }
+  __syncthreads();
+  uint32_t h = 0;
+  for (int w = 0; w < kLitWarps; ++w) h += warp_hist[w][tid];
+  hist[tid] = h;
+  __syncthreads();
+}
+
+// Step "symbol ranks" (the CTA, a thread per symbol): order[rank] = s for
+// every symbol present in hist, by huf_symbol_rank. CPU twin: huf_rank_symbols.
+__device__ GPO_FORCEINLINE void rank_symbols_cta(const uint32_t* hist, uint8_t* order) {
+  const uint32_t tid = threadIdx.x;
+  if (hist[tid]) order[huf_symbol_rank(hist, tid)] = uint8_t(tid);
+  __syncthreads();
+}
+
+struct PlanScalars {
+  unsigned long long bits;  // estimated size of the Huffman streams
+  uint32_t last_sym, maxd;
+};
+
+// Work arrays of the CTA-parallel Huffman plan (in the literals kernel's
+// shared memory, in the union after the gather).
+struct HufCtaScratch {
+  uint32_t w[2][256];          // leaf weights, by sorted position (double buffer for re-sorting)
+  uint16_t leaf_sym[2][256];
+  uint32_t node_w[512];
+  uint16_t parent[512];
+  uint16_t anc[512];           // pointer jumping's ancestors
+  uint8_t depth[512];
+  uint32_t wcnt[kLitWarps][kHufMaxBits + 2];  // per warp: symbols per code length
+  uint32_t nb_per_len[kHufMaxBits + 2];
+  uint32_t val_per_len[kHufMaxBits + 2];
+};
+
+// The depth of every node of a tree of n >= 2 leaves (the CTA): pointer
+// jumping over the parent links, depth(i) = hops to the root. Returns the
+// deepest leaf's (every thread); maxd: a shared word. CPU twin: huf_depths.
+__device__ GPO_FORCEINLINE uint32_t huf_depths_cta(const uint16_t* parent, uint32_t n, uint16_t* anc, uint8_t* depth,
+                                                   uint32_t& maxd) {
+  const uint32_t tid = threadIdx.x;
+  if (tid == 0) maxd = 0;
+  const uint32_t root = 2 * n - 2;
+  for (uint32_t i = tid; i <= root; i += kLitThreads) {
+    anc[i] = i == root ? uint16_t(root) : parent[i];
+    depth[i] = i == root ? 0 : 1;
+  }
+  __syncthreads();
+  for (uint32_t round = 0; round < 9; ++round) {  // 2^9 > 511 nodes
+    uint16_t a[2];
+    uint8_t d[2];
+    for (uint32_t k = 0; k < 2; ++k) {
+      const uint32_t i = tid + k * kLitThreads;
+      if (i <= root) {
+        const uint32_t up = anc[i];
+        d[k] = uint8_t(depth[i] + depth[up]);
+        a[k] = anc[up];
+      }
+    }
+    __syncthreads();
+    for (uint32_t k = 0; k < 2; ++k) {
+      const uint32_t i = tid + k * kLitThreads;
+      if (i <= root) {
+        depth[i] = d[k];
+        anc[i] = a[k];
+      }
+    }
+    __syncthreads();
+  }
+  if (tid < n) atomicMax(&maxd, uint32_t(depth[tid]));
+  __syncthreads();
+  return maxd;
+}
+
+// A tree too deep (the CTA): the n leaves' counts w halved, as huf_build
+// does, and the leaves ranked again by (count, symbol) into w_out, sym_out.
+__device__ GPO_FORCEINLINE void huf_halve_leaves_cta(uint32_t* w, const uint16_t* leaf_sym, uint32_t n,
+                                                     uint32_t* w_out, uint16_t* sym_out) {
+  const uint32_t tid = threadIdx.x;
+  uint32_t wi = 0, si = 0;
+  if (tid < n) {
+    wi = (w[tid] + 1) >> 1;
+    si = leaf_sym[tid];
+    w[tid] = wi;
+  }
+  __syncthreads();
+  if (tid < n) {
+    uint32_t rank = 0;
+    for (uint32_t k = 0; k < n; ++k) {
+      const uint32_t wk = w[k];
+      rank += (wk < wi) | ((wk == wi) & (leaf_sym[k] < si));
+    }
+    w_out[rank] = wi;
+    sym_out[rank] = uint16_t(si);
+  }
+  __syncthreads();
+}
+
+// Canonical codes of the lengths t.len, t.max_bits the longest (the CTA, a
+// thread per symbol): code(s) = the first code of its length + the symbols of
+// that length before s, counted by warp match. Also bits += hist * length
+// over the symbols (bits: a shared counter, zero before). CPU twin:
+// huf_canonical_codes, and huf_stream_bits.
+__device__ GPO_FORCEINLINE void huf_canonical_codes_cta(HufTable& t, const uint32_t* hist, HufCtaScratch& hs,
+                                                        unsigned long long& bits) {
+  const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if (tid < kHufMaxBits + 2) hs.nb_per_len[tid] = 0;
+  if (tid < kLitWarps * (kHufMaxBits + 2)) (&hs.wcnt[0][0])[tid] = 0;
+  __syncthreads();
+  const uint32_t len = t.len[tid];
+  if (len) atomicAdd(&hs.nb_per_len[len], 1u);
+  const uint32_t peers = __match_any_sync(kFullWarp, len);
+  const uint32_t in_warp = __popc(peers & ((1u << lane) - 1));
+  if (in_warp == 0) hs.wcnt[warp][len] = __popc(peers);
+  {
+    const uint64_t my_bits = uint64_t(hist[tid]) * len;
+    if (my_bits) atomicAdd(&bits, (unsigned long long)my_bits);
+  }
+  __syncthreads();
+  if (tid == 0) huf_first_codes(hs.nb_per_len, t.max_bits, hs.val_per_len);
+  __syncthreads();
+  if (len) {
+    uint32_t before = 0;
+    for (uint32_t w2 = 0; w2 < warp; ++w2) before += hs.wcnt[w2][len];
+    t.code[tid] = uint16_t(hs.val_per_len[len] + before + in_warp);
+  }
+  __syncthreads();
+}
+
+// Step "Huffman plan" (the CTA, a thread per symbol): plan_literals(nl,
+// hist, t, tree, ws, order), the same result: the parts over all symbols in
+// parallel; only the two-queue merge and the weights' description stay on
+// one thread. order: the present symbols ranked (rank_symbols_cta). CPU twin:
+// plan_literals.
+__device__ inline void plan_literals_cta(uint32_t nl, const uint32_t* hist, const uint8_t* order, HufTable& t,
+                                         uint8_t* tree, HufCtaScratch& hs, HufTreeScratch& tree_ws, LitPlan& plan,
+                                         PlanScalars& sc) {
+  const uint32_t tid = threadIdx.x;
+  if (tid == 0) {
+    sc.bits = 0;
+    sc.last_sym = 0;
+  }
+  __syncthreads();
+  const bool present = hist[tid] != 0;
+  if (present) atomicMax(&sc.last_sym, tid);
+  const uint32_t n = uint32_t(__syncthreads_count(present));
+  const uint32_t last_sym = sc.last_sym;
+  LitPlan p{LitMode::kRaw, last_sym, 0, 0, 0};
+  if (plan_without_table(p, nl, n)) {
+    if (tid == 0) plan = p;
+    __syncthreads();
+    return;
+  }
+  t.len[tid] = 0;
+  t.code[tid] = 0;
+  if (tid == 0) t.last_sym = last_sym;
+  int cur = 0;
+  if (tid < n) {
+    hs.leaf_sym[0][tid] = order[tid];
+    hs.w[0][tid] = hist[order[tid]];
+  }
+  __syncthreads();
+  uint32_t maxd = 0;
+  for (;;) {  // as huf_build: the tree, until it is shallow enough
+    if (tid == 0) huf_merge(hs.w[cur], n, hs.node_w, hs.parent);
+    __syncthreads();
+    maxd = huf_depths_cta(hs.parent, n, hs.anc, hs.depth, sc.maxd);
+    if (maxd <= kHufMaxBits) break;
+    huf_halve_leaves_cta(hs.w[cur], hs.leaf_sym[cur], n, hs.w[cur ^ 1], hs.leaf_sym[cur ^ 1]);
+    cur ^= 1;
+  }
+  if (tid == 0) t.max_bits = maxd;
+  if (tid < n) t.len[hs.leaf_sym[cur][tid]] = hs.depth[tid];
+  huf_canonical_codes_cta(t, hist, hs, sc.bits);
+  if (tid == 0) plan = plan_huffman_literals(p, nl, sc.bits, t, tree, tree_ws);
+  __syncthreads();
+}
+
+// Step "four streams" (the CTA, 64 threads per stream): the Huffman streams
+// of lits[0..nl) (nl >= 256, split by huf_stream_range) coded with t, stream
+// k at byte stream_off[k] (4-byte aligned) of words, stream_bytes[k] bytes.
+// Each thread takes a chunk of its stream: its bit count first, then a
+// suffix sum over the stream's threads places its bits (symbols go in last
+// first, so later chunks come first); whole words are stored, edge words
+// ORed. Returns false (every thread), having written nothing to words, when
+// the streams do not fit in cap bytes. warp_bits: kLitWarps shared words; ok:
+// a shared flag. CPU twin: huf_encode_4streams.
+__device__ GPO_FORCEINLINE bool huf_pack_streams_cta(const HufTable& t, const uint8_t* lits, uint32_t nl, size_t cap,
+                                                     uint32_t* words, uint32_t* warp_bits, uint32_t* stream_bytes,
+                                                     uint32_t* stream_off, int& ok) {
+  const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const uint32_t k = tid / 64, j = tid % 64;
+  uint32_t a, e;
+  huf_stream_range(nl, k, a, e);
+  const uint32_t per = (e - a + 63) / 64;
+  const uint32_t c0 = min(e, a + j * per), c1 = min(e, c0 + per);
+  uint32_t nb = 0;
+  bytes_backward(lits, c0, c1, [&](uint32_t s) { nb += t.len[s]; });
+  // Bits of this thread's later chunks (they come first in the stream) and
+  // the stream's total: a suffix sum over the 64 threads of the stream.
+  uint32_t sfx = nb;
+  for (uint32_t d = 1; d < 32; d <<= 1) {
+    const uint32_t v = __shfl_down_sync(kFullWarp, sfx, d);
+    if (lane + d < 32) sfx += v;
+  }
+  if (lane == 0) warp_bits[warp] = sfx;
+  __syncthreads();
+  const uint32_t later = sfx - nb + ((warp & 1) == 0 ? warp_bits[warp + 1] : 0);
+  if (tid == 0) {
+    size_t used = 0;
+    uint32_t off = 0;
+    ok = 1;
+    for (uint32_t s = 0; s < 4; ++s) {
+      const uint32_t tb = warp_bits[2 * s] + warp_bits[2 * s + 1];
+      const uint32_t bytes = tb / 8 + 1;  // with the end mark
+      if (bytes > cap - used) ok = 0;
+      used += bytes;
+      stream_bytes[s] = bytes;
+      stream_off[s] = off;
+      off += (bytes + 3) & ~3u;
+    }
+  }
+  __syncthreads();
+  if (!ok) return false;
+  const uint32_t nwords = (stream_off[3] + stream_bytes[3] + 3) / 4;
+  for (uint32_t w = tid; w < nwords; w += kLitThreads) words[w] = 0;
+  __syncthreads();
+  const uint32_t start = later;  // bits of this stream's later chunks
+  uint32_t* sw = words + stream_off[k] / 4;
+  uint32_t w = start >> 5, nacc = start & 31;
+  uint64_t acc = 0;
+  bool first = true;
+  bytes_backward(lits, c0, c1, [&](uint32_t s) {
+    acc |= uint64_t(t.code[s]) << nacc;
+    nacc += t.len[s];
+    if (nacc >= 32) {
+      if (first) atomicOr(sw + w, uint32_t(acc)); else sw[w] = uint32_t(acc);
+      first = false;
+      ++w;
+      acc >>= 32;
+      nacc -= 32;
+    }
+  });
+  if (j == 0) {  // the stream's first literal is written last: end mark
+    acc |= uint64_t(1) << nacc;
+    nacc += 1;
+  }
+  if (nacc > 0) atomicOr(sw + w, uint32_t(acc));
+  __syncthreads();
+  return true;
+}
+
+// Step "into place" (the CTA): the four streams packed by
+// huf_pack_streams_cta copied back to back behind the head, then the head
+// (write_huf_literals_head: header, tree description, jump table). Returns
+// the section's size on thread 0.
+__device__ GPO_FORCEINLINE uint32_t place_huf_literals_cta(uint8_t* out, const LitPlan& plan, const uint8_t* tree,
+                                                           uint32_t nl, const uint8_t* streams,
+                                                           const uint32_t* stream_bytes, const uint32_t* stream_off) {
+  uint8_t* op = out + plan.lh + plan.tree + 6;
+  uint32_t dst = 0;
+  for (uint32_t s = 0; s < 4; ++s) {
+    cta_copy(op + dst, streams + stream_off[s], stream_bytes[s]);
+    dst += stream_bytes[s];
+  }
+  return threadIdx.x == 0 ? uint32_t(write_huf_literals_head(out, plan, tree, nl, stream_bytes)) : 0;
+}
 
 // ---------------------------------------------------------- sequences
 
