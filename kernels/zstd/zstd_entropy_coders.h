@@ -211,6 +211,18 @@ GPO_HD inline void fse_normalize(int16_t* norm, const uint32_t* cnt, uint32_t ma
   }
 }
 
+// fse_write_ncount's output: the low 16 bits of the accumulator, once it
+// holds more than 16.
+GPO_HD GPO_FORCEINLINE void ncount_flush16(uint8_t*& o, uint32_t& bits, int& nbits_in) {
+  if (nbits_in > 16) {
+    o[0] = uint8_t(bits);
+    o[1] = uint8_t(bits >> 8);
+    o += 2;
+    bits >>= 16;
+    nbits_in -= 16;
+  }
+}
+
 // FSE table description (RFC 8878 4.1.1). Returns bytes written; out needs
 // room for the worst case plus 2 bytes of slack.
 GPO_HD inline size_t fse_write_ncount(uint8_t* out, const int16_t* norm, uint32_t max_sym, uint32_t log) {
@@ -244,13 +256,7 @@ GPO_HD inline size_t fse_write_ncount(uint8_t* out, const int16_t* norm, uint32_
       }
       bits += (symbol - start) << nbits_in;
       nbits_in += 2;
-      if (nbits_in > 16) {
-        o[0] = uint8_t(bits);
-        o[1] = uint8_t(bits >> 8);
-        o += 2;
-        bits >>= 16;
-        nbits_in -= 16;
-      }
+      ncount_flush16(o, bits, nbits_in);
     }
     int count = norm[symbol++];
     const int max = (2 * threshold - 1) - remaining;
@@ -265,13 +271,7 @@ GPO_HD inline size_t fse_write_ncount(uint8_t* out, const int16_t* norm, uint32_
       nb--;
       threshold >>= 1;
     }
-    if (nbits_in > 16) {
-      o[0] = uint8_t(bits);
-      o[1] = uint8_t(bits >> 8);
-      o += 2;
-      bits >>= 16;
-      nbits_in -= 16;
-    }
+    ncount_flush16(o, bits, nbits_in);
   }
   o[0] = uint8_t(bits);
   o[1] = uint8_t(bits >> 8);
