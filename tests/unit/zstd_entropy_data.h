@@ -188,4 +188,53 @@ inline Shaped make_shape(int shape) {
   return r;
 }
 
+// One input in stage 1's layout on its own: blocks (src indexes data,
+// seq_first indexes seqs) and sequences.
+struct ParsedInput {
+  std::string name;
+  std::vector<uint8_t> data;
+  std::vector<gpo::zstd::gpu::BlockDesc> blocks;
+  std::vector<gpo::zstd::gpu::Sequence> seqs;
+};
+
+// Stage 1's parse of one input by the CPU finder (the GPU finder's twin).
+inline ParsedInput stage1_parse(std::string name, std::vector<uint8_t> in) {
+  ParsedInput p{std::move(name), std::move(in), {}, {}};
+  const uint64_t size = p.data.size(), off = 0;
+  const uint64_t slots = gpo::zstd::gpu::plan_blocks({&size, 1}, {&off, 1}, p.blocks);
+  p.seqs.resize(slots);
+  gpo::zstd::gpu::cpu_find(p.data, p.blocks, p.seqs);
+  return p;
+}
+
+// The inputs of the block encoder's step tests: every data kind at the sizes
+// up to a few blocks (1 byte, a short block, a full one, a tail), parsed by
+// stage 1, and the inputs of every sequence shape.
+inline const std::vector<ParsedInput>& step_inputs() {
+  static const std::vector<ParsedInput> inputs = [] {
+    std::vector<ParsedInput> v;
+    for (const Kind& k : kinds())
+      for (size_t n : sizes())
+        if (n > 0 && n <= 300 * 1024 + 77) v.push_back(stage1_parse(std::string(k.name) + " " + std::to_string(n), k.make(n)));
+    for (int shape = 0; shape < kShapes; ++shape) {
+      Shaped sh = make_shape(shape);
+      uint64_t base = 0;
+      for (size_t i = 0; i < sh.inputs.size(); ++i) {
+        ParsedInput p{"shape " + std::to_string(shape) + " input " + std::to_string(i), sh.inputs[i], {}, {}};
+        for (gpo::zstd::gpu::BlockDesc b : sh.blocks)
+          if (b.input == i) {
+            p.seqs.insert(p.seqs.end(), sh.seqs.begin() + b.seq_first, sh.seqs.begin() + b.seq_first + b.seq_count);
+            b.src -= base;
+            b.seq_first = uint32_t(p.seqs.size() - b.seq_count);
+            p.blocks.push_back(b);
+          }
+        base += (sh.inputs[i].size() + 15) / 16 * 16;
+        v.push_back(std::move(p));
+      }
+    }
+    return v;
+  }();
+  return inputs;
+}
+
 }  // namespace gpo::test::zstd_data
