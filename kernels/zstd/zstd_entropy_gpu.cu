@@ -91,7 +91,6 @@ __global__ void k_assemble(const BlockDesc* blocks, const uint8_t* slots, const 
 // enc::encode_block's (the GPU test checks it byte for byte).
 
 using enc::kLitThreads;
-using enc::kLitWarps;
 constexpr uint64_t kHufStride = enc::kMaxBlock + 64;  // per-block stream scratch (4-byte aligned)
 
 // Optional phase timing (GPO_ZSTD_ENC_PHASES=1 in the environment): thread 0
@@ -119,16 +118,6 @@ constexpr uint32_t kSeqHdrStride = 320;                      // count, modes, up
 constexpr uint64_t kSeqBitsStride = enc::kMaxBlock + 256;    // bytes per block, multiple of 4
 static_assert(kSeqHdrStride >= 3 + 1 + 3 * enc::kSeqTableDescMax);
 
-struct SeqShared {
-  enc::FseCTable ct[3];
-  enc::FseBuildScratch build[3];
-  uint32_t cnt[3][enc::kFseMaxSymbols];
-  int16_t norm[3][enc::kFseMaxSymbols];
-  uint8_t desc[3][enc::kSeqTableDescMax];
-  enc::SeqStreamPlan plan[3];
-  uint32_t ring[enc::kSeqRingWords];
-};
-
 // The sequences section of block blockIdx.x: its header (count, modes, table
 // descriptions) at hdr_all + kSeqHdrStride * b (hdr_sizes[b] bytes), its
 // bitstream at bits_all + kSeqBitsStride * b; seq_sizes[b] = the section's
@@ -136,7 +125,7 @@ struct SeqShared {
 __global__ void __launch_bounds__(32) k_sequences(const BlockDesc* blocks, const Sequence* seqs, uint32_t* ofv_all,
                                                   uint8_t* hdr_all, uint32_t* bits_all, uint32_t* hdr_sizes,
                                                   uint32_t* seq_sizes) {
-  __shared__ SeqShared sh;
+  __shared__ enc::SeqShared sh;
   const uint32_t b = blockIdx.x, lane = threadIdx.x;
   const BlockDesc bd = blocks[b];
   const uint32_t nseq = bd.seq_count, len = bd.len;
@@ -177,29 +166,6 @@ __global__ void __launch_bounds__(32) k_sequences(const BlockDesc* blocks, const
   GPO_PHASE(7);
 }
 
-struct LitShared {
-  union {
-    struct {
-      uint32_t bitmap[enc::kBitmapWords];  // literal positions of the block
-      uint32_t hist[kLitWarps][256];       // per-warp histograms
-    } g;                                   // gather
-    enc::HufCtaScratch cta_plan;           // then the Huffman plan's work arrays
-    enc::HufTreeScratch tree_ws;           // then the weights' description's
-  };
-  enc::PlanScalars plan_sc;
-  uint32_t warp_lits[kLitWarps];
-  uint32_t h[256];
-  uint32_t warp_bits[kLitWarps];
-  enc::HufTable t;
-  uint8_t tree[160];
-  uint8_t order[256];
-  enc::LitPlan plan;
-  uint64_t carry;
-  uint32_t stream_bytes[4];
-  uint32_t stream_off[4];  // 4-byte aligned offsets in the block's stream scratch
-  int ok;
-};
-
 // The literals section of block blockIdx.x at slot + 3, the steps of
 // enc::encode_literals by the CTA; lit_sizes[b] = its size, or 0 when the
 // block will be raw whatever (too few matched bytes).
@@ -208,7 +174,7 @@ __global__ void __launch_bounds__(kLitThreads, 4) k_literals(const uint8_t* in, 
                                                           uint8_t* lits_all, uint8_t* huf_scratch, uint8_t* slots,
                                                           uint32_t* lit_sizes) {
   __shared__ enc::LitScan::TempStorage scan_tmp;
-  __shared__ LitShared sh;
+  __shared__ enc::LitShared sh;
   const uint32_t b = blockIdx.x, tid = threadIdx.x;
   const BlockDesc bd = blocks[b];
   const uint32_t nseq = bd.seq_count, len = bd.len;

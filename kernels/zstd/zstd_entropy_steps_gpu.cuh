@@ -480,6 +480,31 @@ __device__ GPO_FORCEINLINE uint32_t place_huf_literals_cta(uint8_t* out, const L
   return threadIdx.x == 0 ? uint32_t(write_huf_literals_head(out, plan, tree, nl, stream_bytes)) : 0;
 }
 
+// The literals kernel's shared memory: the steps' work arrays, those of
+// successive steps in a union.
+struct LitShared {
+  union {
+    struct {
+      uint32_t bitmap[kBitmapWords];  // literal positions of the block
+      uint32_t hist[kLitWarps][256];  // per-warp histograms
+    } g;                              // gather
+    HufCtaScratch cta_plan;           // then the Huffman plan's work arrays
+    HufTreeScratch tree_ws;           // then the weights' description's
+  };
+  PlanScalars plan_sc;
+  uint32_t warp_lits[kLitWarps];
+  uint32_t h[256];
+  uint32_t warp_bits[kLitWarps];
+  HufTable t;
+  uint8_t tree[160];
+  uint8_t order[256];
+  LitPlan plan;
+  uint64_t carry;
+  uint32_t stream_bytes[4];
+  uint32_t stream_off[4];  // 4-byte aligned offsets in the block's stream scratch
+  int ok;
+};
+
 // ---------------------------------------------------------- sequences
 
 inline constexpr uint32_t kSeqRingWords = 128;  // > 32 sequences of <= 76 bits + a partial word
@@ -512,6 +537,18 @@ __device__ inline void ring_flush(uint32_t* ring, uint32_t& bits, uint32_t& wbas
   wbase += nfull;
   bits &= 31;
 }
+
+// The sequences kernel's shared memory (a warp per block): counts, the three
+// streams' tables and descriptions, the bitstream's window.
+struct SeqShared {
+  FseCTable ct[3];
+  FseBuildScratch build[3];
+  uint32_t cnt[3][kFseMaxSymbols];
+  int16_t norm[3][kFseMaxSymbols];
+  uint8_t desc[3][kSeqTableDescMax];
+  SeqStreamPlan plan[3];
+  uint32_t ring[kSeqRingWords];
+};
 
 // Pass 1 of the sequences kernel, the whole warp: offset values ov[0..nseq)
 // and the code counts cnt of a block's sequences s. Every lane runs the same
