@@ -45,45 +45,6 @@ std::vector<uint8_t> block_literals(const BlockDesc& bd, const uint8_t* src, con
   return lits;
 }
 
-std::vector<uint32_t> histogram(const std::vector<uint8_t>& lits) {
-  std::vector<uint32_t> h(256, 0);
-  for (uint8_t c : lits) h[c]++;
-  return h;
-}
-
-// Literal arrays beyond the blocks' own: empty, one byte, one symbol, every
-// symbol once and evenly, skewed alphabets of 2..256 symbols (direct and
-// FSE-coded Huffman weights), a Fibonacci-like spread too deep for 11 bits.
-std::vector<std::pair<std::string, std::vector<uint8_t>>> literal_edge_cases() {
-  std::vector<std::pair<std::string, std::vector<uint8_t>>> v;
-  v.push_back({"empty", {}});
-  v.push_back({"one byte", {42}});
-  v.push_back({"one symbol x 5000", std::vector<uint8_t>(5000, 7)});
-  std::vector<uint8_t> all(256);
-  for (int s = 0; s < 256; ++s) all[s] = uint8_t(s);
-  v.push_back({"every symbol once", all});
-  std::vector<uint8_t> even(256 * 64);
-  for (size_t i = 0; i < even.size(); ++i) even[i] = uint8_t(i * 97);
-  v.push_back({"every symbol evenly", even});
-  for (int alphabet : {2, 5, 40, 120, 129, 200, 256}) {
-    std::vector<uint8_t> lits(20000 + 37 * alphabet);
-    std::mt19937 rng{uint32_t(alphabet)};
-    std::geometric_distribution<int> g(0.03);
-    for (auto& b : lits) b = uint8_t(std::min(alphabet - 1, g(rng)) * (256 / alphabet));
-    v.push_back({"alphabet " + std::to_string(alphabet), lits});
-  }
-  std::vector<uint8_t> fib;
-  uint32_t f0 = 1, f1 = 1;
-  for (int s = 0; s < 24; ++s) {
-    fib.insert(fib.end(), f0, uint8_t(s));
-    const uint32_t t = f0 + f1;
-    f0 = f1;
-    f1 = t;
-  }
-  v.push_back({"fibonacci counts", fib});
-  return v;
-}
-
 // ---------------------------------------------------------------- literals
 
 // The twins of the kernel's positions and gather steps give the literals and
@@ -108,7 +69,7 @@ TEST(ZstdEntropySteps, LiteralPositionsAndGatherMatchTheEncodersGather) {
     ASSERT_EQ(enc::gather_marked_literals(src, bd.len, bm.data(), lits.data(), hist.data()), nl) << what;
     lits.resize(nl);
     EXPECT_TRUE(lits == ref) << what;
-    EXPECT_TRUE(hist == histogram(ref)) << what;
+    EXPECT_TRUE(hist == data::histogram(ref)) << what;
   });
   EXPECT_GT(blocks, 100u);
 }
@@ -117,9 +78,9 @@ TEST(ZstdEntropySteps, LiteralPositionsAndGatherMatchTheEncodersGather) {
 TEST(ZstdEntropySteps, SymbolRanksSortByCountThenSymbol) {
   std::vector<std::vector<uint32_t>> hists;
   for_each_block([&](const std::string&, const BlockDesc& bd, const uint8_t* src, const Sequence* seqs) {
-    hists.push_back(histogram(block_literals(bd, src, seqs)));
+    hists.push_back(data::histogram(block_literals(bd, src, seqs)));
   });
-  for (const auto& [name, lits] : literal_edge_cases()) hists.push_back(histogram(lits));
+  for (const auto& [name, lits] : data::literal_edge_cases()) hists.push_back(data::histogram(lits));
   std::mt19937 rng(11);
   for (int round = 0; round < 100; ++round) {  // many ties
     std::vector<uint32_t> h(256, 0);
@@ -143,14 +104,14 @@ TEST(ZstdEntropySteps, SymbolRanksSortByCountThenSymbol) {
 // tile the code space; the same with the ranked order handed in (the GPU's
 // way); the estimate is the literals' coded size.
 TEST(ZstdEntropySteps, HuffmanPlanIsACompletePrefixCode) {
-  std::vector<std::pair<std::string, std::vector<uint8_t>>> cases = literal_edge_cases();
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> cases = data::literal_edge_cases();
   for_each_block([&](const std::string& what, const BlockDesc& bd, const uint8_t* src, const Sequence* seqs) {
     cases.push_back({what, block_literals(bd, src, seqs)});
   });
   size_t huffman = 0;
   for (const auto& [what, lits] : cases) {
     const uint32_t nl = uint32_t(lits.size());
-    const std::vector<uint32_t> h = histogram(lits);
+    const std::vector<uint32_t> h = data::histogram(lits);
     uint32_t distinct = 0;
     for (uint32_t c : h) distinct += c != 0;
     enc::HufTable t, t2;
@@ -233,7 +194,7 @@ std::vector<uint8_t> literals_frame(const uint8_t* section, size_t size) {
 // Every literals section the steps make (raw, RLE, Huffman with one or four
 // streams, direct or FSE-coded weights) is read back by libzstd.
 TEST(ZstdEntropySteps, LiteralsSectionDecodesWithLibzstd) {
-  std::vector<std::pair<std::string, std::vector<uint8_t>>> cases = literal_edge_cases();
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> cases = data::literal_edge_cases();
   for_each_block([&](const std::string& what, const BlockDesc& bd, const uint8_t* src, const Sequence* seqs) {
     cases.push_back({what, block_literals(bd, src, seqs)});
   });
@@ -243,7 +204,7 @@ TEST(ZstdEntropySteps, LiteralsSectionDecodesWithLibzstd) {
     // libzstd takes compressed blocks of 3 bytes and more, and none larger
     // than a block (the encoder stores those raw).
     if (nl == 0 || nl + 8 > enc::kMaxBlock) continue;
-    const std::vector<uint32_t> h = histogram(lits);
+    const std::vector<uint32_t> h = data::histogram(lits);
     std::vector<uint8_t> section(nl + 8);
     const size_t size = enc::encode_literals(lits.data(), nl, h.data(), section.data());
     ASSERT_LE(size, nl + 3u) << what;
@@ -278,7 +239,7 @@ TEST(ZstdEntropySteps, FourStreamsSplitAndFit) {
     const std::vector<uint8_t> lits = block_literals(bd, src, seqs);
     const uint32_t nl = uint32_t(lits.size());
     if (nl < 256) return;
-    const std::vector<uint32_t> h = histogram(lits);
+    const std::vector<uint32_t> h = data::histogram(lits);
     enc::HufTable t;
     uint8_t tree[160];
     enc::LitPlanScratch ws;

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/zstd/zstd_find.h"
@@ -235,6 +236,47 @@ inline const std::vector<ParsedInput>& step_inputs() {
     return v;
   }();
   return inputs;
+}
+
+// The 256 symbol counts of literals.
+inline std::vector<uint32_t> histogram(const std::vector<uint8_t>& lits) {
+  std::vector<uint32_t> h(256, 0);
+  for (uint8_t c : lits) h[c]++;
+  return h;
+}
+
+// Literals for the literals steps beyond the blocks' own: empty, one byte,
+// one symbol, every symbol once and evenly, skewed alphabets of 2..256
+// symbols (direct and FSE-coded Huffman weights), Fibonacci counts (a tree
+// too deep for 11 bits).
+inline std::vector<std::pair<std::string, std::vector<uint8_t>>> literal_edge_cases() {
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> v;
+  v.push_back({"empty", {}});
+  v.push_back({"one byte", {42}});
+  v.push_back({"one symbol x 5000", std::vector<uint8_t>(5000, 7)});
+  std::vector<uint8_t> all(256);
+  for (int s = 0; s < 256; ++s) all[s] = uint8_t(s);
+  v.push_back({"every symbol once", all});
+  std::vector<uint8_t> even(256 * 64);
+  for (size_t i = 0; i < even.size(); ++i) even[i] = uint8_t(i * 97);
+  v.push_back({"every symbol evenly", even});
+  for (int alphabet : {2, 5, 40, 120, 129, 200, 256}) {
+    std::vector<uint8_t> lits(20000 + 37 * alphabet);
+    std::mt19937 rng{uint32_t(alphabet)};
+    std::geometric_distribution<int> g(0.03);
+    for (auto& b : lits) b = uint8_t(std::min(alphabet - 1, g(rng)) * (256 / alphabet));
+    v.push_back({"alphabet " + std::to_string(alphabet), lits});
+  }
+  std::vector<uint8_t> fib;
+  uint32_t f0 = 1, f1 = 1;
+  for (int s = 0; s < 24; ++s) {
+    fib.insert(fib.end(), f0, uint8_t(s));
+    const uint32_t t = f0 + f1;
+    f0 = f1;
+    f1 = t;
+  }
+  v.push_back({"fibonacci counts", fib});
+  return v;
 }
 
 }  // namespace gpo::test::zstd_data
