@@ -19,8 +19,7 @@ size_t cpu_encode_frame(const uint8_t* in, std::span<const BlockDesc> blocks, co
   }
   std::vector<uint8_t> lits(enc::kMaxBlock);
   std::vector<uint32_t> ofv(enc::kMaxBlock / 3 + 1);
-  std::vector<uint8_t> codes(3 * ofv.size());
-  const enc::BlockScratch ws{lits.data(), ofv.data(), codes.data()};
+  const enc::BlockScratch ws{lits.data(), ofv.data()};
   for (const BlockDesc& b : blocks) {
     const bool last = uint64_t(b.pos) + b.len == input_size;
     p += enc::encode_block(in + b.src, b.len, seqs + b.seq_first, b.seq_count, b.pos == 0, last, ws, out + p);

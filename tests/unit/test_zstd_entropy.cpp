@@ -84,12 +84,8 @@ Parsed parse_with_libzstd(const std::vector<uint8_t>& in, int level) {
 
 // Stage 1's CPU finder (the GPU finder's twin).
 Parsed parse_with_stage1(const std::vector<uint8_t>& in) {
-  Parsed p;
-  const uint64_t size = in.size(), off = 0;
-  const uint64_t slots = gpo::zstd::gpu::plan_blocks({&size, 1}, {&off, 1}, p.blocks);
-  p.seqs.resize(slots);
-  gpo::zstd::gpu::cpu_find(in, p.blocks, p.seqs);
-  return p;
+  data::ParsedInput s = data::stage1_parse("", in);
+  return {std::move(s.blocks), std::move(s.seqs)};
 }
 
 std::vector<uint8_t> encode(const std::vector<uint8_t>& in, const Parsed& p) {
@@ -245,13 +241,7 @@ TEST(ZstdEntropy, HuffmanPresortedOrderSameTable) {
     const int present = 2 + int(rng() % 255);
     for (int k = 0; k < present; ++k) hist[rng() % 256] = 1 + (round % 3 == 0 ? rng() % 4 : rng() % 5000);
     uint8_t order[256];
-    for (uint32_t s = 0; s < 256; ++s) {  // the kernel's rank rule
-      if (!hist[s]) continue;
-      uint32_t rank = 0;
-      for (uint32_t o = 0; o < 256; ++o)
-        rank += hist[o] != 0 && (hist[o] < hist[s] || (hist[o] == hist[s] && o < s));
-      order[rank] = uint8_t(s);
-    }
+    gpo::zstd::enc::huf_rank_symbols(hist, order);  // the kernel's ranks
     gpo::zstd::enc::HufTable a, b;
     gpo::zstd::enc::huf_build(hist, a);
     gpo::zstd::enc::huf_build(hist, b, order);

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/zstd/zstd_find.h"
@@ -186,6 +187,96 @@ inline Shaped make_shape(int shape) {
     r.blocks[b].trailing_literals = r.blocks[b].len - covered;
   }
   return r;
+}
+
+// One input in stage 1's layout on its own: blocks (src indexes data,
+// seq_first indexes seqs) and sequences.
+struct ParsedInput {
+  std::string name;
+  std::vector<uint8_t> data;
+  std::vector<gpo::zstd::gpu::BlockDesc> blocks;
+  std::vector<gpo::zstd::gpu::Sequence> seqs;
+};
+
+// Stage 1's parse of one input by the CPU finder (the GPU finder's twin).
+inline ParsedInput stage1_parse(std::string name, std::vector<uint8_t> in) {
+  ParsedInput p{std::move(name), std::move(in), {}, {}};
+  const uint64_t size = p.data.size(), off = 0;
+  const uint64_t slots = gpo::zstd::gpu::plan_blocks({&size, 1}, {&off, 1}, p.blocks);
+  p.seqs.resize(slots);
+  gpo::zstd::gpu::cpu_find(p.data, p.blocks, p.seqs);
+  return p;
+}
+
+// The inputs of the block encoder's step tests: every data kind at the sizes
+// up to a few blocks (1 byte, a short block, a full one, a tail), parsed by
+// stage 1, and the inputs of every sequence shape.
+inline const std::vector<ParsedInput>& step_inputs() {
+  static const std::vector<ParsedInput> inputs = [] {
+    std::vector<ParsedInput> v;
+    for (const Kind& k : kinds())
+      for (size_t n : sizes())
+        if (n > 0 && n <= 300 * 1024 + 77) v.push_back(stage1_parse(std::string(k.name) + " " + std::to_string(n), k.make(n)));
+    for (int shape = 0; shape < kShapes; ++shape) {
+      Shaped sh = make_shape(shape);
+      uint64_t base = 0;
+      for (size_t i = 0; i < sh.inputs.size(); ++i) {
+        ParsedInput p{"shape " + std::to_string(shape) + " input " + std::to_string(i), sh.inputs[i], {}, {}};
+        for (gpo::zstd::gpu::BlockDesc b : sh.blocks)
+          if (b.input == i) {
+            p.seqs.insert(p.seqs.end(), sh.seqs.begin() + b.seq_first, sh.seqs.begin() + b.seq_first + b.seq_count);
+            b.src -= base;
+            b.seq_first = uint32_t(p.seqs.size() - b.seq_count);
+            p.blocks.push_back(b);
+          }
+        base += (sh.inputs[i].size() + 15) / 16 * 16;
+        v.push_back(std::move(p));
+      }
+    }
+    return v;
+  }();
+  return inputs;
+}
+
+// The 256 symbol counts of literals.
+inline std::vector<uint32_t> histogram(const std::vector<uint8_t>& lits) {
+  std::vector<uint32_t> h(256, 0);
+  for (uint8_t c : lits) h[c]++;
+  return h;
+}
+
+// Literals for the literals steps beyond the blocks' own: empty, one byte,
+// one symbol, every symbol once and evenly, skewed alphabets of 2..256
+// symbols (direct and FSE-coded Huffman weights), Fibonacci counts (a tree
+// too deep for 11 bits).
+inline std::vector<std::pair<std::string, std::vector<uint8_t>>> literal_edge_cases() {
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> v;
+  v.push_back({"empty", {}});
+  v.push_back({"one byte", {42}});
+  v.push_back({"one symbol x 5000", std::vector<uint8_t>(5000, 7)});
+  std::vector<uint8_t> all(256);
+  for (int s = 0; s < 256; ++s) all[s] = uint8_t(s);
+  v.push_back({"every symbol once", all});
+  std::vector<uint8_t> even(256 * 64);
+  for (size_t i = 0; i < even.size(); ++i) even[i] = uint8_t(i * 97);
+  v.push_back({"every symbol evenly", even});
+  for (int alphabet : {2, 5, 40, 120, 129, 200, 256}) {
+    std::vector<uint8_t> lits(20000 + 37 * alphabet);
+    std::mt19937 rng{uint32_t(alphabet)};
+    std::geometric_distribution<int> g(0.03);
+    for (auto& b : lits) b = uint8_t(std::min(alphabet - 1, g(rng)) * (256 / alphabet));
+    v.push_back({"alphabet " + std::to_string(alphabet), lits});
+  }
+  std::vector<uint8_t> fib;
+  uint32_t f0 = 1, f1 = 1;
+  for (int s = 0; s < 24; ++s) {
+    fib.insert(fib.end(), f0, uint8_t(s));
+    const uint32_t t = f0 + f1;
+    f0 = f1;
+    f1 = t;
+  }
+  v.push_back({"fibonacci counts", fib});
+  return v;
 }
 
 }  // namespace gpo::test::zstd_data
