@@ -24,6 +24,7 @@
 #include "ipc/slab_job.h"
 #include "ipc/slab_validate.h"
 #include "loop/event_loop.h"
+#include "util/fd_passing.h"
 #include "util/log.h"
 
 namespace gpo::ipc {
@@ -541,35 +542,16 @@ void ClientServer::on_conn(int fd) {
       gpo_msg_doorbell bell;
       uint32_t type;
     } m{};
-    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * 4)];
-    iovec iov{&m, sizeof(m)};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = ctl;
-    mh.msg_controllen = sizeof(ctl);
-    ssize_t r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    // Only one fd is expected: the memfd of a registration (others are closed).
+    util::Received got = util::recv_with_fd(fd, &m, sizeof(m), MSG_DONTWAIT);
+    const ssize_t r = got.len;
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (r <= 0) {
       close_conn(fd);
       return;
     }
-    int memfd = -1;
-    for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-      if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-        int nfd = int((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        for (int i = 0; i < nfd; ++i) {
-          int f;
-          std::memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-          if (memfd < 0) memfd = f;
-          else close(f);  // only one fd is expected
-        }
-      }
-    }
     if (size_t(r) >= sizeof(gpo_msg_register) && m.type == GPO_MSG_REGISTER) {
-      const bool open = on_register(c, m.reg, memfd);
-      if (memfd >= 0) close(memfd);
-      if (!open) return;
+      if (!on_register(c, m.reg, got.fd.get())) return;
       continue;
     } else if (size_t(r) >= sizeof(gpo_msg_doorbell) && m.type == GPO_MSG_DOORBELL) {
       // The socket's peer is the process: same check as the kernel-stamped tgid.
@@ -577,7 +559,6 @@ void ClientServer::on_conn(int fd) {
     } else {
       st_->doorbells_refused++;
     }
-    if (memfd >= 0) close(memfd);
   }
 }
 

@@ -22,6 +22,7 @@
 #include "ipc/slab_protocol.h"
 #include "offload/offload_env.h"
 #include "offload/raw_client.h"
+#include "util/fd_passing.h"
 
 using namespace gpo::test;
 
@@ -125,16 +126,12 @@ TEST(OffloadAccess, TheClientRefusesAnAgentRunByAnotherUser) {
       if (poll(&p, 1, 3000) > 0) {
         int c = accept(l, nullptr, nullptr);
         gpo_msg_register m{};
-        alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))];
-        iovec iov{&m, sizeof(m)};
-        msghdr mh{};
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = ctl;
-        mh.msg_controllen = sizeof(ctl);
         pollfd q{c, POLLIN, 0};
         got = 'C';  // connected, nothing sent
-        if (poll(&q, 1, 2000) > 0 && recvmsg(c, &mh, 0) > 0 && CMSG_FIRSTHDR(&mh)) got = 'R';  // a slab
+        if (poll(&q, 1, 2000) > 0) {
+          const gpo::util::Received r = gpo::util::recv_with_fd(c, &m, sizeof(m));
+          if (r.len > 0 && r.fd.valid()) got = 'R';  // a slab
+        }
         close(c);
       }
       if (write(report[1], &got, 1) != 1) _exit(5);
