@@ -8,7 +8,6 @@
 #include <sys/stat.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
-#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -55,6 +54,8 @@ std::string mapping_of(pid_t pid, const std::string& path) {
 }
 
 std::string errno_text(int e) { return std::strerror(e); }
+
+constexpr std::chrono::milliseconds kListenPause{100};  // out of fds: how long the socket stays closed
 
 // At most one warning a second from what clients can provoke (refusals,
 // dropped connections): the rest go to the debug level.
@@ -279,28 +280,11 @@ void ClientServer::register_with(loop::EventLoop& loop) {
   loop_ = &loop;
   listen_on_socket();
   reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  pause_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  if (reserve_fd_ < 0 || pause_fd_ < 0 || timer_fd_ < 0)
-    throw std::runtime_error("offload: out of file descriptors at start: " + errno_text(errno));
+  if (reserve_fd_ < 0) throw std::runtime_error("offload: out of file descriptors at start: " + errno_text(errno));
+  pause_timer_ = std::make_unique<loop::OneShotTimer>(loop, [this] { listen_again(); });
+  window_timer_ = std::make_unique<loop::OneShotTimer>(loop, [this] { flush_all(); });
   loop.add_fd(listen_fd_, [this] { on_accept(); });
   listening_ = true;
-  loop.add_fd(pause_fd_, [this] {
-    uint64_t n;
-    while (read(pause_fd_, &n, sizeof(n)) > 0) {
-    }
-    if (listening_ || listen_fd_ < 0) return;
-    if (reserve_fd_ < 0) reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    try {
-      loop_->add_fd(listen_fd_, [this] { on_accept(); });
-      listening_ = true;
-    } catch (const std::exception& e) {
-      log::warn("offload: cannot listen again yet ({}); retrying", e.what());
-      itimerspec ts{};
-      ts.it_value.tv_nsec = 100000000;
-      timerfd_settime(pause_fd_, 0, &ts, nullptr);
-    }
-  });
 
   wake_fd_ = st_->wake_fd;
   if (wake_fd_ < 0) throw std::runtime_error(std::string("offload: eventfd: ") + std::strerror(errno));
@@ -309,14 +293,6 @@ void ClientServer::register_with(loop::EventLoop& loop) {
     while (read(wake_fd_, &n, sizeof(n)) > 0) {
     }
     flush_while_room();
-  });
-
-  loop.add_fd(timer_fd_, [this] {
-    uint64_t n;
-    while (read(timer_fd_, &n, sizeof(n)) > 0) {
-    }
-    timer_armed_ = false;
-    flush_all();
   });
 
   if (opt_.uprobe_doorbell) {
@@ -364,20 +340,12 @@ void ClientServer::unregister(loop::EventLoop& loop) {
     probe_->unregister(loop);
     probe_.reset();
   }
-  if (timer_fd_ >= 0) {
-    loop.remove_fd(timer_fd_);
-    close(timer_fd_);
-    timer_fd_ = -1;
-  }
+  window_timer_.reset();
   if (wake_fd_ >= 0) {
     loop.remove_fd(wake_fd_);  // closed with st_: completions still to come may write it
     wake_fd_ = -1;
   }
-  if (pause_fd_ >= 0) {
-    loop.remove_fd(pause_fd_);
-    close(pause_fd_);
-    pause_fd_ = -1;
-  }
+  pause_timer_.reset();
   if (listen_fd_ >= 0) {
     if (listening_) loop.remove_fd(listen_fd_);
     listening_ = false;
@@ -466,10 +434,20 @@ void ClientServer::pause_listening() {
   if (!listening_) return;
   loop_->remove_fd(listen_fd_);
   listening_ = false;
-  itimerspec ts{};
-  ts.it_value.tv_nsec = 100000000;  // 100 ms
-  if (timerfd_settime(pause_fd_, 0, &ts, nullptr) != 0)
+  if (!pause_timer_->arm(kListenPause))
     log::error("offload: timerfd_settime: {}; the socket stays closed", errno_text(errno));
+}
+
+void ClientServer::listen_again() {
+  if (listening_ || listen_fd_ < 0) return;
+  if (reserve_fd_ < 0) reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  try {
+    loop_->add_fd(listen_fd_, [this] { on_accept(); });
+    listening_ = true;
+  } catch (const std::exception& e) {
+    log::warn("offload: cannot listen again yet ({}); retrying", e.what());
+    pause_timer_->arm(kListenPause);
+  }
 }
 
 bool ClientServer::peer_allowed(int fd, const ucred& cred) const {
@@ -785,16 +763,10 @@ void ClientServer::flush_while_room() {
 }
 
 void ClientServer::arm_timer() {
-  if (timer_armed_) return;
-  itimerspec ts{};
-  ts.it_value.tv_sec = opt_.batch_window_us / 1000000;
-  ts.it_value.tv_nsec = long(opt_.batch_window_us % 1000000) * 1000;
-  if (timerfd_settime(timer_fd_, 0, &ts, nullptr) != 0) {
+  if (!window_timer_->arm(std::chrono::microseconds(opt_.batch_window_us))) {
     log::error("offload: timerfd_settime: {}; sending the batch now", errno_text(errno));
     flush_all();
-    return;
   }
-  timer_armed_ = true;
 }
 
 void ClientServer::flush_all() {
