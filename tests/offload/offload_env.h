@@ -39,6 +39,15 @@ inline std::string unique_socket(const char* tag) {
   return "/tmp/gpo-test-" + std::string(tag) + "-" + std::to_string(getpid()) + ".sock";
 }
 
+// Options of an in-process agent on its own socket; doorbells come over the
+// socket unless uprobe_doorbell (which needs root).
+inline ipc::ServerOptions agent_options(const char* socket_tag, bool uprobe_doorbell = false) {
+  ipc::ServerOptions o;
+  o.socket_path = unique_socket(socket_tag);
+  o.uprobe_doorbell = uprobe_doorbell;
+  return o;
+}
+
 // The real agent-side component, on a thread, on the CPU backend.
 class InProcessAgent {
  public:

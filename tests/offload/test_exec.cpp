@@ -42,9 +42,7 @@ bool have(const std::string& p) { return access(p.c_str(), X_OK) == 0; }
 class Exec : public ::testing::Test {
  protected:
   void SetUp() override {
-    gpo::ipc::ServerOptions o;
-    o.socket_path = unique_socket("exec");
-    o.uprobe_doorbell = false;
+    gpo::ipc::ServerOptions o = agent_options("exec");
     o.max_slab_bytes = uint64_t(256) << 20;
     agent_ = std::make_unique<InProcessAgent>(o);
     dir_ = "/tmp/gpo-exec-" + std::to_string(getpid());

@@ -30,13 +30,6 @@ namespace {
 
 constexpr uid_t kNobody = 65534;
 
-gpo::ipc::ServerOptions opts(const char* tag, bool uprobe = false) {
-  gpo::ipc::ServerOptions o;
-  o.socket_path = unique_socket(tag);
-  o.uprobe_doorbell = uprobe;
-  return o;
-}
-
 // A serving plan page written by root at path: every job of every op to the agent.
 void write_root_plan_page(const std::string& path) {
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -182,7 +175,7 @@ TEST(OffloadAccess, TheClientRefusesAnAgentRunByAnotherUser) {
 // choosing, no threshold of its choosing.
 TEST(OffloadAccess, ASetuidProcessIgnoresTheGpoEnvironment) {
   if (!is_root()) GTEST_SKIP() << "needs root to run a process with AT_SECURE";
-  auto o = opts("secure");
+  auto o = agent_options("secure");
   o.allow_all_users = true;
   InProcessAgent agent(o);
   auto jobs = [&] { return agent.server().stats().doorbells_socket; };
@@ -232,7 +225,7 @@ TEST(OffloadAccess, ASetuidProcessIgnoresTheGpoEnvironment) {
 
 TEST(OffloadAccess, TheUprobeGoesOnlyOnLibraryFilesRootOwnsAndNobodyElseCanWrite) {
   if (!is_root()) GTEST_SKIP() << "needs root for the BPF uprobe doorbell";
-  InProcessAgent agent(opts("libowner", true));
+  InProcessAgent agent(agent_options("libowner", true));
   ASSERT_TRUE(agent.server().uprobe_doorbell()) << "root, yet the doorbell program did not load: "
                                                 << agent.server().describe();
   // Copies of the library, mapped by this process: one owned by nobody, one root's but group-writable.
@@ -287,7 +280,7 @@ int as_nobody(F f) {
 // (chmod 0666), the agent still checks the peer's credentials.
 TEST(OffloadAccess, OnlyRootTheAgentsUserAndItsGroupGetIn) {
   if (!is_root()) GTEST_SKIP() << "needs root to connect as another user";
-  auto o = opts("creds");
+  auto o = agent_options("creds");
   o.socket_group = "gpo-test-no-such-group";  // the group: the socket's own (root's)
   InProcessAgent agent(o);
   ASSERT_EQ(chmod(agent.socket().c_str(), 0666), 0);
@@ -307,7 +300,7 @@ TEST(OffloadAccess, OnlyRootTheAgentsUserAndItsGroupGetIn) {
   RawClient own;
   EXPECT_TRUE(own.connect_and_register(agent.socket())) << "root refused";
   // --offload-allow-all: any user.
-  auto o2 = opts("credsall");
+  auto o2 = agent_options("credsall");
   o2.allow_all_users = true;
   InProcessAgent open_agent(o2);
   EXPECT_EQ(as_nobody([&] {
@@ -320,7 +313,7 @@ TEST(OffloadAccess, OnlyRootTheAgentsUserAndItsGroupGetIn) {
 // One user at its connection quota does not stop another.
 TEST(OffloadAccess, OneUsersQuotaDoesNotStopAnother) {
   if (!is_root()) GTEST_SKIP() << "needs root to connect as another user";
-  auto o = opts("uids");
+  auto o = agent_options("uids");
   o.allow_all_users = true;
   o.uid_max_connections = 1;
   InProcessAgent agent(o);
@@ -362,7 +355,7 @@ TEST(OffloadAccess, UprobeAttachmentsAreCountedCappedPerUidAndRemoved) {
   ASSERT_EQ(stat(lib_path().c_str(), &st), 0);
   if (st.st_uid != 0 || (st.st_mode & 022))
     GTEST_SKIP() << lib_path() << " is not root's alone (build as root): the agent rightly probes only such files";
-  auto o = opts("uprobes", true);
+  auto o = agent_options("uprobes", true);
   o.uid_max_uprobe_files = 2;
   InProcessAgent agent(o);
   ASSERT_TRUE(agent.server().uprobe_doorbell()) << "root, yet the doorbell program did not load: "
@@ -415,7 +408,7 @@ TEST(OffloadAccess, LostDoorbellsAreReported) {
   ASSERT_EQ(stat(lib_path().c_str(), &st), 0);
   if (st.st_uid != 0 || (st.st_mode & 022))
     GTEST_SKIP() << lib_path() << " is not root's alone (build as root): the agent rightly probes only such files";
-  auto o = opts("lost", true);
+  auto o = agent_options("lost", true);
   gpo::backend::CpuBackend be(1);
   gpo::loop::EventLoop loop;
   gpo::ipc::ClientServer server(o, be);
