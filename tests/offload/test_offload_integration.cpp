@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/files.h"
 #include "common/preload.h"
 #include "common/proc.h"
 #include "gpuoffload.h"
@@ -70,13 +71,6 @@ TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
   EXPECT_EQ(agent.server().stats().doorbells_refused - refused, 8u);
   EXPECT_EQ(agent.server().stats().jobs_done, uint64_t(kJobs)) << "a forged doorbell ran a job";
   gpo_set_socket(nullptr);
-}
-
-std::string self_dir() {
-  char buf[4096];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  std::string p(buf, size_t(n > 0 ? n : 0));
-  return p.substr(0, p.rfind('/'));
 }
 
 TEST(OffloadIntegration, ShimGivesTheSameOutputAsTheRealFunctions) {

@@ -21,6 +21,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "common/files.h"
 #include "gpuoffload.h"
 #include "kernels/zstd/zstd.h"
 #include "offload/offload_env.h"
@@ -35,15 +36,6 @@ gpo::ipc::ServerOptions opts(const char* tag) {
   o.max_slab_bytes = 64ull << 20;
   return o;
 }
-
-std::string read_file(const std::string& p) {
-  std::ifstream f(p);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-void write_file(const std::string& p, const std::string& text) { std::ofstream(p) << text; }
 
 // The agent component on a GateBackend, its loop on a thread.
 struct GatedAgent {
