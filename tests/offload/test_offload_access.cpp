@@ -48,39 +48,10 @@ void write_root_plan_page(const std::string& path) {
 // Runs argv with env added; secure: with real uid nobody and effective uid
 // root, which the kernel runs with AT_SECURE as it would a setuid program.
 ProcResult run_env(const std::vector<std::string>& argv, const std::vector<std::string>& env, bool secure) {
-  ProcResult r;
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return r;
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    dup2(fds[1], 2);
+  return run_proc(argv, 30.0, [&] {
     for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
     if (secure && setresuid(kNobody, 0, 0) != 0) _exit(126);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  close(fds[1]);
-  char buf[4096];
-  for (;;) {
-    pollfd p{fds[0], POLLIN, 0};
-    if (poll(&p, 1, 30000) <= 0) {
-      kill(pid, SIGKILL);
-      r.timed_out = true;
-      break;
-    }
-    ssize_t n = read(fds[0], buf, sizeof buf);
-    if (n <= 0) break;
-    r.out.append(buf, size_t(n));
-  }
-  close(fds[0]);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  if (!r.timed_out && WIFEXITED(st)) r.exit_code = WEXITSTATUS(st);
-  return r;
+  });
 }
 
 std::string lib_path() {
