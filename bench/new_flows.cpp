@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "afxdp/checksum.h"
+
 namespace gpo::bench {
 
 namespace {
@@ -48,11 +50,7 @@ std::vector<uint8_t> NewFlowGenerator::frame(const NewFlowOptions& o, uint64_t i
   in_addr dst{};
   if (inet_pton(AF_INET, o.dst_ip.c_str(), &dst) != 1) throw std::runtime_error("bad destination " + o.dst_ip);
   std::memcpy(ip + 16, &dst, 4);
-  uint32_t sum = 0;
-  for (int i = 0; i < 20; i += 2) sum += uint32_t(ip[i]) << 8 | ip[i + 1];
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  ip[10] = uint8_t(~sum >> 8);
-  ip[11] = uint8_t(~sum);
+  afxdp::set_ipv4_header_checksum(ip);
   uint8_t* udp = ip + 20;
   const uint16_t sport = source_port(index);
   udp[0] = uint8_t(sport >> 8);

@@ -53,6 +53,7 @@
 #include <sstream>
 #include <thread>
 
+#include "afxdp/checksum.h"
 #include "afxdp/packet_path.h"
 #include "afxdp/rule_snapshot.h"
 #include "bench/bench.h"
@@ -216,11 +217,7 @@ std::vector<uint8_t> udp_frame(uint16_t sport) {
   const uint8_t s[4] = {198, 18, 200, 1}, d[4] = {198, 18, 200, 2};
   std::memcpy(ip + 12, s, 4);
   std::memcpy(ip + 16, d, 4);
-  uint32_t sum = 0;
-  for (int i = 0; i < 20; i += 2) sum += uint32_t(ip[i]) << 8 | ip[i + 1];
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  ip[10] = uint8_t(~sum >> 8);
-  ip[11] = uint8_t(~sum);
+  afxdp::set_ipv4_header_checksum(ip);
   uint8_t* udp = ip + 20;
   udp[0] = uint8_t(sport >> 8);
   udp[1] = uint8_t(sport);

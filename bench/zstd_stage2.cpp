@@ -15,8 +15,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "bench/bench.h"
@@ -124,6 +127,281 @@ std::pair<size_t, double> libzstd_run(const std::vector<uint8_t>& in, const Chun
   return {total, best};
 }
 
+// Stage 1's sequences for the corpus, on the device and on the host: the GPU
+// finder when it runs, else its CPU twin. Also the corpus on the device and
+// in pinned memory. Freed by free_device().
+struct Stage1 {
+  std::vector<zg::BlockDesc> blocks;
+  std::vector<zg::Sequence> seqs;
+  uint64_t slots = 0;
+  bool gpu_find = false;
+  uint8_t *d_in = nullptr, *h_in = nullptr;
+  zg::BlockDesc* d_blocks = nullptr;
+  zg::Sequence* d_seqs = nullptr;
+
+  void free_device() {
+    cudaFree(d_in);
+    cudaFree(d_blocks);
+    cudaFree(d_seqs);
+    cudaFreeHost(h_in);
+  }
+};
+
+Stage1 find_sequences(const std::vector<uint8_t>& in, const Chunks& c, cudaStream_t st) {
+  Stage1 s;
+  s.slots = zg::plan_blocks(c.sizes, c.offsets, s.blocks);
+  s.seqs.resize(s.slots);
+  const size_t blocks_bytes = s.blocks.size() * sizeof(zg::BlockDesc), seqs_bytes = s.slots * sizeof(zg::Sequence);
+  cudaMalloc(&s.d_in, in.size() + 16);  // the finder reads up to 8 bytes past the end
+  cudaMalloc(&s.d_blocks, blocks_bytes);
+  cudaMalloc(&s.d_seqs, seqs_bytes);
+  cudaMallocHost(&s.h_in, in.size());
+  std::copy(in.begin(), in.end(), s.h_in);
+  cudaMemcpy(s.d_in, s.h_in, in.size(), cudaMemcpyHostToDevice);
+  cudaMemcpy(s.d_blocks, s.blocks.data(), blocks_bytes, cudaMemcpyHostToDevice);
+  s.gpu_find = zg::enqueue_find(s.d_in, s.d_blocks, uint32_t(s.blocks.size()), s.d_seqs, st) == 0 &&
+               cudaStreamSynchronize(st) == cudaSuccess;
+  cudaGetLastError();
+  if (s.gpu_find) {
+    cudaMemcpy(s.blocks.data(), s.d_blocks, blocks_bytes, cudaMemcpyDeviceToHost);
+    cudaMemcpy(s.seqs.data(), s.d_seqs, seqs_bytes, cudaMemcpyDeviceToHost);
+  } else {
+    zg::cpu_find({in.data(), in.size()}, s.blocks, s.seqs);
+    cudaMemcpy(s.d_blocks, s.blocks.data(), blocks_bytes, cudaMemcpyHostToDevice);
+    cudaMemcpy(s.d_seqs, s.seqs.data(), seqs_bytes, cudaMemcpyHostToDevice);
+  }
+  return s;
+}
+
+// The best of reps runs of what enqueue queues on st, in ms between two
+// events. Stops at the first run whose enqueue returns non-zero or whose end
+// event fails: false, with that CUDA error in *err.
+template <typename Enqueue>
+bool best_ms(int reps, cudaStream_t st, cudaEvent_t e0, cudaEvent_t e1, float& best, Enqueue&& enqueue,
+             cudaError_t* err = nullptr) {
+  best = 1e30f;
+  for (int r = 0; r < reps; ++r) {
+    cudaEventRecord(e0, st);
+    const int rc = enqueue();
+    cudaEventRecord(e1, st);
+    if (rc != 0 || cudaEventSynchronize(e1) != cudaSuccess) {
+      if (err) *err = cudaError_t(rc ? rc : cudaGetLastError());
+      return false;
+    }
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    best = std::min(best, ms);
+  }
+  return true;
+}
+
+// End to end through the library (GpuCompressor: copy in, find, encode,
+// copy out, pieces on kSets streams): pinned host buffers (copied by DMA
+// directly, as the agent's registered client slabs are) and pageable ones
+// (packed into / out of pinned staging by the host threads).
+struct E2e {
+  std::string row;
+  double best = 1e30;
+  ent::GpuCompressor::Times t;  // of the best run
+  size_t bytes = 0;
+};
+
+// The inputs and outputs of the end-to-end runs, pinned and pageable; what
+// the last runs wrote stays there for the check.
+struct E2eBuffers {
+  std::vector<std::span<const uint8_t>> pin_ins, page_ins;
+  std::vector<std::span<uint8_t>> pin_outs, page_outs;
+  std::vector<std::vector<uint8_t>> page_obufs;
+  std::vector<size_t> pin_sz, page_sz;
+  uint8_t* pin_out = nullptr;  // cudaFreeHost by the caller
+
+  E2eBuffers(const std::vector<uint8_t>& in, const uint8_t* h_in, const Chunks& c)
+      : pin_sz(c.sizes.size()), page_sz(c.sizes.size()) {
+    size_t cap = 0;
+    for (size_t i = 0; i < c.sizes.size(); ++i) cap += ent::frame_bound(c.sizes[i]);
+    cudaMallocHost(&pin_out, cap);
+    size_t o = 0;
+    for (size_t i = 0; i < c.sizes.size(); ++i) {
+      pin_ins.push_back({h_in + c.offsets[i], c.sizes[i]});
+      page_ins.push_back({in.data() + c.offsets[i], c.sizes[i]});
+      pin_outs.push_back({pin_out + o, ent::frame_bound(c.sizes[i])});
+      o += ent::frame_bound(c.sizes[i]);
+      page_obufs.emplace_back(ent::frame_bound(c.sizes[i]));
+    }
+    for (auto& ob : page_obufs) page_outs.push_back(ob);
+  }
+};
+
+E2e measure_e2e(E2eBuffers& b, const std::string& row, uint64_t piece_mib, bool pinned, int reps,
+                bool timeline = false) {
+  ent::GpuCompressor comp;
+  comp.set_piece_bytes(piece_mib << 20);
+  comp.set_timeline(timeline);
+  E2e r;
+  r.row = row;
+  for (int k = 0; k < reps + 1; ++k) {  // the first call allocates: not counted
+    if (pinned) comp.compress(b.pin_ins, b.pin_outs, b.pin_sz);
+    else comp.compress(b.page_ins, b.page_outs, b.page_sz);
+    if (k > 0 && comp.times().total < r.best) r.best = comp.times().total, r.t = comp.times();
+  }
+  for (size_t x : pinned ? b.pin_sz : b.page_sz) r.bytes += x;
+  return r;
+}
+
+std::vector<E2e> measure_e2e_rows(E2eBuffers& b, const Options& opt, int reps) {
+  std::vector<E2e> e2e;
+  const uint64_t default_piece = ent::GpuCompressor::kDefaultPieceBytes >> 20;
+  e2e.push_back(measure_e2e(b, "GpuCompressor e2e, pinned in/out, " + std::to_string(default_piece) + " MiB pieces",
+                            default_piece, true, reps, true));
+  e2e.push_back(measure_e2e(b, "GpuCompressor e2e, pageable in/out, " + std::to_string(default_piece) + " MiB pieces",
+                            default_piece, false, reps));
+  if (!opt.quick)
+    for (uint64_t mib : {16, 32, 64, 256})
+      e2e.push_back(
+          measure_e2e(b, "GpuCompressor e2e, pinned in/out, " + std::to_string(mib) + " MiB pieces", mib, true, reps));
+  return e2e;
+}
+
+// The copies alone, pinned, one direction after the other (what the copy
+// engines give this machine: the bound on e2e whatever the kernels). Leaves
+// the encoder's frames in h_out.
+double copy_seconds(const Stage1& s, size_t in_size, uint8_t* h_out, const uint8_t* d_out, size_t nout,
+                    cudaStream_t st) {
+  double copy_s = 0;
+  for (int r = 0; r < 3; ++r) {
+    const auto t0 = Clock::now();
+    cudaMemcpyAsync(s.d_in, s.h_in, in_size, cudaMemcpyHostToDevice, st);
+    cudaMemcpyAsync(h_out, d_out, nout, cudaMemcpyDeviceToHost, st);
+    cudaStreamSynchronize(st);
+    const double t = secs(t0, Clock::now());
+    copy_s = r == 0 ? t : std::min(copy_s, t);
+  }
+  return copy_s;
+}
+
+// Check: every frame decompresses to its chunk (a bench that lies is worse
+// than none): the GpuEncoder run's frames (h_out at offs) and the pageable
+// GpuCompressor run's; the pinned run's frames must equal the pageable run's.
+// Returns {frames that failed, inputs whose pinned and pageable frames differ}.
+std::pair<size_t, size_t> check_frames(const std::vector<uint8_t>& in, const Chunks& c, size_t chunk,
+                                       const uint8_t* h_out, const std::vector<uint64_t>& offs, const E2eBuffers& b) {
+  size_t bad = 0, differ = 0;
+  std::vector<uint8_t> back(chunk + 1);
+  auto ok = [&](const uint8_t* f, size_t fs, size_t i) {
+    const size_t r = ZSTD_decompress(back.data(), back.size(), f, fs);
+    return !ZSTD_isError(r) && r == c.sizes[i] && std::equal(back.begin(), back.begin() + r, in.begin() + c.offsets[i]);
+  };
+  for (size_t i = 0; i < c.sizes.size(); ++i) {
+    bad += !ok(h_out + offs[i], offs[i + 1] - offs[i], i);
+    bad += !ok(b.page_outs[i].data(), b.page_sz[i], i);
+    differ += b.pin_sz[i] != b.page_sz[i] ||
+              !std::equal(b.pin_outs[i].begin(), b.pin_outs[i].begin() + b.pin_sz[i], b.page_outs[i].begin());
+  }
+  return {bad, differ};
+}
+
+// The same encoder on one CPU core (the code the GPU runs), in seconds for
+// the whole corpus (a sample of it unless quick).
+double cpu_encoder_seconds(const std::vector<uint8_t>& in, const Chunks& c, size_t chunk, const Stage1& s,
+                           bool quick) {
+  std::vector<uint8_t> o(ent::frame_bound(chunk));
+  const auto t0 = Clock::now();
+  size_t b0 = 0;
+  const size_t n_in = quick ? c.sizes.size() : std::min<size_t>(c.sizes.size(), 64);
+  size_t bytes = 0;
+  for (size_t i = 0; i < n_in; ++i) {
+    size_t nb = 0;
+    while (b0 + nb < s.blocks.size() && s.blocks[b0 + nb].input == i) nb++;
+    ent::cpu_encode_frame(in.data(), {s.blocks.data() + b0, nb}, s.seqs.data(), c.sizes[i], ent::kWindowLog, o.data(),
+                          o.size());
+    b0 += nb;
+    bytes += c.sizes[i];
+  }
+  return secs(t0, Clock::now()) * double(in.size()) / double(bytes);
+}
+
+// What the table reports: sizes (bytes out) and times (seconds, ms where named).
+struct Stage2Figures {
+  size_t in_bytes = 0, chunk = 0;
+  unsigned all = 1;
+  std::pair<size_t, double> z1, z1a, z3;  // libzstd -1 on one core and all, -3 on all
+  size_t gpu_size = 0;                    // the GpuEncoder's frames
+  bool gpu_find = false;
+  float find_ms = 0, encode_ms = 0, encode_thread_ms = 0;
+  ent::GpuEncoder::Split split;
+  std::vector<E2e> e2e;
+  double copy_s = 0, cpu_enc_s = 0;
+  size_t bad = 0, differ = 0;
+};
+
+void add_e2e_notes(Table& t, const E2e& r) {
+  char b[400];
+  const auto& x = r.t;
+  std::snprintf(b, sizeof b,
+                "%s: %zu pieces, %.1f ms; in %.0f MB direct + %.0f MB staged (%zu copies), out %.0f MB direct + "
+                "%.0f MB staged (%zu copies); host pack %.1f ms (%s GB/s), unpack %.1f ms (%s GB/s)",
+                r.row.c_str(), x.pieces, x.total * 1e3, x.direct_in / 1e6, x.staged_in / 1e6, x.copies_in,
+                x.direct_out / 1e6, x.staged_out / 1e6, x.copies_out, x.pack * 1e3,
+                x.pack > 0 ? gbps(double(x.staged_in), x.pack).c_str() : "-", x.unpack * 1e3,
+                x.unpack > 0 ? gbps(double(x.staged_out), x.unpack).c_str() : "-");
+  t.notes.push_back(b);
+  // Where the time of a call goes, piece by piece (the default row only).
+  for (size_t k = 0; k < x.timeline.size(); ++k) {
+    const auto& p = x.timeline[k];
+    std::snprintf(b, sizeof b,
+                  "  piece %zu (%.0f MiB), ms from the call's start: host queued %.2f, in %.2f, find %.2f, "
+                  "encode %.2f, host drained %.2f, out %.2f",
+                  k, p.bytes / 1048576.0, p.queued, p.in, p.find, p.encode, p.drained, p.out);
+    t.notes.push_back(b);
+  }
+}
+
+Table stage2_table(const Stage2Figures& f, const std::string& corpus_what, int gpu) {
+  const double n = double(f.in_bytes);
+  const double z1 = double(f.z1.first), gpu_size = double(f.gpu_size);
+  Table t;
+  t.title = "zstd stage 2 (GPU entropy coding), " + std::to_string(f.in_bytes >> 20) + " MiB in " +
+            std::to_string(f.chunk >> 10) + " KiB inputs, GB/s of input";
+  t.columns = {"row", "ratio (in/out)", "size vs zstd -1", "GB/s"};
+  t.rows.push_back({"libzstd -1, 1 core", ratio_str(n / z1), "1.000", gbps(n, f.z1.second)});
+  t.rows.push_back({"libzstd -1, " + std::to_string(f.all) + " threads", ratio_str(n / double(f.z1a.first)), "1.000",
+                    gbps(n, f.z1a.second)});
+  t.rows.push_back({"libzstd -3, " + std::to_string(f.all) + " threads", ratio_str(n / double(f.z3.first)),
+                    ratio_str(double(f.z3.first) / z1), gbps(n, f.z3.second)});
+  t.rows.push_back({"GPU stage 2, kernel only", ratio_str(n / gpu_size), ratio_str(gpu_size / z1),
+                    gbps(n, f.encode_ms / 1e3)});
+  if (f.gpu_find) t.rows.push_back({"GPU stage 1 (find), kernel only", "-", "-", gbps(n, f.find_ms / 1e3)});
+  if (f.gpu_find)
+    t.rows.push_back({"GPU stage 1 + 2 kernels", ratio_str(n / gpu_size), ratio_str(gpu_size / z1),
+                      gbps(n, (f.find_ms + f.encode_ms) / 1e3)});
+  t.rows.push_back({"GPU stage 2, kernel only, 1 thread/block", ratio_str(n / gpu_size), ratio_str(gpu_size / z1),
+                    gbps(n, f.encode_thread_ms / 1e3)});
+  for (const E2e& r : f.e2e)
+    t.rows.push_back({r.row, ratio_str(n / double(r.bytes)), ratio_str(double(r.bytes) / z1), gbps(n, r.best)});
+  t.rows.push_back({"copies alone: corpus in + frames out, pinned, one stream", "-", "-", gbps(n, f.copy_s)});
+  t.rows.push_back({"same encoder, CPU 1 core (no find)", ratio_str(n / gpu_size), ratio_str(gpu_size / z1),
+                    gbps(n, f.cpu_enc_s)});
+  t.notes.push_back("corpus: " + corpus_what);
+  t.notes.push_back(std::string("sequences: ") +
+                    (f.gpu_find ? "stage 1 GPU finder" : "stage 1 CPU twin (GPU finder not available)"));
+  {
+    char b[200];
+    std::snprintf(b, sizeof b,
+                  "stage 2 split (ms, one run): literals kernel %.2f, sequences kernel %.2f (concurrent), whole encode %.2f",
+                  f.split.literals_ms, f.split.sequences_ms, f.split.total_ms);
+    t.notes.push_back(b);
+  }
+  for (const E2e& r : f.e2e) add_e2e_notes(t, r);
+  t.notes.push_back(std::string("GpuCompressor output ") + (f.e2e[0].bytes == f.gpu_size ? "equals" : "DIFFERS from") +
+                    " the GpuEncoder run in size (" + std::to_string(f.e2e[0].bytes) +
+                    " B); pinned and pageable frames " +
+                    (f.differ ? "DIFFER for " + std::to_string(f.differ) + " inputs" : "are identical"));
+  t.notes.push_back("frames that failed to decompress to their input: " + std::to_string(f.bad));
+  t.notes.push_back("stage 2 kernels: literals by a CTA per 128 KiB block, sequences (FSE) by a warp per block; GPU " +
+                    std::to_string(gpu));
+  return t;
+}
+
 }  // namespace
 
 int run_zstd_stage2(const Options& opt, std::vector<Table>& out) {
@@ -142,271 +420,67 @@ int run_zstd_stage2(const Options& opt, std::vector<Table>& out) {
     return 1;
   }
   const Chunks c = cut(in.size(), chunk);
-  const unsigned all = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
+  Stage2Figures f;
+  f.in_bytes = in.size();
+  f.chunk = chunk;
+  f.all = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
   const double min_s = opt.quick ? 0.05 : opt.min_seconds;
 
   // CPU references.
-  auto [z1, t1] = libzstd_run(in, c, 1, 1, min_s);
-  auto [z1a, t1a] = libzstd_run(in, c, 1, all, min_s);
-  auto [z3, t3] = libzstd_run(in, c, 3, all, opt.quick ? 0.0 : min_s);
+  f.z1 = libzstd_run(in, c, 1, 1, min_s);
+  f.z1a = libzstd_run(in, c, 1, f.all, min_s);
+  f.z3 = libzstd_run(in, c, 3, f.all, opt.quick ? 0.0 : min_s);
 
-  // Stage 1: the GPU finder when it runs, else its CPU twin.
-  std::vector<zg::BlockDesc> blocks;
-  const uint64_t slots = zg::plan_blocks(c.sizes, c.offsets, blocks);
-  std::vector<zg::Sequence> seqs(slots);
-  uint8_t *d_in = nullptr, *h_in = nullptr, *h_out = nullptr;
-  zg::BlockDesc* d_blocks = nullptr;
-  zg::Sequence* d_seqs = nullptr;
   cudaStream_t st;
   cudaStreamCreate(&st);
-  cudaMalloc(&d_in, in.size() + 16);  // the finder reads up to 8 bytes past the end
-  cudaMalloc(&d_blocks, blocks.size() * sizeof(zg::BlockDesc));
-  cudaMalloc(&d_seqs, slots * sizeof(zg::Sequence));
-  cudaMallocHost(&h_in, in.size());
-  std::copy(in.begin(), in.end(), h_in);
-  cudaMemcpy(d_in, h_in, in.size(), cudaMemcpyHostToDevice);
-  cudaMemcpy(d_blocks, blocks.data(), blocks.size() * sizeof(zg::BlockDesc), cudaMemcpyHostToDevice);
-  bool gpu_find = zg::enqueue_find(d_in, d_blocks, uint32_t(blocks.size()), d_seqs, st) == 0 &&
-                  cudaStreamSynchronize(st) == cudaSuccess;
-  cudaGetLastError();
-  if (gpu_find) {
-    cudaMemcpy(blocks.data(), d_blocks, blocks.size() * sizeof(zg::BlockDesc), cudaMemcpyDeviceToHost);
-    cudaMemcpy(seqs.data(), d_seqs, slots * sizeof(zg::Sequence), cudaMemcpyDeviceToHost);
-  } else {
-    zg::cpu_find({in.data(), in.size()}, blocks, seqs);
-    cudaMemcpy(d_blocks, blocks.data(), blocks.size() * sizeof(zg::BlockDesc), cudaMemcpyHostToDevice);
-    cudaMemcpy(d_seqs, seqs.data(), slots * sizeof(zg::Sequence), cudaMemcpyHostToDevice);
-  }
-
+  Stage1 s = find_sequences(in, c, st);
+  f.gpu_find = s.gpu_find;
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
   // Stage 1 kernel alone (for the split of the time).
-  float best_find_ms = 0;
-  if (gpu_find) {
-    best_find_ms = 1e30f;
-    for (int r = 0; r < (opt.quick ? 2 : 5); ++r) {
-      cudaEventRecord(e0, st);
-      zg::enqueue_find(d_in, d_blocks, uint32_t(blocks.size()), d_seqs, st);
-      cudaEventRecord(e1, st);
-      cudaEventSynchronize(e1);
-      float ms = 0;
-      cudaEventElapsedTime(&ms, e0, e1);
-      best_find_ms = std::min(best_find_ms, ms);
-    }
-  }
+  if (s.gpu_find)
+    best_ms(opt.quick ? 2 : 5, st, e0, e1, f.find_ms,
+            [&] { return zg::enqueue_find(s.d_in, s.d_blocks, uint32_t(s.blocks.size()), s.d_seqs, st); });
   // Stage 2 on the GPU: kernel only (sequences on the device).
   ent::GpuEncoder encoder;
-  float best_ms = 1e30f;
+  auto encode = [&](ent::GpuEncoder& e) {
+    return e.encode(s.d_in, in.size(), s.d_blocks, uint32_t(s.blocks.size()), s.d_seqs, s.slots, c.sizes, st);
+  };
   const int reps = opt.quick ? 3 : 10;
-  for (int r = 0; r < reps; ++r) {
-    cudaEventRecord(e0, st);
-    const int rc = encoder.encode(d_in, in.size(), d_blocks, uint32_t(blocks.size()), d_seqs, slots, c.sizes, st);
-    cudaEventRecord(e1, st);
-    if (rc != 0 || cudaEventSynchronize(e1) != cudaSuccess) {
-      std::fprintf(stderr, "zstd-stage2: encode failed: %s\n", cudaGetErrorString(cudaError_t(rc ? rc : cudaGetLastError())));
-      return 1;
-    }
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    best_ms = std::min(best_ms, ms);
+  cudaError_t err = cudaSuccess;
+  if (!best_ms(reps, st, e0, e1, f.encode_ms, [&] { return encode(encoder); }, &err)) {
+    std::fprintf(stderr, "zstd-stage2: encode failed: %s\n", cudaGetErrorString(err));
+    return 1;
   }
   // The first, simple path (one thread per block), for comparison.
-  float best_ms_thread = 1e30f;
   {
     ent::GpuEncoder simple;
     simple.set_one_thread_per_block(true);
-    for (int r = 0; r < 2; ++r) {
-      cudaEventRecord(e0, st);
-      simple.encode(d_in, in.size(), d_blocks, uint32_t(blocks.size()), d_seqs, slots, c.sizes, st);
-      cudaEventRecord(e1, st);
-      cudaEventSynchronize(e1);
-      float ms = 0;
-      cudaEventElapsedTime(&ms, e0, e1);
-      best_ms_thread = std::min(best_ms_thread, ms);
-    }
+    best_ms(2, st, e0, e1, f.encode_thread_ms, [&] { return encode(simple); });
   }
-  ent::GpuEncoder::Split split;
-  {
-    encoder.set_profile(true);
-    encoder.encode(d_in, in.size(), d_blocks, uint32_t(blocks.size()), d_seqs, slots, c.sizes, st);
-    split = encoder.last_split();
-    encoder.set_profile(false);
-  }
+  encoder.set_profile(true);
+  encode(encoder);
+  f.split = encoder.last_split();
+  encoder.set_profile(false);
   std::vector<uint64_t> offs(c.sizes.size() + 1);
   cudaMemcpy(offs.data(), encoder.d_offsets(), offs.size() * 8, cudaMemcpyDeviceToHost);
-  const size_t gpu_size = offs.back();
+  f.gpu_size = offs.back();
+  uint8_t* h_out = nullptr;
   cudaMallocHost(&h_out, encoder.out_capacity());
 
-  // End to end through the library (GpuCompressor: copy in, find, encode,
-  // copy out, pieces on kSets streams): pinned host buffers (copied by DMA
-  // directly, as the agent's registered client slabs are) and pageable ones
-  // (packed into / out of pinned staging by the host threads).
-  struct E2e {
-    std::string row;
-    double best = 1e30;
-    ent::GpuCompressor::Times t;  // of the best run
-    size_t bytes = 0;
-  };
-  std::vector<E2e> e2e;
-  std::vector<std::span<const uint8_t>> pin_ins, page_ins;
-  std::vector<std::span<uint8_t>> pin_outs, page_outs;
-  std::vector<std::vector<uint8_t>> page_obufs;
-  uint8_t* pin_out = nullptr;
-  {
-    size_t cap = 0;
-    for (size_t i = 0; i < c.sizes.size(); ++i) cap += ent::frame_bound(c.sizes[i]);
-    cudaMallocHost(&pin_out, cap);
-    size_t o = 0;
-    for (size_t i = 0; i < c.sizes.size(); ++i) {
-      pin_ins.push_back({h_in + c.offsets[i], c.sizes[i]});
-      page_ins.push_back({in.data() + c.offsets[i], c.sizes[i]});
-      pin_outs.push_back({pin_out + o, ent::frame_bound(c.sizes[i])});
-      o += ent::frame_bound(c.sizes[i]);
-      page_obufs.emplace_back(ent::frame_bound(c.sizes[i]));
-    }
-    for (auto& ob : page_obufs) page_outs.push_back(ob);
-  }
-  std::vector<size_t> pin_sz(c.sizes.size()), page_sz(c.sizes.size());
-  auto measure = [&](const std::string& row, uint64_t piece_mib, bool pinned, bool timeline = false) {
-    ent::GpuCompressor comp;
-    comp.set_piece_bytes(piece_mib << 20);
-    comp.set_timeline(timeline);
-    E2e r;
-    r.row = row;
-    for (int k = 0; k < reps + 1; ++k) {  // the first call allocates: not counted
-      if (pinned) comp.compress(pin_ins, pin_outs, pin_sz);
-      else comp.compress(page_ins, page_outs, page_sz);
-      if (k > 0 && comp.times().total < r.best) r.best = comp.times().total, r.t = comp.times();
-    }
-    for (size_t x : pinned ? pin_sz : page_sz) r.bytes += x;
-    e2e.push_back(r);
-  };
-  const uint64_t default_piece = ent::GpuCompressor::kDefaultPieceBytes >> 20;
-  measure("GpuCompressor e2e, pinned in/out, " + std::to_string(default_piece) + " MiB pieces", default_piece, true,
-          true);
-  measure("GpuCompressor e2e, pageable in/out, " + std::to_string(default_piece) + " MiB pieces", default_piece, false);
-  if (!opt.quick)
-    for (uint64_t mib : {16, 32, 64, 256})
-      measure("GpuCompressor e2e, pinned in/out, " + std::to_string(mib) + " MiB pieces", mib, true);
-  // The copies alone, pinned, one direction after the other (what the copy
-  // engines give this machine: the bound on e2e whatever the kernels).
-  double copy_s = 0;
-  {
-    const size_t nout = offs.back();
-    for (int r = 0; r < 3; ++r) {
-      const auto t0 = Clock::now();
-      cudaMemcpyAsync(d_in, h_in, in.size(), cudaMemcpyHostToDevice, st);
-      cudaMemcpyAsync(h_out, encoder.d_out(), nout, cudaMemcpyDeviceToHost, st);
-      cudaStreamSynchronize(st);
-      const double s = secs(t0, Clock::now());
-      copy_s = r == 0 ? s : std::min(copy_s, s);
-    }
-  }  // h_out now holds the encoder's frames (checked below)
-  // Check: every frame decompresses to its chunk (a bench that lies is worse
-  // than none): the GpuEncoder run's frames and the pageable GpuCompressor
-  // run's; the pinned run's frames must equal the pageable run's.
-  size_t bad = 0, differ = 0;
-  {
-    std::vector<uint8_t> back(chunk + 1);
-    auto ok = [&](const uint8_t* f, size_t fs, size_t i) {
-      const size_t r = ZSTD_decompress(back.data(), back.size(), f, fs);
-      return !ZSTD_isError(r) && r == c.sizes[i] && std::equal(back.begin(), back.begin() + r, in.begin() + c.offsets[i]);
-    };
-    for (size_t i = 0; i < c.sizes.size(); ++i) {
-      bad += !ok(h_out + offs[i], offs[i + 1] - offs[i], i);
-      bad += !ok(page_outs[i].data(), page_sz[i], i);
-      differ += pin_sz[i] != page_sz[i] || !std::equal(pin_outs[i].begin(), pin_outs[i].begin() + pin_sz[i], page_outs[i].begin());
-    }
-  }
-  // The same encoder on one CPU core (the code the GPU runs).
-  double cpu_enc_s;
-  {
-    std::vector<uint8_t> o(ent::frame_bound(chunk));
-    const auto t0 = Clock::now();
-    size_t b0 = 0;
-    const size_t n_in = opt.quick ? c.sizes.size() : std::min<size_t>(c.sizes.size(), 64);
-    size_t bytes = 0;
-    for (size_t i = 0; i < n_in; ++i) {
-      size_t nb = 0;
-      while (b0 + nb < blocks.size() && blocks[b0 + nb].input == i) nb++;
-      ent::cpu_encode_frame(in.data(), {blocks.data() + b0, nb}, seqs.data(), c.sizes[i], ent::kWindowLog, o.data(),
-                            o.size());
-      b0 += nb;
-      bytes += c.sizes[i];
-    }
-    cpu_enc_s = secs(t0, Clock::now()) * double(in.size()) / double(bytes);
-  }
+  E2eBuffers bufs(in, s.h_in, c);
+  f.e2e = measure_e2e_rows(bufs, opt, reps);
+  f.copy_s = copy_seconds(s, in.size(), h_out, encoder.d_out(), offs.back(), st);
+  std::tie(f.bad, f.differ) = check_frames(in, c, chunk, h_out, offs, bufs);
+  f.cpu_enc_s = cpu_encoder_seconds(in, c, chunk, s, opt.quick);
+  out.push_back(stage2_table(f, corpus_what, opt.gpu));
 
-  const double n = double(in.size());
-  Table t;
-  t.title = "zstd stage 2 (GPU entropy coding), " + std::to_string(in.size() >> 20) + " MiB in " +
-            std::to_string(chunk >> 10) + " KiB inputs, GB/s of input";
-  t.columns = {"row", "ratio (in/out)", "size vs zstd -1", "GB/s"};
-  t.rows.push_back({"libzstd -1, 1 core", ratio_str(n / double(z1)), "1.000", gbps(n, t1)});
-  t.rows.push_back({"libzstd -1, " + std::to_string(all) + " threads", ratio_str(n / double(z1a)), "1.000", gbps(n, t1a)});
-  t.rows.push_back({"libzstd -3, " + std::to_string(all) + " threads", ratio_str(n / double(z3)),
-                    ratio_str(double(z3) / double(z1)), gbps(n, t3)});
-  t.rows.push_back({"GPU stage 2, kernel only", ratio_str(n / double(gpu_size)), ratio_str(double(gpu_size) / double(z1)),
-                    gbps(n, best_ms / 1e3)});
-  if (gpu_find) t.rows.push_back({"GPU stage 1 (find), kernel only", "-", "-", gbps(n, best_find_ms / 1e3)});
-  if (gpu_find)
-    t.rows.push_back({"GPU stage 1 + 2 kernels", ratio_str(n / double(gpu_size)),
-                      ratio_str(double(gpu_size) / double(z1)), gbps(n, (best_find_ms + best_ms) / 1e3)});
-  t.rows.push_back({"GPU stage 2, kernel only, 1 thread/block", ratio_str(n / double(gpu_size)),
-                    ratio_str(double(gpu_size) / double(z1)), gbps(n, best_ms_thread / 1e3)});
-  for (const E2e& r : e2e)
-    t.rows.push_back({r.row, ratio_str(n / double(r.bytes)), ratio_str(double(r.bytes) / double(z1)), gbps(n, r.best)});
-  t.rows.push_back({"copies alone: corpus in + frames out, pinned, one stream", "-", "-", gbps(n, copy_s)});
-  t.rows.push_back({"same encoder, CPU 1 core (no find)", ratio_str(n / double(gpu_size)),
-                    ratio_str(double(gpu_size) / double(z1)), gbps(n, cpu_enc_s)});
-  t.notes.push_back("corpus: " + corpus_what);
-  t.notes.push_back(std::string("sequences: ") + (gpu_find ? "stage 1 GPU finder" : "stage 1 CPU twin (GPU finder not available)"));
-  {
-    char b[200];
-    std::snprintf(b, sizeof b,
-                  "stage 2 split (ms, one run): literals kernel %.2f, sequences kernel %.2f (concurrent), whole encode %.2f",
-                  split.literals_ms, split.sequences_ms, split.total_ms);
-    t.notes.push_back(b);
-  }
-  for (const E2e& r : e2e) {
-    char b[400];
-    const auto& x = r.t;
-    std::snprintf(b, sizeof b,
-                  "%s: %zu pieces, %.1f ms; in %.0f MB direct + %.0f MB staged (%zu copies), out %.0f MB direct + "
-                  "%.0f MB staged (%zu copies); host pack %.1f ms (%s GB/s), unpack %.1f ms (%s GB/s)",
-                  r.row.c_str(), x.pieces, x.total * 1e3, x.direct_in / 1e6, x.staged_in / 1e6, x.copies_in,
-                  x.direct_out / 1e6, x.staged_out / 1e6, x.copies_out, x.pack * 1e3,
-                  x.pack > 0 ? gbps(double(x.staged_in), x.pack).c_str() : "-", x.unpack * 1e3,
-                  x.unpack > 0 ? gbps(double(x.staged_out), x.unpack).c_str() : "-");
-    t.notes.push_back(b);
-    // Where the time of a call goes, piece by piece (the default row only).
-    for (size_t k = 0; k < x.timeline.size(); ++k) {
-      const auto& p = x.timeline[k];
-      std::snprintf(b, sizeof b,
-                    "  piece %zu (%.0f MiB), ms from the call's start: host queued %.2f, in %.2f, find %.2f, "
-                    "encode %.2f, host drained %.2f, out %.2f",
-                    k, p.bytes / 1048576.0, p.queued, p.in, p.find, p.encode, p.drained, p.out);
-      t.notes.push_back(b);
-    }
-  }
-  t.notes.push_back(std::string("GpuCompressor output ") + (e2e[0].bytes == gpu_size ? "equals" : "DIFFERS from") +
-                    " the GpuEncoder run in size (" + std::to_string(e2e[0].bytes) + " B); pinned and pageable frames " +
-                    (differ ? "DIFFER for " + std::to_string(differ) + " inputs" : "are identical"));
-  t.notes.push_back("frames that failed to decompress to their input: " + std::to_string(bad));
-  t.notes.push_back("stage 2 kernels: literals by a CTA per 128 KiB block, sequences (FSE) by a warp per block; GPU " +
-                    std::to_string(opt.gpu));
-  out.push_back(std::move(t));
-
-  cudaFree(d_in);
-  cudaFree(d_blocks);
-  cudaFree(d_seqs);
-  cudaFreeHost(h_in);
+  s.free_device();
   cudaFreeHost(h_out);
-  cudaFreeHost(pin_out);
+  cudaFreeHost(bufs.pin_out);
   cudaStreamDestroy(st);
-  return bad || differ ? 1 : 0;
+  return f.bad || f.differ ? 1 : 0;
 }
 
 }  // namespace gpo::bench
-

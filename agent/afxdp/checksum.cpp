@@ -2,22 +2,6 @@
 
 namespace gpo::afxdp {
 
-namespace {
-
-// One's complement sum of big-endian 16-bit words (odd tail padded with zero).
-uint32_t sum16(const uint8_t* p, uint32_t n, uint32_t acc) {
-  for (uint32_t i = 0; i + 1 < n; i += 2) acc += uint32_t(p[i]) << 8 | p[i + 1];
-  if (n & 1) acc += uint32_t(p[n - 1]) << 8;
-  return acc;
-}
-
-uint16_t fold(uint32_t s) {
-  while (s >> 16) s = (s & 0xffff) + (s >> 16);
-  return uint16_t(s);
-}
-
-}  // namespace
-
 bool complete_partial_checksum(uint8_t* frame, uint32_t len, const classify::ParsedFrame& p) {
   if (!p.ok() || (p.proto != 6 && p.proto != 17)) return false;
   const uint32_t check_off = p.l4_offset + (p.proto == 6 ? 16 : 6);
@@ -29,11 +13,11 @@ bool complete_partial_checksum(uint8_t* frame, uint32_t len, const classify::Par
   if (p.ip_version == 4) {
     const uint8_t* ip = frame + p.l3_offset;
     l4_end = p.l3_offset + (uint32_t(ip[2]) << 8 | ip[3]);
-    pseudo = sum16(ip + 12, 8, 0);  // saddr, daddr
+    pseudo = csum_add(ip + 12, 8, 0);  // saddr, daddr
   } else {
     const uint8_t* ip = frame + p.l3_offset;
     l4_end = p.l3_offset + 40 + (uint32_t(ip[4]) << 8 | ip[5]);
-    pseudo = sum16(ip + 8, 32, 0);
+    pseudo = csum_add(ip + 8, 32, 0);
   }
   if (l4_end > len || l4_end <= p.l4_offset) return false;
   const uint32_t l4_len = l4_end - p.l4_offset;
@@ -43,12 +27,12 @@ bool complete_partial_checksum(uint8_t* frame, uint32_t len, const classify::Par
   uint8_t* field = frame + check_off;
   const uint16_t stored = uint16_t(field[0] << 8 | field[1]);
   if (p.proto == 17 && stored == 0 && p.ip_version == 4) return false;  // UDP over IPv4: no checksum
-  if (stored != fold(pseudo)) return false;                            // not an offload leftover
+  if (stored != csum_fold(pseudo)) return false;                        // not an offload leftover
   // Does it verify as it is? (the sum over everything, field included, folds to 0xffff)
-  if (fold(sum16(frame + p.l4_offset, l4_len, pseudo)) == 0xffff) return false;
+  if (csum_fold(csum_add(frame + p.l4_offset, l4_len, pseudo)) == 0xffff) return false;
 
   field[0] = field[1] = 0;
-  uint16_t c = uint16_t(~fold(sum16(frame + p.l4_offset, l4_len, pseudo)));
+  uint16_t c = uint16_t(~csum_fold(csum_add(frame + p.l4_offset, l4_len, pseudo)));
   if (p.proto == 17 && c == 0) c = 0xffff;  // 0 means "no checksum" for UDP
   field[0] = uint8_t(c >> 8);
   field[1] = uint8_t(c);

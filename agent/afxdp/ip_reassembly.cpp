@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "afxdp/checksum.h"
+
 namespace gpo::afxdp {
 
 namespace {
@@ -223,11 +225,7 @@ bool FragmentReassembler::build(Pending& p, Datagram& out) const {
     if (ihl + total > 65535) return false;
     wr16(&f[l3 + 2], uint16_t(ihl + total));
     wr16(&f[l3 + 6], uint16_t(rd16(&f[l3 + 6]) & 0x4000));  // keep DF, clear MF and the offset
-    wr16(&f[l3 + 10], 0);
-    uint32_t sum = 0;
-    for (uint32_t i = 0; i < ihl; i += 2) sum += rd16(&f[l3 + i]);
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    wr16(&f[l3 + 10], uint16_t(~sum));
+    set_ipv4_header_checksum(&f[l3]);
   } else {
     // Drop the fragment header: the header before it now names what it carried.
     if (p.next_proto_at >= f.size()) return false;

@@ -5,7 +5,6 @@
 #include <linux/bpf.h>
 #include <net/if.h>
 #include <sys/syscall.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -99,8 +98,8 @@ struct PacketPath::Worker {
   bool gpu_failed = false;
   std::deque<Batch> batches;  // classified or in flight, arrival order
   std::vector<Pending> pending;
-  int timer_fd = -1;
-  bool window_armed = false;
+  // The batch window (and the TX kick) while on a loop; after own_loop, so it goes first.
+  std::unique_ptr<loop::OneShotTimer> window;
   bool tx_backlog = false;  // a TX ring still holds frames: the window timer kicks again
   FragmentReassembler reasm;
   PacketCounters c;
@@ -140,7 +139,6 @@ struct PacketPath::Worker {
   void flush_all_tx();
   XskSocket* peer_socket(const XskSocket* from) const;
   void arm_window();
-  void disarm_window();
 };
 
 PacketPath::PacketPath(loader::XdpFilter& xdp, std::shared_ptr<const RuleSnapshot> rules,
@@ -166,7 +164,6 @@ PacketPath::~PacketPath() {
       w->loop->stop();
       w->thread.join();
     }
-    if (w->timer_fd >= 0) close(w->timer_fd);
   }
 }
 
@@ -242,9 +239,7 @@ void PacketPath::Worker::repay_kernel_drops() {
 void PacketPath::Worker::attach(loop::EventLoop& l) {
   loop = &l;
   l.post([this] { tid = pid_t(syscall(SYS_gettid)); });
-  timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  if (timer_fd < 0) throw std::runtime_error(std::string("timerfd_create: ") + std::strerror(errno));
-  l.add_fd(timer_fd, [this] { on_window(); });
+  window = std::make_unique<loop::OneShotTimer>(l, [this] { on_window(); });
   if (gpu) l.add_fd(gpu->completion_fd(), [this] { on_gpu_done(); });
   for (size_t i = 0; i < socks.size(); i++) l.add_fd(socks[i].xsk->fd(), [this, i] { on_readable(i); });
   if (id > 0)  // worker 0 does this in PacketPath::housekeeping
@@ -356,11 +351,7 @@ void PacketPath::Worker::detach_loop() {
   }
   for (auto& s : socks) loop->remove_fd(s.xsk->fd());
   if (gpu) loop->remove_fd(gpu->completion_fd());
-  if (timer_fd >= 0) {
-    loop->remove_fd(timer_fd);
-    close(timer_fd);
-    timer_fd = -1;
-  }
+  window.reset();
   publish();
 }
 
@@ -517,9 +508,6 @@ void PacketPath::watch_overload(uint64_t now) {
 }
 
 void PacketPath::Worker::on_window() {
-  uint64_t expirations;
-  [[maybe_unused]] ssize_t r = read(timer_fd, &expirations, sizeof expirations);
-  window_armed = false;
   if (!pending.empty()) process_batch();
   if (tx_backlog) flush_all_tx();
 }
@@ -533,20 +521,7 @@ void PacketPath::Worker::flush_all_tx() {
 }
 
 void PacketPath::Worker::arm_window() {
-  if (window_armed) return;
-  itimerspec its{};
-  const uint32_t us = std::max<uint32_t>(p.cfg_.batch_window_us, 1);
-  its.it_value.tv_sec = us / 1000000;
-  its.it_value.tv_nsec = long(us % 1000000) * 1000;
-  timerfd_settime(timer_fd, 0, &its, nullptr);
-  window_armed = true;
-}
-
-void PacketPath::Worker::disarm_window() {
-  if (!window_armed) return;
-  itimerspec its{};
-  timerfd_settime(timer_fd, 0, &its, nullptr);
-  window_armed = false;
+  if (window) window->arm(std::chrono::microseconds(p.cfg_.batch_window_us));
 }
 
 XskSocket* PacketPath::Worker::peer_socket(const XskSocket* from) const {
@@ -590,7 +565,7 @@ void PacketPath::Worker::deliver(XskSocket* from, uint8_t* data, uint32_t len) {
 }
 
 void PacketPath::Worker::process_batch() {
-  disarm_window();
+  if (window) window->cancel();
   Batch b;
   b.pending.swap(pending);
   pending.reserve(p.cfg_.batch_size);

@@ -227,80 +227,85 @@ void write_status(const std::string& file, const nlohmann::json& j) {
   std::filesystem::rename(tmp, file, ec);
 }
 
-void run(const RunOptions& o, CLI::App* cmd) {
-  if (o.print_config) {
-    std::fputs(cmd->config_to_str(true, true).c_str(), stdout);
-    return;
-  }
+// What `run` sets up, in this order, and tears down in reverse: the rules and
+// classifiers, the loop, the packet filter, spotting, the offload service.
+// Each step is one method; run() below calls them in turn.
+class Daemon {
+ public:
+  Daemon(const RunOptions& o, CLI::App* cmd) : o_(o), cmd_(cmd), backend_(o.backend), batch_size_(o.batch_size) {}
 
-  // Before the first thread (CUDA runtime, backends, GPU classifier): SIGTERM
-  // and SIGINT must reach the loop's signalfd, not a worker thread.
-  loop::EventLoop::block_stop_signals();
+  // Options that need no privilege to check, the rules and the classifiers.
+  void open();
+  // --xdp: the XDP program, the pid file and the AF_XDP packet path.
+  void start_packet_filter();
+  // Spotting (docs/spotting.md) on the same loop, unless --no-spot.
+  void start_spotting();
+  // Offload service (libgpuoffload clients, the shim): on unless --no-offload.
+  void start_offload() { offload_.start(o_.offload, backend_, o_.gpus, loop_); }
+  // Reloads on SIGHUP, writes the status file, runs the loop until a stop;
+  // returns the signal that stopped it (0: stop()).
+  int serve();
+  // Stops the services, logs what the packet path did, detaches the filter.
+  void shutdown(int sig);
 
+ private:
+  std::unique_ptr<classify::AsyncClassifier> make_gpu_classifier(
+      const std::shared_ptr<const classify::RuleTables>& tables);
+  void reload();
+  nlohmann::json status() const;
+
+  const RunOptions& o_;
+  CLI::App* cmd_;
+  std::string backend_;
+  std::vector<std::string> ifaces_;
+  std::shared_ptr<const afxdp::RuleSnapshot> rules_;
+  nlohmann::json rules_status_;
+  std::unique_ptr<classify::CpuClassifier> classifier_;
+  std::unique_ptr<classify::AsyncClassifier> gpu_classifier_;
+  uint32_t batch_size_;  // raised when the GPU classifier runs (open())
+  std::string classifier_what_ = "cpu";
+  loop::EventLoop loop_;
+  std::unique_ptr<loader::XdpFilter> xdp_;
+  std::unique_ptr<afxdp::PacketPath> path_;
+  std::string pin_dir_;
+  int pid_fd_ = -1;
+  std::unique_ptr<spot::Spotter> spotter_;
+  OffloadService offload_;
+  nlohmann::json reload_json_ = {{"count", 0}};
+  uint64_t reloads_ = 0;
+};
+
+void Daemon::open() {
   // --backend picks the offload path's backend (backend::make_backend: CUDA
   // when usable under auto) and whether the packet path may classify batches
   // on the GPU (GpuClassifier, batches of >= --gpu-min-batch frames).
-  std::string backend = o.backend;
-  for (int g : o.gpus)
+  for (int g : o_.gpus)
     if (g < 0) throw CLI::RuntimeError("--gpu " + std::to_string(g) + ": GPU ordinals start at 0", kUsage);
-  if (backend == "cuda") {
+  if (backend_ == "cuda") {
     std::string why;
     if (backend::cuda_device_count(&why) <= 0)
       throw CLI::RuntimeError("backend cuda: no usable GPU: " + why + "; use --backend cpu or auto", kUnsupported);
   }
 
-  std::vector<std::string> ifaces;
-  if (!o.xdp.empty()) {
-    ifaces = split_ifaces(o.xdp);
-    if (ifaces.size() > 2)
-      throw CLI::RuntimeError("--xdp takes IFACE or IFACE,PEER, got " + o.xdp, kUsage);
-    for (auto& i : ifaces)
-      if (i.empty()) throw CLI::RuntimeError("--xdp: empty interface name in '" + o.xdp + "'", kUsage);
-    if (ifaces.size() == 2 && ifaces[0] == ifaces[1])
+  if (!o_.xdp.empty()) {
+    ifaces_ = split_ifaces(o_.xdp);
+    if (ifaces_.size() > 2)
+      throw CLI::RuntimeError("--xdp takes IFACE or IFACE,PEER, got " + o_.xdp, kUsage);
+    for (auto& i : ifaces_)
+      if (i.empty()) throw CLI::RuntimeError("--xdp: empty interface name in '" + o_.xdp + "'", kUsage);
+    if (ifaces_.size() == 2 && ifaces_[0] == ifaces_[1])
       throw CLI::RuntimeError("--xdp IFACE,PEER: the two ports must differ", kUsage);
   }
 
   // Rules before privileges: a typo in the rules file should not need root to find.
-  LoadedRules loaded = load_rules(o);
-  auto rules = loaded.snapshot;
-  nlohmann::json rules_status = loaded.status;
-  auto classifier = std::make_unique<classify::CpuClassifier>(rules->tables);
-  std::unique_ptr<classify::AsyncClassifier> gpu_classifier;
-  uint32_t batch_size = o.batch_size;  // raised when the GPU classifier runs (below)
-  std::string classifier_what = "cpu";
-  // The GPU classifier for a rule set (again on every reload); null when
-  // there is none to use, with the reason in classifier_what.
-  auto make_gpu_classifier = [&](const std::shared_ptr<const classify::RuleTables>& tables)
-      -> std::unique_ptr<classify::AsyncClassifier> {
-#ifdef GPUOFFLOAD_HAVE_CUDA
-    std::string why;
-    const int dev = o.gpus.empty() ? 0 : o.gpus.front();
-    if (classify::GpuClassifier::device_count(&why) > dev) {
-      try {
-        auto g = std::make_unique<classify::GpuClassifier>(
-            tables, classify::GpuClassifierOptions{dev, std::max<uint32_t>(batch_size, 1)});
-        classifier_what = fmt::format("gpu {} for batches of >= {} frames, cpu below", dev, o.gpu_min_batch);
-        if (batch_size < o.gpu_min_batch)
-          classifier_what += fmt::format(" (--batch-size {} < --gpu-min-batch {}: every batch stays on the cpu)",
-                                         batch_size, o.gpu_min_batch);
-        return g;
-      } catch (const std::exception& e) {
-        if (backend == "cuda") throw CLI::RuntimeError(std::string("packet classifier: ") + e.what(), kFailure);
-        classifier_what = std::string("cpu (GPU classifier failed: ") + e.what() + ")";
-      }
-    } else {
-      classifier_what = "cpu (no usable GPU " + std::to_string(dev) + ": " + why + ")";
-    }
-#else
-    (void)tables;
-    classifier_what = "cpu (built without CUDA)";
-#endif
-    return nullptr;
-  };
-  if (ifaces.empty()) {
-    classifier_what = "cpu (no packet filter)";
-  } else if (backend == "cpu") {
-    classifier_what = "cpu (--backend cpu)";
+  LoadedRules loaded = load_rules(o_);
+  rules_ = loaded.snapshot;
+  rules_status_ = loaded.status;
+  classifier_ = std::make_unique<classify::CpuClassifier>(rules_->tables);
+  if (ifaces_.empty()) {
+    classifier_what_ = "cpu (no packet filter)";
+  } else if (backend_ == "cpu") {
+    classifier_what_ = "cpu (--backend cpu)";
   } else {
 #ifdef GPUOFFLOAD_HAVE_CUDA
     // Under load batches grow to --batch-size; only those reach the GPU. A
@@ -309,199 +314,243 @@ void run(const RunOptions& o, CLI::App* cmd) {
     // traffic still runs in small CPU batches, heavy traffic goes to the GPU.
     // (Not 4096: the UMEM holds batch x 6 frames per socket, 24 MiB at 1024.)
     std::string why;
-    if (cmd->count("--batch-size") == 0 &&
-        classify::GpuClassifier::device_count(&why) > (o.gpus.empty() ? 0 : o.gpus.front()))
-      batch_size = kGpuDefaultBatch;
+    if (cmd_->count("--batch-size") == 0 &&
+        classify::GpuClassifier::device_count(&why) > (o_.gpus.empty() ? 0 : o_.gpus.front()))
+      batch_size_ = kGpuDefaultBatch;
 #endif
-    gpu_classifier = make_gpu_classifier(rules->tables);
+    gpu_classifier_ = make_gpu_classifier(rules_->tables);
   }
-  log::info("packet classifier: {}", classifier_what);
+  log::info("packet classifier: {}", classifier_what_);
+}
 
-  loop::EventLoop loop;
-  std::unique_ptr<loader::XdpFilter> xdp;
-  std::unique_ptr<afxdp::PacketPath> path;
-
-  std::string pin_dir = o.pin_dir;
-  int pid_fd = -1;
-  if (!ifaces.empty()) {
-    if (!loader::have_bpf_privileges())
-      throw CLI::RuntimeError("run --xdp needs root (or CAP_BPF and CAP_NET_ADMIN): try sudo gpuoffload-agent run",
-                              kNoPrivilege);
-    pid_fd = lock_pid_file(o.pid_file);
-    loader::XdpOptions xo;
-    xo.ifaces = ifaces;
-    xo.fail_policy = o.fail_policy == "closed" ? GPO_ACT_DROP : GPO_ACT_PASS;
-    // Misses beyond what the agent takes: the fail policy's answer unless told otherwise.
-    const std::string overload = o.overload_policy == "auto" ? (o.fail_policy == "closed" ? "drop" : "pass")
-                                                              : o.overload_policy;
-    xo.overload_policy = overload == "drop" ? GPO_OVERLOAD_DROP : GPO_OVERLOAD_PASS;
-    xo.unparsed_policy = o.unparsed_policy == "drop" ? GPO_ACT_DROP : GPO_ACT_PASS;
-    xo.non_ip_policy = o.non_ip == "drop" ? GPO_ACT_DROP : GPO_ACT_PASS;
-    xo.frag_policy = o.fragments == "drop" ? GPO_FRAG_DROP : GPO_FRAG_REASSEMBLE;
-    xo.agent_timeout_ms = o.agent_timeout_ms;
-    xo.tcp_timeout_s = o.tcp_timeout_s;
-    xo.udp_timeout_s = o.udp_timeout_s;
-    xo.other_timeout_s = o.other_timeout_s;
-    xo.tcp_closed_timeout_s = o.tcp_closed_timeout_s;
-    xo.mode = o.xdp_mode == "native"    ? loader::XdpOptions::Mode::native
-              : o.xdp_mode == "generic" ? loader::XdpOptions::Mode::generic
-                                        : loader::XdpOptions::Mode::auto_;
+// The GPU classifier for a rule set (again on every reload); null when there
+// is none to use, with the reason in classifier_what_.
+std::unique_ptr<classify::AsyncClassifier> Daemon::make_gpu_classifier(
+    const std::shared_ptr<const classify::RuleTables>& tables) {
+#ifdef GPUOFFLOAD_HAVE_CUDA
+  std::string why;
+  const int dev = o_.gpus.empty() ? 0 : o_.gpus.front();
+  if (classify::GpuClassifier::device_count(&why) > dev) {
     try {
-      if (!pin_dir.empty()) pin_dir = loader::resolve_pin_dir(pin_dir);
-      xo.pin_dir = pin_dir;
-      xdp = loader::XdpFilter::attach(xo);
-    } catch (const loader::XdpError& e) {
-      throw CLI::RuntimeError(e.what(), exit_for(e.kind));
-    }
-    log::info("attached: {}", xdp->describe());
-    log::info("rules: {}", rules->what);
-
-    afxdp::PacketPathConfig pc;
-    pc.batch_size = batch_size;
-    pc.batch_window_us = o.batch_window_us;
-    pc.gpu_min_batch = o.gpu_min_batch;
-    pc.inspect.depth = o.stream_depth;
-    pc.inspect.depth_policy = o.stream_depth_policy == "drop" ? afxdp::DepthPolicy::drop : afxdp::DepthPolicy::keep;
-    pc.inspect.memcap = o.stream_memcap;
-    pc.inspect.inspect_packets = o.inspect_packets;
-    auto idle = [](uint32_t s, uint64_t fallback) { return s ? uint64_t(s) * 1000000000ull : fallback; };
-    // The agent's flow table forgets a flow when the flow cache would (the same timeouts).
-    pc.flows.max_flows = o.max_flows;
-    pc.flows.tcp_idle_ns = idle(o.tcp_timeout_s, pc.flows.tcp_idle_ns);
-    pc.flows.udp_idle_ns = idle(o.udp_timeout_s, pc.flows.udp_idle_ns);
-    pc.flows.other_idle_ns = idle(o.other_timeout_s, pc.flows.other_idle_ns);
-    pc.reassembly.memcap = o.frag_memcap;
-    pc.reassembly.timeout_ns = uint64_t(o.frag_timeout_s) * 1000000000ull;
-    // Beat several times per timeout, so one late tick does not look like death.
-    if (o.agent_timeout_ms) pc.housekeeping_ms = std::clamp<uint32_t>(o.agent_timeout_ms / 5, 10, 250);
-    pc.bind_mode = o.xsk_mode == "zero-copy" ? afxdp::BindMode::zero_copy
-                   : o.xsk_mode == "copy"    ? afxdp::BindMode::copy
-                                             : afxdp::BindMode::auto_;
-    pc.workers = workers_for(o.workers, ifaces);
-    path = std::make_unique<afxdp::PacketPath>(*xdp, rules, *classifier, pc);
-    if (gpu_classifier) path->set_gpu_classifier(gpu_classifier.get());
-    // Workers past the first get classifiers of their own, all on the same GPU.
-    path->set_classifier_makers(
-        [](const afxdp::RuleSnapshot& r) { return std::make_unique<classify::CpuClassifier>(r.tables); },
-        [&](const afxdp::RuleSnapshot& r) { return make_gpu_classifier(r.tables); });
-    try {
-      path->start(loop);
+      auto g = std::make_unique<classify::GpuClassifier>(
+          tables, classify::GpuClassifierOptions{dev, std::max<uint32_t>(batch_size_, 1)});
+      classifier_what_ = fmt::format("gpu {} for batches of >= {} frames, cpu below", dev, o_.gpu_min_batch);
+      if (batch_size_ < o_.gpu_min_batch)
+        classifier_what_ += fmt::format(" (--batch-size {} < --gpu-min-batch {}: every batch stays on the cpu)",
+                                        batch_size_, o_.gpu_min_batch);
+      return g;
     } catch (const std::exception& e) {
-      // Nothing was served: a filter this run attached goes again; one adopted
-      // from an agent that died stays (its fail policy still protects).
-      bool adopted = false;
-      for (const auto& a : xdp->attached()) adopted |= a.adopted;
-      if (!adopted) xdp->detach();
-      throw CLI::RuntimeError(std::string("packet path: ") + e.what(), kFailure);
+      if (backend_ == "cuda") throw CLI::RuntimeError(std::string("packet classifier: ") + e.what(), kFailure);
+      classifier_what_ = std::string("cpu (GPU classifier failed: ") + e.what() + ")";
     }
-    log::info("packet filter ready: {} AF_XDP socket(s), {} worker(s), batch {} frames / {} us, {} mode, fail-{}, "
-              "overload: {}",
-              path->socket_count(), path->worker_count(), pc.batch_size, pc.batch_window_us,
-              xdp->inline_mode() ? "inline" : "host", o.fail_policy, overload);
   } else {
+    classifier_what_ = "cpu (no usable GPU " + std::to_string(dev) + ": " + why + ")";
+  }
+#else
+  (void)tables;
+  classifier_what_ = "cpu (built without CUDA)";
+#endif
+  return nullptr;
+}
+
+void Daemon::start_packet_filter() {
+  pin_dir_ = o_.pin_dir;
+  if (ifaces_.empty()) {
     log::info("packet filter: off (no --xdp IFACE[,PEER])");
+    return;
   }
+  if (!loader::have_bpf_privileges())
+    throw CLI::RuntimeError("run --xdp needs root (or CAP_BPF and CAP_NET_ADMIN): try sudo gpuoffload-agent run",
+                            kNoPrivilege);
+  pid_fd_ = lock_pid_file(o_.pid_file);
+  loader::XdpOptions xo;
+  xo.ifaces = ifaces_;
+  xo.fail_policy = o_.fail_policy == "closed" ? GPO_ACT_DROP : GPO_ACT_PASS;
+  // Misses beyond what the agent takes: the fail policy's answer unless told otherwise.
+  const std::string overload = o_.overload_policy == "auto" ? (o_.fail_policy == "closed" ? "drop" : "pass")
+                                                             : o_.overload_policy;
+  xo.overload_policy = overload == "drop" ? GPO_OVERLOAD_DROP : GPO_OVERLOAD_PASS;
+  xo.unparsed_policy = o_.unparsed_policy == "drop" ? GPO_ACT_DROP : GPO_ACT_PASS;
+  xo.non_ip_policy = o_.non_ip == "drop" ? GPO_ACT_DROP : GPO_ACT_PASS;
+  xo.frag_policy = o_.fragments == "drop" ? GPO_FRAG_DROP : GPO_FRAG_REASSEMBLE;
+  xo.agent_timeout_ms = o_.agent_timeout_ms;
+  xo.tcp_timeout_s = o_.tcp_timeout_s;
+  xo.udp_timeout_s = o_.udp_timeout_s;
+  xo.other_timeout_s = o_.other_timeout_s;
+  xo.tcp_closed_timeout_s = o_.tcp_closed_timeout_s;
+  xo.mode = o_.xdp_mode == "native"    ? loader::XdpOptions::Mode::native
+            : o_.xdp_mode == "generic" ? loader::XdpOptions::Mode::generic
+                                       : loader::XdpOptions::Mode::auto_;
+  try {
+    if (!pin_dir_.empty()) pin_dir_ = loader::resolve_pin_dir(pin_dir_);
+    xo.pin_dir = pin_dir_;
+    xdp_ = loader::XdpFilter::attach(xo);
+  } catch (const loader::XdpError& e) {
+    throw CLI::RuntimeError(e.what(), exit_for(e.kind));
+  }
+  log::info("attached: {}", xdp_->describe());
+  log::info("rules: {}", rules_->what);
 
-  // Spotting (docs/spotting.md) on the same loop, unless --no-spot.
-  std::unique_ptr<spot::Spotter> spotter;
-  if (o.no_spot || o.spot.mode == "off") {
-    log::info("spotting: off ({})", o.no_spot ? "--no-spot" : "--spot-mode off");
+  afxdp::PacketPathConfig pc;
+  pc.batch_size = batch_size_;
+  pc.batch_window_us = o_.batch_window_us;
+  pc.gpu_min_batch = o_.gpu_min_batch;
+  pc.inspect.depth = o_.stream_depth;
+  pc.inspect.depth_policy = o_.stream_depth_policy == "drop" ? afxdp::DepthPolicy::drop : afxdp::DepthPolicy::keep;
+  pc.inspect.memcap = o_.stream_memcap;
+  pc.inspect.inspect_packets = o_.inspect_packets;
+  auto idle = [](uint32_t s, uint64_t fallback) { return s ? uint64_t(s) * 1000000000ull : fallback; };
+  // The agent's flow table forgets a flow when the flow cache would (the same timeouts).
+  pc.flows.max_flows = o_.max_flows;
+  pc.flows.tcp_idle_ns = idle(o_.tcp_timeout_s, pc.flows.tcp_idle_ns);
+  pc.flows.udp_idle_ns = idle(o_.udp_timeout_s, pc.flows.udp_idle_ns);
+  pc.flows.other_idle_ns = idle(o_.other_timeout_s, pc.flows.other_idle_ns);
+  pc.reassembly.memcap = o_.frag_memcap;
+  pc.reassembly.timeout_ns = uint64_t(o_.frag_timeout_s) * 1000000000ull;
+  // Beat several times per timeout, so one late tick does not look like death.
+  if (o_.agent_timeout_ms) pc.housekeeping_ms = std::clamp<uint32_t>(o_.agent_timeout_ms / 5, 10, 250);
+  pc.bind_mode = o_.xsk_mode == "zero-copy" ? afxdp::BindMode::zero_copy
+                 : o_.xsk_mode == "copy"    ? afxdp::BindMode::copy
+                                            : afxdp::BindMode::auto_;
+  pc.workers = workers_for(o_.workers, ifaces_);
+  path_ = std::make_unique<afxdp::PacketPath>(*xdp_, rules_, *classifier_, pc);
+  if (gpu_classifier_) path_->set_gpu_classifier(gpu_classifier_.get());
+  // Workers past the first get classifiers of their own, all on the same GPU.
+  path_->set_classifier_makers(
+      [](const afxdp::RuleSnapshot& r) { return std::make_unique<classify::CpuClassifier>(r.tables); },
+      [this](const afxdp::RuleSnapshot& r) { return make_gpu_classifier(r.tables); });
+  try {
+    path_->start(loop_);
+  } catch (const std::exception& e) {
+    // Nothing was served: a filter this run attached goes again; one adopted
+    // from an agent that died stays (its fail policy still protects).
+    bool adopted = false;
+    for (const auto& a : xdp_->attached()) adopted |= a.adopted;
+    if (!adopted) xdp_->detach();
+    throw CLI::RuntimeError(std::string("packet path: ") + e.what(), kFailure);
+  }
+  log::info("packet filter ready: {} AF_XDP socket(s), {} worker(s), batch {} frames / {} us, {} mode, fail-{}, "
+            "overload: {}",
+            path_->socket_count(), path_->worker_count(), pc.batch_size, pc.batch_window_us,
+            xdp_->inline_mode() ? "inline" : "host", o_.fail_policy, overload);
+}
+
+void Daemon::start_spotting() {
+  if (o_.no_spot || o_.spot.mode == "off") {
+    log::info("spotting: off ({})", o_.no_spot ? "--no-spot" : "--spot-mode off");
+    return;
+  }
+  auto so = spot::make_spot_options(o_.spot);
+  so.ignore_tgid = uint32_t(getpid());       // the CPU backend's own libcrypto calls
+  so.pin_dir = pin_dir_;
+  so.snapshot_path = spot::kDefaultSnapshot;  // what `top` reads (docs/spotting.md)
+  try {
+    spotter_ = spot::Spotter::attach(so);
+    spotter_->register_with(loop_);
+  } catch (const spot::SpotError& e) {
+    log::warn("spotting: off: {}", e.what());  // it only observes: the rest runs without it
+  }
+}
+
+nlohmann::json Daemon::status() const {
+  nlohmann::json j;
+  j["pid"] = getpid();
+  j["classifier"] = classifier_what_;
+  j["rules"] = {{"what", rules_->what}, {"reloads", reloads_}, {"last_reload", reload_json_}};
+  j["rule_set"] = rules_status_;
+  j["spotting"] = spotter_ ? std::string(spot::mode_name(spotter_->mode())) : std::string("off");
+  j["offload"] = offload_.to_json();
+  j["event_loop_errors"] = loop_.callback_errors();
+  if (path_) j["packet_filter"] = path_->to_json();
+  return j;
+}
+
+// SIGHUP (`gpuoffload-agent reload`): the rule file again, swapped in
+// atomically; a file with problems leaves the running rules in place.
+void Daemon::reload() {
+  reloads_++;
+  LoadedRules next_rules;
+  std::vector<std::string> problems;  // what refused the file, for `reload` to print
+  log::info("SIGHUP: reloading the rules from {}", rules_->name);
+  try {
+    next_rules = load_rules(o_, &problems);  // logs each problem
+  } catch (const std::exception& e) {
+    std::string msg = fmt::format("reload failed: {}; the previous rules stay in force", e.what());
+    log::error("{}", msg);
+    reload_json_ = {{"ok", false}, {"message", msg}, {"problems", problems}};
+  }
+  auto next = next_rules.snapshot;
+  if (!next) {
+    // reload_json_ says why; nothing changes
+  } else if (!path_) {
+    rules_ = next;
+    rules_status_ = next_rules.status;
+    reload_json_ = {{"ok", true}, {"message", "rules reloaded: " + next->what + " (no packet filter)"}};
   } else {
-    auto so = spot::make_spot_options(o.spot);
-    so.ignore_tgid = uint32_t(getpid());       // the CPU backend's own libcrypto calls
-    so.pin_dir = pin_dir;
-    so.snapshot_path = spot::kDefaultSnapshot;  // what `top` reads (docs/spotting.md)
-    try {
-      spotter = spot::Spotter::attach(so);
-      spotter->register_with(loop);
-    } catch (const spot::SpotError& e) {
-      log::warn("spotting: off: {}", e.what());  // it only observes: the rest runs without it
-    }
+    auto next_cpu = std::make_unique<classify::CpuClassifier>(next->tables);
+    std::unique_ptr<classify::AsyncClassifier> next_gpu;
+    if (gpu_classifier_) next_gpu = make_gpu_classifier(next->tables);
+    auto r = path_->reload(next, *next_cpu, next_gpu.get());
+    // The path uses the new classifiers now; the old ones can go.
+    classifier_ = std::move(next_cpu);
+    gpu_classifier_ = std::move(next_gpu);
+    rules_ = next;
+    rules_status_ = next_rules.status;
+    std::string msg = fmt::format("rules reloaded: {}; {} cached flow verdicts invalidated, {} kept", next->what,
+                                  r.invalidated, r.kept);
+    log::info("{}", msg);
+    reload_json_ = {{"ok", true}, {"message", msg}, {"invalidated", r.invalidated}, {"kept", r.kept}};
   }
+  write_status(o_.status_file, status());
+}
 
-  // Offload service (libgpuoffload clients, the shim): on unless --no-offload.
-  OffloadService offload;
-  offload.start(o.offload, backend, o.gpus, loop);
-
-  // SIGHUP (`gpuoffload-agent reload`): the rule file again, swapped in
-  // atomically; a file with problems leaves the running rules in place.
-  nlohmann::json reload_json = {{"count", 0}};
-  uint64_t reloads = 0;
-  auto status = [&] {
-    nlohmann::json j;
-    j["pid"] = getpid();
-    j["classifier"] = classifier_what;
-    j["rules"] = {{"what", rules->what}, {"reloads", reloads}, {"last_reload", reload_json}};
-    j["rule_set"] = rules_status;
-    j["spotting"] = spotter ? std::string(spot::mode_name(spotter->mode())) : std::string("off");
-    j["offload"] = offload.to_json();
-    j["event_loop_errors"] = loop.callback_errors();
-    if (path) j["packet_filter"] = path->to_json();
-    return j;
-  };
-  loop.on_hangup([&] {
-    reloads++;
-    LoadedRules next_rules;
-    std::vector<std::string> problems;  // what refused the file, for `reload` to print
-    log::info("SIGHUP: reloading the rules from {}", rules->name);
-    try {
-      next_rules = load_rules(o, &problems);  // logs each problem
-    } catch (const std::exception& e) {
-      std::string msg = fmt::format("reload failed: {}; the previous rules stay in force", e.what());
-      log::error("{}", msg);
-      reload_json = {{"ok", false}, {"message", msg}, {"problems", problems}};
-    }
-    auto next = next_rules.snapshot;
-    if (!next) {
-      // reload_json says why; nothing changes
-    } else if (!path) {
-      rules = next;
-      rules_status = next_rules.status;
-      reload_json = {{"ok", true}, {"message", "rules reloaded: " + next->what + " (no packet filter)"}};
-    } else {
-      auto next_cpu = std::make_unique<classify::CpuClassifier>(next->tables);
-      std::unique_ptr<classify::AsyncClassifier> next_gpu;
-      if (gpu_classifier) next_gpu = make_gpu_classifier(next->tables);
-      auto r = path->reload(next, *next_cpu, next_gpu.get());
-      // The path uses the new classifiers now; the old ones can go.
-      classifier = std::move(next_cpu);
-      gpu_classifier = std::move(next_gpu);
-      rules = next;
-      rules_status = next_rules.status;
-      std::string msg = fmt::format("rules reloaded: {}; {} cached flow verdicts invalidated, {} kept", next->what,
-                                    r.invalidated, r.kept);
-      log::info("{}", msg);
-      reload_json = {{"ok", true}, {"message", msg}, {"invalidated", r.invalidated}, {"kept", r.kept}};
-    }
-    write_status(o.status_file, status());
-  });
-  loop.add_timer(std::chrono::milliseconds(o.status_interval_ms), [&] { write_status(o.status_file, status()); });
-  write_status(o.status_file, status());
+int Daemon::serve() {
+  loop_.on_hangup([this] { reload(); });
+  loop_.add_timer(std::chrono::milliseconds(o_.status_interval_ms), [this] { write_status(o_.status_file, status()); });
+  write_status(o_.status_file, status());
   log::info("running (pid {}); status in {}; SIGINT/SIGTERM stops, SIGHUP reloads the rules", getpid(),
-            o.status_file);
+            o_.status_file);
+  return loop_.run();
+}
 
-  int sig = loop.run();
-  offload.stop(loop);
-  if (path) path->stop(loop);
-  write_status(o.status_file, status());
-  if (path) {
-    const auto c = path->counters();
+void Daemon::shutdown(int sig) {
+  offload_.stop(loop_);
+  if (path_) path_->stop(loop_);
+  write_status(o_.status_file, status());
+  const char* by = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "stop()";
+  if (path_) {
+    const auto c = path_->counters();
     log::info("stopped by {}: {} packets to the agent, {} passed, {} dropped, {} flow verdicts cached, {} batches",
-              sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "stop()", c.rx, c.passed, c.dropped,
-              c.cache_installs, c.batches);
+              by, c.rx, c.passed, c.dropped, c.cache_installs, c.batches);
   } else {
-    log::info("stopped by {}", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "stop()");
+    log::info("stopped by {}", by);
   }
-  path.reset();
+  path_.reset();
   // A clean stop is the one way the filter leaves the interfaces (a crash
   // leaves it attached, with its fail policy). The pinned maps, and with them
   // the flow cache, stay.
-  if (xdp) xdp->detach();
-  xdp.reset();
-  if (pid_fd >= 0) {
-    unlink(o.pid_file.c_str());
-    close(pid_fd);
+  if (xdp_) xdp_->detach();
+  xdp_.reset();
+  if (pid_fd_ >= 0) {
+    unlink(o_.pid_file.c_str());
+    close(pid_fd_);
   }
+}
+
+void run(const RunOptions& o, CLI::App* cmd) {
+  if (o.print_config) {
+    std::fputs(cmd->config_to_str(true, true).c_str(), stdout);
+    return;
+  }
+  // Before the first thread (CUDA runtime, backends, GPU classifier): SIGTERM
+  // and SIGINT must reach the loop's signalfd, not a worker thread.
+  loop::EventLoop::block_stop_signals();
+  Daemon daemon(o, cmd);
+  daemon.open();
+  daemon.start_packet_filter();
+  daemon.start_spotting();
+  daemon.start_offload();
+  daemon.shutdown(daemon.serve());
 }
 
 }  // namespace

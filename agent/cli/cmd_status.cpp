@@ -23,24 +23,13 @@
 #include "cli/commands.h"
 #include "loader/xdp_loader.h"
 #include "util/log.h"
+#include "util/unique_fd.h"
 
 namespace gpo::cli {
 
 namespace {
 
-struct Fd {
-  int fd = -1;
-  Fd() = default;
-  explicit Fd(int f) : fd(f) {}
-  Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
-  Fd& operator=(Fd&& o) noexcept {
-    std::swap(fd, o.fd);
-    return *this;
-  }
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-};
+using util::UniqueFd;
 
 struct Attached {
   std::string name;
@@ -188,22 +177,22 @@ void run_status(const std::string& pin_dir_arg, bool json, size_t top_n, const s
   } catch (const loader::XdpError& e) {
     throw CLI::RuntimeError(std::string("status: ") + e.what(), kUsage);
   }
-  auto open_pinned = [&](const char* name) { return Fd(bpf_obj_get((pin_dir + "/" + name).c_str())); };
-  Fd stats = open_pinned("stats"), flows = open_pinned("flows"), config = open_pinned("config"),
-     tx = open_pinned("tx_ports"), agent = open_pinned("agent");
-  if (stats.fd < 0 || flows.fd < 0 || config.fd < 0) {
+  auto open_pinned = [&](const char* name) { return UniqueFd(bpf_obj_get((pin_dir + "/" + name).c_str())); };
+  UniqueFd stats = open_pinned("stats"), flows = open_pinned("flows"), config = open_pinned("config"),
+           tx = open_pinned("tx_ports"), agent = open_pinned("agent");
+  if (!stats.valid() || !flows.valid() || !config.valid()) {
     if (json) std::printf("%s\n", nlohmann::json{{"running", false}, {"pin_dir", pin_dir_arg}}.dump(2).c_str());
     throw CLI::RuntimeError("not running: no pinned maps under " + pin_dir_arg +
                                 " (start the filter with `sudo gpuoffload-agent run --xdp IFACE`)",
                             kFailure);
   }
 
-  gpo_xdp_stats st = loader::sum_stats(stats.fd);
+  gpo_xdp_stats st = loader::sum_stats(stats.get());
   gpo_xdp_config cfg{};
   uint32_t zero = 0;
-  bpf_map_lookup_elem(config.fd, &zero, &cfg);
+  bpf_map_lookup_elem(config.get(), &zero, &cfg);
   gpo_agent_beat beat{};
-  if (agent.fd >= 0) bpf_map_lookup_elem(agent.fd, &zero, &beat);
+  if (agent.valid()) bpf_map_lookup_elem(agent.get(), &zero, &beat);
   // Pinned links: the attachments that outlive the agent.
   std::vector<std::string> links;
   {
@@ -214,24 +203,24 @@ void run_status(const std::string& pin_dir_arg, bool json, size_t top_n, const s
     }
     std::sort(links.begin(), links.end());
   }
-  auto ifaces = attached_interfaces(map_id(flows.fd));
+  auto ifaces = attached_interfaces(map_id(flows.get()));
   std::vector<std::pair<std::string, std::string>> peers;
-  if (tx.fd >= 0) {
+  if (tx.valid()) {
     uint32_t k, next, v;
     char a[IF_NAMESIZE], b[IF_NAMESIZE];
-    for (int r = bpf_map_get_next_key(tx.fd, nullptr, &k); r == 0; r = bpf_map_get_next_key(tx.fd, &k, &next), k = next)
-      if (bpf_map_lookup_elem(tx.fd, &k, &v) == 0)
+    for (int r = bpf_map_get_next_key(tx.get(), nullptr, &k); r == 0; r = bpf_map_get_next_key(tx.get(), &k, &next), k = next)
+      if (bpf_map_lookup_elem(tx.get(), &k, &v) == 0)
         peers.emplace_back(if_indextoname(k, a) ? a : std::to_string(k), if_indextoname(v, b) ? b : std::to_string(v));
   }
 
   // The flow cache: size and the busiest entries (bounded by the map size).
   std::vector<FlowRow> rows;
-  uint32_t max_entries = map_max_entries(flows.fd);
+  uint32_t max_entries = map_max_entries(flows.get());
   gpo_flow_key key, next_key;
-  for (int r = bpf_map_get_next_key(flows.fd, nullptr, &key); r == 0 && rows.size() < max_entries;
-       r = bpf_map_get_next_key(flows.fd, &key, &next_key), key = next_key) {
+  for (int r = bpf_map_get_next_key(flows.get(), nullptr, &key); r == 0 && rows.size() < max_entries;
+       r = bpf_map_get_next_key(flows.get(), &key, &next_key), key = next_key) {
     FlowRow fr{key, {}};
-    if (bpf_map_lookup_elem(flows.fd, &key, &fr.v) == 0) rows.push_back(fr);
+    if (bpf_map_lookup_elem(flows.get(), &key, &fr.v) == 0) rows.push_back(fr);
   }
   size_t entries = rows.size();
   std::sort(rows.begin(), rows.end(), [](const FlowRow& a, const FlowRow& b) { return a.v.hits > b.v.hits; });

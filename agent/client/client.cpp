@@ -37,6 +37,7 @@
 #include "ipc/slab_protocol.h"
 #include "ipc/slab_validate.h"
 #include "kernels/sha256/sha256.h"
+#include "util/fd_passing.h"
 
 using Clock = std::chrono::steady_clock;
 
@@ -366,19 +367,7 @@ std::shared_ptr<Conn> connect_agent() {
   m.data_off = data_off;
   std::string lib = own_library_path();
   if (lib.size() < sizeof(m.lib_path)) std::strcpy(m.lib_path, lib.c_str());
-  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))]{};
-  iovec iov{&m, sizeof(m)};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = ctl;
-  mh.msg_controllen = sizeof(ctl);
-  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cm), &mfd, sizeof(int));
-  ssize_t sent = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+  ssize_t sent = gpo::util::send_with_fd(c->fd, &m, sizeof(m), mfd);
   close(mfd);  // the agent has its own reference now; ours is the mapping
   if (sent != ssize_t(sizeof(m))) return nullptr;
 

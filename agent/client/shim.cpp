@@ -101,6 +101,36 @@ bool offload_crc32(uLong crc, const Bytef* buf, size_t n, uLong* out) {
   return true;
 }
 
+// A call the library did not serve: the real function, under the guard, with
+// the path counted when the plan kept the call here (an offload that failed
+// leaves its count to the library).
+template <typename Call>
+auto fall_back(int op, int path, size_t n, Call&& real_call) {
+  if (path != GPO_PATH_OFFLOAD) note(op, path, n);
+  Guard g;
+  return real_call();
+}
+
+// compress2() and compress() once the call is the shim's; real_call runs the
+// real one of the two.
+template <typename Call>
+int shim_compress(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n, int level, Call&& real_call) {
+  const int path = route(GPO_ZLIB_COMPRESS, n);
+  if (path == GPO_PATH_OFFLOAD && offload_compress2(dest, dest_len, src, n, level)) return Z_OK;
+  return fall_back(GPO_ZLIB_COMPRESS, path, n, real_call);
+}
+
+// crc32() and crc32_z(), which differ in the type of the length.
+// buf == NULL is zlib's "give me the initial crc" (returns 0): left to zlib.
+template <typename Fn, typename Len>
+uLong shim_crc32(Fn next, uLong crc, const Bytef* buf, Len n) {
+  if (t_inside || !buf) return next(crc, buf, n);
+  uLong r = 0;
+  const int path = route(GPO_CRC32, n);
+  if (path == GPO_PATH_OFFLOAD && offload_crc32(crc, buf, n, &r)) return r;
+  return fall_back(GPO_CRC32, path, n, [&] { return next(crc, buf, n); });
+}
+
 }  // namespace
 
 extern "C" {
@@ -166,13 +196,7 @@ __attribute__((visibility("default"))) int compress2(Bytef* dest, uLongf* dest_l
                                                      int level) {
   auto next = real(g_compress2, "compress2");
   if (t_inside) return next(dest, dest_len, src, n, level);
-  const int path = route(GPO_ZLIB_COMPRESS, n);
-  if (path != GPO_PATH_OFFLOAD || !offload_compress2(dest, dest_len, src, n, level)) {
-    if (path != GPO_PATH_OFFLOAD) note(GPO_ZLIB_COMPRESS, path, n);
-    Guard g;
-    return next(dest, dest_len, src, n, level);
-  }
-  return Z_OK;
+  return shim_compress(dest, dest_len, src, n, level, [&] { return next(dest, dest_len, src, n, level); });
 }
 
 // zlib's compress() is compress2() at Z_DEFAULT_COMPRESSION (some builds call
@@ -180,40 +204,15 @@ __attribute__((visibility("default"))) int compress2(Bytef* dest, uLongf* dest_l
 __attribute__((visibility("default"))) int compress(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n) {
   auto next = real(g_compress, "compress");
   if (t_inside) return next(dest, dest_len, src, n);
-  const int path = route(GPO_ZLIB_COMPRESS, n);
-  if (path != GPO_PATH_OFFLOAD || !offload_compress2(dest, dest_len, src, n, Z_DEFAULT_COMPRESSION)) {
-    if (path != GPO_PATH_OFFLOAD) note(GPO_ZLIB_COMPRESS, path, n);
-    Guard g;
-    return next(dest, dest_len, src, n);
-  }
-  return Z_OK;
+  return shim_compress(dest, dest_len, src, n, Z_DEFAULT_COMPRESSION, [&] { return next(dest, dest_len, src, n); });
 }
 
-// buf == NULL is zlib's "give me the initial crc" (returns 0): left to zlib.
 __attribute__((visibility("default"))) uLong crc32(uLong crc, const Bytef* buf, uInt n) {
-  auto next = real(g_crc32, "crc32");
-  uLong r = 0;
-  if (t_inside || !buf) return next(crc, buf, n);
-  const int path = route(GPO_CRC32, n);
-  if (path != GPO_PATH_OFFLOAD || !offload_crc32(crc, buf, n, &r)) {
-    if (path != GPO_PATH_OFFLOAD) note(GPO_CRC32, path, n);
-    Guard g;
-    return next(crc, buf, n);
-  }
-  return r;
+  return shim_crc32(real(g_crc32, "crc32"), crc, buf, n);
 }
 
 __attribute__((visibility("default"))) uLong crc32_z(uLong crc, const Bytef* buf, z_size_t n) {
-  auto next = real(g_crc32_z, "crc32_z");
-  uLong r = 0;
-  if (t_inside || !buf) return next(crc, buf, n);
-  const int path = route(GPO_CRC32, n);
-  if (path != GPO_PATH_OFFLOAD || !offload_crc32(crc, buf, n, &r)) {
-    if (path != GPO_PATH_OFFLOAD) note(GPO_CRC32, path, n);
-    Guard g;
-    return next(crc, buf, n);
-  }
-  return r;
+  return shim_crc32(real(g_crc32_z, "crc32_z"), crc, buf, n);
 }
 
 }  // extern "C"

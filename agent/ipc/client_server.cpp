@@ -8,7 +8,6 @@
 #include <sys/stat.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
-#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -24,6 +23,7 @@
 #include "ipc/slab_job.h"
 #include "ipc/slab_validate.h"
 #include "loop/event_loop.h"
+#include "util/fd_passing.h"
 #include "util/log.h"
 
 namespace gpo::ipc {
@@ -54,6 +54,8 @@ std::string mapping_of(pid_t pid, const std::string& path) {
 }
 
 std::string errno_text(int e) { return std::strerror(e); }
+
+constexpr std::chrono::milliseconds kListenPause{100};  // out of fds: how long the socket stays closed
 
 // At most one warning a second from what clients can provoke (refusals,
 // dropped connections): the rest go to the debug level.
@@ -278,28 +280,11 @@ void ClientServer::register_with(loop::EventLoop& loop) {
   loop_ = &loop;
   listen_on_socket();
   reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  pause_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  if (reserve_fd_ < 0 || pause_fd_ < 0 || timer_fd_ < 0)
-    throw std::runtime_error("offload: out of file descriptors at start: " + errno_text(errno));
+  if (reserve_fd_ < 0) throw std::runtime_error("offload: out of file descriptors at start: " + errno_text(errno));
+  pause_timer_ = std::make_unique<loop::OneShotTimer>(loop, [this] { listen_again(); });
+  window_timer_ = std::make_unique<loop::OneShotTimer>(loop, [this] { flush_all(); });
   loop.add_fd(listen_fd_, [this] { on_accept(); });
   listening_ = true;
-  loop.add_fd(pause_fd_, [this] {
-    uint64_t n;
-    while (read(pause_fd_, &n, sizeof(n)) > 0) {
-    }
-    if (listening_ || listen_fd_ < 0) return;
-    if (reserve_fd_ < 0) reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    try {
-      loop_->add_fd(listen_fd_, [this] { on_accept(); });
-      listening_ = true;
-    } catch (const std::exception& e) {
-      log::warn("offload: cannot listen again yet ({}); retrying", e.what());
-      itimerspec ts{};
-      ts.it_value.tv_nsec = 100000000;
-      timerfd_settime(pause_fd_, 0, &ts, nullptr);
-    }
-  });
 
   wake_fd_ = st_->wake_fd;
   if (wake_fd_ < 0) throw std::runtime_error(std::string("offload: eventfd: ") + std::strerror(errno));
@@ -308,14 +293,6 @@ void ClientServer::register_with(loop::EventLoop& loop) {
     while (read(wake_fd_, &n, sizeof(n)) > 0) {
     }
     flush_while_room();
-  });
-
-  loop.add_fd(timer_fd_, [this] {
-    uint64_t n;
-    while (read(timer_fd_, &n, sizeof(n)) > 0) {
-    }
-    timer_armed_ = false;
-    flush_all();
   });
 
   if (opt_.uprobe_doorbell) {
@@ -363,20 +340,12 @@ void ClientServer::unregister(loop::EventLoop& loop) {
     probe_->unregister(loop);
     probe_.reset();
   }
-  if (timer_fd_ >= 0) {
-    loop.remove_fd(timer_fd_);
-    close(timer_fd_);
-    timer_fd_ = -1;
-  }
+  window_timer_.reset();
   if (wake_fd_ >= 0) {
     loop.remove_fd(wake_fd_);  // closed with st_: completions still to come may write it
     wake_fd_ = -1;
   }
-  if (pause_fd_ >= 0) {
-    loop.remove_fd(pause_fd_);
-    close(pause_fd_);
-    pause_fd_ = -1;
-  }
+  pause_timer_.reset();
   if (listen_fd_ >= 0) {
     if (listening_) loop.remove_fd(listen_fd_);
     listening_ = false;
@@ -465,10 +434,20 @@ void ClientServer::pause_listening() {
   if (!listening_) return;
   loop_->remove_fd(listen_fd_);
   listening_ = false;
-  itimerspec ts{};
-  ts.it_value.tv_nsec = 100000000;  // 100 ms
-  if (timerfd_settime(pause_fd_, 0, &ts, nullptr) != 0)
+  if (!pause_timer_->arm(kListenPause))
     log::error("offload: timerfd_settime: {}; the socket stays closed", errno_text(errno));
+}
+
+void ClientServer::listen_again() {
+  if (listening_ || listen_fd_ < 0) return;
+  if (reserve_fd_ < 0) reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  try {
+    loop_->add_fd(listen_fd_, [this] { on_accept(); });
+    listening_ = true;
+  } catch (const std::exception& e) {
+    log::warn("offload: cannot listen again yet ({}); retrying", e.what());
+    pause_timer_->arm(kListenPause);
+  }
 }
 
 bool ClientServer::peer_allowed(int fd, const ucred& cred) const {
@@ -541,35 +520,16 @@ void ClientServer::on_conn(int fd) {
       gpo_msg_doorbell bell;
       uint32_t type;
     } m{};
-    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * 4)];
-    iovec iov{&m, sizeof(m)};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = ctl;
-    mh.msg_controllen = sizeof(ctl);
-    ssize_t r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    // Only one fd is expected: the memfd of a registration (others are closed).
+    util::Received got = util::recv_with_fd(fd, &m, sizeof(m), MSG_DONTWAIT);
+    const ssize_t r = got.len;
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (r <= 0) {
       close_conn(fd);
       return;
     }
-    int memfd = -1;
-    for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-      if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-        int nfd = int((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        for (int i = 0; i < nfd; ++i) {
-          int f;
-          std::memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-          if (memfd < 0) memfd = f;
-          else close(f);  // only one fd is expected
-        }
-      }
-    }
     if (size_t(r) >= sizeof(gpo_msg_register) && m.type == GPO_MSG_REGISTER) {
-      const bool open = on_register(c, m.reg, memfd);
-      if (memfd >= 0) close(memfd);
-      if (!open) return;
+      if (!on_register(c, m.reg, got.fd.get())) return;
       continue;
     } else if (size_t(r) >= sizeof(gpo_msg_doorbell) && m.type == GPO_MSG_DOORBELL) {
       // The socket's peer is the process: same check as the kernel-stamped tgid.
@@ -577,7 +537,6 @@ void ClientServer::on_conn(int fd) {
     } else {
       st_->doorbells_refused++;
     }
-    if (memfd >= 0) close(memfd);
   }
 }
 
@@ -804,16 +763,10 @@ void ClientServer::flush_while_room() {
 }
 
 void ClientServer::arm_timer() {
-  if (timer_armed_) return;
-  itimerspec ts{};
-  ts.it_value.tv_sec = opt_.batch_window_us / 1000000;
-  ts.it_value.tv_nsec = long(opt_.batch_window_us % 1000000) * 1000;
-  if (timerfd_settime(timer_fd_, 0, &ts, nullptr) != 0) {
+  if (!window_timer_->arm(std::chrono::microseconds(opt_.batch_window_us))) {
     log::error("offload: timerfd_settime: {}; sending the batch now", errno_text(errno));
     flush_all();
-    return;
   }
-  timer_armed_ = true;
 }
 
 void ClientServer::flush_all() {

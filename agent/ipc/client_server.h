@@ -31,6 +31,7 @@
 
 namespace gpo::loop {
 class EventLoop;
+class OneShotTimer;
 }
 
 namespace gpo::ipc {
@@ -136,6 +137,7 @@ class ClientServer {
   void on_accept();
   void shed_one_connection();  // out of fds: accept and close one with the reserve fd
   void pause_listening();
+  void listen_again();  // the pause is over
   bool peer_allowed(int fd, const ucred& cred) const;
   void on_conn(int fd);
   void close_conn(int fd);
@@ -163,9 +165,8 @@ class ClientServer {
   gid_t group_gid_ = gid_t(-1);  // socket_group's gid, when it exists
   std::string access_;           // "0660 root:gpuoffload", for the log and status
   int reserve_fd_ = -1;          // given up to accept (and close) a connection when out of fds
-  int pause_fd_ = -1;            // timerfd: listening again after a pause
-  int timer_fd_ = -1;
-  bool timer_armed_ = false;
+  std::unique_ptr<loop::OneShotTimer> pause_timer_;  // listening again after a pause
+  std::unique_ptr<loop::OneShotTimer> window_timer_; // fixed batching windows: the window's end
   int wake_fd_ = -1;  // eventfd: a backend thread says a batch completed while jobs wait
   std::unique_ptr<PlanPage> plan_;
   std::unique_ptr<DoorbellProbe> probe_;

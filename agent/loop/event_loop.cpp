@@ -4,9 +4,11 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <cstring>
@@ -184,6 +186,50 @@ int EventLoop::run(bool catch_signals) {
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
   }
   return stopped_by;
+}
+
+OneShotTimer::OneShotTimer(EventLoop& loop, EventLoop::Callback cb) : loop_(loop), cb_(std::move(cb)) {
+  fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (fd_ < 0) fail("timerfd_create", errno);
+  try {
+    loop_.add_fd(fd_, [this] { on_expiry(); });
+  } catch (...) {
+    close(fd_);
+    throw;
+  }
+}
+
+OneShotTimer::~OneShotTimer() {
+  loop_.remove_fd(fd_);
+  close(fd_);
+}
+
+bool OneShotTimer::arm(std::chrono::microseconds delay) {
+  if (armed_) return true;
+  // A zero it_value would disarm the timerfd instead.
+  const long long us = std::max<long long>(delay.count(), 1);
+  itimerspec ts{};
+  ts.it_value.tv_sec = time_t(us / 1000000);
+  ts.it_value.tv_nsec = long(us % 1000000) * 1000;
+  if (timerfd_settime(fd_, 0, &ts, nullptr) != 0) return false;
+  armed_ = true;
+  return true;
+}
+
+void OneShotTimer::cancel() {
+  if (!armed_) return;
+  // Disarming also clears an expiry the loop has not read yet.
+  itimerspec ts{};
+  timerfd_settime(fd_, 0, &ts, nullptr);
+  armed_ = false;
+}
+
+void OneShotTimer::on_expiry() {
+  uint64_t expirations = 0;
+  // Nothing to read: cancelled after the loop saw it readable.
+  if (read(fd_, &expirations, sizeof expirations) != ssize_t(sizeof expirations)) return;
+  armed_ = false;
+  cb_();
 }
 
 }  // namespace gpo::loop

@@ -1,4 +1,4 @@
-// The agent's event loop: one epoll set, callbacks per fd, periodic timers,
+// The agent's event loop: one epoll set, callbacks per fd, periodic and one-shot timers,
 // a clean stop on SIGINT/SIGTERM, and SIGHUP handed to a callback (reload).
 // Nothing spins: when every source is idle the thread sleeps in epoll_wait.
 // Each data path (spotting ring buffer, AF_XDP sockets, client IPC) registers
@@ -73,6 +73,34 @@ class EventLoop {
   bool stopping_ = false;
   void call(const Callback& cb, const char* what);
   std::atomic<uint64_t> dispatches_{0};
+};
+
+// A one-shot timer on an EventLoop, to the microsecond (a timerfd; the loop's
+// periodic timers count milliseconds): arm() has cb called once, on the loop
+// thread, when the delay has passed; cancel() takes that back. Registered
+// with the loop for its whole life: the loop must outlive it.
+class OneShotTimer {
+ public:
+  // Throws std::runtime_error when no timerfd can be made or added.
+  OneShotTimer(EventLoop& loop, EventLoop::Callback cb);
+  ~OneShotTimer();
+  OneShotTimer(const OneShotTimer&) = delete;
+  OneShotTimer& operator=(const OneShotTimer&) = delete;
+
+  // Fires delay from now (at least 1 us); an armed timer keeps the deadline
+  // it has. False, with errno set, when the kernel refused it: not armed.
+  bool arm(std::chrono::microseconds delay);
+  // Disarmed: cb is not called until the next arm(), even when the deadline
+  // passed and the loop has not run it yet.
+  void cancel();
+  bool armed() const { return armed_; }
+
+ private:
+  void on_expiry();
+  EventLoop& loop_;
+  EventLoop::Callback cb_;
+  int fd_ = -1;
+  bool armed_ = false;
 };
 
 }  // namespace gpo::loop

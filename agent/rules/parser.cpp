@@ -233,6 +233,21 @@ class LineParser {
   bool parse_port_range(std::string_view s, std::string_view at, PortRange& out);
   void parse_options(std::string_view body, Rule& r);
   bool option(std::string_view opt, const std::string& k, std::string_view value, bool has_value, Rule& r);
+  // One option as written: its text (where diagnostics point), keyword and value.
+  struct Option {
+    std::string_view text;
+    const std::string& k;
+    std::string_view value;
+    bool has_value;
+  };
+  bool need_content(const Option& o, const Content* lc);
+  bool need_value(const Option& o);
+  bool uint_field(const Option& o, classify::UintTest& t, uint32_t max, const char* what);
+  bool content_position(const Option& o, Content& c);
+  bool isdataat(const Option& o, Content* lc, Rule& r);
+  bool flow(const Option& o, Rule& r);
+  bool ip_proto(const Option& o, Rule& r);
+  bool rule_info(const Option& o, Rule& r);
   void check_contents(std::string_view at, Rule& r);
   bool decode_content(std::string_view quoted, std::string_view at, std::string& out);
   bool unquote(std::string_view v, std::string_view at, std::string_view keyword, std::string& out);
@@ -557,30 +572,8 @@ bool uint_given(const classify::UintTest& t) { return t.op != classify::kUintAny
 // One option of a rule; false when it was refused (the caller keeps going to
 // report every problem of the rule).
 bool LineParser::option(std::string_view opt, const std::string& k, std::string_view value, bool has_value, Rule& r) {
+  const Option o{opt, k, value, has_value};
   Content* lc = r.contents.empty() ? nullptr : &r.contents.back();
-  auto need_content = [&]() {
-    if (lc) return true;
-    error(opt, k, fmt::format("{} needs a preceding content option", k));
-    return false;
-  };
-  auto need_value = [&]() {
-    if (has_value && !value.empty()) return true;
-    error(opt, k, fmt::format("{} needs a value", k));
-    return false;
-  };
-  auto uint_field = [&](classify::UintTest& t, uint32_t max, const char* what) {
-    if (!need_value()) return false;
-    if (uint_given(t)) {
-      unsupported(opt, k, fmt::format("{} given twice", k), k + " twice");
-      return false;
-    }
-    if (!parse_uint_test(value, max, t)) {
-      error(opt, k, fmt::format("{}: '{}' is not a {} test (N, !N, <N, <=N, >N, >=N, N<>M, N-M; 0..{})", k, value,
-                                what, max));
-      return false;
-    }
-    return true;
-  };
   if (k == "msg") return unquote(value, opt, "msg", r.msg);
   if (k == "content") {
     Content c;
@@ -595,127 +588,25 @@ bool LineParser::option(std::string_view opt, const std::string& k, std::string_
   }
   if (k == "nocase" || k == "rawbytes") {
     if (has_value) return error(opt, k, fmt::format("{} takes no value", k)), false;
-    if (!need_content()) return false;
+    if (!need_content(o, lc)) return false;
     if (k == "nocase") lc->nocase = true;  // rawbytes: Suricata inspects raw bytes anyway
     return true;
   }
-  if (k == "fast_pattern") return need_content();  // a prefilter hint: every pattern goes through the matcher
-  if (k == "offset" || k == "depth" || k == "distance" || k == "within" || k == "startswith") {
-    if (!need_content()) return false;
-    const bool rel = k == "distance" || k == "within";
-    if (k != "startswith" && !need_value()) return false;
-    if (lc->negated && rel) {
-      unsupported(opt, k, fmt::format("{} on a negated content", k), "relative negated content");
-      return false;
-    }
-    if (rel ? (lc->has_offset || lc->has_depth) : lc->relative()) {
-      error(opt, k, fmt::format("{}: a content takes offset/depth or distance/within, not both", k));
-      return false;
-    }
-    if (k == "startswith") {
-      if (has_value) return error(opt, k, "startswith takes no value"), false;
-      if (lc->has_offset || lc->has_depth) return error(opt, k, "startswith with offset or depth"), false;
-      lc->has_offset = lc->has_depth = true;
-      lc->offset = 0;
-      lc->depth = uint32_t(lc->bytes.size());
-      return true;
-    }
-    bool& has = k == "offset" ? lc->has_offset : k == "depth" ? lc->has_depth : k == "distance" ? lc->has_distance : lc->has_within;
-    if (has) return error(opt, k, fmt::format("{} given twice for one content", k)), false;
-    int64_t x;
-    if (std::isalpha(static_cast<unsigned char>(value[0])))
-      return unsupported(opt, k, fmt::format("{}:{} (a byte_extract variable)", k, value.substr(0, 40)),
-                         "byte_extract variable"),
-             false;
-    if (!rel) {
-      if (!parse_int(value, 0, 65535, x))
-        return error(opt, k, fmt::format("{}: '{}' is not a number in 0..65535", k, value)), false;
-    } else if (!parse_int(value, -(1 << 20), 1 << 20, x)) {
-      return error(opt, k, fmt::format("{}: '{}' is not a number in -1048576..1048576", k, value)), false;
-    }
-    if ((k == "depth" || k == "within") && x < int64_t(lc->bytes.size()))
-      return error(opt, k, fmt::format("{}:{} is shorter than the content ({} bytes): it never matches", k, x,
-                                       lc->bytes.size())),
-             false;
-    has = true;
-    if (k == "offset") lc->offset = uint32_t(x);
-    else if (k == "depth") lc->depth = uint32_t(x);
-    else if (k == "distance") lc->distance = int32_t(x);
-    else lc->within = int32_t(x);
-    return true;
-  }
-  if (k == "isdataat") {
-    if (!need_value()) return false;
-    std::string_view v = value;
-    const bool neg = v[0] == '!';
-    if (neg) v = trim(v.substr(1));
-    bool relative = false;
-    auto comma = v.find(',');
-    std::string_view num = trim(v.substr(0, comma));
-    for (size_t at = comma; at != std::string_view::npos;) {
-      size_t next = v.find(',', at + 1);
-      std::string_view tok = trim(v.substr(at + 1, next == std::string_view::npos ? std::string_view::npos : next - at - 1));
-      if (tok == "relative") relative = true;
-      else if (tok != "rawbytes") return error(opt, k, fmt::format("isdataat: unknown option '{}'", tok)), false;
-      at = next;
-    }
-    uint64_t n;
-    if (!parse_uint(num, 65535, n)) return error(opt, k, fmt::format("isdataat: '{}' is not a number in 0..65535", num)), false;
-    if (relative) {
-      if (neg) return unsupported(opt, k, "isdataat:!N,relative (a negated relative isdataat)", "negated relative isdataat"), false;
-      if (!lc) return unsupported(opt, k, "isdataat relative without a preceding content", "relative isdataat without content"), false;
-      if (lc->negated) return unsupported(opt, k, "isdataat relative to a negated content", "relative negated content"), false;
-      if (lc->isdataat_rel >= 0) return unsupported(opt, k, "two relative isdataat after one content", "isdataat twice"), false;
-      lc->isdataat_rel = int32_t(n);
-      return true;
-    }
-    if (uint_given(r.isdataat)) return unsupported(opt, k, "two absolute isdataat", "isdataat twice"), false;
-    // Data at offset N exists when the payload is longer than N.
-    r.isdataat = {uint8_t(neg ? classify::kUintLe : classify::kUintGt), {}, uint32_t(n), 0};
-    return true;
-  }
-  if (k == "flow") {
-    if (!need_value()) return false;
-    if (r.flow_set || r.flow_clear) return unsupported(opt, k, "flow given twice", "flow twice"), false;
-    std::set<std::string_view> seen;
-    bool ok = true;
-    for (auto part : split_list(value)) {
-      if (!seen.insert(part).second) {
-        error(opt, k, fmt::format("flow: '{}' given twice", part));
-        ok = false;
-      } else if (part == "established") r.flow_set |= classify::kFlowEstablished;
-      else if (part == "not_established") r.flow_clear |= classify::kFlowEstablished;
-      else if (part == "to_server" || part == "from_client") r.flow_set |= classify::kFlowToServer;
-      else if (part == "to_client" || part == "from_server") r.flow_set |= classify::kFlowToClient;
-      else if (part == "stateless") {
-      } else if (part == "only_stream" || part == "no_stream" || part == "only_frag" || part == "no_frag") {
-        unsupported(opt, k, fmt::format("flow:{} (stream reassembly and fragments are not inspected)", part),
-                    fmt::format("flow:{}", part));
-        ok = false;
-      } else {
-        error(opt, k, fmt::format("flow: unknown option '{}' (established, not_established, to_server, to_client, "
-                                  "from_server, from_client, stateless)",
-                                  part.substr(0, 40)));
-        ok = false;
-      }
-    }
-    if ((r.flow_set & classify::kFlowToServer) && (r.flow_set & classify::kFlowToClient))
-      return error(opt, k, "flow: both directions given"), false;
-    if ((r.flow_set & r.flow_clear) != 0) return error(opt, k, "flow: established and not_established"), false;
-    if (seen.count("stateless") && (r.flow_set & classify::kFlowEstablished || r.flow_clear))
-      return error(opt, k, "flow: stateless with a connection state"), false;
-    return ok;
-  }
-  if (k == "dsize") return uint_field(r.dsize, 65535, "payload size");
-  if (k == "ttl") return uint_field(r.ttl, 255, "TTL");
+  if (k == "fast_pattern") return need_content(o, lc);  // a prefilter hint: every pattern goes through the matcher
+  if (k == "offset" || k == "depth" || k == "distance" || k == "within" || k == "startswith")
+    return need_content(o, lc) && content_position(o, *lc);
+  if (k == "isdataat") return isdataat(o, lc, r);
+  if (k == "flow") return flow(o, r);
+  if (k == "dsize") return uint_field(o, r.dsize, 65535, "payload size");
+  if (k == "ttl") return uint_field(o, r.ttl, 255, "TTL");
   if (k == "itype" || k == "icode") {
     if (!(r.proto_mask & (classify::kProtoIcmp4 | classify::kProtoIcmp6)))
       return error(opt, k, fmt::format("{} needs protocol icmp, icmpv4, icmpv6 or ip, not '{}'", k, r.proto)), false;
     r.icmp_only = true;
-    return uint_field(k == "itype" ? r.itype : r.icode, 255, k == "itype" ? "ICMP type" : "ICMP code");
+    return uint_field(o, k == "itype" ? r.itype : r.icode, 255, k == "itype" ? "ICMP type" : "ICMP code");
   }
   if (k == "flags" || k == "tcp.flags") {
-    if (!need_value()) return false;
+    if (!need_value(o)) return false;
     if (!(r.proto_mask & classify::kProtoTcp))
       return error(opt, k, fmt::format("{} needs protocol tcp or ip, not '{}'", k, r.proto)), false;
     if (uint_given(r.tcp_flags)) return unsupported(opt, k, "flags given twice", "flags twice"), false;
@@ -723,21 +614,183 @@ bool LineParser::option(std::string_view opt, const std::string& k, std::string_
     if (!parse_tcp_flags(value, r.tcp_flags, why)) return error(opt, k, fmt::format("flags: '{}': {}", value, why)), false;
     return true;
   }
-  if (k == "ip_proto") {
-    if (!need_value()) return false;
-    if (uint_given(r.ip_proto)) return unsupported(opt, k, "ip_proto given twice", "ip_proto twice"), false;
-    std::string_view v = value;
-    uint8_t op = classify::kUintEq;
-    if (v[0] == '!' || v[0] == '<' || v[0] == '>') {
-      op = v[0] == '!' ? classify::kUintNe : v[0] == '<' ? classify::kUintLt : classify::kUintGt;
-      v = trim(v.substr(1));
-    }
-    uint64_t n;
-    if (!ip_proto_number(v, n))
-      return error(opt, k, fmt::format("ip_proto: '{}' is not a protocol number or name (tcp, udp, gre, ...)", v)), false;
-    r.ip_proto = {op, {}, uint32_t(n), 0};
+  if (k == "ip_proto") return ip_proto(o, r);
+  if (k == "sid" || k == "rev" || k == "gid" || k == "priority" || k == "classtype" || k == "reference" ||
+      k == "metadata")
+    return rule_info(o, r);
+  std::string_view why = why_unsupported(k);
+  std::string shown = k.size() > 64 ? k.substr(0, 64) + "..." : k;
+  unsupported(opt, shown,
+              why.empty() ? fmt::format("unsupported keyword '{}'", shown)
+                          : fmt::format("unsupported keyword '{}': {}", shown, why));
+  return false;
+}
+
+bool LineParser::need_content(const Option& o, const Content* lc) {
+  if (lc) return true;
+  error(o.text, o.k, fmt::format("{} needs a preceding content option", o.k));
+  return false;
+}
+
+bool LineParser::need_value(const Option& o) {
+  if (o.has_value && !o.value.empty()) return true;
+  error(o.text, o.k, fmt::format("{} needs a value", o.k));
+  return false;
+}
+
+bool LineParser::uint_field(const Option& o, classify::UintTest& t, uint32_t max, const char* what) {
+  if (!need_value(o)) return false;
+  if (uint_given(t)) {
+    unsupported(o.text, o.k, fmt::format("{} given twice", o.k), o.k + " twice");
+    return false;
+  }
+  if (!parse_uint_test(o.value, max, t)) {
+    error(o.text, o.k, fmt::format("{}: '{}' is not a {} test (N, !N, <N, <=N, >N, >=N, N<>M, N-M; 0..{})", o.k,
+                                   o.value, what, max));
+    return false;
+  }
+  return true;
+}
+
+// offset, depth, distance, within, startswith: where the content before them may match.
+bool LineParser::content_position(const Option& o, Content& c) {
+  const std::string& k = o.k;
+  const std::string_view opt = o.text, value = o.value;
+  const bool rel = k == "distance" || k == "within";
+  if (k != "startswith" && !need_value(o)) return false;
+  if (c.negated && rel) {
+    unsupported(opt, k, fmt::format("{} on a negated content", k), "relative negated content");
+    return false;
+  }
+  if (rel ? (c.has_offset || c.has_depth) : c.relative()) {
+    error(opt, k, fmt::format("{}: a content takes offset/depth or distance/within, not both", k));
+    return false;
+  }
+  if (k == "startswith") {
+    if (o.has_value) return error(opt, k, "startswith takes no value"), false;
+    if (c.has_offset || c.has_depth) return error(opt, k, "startswith with offset or depth"), false;
+    c.has_offset = c.has_depth = true;
+    c.offset = 0;
+    c.depth = uint32_t(c.bytes.size());
     return true;
   }
+  bool& has = k == "offset" ? c.has_offset : k == "depth" ? c.has_depth : k == "distance" ? c.has_distance : c.has_within;
+  if (has) return error(opt, k, fmt::format("{} given twice for one content", k)), false;
+  int64_t x;
+  if (std::isalpha(static_cast<unsigned char>(value[0])))
+    return unsupported(opt, k, fmt::format("{}:{} (a byte_extract variable)", k, value.substr(0, 40)),
+                       "byte_extract variable"),
+           false;
+  if (!rel) {
+    if (!parse_int(value, 0, 65535, x))
+      return error(opt, k, fmt::format("{}: '{}' is not a number in 0..65535", k, value)), false;
+  } else if (!parse_int(value, -(1 << 20), 1 << 20, x)) {
+    return error(opt, k, fmt::format("{}: '{}' is not a number in -1048576..1048576", k, value)), false;
+  }
+  if ((k == "depth" || k == "within") && x < int64_t(c.bytes.size()))
+    return error(opt, k, fmt::format("{}:{} is shorter than the content ({} bytes): it never matches", k, x,
+                                     c.bytes.size())),
+           false;
+  has = true;
+  if (k == "offset") c.offset = uint32_t(x);
+  else if (k == "depth") c.depth = uint32_t(x);
+  else if (k == "distance") c.distance = int32_t(x);
+  else c.within = int32_t(x);
+  return true;
+}
+
+// isdataat:[!]N[,relative][,rawbytes]; relative to lc, the content before it.
+bool LineParser::isdataat(const Option& o, Content* lc, Rule& r) {
+  const std::string& k = o.k;
+  const std::string_view opt = o.text;
+  if (!need_value(o)) return false;
+  std::string_view v = o.value;
+  const bool neg = v[0] == '!';
+  if (neg) v = trim(v.substr(1));
+  bool relative = false;
+  auto comma = v.find(',');
+  std::string_view num = trim(v.substr(0, comma));
+  for (size_t at = comma; at != std::string_view::npos;) {
+    size_t next = v.find(',', at + 1);
+    std::string_view tok = trim(v.substr(at + 1, next == std::string_view::npos ? std::string_view::npos : next - at - 1));
+    if (tok == "relative") relative = true;
+    else if (tok != "rawbytes") return error(opt, k, fmt::format("isdataat: unknown option '{}'", tok)), false;
+    at = next;
+  }
+  uint64_t n;
+  if (!parse_uint(num, 65535, n)) return error(opt, k, fmt::format("isdataat: '{}' is not a number in 0..65535", num)), false;
+  if (relative) {
+    if (neg) return unsupported(opt, k, "isdataat:!N,relative (a negated relative isdataat)", "negated relative isdataat"), false;
+    if (!lc) return unsupported(opt, k, "isdataat relative without a preceding content", "relative isdataat without content"), false;
+    if (lc->negated) return unsupported(opt, k, "isdataat relative to a negated content", "relative negated content"), false;
+    if (lc->isdataat_rel >= 0) return unsupported(opt, k, "two relative isdataat after one content", "isdataat twice"), false;
+    lc->isdataat_rel = int32_t(n);
+    return true;
+  }
+  if (uint_given(r.isdataat)) return unsupported(opt, k, "two absolute isdataat", "isdataat twice"), false;
+  // Data at offset N exists when the payload is longer than N.
+  r.isdataat = {uint8_t(neg ? classify::kUintLe : classify::kUintGt), {}, uint32_t(n), 0};
+  return true;
+}
+
+bool LineParser::flow(const Option& o, Rule& r) {
+  const std::string& k = o.k;
+  const std::string_view opt = o.text;
+  if (!need_value(o)) return false;
+  if (r.flow_set || r.flow_clear) return unsupported(opt, k, "flow given twice", "flow twice"), false;
+  std::set<std::string_view> seen;
+  bool ok = true;
+  for (auto part : split_list(o.value)) {
+    if (!seen.insert(part).second) {
+      error(opt, k, fmt::format("flow: '{}' given twice", part));
+      ok = false;
+    } else if (part == "established") r.flow_set |= classify::kFlowEstablished;
+    else if (part == "not_established") r.flow_clear |= classify::kFlowEstablished;
+    else if (part == "to_server" || part == "from_client") r.flow_set |= classify::kFlowToServer;
+    else if (part == "to_client" || part == "from_server") r.flow_set |= classify::kFlowToClient;
+    else if (part == "stateless") {
+    } else if (part == "only_stream" || part == "no_stream" || part == "only_frag" || part == "no_frag") {
+      unsupported(opt, k, fmt::format("flow:{} (stream reassembly and fragments are not inspected)", part),
+                  fmt::format("flow:{}", part));
+      ok = false;
+    } else {
+      error(opt, k, fmt::format("flow: unknown option '{}' (established, not_established, to_server, to_client, "
+                                "from_server, from_client, stateless)",
+                                part.substr(0, 40)));
+      ok = false;
+    }
+  }
+  if ((r.flow_set & classify::kFlowToServer) && (r.flow_set & classify::kFlowToClient))
+    return error(opt, k, "flow: both directions given"), false;
+  if ((r.flow_set & r.flow_clear) != 0) return error(opt, k, "flow: established and not_established"), false;
+  if (seen.count("stateless") && (r.flow_set & classify::kFlowEstablished || r.flow_clear))
+    return error(opt, k, "flow: stateless with a connection state"), false;
+  return ok;
+}
+
+bool LineParser::ip_proto(const Option& o, Rule& r) {
+  const std::string& k = o.k;
+  const std::string_view opt = o.text;
+  if (!need_value(o)) return false;
+  if (uint_given(r.ip_proto)) return unsupported(opt, k, "ip_proto given twice", "ip_proto twice"), false;
+  std::string_view v = o.value;
+  uint8_t op = classify::kUintEq;
+  if (v[0] == '!' || v[0] == '<' || v[0] == '>') {
+    op = v[0] == '!' ? classify::kUintNe : v[0] == '<' ? classify::kUintLt : classify::kUintGt;
+    v = trim(v.substr(1));
+  }
+  uint64_t n;
+  if (!ip_proto_number(v, n))
+    return error(opt, k, fmt::format("ip_proto: '{}' is not a protocol number or name (tcp, udp, gre, ...)", v)), false;
+  r.ip_proto = {op, {}, uint32_t(n), 0};
+  return true;
+}
+
+// sid, rev, gid, priority, classtype, reference, metadata: what names and
+// documents the rule.
+bool LineParser::rule_info(const Option& o, Rule& r) {
+  const std::string& k = o.k;
+  const std::string_view opt = o.text, value = o.value;
   if (k == "sid") {
     uint64_t sid;
     if (!parse_uint(value, UINT32_MAX, sid) || sid == 0)
@@ -760,26 +813,19 @@ bool LineParser::option(std::string_view opt, const std::string& k, std::string_
     return true;
   }
   if (k == "classtype") {
-    if (!need_value()) return false;
+    if (!need_value(o)) return false;
     r.classtype = std::string(value.substr(0, 256));
     return true;
   }
   if (k == "reference") {
-    if (!need_value()) return false;
+    if (!need_value(o)) return false;
     r.references.emplace_back(value.substr(0, 1024));
     return true;
   }
-  if (k == "metadata") {
-    if (!r.metadata.empty()) r.metadata += ", ";
-    r.metadata += std::string(value.substr(0, 4096));
-    return true;
-  }
-  std::string_view why = why_unsupported(k);
-  std::string shown = k.size() > 64 ? k.substr(0, 64) + "..." : k;
-  unsupported(opt, shown,
-              why.empty() ? fmt::format("unsupported keyword '{}'", shown)
-                          : fmt::format("unsupported keyword '{}': {}", shown, why));
-  return false;
+  // metadata
+  if (!r.metadata.empty()) r.metadata += ", ";
+  r.metadata += std::string(value.substr(0, 4096));
+  return true;
 }
 
 // body: the text between '(' and the final ')'.

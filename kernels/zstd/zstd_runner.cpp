@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/common/copy_plan.h"
 #include "kernels/common/cuda_buffers.h"
 #include "kernels/zstd/zstd_entropy.h"
 #include "kernels/zstd/zstd_find.h"
@@ -38,9 +39,9 @@ using cuda::DevBuf;
 using cuda::PinnedBuf;
 using Clock = std::chrono::steady_clock;
 
+using cuda::align_up;
 using cuda::check;
 
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 constexpr uint64_t kMergeGap = 4096;       // pinned inputs this close in host memory share one copy

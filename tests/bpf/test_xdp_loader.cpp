@@ -60,6 +60,37 @@ std::string prog_name_on(const TestNetns& ns, const char* ifname, uint32_t* id =
   return name;
 }
 
+// A bare AF_XDP socket on queue 0 of an interface (copy mode, no program of
+// libxdp's), put in the filter's XSKMAP: to XDP, an agent's bound socket.
+// Deleted with the object, and with it the XSKMAP entry (the kernel's doing).
+struct BoundXsk {
+  static constexpr size_t kFrames = 64, kFrame = 4096;
+  void* area = MAP_FAILED;
+  xsk_umem* umem = nullptr;
+  xsk_socket* xsk = nullptr;
+  xsk_ring_prod fill{}, tx{};
+  xsk_ring_cons comp{}, rx{};
+
+  void bind(const char* ifname, int xsks_fd) {
+    area = mmap(nullptr, kFrames * kFrame, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(area, MAP_FAILED);
+    ASSERT_EQ(xsk_umem__create(&umem, area, kFrames * kFrame, &fill, &comp, nullptr), 0);
+    xsk_socket_config cfg{};
+    cfg.rx_size = XSK_RING_CONS__DEFAULT_NUM_DESCS;
+    cfg.tx_size = XSK_RING_PROD__DEFAULT_NUM_DESCS;
+    cfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
+    cfg.bind_flags = XDP_COPY;
+    int err = xsk_socket__create(&xsk, ifname, 0, umem, &rx, &tx, &cfg);
+    ASSERT_EQ(err, 0) << "xsk_socket__create: " << strerror(-err);
+    ASSERT_EQ(xsk_socket__update_xskmap(xsk, xsks_fd), 0);
+  }
+  ~BoundXsk() {
+    if (xsk) xsk_socket__delete(xsk);
+    if (umem) xsk_umem__delete(umem);
+    if (area != MAP_FAILED) munmap(area, kFrames * kFrame);
+  }
+};
+
 TEST(XdpLoader, AttachesNativeThroughAPinnedLinkThatOutlivesItAndIsAdopted) {
   REQUIRE_ROOT();
   TestNetns ns("ld");
@@ -305,22 +336,8 @@ TEST(XdpLoader, MissWithABoundSocketGoesToTheAgent) {
   f->set_config(xcfg);
   auto pkt = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").udp(1, 2).payload("miss").build();
   ns.run_inside([&] {
-    constexpr size_t kFrames = 64, kFrame = 4096;
-    void* area = mmap(nullptr, kFrames * kFrame, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ASSERT_NE(area, MAP_FAILED);
-    xsk_umem* umem = nullptr;
-    xsk_ring_prod fill{}, tx{};
-    xsk_ring_cons comp{}, rx{};
-    ASSERT_EQ(xsk_umem__create(&umem, area, kFrames * kFrame, &fill, &comp, nullptr), 0);
-    xsk_socket_config cfg{};
-    cfg.rx_size = XSK_RING_CONS__DEFAULT_NUM_DESCS;
-    cfg.tx_size = XSK_RING_PROD__DEFAULT_NUM_DESCS;
-    cfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
-    cfg.bind_flags = XDP_COPY;
-    xsk_socket* xsk = nullptr;
-    int err = xsk_socket__create(&xsk, "v0", 0, umem, &rx, &tx, &cfg);
-    ASSERT_EQ(err, 0) << "xsk_socket__create: " << strerror(-err);
-    ASSERT_EQ(xsk_socket__update_xskmap(xsk, f->xsks_fd()), 0);
+    BoundXsk sock;  // deleted, and out of the XSKMAP, when this ends
+    ASSERT_NO_FATAL_FAILURE(sock.bind("v0", f->xsks_fd()));
 
     auto run = xdp_test_run(f->filter_prog_fd(), pkt);  // rx queue 0
     ASSERT_EQ(run.rc, 0);
@@ -344,10 +361,6 @@ TEST(XdpLoader, MissWithABoundSocketGoesToTheAgent) {
     EXPECT_EQ(f->read_stats().no_agent_drop.packets, 1u);
     f->heartbeat();
     EXPECT_EQ(xdp_test_run(f->filter_prog_fd(), pkt).action, XDP_REDIRECT) << "beating again";
-
-    xsk_socket__delete(xsk);  // the kernel removes the XSKMAP entry with the socket
-    xsk_umem__delete(umem);
-    munmap(area, kFrames * kFrame);
   });
   auto run = xdp_test_run(f->filter_prog_fd(), pkt);
   ASSERT_EQ(run.rc, 0);
@@ -375,22 +388,8 @@ TEST(XdpLoader, MissesBeyondTheSocketsRoomGetTheOverloadPolicy) {
   gpo_flow_key_make(&k, a.data(), b.data(), htons(3), htons(4), 17);
   f->install_verdict(k, GPO_ACT_INSPECT, 0);
   ns.run_inside([&] {
-    constexpr size_t kFrames = 64, kFrame = 4096;
-    void* area = mmap(nullptr, kFrames * kFrame, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ASSERT_NE(area, MAP_FAILED);
-    xsk_umem* umem = nullptr;
-    xsk_ring_prod fill{}, tx{};
-    xsk_ring_cons comp{}, rx{};
-    ASSERT_EQ(xsk_umem__create(&umem, area, kFrames * kFrame, &fill, &comp, nullptr), 0);
-    xsk_socket_config cfg{};
-    cfg.rx_size = XSK_RING_CONS__DEFAULT_NUM_DESCS;
-    cfg.tx_size = XSK_RING_PROD__DEFAULT_NUM_DESCS;
-    cfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
-    cfg.bind_flags = XDP_COPY;
-    xsk_socket* xsk = nullptr;
-    int err = xsk_socket__create(&xsk, "v0", 0, umem, &rx, &tx, &cfg);
-    ASSERT_EQ(err, 0) << "xsk_socket__create: " << strerror(-err);
-    ASSERT_EQ(xsk_socket__update_xskmap(xsk, f->xsks_fd()), 0);
+    BoundXsk sock;  // deleted, and out of the XSKMAP, when this ends
+    ASSERT_NO_FATAL_FAILURE(sock.bind("v0", f->xsks_fd()));
 
     struct Row {
       const char* desc;
@@ -442,9 +441,6 @@ TEST(XdpLoader, MissesBeyondTheSocketsRoomGetTheOverloadPolicy) {
                 r.inspected_flow && r.action == XDP_REDIRECT ? 1u : 0u);
       EXPECT_EQ(credits[0].sent, r.sent_after);
     }
-    xsk_socket__delete(xsk);
-    xsk_umem__delete(umem);
-    munmap(area, kFrames * kFrame);
   });
 }
 

@@ -17,7 +17,7 @@ static double now_s() {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-ProcResult run_proc(const std::vector<std::string>& argv, double timeout_s) {
+ProcResult run_proc(const std::vector<std::string>& argv, double timeout_s, const std::function<void()>& in_child) {
   ProcResult r;
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return r;
@@ -25,6 +25,7 @@ ProcResult run_proc(const std::vector<std::string>& argv, double timeout_s) {
   if (pid == 0) {
     dup2(fds[1], 1);
     dup2(fds[1], 2);
+    if (in_child) in_child();
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

@@ -1,6 +1,7 @@
 // Running the real agent binary from tests: argv in, exit code and output out,
 // with a hard timeout so no test can hang CI.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -12,8 +13,11 @@ struct ProcResult {
   std::string out;      // stdout and stderr, interleaved
 };
 
-// Runs argv[0] with argv (no shell), waits at most timeout_s seconds, then SIGKILLs.
-ProcResult run_proc(const std::vector<std::string>& argv, double timeout_s = 30.0);
+// Runs argv[0] with argv (no shell), waits at most timeout_s seconds, then
+// SIGKILLs. in_child runs in the child just before the exec (environment,
+// credentials); it may _exit.
+ProcResult run_proc(const std::vector<std::string>& argv, double timeout_s = 30.0,
+                    const std::function<void()>& in_child = {});
 
 bool is_root();
 

@@ -1,10 +1,13 @@
 // Test inputs for zstd compression: the data kinds the issue names, made
-// deterministically (seeded) so a failure reproduces.
+// deterministically (seeded) so a failure reproduces; and the check of a
+// frame by libzstd.
 #pragma once
+#include <gtest/gtest.h>
 #include <zstd.h>
 
 #include <cstdint>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -67,6 +70,16 @@ inline std::vector<uint8_t> zstd_data(ZstdKind kind, size_t n, uint32_t seed = 1
   }
   v.resize(n);
   return v;
+}
+
+// What libzstd makes of frame, expecting at most expect bytes; empty, with a
+// test failure, when it is not a valid frame.
+inline std::vector<uint8_t> decompress(std::span<const uint8_t> frame, size_t expect) {
+  std::vector<uint8_t> out(expect + 1);
+  const size_t r = ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
+  EXPECT_FALSE(ZSTD_isError(r)) << ZSTD_getErrorName(r);
+  out.resize(ZSTD_isError(r) ? 0 : r);
+  return out;
 }
 
 }  // namespace gpo::test

@@ -13,6 +13,7 @@
 #include "backend/cpu_backend.h"
 #include "backend/cuda_backend.h"
 #include "backend/ops.h"
+#include "gpu/cuda_backend_fixture.h"
 
 using namespace gpo;
 using backend::Job;
@@ -21,17 +22,9 @@ using backend::Status;
 
 namespace {
 
-class GpuCrc32Memcpy : public ::testing::Test {
+class GpuCrc32Memcpy : public test::CudaBackendTest {
  protected:
-  void SetUp() override {
-    std::string why;
-    if (backend::cuda_device_count(&why) < 0) GTEST_SKIP() << "no GPU: " << why;
-    cpu_ = std::make_shared<backend::CpuBackend>(4);
-    gpu_ = std::make_unique<backend::CudaBackend>(0, cpu_);
-  }
-  std::shared_ptr<backend::CpuBackend> cpu_;
-  std::unique_ptr<backend::CudaBackend> gpu_;
-  std::mt19937_64 rng_{2026};
+  GpuCrc32Memcpy() : CudaBackendTest(2026) {}
 
   void fill(uint8_t* p, size_t n) {
     for (size_t i = 0; i < n; ++i) p[i] = uint8_t(rng_());

@@ -17,6 +17,7 @@
 #include "backend/cuda_backend.h"
 #include "backend/ops.h"
 #include "common/crypto_vectors.h"
+#include "gpu/cuda_backend_fixture.h"
 #include "kernels/sha256/sha256.h"
 
 using namespace gpo;
@@ -27,17 +28,9 @@ using gpo::test::hex;
 
 namespace {
 
-class Gpu : public ::testing::Test {
+class Gpu : public test::CudaBackendTest {
  protected:
-  void SetUp() override {
-    std::string why;
-    if (backend::cuda_device_count(&why) < 0) GTEST_SKIP() << "no GPU: " << why;
-    cpu_ = std::make_shared<backend::CpuBackend>(4);
-    gpu_ = std::make_unique<backend::CudaBackend>(0, cpu_);
-  }
-  std::shared_ptr<backend::CpuBackend> cpu_;
-  std::unique_ptr<backend::CudaBackend> gpu_;
-  std::mt19937_64 rng_{12345};
+  Gpu() : CudaBackendTest(12345) {}
 
   std::vector<uint8_t> random_bytes(size_t n) {
     std::vector<uint8_t> v(n);

@@ -22,6 +22,7 @@
 namespace gpo::zstd::gpu {
 namespace {
 
+using test::decompress;
 using test::ZstdKind;
 
 class GpuZstd : public ::testing::Test {
@@ -52,14 +53,6 @@ Inputs all_kinds_and_sizes() {
     for (size_t n : test::kZstdSizes) in.add(test::zstd_data(k, n), std::string(test::kind_name(k)) + "/" + std::to_string(n));
   in.finish();
   return in;
-}
-
-std::vector<uint8_t> decompress(std::span<const uint8_t> frame, size_t expect) {
-  std::vector<uint8_t> out(expect + 1);
-  const size_t r = ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
-  EXPECT_FALSE(ZSTD_isError(r)) << ZSTD_getErrorName(r);
-  out.resize(ZSTD_isError(r) ? 0 : r);
-  return out;
 }
 
 void expect_round_trips(Pipeline& p, const Inputs& in, int level) {

@@ -15,6 +15,18 @@
 
 namespace gpo::test {
 
+// Points libgpuoffload at a new in-process agent (returned), or, without
+// with_agent, at a socket that cannot exist: the library's own CPU fallback.
+inline std::unique_ptr<InProcessAgent> serve_library(bool with_agent, const char* socket_tag) {
+  if (!with_agent) {
+    gpo_set_socket(("/nonexistent/gpo-" + std::to_string(getpid())).c_str());
+    return nullptr;
+  }
+  auto agent = std::make_unique<InProcessAgent>(agent_options(socket_tag));
+  gpo_set_socket(agent->socket().c_str());
+  return agent;
+}
+
 class OffloadPathTest : public ::testing::TestWithParam<bool> {
  protected:
   // socket_tag: names the agent's socket (unique per test); expect_jobs: the
@@ -23,15 +35,7 @@ class OffloadPathTest : public ::testing::TestWithParam<bool> {
 
   void SetUp() override {
     setenv("GPO_TIMEOUT_MS", "5000", 1);
-    if (GetParam()) {
-      gpo::ipc::ServerOptions o;
-      o.socket_path = unique_socket(tag_);
-      o.uprobe_doorbell = false;
-      agent_ = std::make_unique<InProcessAgent>(o);
-      gpo_set_socket(o.socket_path.c_str());
-    } else {
-      gpo_set_socket(("/nonexistent/gpo-" + std::to_string(getpid())).c_str());
-    }
+    agent_ = serve_library(GetParam(), tag_);
     gpo_get_stats(&before_);
   }
   void TearDown() override {

@@ -23,6 +23,7 @@
 #include "backend/backend.h"
 #include "backend/ops.h"
 #include "ipc/slab_protocol.h"
+#include "util/fd_passing.h"
 
 namespace gpo::test {
 
@@ -64,20 +65,8 @@ struct RawClient {
     m.job_off = kJobOff;
     m.data_off = kDataOff;
     std::snprintf(m.lib_path, sizeof(m.lib_path), "%s", lib_path.c_str());
-    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))]{};
-    iovec iov{&m, sizeof(m)};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = ctl;
-    mh.msg_controllen = sizeof(ctl);
-    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cm), &mfd, sizeof(int));
     if (shut_read) shutdown(fd, SHUT_RD);
-    bool ok = sendmsg(fd, &mh, MSG_NOSIGNAL) == ssize_t(sizeof(m));
+    bool ok = util::send_with_fd(fd, &m, sizeof(m), mfd) == ssize_t(sizeof(m));
     close(mfd);
     if (shut_read) return ok;
     timeval tv{5, 0};

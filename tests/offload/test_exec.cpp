@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/files.h"
 #include "common/proc.h"
 #include "gpuoffload.h"
 #include "offload/offload_env.h"
@@ -25,26 +26,12 @@ using namespace gpo::test;
 
 namespace {
 
-std::string read_file(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-void write_file(const std::string& p, const Bytes& b) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-}
-
 bool have(const std::string& p) { return access(p.c_str(), X_OK) == 0; }
 
 class Exec : public ::testing::Test {
  protected:
   void SetUp() override {
-    gpo::ipc::ServerOptions o;
-    o.socket_path = unique_socket("exec");
-    o.uprobe_doorbell = false;
+    gpo::ipc::ServerOptions o = agent_options("exec");
     o.max_slab_bytes = uint64_t(256) << 20;
     agent_ = std::make_unique<InProcessAgent>(o);
     dir_ = "/tmp/gpo-exec-" + std::to_string(getpid());

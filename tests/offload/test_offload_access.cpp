@@ -22,19 +22,13 @@
 #include "ipc/slab_protocol.h"
 #include "offload/offload_env.h"
 #include "offload/raw_client.h"
+#include "util/fd_passing.h"
 
 using namespace gpo::test;
 
 namespace {
 
 constexpr uid_t kNobody = 65534;
-
-gpo::ipc::ServerOptions opts(const char* tag, bool uprobe = false) {
-  gpo::ipc::ServerOptions o;
-  o.socket_path = unique_socket(tag);
-  o.uprobe_doorbell = uprobe;
-  return o;
-}
 
 // A serving plan page written by root at path: every job of every op to the agent.
 void write_root_plan_page(const std::string& path) {
@@ -54,39 +48,10 @@ void write_root_plan_page(const std::string& path) {
 // Runs argv with env added; secure: with real uid nobody and effective uid
 // root, which the kernel runs with AT_SECURE as it would a setuid program.
 ProcResult run_env(const std::vector<std::string>& argv, const std::vector<std::string>& env, bool secure) {
-  ProcResult r;
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return r;
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    dup2(fds[1], 2);
+  return run_proc(argv, 30.0, [&] {
     for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
     if (secure && setresuid(kNobody, 0, 0) != 0) _exit(126);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  close(fds[1]);
-  char buf[4096];
-  for (;;) {
-    pollfd p{fds[0], POLLIN, 0};
-    if (poll(&p, 1, 30000) <= 0) {
-      kill(pid, SIGKILL);
-      r.timed_out = true;
-      break;
-    }
-    ssize_t n = read(fds[0], buf, sizeof buf);
-    if (n <= 0) break;
-    r.out.append(buf, size_t(n));
-  }
-  close(fds[0]);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  if (!r.timed_out && WIFEXITED(st)) r.exit_code = WEXITSTATUS(st);
-  return r;
+  });
 }
 
 std::string lib_path() {
@@ -125,16 +90,12 @@ TEST(OffloadAccess, TheClientRefusesAnAgentRunByAnotherUser) {
       if (poll(&p, 1, 3000) > 0) {
         int c = accept(l, nullptr, nullptr);
         gpo_msg_register m{};
-        alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))];
-        iovec iov{&m, sizeof(m)};
-        msghdr mh{};
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = ctl;
-        mh.msg_controllen = sizeof(ctl);
         pollfd q{c, POLLIN, 0};
         got = 'C';  // connected, nothing sent
-        if (poll(&q, 1, 2000) > 0 && recvmsg(c, &mh, 0) > 0 && CMSG_FIRSTHDR(&mh)) got = 'R';  // a slab
+        if (poll(&q, 1, 2000) > 0) {
+          const gpo::util::Received r = gpo::util::recv_with_fd(c, &m, sizeof(m));
+          if (r.len > 0 && r.fd.valid()) got = 'R';  // a slab
+        }
         close(c);
       }
       if (write(report[1], &got, 1) != 1) _exit(5);
@@ -185,7 +146,7 @@ TEST(OffloadAccess, TheClientRefusesAnAgentRunByAnotherUser) {
 // choosing, no threshold of its choosing.
 TEST(OffloadAccess, ASetuidProcessIgnoresTheGpoEnvironment) {
   if (!is_root()) GTEST_SKIP() << "needs root to run a process with AT_SECURE";
-  auto o = opts("secure");
+  auto o = agent_options("secure");
   o.allow_all_users = true;
   InProcessAgent agent(o);
   auto jobs = [&] { return agent.server().stats().doorbells_socket; };
@@ -235,7 +196,7 @@ TEST(OffloadAccess, ASetuidProcessIgnoresTheGpoEnvironment) {
 
 TEST(OffloadAccess, TheUprobeGoesOnlyOnLibraryFilesRootOwnsAndNobodyElseCanWrite) {
   if (!is_root()) GTEST_SKIP() << "needs root for the BPF uprobe doorbell";
-  InProcessAgent agent(opts("libowner", true));
+  InProcessAgent agent(agent_options("libowner", true));
   ASSERT_TRUE(agent.server().uprobe_doorbell()) << "root, yet the doorbell program did not load: "
                                                 << agent.server().describe();
   // Copies of the library, mapped by this process: one owned by nobody, one root's but group-writable.
@@ -290,7 +251,7 @@ int as_nobody(F f) {
 // (chmod 0666), the agent still checks the peer's credentials.
 TEST(OffloadAccess, OnlyRootTheAgentsUserAndItsGroupGetIn) {
   if (!is_root()) GTEST_SKIP() << "needs root to connect as another user";
-  auto o = opts("creds");
+  auto o = agent_options("creds");
   o.socket_group = "gpo-test-no-such-group";  // the group: the socket's own (root's)
   InProcessAgent agent(o);
   ASSERT_EQ(chmod(agent.socket().c_str(), 0666), 0);
@@ -310,7 +271,7 @@ TEST(OffloadAccess, OnlyRootTheAgentsUserAndItsGroupGetIn) {
   RawClient own;
   EXPECT_TRUE(own.connect_and_register(agent.socket())) << "root refused";
   // --offload-allow-all: any user.
-  auto o2 = opts("credsall");
+  auto o2 = agent_options("credsall");
   o2.allow_all_users = true;
   InProcessAgent open_agent(o2);
   EXPECT_EQ(as_nobody([&] {
@@ -323,7 +284,7 @@ TEST(OffloadAccess, OnlyRootTheAgentsUserAndItsGroupGetIn) {
 // One user at its connection quota does not stop another.
 TEST(OffloadAccess, OneUsersQuotaDoesNotStopAnother) {
   if (!is_root()) GTEST_SKIP() << "needs root to connect as another user";
-  auto o = opts("uids");
+  auto o = agent_options("uids");
   o.allow_all_users = true;
   o.uid_max_connections = 1;
   InProcessAgent agent(o);
@@ -365,7 +326,7 @@ TEST(OffloadAccess, UprobeAttachmentsAreCountedCappedPerUidAndRemoved) {
   ASSERT_EQ(stat(lib_path().c_str(), &st), 0);
   if (st.st_uid != 0 || (st.st_mode & 022))
     GTEST_SKIP() << lib_path() << " is not root's alone (build as root): the agent rightly probes only such files";
-  auto o = opts("uprobes", true);
+  auto o = agent_options("uprobes", true);
   o.uid_max_uprobe_files = 2;
   InProcessAgent agent(o);
   ASSERT_TRUE(agent.server().uprobe_doorbell()) << "root, yet the doorbell program did not load: "
@@ -418,7 +379,7 @@ TEST(OffloadAccess, LostDoorbellsAreReported) {
   ASSERT_EQ(stat(lib_path().c_str(), &st), 0);
   if (st.st_uid != 0 || (st.st_mode & 022))
     GTEST_SKIP() << lib_path() << " is not root's alone (build as root): the agent rightly probes only such files";
-  auto o = opts("lost", true);
+  auto o = agent_options("lost", true);
   gpo::backend::CpuBackend be(1);
   gpo::loop::EventLoop loop;
   gpo::ipc::ClientServer server(o, be);

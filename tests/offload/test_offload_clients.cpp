@@ -29,9 +29,7 @@ using namespace gpo::test;
 namespace {
 
 gpo::ipc::ServerOptions opts(const char* tag) {
-  gpo::ipc::ServerOptions o;
-  o.socket_path = unique_socket(tag);
-  o.uprobe_doorbell = false;
+  gpo::ipc::ServerOptions o = agent_options(tag);
   o.max_slab_bytes = 64ull << 20;
   return o;
 }

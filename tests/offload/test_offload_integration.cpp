@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/files.h"
 #include "common/preload.h"
 #include "common/proc.h"
 #include "gpuoffload.h"
@@ -22,16 +23,9 @@ using namespace gpo::test;
 
 namespace {
 
-gpo::ipc::ServerOptions opts(const char* tag, bool uprobe) {
-  gpo::ipc::ServerOptions o;
-  o.socket_path = unique_socket(tag);
-  o.uprobe_doorbell = uprobe;
-  return o;
-}
-
 TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
   if (!is_root()) GTEST_SKIP() << "needs root for the BPF uprobe doorbell";
-  InProcessAgent agent(opts("uprobe", true));
+  InProcessAgent agent(agent_options("uprobe", true));
   // Root is the prerequisite; a doorbell program that then does not load is a failure.
   ASSERT_TRUE(agent.server().uprobe_doorbell()) << "root, yet the BPF doorbell did not load: "
                                                 << agent.server().describe();
@@ -79,15 +73,8 @@ TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
   gpo_set_socket(nullptr);
 }
 
-std::string self_dir() {
-  char buf[4096];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  std::string p(buf, size_t(n > 0 ? n : 0));
-  return p.substr(0, p.rfind('/'));
-}
-
 TEST(OffloadIntegration, ShimGivesTheSameOutputAsTheRealFunctions) {
-  InProcessAgent agent(opts("shim", false));
+  InProcessAgent agent(agent_options("shim"));
   std::string workload = self_dir() + "/gpo_shim_workload";
   auto plain = run_proc({workload}, 60);
   ASSERT_EQ(plain.exit_code, 0) << plain.out;

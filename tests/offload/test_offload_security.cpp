@@ -21,6 +21,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "common/files.h"
 #include "gpuoffload.h"
 #include "kernels/zstd/zstd.h"
 #include "offload/offload_env.h"
@@ -31,21 +32,10 @@ using namespace gpo::test;
 namespace {
 
 gpo::ipc::ServerOptions opts(const char* tag) {
-  gpo::ipc::ServerOptions o;
-  o.socket_path = unique_socket(tag);
-  o.uprobe_doorbell = false;
+  gpo::ipc::ServerOptions o = agent_options(tag);
   o.max_slab_bytes = 64ull << 20;
   return o;
 }
-
-std::string read_file(const std::string& p) {
-  std::ifstream f(p);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-void write_file(const std::string& p, const std::string& text) { std::ofstream(p) << text; }
 
 // The agent component on a GateBackend, its loop on a thread.
 struct GatedAgent {

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/files.h"
 #include "common/preload.h"
 #include "common/proc.h"
 #include "gpuoffload.h"
@@ -26,25 +27,6 @@
 using namespace gpo::test;
 
 namespace {
-
-std::string self_dir() {
-  char buf[4096];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  std::string p(buf, size_t(n > 0 ? n : 0));
-  return p.substr(0, p.rfind('/'));
-}
-
-std::string read_file(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-void write_file(const std::string& p, const Bytes& b) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-}
 
 // llvm-objcopy leaves the ch_reserved word of each compressed section's
 // Elf64_Chdr uninitialized (two plain runs differ there): zero it before

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "gpuoffload.h"
-#include "offload/offload_env.h"
+#include "offload/offload_fixture.h"
 
 namespace gpo::test {
 namespace {
@@ -143,15 +143,7 @@ class ShimZstdTest : public ::testing::TestWithParam<bool> {
   void SetUp() override {
     ASSERT_NE(shim().h, nullptr) << dlerror();
     ASSERT_NE(shim().stream2, nullptr);
-    if (GetParam()) {
-      ipc::ServerOptions o;
-      o.socket_path = unique_socket("shimz");
-      o.uprobe_doorbell = false;
-      agent_ = std::make_unique<InProcessAgent>(o);
-      gpo_set_socket(o.socket_path.c_str());
-    } else {
-      gpo_set_socket(("/nonexistent/gpo-" + std::to_string(getpid())).c_str());
-    }
+    agent_ = serve_library(GetParam(), "shimz");
     gpo_get_stats(&before_);
   }
   void TearDown() override {
@@ -381,9 +373,7 @@ TEST_P(ShimZstdTest, FrameLargerThanOneJob) {
 // would then be compressed here in one piece, after the fact.
 TEST_P(ShimZstdTest, ARefusedProcessStreamsInLibzstd) {
   if (!GetParam()) GTEST_SKIP() << "needs the agent";
-  ipc::ServerOptions o;
-  o.socket_path = unique_socket("shimz-refused");
-  o.uprobe_doorbell = false;
+  ipc::ServerOptions o = agent_options("shimz-refused");
   o.uid_max_slab_bytes = 1 << 20;  // under the 64 MiB slab the library asks for
   InProcessAgent refusing(o);
   gpo_set_socket(o.socket_path.c_str());

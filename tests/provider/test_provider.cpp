@@ -20,7 +20,7 @@
 
 #include "common/crypto_vectors.h"
 #include "gpuoffload.h"
-#include "offload/offload_env.h"
+#include "offload/offload_fixture.h"
 
 namespace gpo::test {
 namespace {
@@ -145,15 +145,7 @@ class ProviderTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     ASSERT_NE(lib().prov, nullptr) << "gpuoffload provider not loadable from " PROVIDER_DIR;
-    if (GetParam()) {
-      ipc::ServerOptions o;
-      o.socket_path = unique_socket("prov");
-      o.uprobe_doorbell = false;
-      agent_ = std::make_unique<InProcessAgent>(o);
-      gpo_set_socket(o.socket_path.c_str());
-    } else {
-      gpo_set_socket(("/nonexistent/gpo-" + std::to_string(getpid())).c_str());
-    }
+    agent_ = serve_library(GetParam(), "prov");
     gpo_get_stats(&before_);
   }
   void TearDown() override {

@@ -1,5 +1,6 @@
 // complete_partial_checksum: completes only offload leftovers (the field holds
-// exactly the pseudo-header sum), never a valid or a corrupted checksum.
+// exactly the pseudo-header sum), never a valid or a corrupted checksum; the
+// IPv4 header checksum.
 #include <gtest/gtest.h>
 
 #include "afxdp/checksum.h"
@@ -100,6 +101,22 @@ TEST(AfxdpChecksum, Udp4WithoutChecksumAndIcmpAreLeftAlone) {
   auto icmp_before = icmp;
   EXPECT_FALSE(gpo::afxdp::complete_partial_checksum(icmp.data(), uint32_t(icmp.size()), pi));
   EXPECT_EQ(icmp, icmp_before);
+}
+
+// A header with a known checksum (192.168.0.1 -> 192.168.0.199, UDP, 0xb861),
+// and one with options (IHL 6): the sum covers the whole header.
+TEST(AfxdpChecksum, Ipv4HeaderChecksum) {
+  uint8_t ip[24] = {0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11,
+                    0xde, 0xad, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7};
+  gpo::afxdp::set_ipv4_header_checksum(ip);
+  EXPECT_EQ(ip[10], 0xb8);
+  EXPECT_EQ(ip[11], 0x61);
+  ip[0] = 0x46;
+  ip[20] = 0x94;  // router alert option
+  ip[21] = 0x04;
+  gpo::afxdp::set_ipv4_header_checksum(ip);
+  EXPECT_EQ(gpo::afxdp::csum_fold(gpo::afxdp::csum_add(ip, 24)), 0xffff) << "verifies over all 24 bytes";
+  EXPECT_NE(gpo::afxdp::csum_fold(gpo::afxdp::csum_add(ip, 20)), 0xffff);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 namespace gpo::zstd::gpu {
 namespace {
 
+using test::decompress;
 using test::ZstdKind;
 
 struct Found {
@@ -59,14 +60,6 @@ void expect_valid_parse(std::span<const uint8_t> in, const Found& f) {
     pos += b.len;
   }
   ASSERT_EQ(pos, in.size());
-}
-
-std::vector<uint8_t> decompress(std::span<const uint8_t> frame, size_t expect) {
-  std::vector<uint8_t> out(expect + 1);
-  const size_t r = ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
-  EXPECT_FALSE(ZSTD_isError(r)) << ZSTD_getErrorName(r);
-  out.resize(ZSTD_isError(r) ? 0 : r);
-  return out;
 }
 
 TEST(ZstdSeq, PlanBlocksCutsInputsAtBlockSize) {
