@@ -18,20 +18,9 @@
 #include <string>
 #include <vector>
 
-namespace gpo::backend {
+#include "backend/op_table.h"
 
-// Descriptor ids: stable numbers, the same in ring-buffer descriptors and slabs.
-enum class OpId : uint16_t {
-  aes256_gcm_encrypt = 1,
-  aes256_gcm_decrypt = 2,
-  aes256_ctr = 3,  // encrypt and decrypt are the same operation
-  sha256 = 4,
-  zstd_compress = 5,    // out: capacity; out_len: the frame size
-  zstd_decompress = 6,  // out: capacity; out_len: the decompressed size
-  zlib_compress = 7,    // compress2(): out: capacity; out_len: the zlib stream size; level
-  crc32 = 8,            // zlib crc32(crc, in): crc = Job::crc; out: 4 bytes, the result little-endian
-  memcpy = 9,           // out: in.size() bytes, a copy of in (tier 2: the GPU path is there to be measured)
-};
+namespace gpo::backend {
 
 enum class Status : uint8_t {
   pending = 0,
@@ -49,6 +38,7 @@ enum class Ran : uint8_t { not_yet = 0, cpu = 1, gpu = 2 };
 struct Job {
   OpId op = OpId::sha256;
   std::span<const uint8_t> in;
+  // Sizes: op_params(op) (op_table.h), checked by validate_job().
   std::span<uint8_t> out;        // cipher ops: in.size() bytes (may alias in); sha256: 32 bytes
   std::span<const uint8_t> key;  // AES: 32 bytes
   std::span<const uint8_t> iv;   // GCM: 12 bytes, CTR: 16 bytes (the initial counter block)

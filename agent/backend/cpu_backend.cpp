@@ -170,7 +170,7 @@ CpuBackend::Run* CpuBackend::make_run(std::vector<Job*> jobs) const {
     Job& j = *r->jobs[i];
     const OpInfo* op = find_op(j.op);
     const uint64_t len = j.in.size();
-    if (op && op->cpu_range && len > 2 * chunk && op->validate(j) == Status::ok) {
+    if (op && op->cpu_range && len > 2 * chunk && validate_job(j) == Status::ok) {
       // A long splittable job: ranges of about one chunk, on split_align boundaries.
       close_group(i);
       const uint64_t align = std::max<size_t>(op->split_align, 1);

@@ -486,7 +486,7 @@ void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
       bytes[g] += j.in.size();
       j.ran = Ran::not_yet;
       const OpInfo* op = find_op(j.op);
-      if (!op || op->validate(j) != Status::ok) {
+      if (!op || validate_job(j) != Status::ok) {
         j.status = Status::invalid;
         continue;
       }

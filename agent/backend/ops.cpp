@@ -1,28 +1,11 @@
 #include "backend/ops.h"
 
-#include <vector>
-
 #include "kernels/aes/aes.h"
 #include "kernels/sha256/sha256.h"
 #include "kernels/zstd/zstd.h"
 
 namespace gpo::backend {
 namespace {
-
-std::vector<OpInfo>& table() {
-  static std::vector<OpInfo> t;
-  return t;
-}
-
-Status validate_aes(const Job& j) {
-  const bool gcm = j.op != OpId::aes256_ctr;
-  if (j.key.size() != aes::kKeyBytes) return Status::invalid;
-  if (j.iv.size() != (gcm ? aes::kGcmIvBytes : aes::kCtrIvBytes)) return Status::invalid;
-  if (j.out.size() != j.in.size()) return Status::invalid;
-  if (!gcm && !j.aad.empty()) return Status::invalid;
-  if (j.aad.size() > 0xffffffffu) return Status::invalid;
-  return Status::ok;
-}
 
 Status cpu_aes(Job& j) {
   aes::Job a;
@@ -54,17 +37,9 @@ Status cpu_ctr_range(Job& j, uint64_t lo, std::span<const uint8_t> bytes, uint64
   return aes::cpu_run(a) == aes::Result::ok ? Status::ok : Status::invalid;
 }
 
-Status validate_sha(const Job& j) {
-  return j.out.size() == sha256::kDigestBytes ? Status::ok : Status::invalid;
-}
-
 Status cpu_sha(Job& j) {
   sha256::cpu_digest(j.in, j.out.data());
   return Status::ok;
-}
-
-Status validate_zstd(const Job& j) {
-  return j.key.empty() && j.iv.empty() && j.aad.empty() ? Status::ok : Status::invalid;
 }
 
 Status cpu_zstd(Job& j) {
@@ -76,36 +51,25 @@ Status cpu_zstd(Job& j) {
 
 }  // namespace
 
-void register_op(OpInfo info) { table().push_back(info); }
-
-void register_crypto_ops() {
-  register_op({OpId::aes256_gcm_encrypt, "aes-256-gcm-encrypt", Family::aes, true, false, validate_aes, cpu_aes});
-  register_op({OpId::aes256_gcm_decrypt, "aes-256-gcm-decrypt", Family::aes, true, false, validate_aes, cpu_aes});
-  // CTR splits at block boundaries (ctr_add). GCM does not: its tag is a GHASH
-  // over the whole message, and OpenSSL has no API to join partial GHASHes.
-  register_op({OpId::aes256_ctr, "aes-256-ctr", Family::aes, true, false, validate_aes, cpu_aes, aes::kBlockBytes,
-               cpu_ctr_range});
-  register_op({OpId::sha256, "sha256", Family::sha256, true, true, validate_sha, cpu_sha});
-}
-
-void register_zstd_ops() {
-  // Compress: on a CUDA backend, levels <= 3 are matched and entropy-coded on
-  // the GPU (kernels/zstd stages 1 + 2, blocks of one job in parallel), higher
-  // levels run libzstd on the CPU. Decompress: the CPU.
-  register_op({OpId::zstd_compress, "zstd-compress", Family::zstd, true, false, validate_zstd, cpu_zstd});
-  register_op({OpId::zstd_decompress, "zstd-decompress", Family::zstd, false, true, validate_zstd, cpu_zstd});
-}
+const OpImpl aes256_gcm_encrypt_impl{.cpu = cpu_aes};
+const OpImpl aes256_gcm_decrypt_impl{.cpu = cpu_aes};
+// CTR splits at block boundaries (ctr_add). GCM does not: its tag is a GHASH
+// over the whole message, and OpenSSL has no API to join partial GHASHes.
+const OpImpl aes256_ctr_impl{.cpu = cpu_aes, .split_align = aes::kBlockBytes, .cpu_range = cpu_ctr_range};
+const OpImpl sha256_impl{.gpu_sequential = true, .cpu = cpu_sha};
+// Compress: on a CUDA backend, levels <= 3 are matched and entropy-coded on
+// the GPU (kernels/zstd stages 1 + 2, blocks of one job in parallel), higher
+// levels run libzstd on the CPU. Decompress: the CPU.
+const OpImpl zstd_compress_impl{.cpu = cpu_zstd};
+const OpImpl zstd_decompress_impl{.gpu_sequential = true, .cpu = cpu_zstd};
 
 std::span<const OpInfo> ops() {
-  static const bool once = [] {
-    register_crypto_ops();
-    register_zstd_ops();
-    register_tier2_ops();
-    // Later op families register here.
-    return true;
-  }();
-  (void)once;
-  return table();
+  static const OpInfo registry[] = {
+#define GPO_OP_INFO_(NAME, id, ident, name, family, gpu) {ident##_impl, OpId::ident, name, Family::family, gpu != 0},
+      GPO_OPS(GPO_OP_INFO_)
+#undef GPO_OP_INFO_
+  };
+  return registry;
 }
 
 const OpInfo* find_op(OpId id) {
@@ -120,10 +84,16 @@ const OpInfo* find_op(std::string_view name) {
   return nullptr;
 }
 
+Status validate_job(const Job& j) {
+  const JobSizes s{uint32_t(j.op), j.in.size(), j.out.size(), j.key.size(), j.iv.size(), j.aad.size(),
+                   partially_overlap(j.out.data(), j.out.size(), j.in.data(), j.in.size())};
+  return check_sizes(s) ? Status::invalid : Status::ok;
+}
+
 Status run_on_cpu(Job& job) {
   const OpInfo* op = find_op(job.op);
   if (!op) return job.status = Status::invalid;
-  if (op->validate(job) != Status::ok) return job.status = Status::invalid;
+  if (validate_job(job) != Status::ok) return job.status = Status::invalid;
   return job.status = op->cpu(job);
 }
 

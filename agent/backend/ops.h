@@ -1,7 +1,8 @@
-// The registry of ops: each op is declared once (name, descriptor id, CPU
-// implementation, whether a GPU implementation exists, how the planner keys
-// it), and the backends, planner, CLI, bench and tests enumerate it.
-// A new op is a new kernels/<op>/ folder and one register_*_ops() call in ops.cpp.
+// The registry of ops: one entry per row of gpuoffload_ops.h (id, name,
+// family, GPU flag), with the op's implementation (CPU code, how it splits, how
+// the planner keys it); the backends, planner, CLI, bench and tests enumerate it.
+// A new op is a row in gpuoffload_ops.h, its sizes in op_params() (op_table.h),
+// a kernels/<op>/ folder and its OpImpl in the ops file of its family.
 #pragma once
 #include <span>
 #include <string_view>
@@ -12,14 +13,10 @@ namespace gpo::backend {
 
 enum class Family : uint8_t { aes, sha256, zstd, deflate, crc32, memcpy };  // ops one GPU pipeline runs together
 
-struct OpInfo {
-  OpId id;
-  std::string_view name;       // CLI and metrics name, e.g. "aes-256-gcm-encrypt"
-  Family family;
-  bool gpu;                    // a CUDA implementation exists
-  bool gpu_sequential;         // one job cannot be split across the GPU (planner: CPU for single large jobs)
-  Status (*validate)(const Job&);  // sizes and parameters; ok or invalid
-  Status (*cpu)(Job&);         // runs the job on the calling thread (OpenSSL)
+// How an op runs: what its row of the op table does not say.
+struct OpImpl {
+  bool gpu_sequential = false;  // one job cannot be split across the GPU (planner: CPU for single large jobs)
+  Status (*cpu)(Job&) = nullptr;  // runs a valid job on the calling thread (OpenSSL)
   // Splitting one long job across CPU workers; null cpu_range: whole jobs
   // only. cpu_range runs the job's input bytes [lo, lo + bytes.size()) of a
   // valid job, given as bytes (the job's own, or a private copy), with lo a
@@ -32,17 +29,27 @@ struct OpInfo {
   void (*join)(Job&, std::span<const uint64_t> parts, std::span<const uint64_t> ends) = nullptr;
 };
 
+// One per row of the op table, defined by the ops file of its family
+// (ops.cpp, ops_tier2.cpp): a row without one does not link.
+#define GPO_OP_IMPL_DECL_(NAME, id, ident, name, family, gpu) extern const OpImpl ident##_impl;
+GPO_OPS(GPO_OP_IMPL_DECL_)
+#undef GPO_OP_IMPL_DECL_
+
+struct OpInfo : OpImpl {
+  OpId id;
+  std::string_view name;  // CLI and metrics name, e.g. "aes-256-gcm-encrypt"
+  Family family;
+  bool gpu;               // a CUDA implementation exists
+};
+
 std::span<const OpInfo> ops();
 const OpInfo* find_op(OpId id);
 const OpInfo* find_op(std::string_view name);
 
+// Sizes and parameters (check_sizes() of op_table.h); ok or invalid.
+Status validate_job(const Job& job);
+
 // Validates then runs one job on the CPU; sets and returns job.status.
 Status run_on_cpu(Job& job);
-
-// Registration hooks, one per kernels/<op> family (called once by ops()).
-void register_op(OpInfo info);
-void register_crypto_ops();
-void register_zstd_ops();
-void register_tier2_ops();  // zlib compress2, crc32, memcpy (ops_tier2.cpp)
 
 }  // namespace gpo::backend

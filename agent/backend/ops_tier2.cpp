@@ -10,19 +10,11 @@
 namespace gpo::backend {
 namespace {
 
-bool no_crypto_params(const Job& j) { return j.key.empty() && j.iv.empty() && j.aad.empty(); }
-
-Status validate_zlib(const Job& j) { return no_crypto_params(j) ? Status::ok : Status::invalid; }
-
 Status cpu_zlib(Job& j) {
   size_t n = 0;
   const auto r = deflate::cpu_compress(j.in, j.out, j.level, &n);
   j.out_len = n;
   return r == deflate::Result::ok ? Status::ok : Status::invalid;
-}
-
-Status validate_crc32(const Job& j) {
-  return no_crypto_params(j) && j.out.size() == crc32::kCrcBytes ? Status::ok : Status::invalid;
 }
 
 Status cpu_crc32(Job& j) {
@@ -46,14 +38,6 @@ void join_crc32(Job& j, std::span<const uint64_t> parts, std::span<const uint64_
   j.out_len = crc32::kCrcBytes;
 }
 
-Status validate_memcpy(const Job& j) {
-  if (!no_crypto_params(j) || j.out.size() != j.in.size()) return Status::invalid;
-  // memcpy semantics: the same buffer, or two that do not overlap.
-  const uint8_t *i = j.in.data(), *o = j.out.data();
-  const bool overlap = !j.in.empty() && i != o && o < i + j.in.size() && i < o + j.out.size();
-  return overlap ? Status::invalid : Status::ok;
-}
-
 Status cpu_memcpy(Job& j) {
   if (!j.in.empty() && j.in.data() != j.out.data()) std::memcpy(j.out.data(), j.in.data(), j.in.size());
   j.out_len = j.in.size();
@@ -69,15 +53,11 @@ void join_memcpy(Job& j, std::span<const uint64_t>, std::span<const uint64_t>) {
 
 }  // namespace
 
-void register_tier2_ops() {
-  // deflate is a sequential match search: no GPU kernel (gpu = false, the CUDA backend hands it to its CPU).
-  register_op({OpId::zlib_compress, "zlib-compress", Family::deflate, false, true, validate_zlib, cpu_zlib});
-  // One buffer splits into segments joined by the GF(2) shift operator: parallel within a job.
-  // The CPU backend splits long CRC-32 and memcpy jobs across its threads the same way.
-  register_op({OpId::crc32, "crc32", Family::crc32, true, false, validate_crc32, cpu_crc32, 64, cpu_crc32_range,
-               join_crc32});
-  register_op({OpId::memcpy, "memcpy", Family::memcpy, true, false, validate_memcpy, cpu_memcpy, 4096,
-               cpu_memcpy_range, join_memcpy});
-}
+// deflate is a sequential match search: no GPU kernel (the CUDA backend hands it to its CPU).
+const OpImpl zlib_compress_impl{.gpu_sequential = true, .cpu = cpu_zlib};
+// One buffer splits into segments joined by the GF(2) shift operator: parallel within a job.
+// The CPU backend splits long CRC-32 and memcpy jobs across its threads the same way.
+const OpImpl crc32_impl{.cpu = cpu_crc32, .split_align = 64, .cpu_range = cpu_crc32_range, .join = join_crc32};
+const OpImpl memcpy_impl{.cpu = cpu_memcpy, .split_align = 4096, .cpu_range = cpu_memcpy_range, .join = join_memcpy};
 
 }  // namespace gpo::backend

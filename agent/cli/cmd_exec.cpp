@@ -233,14 +233,11 @@ double cpu_ns_per_byte(const std::string& name, uint64_t size, int zstd_level) {
   j.op = op->id;
   j.in = in;
   j.out = out;
-  j.level = name == "zlib-compress" ? 6 : zstd_level;
-  if (op->family == backend::Family::aes) {
-    j.key = key;
-    j.iv = std::span<const uint8_t>(iv.data(), name == "aes-256-ctr" ? 16 : 12);
-    j.out = std::span<uint8_t>(out.data(), in.size());
-  }
-  if (name == "sha256") j.out = std::span<uint8_t>(out.data(), 32);
-  if (name == "crc32") j.out = std::span<uint8_t>(out.data(), 4);
+  j.level = op->id == backend::OpId::zlib_compress ? 6 : zstd_level;
+  const backend::OpParams params = backend::op_params(op->id);
+  j.key = std::span<const uint8_t>(key.data(), params.key_bytes);
+  j.iv = std::span<const uint8_t>(iv.data(), params.iv_bytes);
+  if (const auto n = backend::fixed_out_bytes(op->id, in.size())) j.out = std::span<uint8_t>(out.data(), *n);
   const auto t0 = Clock::now();
   int reps = 0;
   do {

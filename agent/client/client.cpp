@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/op_table.h"
 #include "kernels/aes/aes.h"
 #include "kernels/crc32/crc32.h"
 #include "kernels/zlib/zlib.h"
@@ -431,52 +432,29 @@ std::shared_ptr<Conn> get_conn() {
   return g_conn;
 }
 
-// Bytes the slab needs for the output of r.
+// Bytes the slab needs for the output of r (a known op).
 uint64_t slab_out_bytes(const gpo_request& r) {
+  if (const auto n = gpo::backend::fixed_out_bytes(gpo::backend::OpId(r.op), r.in_len)) return *n;
   switch (r.op) {
-    case GPO_SHA256: return 32;
     case GPO_ZSTD_COMPRESS: return ZSTD_compressBound(r.in_len);
-    case GPO_ZSTD_DECOMPRESS: return r.out_cap;
     case GPO_ZLIB_COMPRESS: return gpo::deflate::bound(r.in_len);
-    case GPO_CRC32: return 4;
-    default: return r.in_len;
+    default: return r.out_cap;
   }
 }
 
+// The API's pointers here; sizes and parameters are the op's check
+// (check_sizes), the one the agent applies to the descriptor.
 int check_request(const gpo_request& r) {
-  if ((r.in_len && !r.in) || (r.aad_len && !r.aad)) return GPO_ERR_INVALID;
-  switch (r.op) {
-    case GPO_AES256_GCM_ENCRYPT:
-    case GPO_AES256_GCM_DECRYPT:
-      if (!r.key || !r.iv || r.iv_len != 12 || !r.tag) return GPO_ERR_INVALID;
-      if (r.in_len && !r.out) return GPO_ERR_INVALID;
-      return r.out_cap < r.in_len ? GPO_ERR_DST_TOO_SMALL : GPO_OK;
-    case GPO_AES256_CTR:
-      if (!r.key || !r.iv || r.iv_len != 16 || r.aad_len) return GPO_ERR_INVALID;
-      if (r.in_len && !r.out) return GPO_ERR_INVALID;
-      return r.out_cap < r.in_len ? GPO_ERR_DST_TOO_SMALL : GPO_OK;
-    case GPO_SHA256:
-      if (!r.out) return GPO_ERR_INVALID;
-      return r.out_cap < 32 ? GPO_ERR_DST_TOO_SMALL : GPO_OK;
-    case GPO_ZSTD_COMPRESS:
-    case GPO_ZSTD_DECOMPRESS:
-      if (r.out_cap && !r.out) return GPO_ERR_INVALID;
-      return GPO_OK;
-    case GPO_ZLIB_COMPRESS:
-      if ((r.out_cap && !r.out) || r.key || r.iv_len || r.aad_len) return GPO_ERR_INVALID;
-      return GPO_OK;
-    case GPO_CRC32:
-      if (!r.out || r.key || r.iv_len || r.aad_len) return GPO_ERR_INVALID;
-      return r.out_cap < 4 ? GPO_ERR_DST_TOO_SMALL : GPO_OK;
-    case GPO_MEMCPY: {
-      if ((r.in_len && !r.out) || r.key || r.iv_len || r.aad_len) return GPO_ERR_INVALID;
-      const auto* i = static_cast<const uint8_t*>(r.in);
-      const auto* o = static_cast<const uint8_t*>(r.out);
-      if (r.in_len && i != o && o < i + r.in_len && i < o + r.in_len) return GPO_ERR_INVALID;  // overlap
-      return r.out_cap < r.in_len ? GPO_ERR_DST_TOO_SMALL : GPO_OK;
-    }
-    default: return GPO_ERR_INVALID;
-  }
+  if ((r.in_len && !r.in) || (r.aad_len && !r.aad) || (r.iv_len && !r.iv)) return GPO_ERR_INVALID;
+  if (r.op < 0 || !gpo::backend::is_op(uint32_t(r.op))) return GPO_ERR_INVALID;
+  const auto op = gpo::backend::OpId(r.op);
+  const auto fixed_out = gpo::backend::fixed_out_bytes(op, r.in_len);
+  const uint64_t out = fixed_out.value_or(r.out_cap);
+  if ((out && !r.out) || (gpo::backend::op_params(op).tag && !r.tag)) return GPO_ERR_INVALID;
+  const gpo::backend::JobSizes sizes{uint32_t(r.op), r.in_len, out, r.key ? sizeof(gpo_job::key) : 0, r.iv_len,
+                                     r.aad_len, gpo::backend::partially_overlap(r.out, out, r.in, r.in_len)};
+  if (gpo::backend::check_sizes(sizes)) return GPO_ERR_INVALID;
+  return fixed_out && r.out_cap < *fixed_out ? GPO_ERR_DST_TOO_SMALL : GPO_OK;
 }
 
 // The in-process path: the same libraries as the agent's CPU backend.
@@ -901,7 +879,9 @@ extern "C" void gpo_offload_range(int op, size_t* min_bytes, size_t* max_bytes) 
     const uint64_t room = slab_data_bytes() - 4096;
     uint64_t top = room / 2;
     if (op == GPO_ZSTD_COMPRESS || op == GPO_ZLIB_COMPRESS) top -= top / 128 + 1024;  // their output bounds
-    if (op == GPO_SHA256 || op == GPO_CRC32) top = room - 256;
+    if (gpo::backend::is_op(uint32_t(op)) && gpo::backend::op_params(gpo::backend::OpId(op)).out ==
+                                                 gpo::backend::OpParams::Out::fixed)
+      top = room - 256;  // a digest, a crc
     lo = size_t(std::max<uint64_t>({plan_min, min_env, uint64_t(1)}));
     hi = size_t(top & ~uint64_t(63));
     if (lo > hi) lo = SIZE_MAX, hi = 0;

@@ -72,15 +72,10 @@ Block* my_block() {
 
 const char* op_name(int op) {
   switch (op) {
-    case GPO_AES256_GCM_ENCRYPT: return "aes-256-gcm-encrypt";
-    case GPO_AES256_GCM_DECRYPT: return "aes-256-gcm-decrypt";
-    case GPO_AES256_CTR: return "aes-256-ctr";
-    case GPO_SHA256: return "sha256";
-    case GPO_ZSTD_COMPRESS: return "zstd-compress";
-    case GPO_ZSTD_DECOMPRESS: return "zstd-decompress";
-    case GPO_ZLIB_COMPRESS: return "zlib-compress";
-    case GPO_CRC32: return "crc32";
-    case GPO_MEMCPY: return "memcpy";
+#define GPO_OP_NAME_(NAME, id, ident, name, family, gpu) \
+  case id: return name;
+    GPO_OPS(GPO_OP_NAME_)
+#undef GPO_OP_NAME_
   }
   return "unknown";
 }

@@ -21,7 +21,7 @@ inline backend::Job to_backend_job(uint8_t* base, const gpo_job& d) {
   // The client may still write its slab: the library reads a copy (the CPU
   // backend's staging; a GPU reads the copy it made on the device).
   j.private_input = true;
-  if (d.op <= GPO_OP_AES256_CTR) {
+  if (backend::op_params(j.op).key_bytes) {  // the ciphers
     j.key = {d.key, 32};
     j.iv = {d.iv, d.iv_len};
     j.aad = {base + d.aad_off, size_t(d.aad_len)};
@@ -32,14 +32,7 @@ inline backend::Job to_backend_job(uint8_t* base, const gpo_job& d) {
 
 // The output length the agent reports for a finished job (gpo_job.out_len).
 inline uint64_t reported_out_len(const backend::Job& j) {
-  switch (j.op) {
-    case backend::OpId::sha256: return 32;
-    case backend::OpId::zstd_compress:
-    case backend::OpId::zstd_decompress:
-    case backend::OpId::zlib_compress:
-    case backend::OpId::crc32: return j.out_len;
-    default: return j.in.size();
-  }
+  return backend::fixed_out_bytes(j.op, j.in.size()).value_or(j.out_len);
 }
 
 }  // namespace gpo::ipc

@@ -27,6 +27,8 @@
 #define GPO_SLAB_PROTOCOL_H
 #include <stdint.h>
 
+#include "client/include/gpuoffload_ops.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -36,18 +38,10 @@ extern "C" {
 #define GPO_DEFAULT_SOCKET "/run/gpuoffload/agent.sock"
 #define GPO_DOORBELL_SYMBOL "gpo_doorbell"
 
-/* Op ids: the same numbers as gpo::backend::OpId and the ring-buffer descriptors. */
-enum gpo_op_id {
-  GPO_OP_AES256_GCM_ENCRYPT = 1,
-  GPO_OP_AES256_GCM_DECRYPT = 2,
-  GPO_OP_AES256_CTR = 3,
-  GPO_OP_SHA256 = 4,
-  GPO_OP_ZSTD_COMPRESS = 5,
-  GPO_OP_ZSTD_DECOMPRESS = 6,
-  GPO_OP_ZLIB_COMPRESS = 7,   /* compress2(): level; out_len = the zlib stream size */
-  GPO_OP_CRC32 = 8,           /* zlib crc32(crc, in): crc in gpo_job.crc; out = 4 bytes, little-endian */
-  GPO_OP_MEMCPY = 9,          /* out = a copy of in */
-};
+/* Op ids: the rows of gpuoffload_ops.h (the API's GPO_* and the agent's OpId are the same numbers). */
+#define GPO_OP_ID_(NAME, id, ident, name, family, gpu) GPO_OP_##NAME = id,
+enum gpo_op_id { GPO_OPS(GPO_OP_ID_) };
+#undef GPO_OP_ID_
 
 enum gpo_job_state {
   GPO_JOB_FREE = 0,

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "backend/op_table.h"
 #include "ipc/slab_protocol.h"
 
 namespace gpo::ipc {
@@ -21,6 +22,7 @@ struct SlabLayout {
 };
 
 inline constexpr uint32_t kMaxSlabJobs = 65536;
+static_assert(backend::kMaxOpId < GPO_PLAN_OPS, "the plan page has a slot per op id");
 
 // [off, off + len) within [lo, hi), without overflow.
 inline bool in_range(uint64_t off, uint64_t len, uint64_t lo, uint64_t hi) {
@@ -50,11 +52,19 @@ struct JobLimits {
   int zlib_max_level = 9;
 };
 
+// The sizes of descriptor d as check_sizes() sees them. Its key is read only
+// by ops that take one, and then always whole.
+inline backend::JobSizes job_sizes(const gpo_job& d) {
+  const uint32_t key = backend::is_op(d.op) ? backend::op_params(backend::OpId(d.op)).key_bytes : 0;
+  return {d.op, d.in_len, d.out_cap, key, d.iv_len, d.aad_len,
+          overlaps(d.out_off, d.out_cap, d.in_off, d.in_len) && d.out_off != d.in_off};
+}
+
 // Null when descriptor d (a private copy, never the shared slab) may run on a
 // slab with layout l, rung with (op, len); else why not. Every range lies in
 // the data area, the output overlaps neither the input nor the AAD (inputs
-// are read while outputs are written), sizes and parameters fit the op, and
-// compression levels lie in the limits.
+// are read while outputs are written), sizes and parameters fit the op
+// (check_sizes), and compression levels lie in the limits.
 inline const char* check_job(const SlabLayout& l, const gpo_job& d, uint32_t op, uint64_t len,
                              const JobLimits& lim) {
   if (d.op != op) return "op differs from the doorbell";
@@ -65,24 +75,13 @@ inline const char* check_job(const SlabLayout& l, const gpo_job& d, uint32_t op,
   if (d.iv_len > sizeof(d.iv)) return "IV length";
   if (overlaps(d.out_off, d.out_cap, d.in_off, d.in_len) || overlaps(d.out_off, d.out_cap, d.aad_off, d.aad_len))
     return "output overlaps an input";
-  const bool no_crypto = d.aad_len == 0 && d.iv_len == 0;
+  if (const char* why = backend::check_sizes(job_sizes(d))) return why;
   switch (d.op) {
-    case GPO_OP_AES256_GCM_ENCRYPT:
-    case GPO_OP_AES256_GCM_DECRYPT:
-      return d.out_cap == d.in_len && d.iv_len == 12 && d.aad_len <= 0xffffffffu ? nullptr : "AES-GCM sizes";
-    case GPO_OP_AES256_CTR:
-      return d.out_cap == d.in_len && d.iv_len == 16 && d.aad_len == 0 ? nullptr : "AES-CTR sizes";
-    case GPO_OP_SHA256: return d.out_cap == 32 && no_crypto ? nullptr : "SHA-256 sizes";
     case GPO_OP_ZSTD_COMPRESS:
-      if (!no_crypto) return "zstd takes no IV or AAD";
       return d.level >= lim.zstd_min_level && d.level <= lim.zstd_max_level ? nullptr : "zstd level out of range";
-    case GPO_OP_ZSTD_DECOMPRESS: return no_crypto ? nullptr : "zstd takes no IV or AAD";
     case GPO_OP_ZLIB_COMPRESS:
-      if (!no_crypto) return "zlib takes no IV or AAD";
       return d.level >= lim.zlib_min_level && d.level <= lim.zlib_max_level ? nullptr : "zlib level out of range";
-    case GPO_OP_CRC32: return d.out_cap == 4 && no_crypto ? nullptr : "CRC-32 sizes";
-    case GPO_OP_MEMCPY: return d.out_cap == d.in_len && no_crypto ? nullptr : "memcpy sizes";
-    default: return "unknown op";
+    default: return nullptr;
   }
 }
 

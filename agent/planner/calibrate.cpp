@@ -403,10 +403,9 @@ std::span<const uint8_t> job_key_material() {
 }
 
 std::optional<JobShape> probe_job_shape(const backend::OpInfo& op) {
-  static const JobShape candidates[] = {
-      {0, 0, true, 0},  {0, 0, false, 0},   {0, 0, false, 32},  {0, 0, false, 4},
-      {0, 0, false, 8}, {32, 12, false, 0}, {32, 16, false, 0},
-  };
+  const backend::OpParams params = backend::op_params(op.id);
+  const JobShape shape{params.key_bytes, params.iv_bytes, params.out == backend::OpParams::Out::bounded,
+                       params.out == backend::OpParams::Out::fixed ? params.fixed_bytes : 0};
   std::vector<uint8_t> in(4096), out(4096 + 4096 / 8 + 4096);
   fill_text(in.data(), in.size());
   // Decompressors: a frame of the matching compressor ("X-decompress" <- "X-compress").
@@ -424,19 +423,16 @@ std::optional<JobShape> probe_job_shape(const backend::OpInfo& op) {
     in.assign(out.begin(), out.begin() + long(c.out_len));
   }
   auto km = job_key_material();
-  for (const auto& c : candidates) {
-    Job j;
-    j.op = op.id;
-    j.level = 3;
-    j.key = km.subspan(0, c.key);
-    j.iv = km.subspan(32, c.iv);
-    j.in = in;
-    std::vector<uint8_t> o(pos != std::string::npos ? 4096 + 4096 / 8 + 4096 : c.out_bytes(in.size()));
-    j.out = o;
-    if (op.validate(j) != backend::Status::ok) continue;
-    auto st = backend::run_on_cpu(j);
-    if (st == backend::Status::ok || st == backend::Status::auth_failed) return c;
-  }
+  Job j;
+  j.op = op.id;
+  j.level = 3;
+  j.key = km.subspan(0, shape.key);
+  j.iv = km.subspan(32, shape.iv);
+  j.in = in;
+  std::vector<uint8_t> o(pos != std::string::npos ? 4096 + 4096 / 8 + 4096 : shape.out_bytes(in.size()));
+  j.out = o;
+  const auto st = backend::run_on_cpu(j);
+  if (st == backend::Status::ok || st == backend::Status::auth_failed) return shape;
   return std::nullopt;
 }
 

@@ -25,10 +25,10 @@ struct CalibrateOptions {
   bool progress = true;        // progress bar on stderr
 };
 
-// A job shape an op accepts (key and iv sizes, output size), found by asking
-// the op's validate() and a CPU run, so that ops added to the registry later
-// are measured without a list of ops here. Decompressors need real frames
-// (calibrate makes them with the matching compressor).
+// The job shape of an op (key and iv sizes, output size), from its
+// op_params(), once a CPU run of one such job succeeded: ops added to the
+// registry later are measured without a list of ops here. Decompressors need
+// real frames (calibrate makes them with the matching compressor).
 struct JobShape {
   size_t key = 0, iv = 0;
   bool out_bound = false;  // out capacity in + in/8 + 4 KiB (compressors), else out_fixed

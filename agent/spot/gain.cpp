@@ -6,12 +6,14 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "backend/op_table.h"
 #include "planner/profile.h"
 #include "spot.h"
 
 namespace gpo::spot {
 
 std::string planner_key(uint32_t op) {
+  using backend::OpId;
   switch (op) {
     case GPO_SPOT_EVP_ENCRYPT:
     case GPO_SPOT_EVP_DECRYPT:
@@ -20,14 +22,14 @@ std::string planner_key(uint32_t op) {
     case GPO_SPOT_KERN_AEAD_DEC:
     case GPO_SPOT_KERN_SKCIPHER_ENC:
     case GPO_SPOT_KERN_SKCIPHER_DEC:
-      return "aes-256-gcm-encrypt";
+      return std::string(backend::op_name(OpId::aes256_gcm_encrypt));
     case GPO_SPOT_EVP_DIGEST:
     case GPO_SPOT_SHA256:
-      return "sha256";
+      return std::string(backend::op_name(OpId::sha256));
     case GPO_SPOT_ZSTD_COMPRESS:
     case GPO_SPOT_ZSTD_STREAM:
     case GPO_SPOT_KERN_ZSTD_COMPRESS:
-      return "zstd-compress";
+      return std::string(backend::op_name(OpId::zstd_compress));
     default:
       return "";
   }

@@ -236,6 +236,14 @@ TEST_P(OffloadOps, BadArgumentsAreRefusedNotRun) {
   gpo_request g{GPO_AES256_GCM_ENCRYPT, buf, 8, buf, 8, key, iv, 11, nullptr, 0, tag, 0};
   EXPECT_EQ(gpo_run(&g, nullptr), GPO_ERR_INVALID);  // 11-byte IV
   EXPECT_EQ(gpo_aes256_ctr(key, nullptr, buf, 8, buf), GPO_ERR_INVALID);
+  // A key, IV or AAD for an op that takes none: the same check as the agent's.
+  uint8_t digest[32];
+  gpo_request s{GPO_SHA256, buf, 8, digest, 32, nullptr, iv, 12, nullptr, 0, nullptr, 0, 0};
+  EXPECT_EQ(gpo_run(&s, nullptr), GPO_ERR_INVALID);
+  gpo_request z{GPO_ZSTD_COMPRESS, buf, 8, digest, 32, key, nullptr, 0, nullptr, 0, nullptr, 1, 0};
+  EXPECT_EQ(gpo_run(&z, nullptr), GPO_ERR_INVALID);
+  s.iv = nullptr, s.iv_len = 0;
+  EXPECT_EQ(gpo_run(&s, nullptr), GPO_OK);
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, OffloadOps, ::testing::Values(true, false),

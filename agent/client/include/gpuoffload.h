@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gpuoffload_ops.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -33,21 +35,16 @@ extern "C" {
 /* Return codes. */
 #define GPO_OK 0
 #define GPO_ERR_AUTH (-1)          /* GCM decrypt: tag mismatch; out is not valid */
-#define GPO_ERR_INVALID (-2)       /* bad arguments (null pointer, wrong IV length, unknown op) */
+#define GPO_ERR_INVALID (-2)       /* bad arguments (null pointer, wrong IV length, a key, IV or AAD the op does not take, unknown op) */
 #define GPO_ERR_DST_TOO_SMALL (-3) /* the output does not fit out_cap */
 #define GPO_ERR_CORRUPT (-4)       /* zstd decompress: not a valid frame */
 #define GPO_ERR_NOMEM (-5)
 
-/* Ops: the numbers of the slab protocol (agent/ipc/slab_protocol.h). */
-#define GPO_AES256_GCM_ENCRYPT 1
-#define GPO_AES256_GCM_DECRYPT 2
-#define GPO_AES256_CTR 3
-#define GPO_SHA256 4
-#define GPO_ZSTD_COMPRESS 5
-#define GPO_ZSTD_DECOMPRESS 6
-#define GPO_ZLIB_COMPRESS 7 /* zlib compress2(): zlib format, level */
-#define GPO_CRC32 8         /* zlib crc32(crc, in): out = 4 bytes, the crc little-endian */
-#define GPO_MEMCPY 9        /* out = a copy of in (tier 2: see docs/offload.md) */
+/* Ops: GPO_AES256_GCM_ENCRYPT, GPO_SHA256, GPO_MEMCPY, ..., one per row of
+ * gpuoffload_ops.h, numbered as there; what each takes: gpo_request. */
+#define GPO_OP_CONSTANT_(NAME, id, ident, name, family, gpu) GPO_##NAME = id,
+enum gpo_op { GPO_OPS(GPO_OP_CONSTANT_) };
+#undef GPO_OP_CONSTANT_
 
 typedef struct gpo_request {
   int op;
