@@ -59,7 +59,7 @@ enum gpo_job_status {
   GPO_JS_AUTH_FAILED = 2,
   GPO_JS_INVALID = 3,  /* the op itself failed (bad sizes, corrupt zstd frame, output too small) */
   GPO_JS_FAILED = 4,
-  GPO_JS_REJECTED = 5, /* the agent refused the descriptor or the quota: the client computes it */
+  GPO_JS_REJECTED = 5, /* the agent refused the job (its descriptor, or over quota): the client computes it */
 };
 
 /* One job: 128 bytes. Offsets are from the start of the slab. */
