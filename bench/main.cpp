@@ -54,10 +54,17 @@ nlohmann::json table_json(const Table& t) {
   return {{"title", t.title}, {"columns", t.columns}, {"rows", t.rows}, {"notes", t.notes}};
 }
 
+// One suite as --list and --help show it: its name in a column as wide as the longest.
+std::string suite_line(const Suite& s) {
+  size_t width = 0;
+  for (const auto& x : suites()) width = std::max(width, x.name.size());
+  return fmt::format("{:<{}} {}{}\n", s.name, width, s.what, s.needs_gpu ? " (GPU)" : "");
+}
+
 void run_bench(BenchArgs& a) {
   auto all = suites();
   if (a.list) {
-    for (const auto& s : all) fmt::print("{:<12} {}{}\n", s.name, s.what, s.needs_gpu ? " (GPU)" : "");
+    for (const auto& s : all) fmt::print("{}", suite_line(s));
     return;
   }
   std::vector<const Suite*> chosen;
@@ -128,7 +135,7 @@ void run_bench(BenchArgs& a) {
 std::string suite_lines() {
   std::string s = "Suites (default: all, in this order):\n";
   for (const auto& x : suites())
-    s += fmt::format("  {:<12} {}{}\n", x.name, x.what, x.needs_gpu ? " (GPU)" : "");
+    s += "  " + suite_line(x);
   return s;
 }
 

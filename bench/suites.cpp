@@ -5,7 +5,7 @@
 
 namespace gpo::bench {
 
-int run_tier2(const Options&, std::vector<Table>&);
+int run_zlib_crc32_memcpy(const Options&, std::vector<Table>&);
 int run_match(const Options&, std::vector<Table>&);
 int run_crypto(const Options&, std::vector<Table>&);
 int run_cpu_pool(const Options&, std::vector<Table>&);
@@ -21,8 +21,9 @@ int run_zstd_stage2(const Options&, std::vector<Table>&);
 
 namespace {
 const Suite kSuites[] = {
-    {"tier2", "CRC-32 (GPU kernel, end to end, zlib 1/all cores), memcpy through the GPU vs libc, zlib compress2",
-     false, run_tier2},
+    {"zlib-crc32-memcpy",
+     "CRC-32 (GPU kernel, end to end, zlib 1/all cores), memcpy through the GPU vs libc, zlib compress2", false,
+     run_zlib_crc32_memcpy},
     {"match", "payload multi-pattern matching: GPU kernel / e2e, CPU Aho-Corasick, Hyperscan", false, run_match},
     {"crypto", "AES-256-GCM/CTR and SHA-256: GPU kernel, GPU end to end, OpenSSL 1 core and all cores", false,
      run_crypto},

@@ -1,7 +1,7 @@
 // The CUDA backend's runners for CRC-32 (kernels/crc32, one buffer split
 // over many blocks, batches in one grid) and memcpy (the
 // bytes go host -> device -> host and nothing else: it exists so the planner
-// and `bench tier2` measure what offloading a copy costs, two PCIe crossings).
+// and `bench zlib-crc32-memcpy` measure what offloading a copy costs, two PCIe crossings).
 // Called from CudaBackend::run_group on its worker thread, on its streams, so
 // the backend's error path (CPU retry, sticky-error check) covers them.
 #pragma once

@@ -30,7 +30,7 @@ struct OpImpl {
 };
 
 // One per row of the op table, defined by the ops file of its family
-// (ops.cpp, ops_tier2.cpp): a row without one does not link.
+// (ops.cpp, ops_zlib_crc32_memcpy.cpp): a row without one does not link.
 #define GPO_OP_IMPL_DECL_(NAME, id, ident, name, family, gpu) extern const OpImpl ident##_impl;
 GPO_OPS(GPO_OP_IMPL_DECL_)
 #undef GPO_OP_IMPL_DECL_

@@ -1,4 +1,4 @@
-// Suite "tier2": the seed's tier-2 ops, side by side. CRC-32 (zlib crc32()):
+// Suite "zlib-crc32-memcpy": zlib compress2, CRC-32 and memcpy, side by side. CRC-32 (zlib crc32()):
 // GPU kernel only (data already on the device), GPU end to end (host memory in,
 // the crcs back, through the CUDA backend with the input pinned once as client
 // slabs are), zlib on one core and on all cores (a buffer split per core and
@@ -155,7 +155,7 @@ struct Host {
     if (backend::cuda_device_count(&no_gpu) > 0) {
       auto g = std::make_unique<backend::CudaBackend>(opt.gpu, cpu_be);
       if (!g->register_memory(in.data(), in.size()) || !g->register_memory(outbuf.data(), outbuf.size()))
-        fmt::print(stderr, "tier2: cannot pin the buffers; GPU end to end goes through staging\n");
+        fmt::print(stderr, "zlib-crc32-memcpy: cannot pin the buffers; GPU end to end goes through staging\n");
       gpu = std::move(g);
     }
 #else
@@ -193,62 +193,72 @@ struct Host {
   }
 };
 
-// CRC-32: per shape, GPU kernel, GPU end to end, zlib 1 core and all cores.
-Table crc_table(Host& h) {
-  const Options& opt = h.opt;
-  const unsigned threads = h.threads;
-  const auto& pts = h.pts;
-  auto& in = h.in;
-  const std::string& na = h.na;
-  Table crc;
-  crc.title = "CRC-32 (zlib crc32), GB/s of input";
-  crc.columns = {"job size", "jobs", "GPU kernel", "GPU end to end", "zlib 1 core", fmt::format("zlib {} cores", threads)};
-  for (const auto& p : pts) {
-    const size_t total = p.job * p.count;
-    std::vector<std::string> row{fmt_size(p.job), std::to_string(p.count)};
-    std::string kern = na, e2e = na;
+// CRC-32 through the GPU: the kernel alone and end to end through the CUDA
+// backend, formatted; what a cell says without a GPU otherwise.
+std::pair<std::string, std::string> crc_gpu_cells(Host& h, [[maybe_unused]] const Point& p) {
+  std::string kern = h.na, e2e = h.na;
 #ifdef GPUOFFLOAD_HAVE_CUDA
-    if (h.gpu) {
-      try {
-        kern = fmt_gbps(crc_kernel_gbps(opt, in.data(), p.job, p.count) * 1e9);
-        bool ok = false;
-        e2e = fmt_gbps(h.gpu_e2e(OpId::crc32, p.job, p.count, &ok));
-        if (!ok) e2e += " (cpu!)";
-      } catch (const std::exception& e) {
-        fmt::print(stderr, "tier2: crc32 GPU: {}\n", e.what());
-        kern = e2e = "error";
+  if (h.gpu) {
+    try {
+      kern = fmt_gbps(crc_kernel_gbps(h.opt, h.in.data(), p.job, p.count) * 1e9);
+      bool ok = false;
+      e2e = fmt_gbps(h.gpu_e2e(OpId::crc32, p.job, p.count, &ok));
+      if (!ok) e2e += " (cpu!)";
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "zlib-crc32-memcpy: crc32 GPU: {}\n", e.what());
+      kern = e2e = "error";
+    }
+  }
+#endif
+  return {kern, e2e};
+}
+
+// zlib crc32_z on one core, over at most 64 MiB of the point's jobs: bytes per second.
+double zlib_crc_one_core(const Host& h, const Point& p) {
+  const size_t count = std::max<size_t>(1, std::min(p.job * p.count, size_t{64} << 20) / p.job);
+  volatile uLong sink = 0;
+  const double s = time_per_call(h.opt.min_seconds, [&] {
+    for (size_t i = 0; i < count; ++i) sink = sink + crc32_z(0, h.in.data() + i * p.job, p.job);
+  });
+  return double(count * p.job) / s;
+}
+
+// zlib crc32_z on all cores: jobs spread over the threads; fewer jobs than
+// threads are split and the parts joined with crc32_combine, as a caller
+// splitting a buffer would. Bytes per second.
+double zlib_crc_all_cores(const Host& h, const Point& p) {
+  const unsigned threads = h.threads;
+  volatile uLong sink = 0;
+  std::vector<uLong> part_crc(p.count * threads + threads);
+  const double s = time_per_call(h.opt.min_seconds, [&] {
+    parallel_parts(threads, p.count, p.job, [&](size_t j, size_t k, size_t lo, size_t hi) {
+      part_crc[j * threads + k] = crc32_z(0, h.in.data() + j * p.job + lo, hi - lo);
+    });
+    if (p.count < threads) {
+      const size_t per = (threads + p.count - 1) / p.count, plen = (p.job + per - 1) / per;
+      for (size_t j = 0; j < p.count; ++j) {
+        uLong c = part_crc[j * threads];
+        for (size_t k = 1; k < per; ++k) {
+          const size_t lo = std::min(p.job, k * plen), hi = std::min(p.job, lo + plen);
+          c = crc32_combine(c, part_crc[j * threads + k], z_off_t(hi - lo));
+        }
+        sink = sink + c;
       }
     }
-#endif
-    const size_t one_total = std::min(total, size_t{64} << 20);
-    const size_t one_count = std::max<size_t>(1, one_total / p.job);
-    volatile uLong sink = 0;
-    double s1 = time_per_call(opt.min_seconds, [&] {
-      for (size_t i = 0; i < one_count; ++i) sink = sink + crc32_z(0, in.data() + i * p.job, p.job);
-    });
-    std::vector<uLong> part_crc(p.count * threads + threads);
-    double sn = time_per_call(opt.min_seconds, [&] {
-      parallel_parts(threads, p.count, p.job, [&](size_t j, size_t k, size_t lo, size_t hi) {
-        part_crc[j * threads + k] = crc32_z(0, in.data() + j * p.job + lo, hi - lo);
-      });
-      // Join the parts of each job (crc32_combine), as a caller splitting a buffer would.
-      if (p.count < threads) {
-        const size_t per = (threads + p.count - 1) / p.count, plen = (p.job + per - 1) / per;
-        for (size_t j = 0; j < p.count; ++j) {
-          uLong c = part_crc[j * threads];
-          for (size_t k = 1; k < per; ++k) {
-            const size_t lo = std::min(p.job, k * plen), hi = std::min(p.job, lo + plen);
-            c = crc32_combine(c, part_crc[j * threads + k], z_off_t(hi - lo));
-          }
-          sink = sink + c;
-        }
-      }
-    });
-    row.push_back(kern);
-    row.push_back(e2e);
-    row.push_back(fmt_gbps(double(one_count * p.job) / s1));
-    row.push_back(fmt_gbps(double(total) / sn));
-    crc.rows.push_back(row);
+  });
+  return double(p.job * p.count) / s;
+}
+
+// CRC-32: per shape, GPU kernel, GPU end to end, zlib 1 core and all cores.
+Table crc_table(Host& h) {
+  Table crc;
+  crc.title = "CRC-32 (zlib crc32), GB/s of input";
+  crc.columns = {"job size", "jobs", "GPU kernel", "GPU end to end", "zlib 1 core",
+                 fmt::format("zlib {} cores", h.threads)};
+  for (const auto& p : h.pts) {
+    const auto [kern, e2e] = crc_gpu_cells(h, p);
+    crc.rows.push_back({fmt_size(p.job), std::to_string(p.count), kern, e2e, fmt_gbps(zlib_crc_one_core(h, p)),
+                        fmt_gbps(zlib_crc_all_cores(h, p))});
   }
   crc.notes.push_back("GPU end to end: a batch of `jobs` buffers through the CUDA backend (pinned input, 4-byte crcs back); "
                       "the kernel is bit-identical to zlib for any length and initial crc");
@@ -354,7 +364,7 @@ Table zlib_table(Host& h) {
 
 }  // namespace
 
-int run_tier2(const Options& opt, std::vector<Table>& out) {
+int run_zlib_crc32_memcpy(const Options& opt, std::vector<Table>& out) {
   Host h(opt);
   out.push_back(crc_table(h));
   out.push_back(memcpy_table(h));

@@ -1,6 +1,6 @@
-// The seed's tier-2 ops and zlib: compress2() (CPU only), CRC-32 (a GPU kernel
-// that splits one buffer, kernels/crc32) and memcpy (CPU memcpy; on a GPU it is
-// two PCIe crossings, kept so the planner and `bench tier2` show what it costs).
+// zlib compress2() (CPU only), CRC-32 (a GPU kernel that splits one buffer,
+// kernels/crc32) and memcpy (CPU memcpy; on a GPU it is two PCIe crossings,
+// kept so the planner and `bench zlib-crc32-memcpy` show what it costs).
 #include <cstring>
 
 #include "backend/ops.h"

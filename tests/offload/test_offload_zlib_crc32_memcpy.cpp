@@ -13,9 +13,9 @@ using namespace gpo::test;
 
 namespace {
 
-class OffloadTier2 : public OffloadPathTest {
+class OffloadZlibCrc32Memcpy : public OffloadPathTest {
  protected:
-  OffloadTier2() : OffloadPathTest("tier2", true) {}
+  OffloadZlibCrc32Memcpy() : OffloadPathTest("zlib-crc32-memcpy", true) {}
 };
 
 uint32_t zlib_crc(uint32_t init, const Bytes& b, size_t off = 0, size_t n = SIZE_MAX) {
@@ -24,7 +24,7 @@ uint32_t zlib_crc(uint32_t init, const Bytes& b, size_t off = 0, size_t n = SIZE
   return uint32_t(crc32_z(init, n ? b.data() + off : &empty, n));
 }
 
-TEST_P(OffloadTier2, Crc32CheckValueAndChaining) {
+TEST_P(OffloadZlibCrc32Memcpy, Crc32CheckValueAndChaining) {
   const char* s = "123456789";
   uint32_t c = 0;
   ASSERT_EQ(gpo_crc32(0, s, 9, &c), GPO_OK);
@@ -38,7 +38,7 @@ TEST_P(OffloadTier2, Crc32CheckValueAndChaining) {
   EXPECT_EQ(gpo_crc32(0, s, 9, nullptr), GPO_ERR_INVALID);
 }
 
-TEST_P(OffloadTier2, Crc32MatchesZlibOnEmptyOddAndLargeSizes) {
+TEST_P(OffloadZlibCrc32Memcpy, Crc32MatchesZlibOnEmptyOddAndLargeSizes) {
   Bytes data = random_bytes((size_t{3} << 20) + 64, 77);
   uint32_t seed = 1;
   for (size_t n : {size_t{0}, size_t{1}, size_t{3}, size_t{4}, size_t{63}, size_t{4095}, size_t{65536},
@@ -52,7 +52,7 @@ TEST_P(OffloadTier2, Crc32MatchesZlibOnEmptyOddAndLargeSizes) {
     }
 }
 
-TEST_P(OffloadTier2, Crc32AsyncManyInFlightWithInitialCrcs) {
+TEST_P(OffloadZlibCrc32Memcpy, Crc32AsyncManyInFlightWithInitialCrcs) {
   Bytes data = random_bytes(1 << 20, 5);
   constexpr int kJobs = 200;
   std::vector<gpo_handle*> hs(kJobs);
@@ -77,7 +77,7 @@ TEST_P(OffloadTier2, Crc32AsyncManyInFlightWithInitialCrcs) {
   }
 }
 
-TEST_P(OffloadTier2, ZlibCompressByteIdenticalAtEveryLevelAndRoundTrips) {
+TEST_P(OffloadZlibCrc32Memcpy, ZlibCompressByteIdenticalAtEveryLevelAndRoundTrips) {
   for (size_t n : {size_t{0}, size_t{1}, size_t{100003}, size_t{1} << 20}) {
     Bytes in = text_bytes(n, uint32_t(n));
     for (int level = -1; level <= 9; ++level) {
@@ -99,7 +99,7 @@ TEST_P(OffloadTier2, ZlibCompressByteIdenticalAtEveryLevelAndRoundTrips) {
   }
 }
 
-TEST_P(OffloadTier2, ZlibCompressErrorsAreZlibs) {
+TEST_P(OffloadZlibCrc32Memcpy, ZlibCompressErrorsAreZlibs) {
   Bytes in = random_bytes(200000, 9), out(64);
   size_t n = 0;
   // compress2 says Z_BUF_ERROR; the library says the output does not fit.
@@ -113,7 +113,7 @@ TEST_P(OffloadTier2, ZlibCompressErrorsAreZlibs) {
   EXPECT_EQ(gpo_zlib_compress(big.data(), big.size(), in.data(), in.size(), 12, &n), GPO_ERR_INVALID);
 }
 
-TEST_P(OffloadTier2, MemcpyCopiesAndRefusesOverlap) {
+TEST_P(OffloadZlibCrc32Memcpy, MemcpyCopiesAndRefusesOverlap) {
   for (size_t n : {size_t{0}, size_t{1}, size_t{4097}, (size_t{1} << 20) + 3}) {
     Bytes in = random_bytes(n, uint32_t(n) + 1), out(n, 0xee);
     ASSERT_EQ(gpo_memcpy(out.data(), in.data(), n), GPO_OK);
@@ -123,7 +123,7 @@ TEST_P(OffloadTier2, MemcpyCopiesAndRefusesOverlap) {
   EXPECT_EQ(gpo_memcpy(b.data() + 10, b.data(), 500), GPO_ERR_INVALID) << "overlapping copy accepted";
 }
 
-INSTANTIATE_TEST_SUITE_P(Paths, OffloadTier2, ::testing::Values(true, false),
+INSTANTIATE_TEST_SUITE_P(Paths, OffloadZlibCrc32Memcpy, ::testing::Values(true, false),
                          [](const auto& i) { return i.param ? std::string("Agent") : std::string("NoAgent"); });
 
 }  // namespace
