@@ -40,20 +40,18 @@ gpo::backend::CpuBackend& cpu() {
 }  // namespace
 
 // OpenSSL's and libzstd's per-thread state comes into being at a thread's
-// first job: do that here, once, so that the leak check libFuzzer runs after
+// first job: do that here, once for every op, so that the leak check libFuzzer runs after
 // an input does not take it for that input's leak.
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   uint8_t key[32] = {}, iv[16] = {}, in[64] = {}, out[4096];
-  for (uint16_t op : {GPO_OP_AES256_GCM_ENCRYPT, GPO_OP_AES256_GCM_DECRYPT, GPO_OP_AES256_CTR, GPO_OP_SHA256,
-                      GPO_OP_ZSTD_COMPRESS, GPO_OP_ZLIB_COMPRESS, GPO_OP_CRC32}) {
+  for (gpo::backend::OpId op : gpo::backend::kOpIds) {
+    const gpo::backend::OpParams params = gpo::backend::op_params(op);
     gpo::backend::Job j;
-    j.op = gpo::backend::OpId(op);
+    j.op = op;
     j.in = in;
-    j.out = {out, op == GPO_OP_SHA256 ? 32u : op == GPO_OP_CRC32 ? 4u : op <= GPO_OP_AES256_CTR ? sizeof in : sizeof out};
-    if (op <= GPO_OP_AES256_CTR) {
-      j.key = key;
-      j.iv = {iv, op == GPO_OP_AES256_CTR ? 16u : 12u};
-    }
+    j.out = {out, size_t(gpo::backend::fixed_out_bytes(op, sizeof in).value_or(sizeof out))};
+    j.key = {key, params.key_bytes};
+    j.iv = {iv, params.iv_bytes};
     gpo::backend::Job* p = &j;
     cpu().run_jobs({&p, 1});
   }
