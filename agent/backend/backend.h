@@ -116,12 +116,12 @@ class Backend {
   void run(Batch& batch);
 };
 
-// Chooses and builds a backend. kind: "auto" (CUDA when a GPU is usable, else
-// the CPU, saying so in one log line), "cuda" (fails if no GPU), "cpu".
+// Chooses and builds a backend. choice (--backend): "auto" (CUDA when a GPU is
+// usable, else the CPU, saying so in one log line), "cuda" (fails if no GPU), "cpu".
 // gpus: device ordinals to use; empty means all devices of the host.
 class CpuBackend;
 struct Options {
-  std::string kind = "auto";
+  std::string choice = "auto";
   std::vector<int> gpus;
   unsigned cpu_threads = 0;  // 0 = all cores
   // The pool a CUDA backend hands CPU work and retries to; null: a new one. The

@@ -63,9 +63,9 @@ int cuda_device_count(std::string* why) {
 }
 
 std::unique_ptr<Backend> make_backend(const Options& opt) {
-  if (opt.kind != "auto" && opt.kind != "cuda" && opt.kind != "cpu")
-    throw std::invalid_argument(fmt::format("unknown backend '{}': use auto, cuda or cpu", opt.kind));
-  if (opt.kind == "cpu") {
+  if (opt.choice != "auto" && opt.choice != "cuda" && opt.choice != "cpu")
+    throw std::invalid_argument(fmt::format("unknown backend '{}': use auto, cuda or cpu", opt.choice));
+  if (opt.choice == "cpu") {
     auto cpu = std::make_unique<CpuBackend>(opt.cpu_threads);
     log::info("backend: cpu ({} threads, OpenSSL), as asked", cpu->threads());
     return cpu;
@@ -73,7 +73,7 @@ std::unique_ptr<Backend> make_backend(const Options& opt) {
   std::string why;
   const int count = cuda_device_count(&why);
   if (count < 0) {
-    if (opt.kind == "cuda")
+    if (opt.choice == "cuda")
       throw std::runtime_error(fmt::format("backend cuda: no usable GPU: {}; use --backend cpu or auto", why));
     auto cpu = std::make_unique<CpuBackend>(opt.cpu_threads);
     log::info("backend: no usable GPU ({}); serving on the CPU backend ({} threads, OpenSSL)", why, cpu->threads());

@@ -88,23 +88,23 @@ std::array<uint64_t, GPO_PLAN_OPS> OffloadService::client_plan() const {
   return t;
 }
 
-void OffloadService::start(const OffloadRunOptions& o, const std::string& backend_kind, const std::vector<int>& gpus,
+void OffloadService::start(const OffloadRunOptions& o, const std::string& backend_choice, const std::vector<int>& gpus,
                            loop::EventLoop& loop) {
   if (o.disabled) {
     log::info("offload: off (--no-offload)");
     return;
   }
   backend::Options bo;
-  bo.kind = backend_kind;
+  bo.choice = backend_choice;
   bo.gpus = gpus;
   try {
-    if (backend_kind == "auto") {
+    if (backend_choice == "auto") {
       // Both backends, and the planner picks per batch (--backend cpu|cuda forces one).
       std::string why;
       auto cpu = std::make_shared<backend::CpuBackend>(0);
       std::unique_ptr<backend::Backend> gpu;
       if (backend::cuda_device_count(&why) > 0) {
-        bo.kind = "cuda";
+        bo.choice = "cuda";
         bo.cpu = cpu;  // one CPU pool for the planner's CPU side and the GPU's fallback
         gpu = backend::make_backend(bo);
       } else {

@@ -44,9 +44,9 @@ void add_run_options(CLI::App& cmd, OffloadRunOptions& o);
 
 class OffloadService {
  public:
-  // Builds the backend (kind: auto|cpu|cuda) and serves clients on loop,
+  // Builds the backend (choice: auto|cpu|cuda) and serves clients on loop,
   // unless disabled. Throws CLI::RuntimeError with a one-line reason.
-  void start(const OffloadRunOptions& o, const std::string& backend_kind, const std::vector<int>& gpus,
+  void start(const OffloadRunOptions& o, const std::string& backend_choice, const std::vector<int>& gpus,
              loop::EventLoop& loop);
   void stop(loop::EventLoop& loop);
   nlohmann::json to_json() const;

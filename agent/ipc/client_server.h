@@ -121,7 +121,7 @@ class ClientServer {
   // Mean time per job in the agent, in us: gathering into a batch, at the
   // backend (its queue and the run), completing (results, futex wakes).
   nlohmann::json per_job_us() const;
-  std::string describe() const;  // one line: socket, doorbell kind, batching
+  std::string describe() const;  // one line: socket, doorbell mode, batching
   bool uprobe_doorbell() const { return probe_ != nullptr; }
   size_t uprobe_files() const;   // library files the doorbell uprobe is attached to now
   const ServerOptions& options() const { return opt_; }

@@ -162,7 +162,7 @@ backend::Batch zstd_batch(const Inputs& in, std::vector<std::vector<uint8_t>>& f
 
 TEST_F(GpuZstd, BackendRunsZstdCompressOnTheGpu) {
   backend::Options opt;
-  opt.kind = "cuda";
+  opt.choice = "cuda";
   auto be = backend::make_backend(opt);
   ASSERT_TRUE(be);
   const Inputs in = all_kinds_and_sizes();

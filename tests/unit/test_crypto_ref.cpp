@@ -104,6 +104,6 @@ TEST(CryptoRef, AutoBackendServesWithoutAGpu) {
   auto b = backend::make_backend(o);
   ASSERT_TRUE(b);
   EXPECT_EQ(b->name(), "cpu") << why;
-  o.kind = "cuda";
+  o.choice = "cuda";
   EXPECT_THROW(backend::make_backend(o), std::runtime_error);
 }
