@@ -107,7 +107,7 @@ class Backend {
   virtual Capacity capacity() const { return {}; }
   // Host memory that will hold many jobs (a client slab): pinned once so the
   // GPU copies it by DMA without staging; now, or in the background once the
-  // GPU is first given work in it (a client's slab: most may never need it).
+  // GPU has moved its size through it (a client's slab: most never need it).
   // No-op on the CPU backend.
   enum class Pin { now, on_first_gpu_use };
   virtual bool register_memory(void* /*p*/, size_t /*len*/, Pin /*when*/ = Pin::now) { return true; }

@@ -503,12 +503,12 @@ void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
       else
         sha_p.add(&j, g);
     }
-  // Slabs the GPU now reads or writes get pinned in the background: this run
-  // stages them, later ones copy by DMA.
+  // Slabs the GPU reads and writes get pinned in the background once it has
+  // moved their size through them: until then their copies are staged.
   for (Part* p : {&aes_p, &sha_p, &crc_p, &copy_p, &zstd_p})
     for (Job* j : p->jobs) {
-      lazy_->used(j->in.data());
-      lazy_->used(j->out.data());
+      lazy_->used(j->in.data(), j->in.size());
+      lazy_->used(j->out.data(), j->out.size());
     }
   // The jobs for the CPU run on its pool while the GPU works on the rest.
   std::mutex cpu_mu;

@@ -27,10 +27,12 @@ std::map<uintptr_t, LazyPinner::Region>::iterator LazyPinner::find(uintptr_t a) 
   return a < it->first + it->second.len ? it : regions_.end();
 }
 
-void LazyPinner::used(const void* addr) {
+void LazyPinner::used(const void* addr, size_t bytes) {
   std::lock_guard lk(mu_);
   auto it = find(reinterpret_cast<uintptr_t>(addr));
   if (it == regions_.end() || it->second.state != State::waiting) return;
+  it->second.moved += bytes;
+  if (it->second.moved < it->second.len) return;
   it->second.state = State::queued;
   queue_.push_back(it->first);
   if (!thread_.joinable()) thread_ = std::thread([this] { run(); });

@@ -1,9 +1,12 @@
-// Pins client slabs for DMA only once the GPU is given work in them, on a
-// thread of its own. Pinning (cudaHostRegister) faults in and locks every
-// page of the region: about a second for the 2 GiB slab a program may ask
-// for, which the client's registration would otherwise wait for, and memory
-// committed for slabs whose jobs all stay on the CPU. Until a region is
-// pinned, the GPU backend's copies of it go through its staging buffers.
+// Pins client slabs for DMA only once the GPU has moved as many bytes through
+// them as they hold, on a thread of its own. Pinning (cudaHostRegister)
+// faults in and locks every page of the region: about a second for the 2 GiB
+// slab a program may ask for, which the client's registration would otherwise
+// wait for, memory committed for slabs whose jobs all stay on the CPU, and
+// more than staging costs a program that sends a few jobs (one collected
+// stream: a 270 MB job in a 2 GiB slab). Until a region is pinned, the GPU
+// backend's copies of it go through its staging buffers, which cost about
+// what pinning would once the bytes moved reach the slab's size.
 #pragma once
 #include <condition_variable>
 #include <cstddef>
@@ -24,8 +27,9 @@ class LazyPinner {
   ~LazyPinner();  // stops the thread; regions still pinned are unpinned
 
   void add(void* p, size_t len);  // known, not pinned yet
-  // A GPU run reads or writes addr: its region (if any) is queued for pinning.
-  void used(const void* addr);
+  // A GPU run reads or writes bytes at addr: once its region (if any) has
+  // seen as many bytes as it holds, it is queued for pinning.
+  void used(const void* addr, size_t bytes);
   // Forgets p: a pin in progress is waited for, a queued one dropped, a done one undone.
   void remove(void* p);
 
@@ -37,6 +41,7 @@ class LazyPinner {
   struct Region {
     size_t len;
     State state;
+    uint64_t moved = 0;  // bytes GPU runs read or wrote in it
   };
   void run();
   std::map<uintptr_t, Region>::iterator find(uintptr_t a);

@@ -1,5 +1,5 @@
-// LazyPinner: a slab is pinned only after the GPU is given work in it, on the
-// pinner's thread, never on the caller's; remove() waits for a pin in
+// LazyPinner: a slab is pinned only after the GPU has moved its size through
+// it, on the pinner's thread, never on the caller's; remove() waits for a pin in
 // progress and undoes a finished one. The pin and unpin functions here are
 // stand-ins that record their calls (cudaHostRegister needs a GPU).
 #include <gtest/gtest.h>
@@ -45,7 +45,7 @@ bool wait_for(const LazyPinner& lp, const void* p, State want) {
 
 }  // namespace
 
-TEST(LazyPinner, NothingIsPinnedUntilTheGpuUsesTheRegion) {
+TEST(LazyPinner, NothingIsPinnedUntilTheGpuMovedItsSize) {
   Recorder r;
   std::vector<uint8_t> slab(1 << 16), other(64);
   {
@@ -55,14 +55,17 @@ TEST(LazyPinner, NothingIsPinnedUntilTheGpuUsesTheRegion) {
     ASSERT_TRUE(lp.state(slab.data() + 100, &s));
     EXPECT_EQ(s, State::waiting);
     EXPECT_FALSE(lp.state(other.data(), &s)) << "an address outside every region";
-    lp.used(other.data());  // not a region: nothing happens
+    lp.used(other.data(), 1 << 20);  // not a region: nothing happens
+    lp.used(slab.data(), slab.size() / 2);  // half its size: staging is cheaper than pinning yet
     std::this_thread::sleep_for(20ms);
     EXPECT_EQ(r.pins, 0);
-    lp.used(slab.data() + slab.size() - 1);  // the last byte belongs to it
+    ASSERT_TRUE(lp.state(slab.data(), &s));
+    EXPECT_EQ(s, State::waiting);
+    lp.used(slab.data() + slab.size() - 1, slab.size() / 2);  // the last byte belongs to it
     ASSERT_TRUE(wait_for(lp, slab.data(), State::pinned));
     EXPECT_EQ(r.pins, 1);
     EXPECT_NE(r.pin_thread.load(), std::this_thread::get_id()) << "the caller pinned";
-    lp.used(slab.data());  // pinned already: once only
+    lp.used(slab.data(), slab.size());  // pinned already: once only
     std::this_thread::sleep_for(20ms);
     EXPECT_EQ(r.pins, 1);
   }
@@ -76,7 +79,7 @@ TEST(LazyPinner, UsedDoesNotWaitForThePin) {
   LazyPinner lp = r.make();
   lp.add(slab.data(), slab.size());
   const auto t0 = std::chrono::steady_clock::now();
-  lp.used(slab.data());
+  lp.used(slab.data(), slab.size());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms);
   ASSERT_TRUE(wait_for(lp, slab.data(), State::pinning));
   r.release = true;
@@ -89,7 +92,7 @@ TEST(LazyPinner, RemoveWaitsForAPinInProgressThenUndoesIt) {
   std::vector<uint8_t> slab(4096);
   LazyPinner lp = r.make();
   lp.add(slab.data(), slab.size());
-  lp.used(slab.data());
+  lp.used(slab.data(), slab.size());
   ASSERT_TRUE(wait_for(lp, slab.data(), State::pinning));
   std::atomic<bool> removed{false};
   std::thread t([&] {
@@ -113,9 +116,9 @@ TEST(LazyPinner, ARegionRemovedBeforeItsTurnIsNeverPinned) {
   LazyPinner lp = r.make();
   lp.add(a.data(), a.size());
   lp.add(b.data(), b.size());
-  lp.used(a.data());
+  lp.used(a.data(), a.size());
   ASSERT_TRUE(wait_for(lp, a.data(), State::pinning));
-  lp.used(b.data());  // queued behind a
+  lp.used(b.data(), b.size());  // queued behind a
   lp.remove(b.data());
   r.release = true;
   ASSERT_TRUE(wait_for(lp, a.data(), State::pinned));
@@ -131,9 +134,9 @@ TEST(LazyPinner, AFailedPinIsNotUndoneNorRetried) {
   {
     LazyPinner lp = r.make();
     lp.add(slab.data(), slab.size());
-    lp.used(slab.data());
+    lp.used(slab.data(), slab.size());
     ASSERT_TRUE(wait_for(lp, slab.data(), State::failed));
-    lp.used(slab.data());
+    lp.used(slab.data(), slab.size());
     std::this_thread::sleep_for(20ms);
     EXPECT_EQ(r.pins, 1);
   }
