@@ -10,7 +10,7 @@
 namespace gpo::bench {
 namespace {
 
-// Rule shapes, per 1000 rules (docs/rules.md, "The test corpus"). The
+// Rule shapes, per 1000 rules (docs/rule-compiler.md, "The test corpus"). The
 // loadable ones are about a quarter, as in a public set where most rules
 // inspect app-layer buffers.
 enum Shape {

@@ -3,7 +3,7 @@
 // packet keywords of a public set, generated (not copied) so the tests and
 // the `rules-load` benchmark can load thousands of rules that look like the
 // real thing. The mix, per 1000 rules, and where its figures come from are
-// in docs/rules.md ("The test corpus").
+// in docs/rule-compiler.md ("The test corpus").
 //
 // Every rule carries, besides its text, what the generator meant by it:
 // whether the filter can enforce it (else the skip reason `rules check`

@@ -89,7 +89,7 @@ int run_rules_load(const Options& opt, std::vector<Table>& out) {
                       mib(tables->table_bytes()), mib(idx.bytes()),
                       peak > rss0 ? mib((peak - rss0) * 1024) : std::string("0")});
   }
-  t.notes.push_back("corpus: bench/rules_corpus.h (the ET Open mix of docs/rules.md), HOME_NET " +
+  t.notes.push_back("corpus: bench/rules_corpus.h (the ET Open mix of docs/rule-compiler.md), HOME_NET " +
                     std::string(kCorpusHomeNet) + "; about a quarter of the rules are enforceable, the rest skipped");
   t.notes.push_back("ACL build: the structure both classifiers walk (built again by the GPU classifier's upload)");
   out.push_back(std::move(t));

@@ -45,7 +45,7 @@ const Suite kSuites[] = {
      run_rules_load},
     {"spot",
      "what spotting costs the spotted thread: ns per EVP_EncryptUpdate / crc32 call without an agent, in sample "
-     "and in probe mode; probe at entry vs where the agent puts it (root; --set small=B,large=B)",
+     "and in probe mode; probe at entry vs where the agent puts it (root; --set small=B --set large=B)",
      false, run_spot},
 #ifdef GPUOFFLOAD_HAVE_CUDA
     {"zstd", "zstd compression: GPU match finding + libzstd entropy (stage 1) vs zstd -1/-3", true, run_zstd},

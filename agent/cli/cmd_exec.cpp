@@ -1,7 +1,7 @@
 // `gpuoffload-agent exec -- CMD ARGS`: runs an unmodified program with the
 // shim preloaded (LD_PRELOAD) and the OpenSSL provider configured
 // (OPENSSL_CONF), passes its exit status through, and prints at exit what
-// was offloaded, like `perf stat` (docs/offload.md, "exec").
+// was offloaded, like `perf stat` (docs/exec.md).
 //
 // Where the numbers come from: every process of the run writes its own
 // accounting (libgpuoffload's gpo_account / gpo_stats_write) into a private

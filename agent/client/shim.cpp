@@ -3,7 +3,7 @@
 // (GPO_SHIM_MIN_BYTES, default 64 KiB) go through libgpuoffload; everything
 // else, and any call made while the shim is already on this thread's stack
 // (the library's own CPU fallback calls libzstd), goes to the real function
-// found with dlsym(RTLD_NEXT). docs/offload.md lists what is intercepted.
+// found with dlsym(RTLD_NEXT). docs/shim.md lists what is intercepted.
 // zlib: compress2, compress, crc32, crc32_z. The library's and the agent's
 // zlib calls go to libz.so.1's own definitions (kernels/zlib/zlib_real.h),
 // so they never come back here, even in a process that preloads the shim.

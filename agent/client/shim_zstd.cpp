@@ -1,4 +1,4 @@
-// The shim's zstd contexts and streams (docs/offload.md, "zstd streams"):
+// The shim's zstd contexts and streams (docs/shim.md, "zstd streams"):
 // ZSTD_compress2, ZSTD_compressStream2 and its wrappers (ZSTD_compressStream,
 // ZSTD_flushStream, ZSTD_endStream, ZSTD_compressStream2_simpleArgs), with
 // the bookkeeping that keeps libzstd's semantics: one frame per ZSTD_e_end,

@@ -1,5 +1,5 @@
 // The header of an offloaded zstd frame, rewritten to say what libzstd's own
-// frame for the same call would say (docs/offload.md, "zstd streams"): the
+// frame for the same call would say (docs/shim.md, "zstd streams"): the
 // agent compresses one whole input with ZSTD_compress() at a level, which
 // always writes the content size and never a checksum; a stream whose size
 // libzstd does not know gets no content size, and a context with

@@ -3,7 +3,7 @@
 // the LD_PRELOAD shim (libgpuoffload-shim.so interposes compress2, crc32 and
 // crc32_z) still reaches the real zlib here: the agent's CPU backend and the
 // client's in-process fallback never loop back through the shim, whatever the
-// environment of the process (docs/offload.md, "the shim and zlib").
+// environment of the process (docs/shim.md, "The shim and zlib").
 #pragma once
 #include <zlib.h>
 

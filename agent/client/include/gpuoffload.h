@@ -8,7 +8,7 @@
  * on the CPU. A job goes to the agent only when the agent's plan page (a file
  * next to its socket) says the GPU does it better than this process, counting
  * the round trip; every other job runs here at once, with no IPC.
- * docs/offload.md has the protocol and the configuration:
+ * docs/client-api.md has the contract and the configuration, docs/offload.md the protocol:
  *   GPO_SOCKET      agent socket (default /run/gpuoffload/agent.sock)
  *   GPO_TIMEOUT_MS  how long to wait for the agent per job (default 2000)
  *   GPO_SLAB_MB     shared slab size (default 64)
@@ -89,7 +89,7 @@ GPO_API size_t gpo_zlib_compress_bound(size_t len);
 /* *out = zlib crc32_z(crc, buf, len) (crc: 0 to start, or the crc of what came before). */
 GPO_API int gpo_crc32(uint32_t crc, const void* buf, size_t len, uint32_t* out);
 /* dst = a copy of src (no overlap). Offloading a copy costs two PCIe
- * crossings: it exists to be measured, see docs/offload.md. */
+ * crossings: it exists to be measured, see docs/zlib-crc32-memcpy.md. */
 GPO_API int gpo_memcpy(void* dst, const void* src, size_t len);
 
 typedef struct gpo_client_stats {
@@ -131,7 +131,7 @@ GPO_API int gpo_offload_reason(int op);
 GPO_API int gpo_offload_ready(void);
 
 /* Per-op accounting of what callers of the library did with each call, for
- * `gpuoffload-agent exec` (docs/offload.md). The provider and the shim record
+ * `gpuoffload-agent exec` (docs/exec.md). The provider and the shim record
  * every call they see with the path it took; calls is the number of API calls
  * (EVP updates, zstd calls), ns the wall time of offloaded ones. */
 enum gpo_path {

@@ -32,7 +32,7 @@
   X(ZLIB_COMPRESS, 7, zlib_compress, "zlib-compress", deflate, 0)                                          \
   /* zlib crc32(crc, in): out: 4 bytes, the crc little-endian */                                           \
   X(CRC32, 8, crc32, "crc32", crc32, 1)                                                                    \
-  /* out: a copy of in; on a GPU it is two PCIe crossings, there to be measured (docs/offload.md) */       \
+  /* out: a copy of in; on a GPU two PCIe crossings, there to be measured (docs/zlib-crc32-memcpy.md) */   \
   X(MEMCPY, 9, memcpy, "memcpy", memcpy, 1)
 /* clang-format on */
 
