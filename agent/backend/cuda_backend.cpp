@@ -505,11 +505,15 @@ void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
     }
   // Slabs the GPU reads and writes get pinned in the background once it has
   // moved their size through them: until then their copies are staged.
-  for (Part* p : {&aes_p, &sha_p, &crc_p, &copy_p, &zstd_p})
-    for (Job* j : p->jobs) {
-      lazy_->used(j->in.data(), j->in.size());
-      lazy_->used(j->out.data(), j->out.size());
-    }
+  {
+    std::vector<LazyPinner::Use> uses;
+    for (Part* p : {&aes_p, &sha_p, &crc_p, &copy_p, &zstd_p})
+      for (Job* j : p->jobs) {
+        uses.push_back({j->in.data(), j->in.size()});
+        uses.push_back({j->out.data(), j->out.size()});
+      }
+    lazy_->used(uses);  // one lock for the run, not two per job
+  }
   // The jobs for the CPU run on its pool while the GPU works on the rest.
   std::mutex cpu_mu;
   std::condition_variable cpu_cv;

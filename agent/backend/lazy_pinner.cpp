@@ -20,21 +20,27 @@ void LazyPinner::add(void* p, size_t len) {
   regions_[reinterpret_cast<uintptr_t>(p)] = {len, State::waiting};
 }
 
-std::map<uintptr_t, LazyPinner::Region>::iterator LazyPinner::find(uintptr_t a) {
-  auto it = regions_.upper_bound(a);
-  if (it == regions_.begin()) return regions_.end();
+template <typename Map>
+auto LazyPinner::find(Map& regions, uintptr_t a) -> decltype(regions.end()) {
+  auto it = regions.upper_bound(a);
+  if (it == regions.begin()) return regions.end();
   --it;
-  return a < it->first + it->second.len ? it : regions_.end();
+  return a < it->first + it->second.len ? it : regions.end();
 }
 
-void LazyPinner::used(const void* addr, size_t bytes) {
+void LazyPinner::used(std::span<const Use> uses) {
   std::lock_guard lk(mu_);
-  auto it = find(reinterpret_cast<uintptr_t>(addr));
-  if (it == regions_.end() || it->second.state != State::waiting) return;
-  it->second.moved += bytes;
-  if (it->second.moved < it->second.len) return;
-  it->second.state = State::queued;
-  queue_.push_back(it->first);
+  bool queued = false;
+  for (const Use& u : uses) {
+    auto it = find(regions_, reinterpret_cast<uintptr_t>(u.addr));
+    if (it == regions_.end() || it->second.state != State::waiting) continue;
+    it->second.moved += u.bytes;
+    if (it->second.moved < it->second.len) continue;
+    it->second.state = State::queued;
+    queue_.push_back(it->first);
+    queued = true;
+  }
+  if (!queued) return;
   if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
   cv_.notify_all();
 }
@@ -75,7 +81,7 @@ void LazyPinner::remove(void* p) {
 
 bool LazyPinner::state(const void* addr, State* s) const {
   std::lock_guard lk(mu_);
-  auto it = const_cast<LazyPinner*>(this)->find(reinterpret_cast<uintptr_t>(addr));
+  auto it = find(regions_, reinterpret_cast<uintptr_t>(addr));
   if (it == regions_.end()) return false;
   *s = it->second.state;
   return true;

@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <span>
 #include <thread>
 
 namespace gpo::backend {
@@ -29,7 +30,16 @@ class LazyPinner {
   void add(void* p, size_t len);  // known, not pinned yet
   // A GPU run reads or writes bytes at addr: once its region (if any) has
   // seen as many bytes as it holds, it is queued for pinning.
-  void used(const void* addr, size_t bytes);
+  void used(const void* addr, size_t bytes) {
+    const Use u{addr, bytes};
+    used(std::span<const Use>(&u, 1));
+  }
+  // The same for every job of a GPU run, under one lock.
+  struct Use {
+    const void* addr;
+    size_t bytes;
+  };
+  void used(std::span<const Use> uses);
   // Forgets p: a pin in progress is waited for, a queued one dropped, a done one undone.
   void remove(void* p);
 
@@ -44,7 +54,9 @@ class LazyPinner {
     uint64_t moved = 0;  // bytes GPU runs read or wrote in it
   };
   void run();
-  std::map<uintptr_t, Region>::iterator find(uintptr_t a);
+  // The region holding a, or end(); regions_ is const-iterable from state().
+  template <typename Map>
+  static auto find(Map& regions, uintptr_t a) -> decltype(regions.end());
 
   PinFn pin_;
   UnpinFn unpin_;
