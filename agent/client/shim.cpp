@@ -136,7 +136,7 @@ uLong shim_crc32(Fn next, uLong crc, const Bytef* buf, Len n) {
 extern "C" {
 
 __attribute__((visibility("default"))) unsigned char* SHA256(const unsigned char* d, size_t n, unsigned char* md) {
-  auto next = real(g_sha256, "SHA256");
+  auto next = real(g_sha256, "SHA256", "libcrypto.so.3");
   // md == NULL means OpenSSL's static buffer: leave that to OpenSSL.
   if (t_inside) return next(d, n, md);
   const int path = md ? route(GPO_SHA256, n) : GPO_PATH_CPU_PARAMS;

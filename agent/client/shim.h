@@ -25,12 +25,16 @@ struct Guard {
 size_t threshold();
 
 // Resolves the next definition once; safe from many threads (a racing second
-// lookup stores the same pointer).
+// lookup stores the same pointer). lib: the library that defines it, opened
+// when no later object of the global scope does (the program loaded it
+// RTLD_LOCAL, e.g. from a plugin; the shim does not bring libcrypto along).
 template <typename F>
-F real(std::atomic<F>& slot, const char* name) {
+F real(std::atomic<F>& slot, const char* name, const char* lib = nullptr) {
   F f = slot.load(std::memory_order_acquire);
   if (!f) {
     f = reinterpret_cast<F>(dlsym(RTLD_NEXT, name));
+    if (!f && lib)
+      if (void* h = dlopen(lib, RTLD_NOW | RTLD_LOCAL)) f = reinterpret_cast<F>(dlsym(h, name));
     slot.store(f, std::memory_order_release);
   }
   return f;
