@@ -195,9 +195,6 @@ Clock::time_point g_next_try;
 std::string g_socket;
 bool g_socket_set = false;
 std::once_flag g_atfork_once;
-// gpo_offload_range's cache (bottom of this file); gpo_set_socket clears it.
-std::atomic<int64_t> g_range_until_ns{0};
-std::atomic<uint64_t> g_range_area{0};  // bytes of the slab's data area; 0: no agent
 
 std::string socket_path() {
   if (g_socket_set) return g_socket;

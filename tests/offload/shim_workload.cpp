@@ -10,16 +10,12 @@
 #include <zstd.h>
 
 #include <cstdio>
-#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace {
-
-std::mutex g_mu;
-std::vector<std::string> g_lines;
 
 std::string hex(const unsigned char* p, size_t n) {
   std::string s;
