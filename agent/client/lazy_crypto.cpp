@@ -33,7 +33,8 @@ F* resolve(const char* name) {
 }  // namespace
 
 // Each forwards to the function of the same name, resolved once; `fail` is
-// what it returns when libcrypto or the function is missing.
+// what it returns when libcrypto or the function is missing (nothing, for
+// the frees: a context that was never made is all there is to free then).
 #define GPO_LAZY(ret, name, params, args, fail)                    \
   extern "C" ret name params {                                     \
     static auto* const f = resolve<decltype(name)>(#name);         \
@@ -44,6 +45,7 @@ F* resolve(const char* name) {
 GPO_LAZY(EVP_CIPHER*, EVP_CIPHER_fetch, (OSSL_LIB_CTX * lib, const char* alg, const char* props),
          (lib, alg, props), nullptr)
 GPO_LAZY(EVP_CIPHER_CTX*, EVP_CIPHER_CTX_new, (void), (), nullptr)
+GPO_LAZY(void, EVP_CIPHER_CTX_free, (EVP_CIPHER_CTX * c), (c), )
 GPO_LAZY(int, EVP_CIPHER_CTX_ctrl, (EVP_CIPHER_CTX * c, int type, int arg, void* ptr), (c, type, arg, ptr), 0)
 GPO_LAZY(int, EVP_CipherInit_ex2,
          (EVP_CIPHER_CTX * c, const EVP_CIPHER* cipher, const unsigned char* key, const unsigned char* iv, int enc,
@@ -54,24 +56,14 @@ GPO_LAZY(int, EVP_CipherUpdate, (EVP_CIPHER_CTX * c, unsigned char* out, int* ou
 GPO_LAZY(int, EVP_CipherFinal_ex, (EVP_CIPHER_CTX * c, unsigned char* out, int* outl), (c, out, outl), 0)
 GPO_LAZY(EVP_MD*, EVP_MD_fetch, (OSSL_LIB_CTX * lib, const char* alg, const char* props), (lib, alg, props), nullptr)
 GPO_LAZY(EVP_MD_CTX*, EVP_MD_CTX_new, (void), (), nullptr)
+GPO_LAZY(void, EVP_MD_CTX_free, (EVP_MD_CTX * c), (c), )
 GPO_LAZY(int, EVP_DigestInit_ex2, (EVP_MD_CTX * c, const EVP_MD* md, const OSSL_PARAM params[]), (c, md, params), 0)
 GPO_LAZY(int, EVP_DigestUpdate, (EVP_MD_CTX * c, const void* d, size_t n), (c, d, n), 0)
 GPO_LAZY(int, EVP_DigestFinal_ex, (EVP_MD_CTX * c, unsigned char* md, unsigned int* n), (c, md, n), 0)
 
 #undef GPO_LAZY
 
-// The functions that return nothing: a context that was never made (null)
-// is all there can be to free without libcrypto.
-extern "C" void EVP_CIPHER_CTX_free(EVP_CIPHER_CTX* c) {
-  static auto* const f = resolve<decltype(EVP_CIPHER_CTX_free)>("EVP_CIPHER_CTX_free");
-  if (f) f(c);
-}
-
-extern "C" void EVP_MD_CTX_free(EVP_MD_CTX* c) {
-  static auto* const f = resolve<decltype(EVP_MD_CTX_free)>("EVP_MD_CTX_free");
-  if (f) f(c);
-}
-
+// Key bytes are wiped with or without libcrypto.
 extern "C" void OPENSSL_cleanse(void* p, size_t n) {
   static auto* const f = resolve<decltype(OPENSSL_cleanse)>("OPENSSL_cleanse");
   if (f) f(p, n);

@@ -59,4 +59,11 @@ ProcResult run_proc(const std::vector<std::string>& argv, double timeout_s, cons
 
 bool is_root() { return geteuid() == 0; }
 
+ProcResult run_with_env(const std::vector<std::string>& env, const std::vector<std::string>& argv, double timeout_s) {
+  std::vector<std::string> a{"/usr/bin/env"};
+  a.insert(a.end(), env.begin(), env.end());
+  a.insert(a.end(), argv.begin(), argv.end());
+  return run_proc(a, timeout_s);
+}
+
 }  // namespace gpo::test

@@ -19,6 +19,11 @@ struct ProcResult {
 ProcResult run_proc(const std::vector<std::string>& argv, double timeout_s = 30.0,
                     const std::function<void()>& in_child = {});
 
+// run_proc with VAR=value settings added to the environment, through env(1)
+// (nothing but exec runs in the child).
+ProcResult run_with_env(const std::vector<std::string>& env, const std::vector<std::string>& argv,
+                        double timeout_s = 30.0);
+
 bool is_root();
 
 }  // namespace gpo::test

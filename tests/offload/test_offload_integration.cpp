@@ -79,11 +79,9 @@ TEST(OffloadIntegration, ShimGivesTheSameOutputAsTheRealFunctions) {
   auto plain = run_proc({workload}, 60);
   ASSERT_EQ(plain.exit_code, 0) << plain.out;
   ASSERT_NE(plain.out.find("n=300001"), std::string::npos);
-  // run_proc has no environment argument: go through env(1).
-  std::vector<std::string> argv{"/usr/bin/env"};
-  for (auto& e : preload_env(SHIM_PATH, Program::ours)) argv.push_back(e);
-  argv.insert(argv.end(), {"GPO_SOCKET=" + agent.socket(), "GPO_TIMEOUT_MS=10000", workload});
-  auto shimmed = run_proc(argv, 60);
+  std::vector<std::string> env = preload_env(SHIM_PATH, Program::ours);
+  env.insert(env.end(), {"GPO_SOCKET=" + agent.socket(), "GPO_TIMEOUT_MS=10000"});
+  auto shimmed = run_with_env(env, {workload}, 60);
   ASSERT_EQ(shimmed.exit_code, 0) << shimmed.out;
   EXPECT_EQ(shimmed.out, plain.out) << "the shim changed a result";
   // 5 processes' worth (4 threads + a forked child) x 2 large sizes x

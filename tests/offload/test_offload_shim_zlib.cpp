@@ -62,13 +62,6 @@ class ShimZlib : public ::testing::Test {
   void TearDown() override {
     if (!dir_.empty()) run_proc({"/bin/rm", "-rf", dir_}, 30);
   }
-  // argv under env(1) with extra VAR=value settings.
-  ProcResult run_env(const std::vector<std::string>& env, const std::vector<std::string>& argv) {
-    std::vector<std::string> a{"/usr/bin/env"};
-    a.insert(a.end(), env.begin(), env.end());
-    a.insert(a.end(), argv.begin(), argv.end());
-    return run_proc(a, 120);
-  }
   // Runs argv plain and under the shim; {OUT} in argv is replaced by a path
   // per run, whose contents must match too. Returns the jobs the agent did.
   uint64_t same_with_and_without_shim(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
@@ -80,7 +73,7 @@ class ShimZlib : public ::testing::Test {
       return a;
     };
     const std::string out_plain = dir_ + "/plain.out", out_shim = dir_ + "/shim.out";
-    auto plain = run_env(env, subst(out_plain));
+    auto plain = run_with_env(env, subst(out_plain), 120);
     EXPECT_EQ(plain.exit_code, 0) << plain.out;
     const uint64_t before = agent_->server().stats().jobs_done;
     std::vector<std::string> e = env;
@@ -88,7 +81,7 @@ class ShimZlib : public ::testing::Test {
     e.push_back("GPO_SOCKET=" + agent_->socket());
     e.push_back("GPO_TIMEOUT_MS=20000");
     e.push_back("GPO_SHIM_MIN_BYTES=16384");
-    auto shim = run_env(e, subst(out_shim));
+    auto shim = run_with_env(e, subst(out_shim), 120);
     EXPECT_EQ(shim.exit_code, 0) << shim.out;
     EXPECT_EQ(shim.out, plain.out) << "the shim changed the program's output";
     std::string got = read_file(out_shim), want = read_file(out_plain);
@@ -127,9 +120,9 @@ TEST_F(ShimZlib, GitArchiveZipCrc32) {
                                     "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org",
                                     "GIT_AUTHOR_DATE=2026-11-25T12:00:00Z", "GIT_COMMITTER_DATE=2026-11-25T12:00:00Z",
                                     "HOME=" + dir_};
-  ASSERT_EQ(run_env(id, {"/usr/bin/git", "-C", repo, "init", "-q"}).exit_code, 0);
-  ASSERT_EQ(run_env(id, {"/usr/bin/git", "-C", repo, "add", "."}).exit_code, 0);
-  auto c = run_env(id, {"/usr/bin/git", "-C", repo, "commit", "-q", "-m", "x"});
+  ASSERT_EQ(run_with_env(id, {"/usr/bin/git", "-C", repo, "init", "-q"}, 120).exit_code, 0);
+  ASSERT_EQ(run_with_env(id, {"/usr/bin/git", "-C", repo, "add", "."}, 120).exit_code, 0);
+  auto c = run_with_env(id, {"/usr/bin/git", "-C", repo, "commit", "-q", "-m", "x"}, 120);
   ASSERT_EQ(c.exit_code, 0) << c.out;
   uint64_t jobs = same_with_and_without_shim(
       {"/usr/bin/git", "-C", repo, "archive", "--format=zip", "-0", "-o", "{OUT}", "HEAD"}, id);

@@ -16,21 +16,10 @@
 
 using namespace gpo::test;
 
-namespace {
-
-ProcResult run_env(const std::vector<std::string>& env, const std::vector<std::string>& argv) {
-  std::vector<std::string> a{"/usr/bin/env"};
-  a.insert(a.end(), env.begin(), env.end());
-  a.insert(a.end(), argv.begin(), argv.end());
-  return run_proc(a, 60);
-}
-
-}  // namespace
-
 // cat(1) is C and links neither libcrypto nor libstdc++: its own memory map,
 // printed under the shim, shows what the shim brought.
 TEST(ShimFootprint, ACProgramGetsNeitherLibcryptoNorTheCxxRuntime) {
-  auto r = run_env(preload_env(SHIM_PATH, Program::foreign), {"/bin/cat", "/proc/self/maps"});
+  auto r = run_with_env(preload_env(SHIM_PATH, Program::foreign), {"/bin/cat", "/proc/self/maps"}, 60);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("libgpuoffload-shim.so"), std::string::npos) << "the shim was not loaded:\n" << r.out;
   EXPECT_NE(r.out.find("libgpuoffload.so"), std::string::npos) << r.out;
@@ -60,7 +49,7 @@ TEST(ShimFootprint, LibcryptoIsOpenedAtTheFirstCryptoJob) {
       "print('before', before, 'after', after, 'rc', rc, 'same', out.raw == hashlib.sha256(data).digest())\n";
   std::vector<std::string> env = preload_env(LIBGPUOFFLOAD_PATH, Program::foreign);
   env.push_back("GPO_SOCKET=/nonexistent/gpuoffload-footprint.sock");  // no agent: computed here
-  auto r = run_env(env, {"/usr/bin/python3", "-I", "-c", script, LIBGPUOFFLOAD_PATH});
+  auto r = run_with_env(env, {"/usr/bin/python3", "-I", "-c", script, LIBGPUOFFLOAD_PATH}, 60);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("before False after True rc 0 same True"), std::string::npos) << r.out;
 }
