@@ -68,7 +68,10 @@ TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
   int status = 0;
   waitpid(child, &status, 0);
   for (int i = 0; i < 200 && agent.server().stats().doorbells_refused < refused + 8; ++i) usleep(5000);
-  EXPECT_EQ(agent.server().stats().doorbells_refused - refused, 8u);
+  // At least the child's 8: the uprobe is on the library file, so processes
+  // of other tests running now, ringing for their own agents, reach this
+  // agent's program too and are refused as well.
+  EXPECT_GE(agent.server().stats().doorbells_refused - refused, 8u);
   EXPECT_EQ(agent.server().stats().jobs_done, uint64_t(kJobs)) << "a forged doorbell ran a job";
   gpo_set_socket(nullptr);
 }
