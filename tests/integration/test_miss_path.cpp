@@ -154,8 +154,9 @@ TEST_P(MissPath, AFloodOfNewFlowsFollowsThePolicyAndSparesKnownFlows) {
   gpo::test::add_addr(dut, "d0", "198.18.0.2/24");
   agent_ = start_agent(dut, "d0", extra);
   ASSERT_TRUE(agent_);
-  if (std::string(c.workers) != "1")
+  if (std::string(c.workers) != "1") {
     EXPECT_NE(agent_->log().find(std::string(c.workers) + " worker(s)"), std::string::npos) << agent_->log();
+  }
 
   // A cached flow and a flow under inspection, before the flood.
   SteadyFlow cached(src, 5000, dut, 7000), inspected(src, 5001, dut, 7100);
@@ -284,7 +285,9 @@ TEST_P(MissPath, AFloodOfNewFlowsFollowsThePolicyAndSparesKnownFlows) {
     ASSERT_TRUE(pf.contains("per_worker")) << pf.dump(2);
     for (const auto& w : pf["per_worker"]) {
       EXPECT_GT(w.value("rx", 0ull), 0u) << "a worker took no miss: " << pf.dump(2);
-      if (c.gpu) EXPECT_GT(w.value("gpu_batches", 0ull), 0u) << "a worker's batches never reached the GPU";
+      if (c.gpu) {
+        EXPECT_GT(w.value("gpu_batches", 0ull), 0u) << "a worker's batches never reached the GPU";
+      }
     }
   }
   if (c.gpu) {
