@@ -51,12 +51,13 @@ Status cpu_zstd(Job& j) {
 
 }  // namespace
 
-const OpImpl aes256_gcm_encrypt_impl{.cpu = cpu_aes};
-const OpImpl aes256_gcm_decrypt_impl{.cpu = cpu_aes};
+const OpImpl aes256_gcm_encrypt_impl{.cpu = cpu_aes, .input_snapshot = false};
+const OpImpl aes256_gcm_decrypt_impl{.cpu = cpu_aes, .input_snapshot = false};
 // CTR splits at block boundaries (ctr_add). GCM does not: its tag is a GHASH
 // over the whole message, and OpenSSL has no API to join partial GHASHes.
-const OpImpl aes256_ctr_impl{.cpu = cpu_aes, .split_align = aes::kBlockBytes, .cpu_range = cpu_ctr_range};
-const OpImpl sha256_impl{.gpu_sequential = true, .cpu = cpu_sha};
+const OpImpl aes256_ctr_impl{
+    .cpu = cpu_aes, .split_align = aes::kBlockBytes, .cpu_range = cpu_ctr_range, .input_snapshot = false};
+const OpImpl sha256_impl{.gpu_sequential = true, .cpu = cpu_sha, .input_snapshot = false};
 // Compress: on a CUDA backend, levels <= 3 are matched and entropy-coded on
 // the GPU (kernels/zstd stages 1 + 2, blocks of one job in parallel), higher
 // levels run libzstd on the CPU. Decompress: the CPU.

@@ -27,6 +27,13 @@ struct OpImpl {
   size_t split_align = 0;
   Status (*cpu_range)(Job&, uint64_t lo, std::span<const uint8_t> bytes, uint64_t* part) = nullptr;
   void (*join)(Job&, std::span<const uint64_t> parts, std::span<const uint64_t> ends) = nullptr;
+  // Whether input that another process may still write (a client's slab) is
+  // copied before the library reads it (Job::private_input). Compressors and
+  // decompressors need the copy: where they read next, and how far, depends
+  // on bytes they read before. Ciphers, hashes, CRC and memcpy read each byte
+  // at addresses fixed by the sizes alone: a writer changes only its own
+  // result, so they read the slab in place.
+  bool input_snapshot = true;
 };
 
 // One per row of the op table, defined by the ops file of its family

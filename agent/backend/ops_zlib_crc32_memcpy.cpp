@@ -57,7 +57,9 @@ void join_memcpy(Job& j, std::span<const uint64_t>, std::span<const uint64_t>) {
 const OpImpl zlib_compress_impl{.gpu_sequential = true, .cpu = cpu_zlib};
 // One buffer splits into segments joined by the GF(2) shift operator: parallel within a job.
 // The CPU backend splits long CRC-32 and memcpy jobs across its threads the same way.
-const OpImpl crc32_impl{.cpu = cpu_crc32, .split_align = 64, .cpu_range = cpu_crc32_range, .join = join_crc32};
-const OpImpl memcpy_impl{.cpu = cpu_memcpy, .split_align = 4096, .cpu_range = cpu_memcpy_range, .join = join_memcpy};
+const OpImpl crc32_impl{
+    .cpu = cpu_crc32, .split_align = 64, .cpu_range = cpu_crc32_range, .join = join_crc32, .input_snapshot = false};
+const OpImpl memcpy_impl{
+    .cpu = cpu_memcpy, .split_align = 4096, .cpu_range = cpu_memcpy_range, .join = join_memcpy, .input_snapshot = false};
 
 }  // namespace gpo::backend

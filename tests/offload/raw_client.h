@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -84,6 +85,20 @@ struct RawClient {
     send(fd, &d, sizeof(d), MSG_NOSIGNAL);
   }
   void ring(uint32_t j) { ring(rep.slab_id, j, job(j)->op, job(j)->in_len); }
+  // A well-formed zstd compress job (level 1) over n bytes at data offset 0,
+  // its output after the first 64 KiB of input.
+  void zstd_job(uint32_t i, uint64_t n) {
+    gpo_job* j = job(i);
+    std::memset(j, 0, sizeof(*j));
+    j->op = GPO_OP_ZSTD_COMPRESS;
+    j->level = 1;
+    j->in_off = kDataOff;
+    j->in_len = n;
+    j->out_off = kDataOff + 65536 + 4096 * i;
+    j->out_cap = 4096;
+    j->aad_off = kDataOff;
+    __atomic_store_n(&j->state, GPO_JOB_SUBMITTED, __ATOMIC_RELEASE);
+  }
   // A well-formed SHA-256 job over n bytes at data offset 0.
   void sha_job(uint32_t i, uint64_t n) {
     gpo_job* j = job(i);
@@ -127,7 +142,7 @@ class GateBackend final : public backend::Backend {
     max_held_ = std::max(max_held_, held_.size());
     for (const auto& j : b.jobs) held_bytes_ += j.in.size();
     max_held_bytes_ = std::max(max_held_bytes_, held_bytes_);
-    for (const auto& j : b.jobs) all_private_ = all_private_ && j.private_input;
+    for (const auto& j : b.jobs) private_by_op_[uint16_t(j.op)].push_back(j.private_input);
     cv_.notify_all();
   }
   backend::Stats stats() const override { return {}; }
@@ -169,9 +184,10 @@ class GateBackend final : public backend::Backend {
     std::lock_guard lk(mu_);
     return max_held_bytes_;
   }
-  bool all_private() {
+  // private_input of every job of that op handed over so far, in order.
+  std::vector<bool> private_flags(uint16_t op) {
     std::lock_guard lk(mu_);
-    return all_private_;
+    return private_by_op_[op];
   }
   std::vector<size_t> sizes() {
     std::lock_guard lk(mu_);
@@ -187,7 +203,7 @@ class GateBackend final : public backend::Backend {
   std::vector<size_t> sizes_;
   size_t max_held_ = 0;
   uint64_t held_bytes_ = 0, max_held_bytes_ = 0;
-  bool all_private_ = true;
+  std::map<uint16_t, std::vector<bool>> private_by_op_;
 };
 
 }  // namespace gpo::test
