@@ -340,8 +340,11 @@ TEST(Planner, ClientsOffloadOnlyJobsTheGpuWinsAloneAndFromEveryCore) {
   EXPECT_EQ(cpu_pl.offload_min_bytes("sha256"), 65536u);
   // No GPU, no GPU kernel, an op the GPU never wins, no profile.
   EXPECT_EQ(planner_with(synthetic(), false).offload_min_bytes("sha256"), kNever);
-  for (const auto& op : gpo::backend::ops())
-    if (!op.gpu) EXPECT_EQ(pl.offload_min_bytes(op.name), kNever) << op.name;
+  for (const auto& op : gpo::backend::ops()) {
+    if (!op.gpu) {
+      EXPECT_EQ(pl.offload_min_bytes(op.name), kNever) << op.name;
+    }
+  }
   Profile p = synthetic();
   for (auto& pt : p.ops["aes-256-ctr"].points) pt.gpu_ns = pt.cpu1_ns * 2;
   EXPECT_EQ(planner_with(p).offload_min_bytes("aes-256-ctr"), kNever);
@@ -713,7 +716,9 @@ TEST(GpuGate, TheH100CrossoverTableOf2026_11_25) {
       EXPECT_EQ(g.min_batch(256), kNever);
       EXPECT_EQ(g.min_batch(4096), kNever);
     }
-    if (op == "sha256") EXPECT_EQ(g.min_batch(65536), 16u);  // 4 KiB from x16, so 64 KiB too
+    if (op == "sha256") {
+      EXPECT_EQ(g.min_batch(65536), 16u);  // 4 KiB from x16, so 64 KiB too
+    }
   }
 }
 
