@@ -259,6 +259,16 @@ void PacketPath::Worker::set_gpu(classify::AsyncClassifier* g) {
 
 void PacketPath::start(loop::EventLoop& loop) {
   loop_ = &loop;
+  // Host mode hands every packet it passes back to the stack through a
+  // live-frame test run: a kernel that refuses those would lose them all.
+  if (!xdp_.inline_mode()) {
+    std::string why;
+    if (!xdp_.probe_reinjection(&why))
+      throw std::runtime_error("host mode re-injects the packets it passes with BPF_PROG_TEST_RUN and "
+                               "BPF_F_TEST_XDP_LIVE_FRAMES (Linux 5.18 or later), and this kernel refused it (" + why +
+                               "): every packet of a new flow would be lost. Filter inline instead (--xdp IFACE,PEER: "
+                               "packets forwarded between two interfaces)");
+  }
   credits_ = xdp_.credits();
   xdp_.heartbeat();
   // Workers: at most one per rx queue index (inline: of the port with fewer).
@@ -545,22 +555,12 @@ void PacketPath::Worker::deliver(XskSocket* from, uint8_t* data, uint32_t len) {
   }
   // Host mode: run xdp_inject on the frame as if it had arrived on this
   // interface and queue; it returns XDP_PASS and the kernel builds the skb.
-  xdp_md ctx{};
-  ctx.ingress_ifindex = uint32_t(from->ifindex());
-  ctx.rx_queue_index = from->queue();
-  ctx.data_end = len;  // the kernel insists ctx describes exactly data_in
-  LIBBPF_OPTS(bpf_test_run_opts, opts);
-  opts.data_in = data;
-  opts.data_size_in = len;
-  opts.ctx_in = &ctx;
-  opts.ctx_size_in = sizeof ctx;
-  opts.repeat = 1;
-  opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
-  if (bpf_prog_test_run_opts(p.xdp_.inject_prog_fd(), &opts) == 0) c.reinjected++;
-  else {
-    if (c.reinject_fail++ == 0)
-      log::warn("re-injecting a passed packet on {} failed: {} (further failures are only counted)",
-                from->ifname(), std::strerror(errno));
+  std::string why;
+  if (loader::test_run_live_frame(p.xdp_.inject_prog_fd(), from->ifindex(), from->queue(), {data, len}, &why)) {
+    c.reinjected++;
+  } else if (c.reinject_fail++ == 0) {
+    log::warn("re-injecting a passed packet on {} failed: {} (further failures are only counted)", from->ifname(),
+              why);
   }
 }
 

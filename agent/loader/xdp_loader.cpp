@@ -509,6 +509,35 @@ gpo_xsk_credit* XdpFilter::credits() {
 int XdpFilter::filter_prog_fd() const { return bpf_program__fd(skel_->progs.xdp_filter); }
 int XdpFilter::inject_prog_fd() const { return bpf_program__fd(skel_->progs.xdp_inject); }
 
+bool test_run_live_frame(int prog_fd, int ifindex, uint32_t queue, std::span<const uint8_t> frame, std::string* why) {
+  xdp_md ctx{};
+  ctx.ingress_ifindex = uint32_t(ifindex);
+  ctx.rx_queue_index = queue;
+  ctx.data_end = uint32_t(frame.size());  // the kernel insists ctx describes exactly data_in
+  LIBBPF_OPTS(bpf_test_run_opts, opts);
+  opts.data_in = frame.data();
+  opts.data_size_in = uint32_t(frame.size());
+  opts.ctx_in = &ctx;
+  opts.ctx_size_in = sizeof ctx;
+  opts.repeat = 1;
+  opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
+  if (bpf_prog_test_run_opts(prog_fd, &opts) == 0) return true;
+  *why = err_str(errno);
+  return false;
+}
+
+bool XdpFilter::probe_reinjection(std::string* why) const {
+  if (ifindexes_.empty()) {
+    *why = "no interface";
+    return false;
+  }
+  // Destination 02:00:00:00:00:00 (locally administered, nobody's), source
+  // the same, EtherType 0x88b5 (IEEE local experimental): no protocol takes
+  // it, and the stack frees it. 60 bytes, the Ethernet minimum.
+  uint8_t frame[60] = {0x02, 0, 0, 0, 0, 0, 0x02, 0, 0, 0, 0, 0, 0x88, 0xb5};
+  return test_run_live_frame(inject_prog_fd(), ifindexes_[0], 0, frame, why);
+}
+
 gpo_xdp_stats XdpFilter::read_stats() const { return sum_stats(stats_fd()); }
 
 bool XdpFilter::install_verdict(const gpo_flow_key& key, uint8_t action, uint32_t rule_id, uint64_t flags) {

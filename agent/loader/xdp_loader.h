@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,11 @@ struct AttachedIface {
   bool adopted = false; // the link was left by an earlier agent and now runs our program
 };
 
+// Runs XDP program prog_fd once with BPF_F_TEST_XDP_LIVE_FRAMES on frame, as
+// if it had arrived on ifindex's rx queue `queue` (found in the calling
+// thread's network namespace). False with the errno text in *why.
+bool test_run_live_frame(int prog_fd, int ifindex, uint32_t queue, std::span<const uint8_t> frame, std::string* why);
+
 class XdpFilter {
  public:
   // Loads, pins, writes config, fills tx_ports (inline) and attaches.
@@ -88,6 +94,11 @@ class XdpFilter {
   gpo_xsk_credit* credits();
   int filter_prog_fd() const;
   int inject_prog_fd() const;
+  // Whether this kernel runs xdp_inject with live frames on the first
+  // interface (host mode's re-injection of every packet the agent passes):
+  // one frame of a local experimental EtherType (0x88b5) addressed to no
+  // host, which the stack drops. False with the errno text in *why.
+  bool probe_reinjection(std::string* why) const;
   const std::vector<int>& ifindexes() const { return ifindexes_; }
   const std::vector<AttachedIface>& attached() const { return attached_; }
   bool inline_mode() const { return inline_; }

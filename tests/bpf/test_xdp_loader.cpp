@@ -308,8 +308,8 @@ TEST(XdpLoader, LiveFrameInjectionDeliversToALocalSocket) {
     // Source: on the subnet but not local (a local source address would be martian).
     auto pkt = PacketBuilder().eth({2, 0, 0, 0, 0, 9}, mac).ipv4("198.18.0.9", "198.18.0.1").udp(4000, 5000)
                    .payload("injected").build();
-    auto run = xdp_test_run(f->inject_prog_fd(), pkt, if_nametoindex("v0"), 0, true);
-    ASSERT_EQ(run.rc, 0) << strerror(run.err);
+    std::string why;  // the agent's own call (PacketPath's host-mode delivery)
+    ASSERT_TRUE(gpo::loader::test_run_live_frame(f->inject_prog_fd(), int(if_nametoindex("v0")), 0, pkt, &why)) << why;
     pollfd pfd{s, POLLIN, 0};
     ASSERT_EQ(poll(&pfd, 1, 2000), 1) << "the injected packet never reached the socket";
     char buf[64] = {};
@@ -319,6 +319,28 @@ TEST(XdpLoader, LiveFrameInjectionDeliversToALocalSocket) {
     EXPECT_EQ(std::string(buf, n > 0 ? size_t(n) : 0), "injected");
     EXPECT_EQ(ntohs(from.sin_port), 4000);
     close(s);
+  });
+}
+
+// Host mode checks at start that the kernel runs live-frame re-injection
+// (PacketPath::start refuses host mode otherwise): the probe passes here and
+// says why where the run fails.
+TEST(XdpLoader, HostModeProbesLiveFrameReinjectionAndSaysWhyItFails) {
+  REQUIRE_ROOT();
+  TestNetns ns("probe");
+  REQUIRE_NETNS(ns);
+  PinDir pins;
+  ns.run_inside([&] {
+    XdpOptions o;
+    o.ifaces = {"v0"};
+    o.pin_dir = pins.path;
+    auto f = XdpFilter::attach(o);
+    std::string why;
+    EXPECT_TRUE(f->probe_reinjection(&why)) << why;
+    const std::vector<uint8_t> frame(60, 0);
+    EXPECT_FALSE(gpo::loader::test_run_live_frame(-1, int(if_nametoindex("v0")), 0, frame, &why));
+    EXPECT_EQ(why, strerror(EBADF));
+    f->detach();
   });
 }
 
