@@ -85,32 +85,22 @@ struct RawClient {
     send(fd, &d, sizeof(d), MSG_NOSIGNAL);
   }
   void ring(uint32_t j) { ring(rep.slab_id, j, job(j)->op, job(j)->in_len); }
-  // A well-formed zstd compress job (level 1) over n bytes at data offset 0,
-  // its output after the first 64 KiB of input.
-  void zstd_job(uint32_t i, uint64_t n) {
+  // A well-formed job of op over n bytes at data offset 0, submitted: its
+  // output (out_cap bytes) in job i's own 4 KiB after the first 64 KiB.
+  void submit_job(uint32_t i, uint16_t op, uint64_t n, uint64_t out_cap, int level = 0) {
     gpo_job* j = job(i);
     std::memset(j, 0, sizeof(*j));
-    j->op = GPO_OP_ZSTD_COMPRESS;
-    j->level = 1;
+    j->op = op;
+    j->level = level;
     j->in_off = kDataOff;
     j->in_len = n;
     j->out_off = kDataOff + 65536 + 4096 * i;
-    j->out_cap = 4096;
+    j->out_cap = out_cap;
     j->aad_off = kDataOff;
     __atomic_store_n(&j->state, GPO_JOB_SUBMITTED, __ATOMIC_RELEASE);
   }
-  // A well-formed SHA-256 job over n bytes at data offset 0.
-  void sha_job(uint32_t i, uint64_t n) {
-    gpo_job* j = job(i);
-    std::memset(j, 0, sizeof(*j));
-    j->op = GPO_OP_SHA256;
-    j->in_off = kDataOff;
-    j->in_len = n;
-    j->out_off = kDataOff + 65536 + 64 * i;
-    j->out_cap = 32;
-    j->aad_off = kDataOff;
-    __atomic_store_n(&j->state, GPO_JOB_SUBMITTED, __ATOMIC_RELEASE);
-  }
+  void sha_job(uint32_t i, uint64_t n) { submit_job(i, GPO_OP_SHA256, n, 32); }
+  void zstd_job(uint32_t i, uint64_t n) { submit_job(i, GPO_OP_ZSTD_COMPRESS, n, 4096, 1); }
   // Waits (bounded) until job i leaves SUBMITTED/RUNNING.
   uint32_t wait_final(uint32_t i, int ms = 3000) {
     for (int t = 0; t < ms; ++t) {
