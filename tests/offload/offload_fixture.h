@@ -42,14 +42,19 @@ class OffloadPathTest : public ::testing::TestWithParam<bool> {
     gpo_client_stats after{};
     gpo_get_stats(&after);
     const uint64_t jobs = after.jobs - before_.jobs;
-    if (expect_jobs_) EXPECT_GT(jobs, 0u);
+    if (expect_jobs_) {
+      EXPECT_GT(jobs, 0u);
+    }
     EXPECT_EQ(after.by_agent - before_.by_agent + after.local - before_.local, jobs) << "a job completed twice or never";
     if (GetParam()) {
       // Only jobs the agent itself answered "invalid" (corrupt zstd input, a
-      // bad level) are recomputed here, to return the library's exact error.
-      EXPECT_EQ(after.local - before_.local, after.local_rejected - before_.local_rejected)
+      // bad level) are recomputed here, to return the library's exact error;
+      // in a burst test, also those whose doorbell found the socket full.
+      const uint64_t no_room = bursts_ ? after.local_no_room - before_.local_no_room : 0;
+      EXPECT_EQ(after.local - before_.local, after.local_rejected - before_.local_rejected + no_room)
           << "jobs fell back to the CPU with the agent up";
-      EXPECT_EQ(agent_->server().stats().jobs_done, jobs);
+      EXPECT_LE(no_room, jobs / 2) << "most of a burst's jobs should reach the agent";
+      EXPECT_EQ(agent_->server().stats().jobs_done, jobs - no_room);
     } else {
       EXPECT_EQ(after.local_no_agent - before_.local_no_agent, jobs);
     }
@@ -59,6 +64,10 @@ class OffloadPathTest : public ::testing::TestWithParam<bool> {
 
   std::unique_ptr<InProcessAgent> agent_;
   gpo_client_stats before_{};
+  // The test submits faster than the agent drains its socket: a doorbell that
+  // finds the socket full is taken back and computed here (local_no_room),
+  // as the library does with any agent that falls behind.
+  bool bursts_ = false;
 
  private:
   const char* tag_;

@@ -171,6 +171,7 @@ TEST_P(OffloadOps, ZstdFrameReadByZstdCli) {
 
 TEST_P(OffloadOps, AsyncManyInFlightFromOneThread) {
   constexpr int kJobs = 600;  // more than fit at once in neither slab nor batch
+  bursts_ = true;             // 600 socket doorbells at once: a loaded host's agent may fall behind
   std::vector<Bytes> in(kJobs), out(kJobs), tags(kJobs, Bytes(16));
   std::vector<gpo_handle*> h(kJobs, nullptr);
   Bytes key = random_bytes(32, 1), iv = random_bytes(12, 2);
@@ -233,7 +234,7 @@ TEST_P(OffloadOps, BadArgumentsAreRefusedNotRun) {
   gpo_handle* h = nullptr;
   EXPECT_EQ(gpo_submit(&r, &h), GPO_ERR_INVALID);
   EXPECT_EQ(h, nullptr);
-  gpo_request g{GPO_AES256_GCM_ENCRYPT, buf, 8, buf, 8, key, iv, 11, nullptr, 0, tag, 0};
+  gpo_request g{GPO_AES256_GCM_ENCRYPT, buf, 8, buf, 8, key, iv, 11, nullptr, 0, tag, 0, 0};
   EXPECT_EQ(gpo_run(&g, nullptr), GPO_ERR_INVALID);  // 11-byte IV
   EXPECT_EQ(gpo_aes256_ctr(key, nullptr, buf, 8, buf), GPO_ERR_INVALID);
   // A key, IV or AAD for an op that takes none: the same check as the agent's.
