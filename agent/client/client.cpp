@@ -59,6 +59,8 @@ struct Counters {
       local_rejected{0}, local_no_room{0}, local_by_plan{0}, connects{0};
   // Where the time of jobs sent to the agent goes, in this process (GPO_TRACE=1 prints it at exit).
   std::atomic<uint64_t> ns_copy_in{0}, ns_ring{0}, ns_wait{0}, ns_copy_out{0}, sent{0};
+  // From the agent's completion (its done_ns) to this thread seeing DONE.
+  std::atomic<uint64_t> ns_woken{0}, woken{0};
 } g_count;
 
 int64_t mono_ns();
@@ -68,13 +70,14 @@ void print_trace() {
   std::fprintf(stderr,
                "gpuoffload client %d: %llu jobs, %llu by the agent, %llu here (%llu by plan, %llu no agent, %llu "
                "timeout, %llu agent gone, %llu rejected, %llu no room); per job sent: copy in %.1f us, doorbell "
-               "%.1f us, wait %.1f us, copy out %.1f us\n",
+               "%.1f us, wait %.1f us (woken %.1f us after the agent completed it), copy out %.1f us\n",
                int(getpid()), (unsigned long long)g_count.jobs.load(), (unsigned long long)g_count.by_agent.load(),
                (unsigned long long)g_count.local.load(), (unsigned long long)g_count.local_by_plan.load(),
                (unsigned long long)g_count.local_no_agent.load(), (unsigned long long)g_count.local_timeout.load(),
                (unsigned long long)g_count.local_agent_gone.load(), (unsigned long long)g_count.local_rejected.load(),
                (unsigned long long)g_count.local_no_room.load(), double(g_count.ns_copy_in.load()) / n / 1e3,
                double(g_count.ns_ring.load()) / n / 1e3, double(g_count.ns_wait.load()) / n / 1e3,
+               double(g_count.ns_woken.load()) / double(std::max<uint64_t>(1, g_count.woken.load())) / 1e3,
                double(g_count.ns_copy_out.load()) / n / 1e3);
 }
 
@@ -651,6 +654,7 @@ int gpo_submit(const gpo_request* req, gpo_handle** out) {
     free_job(*c, i);
     return local(g_count.local_rejected);
   }
+  j->rung_ns = uint64_t(mono_ns());
   __atomic_store_n(&j->state, GPO_JOB_SUBMITTED, __ATOMIC_RELEASE);
   h->conn = c;
   h->job = i;
@@ -709,6 +713,10 @@ int gpo_wait(gpo_handle* h, size_t* out_len) {
     }
     const int64_t t_out = mono_ns();
     g_count.ns_wait += uint64_t(t_out - t_wait);
+    if (!local && j->done_ns && int64_t(j->done_ns) <= t_out) {
+      g_count.ns_woken += uint64_t(t_out - int64_t(j->done_ns));
+      g_count.woken++;
+    }
     if (!local) {
       // DONE: the agent's result.
       const gpo_request& r = h->req;

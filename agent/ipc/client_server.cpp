@@ -109,6 +109,9 @@ struct ClientServer::AtomicStats {
   // its batch's hand-over (gathering), at the backend (queue and run), and
   // writing results and waking clients (completing).
   std::atomic<uint64_t> ns_gathering{0}, ns_backend{0}, ns_completing{0}, jobs_timed{0};
+  // From the client's doorbell (its rung_ns) to the claim, over the jobs
+  // whose stamp is plausible (the client's clock value, not trusted further).
+  std::atomic<uint64_t> ns_reaching{0}, jobs_reached{0};
   // Closed with the last reference (completions of batches still running hold one).
   int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   ~AtomicStats() {
@@ -668,6 +671,7 @@ void ClientServer::complete(Slab& s, uint32_t i, uint8_t status, uint64_t out_le
   j->status = status;
   j->out_len = out_len;
   if (tag) std::memcpy(j->tag, tag, 16);
+  j->done_ns = mono_ns();
   uint32_t expect = GPO_JOB_RUNNING;
   if (__atomic_compare_exchange_n(&j->state, &expect, GPO_JOB_DONE, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
     s.st->jobs_done++;
@@ -700,6 +704,10 @@ void ClientServer::on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint3
   p.job = job;
   p.claimed_ns = mono_ns();
   std::memcpy(&p.d, j, sizeof(gpo_job));  // from here on only the copy counts
+  if (p.d.rung_ns && p.d.rung_ns <= p.claimed_ns && p.claimed_ns - p.d.rung_ns < 10'000'000'000ull) {
+    st_->ns_reaching += p.claimed_ns - p.d.rung_ns;
+    st_->jobs_reached++;
+  }
   JobLimits lim;
   lim.zstd_max_level = opt_.max_zstd_level;
   if (check_job(s->layout, p.d, op, len, lim) || !backend::find_op(backend::OpId(p.d.op))) {
@@ -855,7 +863,10 @@ size_t ClientServer::uprobe_files() const { return probe_ ? probe_->attached() :
 
 nlohmann::json ClientServer::per_job_us() const {
   const double n = double(std::max<uint64_t>(1, st_->jobs_timed.load()));
+  const double r = double(std::max<uint64_t>(1, st_->jobs_reached.load()));
   return {{"jobs", st_->jobs_timed.load()},
+          {"reaching", double(st_->ns_reaching.load()) / r / 1e3},
+          {"reaching_jobs", st_->jobs_reached.load()},
           {"gathering", double(st_->ns_gathering.load()) / n / 1e3},
           {"at_backend", double(st_->ns_backend.load()) / n / 1e3},
           {"completing", double(st_->ns_completing.load()) / n / 1e3}};

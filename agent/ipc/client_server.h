@@ -118,8 +118,9 @@ class ClientServer {
   std::string plan_page_path() const;  // "" without one
   nlohmann::json to_json() const;
   nlohmann::json plan_json() const;  // the plan page: path and per op the clients' threshold
-  // Mean time per job in the agent, in us: gathering into a batch, at the
-  // backend (its queue and the run), completing (results, futex wakes).
+  // Mean time per job in the agent, in us: reaching it (from the client's
+  // doorbell to the claim), gathering into a batch, at the backend (its queue
+  // and the run), completing (results, futex wakes).
   nlohmann::json per_job_us() const;
   std::string describe() const;  // one line: socket, doorbell mode, batching
   bool uprobe_doorbell() const { return probe_ != nullptr; }

@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 #define GPO_SLAB_MAGIC 0x534f5047u /* "GPOS" */
-#define GPO_PROTO_VERSION 1u
+#define GPO_PROTO_VERSION 2u
 #define GPO_DEFAULT_SOCKET "/run/gpuoffload/agent.sock"
 #define GPO_DOORBELL_SYMBOL "gpo_doorbell"
 
@@ -62,7 +62,7 @@ enum gpo_job_status {
   GPO_JS_REJECTED = 5, /* the agent refused the job (its descriptor, or over quota): the client computes it */
 };
 
-/* One job: 128 bytes. Offsets are from the start of the slab. */
+/* One job: 152 bytes. Offsets are from the start of the slab. */
 struct gpo_job {
   uint32_t state;     /* gpo_job_state; futex word */
   uint16_t op;        /* gpo_op_id */
@@ -77,6 +77,10 @@ struct gpo_job {
   uint8_t key[32];
   uint8_t iv[16];
   uint8_t tag[16];    /* GCM: written on encrypt, the expected tag on decrypt */
+  /* Tracing only (GPO_TRACE, the agent's per-job times), CLOCK_MONOTONIC ns:
+   * the client's value is a claim the agent uses for nothing else. */
+  uint64_t rung_ns;   /* client: just before it rang the doorbell */
+  uint64_t done_ns;   /* agent: when it completed the job (before DONE) */
 };
 
 struct gpo_slab_header {

@@ -149,6 +149,37 @@ TEST(OffloadClients, InflightQuotaRejectsTheExcessOnly) {
   EXPECT_EQ(agent.server().stats().jobs_over_quota, 6u);
 }
 
+// The trace of a job across the two processes: the agent times the way from
+// the client's doorbell stamp to its claim, counting only stamps that can be
+// true (not ahead of the claim, not older than 10 s), and stamps each
+// completion for the client.
+TEST(OffloadClients, DoorbellStampsAreTimedOnlyWhenPlausibleAndCompletionsStamped) {
+  InProcessAgent agent(opts("stamps"));
+  RawClient a;
+  ASSERT_TRUE(a.connect_and_register(agent.socket()));
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+  const uint64_t stamps[] = {now, UINT64_MAX, 1, 0};  // true, ahead, ancient, none
+  for (uint32_t i = 0; i < 4; ++i) {
+    a.sha_job(i, 64);
+    a.job(i)->rung_ns = stamps[i];
+    a.ring(i);
+  }
+  for (uint32_t i = 0; i < 4; ++i) {
+    ASSERT_EQ(a.wait_final(i), uint32_t(GPO_JOB_DONE)) << i;
+    EXPECT_EQ(a.job(i)->status, uint8_t(GPO_JS_OK)) << i;
+    EXPECT_GE(a.job(i)->done_ns, now) << i;
+  }
+  // The backend's completion counts its jobs after it woke the client.
+  for (int k = 0; k < 300 && agent.server().per_job_us()["jobs"].get<uint64_t>() < 4; ++k) usleep(10000);
+  const auto t = agent.server().per_job_us();
+  EXPECT_EQ(t["jobs"].get<uint64_t>(), 4u);
+  EXPECT_EQ(t["reaching_jobs"].get<uint64_t>(), 1u);
+  EXPECT_GT(t["reaching"].get<double>(), 0.0);
+  EXPECT_LT(t["reaching"].get<double>(), 3e6);  // us: bounded by wait_final's patience
+}
+
 TEST(OffloadClients, SlabReleasedWhenClientExits) {
   InProcessAgent agent(opts("release"));
   {
