@@ -346,17 +346,17 @@ int cpu_reference(const Options& opt, std::vector<Table>& out) {
     const double ooc = r.size * 4 <= out_total ? backend_out_of_cache(all, r.op, r.size, out_total, &failed) : 0;
     // Paired, alternating runs on one worker (median of 5 each); the cost in
     // its CPU time per byte, which the machine's other load disturbs least.
-    std::vector<double> snap_runs, plain_cpu, snap_cpu;
-    const size_t per_one = std::max<size_t>(1, (size_t{4} << 20) / r.size);
-    for (int k = 0; k < 5 && info->input_snapshot; ++k) {
-      double c = 0;
-      backend_in_flight(one, r.op, r.size, per_one, 3, opt.min_seconds, &failed, false, &c);
-      plain_cpu.push_back(c);
-      snap_runs.push_back(backend_in_flight(one, r.op, r.size, per_one, 3, opt.min_seconds, &failed, true, &c));
-      snap_cpu.push_back(c);
-    }
     std::string snap_cell = "in place";
     if (info->input_snapshot) {
+      std::vector<double> snap_runs, plain_cpu, snap_cpu;
+      const size_t per_one = std::max<size_t>(1, (size_t{4} << 20) / r.size);
+      for (int k = 0; k < 5; ++k) {
+        double c = 0;
+        backend_in_flight(one, r.op, r.size, per_one, 3, opt.min_seconds, &failed, false, &c);
+        plain_cpu.push_back(c);
+        snap_runs.push_back(backend_in_flight(one, r.op, r.size, per_one, 3, opt.min_seconds, &failed, true, &c));
+        snap_cpu.push_back(c);
+      }
       const double cost = median(snap_cpu) / median(plain_cpu) - 1;
       snap_cell = fmt::format("{} ({:+.0f}% CPU)", fmt_gbps(median(snap_runs)), 100 * cost);
     }

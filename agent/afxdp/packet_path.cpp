@@ -555,12 +555,12 @@ void PacketPath::Worker::deliver(XskSocket* from, uint8_t* data, uint32_t len) {
   }
   // Host mode: run xdp_inject on the frame as if it had arrived on this
   // interface and queue; it returns XDP_PASS and the kernel builds the skb.
-  std::string why;
-  if (loader::test_run_live_frame(p.xdp_.inject_prog_fd(), from->ifindex(), from->queue(), {data, len}, &why)) {
+  const int err = loader::test_run_live_frame(p.xdp_.inject_prog_fd(), from->ifindex(), from->queue(), {data, len});
+  if (err == 0) {
     c.reinjected++;
   } else if (c.reinject_fail++ == 0) {
     log::warn("re-injecting a passed packet on {} failed: {} (further failures are only counted)", from->ifname(),
-              why);
+              std::strerror(err));
   }
 }
 

@@ -509,7 +509,7 @@ gpo_xsk_credit* XdpFilter::credits() {
 int XdpFilter::filter_prog_fd() const { return bpf_program__fd(skel_->progs.xdp_filter); }
 int XdpFilter::inject_prog_fd() const { return bpf_program__fd(skel_->progs.xdp_inject); }
 
-bool test_run_live_frame(int prog_fd, int ifindex, uint32_t queue, std::span<const uint8_t> frame, std::string* why) {
+int test_run_live_frame(int prog_fd, int ifindex, uint32_t queue, std::span<const uint8_t> frame) {
   xdp_md ctx{};
   ctx.ingress_ifindex = uint32_t(ifindex);
   ctx.rx_queue_index = queue;
@@ -521,9 +521,7 @@ bool test_run_live_frame(int prog_fd, int ifindex, uint32_t queue, std::span<con
   opts.ctx_size_in = sizeof ctx;
   opts.repeat = 1;
   opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
-  if (bpf_prog_test_run_opts(prog_fd, &opts) == 0) return true;
-  *why = err_str(errno);
-  return false;
+  return bpf_prog_test_run_opts(prog_fd, &opts) == 0 ? 0 : errno;
 }
 
 bool XdpFilter::probe_reinjection(std::string* why) const {
@@ -535,7 +533,9 @@ bool XdpFilter::probe_reinjection(std::string* why) const {
   // the same, EtherType 0x88b5 (IEEE local experimental): no protocol takes
   // it, and the stack frees it. 60 bytes, the Ethernet minimum.
   uint8_t frame[60] = {0x02, 0, 0, 0, 0, 0, 0x02, 0, 0, 0, 0, 0, 0x88, 0xb5};
-  return test_run_live_frame(inject_prog_fd(), ifindexes_[0], 0, frame, why);
+  const int err = test_run_live_frame(inject_prog_fd(), ifindexes_[0], 0, frame);
+  if (err) *why = err_str(err);
+  return err == 0;
 }
 
 gpo_xdp_stats XdpFilter::read_stats() const { return sum_stats(stats_fd()); }

@@ -60,8 +60,9 @@ struct AttachedIface {
 
 // Runs XDP program prog_fd once with BPF_F_TEST_XDP_LIVE_FRAMES on frame, as
 // if it had arrived on ifindex's rx queue `queue` (found in the calling
-// thread's network namespace). False with the errno text in *why.
-bool test_run_live_frame(int prog_fd, int ifindex, uint32_t queue, std::span<const uint8_t> frame, std::string* why);
+// thread's network namespace). 0, or the errno of the failed run (the packet
+// path calls it per packet: no text is made unless the caller wants it).
+int test_run_live_frame(int prog_fd, int ifindex, uint32_t queue, std::span<const uint8_t> frame);
 
 class XdpFilter {
  public:

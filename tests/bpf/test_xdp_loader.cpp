@@ -48,6 +48,14 @@ struct PinDir {
   }
 };
 
+// Options for attaching to ifaces with maps pinned in pins.
+XdpOptions pinned(const PinDir& pins, std::vector<std::string> ifaces) {
+  XdpOptions o;
+  o.ifaces = std::move(ifaces);
+  o.pin_dir = pins.path;
+  return o;
+}
+
 #define REQUIRE_ROOT() \
   if (!gpo::test::is_root()) GTEST_SKIP() << "needs root (BPF, network namespaces)"
 
@@ -100,9 +108,7 @@ TEST(XdpLoader, AttachesNativeThroughAPinnedLinkThatOutlivesItAndIsAdopted) {
   std::string error;
   ns.run_inside([&] {
     try {
-      XdpOptions o;
-      o.ifaces = {"v0"};
-      o.pin_dir = pins.path;
+      XdpOptions o = pinned(pins, {"v0"});
       f = XdpFilter::attach(o);
     } catch (const std::exception& e) {
       error = e.what();
@@ -134,9 +140,7 @@ TEST(XdpLoader, AttachesNativeThroughAPinnedLinkThatOutlivesItAndIsAdopted) {
   EXPECT_EQ(prog_name_on(ns, "v0"), "xdp_filter") << "the pinned link keeps the filter attached";
   // The next agent adopts the link: its program replaces the old one in place.
   ns.run_inside([&] {
-    XdpOptions o;
-    o.ifaces = {"v0"};
-    o.pin_dir = pins.path;
+    XdpOptions o = pinned(pins, {"v0"});
     f = XdpFilter::attach(o);
   });
   ASSERT_TRUE(f);
@@ -167,9 +171,7 @@ TEST(XdpLoader, GenericModeWhenAsked) {
   REQUIRE_NETNS(ns);
   PinDir pins;
   ns.run_inside([&] {
-    XdpOptions o;
-    o.ifaces = {"v1"};
-    o.pin_dir = pins.path;
+    XdpOptions o = pinned(pins, {"v1"});
     o.mode = XdpOptions::Mode::generic;
     auto f = XdpFilter::attach(o);
     ASSERT_EQ(f->attached().size(), 1u);
@@ -193,9 +195,7 @@ TEST(XdpLoader, RefusesToReplaceAProgramThatIsNotOurs) {
   ns.run_inside([&] {
     int ifi = int(if_nametoindex("v0"));
     ASSERT_EQ(bpf_xdp_attach(ifi, other->inject_prog_fd(), XDP_FLAGS_DRV_MODE, nullptr), 0);
-    XdpOptions o;
-    o.ifaces = {"v0"};
-    o.pin_dir = pins.path;
+    XdpOptions o = pinned(pins, {"v0"});
     try {
       XdpFilter::attach(o);
       ADD_FAILURE() << "attach replaced a foreign XDP program";
@@ -223,9 +223,7 @@ TEST(XdpLoader, ReplacesAnXdpFilterLeftByACrashedAgent) {
     ASSERT_EQ(bpf_xdp_attach(ifi, stale->filter_prog_fd(), XDP_FLAGS_SKB_MODE, nullptr), 0);
     uint32_t stale_id = 0;
     gpo::loader::attached_prog_name(ifi, &stale_id);
-    XdpOptions o;
-    o.ifaces = {"v0"};
-    o.pin_dir = pins.path;
+    XdpOptions o = pinned(pins, {"v0"});
     auto f = XdpFilter::attach(o);
     uint32_t id = 0;
     bool native = false;
@@ -261,9 +259,7 @@ TEST(XdpLoader, InlineModeFillsTxPortsBothWays) {
   REQUIRE_NETNS(ns);
   PinDir pins;
   ns.run_inside([&] {
-    XdpOptions o;
-    o.ifaces = {"v0", "v1"};
-    o.pin_dir = pins.path;
+    XdpOptions o = pinned(pins, {"v0", "v1"});
     o.fail_policy = GPO_ACT_DROP;
     auto f = XdpFilter::attach(o);
     ASSERT_TRUE(f->inline_mode());
@@ -308,8 +304,9 @@ TEST(XdpLoader, LiveFrameInjectionDeliversToALocalSocket) {
     // Source: on the subnet but not local (a local source address would be martian).
     auto pkt = PacketBuilder().eth({2, 0, 0, 0, 0, 9}, mac).ipv4("198.18.0.9", "198.18.0.1").udp(4000, 5000)
                    .payload("injected").build();
-    std::string why;  // the agent's own call (PacketPath's host-mode delivery)
-    ASSERT_TRUE(gpo::loader::test_run_live_frame(f->inject_prog_fd(), int(if_nametoindex("v0")), 0, pkt, &why)) << why;
+    // The agent's own call (PacketPath's host-mode delivery).
+    const int err = gpo::loader::test_run_live_frame(f->inject_prog_fd(), int(if_nametoindex("v0")), 0, pkt);
+    ASSERT_EQ(err, 0) << strerror(err);
     pollfd pfd{s, POLLIN, 0};
     ASSERT_EQ(poll(&pfd, 1, 2000), 1) << "the injected packet never reached the socket";
     char buf[64] = {};
@@ -331,15 +328,12 @@ TEST(XdpLoader, HostModeProbesLiveFrameReinjectionAndSaysWhyItFails) {
   REQUIRE_NETNS(ns);
   PinDir pins;
   ns.run_inside([&] {
-    XdpOptions o;
-    o.ifaces = {"v0"};
-    o.pin_dir = pins.path;
+    XdpOptions o = pinned(pins, {"v0"});
     auto f = XdpFilter::attach(o);
     std::string why;
     EXPECT_TRUE(f->probe_reinjection(&why)) << why;
     const std::vector<uint8_t> frame(60, 0);
-    EXPECT_FALSE(gpo::loader::test_run_live_frame(-1, int(if_nametoindex("v0")), 0, frame, &why));
-    EXPECT_EQ(why, strerror(EBADF));
+    EXPECT_EQ(gpo::loader::test_run_live_frame(-1, int(if_nametoindex("v0")), 0, frame), EBADF);
     f->detach();
   });
 }
@@ -503,9 +497,7 @@ TEST(XdpStatus, ShowsALoadedFilter) {
   PinDir pins;
   std::unique_ptr<XdpFilter> f;
   ns.run_inside([&] {
-    XdpOptions o;
-    o.ifaces = {"v0"};
-    o.pin_dir = pins.path;
+    XdpOptions o = pinned(pins, {"v0"});
     o.fail_policy = GPO_ACT_DROP;
     f = XdpFilter::attach(o);
   });
