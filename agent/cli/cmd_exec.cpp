@@ -133,7 +133,7 @@ struct OpCount {
 struct Collected {
   std::map<std::string, OpCount> ops;
   std::map<std::string, uint64_t> client;  // gpo_client_stats fields, summed
-  int processes = 0, active = 0;
+  int processes = 0, active = 0;  // that reported; of them, with calls through the shim or provider
   std::vector<std::string> programs;       // argv0 of processes that made calls
 };
 
@@ -405,8 +405,9 @@ void print_summary(FILE* out, const nlohmann::json& j, const Run& r, const Colle
     }
     std::fprintf(out, " (summed over threads)\n");
   }
-  std::fprintf(out, "   processes: %d (%d made calls)    wall %.3f s    user %.3f s    sys %.3f s\n\n",
-               j["processes"].get<int>(), j["processes_with_calls"].get<int>(), r.wall, r.user, r.sys);
+  // Processes that made no call write no report (docs/exec.md): they are not counted.
+  std::fprintf(out, "   processes that made calls: %d    wall %.3f s    user %.3f s    sys %.3f s\n\n",
+               j["processes"].get<int>(), r.wall, r.user, r.sys);
 }
 
 // --- running the program ------------------------------------------------------------------

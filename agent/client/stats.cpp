@@ -112,10 +112,29 @@ std::string argv0() {
   return s;
 }
 
+uint64_t calls_of(int op, int path) {
+  uint64_t calls = 0;
+  for (Block* b = g_blocks.load(std::memory_order_acquire); b; b = b->next)
+    calls += b->cell[op][path].calls.load(std::memory_order_relaxed);
+  return calls;
+}
+
+// A process that made no call and sent no job has nothing to report: it
+// writes no file, and so costs a run of many small processes (a build, a
+// shell script) no file each.
+bool anything_counted() {
+  for (int op = 1; op < kOps; ++op)
+    for (int p = 0; p < GPO_PATH_COUNT; ++p)
+      if (calls_of(op, p)) return true;
+  gpo_client_stats s{};
+  gpo_get_stats(&s);
+  return s.jobs || s.local_by_plan || s.connects;
+}
+
 __attribute__((destructor)) void write_at_exit() {
   // secure_getenv: a setuid program writes no file where its caller says.
   const char* dir = secure_getenv("GPO_STATS_DIR");
-  if (!dir || !*dir) return;
+  if (!dir || !*dir || !anything_counted()) return;
   std::string path = std::string(dir) + "/" + std::to_string(getpid()) + ".json";
   gpo_stats_write(path.c_str());
 }
