@@ -1,19 +1,18 @@
-// libgpuoffload-shim.so: LD_PRELOAD interposer for one-shot calls whose whole
-// meaning is in their arguments. Calls at or over the threshold
-// (GPO_SHIM_MIN_BYTES, default 64 KiB) go through libgpuoffload; everything
-// else, and any call made while the shim is already on this thread's stack
-// (the library's own CPU fallback calls libzstd), goes to the real function
-// found with dlsym(RTLD_NEXT). docs/shim.md lists what is intercepted.
+// The shim's core (libgpuoffload-shim-core.so, opened by the front users
+// preload, shim_front.c): one-shot calls whose whole meaning is in their
+// arguments. Calls at or over the threshold (GPO_SHIM_MIN_BYTES, default
+// 64 KiB) go through libgpuoffload; everything else, and any call made while
+// the shim is already on this thread's stack (the library's own CPU fallback
+// calls libzstd), goes to the real function found through the front
+// (gpo_shim_core_attach). docs/shim.md lists what is intercepted.
 // zlib: compress2, compress, crc32, crc32_z. The library's and the agent's
 // zlib calls go to libz.so.1's own definitions (kernels/zlib/zlib_real.h),
 // so they never come back here, even in a process that preloads the shim.
-#include <dlfcn.h>
 #include <zlib.h>
 #include <zstd.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 
 #include "gpuoffload.h"
 #include "shim.h"
@@ -21,18 +20,7 @@
 namespace gpo::shim {
 
 thread_local bool t_inside = false;
-
-size_t threshold() {
-  static const size_t t = [] {
-    // Not in a process that must not trust its environment (setuid, e.g.
-    // with the shim in /etc/ld.so.preload): the default holds there.
-    const char* v = secure_getenv("GPO_SHIM_MIN_BYTES");
-    char* end = nullptr;
-    unsigned long long x = v && *v ? strtoull(v, &end, 10) : 0;
-    return v && *v && end && !*end ? size_t(x) : size_t(64) << 10;
-  }();
-  return t;
-}
+Front g_front;
 
 unsigned long long now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -135,8 +123,15 @@ uLong shim_crc32(Fn next, uLong crc, const Bytef* buf, Len n) {
 
 extern "C" {
 
+// Called by the front once, right after it opened the core, before any call.
+__attribute__((visibility("default"))) void gpo_shim_core_attach(void* (*next)(const char*),
+                                                                 size_t (*min_bytes)()) {
+  g_front.next.store(next, std::memory_order_relaxed);
+  g_front.min_bytes.store(min_bytes, std::memory_order_relaxed);
+}
+
 __attribute__((visibility("default"))) unsigned char* SHA256(const unsigned char* d, size_t n, unsigned char* md) {
-  auto next = real(g_sha256, "SHA256", "libcrypto.so.3");
+  auto next = real(g_sha256, "SHA256");
   // md == NULL means OpenSSL's static buffer: leave that to OpenSSL.
   if (t_inside) return next(d, n, md);
   const int path = md ? route(GPO_SHA256, n) : GPO_PATH_CPU_PARAMS;

@@ -1,9 +1,8 @@
-// What the shim's files share (shim.cpp: one-shot calls; shim_zstd.cpp: zstd
-// contexts and streams): the recursion guard, the size threshold, and lookup
-// of the real functions.
+// What the shim core's files share (shim.cpp: one-shot calls; shim_zstd.cpp:
+// zstd contexts and streams): the recursion guard, the size threshold, and
+// lookup of the real functions. The core is opened by the shim's front
+// (shim_front.c), which users preload and which gives it the last two.
 #pragma once
-#include <dlfcn.h>
-
 #include <atomic>
 #include <cstddef>
 
@@ -21,20 +20,27 @@ struct Guard {
   Guard& operator=(const Guard&) = delete;
 };
 
-// GPO_SHIM_MIN_BYTES (default 64 KiB): one-shot calls below it are not offered.
-size_t threshold();
+// What the front gives the core when it opens it (gpo_shim_core_attach):
+// the next definition of a function after the front (the program's own) and
+// the threshold, GPO_SHIM_MIN_BYTES (default 64 KiB): one-shot calls below it are
+// not offered.
+// Atomic: threads that open the core at once each attach it (with the same
+// pointers).
+struct Front {
+  std::atomic<void* (*)(const char* name)> next{nullptr};
+  std::atomic<size_t (*)()> min_bytes{nullptr};
+};
+extern Front g_front;
+
+inline size_t threshold() { return g_front.min_bytes.load(std::memory_order_relaxed)(); }
 
 // Resolves the next definition once; safe from many threads (a racing second
-// lookup stores the same pointer). lib: the library that defines it, opened
-// when no later object of the global scope does (the program loaded it
-// RTLD_LOCAL, e.g. from a plugin; the shim does not bring libcrypto along).
+// lookup stores the same pointer).
 template <typename F>
-F real(std::atomic<F>& slot, const char* name, const char* lib = nullptr) {
+F real(std::atomic<F>& slot, const char* name) {
   F f = slot.load(std::memory_order_acquire);
   if (!f) {
-    f = reinterpret_cast<F>(dlsym(RTLD_NEXT, name));
-    if (!f && lib)
-      if (void* h = dlopen(lib, RTLD_NOW | RTLD_LOCAL)) f = reinterpret_cast<F>(dlsym(h, name));
+    f = reinterpret_cast<F>(g_front.next.load(std::memory_order_relaxed)(name));
     slot.store(f, std::memory_order_release);
   }
   return f;

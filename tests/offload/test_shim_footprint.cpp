@@ -1,13 +1,17 @@
 // What the shim costs a process that never calls what it offloads: preloaded
-// into every process of a session (docs/shim.md), it must not load libcrypto
-// or C++'s runtime into a C program, and it must export only the calls it
-// interposes, so it never replaces a symbol of the program's own. libcrypto
-// is opened at the first crypto job computed in the process.
+// into every process of a session (docs/shim.md), its front brings nothing
+// but itself (no libzstd, zlib, libcrypto, C++ runtime, nor its core) until
+// a call needs the core, and it exports only the calls it interposes, so it
+// never replaces a symbol of the program's own. libcrypto is opened at the
+// first crypto job computed in the process.
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,18 +19,103 @@
 #include "common/proc.h"
 
 using namespace gpo::test;
+namespace fs = std::filesystem;
 
-// cat(1) is C and links neither libcrypto nor libstdc++: its own memory map,
-// printed under the shim, shows what the shim brought.
-TEST(ShimFootprint, ACProgramGetsNeitherLibcryptoNorTheCxxRuntime) {
+// cat(1) is C and links none of libcrypto, libstdc++, libzstd and zlib: its
+// own memory map, printed under the shim, shows what the shim brought.
+TEST(ShimFootprint, AProgramThatMakesNoCallMapsOnlyTheFront) {
   auto r = run_with_env(preload_env(SHIM_PATH, Program::foreign), {"/bin/cat", "/proc/self/maps"}, 60);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("libgpuoffload-shim.so"), std::string::npos) << "the shim was not loaded:\n" << r.out;
-  EXPECT_NE(r.out.find("libgpuoffload.so"), std::string::npos) << r.out;
-  EXPECT_EQ(r.out.find("libcrypto.so"), std::string::npos) << "libcrypto loaded at start:\n" << r.out;
+  for (const char* lib : {"libgpuoffload-shim-core.so", "libgpuoffload.so", "libcrypto.so", "libzstd.so", "libz.so"})
+    EXPECT_EQ(r.out.find(lib), std::string::npos) << lib << " loaded at start:\n" << r.out;
 #ifdef GPO_STATIC_CXX
   EXPECT_EQ(r.out.find("libstdc++.so"), std::string::npos) << "libstdc++ loaded at start:\n" << r.out;
 #endif
+}
+
+// Python's zlib module (an extension that links libz.so.1) calls crc32
+// through the shim: a call below the threshold stays with zlib and leaves
+// the core closed; the first call at the threshold opens it (no agent: the
+// library computes it in the process). Both crcs are zlib's.
+const char* kCrcScript =
+    "import zlib\n"
+    "def core(): return 'libgpuoffload-shim-core.so' in open('/proc/self/maps').read()\n"
+    "small = zlib.crc32(b'x' * 100)\n"
+    "print('small', small, core())\n"
+    "big = zlib.crc32(bytes(range(256)) * 4096)\n"
+    "print('big', big, core())\n";
+
+std::string crc_of(const std::string& bytes) {
+  return std::to_string(::crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), uInt(bytes.size())));
+}
+
+std::string pattern_1m() {
+  std::string s;
+  for (int i = 0; i < 4096; ++i)
+    for (int b = 0; b < 256; ++b) s += char(b);
+  return s;
+}
+
+TEST(ShimFootprint, TheCoreOpensAtTheFirstCallAtTheThreshold) {
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  std::vector<std::string> env = preload_env(SHIM_PATH, Program::foreign);
+  env.push_back("GPO_SOCKET=/nonexistent/gpuoffload-footprint.sock");
+  auto r = run_with_env(env, {"/usr/bin/python3", "-I", "-c", kCrcScript}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("small " + crc_of(std::string(100, 'x')) + " False"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("big " + crc_of(pattern_1m()) + " True"), std::string::npos) << r.out;
+}
+
+// A front whose core is missing (a broken install) says so once and leaves
+// every call, large ones included, with the program's own libraries.
+TEST(ShimFootprint, AMissingCoreLeavesEveryCallWithTheProgramsLibraries) {
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  const fs::path dir = fs::temp_directory_path() / ("gpo-lone-front-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path front = dir / "libgpuoffload-shim.so";
+  fs::copy_file(SHIM_PATH, front);
+  auto r = run_with_env(preload_env(front.string(), Program::foreign),
+                        {"/usr/bin/python3", "-I", "-c", std::string(kCrcScript) + "zlib.crc32(b'y' * 100000)\n"}, 60);
+  fs::remove_all(dir);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("big " + crc_of(pattern_1m()) + " False"), std::string::npos) << r.out;
+  const std::string warning = "cannot open libgpuoffload-shim-core.so";
+  const size_t at = r.out.find(warning);
+  EXPECT_NE(at, std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(warning, at + 1), std::string::npos) << "said more than once:\n" << r.out;
+}
+
+// Under `gpuoffload-agent exec` (GPO_STATS_DIR) every call is counted, small
+// ones included, so the first call of any size opens the core, and the
+// process reports it at exit. A process that made no call reports nothing.
+TEST(ShimFootprint, AccountingOpensTheCoreAtAnyCallAndOnlyCallersReport) {
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  const fs::path dir = fs::temp_directory_path() / ("gpo-footprint-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::vector<std::string> env = preload_env(SHIM_PATH, Program::foreign);
+  env.push_back("GPO_SOCKET=/nonexistent/gpuoffload-footprint.sock");
+  env.push_back("GPO_STATS_DIR=" + dir.string());
+  auto r = run_with_env(env, {"/usr/bin/python3", "-I", "-c", kCrcScript}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("small " + crc_of(std::string(100, 'x')) + " True"), std::string::npos) << r.out;
+  // No call: neither the shim's front nor libgpuoffload itself writes a report.
+  ASSERT_EQ(run_with_env(env, {"/bin/cat", "/dev/null"}, 60).exit_code, 0);
+  std::vector<std::string> lib_env = preload_env(LIBGPUOFFLOAD_PATH, Program::foreign);
+  lib_env.push_back("GPO_STATS_DIR=" + dir.string());
+  ASSERT_EQ(run_with_env(lib_env, {"/bin/cat", "/dev/null"}, 60).exit_code, 0);
+  std::vector<fs::path> reports;
+  for (const auto& e : fs::directory_iterator(dir)) reports.push_back(e.path());
+  ASSERT_EQ(reports.size(), 1u) << "one report expected, from python3 alone";
+  std::ifstream f(reports[0]);
+  std::stringstream text;
+  text << f.rdbuf();
+  EXPECT_NE(text.str().find("\"op\": \"crc32\", \"path\": \"cpu-small\", \"calls\": 1, \"bytes\": 100"),
+            std::string::npos)
+      << text.str();
+  fs::remove_all(dir);
 }
 
 // Without an agent, a SHA-256 job is computed in the process with OpenSSL:
@@ -74,8 +163,10 @@ TEST(ShimFootprint, ExportsOnlyTheApiAndTheInterposedCalls) {
     EXPECT_FALSE(exported_by(lib, s, LIBGPUOFFLOAD_PATH)) << s << " is exported by libgpuoffload";
   void* shim = dlopen(SHIM_PATH, RTLD_NOW | RTLD_LOCAL);
   ASSERT_NE(shim, nullptr) << dlerror();
-  for (const char* s : {"ZSTD_compress", "crc32", "SHA256"}) EXPECT_TRUE(exported_by(shim, s, SHIM_PATH)) << s;
-  for (const char* s : {"_ZNSt6vectorIhSaIhEE6resizeEm", "_Znwm", "__cxa_throw", "gpo_sha256_batch"})
+  for (const char* s : {"ZSTD_compress", "ZSTD_compressStream2", "crc32", "SHA256"})
+    EXPECT_TRUE(exported_by(shim, s, SHIM_PATH)) << s;
+  for (const char* s : {"_ZNSt6vectorIhSaIhEE6resizeEm", "_Znwm", "__cxa_throw", "gpo_sha256_batch",
+                        "gpo_shim_core_attach", "ZSTD_isError"})
     EXPECT_FALSE(exported_by(shim, s, SHIM_PATH)) << s << " is exported by the shim";
   dlclose(shim);
   dlclose(lib);
