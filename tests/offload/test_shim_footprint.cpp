@@ -118,6 +118,24 @@ TEST(ShimFootprint, AccountingOpensTheCoreAtAnyCallAndOnlyCallersReport) {
   fs::remove_all(dir);
 }
 
+// The OpenSSL provider is loaded into every OpenSSL process under `exec`:
+// loading it brings neither libstdc++ nor libgcc_s (python3 links neither).
+TEST(ShimFootprint, TheProviderBringsNoCxxRuntime) {
+#ifndef GPO_STATIC_CXX
+  GTEST_SKIP() << "sanitizer build: the libraries use the shared C++ runtime";
+#endif
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  const std::string script =
+      "import ctypes, sys\n"
+      "ctypes.CDLL(sys.argv[1])\n"
+      "maps = open('/proc/self/maps').read()\n"
+      "print('module', 'ossl-modules/gpuoffload.so' in maps, 'stdc++', 'libstdc++.so' in maps,\n"
+      "      'gcc_s', 'libgcc_s.so' in maps)\n";
+  auto r = run_with_env({}, {"/usr/bin/python3", "-I", "-c", script, PROVIDER_PATH}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("module True stdc++ False gcc_s False"), std::string::npos) << r.out;
+}
+
 // Without an agent, a SHA-256 job is computed in the process with OpenSSL:
 // libcrypto appears in the process's map at that call, not before, and the
 // digest is OpenSSL's (Python's hashlib, checked after).
