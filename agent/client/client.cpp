@@ -34,6 +34,7 @@
 #include "kernels/aes/aes.h"
 #include "kernels/crc32/crc32.h"
 #include "kernels/zlib/zlib.h"
+#include "client_counts.h"
 #include "gpuoffload.h"
 #include "ipc/slab_protocol.h"
 #include "ipc/slab_validate.h"
@@ -829,17 +830,7 @@ int gpo_memcpy(void* dst, const void* src, size_t len) {
 
 void gpo_get_stats(gpo_client_stats* out) {
   if (!out) return;
-  *out = gpo_client_stats{};
-  out->jobs = g_count.jobs;
-  out->by_agent = g_count.by_agent;
-  out->local = g_count.local;
-  out->local_no_agent = g_count.local_no_agent;
-  out->local_timeout = g_count.local_timeout;
-  out->local_agent_gone = g_count.local_agent_gone;
-  out->local_rejected = g_count.local_rejected;
-  out->local_no_room = g_count.local_no_room;
-  out->local_by_plan = g_count.local_by_plan;
-  out->connects = g_count.connects;
+  *out = gpo::client::counts();
   std::lock_guard lk(g_mu);
   out->connected = g_conn && !g_conn->dead ? 1 : 0;
   out->doorbell = out->connected ? g_conn->doorbell : 0;
@@ -909,4 +900,19 @@ extern "C" int gpo_offload_reason(int op) {
     case Route::no_agent: break;
   }
   return GPO_PATH_CPU_NO_AGENT;
+}
+
+gpo_client_stats gpo::client::counts() {
+  gpo_client_stats s{};
+  s.jobs = g_count.jobs;
+  s.by_agent = g_count.by_agent;
+  s.local = g_count.local;
+  s.local_no_agent = g_count.local_no_agent;
+  s.local_timeout = g_count.local_timeout;
+  s.local_agent_gone = g_count.local_agent_gone;
+  s.local_rejected = g_count.local_rejected;
+  s.local_no_room = g_count.local_no_room;
+  s.local_by_plan = g_count.local_by_plan;
+  s.connects = g_count.connects;
+  return s;
 }

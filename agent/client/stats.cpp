@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 
+#include "client_counts.h"
 #include "gpuoffload.h"
 
 namespace {
@@ -126,8 +127,7 @@ bool anything_counted() {
   for (int op = 1; op < kOps; ++op)
     for (int p = 0; p < GPO_PATH_COUNT; ++p)
       if (calls_of(op, p)) return true;
-  gpo_client_stats s{};
-  gpo_get_stats(&s);
+  const gpo_client_stats s = gpo::client::counts();
   return s.jobs || s.local_by_plan || s.connects;
 }
 
@@ -171,8 +171,8 @@ int gpo_stats_write(const char* path) {
              ", \"ns\": " + std::to_string(ns) + "}";
       first = false;
     }
-  gpo_client_stats s{};
-  gpo_get_stats(&s);
+  // Counters only: this also runs at exit, after the connection is destroyed.
+  const gpo_client_stats s = gpo::client::counts();
   out += "], \"client\": {\"jobs\": " + std::to_string(s.jobs) + ", \"by_agent\": " + std::to_string(s.by_agent) +
          ", \"local\": " + std::to_string(s.local) + ", \"local_no_agent\": " + std::to_string(s.local_no_agent) +
          ", \"local_timeout\": " + std::to_string(s.local_timeout) +
