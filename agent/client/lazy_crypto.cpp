@@ -11,61 +11,45 @@
 // The version script keeps them local, so they never interpose the
 // program's OpenSSL. Without libcrypto the calls fail as OpenSSL's do on
 // error (null, 0), and the references report an invalid job.
-#include <dlfcn.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include <cstring>
 
+#include "lazy_lib.h"
+
 namespace {
 
-void* libcrypto() {
-  static void* const h = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
-  return h;
-}
-
-template <typename F>
-F* resolve(const char* name) {
-  void* h = libcrypto();
-  return h ? reinterpret_cast<F*>(dlsym(h, name)) : nullptr;
-}
+constexpr char kLibcrypto[] = "libcrypto.so.3";
+void* libcrypto() { return gpo::lazy::library<kLibcrypto>(); }
 
 }  // namespace
 
-// Each forwards to the function of the same name, resolved once; `fail` is
-// what it returns when libcrypto or the function is missing (nothing, for
-// the frees: a context that was never made is all there is to free then).
-#define GPO_LAZY(ret, name, params, args, fail)                    \
-  extern "C" ret name params {                                     \
-    static auto* const f = resolve<decltype(name)>(#name);         \
-    if (!f) return fail;                                           \
-    return f args;                                                 \
-  }
-
-GPO_LAZY(EVP_CIPHER*, EVP_CIPHER_fetch, (OSSL_LIB_CTX * lib, const char* alg, const char* props),
+// The frees return nothing when libcrypto is missing: a context that was
+// never made is all there is to free then.
+GPO_LAZY(libcrypto, EVP_CIPHER*, EVP_CIPHER_fetch, (OSSL_LIB_CTX * lib, const char* alg, const char* props),
          (lib, alg, props), nullptr)
-GPO_LAZY(EVP_CIPHER_CTX*, EVP_CIPHER_CTX_new, (void), (), nullptr)
-GPO_LAZY(void, EVP_CIPHER_CTX_free, (EVP_CIPHER_CTX * c), (c), )
-GPO_LAZY(int, EVP_CIPHER_CTX_ctrl, (EVP_CIPHER_CTX * c, int type, int arg, void* ptr), (c, type, arg, ptr), 0)
-GPO_LAZY(int, EVP_CipherInit_ex2,
+GPO_LAZY(libcrypto, EVP_CIPHER_CTX*, EVP_CIPHER_CTX_new, (void), (), nullptr)
+GPO_LAZY(libcrypto, void, EVP_CIPHER_CTX_free, (EVP_CIPHER_CTX * c), (c), )
+GPO_LAZY(libcrypto, int, EVP_CIPHER_CTX_ctrl, (EVP_CIPHER_CTX * c, int type, int arg, void* ptr), (c, type, arg, ptr), 0)
+GPO_LAZY(libcrypto, int, EVP_CipherInit_ex2,
          (EVP_CIPHER_CTX * c, const EVP_CIPHER* cipher, const unsigned char* key, const unsigned char* iv, int enc,
           const OSSL_PARAM params[]),
          (c, cipher, key, iv, enc, params), 0)
-GPO_LAZY(int, EVP_CipherUpdate, (EVP_CIPHER_CTX * c, unsigned char* out, int* outl, const unsigned char* in, int inl),
+GPO_LAZY(libcrypto, int, EVP_CipherUpdate, (EVP_CIPHER_CTX * c, unsigned char* out, int* outl, const unsigned char* in, int inl),
          (c, out, outl, in, inl), 0)
-GPO_LAZY(int, EVP_CipherFinal_ex, (EVP_CIPHER_CTX * c, unsigned char* out, int* outl), (c, out, outl), 0)
-GPO_LAZY(EVP_MD*, EVP_MD_fetch, (OSSL_LIB_CTX * lib, const char* alg, const char* props), (lib, alg, props), nullptr)
-GPO_LAZY(EVP_MD_CTX*, EVP_MD_CTX_new, (void), (), nullptr)
-GPO_LAZY(void, EVP_MD_CTX_free, (EVP_MD_CTX * c), (c), )
-GPO_LAZY(int, EVP_DigestInit_ex2, (EVP_MD_CTX * c, const EVP_MD* md, const OSSL_PARAM params[]), (c, md, params), 0)
-GPO_LAZY(int, EVP_DigestUpdate, (EVP_MD_CTX * c, const void* d, size_t n), (c, d, n), 0)
-GPO_LAZY(int, EVP_DigestFinal_ex, (EVP_MD_CTX * c, unsigned char* md, unsigned int* n), (c, md, n), 0)
+GPO_LAZY(libcrypto, int, EVP_CipherFinal_ex, (EVP_CIPHER_CTX * c, unsigned char* out, int* outl), (c, out, outl), 0)
+GPO_LAZY(libcrypto, EVP_MD*, EVP_MD_fetch, (OSSL_LIB_CTX * lib, const char* alg, const char* props), (lib, alg, props), nullptr)
+GPO_LAZY(libcrypto, EVP_MD_CTX*, EVP_MD_CTX_new, (void), (), nullptr)
+GPO_LAZY(libcrypto, void, EVP_MD_CTX_free, (EVP_MD_CTX * c), (c), )
+GPO_LAZY(libcrypto, int, EVP_DigestInit_ex2, (EVP_MD_CTX * c, const EVP_MD* md, const OSSL_PARAM params[]), (c, md, params), 0)
+GPO_LAZY(libcrypto, int, EVP_DigestUpdate, (EVP_MD_CTX * c, const void* d, size_t n), (c, d, n), 0)
+GPO_LAZY(libcrypto, int, EVP_DigestFinal_ex, (EVP_MD_CTX * c, unsigned char* md, unsigned int* n), (c, md, n), 0)
 
-#undef GPO_LAZY
 
 // Key bytes are wiped with or without libcrypto.
 extern "C" void OPENSSL_cleanse(void* p, size_t n) {
-  static auto* const f = resolve<decltype(OPENSSL_cleanse)>("OPENSSL_cleanse");
+  static auto* const f = gpo::lazy::resolve<decltype(OPENSSL_cleanse)>(libcrypto(), "OPENSSL_cleanse");
   if (f) f(p, n);
   else explicit_bzero(p, n);
 }

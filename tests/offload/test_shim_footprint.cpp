@@ -119,7 +119,8 @@ TEST(ShimFootprint, AccountingOpensTheCoreAtAnyCallAndOnlyCallersReport) {
 }
 
 // The OpenSSL provider is loaded into every OpenSSL process under `exec`:
-// loading it brings neither libstdc++ nor libgcc_s (python3 links neither).
+// loading it brings neither libstdc++ nor libgcc_s, nor libzstd through
+// libgpuoffload (python3 links none of them; it does link zlib).
 TEST(ShimFootprint, TheProviderBringsNoCxxRuntime) {
 #ifndef GPO_STATIC_CXX
   GTEST_SKIP() << "sanitizer build: the libraries use the shared C++ runtime";
@@ -130,10 +131,10 @@ TEST(ShimFootprint, TheProviderBringsNoCxxRuntime) {
       "ctypes.CDLL(sys.argv[1])\n"
       "maps = open('/proc/self/maps').read()\n"
       "print('module', 'ossl-modules/gpuoffload.so' in maps, 'stdc++', 'libstdc++.so' in maps,\n"
-      "      'gcc_s', 'libgcc_s.so' in maps)\n";
+      "      'gcc_s', 'libgcc_s.so' in maps, 'zstd', 'libzstd.so' in maps)\n";
   auto r = run_with_env({}, {"/usr/bin/python3", "-I", "-c", script, PROVIDER_PATH}, 60);
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("module True stdc++ False gcc_s False"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("module True stdc++ False gcc_s False zstd False"), std::string::npos) << r.out;
 }
 
 // Without an agent, a SHA-256 job is computed in the process with OpenSSL:
