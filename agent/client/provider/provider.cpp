@@ -167,8 +167,9 @@ int route(int op, size_t n, size_t* hi) {
 }
 
 void Tally::flush(int op) {
-  for (int p = 0; p < GPO_PATH_COUNT; ++p)
-    if (calls[p]) gpo_account(op, p, calls[p], bytes[p], ns[p]);
+  if (accounting())
+    for (int p = 0; p < GPO_PATH_COUNT; ++p)
+      if (calls[p]) gpo_account(op, p, calls[p], bytes[p], ns[p]);
   *this = Tally{};
 }
 

@@ -100,8 +100,12 @@ struct Offloading {
 // lo/hi: the client library's current range for op (hi bounds one job).
 int route(int op, size_t n, size_t* hi);
 
+// Whether counts are wanted (lazy_client.cpp): only then does a context's
+// tally load libgpuoffload.
+bool accounting();
+
 // Per-context counts, handed to gpo_account at final and free (not per
-// update: small updates pay no shared-memory traffic).
+// update: small updates pay no shared-memory traffic), when accounting().
 struct Tally {
   uint64_t calls[GPO_PATH_COUNT] = {}, bytes[GPO_PATH_COUNT] = {}, ns[GPO_PATH_COUNT] = {};
   void add(int path, uint64_t n, uint64_t t = 0) {

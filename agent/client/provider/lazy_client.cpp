@@ -1,0 +1,58 @@
+// libgpuoffload, loaded at the first call that needs it rather than with the
+// provider (lazy_lib.h).
+//
+// OpenSSL loads the provider into every process its configuration names (all
+// of them under `exec`, or with a system-wide configuration), and most make
+// no update large enough to leave the process: they never call into
+// libgpuoffload, and loading it with the provider cost each about 0.07 ms.
+// These definitions stand in for the calls the provider makes; an update
+// under the offload size never reaches them (route() answers first), and
+// accounting() says when counting is worth loading the library for.
+#include <stdint.h>
+
+#include <atomic>
+#include <cstdlib>
+
+#include "gpuoffload.h"
+#include "lazy_lib.h"
+#include "provider/provider.h"
+
+namespace {
+
+constexpr char kLibgpuoffload[] = "libgpuoffload.so.0";
+void* libgpuoffload() { return gpo::lazy::library<kLibgpuoffload>(); }
+
+}  // namespace
+
+// Without the library nothing leaves the process: no range, and every path
+// is the CPU's for want of an agent.
+extern "C" void gpo_offload_range(int op, size_t* min_bytes, size_t* max_bytes) {
+  static auto* const f = gpo::lazy::resolve<decltype(gpo_offload_range)>(libgpuoffload(), "gpo_offload_range");
+  if (f) return f(op, min_bytes, max_bytes);
+  *min_bytes = SIZE_MAX;
+  *max_bytes = 0;
+}
+GPO_LAZY(libgpuoffload, int, gpo_offload_reason, (int op), (op), GPO_PATH_CPU_NO_AGENT)
+GPO_LAZY(libgpuoffload, int, gpo_run, (const gpo_request* r, size_t* out_len), (r, out_len), GPO_ERR_NOMEM)
+GPO_LAZY(libgpuoffload, int, gpo_submit, (const gpo_request* r, gpo_handle** h), (r, h), GPO_ERR_NOMEM)
+GPO_LAZY(libgpuoffload, int, gpo_wait, (gpo_handle * h, size_t* out_len), (h, out_len), GPO_ERR_NOMEM)
+GPO_LAZY(libgpuoffload, void, gpo_account, (int op, int path, uint64_t calls, uint64_t bytes, uint64_t ns),
+         (op, path, calls, bytes, ns), )
+
+bool gpo::provider::accounting() {
+  // Someone reads the counts: `exec` (GPO_STATS_DIR; secure_getenv, as the
+  // library writes them), or a program that loaded libgpuoffload itself
+  // (gpo_stats_write). Once loaded it stays, so a yes is kept.
+  static const bool stats = [] {
+    const char* d = secure_getenv("GPO_STATS_DIR");
+    return d && *d;
+  }();
+  static std::atomic<bool> loaded{false};
+  if (stats || loaded.load(std::memory_order_relaxed)) return true;
+  if (void* h = dlopen(kLibgpuoffload, RTLD_NOW | RTLD_NOLOAD)) {
+    dlclose(h);
+    loaded.store(true, std::memory_order_relaxed);
+    return true;
+  }
+  return false;
+}
