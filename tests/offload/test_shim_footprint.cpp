@@ -137,6 +137,49 @@ TEST(ShimFootprint, TheProviderBringsNoCxxRuntime) {
   EXPECT_NE(r.out.find("module True stdc++ False gcc_s False zstd False"), std::string::npos) << r.out;
 }
 
+// An OpenSSL process with the provider configured (Python's hashlib through
+// OpenSSL's EVP, the provider preferred): a small digest is the provider's
+// but leaves libgpuoffload unloaded; with GPO_STATS_DIR (exec) the call is
+// counted, which loads it, and reported at exit.
+TEST(ShimFootprint, TheProviderOpensLibgpuoffloadOnlyToOffloadOrToCount) {
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  const fs::path dir = fs::temp_directory_path() / ("gpo-provider-footprint-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "stats");
+  const fs::path conf = dir / "openssl.cnf";
+  std::ofstream(conf) << "openssl_conf = init\n[init]\nproviders = provs\nalg_section = algs\n"
+                      << "[provs]\ndefault = def\ngpuoffload = gpo\n[def]\nactivate = 1\n"
+                      << "[gpo]\nmodule = " << PROVIDER_PATH << "\nactivate = 1\n"
+                      << "[algs]\ndefault_properties = ?provider=gpuoffload\n";
+  const std::string script =
+      "import hashlib\n"
+      "maps = lambda: open('/proc/self/maps').read()\n"
+      "hashlib.sha256(b'x' * 1000).digest()\n"
+      "print('module', 'ossl-modules/gpuoffload.so' in maps(), 'library', 'libgpuoffload.so' in maps())\n";
+  // Nothing preloaded (the sanitizer's runtime only, in a sanitizer build).
+  std::vector<std::string> env = preload_env("", Program::foreign);
+  env.push_back("OPENSSL_CONF=" + conf.string());
+  env.push_back("GPO_SOCKET=/nonexistent/gpuoffload-footprint.sock");
+  auto r = run_with_env(env, {"/usr/bin/python3", "-I", "-c", script}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("module True library False"), std::string::npos) << r.out;
+  env.push_back("GPO_STATS_DIR=" + (dir / "stats").string());
+  r = run_with_env(env, {"/usr/bin/python3", "-I", "-c", script}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("module True library True"), std::string::npos) << r.out;
+  std::string report;
+  for (const auto& e : fs::directory_iterator(dir / "stats")) {
+    std::ifstream f(e.path());
+    std::stringstream text;
+    text << f.rdbuf();
+    report += text.str();
+  }
+  EXPECT_NE(report.find("\"op\": \"sha256\", \"path\": \"cpu-small\", \"calls\": 1, \"bytes\": 1000"),
+            std::string::npos)
+      << report;
+  fs::remove_all(dir);
+}
+
 // Without an agent, a SHA-256 job is computed in the process with OpenSSL:
 // libcrypto appears in the process's map at that call, not before, and the
 // digest is OpenSSL's (Python's hashlib, checked after).
