@@ -86,6 +86,16 @@ std::string find_provider(const ExecOptions& o) {
 // The configuration the program would have read, plus the provider: the
 // existing file is included, its init section gets our providers (default
 // and gpuoffload, both active) and a preference for gpuoffload's algorithms.
+// Where the run's folder goes (the OpenSSL configuration, the reports): in
+// memory where the system has /dev/shm, since making and removing it on a
+// disk file system (journal, discards) cost each command about a
+// millisecond; else $TMPDIR, else /tmp.
+std::string run_folder_base() {
+  if (access("/dev/shm", W_OK | X_OK) == 0) return "/dev/shm";
+  const char* t = std::getenv("TMPDIR");
+  return t && *t ? t : "/tmp";
+}
+
 std::string openssl_conf(const std::string& provider) {
   char* def = CONF_get1_default_config_file();
   std::string base = def ? def : "";
@@ -434,8 +444,8 @@ int run_exec(ExecOptions& o, std::vector<std::string> argv) {
   r.shim = !shim.empty();
   r.provider = !provider.empty();
 
-  char tmpl[] = "/tmp/gpuoffload-exec.XXXXXX";
-  if (!mkdtemp(tmpl)) throw CLI::RuntimeError(std::string("exec: mkdtemp: ") + std::strerror(errno), 125);
+  std::string tmpl = run_folder_base() + "/gpuoffload-exec.XXXXXX";
+  if (!mkdtemp(tmpl.data())) throw CLI::RuntimeError(std::string("exec: mkdtemp: ") + std::strerror(errno), 125);
   const fs::path dir = tmpl, stats = dir / "stats";
   fs::create_directory(stats);
   chmod(stats.c_str(), 0777);  // children that switch user still report
