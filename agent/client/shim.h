@@ -21,11 +21,10 @@ struct Guard {
 };
 
 // What the front gives the core when it opens it (gpo_shim_core_attach):
-// the next definition of a function after the front (the program's own) and
-// the threshold, GPO_SHIM_MIN_BYTES (default 64 KiB): one-shot calls below it are
-// not offered.
-// Atomic: threads that open the core at once each attach it (with the same
-// pointers).
+// the next definition of a function after the front (the program's own), and
+// the threshold (GPO_SHIM_MIN_BYTES, default 64 KiB) below which one-shot
+// calls are not offered. Atomic: threads that open the core at once each
+// attach it, with the same pointers.
 struct Front {
   std::atomic<void* (*)(const char* name)> next{nullptr};
   std::atomic<size_t (*)()> min_bytes{nullptr};
