@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <string>
 
 #include "gpuoffload.h"
 #include "lazy_lib.h"
@@ -20,7 +21,26 @@
 namespace {
 
 constexpr char kLibgpuoffload[] = "libgpuoffload.so.0";
-void* libgpuoffload() { return gpo::lazy::library<kLibgpuoffload>(); }
+
+// By its soname first: the provider's run path, the loader's cache. A
+// sanitizer's dlopen interceptor makes itself the caller, whose run path is
+// not the provider's: then from the provider's parent folder (the build
+// tree: lib/ossl-modules/ next to lib/) or the install's library folder.
+void* libgpuoffload() {
+  static void* const h = [] {
+    if (void* l = dlopen(kLibgpuoffload, RTLD_NOW | RTLD_LOCAL)) return l;
+    Dl_info self{};
+    if (dladdr(reinterpret_cast<void*>(&libgpuoffload), &self) && self.dli_fname) {
+      const std::string path = self.dli_fname;
+      const size_t slash = path.rfind('/');
+      if (slash != std::string::npos)
+        if (void* l = dlopen((path.substr(0, slash) + "/../" + kLibgpuoffload).c_str(), RTLD_NOW | RTLD_LOCAL))
+          return l;
+    }
+    return dlopen(GPO_INSTALL_LIBDIR "/libgpuoffload.so.0", RTLD_NOW | RTLD_LOCAL);
+  }();
+  return h;
+}
 
 }  // namespace
 
