@@ -31,21 +31,24 @@ GPO_LAZY(libcrypto, EVP_CIPHER*, EVP_CIPHER_fetch, (OSSL_LIB_CTX * lib, const ch
          (lib, alg, props), nullptr)
 GPO_LAZY(libcrypto, EVP_CIPHER_CTX*, EVP_CIPHER_CTX_new, (void), (), nullptr)
 GPO_LAZY(libcrypto, void, EVP_CIPHER_CTX_free, (EVP_CIPHER_CTX * c), (c), )
-GPO_LAZY(libcrypto, int, EVP_CIPHER_CTX_ctrl, (EVP_CIPHER_CTX * c, int type, int arg, void* ptr), (c, type, arg, ptr), 0)
+GPO_LAZY(libcrypto, int, EVP_CIPHER_CTX_ctrl, (EVP_CIPHER_CTX * c, int type, int arg, void* ptr),
+         (c, type, arg, ptr), 0)
 GPO_LAZY(libcrypto, int, EVP_CipherInit_ex2,
          (EVP_CIPHER_CTX * c, const EVP_CIPHER* cipher, const unsigned char* key, const unsigned char* iv, int enc,
           const OSSL_PARAM params[]),
          (c, cipher, key, iv, enc, params), 0)
-GPO_LAZY(libcrypto, int, EVP_CipherUpdate, (EVP_CIPHER_CTX * c, unsigned char* out, int* outl, const unsigned char* in, int inl),
-         (c, out, outl, in, inl), 0)
+GPO_LAZY(libcrypto, int, EVP_CipherUpdate,
+         (EVP_CIPHER_CTX * c, unsigned char* out, int* outl, const unsigned char* in, int inl), (c, out, outl, in, inl),
+         0)
 GPO_LAZY(libcrypto, int, EVP_CipherFinal_ex, (EVP_CIPHER_CTX * c, unsigned char* out, int* outl), (c, out, outl), 0)
-GPO_LAZY(libcrypto, EVP_MD*, EVP_MD_fetch, (OSSL_LIB_CTX * lib, const char* alg, const char* props), (lib, alg, props), nullptr)
+GPO_LAZY(libcrypto, EVP_MD*, EVP_MD_fetch, (OSSL_LIB_CTX * lib, const char* alg, const char* props),
+         (lib, alg, props), nullptr)
 GPO_LAZY(libcrypto, EVP_MD_CTX*, EVP_MD_CTX_new, (void), (), nullptr)
 GPO_LAZY(libcrypto, void, EVP_MD_CTX_free, (EVP_MD_CTX * c), (c), )
-GPO_LAZY(libcrypto, int, EVP_DigestInit_ex2, (EVP_MD_CTX * c, const EVP_MD* md, const OSSL_PARAM params[]), (c, md, params), 0)
+GPO_LAZY(libcrypto, int, EVP_DigestInit_ex2, (EVP_MD_CTX * c, const EVP_MD* md, const OSSL_PARAM params[]),
+         (c, md, params), 0)
 GPO_LAZY(libcrypto, int, EVP_DigestUpdate, (EVP_MD_CTX * c, const void* d, size_t n), (c, d, n), 0)
 GPO_LAZY(libcrypto, int, EVP_DigestFinal_ex, (EVP_MD_CTX * c, unsigned char* md, unsigned int* n), (c, md, n), 0)
-
 
 // Key bytes are wiped with or without libcrypto.
 extern "C" void OPENSSL_cleanse(void* p, size_t n) {

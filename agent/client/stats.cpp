@@ -113,11 +113,19 @@ std::string argv0() {
   return s;
 }
 
-uint64_t calls_of(int op, int path) {
-  uint64_t calls = 0;
-  for (Block* b = g_blocks.load(std::memory_order_acquire); b; b = b->next)
-    calls += b->cell[op][path].calls.load(std::memory_order_relaxed);
-  return calls;
+// One op and path summed over every thread's block.
+struct Total {
+  uint64_t calls = 0, bytes = 0, ns = 0;
+};
+Total total_of(int op, int path) {
+  Total t;
+  for (Block* b = g_blocks.load(std::memory_order_acquire); b; b = b->next) {
+    const Cell& c = b->cell[op][path];
+    t.calls += c.calls.load(std::memory_order_relaxed);
+    t.bytes += c.bytes.load(std::memory_order_relaxed);
+    t.ns += c.ns.load(std::memory_order_relaxed);
+  }
+  return t;
 }
 
 // A process that made no call and sent no job has nothing to report: it
@@ -126,7 +134,7 @@ uint64_t calls_of(int op, int path) {
 bool anything_counted() {
   for (int op = 1; op < kOps; ++op)
     for (int p = 0; p < GPO_PATH_COUNT; ++p)
-      if (calls_of(op, p)) return true;
+      if (total_of(op, p).calls) return true;
   const gpo_client_stats s = gpo::client::counts();
   return s.jobs || s.local_by_plan || s.connects;
 }
@@ -159,16 +167,11 @@ int gpo_stats_write(const char* path) {
   bool first = true;
   for (int op = 1; op < kOps; ++op)
     for (int p = 0; p < GPO_PATH_COUNT; ++p) {
-      uint64_t calls = 0, bytes = 0, ns = 0;
-      for (Block* b = g_blocks.load(std::memory_order_acquire); b; b = b->next) {
-        calls += b->cell[op][p].calls.load(std::memory_order_relaxed);
-        bytes += b->cell[op][p].bytes.load(std::memory_order_relaxed);
-        ns += b->cell[op][p].ns.load(std::memory_order_relaxed);
-      }
-      if (!calls) continue;
+      const Total t = total_of(op, p);
+      if (!t.calls) continue;
       out += std::string(first ? "" : ", ") + "{\"op\": \"" + op_name(op) + "\", \"path\": \"" + gpo_path_name(p) +
-             "\", \"calls\": " + std::to_string(calls) + ", \"bytes\": " + std::to_string(bytes) +
-             ", \"ns\": " + std::to_string(ns) + "}";
+             "\", \"calls\": " + std::to_string(t.calls) + ", \"bytes\": " + std::to_string(t.bytes) +
+             ", \"ns\": " + std::to_string(t.ns) + "}";
       first = false;
     }
   // Counters only: this also runs at exit, after the connection is destroyed.

@@ -11,15 +11,36 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "common/files.h"
 #include "common/preload.h"
 #include "common/proc.h"
 
 using namespace gpo::test;
 namespace fs = std::filesystem;
+
+// A fresh folder for one test, removed with it (an early ASSERT included).
+struct ScratchDir {
+  fs::path path;
+  explicit ScratchDir(const std::string& name)
+      : path(fs::temp_directory_path() / (name + "-" + std::to_string(getpid()))) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+// The text of every report a run left in dir (GPO_STATS_DIR), one per process.
+std::vector<std::string> reports_in(const fs::path& dir) {
+  std::vector<std::string> texts;
+  for (const auto& e : fs::directory_iterator(dir)) texts.push_back(read_file(e.path().string()));
+  return texts;
+}
 
 // cat(1) is C and links none of libcrypto, libstdc++, libzstd and zlib: its
 // own memory map, printed under the shim, shows what the shim brought.
@@ -71,14 +92,11 @@ TEST(ShimFootprint, TheCoreOpensAtTheFirstCallAtTheThreshold) {
 // every call, large ones included, with the program's own libraries.
 TEST(ShimFootprint, AMissingCoreLeavesEveryCallWithTheProgramsLibraries) {
   if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
-  const fs::path dir = fs::temp_directory_path() / ("gpo-lone-front-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  const fs::path front = dir / "libgpuoffload-shim.so";
+  const ScratchDir dir("gpo-lone-front");
+  const fs::path front = dir.path / "libgpuoffload-shim.so";
   fs::copy_file(SHIM_PATH, front);
   auto r = run_with_env(preload_env(front.string(), Program::foreign),
                         {"/usr/bin/python3", "-I", "-c", std::string(kCrcScript) + "zlib.crc32(b'y' * 100000)\n"}, 60);
-  fs::remove_all(dir);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("big " + crc_of(pattern_1m()) + " False"), std::string::npos) << r.out;
   const std::string warning = "cannot open libgpuoffload-shim-core.so";
@@ -92,30 +110,23 @@ TEST(ShimFootprint, AMissingCoreLeavesEveryCallWithTheProgramsLibraries) {
 // process reports it at exit. A process that made no call reports nothing.
 TEST(ShimFootprint, AccountingOpensTheCoreAtAnyCallAndOnlyCallersReport) {
   if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
-  const fs::path dir = fs::temp_directory_path() / ("gpo-footprint-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const ScratchDir dir("gpo-footprint");
   std::vector<std::string> env = preload_env(SHIM_PATH, Program::foreign);
   env.push_back("GPO_SOCKET=/nonexistent/gpuoffload-footprint.sock");
-  env.push_back("GPO_STATS_DIR=" + dir.string());
+  env.push_back("GPO_STATS_DIR=" + dir.path.string());
   auto r = run_with_env(env, {"/usr/bin/python3", "-I", "-c", kCrcScript}, 60);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("small " + crc_of(std::string(100, 'x')) + " True"), std::string::npos) << r.out;
   // No call: neither the shim's front nor libgpuoffload itself writes a report.
   ASSERT_EQ(run_with_env(env, {"/bin/cat", "/dev/null"}, 60).exit_code, 0);
   std::vector<std::string> lib_env = preload_env(LIBGPUOFFLOAD_PATH, Program::foreign);
-  lib_env.push_back("GPO_STATS_DIR=" + dir.string());
+  lib_env.push_back("GPO_STATS_DIR=" + dir.path.string());
   ASSERT_EQ(run_with_env(lib_env, {"/bin/cat", "/dev/null"}, 60).exit_code, 0);
-  std::vector<fs::path> reports;
-  for (const auto& e : fs::directory_iterator(dir)) reports.push_back(e.path());
+  const std::vector<std::string> reports = reports_in(dir.path);
   ASSERT_EQ(reports.size(), 1u) << "one report expected, from python3 alone";
-  std::ifstream f(reports[0]);
-  std::stringstream text;
-  text << f.rdbuf();
-  EXPECT_NE(text.str().find("\"op\": \"crc32\", \"path\": \"cpu-small\", \"calls\": 1, \"bytes\": 100"),
+  EXPECT_NE(reports[0].find("\"op\": \"crc32\", \"path\": \"cpu-small\", \"calls\": 1, \"bytes\": 100"),
             std::string::npos)
-      << text.str();
-  fs::remove_all(dir);
+      << reports[0];
 }
 
 // The OpenSSL provider is loaded into every OpenSSL process under `exec`:
@@ -143,10 +154,9 @@ TEST(ShimFootprint, TheProviderBringsNoCxxRuntime) {
 // counted, which loads it, and reported at exit.
 TEST(ShimFootprint, TheProviderOpensLibgpuoffloadOnlyToOffloadOrToCount) {
   if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
-  const fs::path dir = fs::temp_directory_path() / ("gpo-provider-footprint-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir / "stats");
-  const fs::path conf = dir / "openssl.cnf";
+  const ScratchDir dir("gpo-provider-footprint");
+  fs::create_directories(dir.path / "stats");
+  const fs::path conf = dir.path / "openssl.cnf";
   std::ofstream(conf) << "openssl_conf = init\n[init]\nproviders = provs\nalg_section = algs\n"
                       << "[provs]\ndefault = def\ngpuoffload = gpo\n[def]\nactivate = 1\n"
                       << "[gpo]\nmodule = " << PROVIDER_PATH << "\nactivate = 1\n"
@@ -163,21 +173,15 @@ TEST(ShimFootprint, TheProviderOpensLibgpuoffloadOnlyToOffloadOrToCount) {
   auto r = run_with_env(env, {"/usr/bin/python3", "-I", "-c", script}, 60);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("module True library False"), std::string::npos) << r.out;
-  env.push_back("GPO_STATS_DIR=" + (dir / "stats").string());
+  env.push_back("GPO_STATS_DIR=" + (dir.path / "stats").string());
   r = run_with_env(env, {"/usr/bin/python3", "-I", "-c", script}, 60);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("module True library True"), std::string::npos) << r.out;
   std::string report;
-  for (const auto& e : fs::directory_iterator(dir / "stats")) {
-    std::ifstream f(e.path());
-    std::stringstream text;
-    text << f.rdbuf();
-    report += text.str();
-  }
+  for (const std::string& text : reports_in(dir.path / "stats")) report += text;
   EXPECT_NE(report.find("\"op\": \"sha256\", \"path\": \"cpu-small\", \"calls\": 1, \"bytes\": 1000"),
             std::string::npos)
       << report;
-  fs::remove_all(dir);
 }
 
 // Without an agent, a SHA-256 job is computed in the process with OpenSSL:
