@@ -124,10 +124,12 @@ uLong shim_crc32(Fn next, uLong crc, const Bytef* buf, Len n) {
 extern "C" {
 
 // Called by the front once, right after it opened the core, before any call.
-__attribute__((visibility("default"))) void gpo_shim_core_attach(void* (*next)(const char*),
-                                                                 size_t (*min_bytes)()) {
+__attribute__((visibility("default"))) void gpo_shim_core_attach(void* (*next)(const char*), size_t (*min_bytes)(),
+                                                                 void (*pass)(void*), void (*end_pass)()) {
   g_front.next.store(next, std::memory_order_relaxed);
   g_front.min_bytes.store(min_bytes, std::memory_order_relaxed);
+  g_front.pass.store(pass, std::memory_order_relaxed);
+  g_front.end_pass.store(end_pass, std::memory_order_relaxed);
 }
 
 __attribute__((visibility("default"))) unsigned char* SHA256(const unsigned char* d, size_t n, unsigned char* md) {

@@ -23,15 +23,27 @@ struct Guard {
 // What the front gives the core when it opens it (gpo_shim_core_attach):
 // the next definition of a function after the front (the program's own), and
 // the threshold (GPO_SHIM_MIN_BYTES, default 64 KiB) below which one-shot
-// calls are not offered. Atomic: threads that open the core at once each
-// attach it, with the same pointers.
+// calls are not offered; and the two calls that let the front send a
+// stream's calls straight to libzstd while the core has left its frame to
+// libzstd (pass: this thread's context c is in such a frame; end_pass: some
+// frame ended or some context went, so the front forgets every such note).
+// Atomic: threads that open the core at once each attach it, with the same
+// pointers.
 struct Front {
   std::atomic<void* (*)(const char* name)> next{nullptr};
   std::atomic<size_t (*)()> min_bytes{nullptr};
+  std::atomic<void (*)(void* c)> pass{nullptr};
+  std::atomic<void (*)()> end_pass{nullptr};
 };
 extern Front g_front;
 
 inline size_t threshold() { return g_front.min_bytes.load(std::memory_order_relaxed)(); }
+inline void front_pass(void* c) {
+  if (auto f = g_front.pass.load(std::memory_order_relaxed)) f(c);
+}
+inline void front_end_pass() {
+  if (auto f = g_front.end_pass.load(std::memory_order_relaxed)) f();
+}
 
 // Resolves the next definition once; safe from many threads (a racing second
 // lookup stores the same pointer).

@@ -67,36 +67,72 @@ static void* next_definition(const char* name) {
 
 // GPO_SHIM_MIN_BYTES (default 64 KiB): one-shot calls below it are not
 // offered. secure_getenv: a set-user-ID program (the shim in
-// /etc/ld.so.preload) keeps the default.
-static size_t min_bytes(void) {
-  static _Atomic size_t cached = SIZE_MAX;  // SIZE_MAX: not read yet
-  size_t t = atomic_load_explicit(&cached, memory_order_relaxed);
-  if (t != SIZE_MAX) return t;
-  t = (size_t)64 << 10;
+// /etc/ld.so.preload) keeps the default. Read once; the checks every call
+// makes are inlined loads (a program may make millions of tiny calls).
+static _Atomic size_t g_min_bytes = SIZE_MAX;  // SIZE_MAX: not read yet
+static atomic_int g_accounting = -1;           // -1: not read yet
+
+static __attribute__((noinline, cold)) size_t read_min_bytes(void) {
+  size_t t = (size_t)64 << 10;
   const char* v = secure_getenv("GPO_SHIM_MIN_BYTES");
   if (v && *v) {
     char* end = NULL;
     unsigned long long x = strtoull(v, &end, 10);
     if (end && !*end && x < SIZE_MAX) t = (size_t)x;
   }
-  atomic_store_explicit(&cached, t, memory_order_relaxed);
+  atomic_store_explicit(&g_min_bytes, t, memory_order_relaxed);
   return t;
+}
+
+static size_t min_bytes(void) {
+  const size_t t = atomic_load_explicit(&g_min_bytes, memory_order_relaxed);
+  return __builtin_expect(t != SIZE_MAX, 1) ? t : read_min_bytes();
+}
+
+static __attribute__((noinline, cold)) bool read_accounting(void) {
+  const char* d = secure_getenv("GPO_STATS_DIR");
+  const int a = d && *d;
+  atomic_store_explicit(&g_accounting, a, memory_order_relaxed);
+  return a;
 }
 
 // True when the process accounts every call for `gpuoffload-agent exec`: the
 // core counts small calls too, so it is wanted at the first call of any size.
-static bool accounting(void) {
-  static atomic_int cached = -1;
-  int a = atomic_load_explicit(&cached, memory_order_relaxed);
-  if (a < 0) {
-    const char* d = secure_getenv("GPO_STATS_DIR");
-    a = d && *d;
-    atomic_store_explicit(&cached, a, memory_order_relaxed);
-  }
-  return a;
+static inline bool accounting(void) {
+  const int a = atomic_load_explicit(&g_accounting, memory_order_relaxed);
+  return __builtin_expect(a >= 0, 1) ? a : read_accounting();
 }
 
-static bool wanted(size_t n) { return n >= min_bytes() || accounting(); }
+static inline bool wanted(size_t n) { return n >= min_bytes() || accounting(); }
+
+// --- frames the core leaves to libzstd ---------------------------------------------------
+
+// A stream whose frame the core handed to libzstd (too small to offload, or
+// a dictionary, a flush, parameters the agent does not reproduce) needs the
+// core again only at the frame's end: until then its calls go straight to
+// libzstd. The core notes such a context for the thread that feeds it, and
+// any frame's end or any context's free makes every thread forget its note
+// (one counter: a note is good while the counter is what it was). A stream
+// fed in small pieces would otherwise pay the core's bookkeeping per piece.
+static _Atomic uint64_t g_pass_epoch;
+struct pass_note {
+  void* ctx;
+  uint64_t epoch;
+};
+static _Thread_local struct pass_note t_pass;
+
+static void core_pass(void* c) {
+  t_pass.ctx = c;
+  t_pass.epoch = atomic_load_explicit(&g_pass_epoch, memory_order_acquire);
+}
+
+static void core_end_pass(void) { atomic_fetch_add_explicit(&g_pass_epoch, 1, memory_order_acq_rel); }
+
+// Counting every call (exec) needs the core's view of each.
+static inline bool passing(const void* c) {
+  return c && t_pass.ctx == c && t_pass.epoch == atomic_load_explicit(&g_pass_epoch, memory_order_acquire) &&
+         !accounting();
+}
 
 // --- the core --------------------------------------------------------------------------
 
@@ -124,10 +160,10 @@ static void* open_core(void) {
   }
   // The core gets what only the front can give it: the program's own
   // definitions and the threshold.
-  void (*attach)(void* (*)(const char*), size_t (*)(void)) = NULL;
+  void (*attach)(void* (*)(const char*), size_t (*)(void), void (*)(void*), void (*)(void)) = NULL;
   if (h) *(void**)&attach = dlsym(h, "gpo_shim_core_attach");
   if (attach) {
-    attach(next_definition, min_bytes);
+    attach(next_definition, min_bytes, core_pass, core_end_pass);
     atomic_store_explicit(&g_core, h, memory_order_release);
     return h;
   }
@@ -144,13 +180,15 @@ struct fn {
   _Atomic(void*) core, next;
 };
 
-static void* next_of(struct fn* f) {
-  void* p = atomic_load_explicit(&f->next, memory_order_acquire);
-  if (!p) {
-    p = next_definition(f->name);
-    atomic_store_explicit(&f->next, p, memory_order_release);
-  }
+static __attribute__((noinline, cold)) void* find_next(struct fn* f) {
+  void* p = next_definition(f->name);
+  atomic_store_explicit(&f->next, p, memory_order_release);
   return p;
+}
+
+static inline void* next_of(struct fn* f) {
+  void* p = atomic_load_explicit(&f->next, memory_order_acquire);
+  return __builtin_expect(p != NULL, 1) ? p : find_next(f);
 }
 
 // Where this call goes: the core when it is open or want opens it, else the
@@ -170,17 +208,23 @@ static void* route(struct fn* f, bool want) {
 
 #define FN(name) static struct fn f_##name = {#name}
 #define CALL(name, want) ((__typeof__(&name))route(&f_##name, (want)))
+// A one-shot call that holds no state: one the core would not offer (below
+// the threshold, nothing counted) goes to the program's library even while
+// the core is open, without entering it.
+// A stream call mid-frame on a context the core left to libzstd.
+#define PASSING(name) ((__typeof__(&name))next_of(&f_##name))
+#define ONE_SHOT(name, want) ((__typeof__(&name))((want) ? route(&f_##name, true) : next_of(&f_##name)))
 
 // --- one-shot calls --------------------------------------------------------------------
 
 FN(SHA256);
 EXPORT unsigned char* SHA256(const unsigned char* d, size_t n, unsigned char* md) {
-  return CALL(SHA256, wanted(md ? n : 0))(d, n, md);
+  return ONE_SHOT(SHA256, wanted(md ? n : 0))(d, n, md);
 }
 
 FN(ZSTD_compress);
 EXPORT size_t ZSTD_compress(void* dst, size_t cap, const void* src, size_t n, int level) {
-  return CALL(ZSTD_compress, wanted(n))(dst, cap, src, n, level);
+  return ONE_SHOT(ZSTD_compress, wanted(n))(dst, cap, src, n, level);
 }
 
 FN(ZSTD_compressCCtx);
@@ -197,20 +241,20 @@ EXPORT size_t ZSTD_compress2(ZSTD_CCtx* c, void* dst, size_t cap, const void* sr
 
 FN(compress2);
 EXPORT int compress2(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n, int level) {
-  return CALL(compress2, wanted(n))(dest, dest_len, src, n, level);
+  return ONE_SHOT(compress2, wanted(n))(dest, dest_len, src, n, level);
 }
 
 FN(compress);
 EXPORT int compress(Bytef* dest, uLongf* dest_len, const Bytef* src, uLong n) {
-  return CALL(compress, wanted(n))(dest, dest_len, src, n);
+  return ONE_SHOT(compress, wanted(n))(dest, dest_len, src, n);
 }
 
 FN(crc32);
-EXPORT uLong crc32(uLong crc, const Bytef* buf, uInt n) { return CALL(crc32, buf && wanted(n))(crc, buf, n); }
+EXPORT uLong crc32(uLong crc, const Bytef* buf, uInt n) { return ONE_SHOT(crc32, buf && wanted(n))(crc, buf, n); }
 
 FN(crc32_z);
 EXPORT uLong crc32_z(uLong crc, const Bytef* buf, z_size_t n) {
-  return CALL(crc32_z, buf && wanted(n))(crc, buf, n);
+  return ONE_SHOT(crc32_z, buf && wanted(n))(crc, buf, n);
 }
 
 // --- zstd contexts and streams ---------------------------------------------------------
@@ -305,22 +349,29 @@ EXPORT size_t ZSTD_resetCStream(ZSTD_CStream* c, unsigned long long n) { return 
 
 FN(ZSTD_compressStream2);
 EXPORT size_t ZSTD_compressStream2(ZSTD_CCtx* c, ZSTD_outBuffer* out, ZSTD_inBuffer* in, ZSTD_EndDirective op) {
+  if (op != ZSTD_e_end && passing(c)) return PASSING(ZSTD_compressStream2)(c, out, in, op);
   return CALL(ZSTD_compressStream2, true)(c, out, in, op);
 }
 
 FN(ZSTD_compressStream2_simpleArgs);
 EXPORT size_t ZSTD_compressStream2_simpleArgs(ZSTD_CCtx* c, void* dst, size_t cap, size_t* dst_pos, const void* src,
                                               size_t size, size_t* src_pos, ZSTD_EndDirective op) {
+  if (op != ZSTD_e_end && passing(c))
+    return PASSING(ZSTD_compressStream2_simpleArgs)(c, dst, cap, dst_pos, src, size, src_pos, op);
   return CALL(ZSTD_compressStream2_simpleArgs, true)(c, dst, cap, dst_pos, src, size, src_pos, op);
 }
 
 FN(ZSTD_compressStream);
 EXPORT size_t ZSTD_compressStream(ZSTD_CStream* c, ZSTD_outBuffer* out, ZSTD_inBuffer* in) {
+  if (passing(c)) return PASSING(ZSTD_compressStream)(c, out, in);
   return CALL(ZSTD_compressStream, true)(c, out, in);
 }
 
 FN(ZSTD_flushStream);
-EXPORT size_t ZSTD_flushStream(ZSTD_CStream* c, ZSTD_outBuffer* out) { return CALL(ZSTD_flushStream, true)(c, out); }
+EXPORT size_t ZSTD_flushStream(ZSTD_CStream* c, ZSTD_outBuffer* out) {
+  if (passing(c)) return PASSING(ZSTD_flushStream)(c, out);
+  return CALL(ZSTD_flushStream, true)(c, out);
+}
 
 FN(ZSTD_endStream);
 EXPORT size_t ZSTD_endStream(ZSTD_CStream* c, ZSTD_outBuffer* out) { return CALL(ZSTD_endStream, true)(c, out); }

@@ -50,22 +50,45 @@ struct Stream {
 
 std::mutex g_mu;
 std::unordered_map<ZSTD_CCtx*, Stream> g_streams;
+// Bumped (under g_mu) whenever an entry goes: a thread's cached entry is good
+// only while the count it saw is current.
+std::atomic<uint64_t> g_erased{0};
+
+// The entry this thread used last: a stream fed in small pieces makes a call
+// per piece, and the map's lock would cost each as much as libzstd's own
+// buffering does (and serialise threads that each stream on a context).
+struct LastStream {
+  ZSTD_CCtx* c = nullptr;
+  Stream* s = nullptr;
+  uint64_t erased = 0;
+};
+thread_local LastStream t_last;
 
 // The context's state (created on first use). The map only changes under
 // g_mu; an entry is used by the one thread that uses its context (libzstd's
-// own rule), so the pointer stays valid until that thread frees or resets it.
-Stream& stream(ZSTD_CCtx* c) {
+// own rule), so the pointer stays valid until that thread frees or resets it
+// (its values do not move when the map grows).
+Stream* lookup(ZSTD_CCtx* c, bool create) {
+  LastStream& last = t_last;
+  if (last.c == c && last.erased == g_erased.load(std::memory_order_acquire)) return last.s;
   std::lock_guard lk(g_mu);
-  return g_streams[c];
+  Stream* s = nullptr;
+  if (create) {
+    s = &g_streams[c];
+  } else {
+    auto it = g_streams.find(c);
+    if (it == g_streams.end()) return nullptr;
+    s = &it->second;
+  }
+  last = {c, s, g_erased.load(std::memory_order_relaxed)};
+  return s;
 }
+Stream& stream(ZSTD_CCtx* c) { return *lookup(c, true); }
+Stream* find(ZSTD_CCtx* c) { return lookup(c, false); }
 void forget(ZSTD_CCtx* c) {
+  front_end_pass();
   std::lock_guard lk(g_mu);
-  g_streams.erase(c);
-}
-Stream* find(ZSTD_CCtx* c) {
-  std::lock_guard lk(g_mu);
-  auto it = g_streams.find(c);
-  return it == g_streams.end() ? nullptr : &it->second;
+  if (g_streams.erase(c)) g_erased.fetch_add(1, std::memory_order_release);
 }
 
 size_t zstd_error(ZSTD_ErrorCode e) { return size_t(0) - size_t(e); }
@@ -159,6 +182,7 @@ int route(ZSTD_CCtx* c, const Stream& s, size_t n, bool complete, Params* p) {
 }
 
 void end_frame(Stream& s) {
+  front_end_pass();
   if (s.calls) gpo_account(GPO_ZSTD_COMPRESS, s.path, s.calls, s.bytes, s.path == GPO_PATH_OFFLOAD ? s.ns : 0);
   s.calls = s.bytes = s.ns = 0;
   s.mode = Mode::idle;
@@ -230,6 +254,7 @@ size_t compress_stream2(ZSTD_CCtx* c, ZSTD_outBuffer* out, ZSTD_inBuffer* in, ZS
   const size_t avail = in->size - in->pos;
   switch (s.mode) {
     case Mode::pass: {
+      front_pass(c);  // before the call: a frame it ends is forgotten again
       s.calls++;
       const size_t before = in->pos;
       const size_t r = (*r_stream2)(c, out, in, op);
@@ -365,6 +390,7 @@ GPO_EXPORT size_t ZSTD_compressStream(ZSTD_CStream* c, ZSTD_outBuffer* out, ZSTD
   Guard g;
   Stream* s = find(c);
   if (s && s->mode == Mode::pass) {  // libzstd's frame: its own answer (a hint of the input it wants next)
+    front_pass(c);
     s->calls++;
     const size_t before = in->pos;
     const size_t r = (*r_stream)(c, out, in);

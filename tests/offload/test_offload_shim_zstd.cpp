@@ -83,6 +83,15 @@ Bytes decompress(const Bytes& f, size_t expect) {
   return out;
 }
 
+// True when f decompresses, with dict, to in.
+bool decompresses_with_dict(const Bytes& f, const Bytes& in, const Bytes& dict) {
+  ZSTD_DCtx* d = ZSTD_createDCtx();
+  Bytes out(in.size() + 1);
+  const size_t n = ZSTD_decompress_usingDict(d, out.data(), out.size(), f.data(), f.size(), dict.data(), dict.size());
+  ZSTD_freeDCtx(d);
+  return !ZSTD_isError(n) && n == in.size() && std::equal(in.begin(), in.end(), out.begin());
+}
+
 // The frame header's fields, as ZSTD_getFrameHeader reads them.
 std::string header_of(const Bytes& f) {
   ZSTD_frameHeader h{};
@@ -353,6 +362,42 @@ TEST_P(ShimZstdTest, LibzstdKeepsWhatOffloadCannotDo) {
   };
   EXPECT_EQ(run(shim(), prefix).bytes, run(real_, prefix).bytes);
   expect_jobs(true, "frame after a prefix");
+}
+
+// The shim keeps what it knows of a context (a dictionary, a frame it left
+// to libzstd, whose pieces then go straight to libzstd) until the context is
+// freed: a context created after a free, at the same address as malloc often
+// gives it, starts with nothing, whether the old one's frame had ended or not.
+// Its frame is offloaded with the agent there, and is libzstd's bytes.
+TEST_P(ShimZstdTest, AFreedContextLeavesNothingToTheNextOne) {
+  const Bytes in = text_bytes(300000, 10), dict = text_bytes(5000, 11);
+  auto fresh_frame = [&](const char* after) {
+    Pattern p = [&](Shim& api, ZSTD_CCtx* c, Out& o) { stream_frame(api, c, o, in, 1000, 1 << 20); };
+    EXPECT_EQ(run(shim(), p).bytes, run(real_, p).bytes) << after;
+    expect_jobs(true, after);
+  };
+  for (int round = 0; round < 3; ++round) {
+    ZSTD_CCtx* a = ZSTD_createCCtx();
+    shim().load_dict(a, dict.data(), dict.size());
+    Out first;
+    stream_frame(shim(), a, first, in, 1000, 1 << 20);  // small pieces, each after the first straight to libzstd
+    EXPECT_TRUE(decompresses_with_dict(first.bytes, in, dict)) << "round " << round;
+    expect_jobs(false, "a frame under a dictionary");
+    shim().free(a);
+    fresh_frame("after a context whose frame ended");
+
+    ZSTD_CCtx* b = ZSTD_createCCtx();
+    shim().load_dict(b, dict.data(), dict.size());
+    Bytes buf(1 << 20);
+    for (size_t at = 0; at < 100000; at += 1000) {  // half a frame, never ended
+      ZSTD_inBuffer i{in.data() + at, 1000, 0};
+      ZSTD_outBuffer o{buf.data(), buf.size(), 0};
+      ASSERT_FALSE(ZSTD_isError(shim().stream2(b, &o, &i, ZSTD_e_continue)));
+    }
+    shim().free(b);
+    expect_jobs(false, "half a frame under a dictionary");
+    fresh_frame("after a context freed mid-frame");
+  }
 }
 
 // Larger than one job (a 1 MiB slab): libzstd takes the frame over, fed the

@@ -88,6 +88,37 @@ TEST(ShimFootprint, TheCoreOpensAtTheFirstCallAtTheThreshold) {
   EXPECT_NE(r.out.find("big " + crc_of(pattern_1m()) + " True"), std::string::npos) << r.out;
 }
 
+// Once the core is open, a one-shot call below the threshold still goes
+// from the front straight to the program's zlib: it never enters the core
+// (which would cost such a call several times zlib's own time), so nothing
+// counts it. libgpuoffload's counts, read in the process, show the large call
+// alone; the small crcs are zlib's.
+TEST(ShimFootprint, AnOpenCoreLeavesSmallOneShotCallsToTheProgramsLibrary) {
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  const ScratchDir dir("gpo-open-core");
+  const std::string counts = (dir.path / "counts.json").string();
+  std::vector<std::string> env = preload_env(SHIM_PATH, Program::foreign);
+  env.push_back("GPO_SOCKET=/nonexistent/gpuoffload-footprint.sock");
+  const char* script =
+      "import ctypes, os, sys, zlib\n"
+      "big = zlib.crc32(bytes(range(256)) * 4096)\n"
+      "small = [zlib.crc32(b'x' * 100) for _ in range(1000)]\n"
+      "lib = ctypes.CDLL('libgpuoffload.so.0', mode=os.RTLD_NOLOAD)\n"
+      "print('written', lib.gpo_stats_write(sys.argv[1].encode()))\n"
+      "print('big', big, 'small', len(set(small)), small[0])\n";
+  auto r = run_with_env(env, {"/usr/bin/python3", "-I", "-c", script, counts}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("written 0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("big " + crc_of(pattern_1m()) + " small 1 " + crc_of(std::string(100, 'x'))),
+            std::string::npos)
+      << r.out;
+  const std::string text = read_file(counts);
+  EXPECT_NE(text.find("\"op\": \"crc32\", \"path\": \"cpu-no-agent\", \"calls\": 1, \"bytes\": 1048576"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("cpu-small"), std::string::npos) << "small calls entered the core:\n" << text;
+}
+
 // A front whose core is missing (a broken install) says so once and leaves
 // every call, large ones included, with the program's own libraries.
 TEST(ShimFootprint, AMissingCoreLeavesEveryCallWithTheProgramsLibraries) {
