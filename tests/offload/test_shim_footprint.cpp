@@ -204,6 +204,20 @@ TEST(ShimFootprint, TheProviderOpensLibgpuoffloadOnlyToOffloadOrToCount) {
   auto r = run_with_env(env, {"/usr/bin/python3", "-I", "-c", script}, 60);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("module True library False"), std::string::npos) << r.out;
+  // Nor does the provider look for it, digest after digest (a search of the
+  // file system each time made a small digest ten times slower). The
+  // loader's log names every library it is asked to find.
+  {
+    std::vector<std::string> traced = env;
+    traced.push_back("LD_DEBUG=libs");
+    const std::string many = "import hashlib\nfor i in range(200): hashlib.sha256(b'x' * i).digest()\nprint('ok')\n";
+    auto t = run_with_env(traced, {"/usr/bin/python3", "-I", "-c", many}, 60);
+    ASSERT_EQ(t.exit_code, 0) << t.out;
+    EXPECT_NE(t.out.find("ok"), std::string::npos) << t.out;
+    EXPECT_NE(t.out.find("ossl-modules/gpuoffload.so"), std::string::npos) << "the module was not loaded";
+    EXPECT_EQ(t.out.find("find library=libgpuoffload"), std::string::npos)
+        << "the provider searched for libgpuoffload while counting nothing";
+  }
   env.push_back("GPO_STATS_DIR=" + (dir.path / "stats").string());
   r = run_with_env(env, {"/usr/bin/python3", "-I", "-c", script}, 60);
   ASSERT_EQ(r.exit_code, 0) << r.out;

@@ -26,6 +26,10 @@ constexpr char kLibgpuoffload[] = "libgpuoffload.so.0";
 // sanitizer's dlopen interceptor makes itself the caller, whose run path is
 // not the provider's: then from the provider's parent folder (the build
 // tree: lib/ossl-modules/ next to lib/) or the install's library folder.
+// Set once the provider has opened libgpuoffload (to offload or to count):
+// from then on counting costs a call into a loaded library.
+std::atomic<bool> g_opened{false};
+
 void* libgpuoffload() {
   static void* const h = [] {
     if (void* l = dlopen(kLibgpuoffload, RTLD_NOW | RTLD_LOCAL)) return l;
@@ -39,6 +43,7 @@ void* libgpuoffload() {
     }
     return dlopen(GPO_INSTALL_LIBDIR "/libgpuoffload.so.0", RTLD_NOW | RTLD_LOCAL);
   }();
+  if (h) g_opened.store(true, std::memory_order_relaxed);
   return h;
 }
 
@@ -60,19 +65,14 @@ GPO_LAZY(libgpuoffload, void, gpo_account, (int op, int path, uint64_t calls, ui
          (op, path, calls, bytes, ns), )
 
 bool gpo::provider::accounting() {
-  // Someone reads the counts: `exec` (GPO_STATS_DIR; secure_getenv, as the
-  // library writes them), or a program that loaded libgpuoffload itself
-  // (gpo_stats_write). Once loaded it stays, so a yes is kept.
+  // Someone reads the counts (`exec`: GPO_STATS_DIR; secure_getenv, as the
+  // library writes them), or the provider already holds the library. Asked
+  // at every context's final and free: two loads, never a loader call (a
+  // dlopen with RTLD_NOLOAD of a library not loaded searches the file
+  // system, which made a small digest ten times slower).
   static const bool stats = [] {
     const char* d = secure_getenv("GPO_STATS_DIR");
     return d && *d;
   }();
-  static std::atomic<bool> loaded{false};
-  if (stats || loaded.load(std::memory_order_relaxed)) return true;
-  if (void* h = dlopen(kLibgpuoffload, RTLD_NOW | RTLD_NOLOAD)) {
-    dlclose(h);
-    loaded.store(true, std::memory_order_relaxed);
-    return true;
-  }
-  return false;
+  return stats || g_opened.load(std::memory_order_relaxed);
 }

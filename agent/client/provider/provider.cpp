@@ -19,6 +19,7 @@ const Inner* g_gcm = nullptr;
 const Inner* g_ctr = nullptr;
 const Inner* g_sha256 = nullptr;
 size_t g_floor = 65536;
+bool g_counting = false;
 thread_local bool t_offloading = false;
 
 namespace {
@@ -167,10 +168,11 @@ int route(int op, size_t n, size_t* hi) {
 }
 
 void Tally::flush(int op) {
+  if (!any) return;
   if (accounting())
     for (int p = 0; p < GPO_PATH_COUNT; ++p)
       if (calls[p]) gpo_account(op, p, calls[p], bytes[p], ns[p]);
-  *this = Tally{};
+  any = false;
 }
 
 int get_params_except(const Inner& in, void* ictx, OSSL_PARAM params[], const char* skip) {
@@ -229,6 +231,7 @@ extern "C" __attribute__((visibility("default"))) int OSSL_provider_init(const O
     g_gcm = &gcm_fns;
     g_ctr = &ctr_fns;
     g_sha256 = &sha256_fns;
+    g_counting = accounting();
     g_floor = env_size("GPO_OFFLOAD_MIN_BYTES", 65536);
     if (g_floor == 0) g_floor = 1;
     // Same names as the default provider, so EVP_aes_256_gcm() and friends
@@ -238,7 +241,7 @@ extern "C" __attribute__((visibility("default"))) int OSSL_provider_init(const O
     g_ciphers[1] = {"AES-256-CTR", "provider=gpuoffload", ctr_dispatch(pc->ctr), "AES-256-CTR, large updates offloaded"};
     g_ciphers[2] = {nullptr, nullptr, nullptr, nullptr};
     g_digests[0] = {"SHA2-256:SHA-256:SHA256:2.16.840.1.101.3.4.2.1", "provider=gpuoffload",
-                    sha256_dispatch(pc->sha256), "SHA-256 (a stream is sequential: the CPU's)"};
+                    sha256_dispatch(pc->sha256, g_counting), "SHA-256 (a stream is sequential: the CPU's)"};
     g_digests[1] = {nullptr, nullptr, nullptr, nullptr};
   }
   *out = kProvDispatch;

@@ -69,7 +69,9 @@ struct ProvCtx {
 // has (a function the default provider lacks is not offered either).
 const OSSL_DISPATCH* gcm_dispatch(const Inner& in);
 const OSSL_DISPATCH* ctr_dispatch(const Inner& in);
-const OSSL_DISPATCH* sha256_dispatch(const Inner& in);
+// counting: the process counts its calls (accounting() when the tables are
+// made); else SHA-256's contexts are the default provider's own.
+const OSSL_DISPATCH* sha256_dispatch(const Inner& in, bool counting);
 
 // Inner functions without a context (get_params) are the same for every
 // provider instance: a copy of the first instance's table (only its
@@ -106,14 +108,29 @@ bool accounting();
 
 // Per-context counts, handed to gpo_account at final and free (not per
 // update: small updates pay no shared-memory traffic), when accounting().
+// Whether this process counts its calls (`exec`: GPO_STATS_DIR), read once
+// at the provider's start: a process that does not pays nothing per update.
+extern bool g_counting;
+
 struct Tally {
-  uint64_t calls[GPO_PATH_COUNT] = {}, bytes[GPO_PATH_COUNT] = {}, ns[GPO_PATH_COUNT] = {};
+  // Zeroed only once something was added: a context made and freed for one
+  // small message pays no more than the flag.
+  bool any = false;
+  uint64_t calls[GPO_PATH_COUNT], bytes[GPO_PATH_COUNT], ns[GPO_PATH_COUNT];
   void add(int path, uint64_t n, uint64_t t = 0) {
+    if (!g_counting) return;
+    if (!any) clear();
     calls[path]++;
     bytes[path] += n;
     ns[path] += t;
   }
   void flush(int op);
+
+ private:
+  void clear() {
+    any = true;
+    for (int p = 0; p < GPO_PATH_COUNT; ++p) calls[p] = bytes[p] = ns[p] = 0;
+  }
 };
 
 inline uint64_t now_ns() {
