@@ -159,7 +159,7 @@ static void* open_core(void) {
     t_opening = false;
   }
   // The core gets what only the front can give it: the program's own
-  // definitions and the threshold.
+  // definitions, the threshold, and the notes of streams left to libzstd.
   void (*attach)(void* (*)(const char*), size_t (*)(void), void (*)(void*), void (*)(void)) = NULL;
   if (h) *(void**)&attach = dlsym(h, "gpo_shim_core_attach");
   if (attach) {
@@ -211,9 +211,9 @@ static void* route(struct fn* f, bool want) {
 // A one-shot call that holds no state: one the core would not offer (below
 // the threshold, nothing counted) goes to the program's library even while
 // the core is open, without entering it.
-// A stream call mid-frame on a context the core left to libzstd.
-#define PASSING(name) ((__typeof__(&name))next_of(&f_##name))
 #define ONE_SHOT(name, want) ((__typeof__(&name))((want) ? route(&f_##name, true) : next_of(&f_##name)))
+// A stream call mid-frame on a context the core left to libzstd (passing()).
+#define PASSING(name) ((__typeof__(&name))next_of(&f_##name))
 
 // --- one-shot calls --------------------------------------------------------------------
 

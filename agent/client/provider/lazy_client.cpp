@@ -22,14 +22,14 @@ namespace {
 
 constexpr char kLibgpuoffload[] = "libgpuoffload.so.0";
 
-// By its soname first: the provider's run path, the loader's cache. A
-// sanitizer's dlopen interceptor makes itself the caller, whose run path is
-// not the provider's: then from the provider's parent folder (the build
-// tree: lib/ossl-modules/ next to lib/) or the install's library folder.
 // Set once the provider has opened libgpuoffload (to offload or to count):
 // from then on counting costs a call into a loaded library.
 std::atomic<bool> g_opened{false};
 
+// By its soname first: the provider's run path, the loader's cache. A
+// sanitizer's dlopen interceptor makes itself the caller, whose run path is
+// not the provider's: then from the provider's parent folder (the build
+// tree: lib/ossl-modules/ next to lib/) or the install's library folder.
 void* libgpuoffload() {
   static void* const h = [] {
     if (void* l = dlopen(kLibgpuoffload, RTLD_NOW | RTLD_LOCAL)) return l;

@@ -106,12 +106,12 @@ int route(int op, size_t n, size_t* hi);
 // tally load libgpuoffload.
 bool accounting();
 
-// Per-context counts, handed to gpo_account at final and free (not per
-// update: small updates pay no shared-memory traffic), when accounting().
 // Whether this process counts its calls (`exec`: GPO_STATS_DIR), read once
 // at the provider's start: a process that does not pays nothing per update.
 extern bool g_counting;
 
+// Per-context counts while g_counting, handed to gpo_account at final and
+// free (not per update: small updates pay no shared-memory traffic).
 struct Tally {
   // Zeroed only once something was added: a context made and freed for one
   // small message pays no more than the flag.
