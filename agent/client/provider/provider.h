@@ -69,8 +69,8 @@ struct ProvCtx {
 // has (a function the default provider lacks is not offered either).
 const OSSL_DISPATCH* gcm_dispatch(const Inner& in);
 const OSSL_DISPATCH* ctr_dispatch(const Inner& in);
-// counting: the process counts its calls (accounting() when the tables are
-// made); else SHA-256's contexts are the default provider's own.
+// counting: the process counts its calls (g_counting); SHA-256's contexts
+// are the default provider's own either way, its updates counted when asked.
 const OSSL_DISPATCH* sha256_dispatch(const Inner& in, bool counting);
 
 // Inner functions without a context (get_params) are the same for every
