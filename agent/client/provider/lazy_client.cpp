@@ -7,10 +7,9 @@
 // libgpuoffload, and loading it with the provider cost each about 0.07 ms.
 // These definitions stand in for the calls the provider makes; an update
 // under the offload size never reaches them (route() answers first), and
-// accounting() says when counting is worth loading the library for.
+// accounting() says whether the process counts its calls at all.
 #include <stdint.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <string>
 
@@ -21,10 +20,6 @@
 namespace {
 
 constexpr char kLibgpuoffload[] = "libgpuoffload.so.0";
-
-// Set once the provider has opened libgpuoffload (to offload or to count):
-// from then on counting costs a call into a loaded library.
-std::atomic<bool> g_opened{false};
 
 // By its soname first: the provider's run path, the loader's cache. A
 // sanitizer's dlopen interceptor makes itself the caller, whose run path is
@@ -43,7 +38,6 @@ void* libgpuoffload() {
     }
     return dlopen(GPO_INSTALL_LIBDIR "/libgpuoffload.so.0", RTLD_NOW | RTLD_LOCAL);
   }();
-  if (h) g_opened.store(true, std::memory_order_relaxed);
   return h;
 }
 
@@ -65,14 +59,11 @@ GPO_LAZY(libgpuoffload, void, gpo_account, (int op, int path, uint64_t calls, ui
          (op, path, calls, bytes, ns), )
 
 bool gpo::provider::accounting() {
-  // Someone reads the counts (`exec`: GPO_STATS_DIR; secure_getenv, as the
-  // library writes them), or the provider already holds the library. Asked
-  // at every context's final and free: two loads, never a loader call (a
-  // dlopen with RTLD_NOLOAD of a library not loaded searches the file
-  // system, which made a small digest ten times slower).
-  static const bool stats = [] {
-    const char* d = secure_getenv("GPO_STATS_DIR");
-    return d && *d;
-  }();
-  return stats || g_opened.load(std::memory_order_relaxed);
+  // Someone reads the counts: `exec` (GPO_STATS_DIR; secure_getenv, as the
+  // library writes them). Asked once, at the provider's start (g_counting):
+  // never per call, and never of the loader (a dlopen with RTLD_NOLOAD of a
+  // library not loaded searches the file system, which once made a small
+  // digest ten times slower).
+  const char* d = secure_getenv("GPO_STATS_DIR");
+  return d && *d;
 }

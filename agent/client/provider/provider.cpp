@@ -168,10 +168,9 @@ int route(int op, size_t n, size_t* hi) {
 }
 
 void Tally::flush(int op) {
-  if (!any) return;
-  if (accounting())
-    for (int p = 0; p < GPO_PATH_COUNT; ++p)
-      if (calls[p]) gpo_account(op, p, calls[p], bytes[p], ns[p]);
+  if (!any) return;  // nothing added, or the process does not count (g_counting)
+  for (int p = 0; p < GPO_PATH_COUNT; ++p)
+    if (calls[p]) gpo_account(op, p, calls[p], bytes[p], ns[p]);
   any = false;
 }
 

@@ -102,12 +102,11 @@ struct Offloading {
 // lo/hi: the client library's current range for op (hi bounds one job).
 int route(int op, size_t n, size_t* hi);
 
-// Whether counts are wanted (lazy_client.cpp): only then does a context's
-// tally load libgpuoffload.
+// Whether this process counts its calls (`exec`: GPO_STATS_DIR;
+// lazy_client.cpp), read once into g_counting at the provider's start: a
+// process that does not pays nothing per update and never loads
+// libgpuoffload to count.
 bool accounting();
-
-// Whether this process counts its calls (`exec`: GPO_STATS_DIR), read once
-// at the provider's start: a process that does not pays nothing per update.
 extern bool g_counting;
 
 // Per-context counts while g_counting, handed to gpo_account at final and
