@@ -48,6 +48,15 @@ std::atomic<CompressFn> g_compress{nullptr};
 std::atomic<Crc32Fn> g_crc32{nullptr};
 std::atomic<Crc32zFn> g_crc32_z{nullptr};
 
+// SHA256() runs on EVP, where the OpenSSL provider counts digests too: the
+// call this shim counted is not counted again below it.
+struct HoldCounts {
+  HoldCounts() { gpo_account_hold(1); }
+  ~HoldCounts() { gpo_account_hold(0); }
+  HoldCounts(const HoldCounts&) = delete;
+  HoldCounts& operator=(const HoldCounts&) = delete;
+};
+
 // The path a call took, for `gpuoffload-agent exec` (gpo_account).
 void note(int op, int path, size_t n, unsigned long long t0 = 0) {
   gpo_account(op, path, 1, n, t0 ? now_ns() - t0 : 0);
@@ -140,12 +149,16 @@ __attribute__((visibility("default"))) unsigned char* SHA256(const unsigned char
   if (path != GPO_PATH_OFFLOAD) {
     note(GPO_SHA256, path, n);
     Guard g;
+    HoldCounts h;
     return next(d, n, md);
   }
   Guard g;
   const auto t0 = now_ns();
   const void* msg = d;
-  if (gpo_sha256_batch(&msg, &n, 1, md) != GPO_OK) return next(d, n, md);
+  {
+    HoldCounts h;
+    if (gpo_sha256_batch(&msg, &n, 1, md) != GPO_OK) return next(d, n, md);
+  }
   note(GPO_SHA256, GPO_PATH_OFFLOAD, n, t0);
   return md;
 }

@@ -42,6 +42,7 @@ struct Holder {
   }
 };
 thread_local Holder t_holder;
+thread_local unsigned t_hold = 0;  // gpo_account_hold's depth on this thread
 
 void add(std::atomic<uint64_t>& a, uint64_t v) {
   a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
@@ -152,11 +153,16 @@ __attribute__((destructor)) void write_at_exit() {
 extern "C" {
 
 void gpo_account(int op, int path, uint64_t calls, uint64_t bytes, uint64_t ns) {
-  if (op <= 0 || op >= kOps || path < 0 || path >= GPO_PATH_COUNT) return;
+  if (t_hold || op <= 0 || op >= kOps || path < 0 || path >= GPO_PATH_COUNT) return;
   Cell& c = my_block()->cell[op][path];
   add(c.calls, calls);
   add(c.bytes, bytes);
   add(c.ns, ns);
+}
+
+void gpo_account_hold(int on) {
+  if (on) ++t_hold;
+  else if (t_hold) --t_hold;
 }
 
 int gpo_stats_write(const char* path) {

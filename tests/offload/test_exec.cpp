@@ -185,6 +185,27 @@ TEST_F(Exec, OpensslEncAndDgstStayOnTheCpu) {
   EXPECT_GT(calls(s, "sha256", "cpu-small") + calls(s, "sha256", "cpu-stream"), 0u) << s.dump();
 }
 
+// SHA256() runs on EVP: the shim counts the call and the provider, under it,
+// must not count it again. The workload makes 15 one-shot calls in each of
+// 4 threads (and in a child that leaves by _exit, with no counts written):
+// each is counted once, whatever path it took, as with the shim alone.
+TEST_F(Exec, OneShotSha256IsCountedOnceUnderShimAndProvider) {
+  auto sha_calls = [&](const std::vector<std::string>& opts, nlohmann::json* s) {
+    auto r = exec({self_dir() + "/gpo_shim_workload"}, s, opts);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    uint64_t total = 0;
+    if (s->is_object() && (*s)["ops"].contains("sha256"))
+      for (auto& [path, cell] : (*s)["ops"]["sha256"]["paths"].items()) total += cell["calls"].get<uint64_t>();
+    return total;
+  };
+  nlohmann::json both, shim_only;
+  EXPECT_EQ(sha_calls({}, &both), 60u) << both.dump();
+  EXPECT_EQ(sha_calls({"--no-provider"}, &shim_only), 60u) << shim_only.dump();
+  EXPECT_EQ(calls(both, "sha256", "cpu-stream"), 0u) << both.dump();  // the provider's path
+  EXPECT_GE(calls(both, "sha256", "offload"), 1u) << both.dump();
+  EXPECT_GE(calls(both, "sha256", "cpu-small"), 1u) << both.dump();
+}
+
 TEST_F(Exec, BsdtarZstdStreamThroughTheShim) {
   if (!have("/usr/bin/bsdtar") || !have("/usr/bin/zstd")) GTEST_SKIP() << "no bsdtar (libarchive-tools) or zstd";
   const std::string src = dir_ + "/src";

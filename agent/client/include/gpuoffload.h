@@ -158,6 +158,12 @@ static inline const char* gpo_path_name(int path) {
   return "unknown";
 }
 GPO_API void gpo_account(int op, int path, uint64_t calls, uint64_t bytes, uint64_t ns);
+/* While this thread holds accounting (on = 1 holds, on = 0 lets go; holds
+ * nest), gpo_account counts nothing. A layer that counted a call itself
+ * holds it around the library code that runs the call, so that a layer below
+ * (the OpenSSL provider under the shim's SHA256()) does not count the same
+ * bytes again. */
+GPO_API void gpo_account_hold(int on);
 /* Writes this process's accounting (gpo_account and gpo_get_stats) as JSON to
  * path. With GPO_STATS_DIR set, the library does this at exit, into
  * GPO_STATS_DIR/PID.json. Returns 0 on success. */
