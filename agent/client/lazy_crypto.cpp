@@ -31,8 +31,8 @@ GPO_LAZY(libcrypto, EVP_CIPHER*, EVP_CIPHER_fetch, (OSSL_LIB_CTX * lib, const ch
          (lib, alg, props), nullptr)
 GPO_LAZY(libcrypto, EVP_CIPHER_CTX*, EVP_CIPHER_CTX_new, (void), (), nullptr)
 GPO_LAZY(libcrypto, void, EVP_CIPHER_CTX_free, (EVP_CIPHER_CTX * c), (c), )
-GPO_LAZY(libcrypto, int, EVP_CIPHER_CTX_ctrl, (EVP_CIPHER_CTX * c, int type, int arg, void* ptr),
-         (c, type, arg, ptr), 0)
+GPO_LAZY(libcrypto, int, EVP_CIPHER_CTX_get_params, (EVP_CIPHER_CTX * c, OSSL_PARAM params[]), (c, params), 0)
+GPO_LAZY(libcrypto, int, EVP_CIPHER_CTX_set_params, (EVP_CIPHER_CTX * c, const OSSL_PARAM params[]), (c, params), 0)
 GPO_LAZY(libcrypto, int, EVP_CipherInit_ex2,
          (EVP_CIPHER_CTX * c, const EVP_CIPHER* cipher, const unsigned char* key, const unsigned char* iv, int enc,
           const OSSL_PARAM params[]),
