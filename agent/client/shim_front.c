@@ -30,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -214,6 +216,36 @@ static void* route(struct fn* f, bool want) {
 #define ONE_SHOT(name, want) ((__typeof__(&name))((want) ? route(&f_##name, true) : next_of(&f_##name)))
 // A stream call mid-frame on a context the core left to libzstd (passing()).
 #define PASSING(name) ((__typeof__(&name))next_of(&f_##name))
+
+// --- leaving by _exit -----------------------------------------------------------------
+
+// A process that leaves by _exit() (a forked worker: Python's multiprocessing
+// ends its children so) runs no destructor, and libgpuoffload writes its
+// counts for `gpuoffload-agent exec` in one. So libgpuoffload, when a process
+// loads it, hands the front its writer (which does nothing unless the process
+// counts, and nothing in a vfork child), and _exit calls it first. The next
+// _exit (glibc's, or a preloaded tool's) is looked up at that hand-over, not
+// at exit: a forked child must not need the dynamic loader's lock.
+static void (*_Atomic g_exit_flush)(void);
+static void (*_Atomic g_next_exit)(int);
+
+EXPORT void gpo_shim_front_on_exit(void (*flush)(void)) {
+  void (*next)(int) = NULL;
+  *(void**)&next = dlsym(RTLD_NEXT, "_exit");
+  atomic_store_explicit(&g_next_exit, next, memory_order_release);
+  atomic_store_explicit(&g_exit_flush, flush, memory_order_release);
+}
+
+static _Noreturn void leave(int status) {
+  void (*flush)(void) = atomic_load_explicit(&g_exit_flush, memory_order_acquire);
+  if (flush) flush();
+  void (*next)(int) = atomic_load_explicit(&g_next_exit, memory_order_acquire);
+  if (next) next(status);
+  for (;;) syscall(SYS_exit_group, status);  // what glibc's _exit does
+}
+
+EXPORT _Noreturn void _exit(int status) { leave(status); }
+EXPORT _Noreturn void _Exit(int status) { leave(status); }
 
 // --- one-shot calls --------------------------------------------------------------------
 

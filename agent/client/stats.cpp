@@ -6,14 +6,22 @@
 // with relaxed loads and stores (no locked instruction), and a writer sums all
 // blocks. A block whose thread exited is handed to the next new thread, so its
 // counts stay in the sum. A forked child starts from zero.
+//
+// The file is written at exit, and also from _exit() when the shim is
+// preloaded (its front interposes _exit and calls gpo_stats_exit_flush): a
+// forked worker that ends with _exit (Python's multiprocessing) reports too.
+// _exit may be called from a signal handler, so writing allocates nothing:
+// the document is built in a fixed buffer and written with system calls.
+#include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
-#include <string>
+#include <cstring>
 
 #include "client_counts.h"
 #include "gpuoffload.h"
@@ -33,7 +41,10 @@ struct Block {
 };
 
 std::atomic<Block*> g_blocks{nullptr};
-std::once_flag g_atfork_once;
+// The process whose counts the blocks hold: set at load and in a forked
+// child. A vfork child (no fork handlers run) shares the parent's memory and
+// must not report the parent's counts as its own.
+std::atomic<pid_t> g_owner{0};
 
 struct Holder {
   Block* b = nullptr;
@@ -51,6 +62,7 @@ void add(std::atomic<uint64_t>& a, uint64_t v) {
 // In the child only the forking thread lives: its counts and everyone else's
 // belong to the parent.
 void atfork_child() {
+  g_owner.store(getpid(), std::memory_order_relaxed);
   for (Block* b = g_blocks.load(); b; b = b->next) {
     for (auto& row : b->cell)
       for (auto& c : row) c.calls = 0, c.bytes = 0, c.ns = 0;
@@ -60,7 +72,6 @@ void atfork_child() {
 
 Block* my_block() {
   if (t_holder.b) return t_holder.b;
-  std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, atfork_child); });
   for (Block* b = g_blocks.load(std::memory_order_acquire); b; b = b->next) {
     bool free = false;
     if (b->in_use.compare_exchange_strong(free, true)) return t_holder.b = b;
@@ -82,36 +93,63 @@ const char* op_name(int op) {
   return "unknown";
 }
 
-std::string json_str(const std::string& s) {
-  std::string o = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      o += '\\';
-      o += char(c);
-    } else if (c < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      o += b;
-    } else {
-      o += char(c);
+// A JSON document in a fixed buffer (nothing allocated: see the top). A
+// document that does not fit is not written.
+struct Doc {
+  char buf[24576];
+  size_t n = 0;
+  bool full = false;
+  void put(const char* s, size_t len) {
+    if (full || len > sizeof buf - n) {
+      full = true;
+      return;
     }
+    std::memcpy(buf + n, s, len);
+    n += len;
   }
-  return o + "\"";
-}
+  void put(const char* s) { put(s, std::strlen(s)); }
+  void num(uint64_t v) {
+    char t[24];
+    size_t i = sizeof t;
+    do t[--i] = char('0' + v % 10);
+    while (v /= 10);
+    put(t + i, sizeof t - i);
+  }
+  void str(const char* s, size_t len) {
+    put("\"");
+    for (size_t i = 0; i < len; ++i) {
+      const unsigned char c = static_cast<unsigned char>(s[i]);
+      if (c == '"' || c == '\\') {
+        put("\\", 1);
+        put(s + i, 1);
+      } else if (c < 0x20) {
+        const char esc[] = {'\\', 'u', '0', '0', "0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]};
+        put(esc, sizeof esc);
+      } else {
+        put(s + i, 1);
+      }
+    }
+    put("\"");
+  }
+  void field(const char* name, uint64_t v) {
+    put(", \"");
+    put(name);
+    put("\": ");
+    num(v);
+  }
+};
 
-std::string read_link(const char* p) {
-  char b[4096];
-  ssize_t n = readlink(p, b, sizeof b - 1);
-  return n > 0 ? std::string(b, size_t(n)) : std::string();
+// The executable's path and argv[0], into b (size cap): their lengths.
+size_t read_exe(char* b, size_t cap) {
+  const ssize_t n = readlink("/proc/self/exe", b, cap);
+  return n > 0 ? size_t(n) : 0;
 }
-
-std::string argv0() {
-  FILE* f = std::fopen("/proc/self/cmdline", "r");
-  if (!f) return "";
-  std::string s;
-  for (int c; (c = std::fgetc(f)) != EOF && c != 0;) s += char(c);
-  std::fclose(f);
-  return s;
+size_t read_argv0(char* b, size_t cap) {
+  const int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  const ssize_t n = read(fd, b, cap);
+  close(fd);
+  return n > 0 ? strnlen(b, size_t(n)) : 0;
 }
 
 // One op and path summed over every thread's block.
@@ -140,12 +178,30 @@ bool anything_counted() {
   return s.jobs || s.local_by_plan || s.connects;
 }
 
-__attribute__((destructor)) void write_at_exit() {
-  // secure_getenv: a setuid program writes no file where its caller says.
+// GPO_STATS_DIR/PID.json, or false when the process does not report
+// (secure_getenv: a set-user-ID program writes no file where its caller says).
+bool report_path(char* path, size_t cap) {
   const char* dir = secure_getenv("GPO_STATS_DIR");
-  if (!dir || !*dir || !anything_counted()) return;
-  std::string path = std::string(dir) + "/" + std::to_string(getpid()) + ".json";
-  gpo_stats_write(path.c_str());
+  if (!dir || !*dir || !anything_counted()) return false;
+  const int n = std::snprintf(path, cap, "%s/%ld.json", dir, long(getpid()));
+  return n > 0 && size_t(n) < cap;
+}
+
+// One writer at a time: the document's buffer is shared.
+std::atomic_flag g_writing = ATOMIC_FLAG_INIT;
+Doc g_doc;
+
+__attribute__((constructor)) void start_counting() {
+  g_owner.store(getpid(), std::memory_order_relaxed);
+  pthread_atfork(nullptr, nullptr, atfork_child);
+  // The shim's front, when preloaded, calls gpo_stats_exit_flush from _exit.
+  using Hook = void (*)(void (*)());
+  if (auto hook = reinterpret_cast<Hook>(dlsym(RTLD_DEFAULT, "gpo_shim_front_on_exit"))) hook(gpo_stats_exit_flush);
+}
+
+__attribute__((destructor)) void write_at_exit() {
+  char path[4096];
+  if (report_path(path, sizeof path)) gpo_stats_write(path);
 }
 
 }  // namespace
@@ -167,39 +223,78 @@ void gpo_account_hold(int on) {
 
 int gpo_stats_write(const char* path) {
   if (!path) return -1;
-  std::string out = "{\"pid\": " + std::to_string(getpid()) + ", \"ppid\": " + std::to_string(getppid()) +
-                    ", \"exe\": " + json_str(read_link("/proc/self/exe")) + ", \"argv0\": " + json_str(argv0()) +
-                    ", \"ops\": [";
+  char tmp[4096];
+  const size_t plen = std::strlen(path);
+  if (plen + 5 >= sizeof tmp) return -1;
+  std::memcpy(tmp, path, plen);
+  std::memcpy(tmp + plen, ".tmp", 5);
+  if (g_writing.test_and_set(std::memory_order_acquire)) return -1;
+  Doc& d = g_doc;
+  d.n = 0;
+  d.full = false;
+  char text[4096];
+  d.put("{\"pid\": ");
+  d.num(uint64_t(getpid()));
+  d.field("ppid", uint64_t(getppid()));
+  d.put(", \"exe\": ");
+  d.str(text, read_exe(text, sizeof text));
+  d.put(", \"argv0\": ");
+  d.str(text, read_argv0(text, sizeof text));
+  d.put(", \"ops\": [");
   bool first = true;
   for (int op = 1; op < kOps; ++op)
     for (int p = 0; p < GPO_PATH_COUNT; ++p) {
       const Total t = total_of(op, p);
       if (!t.calls) continue;
-      out += std::string(first ? "" : ", ") + "{\"op\": \"" + op_name(op) + "\", \"path\": \"" + gpo_path_name(p) +
-             "\", \"calls\": " + std::to_string(t.calls) + ", \"bytes\": " + std::to_string(t.bytes) +
-             ", \"ns\": " + std::to_string(t.ns) + "}";
+      d.put(first ? "{\"op\": \"" : ", {\"op\": \"");
+      d.put(op_name(op));
+      d.put("\", \"path\": \"");
+      d.put(gpo_path_name(p));
+      d.put("\"");
+      d.field("calls", t.calls);
+      d.field("bytes", t.bytes);
+      d.field("ns", t.ns);
+      d.put("}");
       first = false;
     }
   // Counters only: this also runs at exit, after the connection is destroyed.
   const gpo_client_stats s = gpo::client::counts();
-  out += "], \"client\": {\"jobs\": " + std::to_string(s.jobs) + ", \"by_agent\": " + std::to_string(s.by_agent) +
-         ", \"local\": " + std::to_string(s.local) + ", \"local_no_agent\": " + std::to_string(s.local_no_agent) +
-         ", \"local_timeout\": " + std::to_string(s.local_timeout) +
-         ", \"local_agent_gone\": " + std::to_string(s.local_agent_gone) +
-         ", \"local_rejected\": " + std::to_string(s.local_rejected) +
-         ", \"local_no_room\": " + std::to_string(s.local_no_room) + ", \"connects\": " + std::to_string(s.connects) +
-         "}}\n";
+  d.put("], \"client\": {\"jobs\": ");
+  d.num(s.jobs);
+  d.field("by_agent", s.by_agent);
+  d.field("local", s.local);
+  d.field("local_no_agent", s.local_no_agent);
+  d.field("local_timeout", s.local_timeout);
+  d.field("local_agent_gone", s.local_agent_gone);
+  d.field("local_rejected", s.local_rejected);
+  d.field("local_no_room", s.local_no_room);
+  d.field("connects", s.connects);
+  d.put("}}\n");
   // Whole file or nothing: written aside, then renamed into place.
-  std::string tmp = std::string(path) + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f) return -1;
-  bool ok = std::fwrite(out.data(), 1, out.size(), f) == out.size();
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok || std::rename(tmp.c_str(), path) != 0) {
-    std::remove(tmp.c_str());
-    return -1;
+  bool ok = !d.full;
+  if (ok) {
+    const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ok = fd >= 0;
+    for (size_t off = 0; ok && off < d.n;) {
+      const ssize_t w = write(fd, d.buf + off, d.n - off);
+      if (w > 0) off += size_t(w);
+      else ok = w < 0 && errno == EINTR;
+    }
+    if (fd >= 0 && close(fd) != 0) ok = false;
+    if (!ok || rename(tmp, path) != 0) {
+      unlink(tmp);
+      ok = false;
+    }
   }
-  return 0;
+  g_writing.clear(std::memory_order_release);
+  return ok ? 0 : -1;
+}
+
+void gpo_stats_exit_flush(void) {
+  // A vfork child, or a clone that ran no fork handlers, holds its parent's counts.
+  if (getpid() != g_owner.load(std::memory_order_relaxed)) return;
+  char path[4096];
+  if (report_path(path, sizeof path)) gpo_stats_write(path);
 }
 
 }  // extern "C"

@@ -187,8 +187,8 @@ TEST_F(Exec, OpensslEncAndDgstStayOnTheCpu) {
 
 // SHA256() runs on EVP: the shim counts the call and the provider, under it,
 // must not count it again. The workload makes 15 one-shot calls in each of
-// 4 threads (and in a child that leaves by _exit, with no counts written):
-// each is counted once, whatever path it took, as with the shim alone.
+// 4 threads and in a forked child: each is counted once, whatever path it
+// took, as with the shim alone.
 TEST_F(Exec, OneShotSha256IsCountedOnceUnderShimAndProvider) {
   auto sha_calls = [&](const std::vector<std::string>& opts, nlohmann::json* s) {
     auto r = exec({self_dir() + "/gpo_shim_workload"}, s, opts);
@@ -199,11 +199,58 @@ TEST_F(Exec, OneShotSha256IsCountedOnceUnderShimAndProvider) {
     return total;
   };
   nlohmann::json both, shim_only;
-  EXPECT_EQ(sha_calls({}, &both), 60u) << both.dump();
-  EXPECT_EQ(sha_calls({"--no-provider"}, &shim_only), 60u) << shim_only.dump();
+  EXPECT_EQ(sha_calls({}, &both), 75u) << both.dump();
+  EXPECT_EQ(sha_calls({"--no-provider"}, &shim_only), 75u) << shim_only.dump();
   EXPECT_EQ(calls(both, "sha256", "cpu-stream"), 0u) << both.dump();  // the provider's path
   EXPECT_GE(calls(both, "sha256", "offload"), 1u) << both.dump();
   EXPECT_GE(calls(both, "sha256", "cpu-small"), 1u) << both.dump();
+}
+
+// Processes that leave by _exit() report too (the shim's front interposes it):
+// the parent's 3 calls and a forked child's 2, each counted once. A vfork
+// child shares the parent's memory and leaves by _exit with the parent's
+// counts in sight: it must write nothing (else 3 more calls, under its pid).
+TEST_F(Exec, ProcessesThatLeaveByExitReportOnce) {
+  nlohmann::json s;
+  auto r = exec({self_dir() + "/gpo_exit_workload"}, &s);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  uint64_t total = 0;
+  if (s.is_object() && s["ops"].contains("sha256"))
+    for (auto& [path, cell] : s["ops"]["sha256"]["paths"].items()) total += cell["calls"].get<uint64_t>();
+  EXPECT_EQ(total, 5u) << s.dump();
+  EXPECT_EQ(s["processes_with_calls"].get<int>(), 2) << s.dump();
+}
+
+// Python's multiprocessing ends its forked workers with os._exit: what they
+// hash (SHA-256 through the provider) is in the summary.
+TEST_F(Exec, Python3MultiprocessingWorkersReport) {
+  if (!have("/usr/bin/python3")) GTEST_SKIP() << "no python3";
+  const std::vector<std::string> prog = {
+      "/usr/bin/python3", "-I", "-c",
+      "import multiprocessing as mp, hashlib\n"
+      "def work(i):\n"
+      "    return hashlib.sha256(bytes([i]) * (1 << 20)).hexdigest()\n"
+      "if __name__ == '__main__':\n"
+      "    mp.set_start_method('fork')\n"
+      "    p = mp.Pool(2)\n"
+      "    print(' '.join(p.map(work, range(6))))\n"
+      "    p.close()\n"
+      "    p.join()\n"};
+  auto plain = run_proc(prog, 60);
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
+  nlohmann::json s;
+  auto r = exec(prog, &s);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find(plain.out), std::string::npos) << r.out;
+  uint64_t total = 0, bytes = 0;
+  if (s.is_object() && s["ops"].contains("sha256"))
+    for (auto& [path, cell] : s["ops"]["sha256"]["paths"].items()) {
+      total += cell["calls"].get<uint64_t>();
+      bytes += cell["bytes"].get<uint64_t>();
+    }
+  EXPECT_GE(total, 6u) << s.dump();
+  EXPECT_GE(bytes, 6u << 20) << s.dump();
+  EXPECT_GE(s["processes_with_calls"].get<int>(), 1) << s.dump();
 }
 
 TEST_F(Exec, BsdtarZstdStreamThroughTheShim) {

@@ -274,7 +274,7 @@ TEST(ShimFootprint, ExportsOnlyTheApiAndTheInterposedCalls) {
     EXPECT_FALSE(exported_by(lib, s, LIBGPUOFFLOAD_PATH)) << s << " is exported by libgpuoffload";
   void* shim = dlopen(SHIM_PATH, RTLD_NOW | RTLD_LOCAL);
   ASSERT_NE(shim, nullptr) << dlerror();
-  for (const char* s : {"ZSTD_compress", "ZSTD_compressStream2", "crc32", "SHA256"})
+  for (const char* s : {"ZSTD_compress", "ZSTD_compressStream2", "crc32", "SHA256", "_exit", "gpo_shim_front_on_exit"})
     EXPECT_TRUE(exported_by(shim, s, SHIM_PATH)) << s;
   for (const char* s : {"_ZNSt6vectorIhSaIhEE6resizeEm", "_Znwm", "__cxa_throw", "gpo_sha256_batch",
                         "gpo_shim_core_attach", "ZSTD_isError"})

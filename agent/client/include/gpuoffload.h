@@ -168,6 +168,11 @@ GPO_API void gpo_account_hold(int on);
  * path. With GPO_STATS_DIR set, the library does this at exit, into
  * GPO_STATS_DIR/PID.json. Returns 0 on success. */
 GPO_API int gpo_stats_write(const char* path);
+/* What the library does at exit, for a process that leaves by _exit() (the
+ * shim's front calls it from there): with GPO_STATS_DIR set and something
+ * counted, writes GPO_STATS_DIR/PID.json. Allocates nothing, so it may run
+ * in a signal handler; does nothing in a vfork child. */
+GPO_API void gpo_stats_exit_flush(void);
 
 /* Points the library at another socket (tests, several agents); drops the
  * current connection. NULL: back to GPO_SOCKET / the default. */

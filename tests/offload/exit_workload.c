@@ -1,0 +1,38 @@
+/* A program that leaves by _exit, as forked workers do: the parent makes
+ * three one-shot SHA256() calls of 1 MiB, starts a vfork child that leaves at
+ * once by _exit (it shares the parent's memory, and with it the parent's
+ * counts), then a forked child that makes two calls and leaves by _exit, and
+ * finally leaves by _exit itself. It prints the last digest's first byte. */
+#define _GNU_SOURCE
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static unsigned char md[32];
+
+static void hash_calls(int n) {
+  static unsigned char buf[1 << 20];
+  for (int i = 0; i < n; ++i) {
+    buf[i] = (unsigned char)i;
+    SHA256(buf, sizeof buf, md);
+  }
+}
+
+int main(void) {
+  int st = 0;
+  hash_calls(3);
+  pid_t v = vfork();
+  if (v == 0) _exit(0);
+  if (v < 0 || waitpid(v, &st, 0) != v || !WIFEXITED(st)) return 2;
+  pid_t f = fork();
+  if (f == 0) {
+    hash_calls(2);
+    _exit(0);
+  }
+  if (f < 0 || waitpid(f, &st, 0) != f || !WIFEXITED(st)) return 3;
+  printf("%02x\n", md[0]);
+  fflush(stdout);
+  _exit(0);
+}
