@@ -1,8 +1,9 @@
-/* A program that leaves by _exit, as forked workers do: the parent makes
- * three one-shot SHA256() calls of 1 MiB, starts a vfork child that leaves at
- * once by _exit (it shares the parent's memory, and with it the parent's
- * counts), then a forked child that makes two calls and leaves by _exit, and
- * finally leaves by _exit itself. It prints the last digest's first byte. */
+/* A program that leaves by _exit, as forked workers do. The parent makes
+ * three one-shot SHA256() calls of 1 MiB and four of 1000 bytes, starts a
+ * vfork child that leaves at once by _exit (it shares the parent's memory,
+ * and with it the parent's counts), then a forked child that makes one call
+ * of each size and leaves by _exit, and finally leaves by _exit itself: 9
+ * calls in 2 processes. It prints the last digest's first byte. */
 #define _GNU_SOURCE
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -12,23 +13,23 @@
 
 static unsigned char md[32];
 
-static void hash_calls(int n) {
+static void hash_calls(int large, int small) {
   static unsigned char buf[1 << 20];
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < large + small; ++i) {
     buf[i] = (unsigned char)i;
-    SHA256(buf, sizeof buf, md);
+    SHA256(buf, i < large ? sizeof buf : 1000, md);
   }
 }
 
 int main(void) {
   int st = 0;
-  hash_calls(3);
+  hash_calls(3, 4);
   pid_t v = vfork();
   if (v == 0) _exit(0);
   if (v < 0 || waitpid(v, &st, 0) != v || !WIFEXITED(st)) return 2;
   pid_t f = fork();
   if (f == 0) {
-    hash_calls(2);
+    hash_calls(1, 1);
     _exit(0);
   }
   if (f < 0 || waitpid(f, &st, 0) != f || !WIFEXITED(st)) return 3;
