@@ -223,9 +223,10 @@ static void* route(struct fn* f, bool want) {
 // ends its children so) runs no destructor, and libgpuoffload writes its
 // counts for `gpuoffload-agent exec` in one. So libgpuoffload, when a process
 // loads it, hands the front its writer (which does nothing unless the process
-// counts, and nothing in a vfork child), and _exit calls it first. The next
-// _exit (glibc's, or a preloaded tool's) is looked up at that hand-over, not
-// at exit: a forked child must not need the dynamic loader's lock.
+// counts, and nothing in a vfork child), and _exit calls it first; it hands
+// over NULL when it is unloaded. The next _exit (glibc's, or a preloaded
+// tool's) is looked up at the hand-over, not at exit: a forked child must not
+// need the dynamic loader's lock.
 static void (*_Atomic g_exit_flush)(void);
 static void (*_Atomic g_next_exit)(int);
 

@@ -191,15 +191,20 @@ bool report_path(char* path, size_t cap) {
 std::atomic_flag g_writing = ATOMIC_FLAG_INIT;
 Doc g_doc;
 
+// The shim's front, when preloaded: it calls gpo_stats_exit_flush from _exit
+// while this library is loaded (the provider may unload it before).
+using FrontHook = void (*)(void (*)());
+FrontHook g_front_hook = nullptr;
+
 __attribute__((constructor)) void start_counting() {
   g_owner.store(getpid(), std::memory_order_relaxed);
   pthread_atfork(nullptr, nullptr, atfork_child);
-  // The shim's front, when preloaded, calls gpo_stats_exit_flush from _exit.
-  using Hook = void (*)(void (*)());
-  if (auto hook = reinterpret_cast<Hook>(dlsym(RTLD_DEFAULT, "gpo_shim_front_on_exit"))) hook(gpo_stats_exit_flush);
+  g_front_hook = reinterpret_cast<FrontHook>(dlsym(RTLD_DEFAULT, "gpo_shim_front_on_exit"));
+  if (g_front_hook) g_front_hook(gpo_stats_exit_flush);
 }
 
 __attribute__((destructor)) void write_at_exit() {
+  if (g_front_hook) g_front_hook(nullptr);
   char path[4096];
   if (report_path(path, sizeof path)) gpo_stats_write(path);
 }
