@@ -53,6 +53,15 @@ class Exec : public ::testing::Test {
     if (stats) *stats = nlohmann::json::parse(read_file(js), nullptr, false);
     return r;
   }
+  // Runs argv plain, then under exec (the summary in *stats): both succeed and
+  // the exec run prints what the plain one did. Callers check HasFatalFailure().
+  void plain_then_exec(const std::vector<std::string>& argv, nlohmann::json* stats) {
+    auto plain = run_proc(argv, 120);
+    ASSERT_EQ(plain.exit_code, 0) << plain.out;
+    auto r = exec(argv, stats);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_NE(r.out.find(plain.out), std::string::npos) << "output differs:\n" << r.out << "\nplain:\n" << plain.out;
+  }
   static uint64_t calls(const nlohmann::json& s, const char* op, const char* path) {
     if (!s.is_object() || !s["ops"].contains(op) || !s["ops"][op]["paths"].contains(path)) return 0;
     return s["ops"][op]["paths"][path]["calls"].get<uint64_t>();
@@ -149,12 +158,9 @@ TEST_F(Exec, APlanOfNoJobsKeepsEveryCallInTheProgram) {
       "    x = e.update(d) + e.finalize()\n"
       "print(hashlib.sha256(x).hexdigest())\n",
       dir_ + "/in.bin"};
-  auto plain = run_proc(prog, 120);
-  ASSERT_EQ(plain.exit_code, 0) << plain.out;
   nlohmann::json s;
-  auto r = exec(prog, &s);
-  ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find(plain.out), std::string::npos) << r.out;
+  plain_then_exec(prog, &s);
+  if (HasFatalFailure()) return;
   EXPECT_EQ(calls(s, "aes-256-ctr", "cpu-plan"), 4u) << s.dump();
   EXPECT_EQ(calls(s, "aes-256-ctr", "offload"), 0u) << s.dump();
   EXPECT_EQ(s["client"]["jobs"].get<uint64_t>(), 0u) << s.dump();
@@ -235,12 +241,9 @@ TEST_F(Exec, Python3MultiprocessingWorkersReport) {
       "    print(' '.join(p.map(work, range(6))))\n"
       "    p.close()\n"
       "    p.join()\n"};
-  auto plain = run_proc(prog, 60);
-  ASSERT_EQ(plain.exit_code, 0) << plain.out;
   nlohmann::json s;
-  auto r = exec(prog, &s);
-  ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find(plain.out), std::string::npos) << r.out;
+  plain_then_exec(prog, &s);
+  if (HasFatalFailure()) return;
   uint64_t bytes = 0;
   if (s.is_object() && s["ops"].contains("sha256"))
     for (auto& [path, cell] : s["ops"]["sha256"]["paths"].items()) bytes += cell["bytes"].get<uint64_t>();
