@@ -135,6 +135,10 @@ std::optional<double> openssl_cli(const std::string& bin, const std::string& evp
 
 }  // namespace
 
+double openssl_loop(OpId op, size_t size, unsigned threads, double min_seconds, bool aead) {
+  return threaded_loop(threads, min_seconds, [&](unsigned k) { return speed_call(op, size, aead, k); });
+}
+
 // Each set its own memory, so no two batches in flight share a byte. The
 // snapshot is what the offload service does with client jobs (the worker
 // copies the input before the library reads it). CPU time per byte comes from
