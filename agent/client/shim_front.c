@@ -231,9 +231,11 @@ static void (*_Atomic g_exit_flush)(void);
 static void (*_Atomic g_next_exit)(int);
 
 EXPORT void gpo_shim_front_on_exit(void (*flush)(void)) {
-  void (*next)(int) = NULL;
-  *(void**)&next = dlsym(RTLD_NEXT, "_exit");
-  atomic_store_explicit(&g_next_exit, next, memory_order_release);
+  if (flush && !atomic_load_explicit(&g_next_exit, memory_order_acquire)) {
+    void (*next)(int) = NULL;
+    *(void**)&next = dlsym(RTLD_NEXT, "_exit");
+    atomic_store_explicit(&g_next_exit, next, memory_order_release);
+  }
   atomic_store_explicit(&g_exit_flush, flush, memory_order_release);
 }
 
