@@ -331,15 +331,15 @@ int cpu_reference(const Options& opt, std::vector<Table>& out) {
     const double b1 = backend_in_flight(one, r.op, r.size, std::max<size_t>(1, (size_t{4} << 20) / r.size), 3,
                                         opt.min_seconds, &failed);
     const double bn = backend_in_flight(all, r.op, r.size, per_set, 3, opt.min_seconds, &failed);
-    const double s1 = threaded_loop(1, opt.min_seconds, [&](unsigned k) { return speed_call(r.op, r.size, false, k); });
+    const double s1 = openssl_loop(r.op, r.size, 1, opt.min_seconds, false);
     const double sn =
-        threaded_loop(threads, opt.min_seconds, [&](unsigned k) { return speed_call(r.op, r.size, false, k); });
+        openssl_loop(r.op, r.size, threads, opt.min_seconds, false);
     std::string aead = "-";
     if (r.op == OpId::aes256_gcm_encrypt) {
       const double a1 =
-          threaded_loop(1, opt.min_seconds, [&](unsigned k) { return speed_call(r.op, r.size, true, k); });
+          openssl_loop(r.op, r.size, 1, opt.min_seconds, true);
       const double an =
-          threaded_loop(threads, opt.min_seconds, [&](unsigned k) { return speed_call(r.op, r.size, true, k); });
+          openssl_loop(r.op, r.size, threads, opt.min_seconds, true);
       aead = fmt::format("{} / {}", fmt_gbps(a1), fmt_gbps(an));
     }
     std::string cli_cell = r.evp ? "-" : "n/a";

@@ -205,8 +205,7 @@ __attribute__((constructor)) void start_counting() {
 
 __attribute__((destructor)) void write_at_exit() {
   if (g_front_hook) g_front_hook(nullptr);
-  char path[4096];
-  if (report_path(path, sizeof path)) gpo_stats_write(path);
+  gpo_stats_exit_flush();
 }
 
 }  // namespace

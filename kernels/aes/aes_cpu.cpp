@@ -79,23 +79,18 @@ Result run(ThreadCtx& t, const Job& job) {
   if (job.mode == Mode::ctr) return update(c, job.out, job.in.data(), job.in.size()) ? Result::ok : Result::invalid;
   if (!job.aad.empty() && !update(c, nullptr, job.aad.data(), job.aad.size())) return Result::invalid;
   if (!update(c, job.out, job.in.data(), job.in.size())) return Result::invalid;
-  // The tag as a parameter of the provider's context: EVP_CIPHER_CTX_ctrl
-  // would build the same parameter and look it up again (about 2% of a 4 KiB job).
-  uint8_t tag[kTagBytes];
-  // Spelled out rather than OSSL_PARAM_construct_*(): the same fields, no call.
-  OSSL_PARAM tag_param[] = {{OSSL_CIPHER_PARAM_AEAD_TAG, OSSL_PARAM_OCTET_STRING, tag, kTagBytes, OSSL_PARAM_UNMODIFIED},
-                            OSSL_PARAM_END};
-  if (!enc) {
-    std::memcpy(tag, job.tag, kTagBytes);
-    if (EVP_CIPHER_CTX_set_params(c, tag_param) != 1) return Result::invalid;
-  }
+  // The job's tag as a parameter of the provider's context, read (decrypt)
+  // or written (encrypt) in place: EVP_CIPHER_CTX_ctrl would build the same
+  // parameter and look it up again (about 2% of a 4 KiB job). Spelled out
+  // rather than OSSL_PARAM_construct_*(): those are libcrypto calls that
+  // libgpuoffload does not bind lazily (lazy_crypto.cpp).
+  OSSL_PARAM tag_param[] = {
+      {OSSL_CIPHER_PARAM_AEAD_TAG, OSSL_PARAM_OCTET_STRING, job.tag, kTagBytes, OSSL_PARAM_UNMODIFIED}, OSSL_PARAM_END};
+  if (!enc && EVP_CIPHER_CTX_set_params(c, tag_param) != 1) return Result::invalid;
   uint8_t tail[kBlockBytes];
   int outl = 0;
   if (EVP_CipherFinal_ex(c, tail, &outl) != 1) return enc ? Result::invalid : Result::auth_failed;
-  if (enc) {
-    if (EVP_CIPHER_CTX_get_params(c, tag_param) != 1) return Result::invalid;
-    std::memcpy(job.tag, tag, kTagBytes);
-  }
+  if (enc && EVP_CIPHER_CTX_get_params(c, tag_param) != 1) return Result::invalid;
   return Result::ok;
 }
 
