@@ -26,6 +26,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -34,6 +35,7 @@
 #include "backend/ops.h"
 #include "cli/commands.h"
 #include "cli/exec_target.h"
+#include "client/stats_file.h"
 #include "gpuoffload.h"
 
 extern char** environ;
@@ -144,6 +146,7 @@ struct Collected {
   std::map<std::string, OpCount> ops;
   std::map<std::string, uint64_t> client;  // gpo_client_stats fields, summed
   int processes = 0, active = 0;  // that reported; of them, with calls through the shim or provider
+  int unreported = 0;             // of the active, known by their counts file only (killed: no job counts)
   std::vector<std::string> programs;       // argv0 of processes that made calls
 };
 
@@ -153,15 +156,71 @@ int path_index(const std::string& p) {
   return -1;
 }
 
+// An op's name as the reports spell it (gpuoffload_ops.h).
+std::string op_name(int op) {
+  switch (op) {
+#define GPO_OP_NAME_(NAME, id, ident, name, family, gpu) \
+  case id: return name;
+    GPO_OPS(GPO_OP_NAME_)
+#undef GPO_OP_NAME_
+  }
+  return "unknown";
+}
+
+void add_program(Collected& c, const std::string& argv0) {
+  const std::string a = fs::path(argv0).filename().string();
+  if (std::find(c.programs.begin(), c.programs.end(), a) == c.programs.end()) c.programs.push_back(a);
+}
+
+// A counts file (client/stats_file.h) of a process that left no report (it
+// was killed, or replaced by exec): its tallies into c. False when the file is
+// not one.
+bool collect_counts_file(const fs::path& p, Collected& c) {
+  namespace cl = gpo::client;
+  std::ifstream f(p, std::ios::binary);
+  std::vector<char> buf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  cl::CountsHeader h;
+  if (buf.size() < cl::kCountsHeaderBytes) return false;
+  std::memcpy(&h, buf.data(), sizeof h);
+  if (h.magic != cl::kCountsMagic || h.version != cl::kCountsVersion || h.ops != cl::kCountOps ||
+      h.paths != GPO_PATH_COUNT || buf.size() < cl::kCountsHeaderBytes + uint64_t(h.blocks) * sizeof(cl::CountsBlock))
+    return false;
+  bool any = false;
+  for (uint32_t b = 0; b < h.blocks; ++b) {
+    cl::CountsBlock blk;
+    std::memcpy(&blk, buf.data() + cl::kCountsHeaderBytes + b * sizeof blk, sizeof blk);
+    for (int op = 1; op < cl::kCountOps; ++op)
+      for (int path = 0; path < GPO_PATH_COUNT; ++path) {
+        if (!blk[op][path][0]) continue;
+        auto& pc = c.ops[op_name(op)].path[path];
+        pc.calls += blk[op][path][0];
+        pc.bytes += blk[op][path][1];
+        pc.ns += blk[op][path][2];
+        any = true;
+      }
+  }
+  if (any) {  // a process that counted nothing (a forked child that went on to exec) is no process here
+    c.processes++;
+    c.active++;
+    c.unreported++;
+    add_program(c, std::string(h.argv0, strnlen(h.argv0, sizeof h.argv0)));
+  }
+  return true;
+}
+
 Collected collect(const fs::path& dir) {
   Collected c;
   std::error_code ec;
+  std::set<std::string> reported;  // counts files a report replaces
+  std::vector<fs::path> counts;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".counts") counts.push_back(e.path());
     if (e.path().extension() != ".json") continue;
     std::ifstream f(e.path());
     auto j = nlohmann::json::parse(f, nullptr, false);
     if (j.is_discarded()) continue;
     c.processes++;
+    if (j.contains("counts_file")) reported.insert(j.value("counts_file", ""));
     bool any = false;
     const auto ops = j.value("ops", nlohmann::json::array());
     for (const auto& op : ops) {
@@ -178,10 +237,11 @@ Collected collect(const fs::path& dir) {
       if (v.is_number_unsigned()) c.client[k] += v.get<uint64_t>();
     if (any) {
       c.active++;
-      std::string a = fs::path(j.value("argv0", "")).filename().string();
-      if (std::find(c.programs.begin(), c.programs.end(), a) == c.programs.end()) c.programs.push_back(a);
+      add_program(c, j.value("argv0", ""));
     }
   }
+  for (const auto& p : counts)
+    if (!reported.count(p.filename().string())) collect_counts_file(p, c);
   return c;
 }
 
@@ -311,6 +371,7 @@ nlohmann::json summarize(const Run& r, const Collected& c, const AgentView& befo
   j["provider"] = r.provider;
   j["processes"] = c.processes;
   j["processes_with_calls"] = c.active;
+  j["processes_without_report"] = c.unreported;
   j["ops"] = nlohmann::json::object();
   double offload_s = 0, cpu_est_s = 0;
   bool estimated = false;
@@ -416,8 +477,10 @@ void print_summary(FILE* out, const nlohmann::json& j, const Run& r, const Colle
     std::fprintf(out, " (summed over threads)\n");
   }
   // Processes that made no call write no report (docs/exec.md): they are not counted.
-  std::fprintf(out, "   processes that made calls: %d    wall %.3f s    user %.3f s    sys %.3f s\n\n",
-               j["processes"].get<int>(), r.wall, r.user, r.sys);
+  std::fprintf(out, "   processes that made calls: %d", j["processes"].get<int>());
+  if (c.unreported)  // killed: their calls are counted, their libgpuoffload jobs are not
+    std::fprintf(out, " (%d ended without a report: calls counted, jobs not)", c.unreported);
+  std::fprintf(out, "    wall %.3f s    user %.3f s    sys %.3f s\n\n", r.wall, r.user, r.sys);
 }
 
 // --- running the program ------------------------------------------------------------------

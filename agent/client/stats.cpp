@@ -7,14 +7,21 @@
 // blocks. A block whose thread exited is handed to the next new thread, so its
 // counts stay in the sum. A forked child starts from zero.
 //
-// The file is written at exit, and also from _exit() when the shim is
-// preloaded (its front interposes _exit and calls gpo_stats_exit_flush): a
-// forked worker that ends with _exit (Python's multiprocessing) reports too.
-// _exit may be called from a signal handler, so writing allocates nothing:
-// the document is built in a fixed buffer and written with system calls.
+// Under exec (GPO_STATS_DIR set) the blocks live in a file mapped shared
+// (stats_file.h), so what a process counted is on record even when it is
+// killed (a multiprocessing pool's workers, a command under `timeout`).
+//
+// The report is written at exit, and also from _exit() when the shim is
+// preloaded (its front interposes _exit and calls gpo_stats_exit_flush): it
+// adds what only the end knows (the client's job counts) and names the counts
+// file it replaces. _exit may be called from a signal handler, so writing
+// allocates nothing: the document is built in a fixed buffer and written with
+// system calls.
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -24,18 +31,26 @@
 #include <cstring>
 
 #include "client_counts.h"
+#include "stats_file.h"
 #include "gpuoffload.h"
 
 namespace {
 
-constexpr int kOps = 16;  // op ids of gpuoffload.h, with room
+using gpo::client::kCountOps;
+constexpr int kOps = kCountOps;
 
 struct Cell {
   std::atomic<uint64_t> calls{0}, bytes{0}, ns{0};
 };
-
-struct Block {
+struct Cells {
   Cell cell[kOps][GPO_PATH_COUNT];
+};
+static_assert(sizeof(Cells) == sizeof(gpo::client::CountsBlock), "a block of cells is the file's block");
+
+// A thread's cells: a block of the counts file when the process has one,
+// else on the heap.
+struct Block {
+  Cells* cells = nullptr;
   std::atomic<bool> in_use{true};
   Block* next = nullptr;
 };
@@ -46,8 +61,93 @@ std::atomic<Block*> g_blocks{nullptr};
 // must not report the parent's counts as its own.
 std::atomic<pid_t> g_owner{0};
 
+// The counts file (stats_file.h), made at the first count when GPO_STATS_DIR
+// is set: the tallies live in it, so a killed process's counts are there for
+// `exec` to read. Threads past its blocks count on the heap (reported at exit
+// only).
+constexpr uint32_t kFileBlocks = 64;
+constexpr size_t kFileBytes = gpo::client::kCountsHeaderBytes + kFileBlocks * sizeof(Cells);
+enum MapState { kMapNotTried, kMapMaking, kMapReady, kMapNone };
+std::atomic<int> g_map_state{kMapNotTried};
+uint8_t* g_map = nullptr;                 // kFileBytes, shared with the file
+std::atomic<uint32_t> g_map_used{0};      // blocks of the file handed out
+char g_dir[3072];                         // GPO_STATS_DIR, read once
+char g_counts_name[64];                   // the file's name in g_dir
+
+// Appends decimal v at p; the end.
+char* put_num(char* p, uint64_t v) {
+  char t[24];
+  size_t i = sizeof t;
+  do t[--i] = char('0' + v % 10);
+  while (v /= 10);
+  std::memcpy(p, t + i, sizeof t - i);
+  return p + (sizeof t - i);
+}
+
+size_t read_argv0(char* b, size_t cap);
+
+// Creates this process's counts file and maps it at `at` (nullptr: anywhere;
+// else MAP_FIXED over the parent's mapping, in a forked child). System calls
+// only: a forked child of a threaded program runs this. The mapping, or
+// nullptr.
+uint8_t* make_counts_file(void* at, const char* argv0) {
+  const size_t dlen = std::strlen(g_dir);
+  char path[sizeof g_dir + sizeof g_counts_name + 2];
+  int fd = -1;
+  // PID.counts, or PID-N.counts where an image this pid ran before exec left one.
+  for (unsigned n = 0; n < 8 && fd < 0; ++n) {
+    char* e = put_num(g_counts_name, uint64_t(getpid()));
+    if (n) *e++ = '-', e = put_num(e, n);
+    std::memcpy(e, ".counts", 8);
+    std::memcpy(path, g_dir, dlen);
+    path[dlen] = '/';
+    std::memcpy(path + dlen + 1, g_counts_name, std::strlen(g_counts_name) + 1);
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  if (fd < 0) return nullptr;
+  void* m = MAP_FAILED;
+  if (ftruncate(fd, off_t(kFileBytes)) == 0)
+    m = mmap(at, kFileBytes, PROT_READ | PROT_WRITE, MAP_SHARED | (at ? MAP_FIXED : 0), fd, 0);
+  close(fd);
+  if (m == MAP_FAILED) {
+    unlink(path);
+    return nullptr;
+  }
+  auto* h = static_cast<gpo::client::CountsHeader*>(m);
+  h->magic = gpo::client::kCountsMagic;
+  h->version = gpo::client::kCountsVersion;
+  h->ops = kOps;
+  h->paths = GPO_PATH_COUNT;
+  h->blocks = kFileBlocks;
+  h->pid = getpid();
+  h->ppid = getppid();
+  if (argv0) std::memcpy(h->argv0, argv0, sizeof h->argv0);
+  else read_argv0(h->argv0, sizeof h->argv0 - 1);
+  return static_cast<uint8_t*>(m);
+}
+
+// The counts file's next block, or nullptr (none: no GPO_STATS_DIR, it
+// could not be made, or its blocks are all handed out).
+Cells* file_block() {
+  int st = g_map_state.load(std::memory_order_acquire);
+  if (st == kMapNotTried && g_map_state.compare_exchange_strong(st, kMapMaking)) {
+    const char* d = secure_getenv("GPO_STATS_DIR");
+    const bool ok = d && *d && std::strlen(d) < sizeof g_dir;
+    if (ok) std::memcpy(g_dir, d, std::strlen(d) + 1);
+    g_map = ok ? make_counts_file(nullptr, nullptr) : nullptr;
+    g_map_state.store(g_map ? kMapReady : kMapNone, std::memory_order_release);
+  }
+  while ((st = g_map_state.load(std::memory_order_acquire)) == kMapMaking) sched_yield();
+  if (st != kMapReady) return nullptr;
+  const uint32_t k = g_map_used.fetch_add(1, std::memory_order_relaxed);
+  if (k >= kFileBlocks) return nullptr;
+  return reinterpret_cast<Cells*>(g_map + gpo::client::kCountsHeaderBytes + k * sizeof(Cells));
+}
+
 struct Holder {
   Block* b = nullptr;
+  Cells* cells = nullptr;  // b's, one load away on every count
   ~Holder() {
     if (b) b->in_use.store(false, std::memory_order_release);
   }
@@ -60,27 +160,47 @@ void add(std::atomic<uint64_t>& a, uint64_t v) {
 }
 
 // In the child only the forking thread lives: its counts and everyone else's
-// belong to the parent.
+// belong to the parent. The parent's counts file stays the parent's: the
+// child maps a file of its own over it (zeros, at the same address, so every
+// block keeps its place), or plain zeros when it cannot make one.
 void atfork_child() {
   g_owner.store(getpid(), std::memory_order_relaxed);
+  const int st = g_map_state.load(std::memory_order_relaxed);
+  if (st == kMapReady) {
+    char argv0[sizeof gpo::client::CountsHeader::argv0];
+    std::memcpy(argv0, reinterpret_cast<gpo::client::CountsHeader*>(g_map)->argv0, sizeof argv0);
+    if (!make_counts_file(g_map, argv0)) {
+      g_counts_name[0] = 0;
+      mmap(g_map, kFileBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    }
+  } else if (st == kMapMaking) {  // the thread making it is not in the child
+    g_map_state.store(kMapNone, std::memory_order_relaxed);
+  }
   for (Block* b = g_blocks.load(); b; b = b->next) {
-    for (auto& row : b->cell)
+    for (auto& row : b->cells->cell)
       for (auto& c : row) c.calls = 0, c.bytes = 0, c.ns = 0;
     if (b != t_holder.b) b->in_use.store(false);
   }
 }
 
-Block* my_block() {
-  if (t_holder.b) return t_holder.b;
+Cells& take(Block* b) {
+  t_holder.b = b;
+  return *(t_holder.cells = b->cells);
+}
+
+Cells& my_cells() {
+  if (t_holder.cells) return *t_holder.cells;
   for (Block* b = g_blocks.load(std::memory_order_acquire); b; b = b->next) {
     bool free = false;
-    if (b->in_use.compare_exchange_strong(free, true)) return t_holder.b = b;
+    if (b->in_use.compare_exchange_strong(free, true)) return take(b);
   }
   auto* b = new Block();
+  b->cells = file_block();
+  if (!b->cells) b->cells = new Cells();
   b->next = g_blocks.load(std::memory_order_relaxed);
   while (!g_blocks.compare_exchange_weak(b->next, b, std::memory_order_release, std::memory_order_relaxed)) {
   }
-  return t_holder.b = b;
+  return take(b);
 }
 
 const char* op_name(int op) {
@@ -159,7 +279,7 @@ struct Total {
 Total total_of(int op, int path) {
   Total t;
   for (Block* b = g_blocks.load(std::memory_order_acquire); b; b = b->next) {
-    const Cell& c = b->cell[op][path];
+    const Cell& c = b->cells->cell[op][path];
     t.calls += c.calls.load(std::memory_order_relaxed);
     t.bytes += c.bytes.load(std::memory_order_relaxed);
     t.ns += c.ns.load(std::memory_order_relaxed);
@@ -214,7 +334,7 @@ extern "C" {
 
 void gpo_account(int op, int path, uint64_t calls, uint64_t bytes, uint64_t ns) {
   if (t_hold || op <= 0 || op >= kOps || path < 0 || path >= GPO_PATH_COUNT) return;
-  Cell& c = my_block()->cell[op][path];
+  Cell& c = my_cells().cell[op][path];
   add(c.calls, calls);
   add(c.bytes, bytes);
   add(c.ns, ns);
@@ -244,6 +364,11 @@ int gpo_stats_write(const char* path) {
   d.str(text, read_exe(text, sizeof text));
   d.put(", \"argv0\": ");
   d.str(text, read_argv0(text, sizeof text));
+  if (g_counts_name[0] && g_map_state.load(std::memory_order_acquire) == kMapReady) {
+    // exec reads this report, not the counts file it names.
+    d.put(", \"counts_file\": ");
+    d.str(g_counts_name, std::strlen(g_counts_name));
+  }
   d.put(", \"ops\": [");
   bool first = true;
   for (int op = 1; op < kOps; ++op)
@@ -298,7 +423,18 @@ void gpo_stats_exit_flush(void) {
   // A vfork child, or a clone that ran no fork handlers, holds its parent's counts.
   if (getpid() != g_owner.load(std::memory_order_relaxed)) return;
   char path[4096];
-  if (report_path(path, sizeof path)) gpo_stats_write(path);
+  if (!report_path(path, sizeof path) || gpo_stats_write(path) != 0) return;
+  // The report has the counts: the file is no longer needed (the report names
+  // it too, so a process killed just here is not counted twice).
+  if (g_counts_name[0] && g_map_state.load(std::memory_order_acquire) == kMapReady) {
+    const size_t dlen = std::strlen(g_dir), nlen = std::strlen(g_counts_name);
+    if (dlen + 1 + nlen < sizeof path) {
+      std::memcpy(path, g_dir, dlen);
+      path[dlen] = '/';
+      std::memcpy(path + dlen + 1, g_counts_name, nlen + 1);
+      unlink(path);
+    }
+  }
 }
 
 }  // extern "C"

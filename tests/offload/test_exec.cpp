@@ -221,6 +221,21 @@ TEST_F(Exec, ProcessesThatLeaveByExitReportOnce) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(total(s, "sha256", "calls"), 9u) << s.dump();
   EXPECT_EQ(s["processes_with_calls"].get<int>(), 2) << s.dump();
+  EXPECT_EQ(s["processes_without_report"].get<int>(), 0) << s.dump();
+}
+
+// A killed process writes no report, but its counts live in a file it maps
+// (GPO_STATS_DIR/PID.counts): the forked child's 2 calls are in the summary,
+// once, and the parent's file (replaced by its report) is not read again.
+TEST_F(Exec, KilledProcessesAreCounted) {
+  nlohmann::json s;
+  auto r = exec({self_dir() + "/gpo_exit_workload", "kill"}, &s);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(total(s, "sha256", "calls"), 9u) << s.dump();
+  EXPECT_EQ(total(s, "sha256", "bytes"), 4u * (1u << 20) + 5u * 1000u) << s.dump();
+  EXPECT_EQ(s["processes_with_calls"].get<int>(), 2) << s.dump();
+  EXPECT_EQ(s["processes_without_report"].get<int>(), 1) << s.dump();
+  EXPECT_NE(r.out.find("1 ended without a report"), std::string::npos) << r.out;
 }
 
 // Python's multiprocessing ends its forked workers with os._exit: what they
@@ -244,6 +259,36 @@ TEST_F(Exec, Python3MultiprocessingWorkersReport) {
   EXPECT_GE(total(s, "sha256", "calls"), 6u) << s.dump();
   EXPECT_GE(total(s, "sha256", "bytes"), 6u << 20) << s.dump();
   EXPECT_GE(s["processes_with_calls"].get<int>(), 1) << s.dump();
+}
+
+// A worker that Process.terminate() ends (SIGTERM, as a Pool's `with` block
+// ends the workers still alive) writes no report; what it hashed before is
+// counted all the same.
+TEST_F(Exec, Python3WorkerEndedByTerminateIsCounted) {
+  if (!have("/usr/bin/python3")) GTEST_SKIP() << "no python3";
+  const std::vector<std::string> prog = {
+      "/usr/bin/python3", "-I", "-c",
+      "import multiprocessing as mp, hashlib, time\n"
+      "def work(done):\n"
+      "    for i in range(3):\n"
+      "        hashlib.sha256(bytes([i]) * (1 << 20)).digest()\n"
+      "    done.set()\n"
+      "    time.sleep(60)\n"
+      "if __name__ == '__main__':\n"
+      "    mp.set_start_method('fork')\n"
+      "    done = mp.Event()\n"
+      "    w = mp.Process(target=work, args=(done,))\n"
+      "    w.start()\n"
+      "    done.wait(60)\n"
+      "    w.terminate()\n"
+      "    w.join()\n"
+      "    print(w.exitcode)\n"};
+  nlohmann::json s;
+  plain_then_exec(prog, &s);
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(total(s, "sha256", "calls"), 3u) << s.dump();
+  EXPECT_EQ(total(s, "sha256", "bytes"), 3u << 20) << s.dump();
+  EXPECT_EQ(s["processes_without_report"].get<int>(), 1) << s.dump();
 }
 
 TEST_F(Exec, BsdtarZstdStreamThroughTheShim) {

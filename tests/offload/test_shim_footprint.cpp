@@ -36,9 +36,13 @@ struct ScratchDir {
 };
 
 // The text of every report a run left in dir (GPO_STATS_DIR), one per process.
-std::vector<std::string> reports_in(const fs::path& dir) {
+// The files of one kind in dir: ".json" the reports written at exit,
+// ".counts" the counts files mapped while a process runs (both only from
+// processes that counted a call; a report removes its counts file).
+std::vector<std::string> reports_in(const fs::path& dir, const char* ext = ".json") {
   std::vector<std::string> texts;
-  for (const auto& e : fs::directory_iterator(dir)) texts.push_back(read_file(e.path().string()));
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ext) texts.push_back(read_file(e.path().string()));
   return texts;
 }
 
@@ -155,6 +159,7 @@ TEST(ShimFootprint, AccountingOpensTheCoreAtAnyCallAndOnlyCallersReport) {
   ASSERT_EQ(run_with_env(lib_env, {"/bin/cat", "/dev/null"}, 60).exit_code, 0);
   const std::vector<std::string> reports = reports_in(dir.path);
   ASSERT_EQ(reports.size(), 1u) << "one report expected, from python3 alone";
+  EXPECT_EQ(reports_in(dir.path, ".counts").size(), 0u) << "a counts file outlived the report that replaces it";
   EXPECT_NE(reports[0].find("\"op\": \"crc32\", \"path\": \"cpu-small\", \"calls\": 1, \"bytes\": 100"),
             std::string::npos)
       << reports[0];
