@@ -4,12 +4,14 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <condition_variable>
 #include <cstring>
 #include <stdexcept>
@@ -321,7 +323,12 @@ void PacketPath::start(loop::EventLoop& loop) {
     Worker& w = *workers_[i];
     w.own_loop = std::make_unique<loop::EventLoop>();
     w.attach(*w.own_loop);
-    w.thread = std::thread([&w] { w.loop->run(false); });
+    w.thread = std::thread([&w, i] {
+      char name[16];
+      std::snprintf(name, sizeof name, "gpo-xsk/%zu", i);
+      pthread_setname_np(pthread_self(), name);
+      w.loop->run(false);
+    });
   }
   // One XSKMAP slot per (port, queue): misses of either port reach the agent.
   for (auto& w : workers_)

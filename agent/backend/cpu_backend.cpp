@@ -1,9 +1,11 @@
 #include "backend/cpu_backend.h"
 
+#include <pthread.h>
 #include <time.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 
@@ -308,6 +310,10 @@ void CpuBackend::finish(Run* r) {
 }
 
 void CpuBackend::worker(unsigned index) {
+  // Named for `top -H` and `ps -L`: gpo-cpu/N.
+  char name[16];
+  std::snprintf(name, sizeof name, "gpo-cpu/%u", index);
+  pthread_setname_np(pthread_self(), name);
   uint64_t clock = 0;
   bool fresh = false;  // clock is the end of this worker's last chunk, nothing run since
   for (;;) {

@@ -1,6 +1,7 @@
 #include "backend/cuda_backend.h"
 
 #include <cuda_runtime.h>
+#include <pthread.h>
 #include <time.h>
 
 #include <algorithm>
@@ -378,7 +379,10 @@ CudaBackend::CudaBackend(int device, std::shared_ptr<CpuBackend> cpu) : device_(
         cudaSetDevice(device_);
         if (cudaHostUnregister(p) != cudaSuccess) cudaGetLastError();
       });
-  worker_ = std::thread([this] { worker(); });
+  worker_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "gpo-cuda");
+    worker();
+  });
 }
 
 CudaBackend::~CudaBackend() {

@@ -1,5 +1,7 @@
 #include "backend/lazy_pinner.h"
 
+#include <pthread.h>
+
 namespace gpo::backend {
 
 LazyPinner::LazyPinner(PinFn pin, UnpinFn unpin) : pin_(std::move(pin)), unpin_(std::move(unpin)) {}
@@ -41,7 +43,11 @@ void LazyPinner::used(std::span<const Use> uses) {
     queued = true;
   }
   if (!queued) return;
-  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+  if (!thread_.joinable())
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "gpo-pin");
+      run();
+    });
   cv_.notify_all();
 }
 

@@ -1,13 +1,18 @@
 // The CPU backend's structure: batches run at once (a short batch is not held
 // behind a long one), long splittable jobs cut across threads give the bytes
 // of one call, every job runs exactly once and every batch completes once,
-// private inputs, and the per-thread key reuse of the AES reference.
+// private inputs, the per-thread key reuse of the AES reference, the
+// workers' names.
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -280,4 +285,24 @@ TEST(CpuBackend, CtrAddIsA128BitBigEndianAdd) {
   EXPECT_EQ(out[15], 0x00);
   EXPECT_EQ(out[14], 0x02);
   EXPECT_EQ(out[7], 1);
+}
+
+// The workers carry names (`top -H`, `ps -L`): gpo-cpu/0 .. gpo-cpu/N-1.
+TEST(CpuBackend, WorkersAreNamed) {
+  backend::CpuBackend cpu(3);
+  auto names = [] {
+    std::vector<std::string> v;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream f(e.path() / "comm");
+      std::string n;
+      std::getline(f, n);
+      if (n.rfind("gpo-cpu/", 0) == 0) v.push_back(n);
+    }
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  // A worker names itself as it starts: wait (bounded) for all three.
+  std::vector<std::string> v;
+  for (int i = 0; i < 200 && (v = names()).size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(v, (std::vector<std::string>{"gpo-cpu/0", "gpo-cpu/1", "gpo-cpu/2"}));
 }
