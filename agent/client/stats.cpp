@@ -230,10 +230,7 @@ struct Doc {
   void put(const char* s) { put(s, std::strlen(s)); }
   void num(uint64_t v) {
     char t[24];
-    size_t i = sizeof t;
-    do t[--i] = char('0' + v % 10);
-    while (v /= 10);
-    put(t + i, sizeof t - i);
+    put(t, size_t(put_num(t, v) - t));
   }
   void str(const char* s, size_t len) {
     put("\"");
