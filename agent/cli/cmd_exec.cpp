@@ -156,17 +156,6 @@ int path_index(const std::string& p) {
   return -1;
 }
 
-// An op's name as the reports spell it (gpuoffload_ops.h).
-std::string op_name(int op) {
-  switch (op) {
-#define GPO_OP_NAME_(NAME, id, ident, name, family, gpu) \
-  case id: return name;
-    GPO_OPS(GPO_OP_NAME_)
-#undef GPO_OP_NAME_
-  }
-  return "unknown";
-}
-
 void add_program(Collected& c, const std::string& argv0) {
   const std::string a = fs::path(argv0).filename().string();
   if (std::find(c.programs.begin(), c.programs.end(), a) == c.programs.end()) c.programs.push_back(a);
@@ -192,7 +181,7 @@ bool collect_counts_file(const fs::path& p, Collected& c) {
     for (int op = 1; op < cl::kCountOps; ++op)
       for (int path = 0; path < GPO_PATH_COUNT; ++path) {
         if (!blk[op][path][0]) continue;
-        auto& pc = c.ops[op_name(op)].path[path];
+        auto& pc = c.ops[gpo::client::counted_op_name(op)].path[path];
         pc.calls += blk[op][path][0];
         pc.bytes += blk[op][path][1];
         pc.ns += blk[op][path][2];

@@ -203,16 +203,6 @@ Cells& my_cells() {
   return take(b);
 }
 
-const char* op_name(int op) {
-  switch (op) {
-#define GPO_OP_NAME_(NAME, id, ident, name, family, gpu) \
-  case id: return name;
-    GPO_OPS(GPO_OP_NAME_)
-#undef GPO_OP_NAME_
-  }
-  return "unknown";
-}
-
 // A JSON document in a fixed buffer (nothing allocated: see the top). A
 // document that does not fit is not written.
 struct Doc {
@@ -373,7 +363,7 @@ int gpo_stats_write(const char* path) {
       const Total t = total_of(op, p);
       if (!t.calls) continue;
       d.put(first ? "{\"op\": \"" : ", {\"op\": \"");
-      d.put(op_name(op));
+      d.put(gpo::client::counted_op_name(op));
       d.put("\", \"path\": \"");
       d.put(gpo_path_name(p));
       d.put("\"");
