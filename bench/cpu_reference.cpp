@@ -332,14 +332,11 @@ int cpu_reference(const Options& opt, std::vector<Table>& out) {
                                         opt.min_seconds, &failed);
     const double bn = backend_in_flight(all, r.op, r.size, per_set, 3, opt.min_seconds, &failed);
     const double s1 = openssl_loop(r.op, r.size, 1, opt.min_seconds, false);
-    const double sn =
-        openssl_loop(r.op, r.size, threads, opt.min_seconds, false);
+    const double sn = openssl_loop(r.op, r.size, threads, opt.min_seconds, false);
     std::string aead = "-";
     if (r.op == OpId::aes256_gcm_encrypt) {
-      const double a1 =
-          openssl_loop(r.op, r.size, 1, opt.min_seconds, true);
-      const double an =
-          openssl_loop(r.op, r.size, threads, opt.min_seconds, true);
+      const double a1 = openssl_loop(r.op, r.size, 1, opt.min_seconds, true);
+      const double an = openssl_loop(r.op, r.size, threads, opt.min_seconds, true);
       aead = fmt::format("{} / {}", fmt_gbps(a1), fmt_gbps(an));
     }
     std::string cli_cell = r.evp ? "-" : "n/a";

@@ -162,18 +162,18 @@ void add_program(Collected& c, const std::string& argv0) {
 }
 
 // A counts file (client/stats_file.h) of a process that left no report (it
-// was killed, or replaced by exec): its tallies into c. False when the file is
-// not one.
-bool collect_counts_file(const fs::path& p, Collected& c) {
+// was killed, or replaced by exec): its tallies into c. A file that is not
+// one is passed over.
+void collect_counts_file(const fs::path& p, Collected& c) {
   namespace cl = gpo::client;
   std::ifstream f(p, std::ios::binary);
   std::vector<char> buf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   cl::CountsHeader h;
-  if (buf.size() < cl::kCountsHeaderBytes) return false;
+  if (buf.size() < cl::kCountsHeaderBytes) return;
   std::memcpy(&h, buf.data(), sizeof h);
   if (h.magic != cl::kCountsMagic || h.version != cl::kCountsVersion || h.ops != cl::kCountOps ||
       h.paths != GPO_PATH_COUNT || buf.size() < cl::kCountsHeaderBytes + uint64_t(h.blocks) * sizeof(cl::CountsBlock))
-    return false;
+    return;
   bool any = false;
   for (uint32_t b = 0; b < h.blocks; ++b) {
     cl::CountsBlock blk;
@@ -194,7 +194,6 @@ bool collect_counts_file(const fs::path& p, Collected& c) {
     c.unreported++;
     add_program(c, std::string(h.argv0, strnlen(h.argv0, sizeof h.argv0)));
   }
-  return true;
 }
 
 Collected collect(const fs::path& dir) {

@@ -84,14 +84,34 @@ char* put_num(char* p, uint64_t v) {
   return p + (sizeof t - i);
 }
 
-size_t read_argv0(char* b, size_t cap);
+// The executable's path and argv[0], into b (size cap): their lengths.
+size_t read_exe(char* b, size_t cap) {
+  const ssize_t n = readlink("/proc/self/exe", b, cap);
+  return n > 0 ? size_t(n) : 0;
+}
+size_t read_argv0(char* b, size_t cap) {
+  const int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  const ssize_t n = read(fd, b, cap);
+  close(fd);
+  return n > 0 ? strnlen(b, size_t(n)) : 0;
+}
+
+// g_dir/g_counts_name into path (cap bytes); false when it does not fit.
+bool counts_path(char* path, size_t cap) {
+  const size_t dlen = std::strlen(g_dir), nlen = std::strlen(g_counts_name);
+  if (dlen + 1 + nlen >= cap) return false;
+  std::memcpy(path, g_dir, dlen);
+  path[dlen] = '/';
+  std::memcpy(path + dlen + 1, g_counts_name, nlen + 1);
+  return true;
+}
 
 // Creates this process's counts file and maps it at `at` (nullptr: anywhere;
 // else MAP_FIXED over the parent's mapping, in a forked child). System calls
 // only: a forked child of a threaded program runs this. The mapping, or
 // nullptr.
 uint8_t* make_counts_file(void* at, const char* argv0) {
-  const size_t dlen = std::strlen(g_dir);
   char path[sizeof g_dir + sizeof g_counts_name + 2];
   int fd = -1;
   // PID.counts, or PID-N.counts where an image this pid ran before exec left one.
@@ -99,9 +119,7 @@ uint8_t* make_counts_file(void* at, const char* argv0) {
     char* e = put_num(g_counts_name, uint64_t(getpid()));
     if (n) *e++ = '-', e = put_num(e, n);
     std::memcpy(e, ".counts", 8);
-    std::memcpy(path, g_dir, dlen);
-    path[dlen] = '/';
-    std::memcpy(path + dlen + 1, g_counts_name, std::strlen(g_counts_name) + 1);
+    counts_path(path, sizeof path);
     fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 && errno != EEXIST) break;
   }
@@ -176,9 +194,14 @@ void atfork_child() {
   } else if (st == kMapMaking) {  // the thread making it is not in the child
     g_map_state.store(kMapNone, std::memory_order_relaxed);
   }
+  const uint8_t* file = st == kMapReady ? g_map : nullptr;
   for (Block* b = g_blocks.load(); b; b = b->next) {
-    for (auto& row : b->cells->cell)
-      for (auto& c : row) c.calls = 0, c.bytes = 0, c.ns = 0;
+    // The file's blocks are fresh zeros already (writing them would only
+    // give a child that goes on to exec pages of the file).
+    const auto* at = reinterpret_cast<const uint8_t*>(b->cells);
+    if (!file || at < file || at >= file + kFileBytes)
+      for (auto& row : b->cells->cell)
+        for (auto& c : row) c.calls = 0, c.bytes = 0, c.ns = 0;
     if (b != t_holder.b) b->in_use.store(false);
   }
 }
@@ -245,19 +268,6 @@ struct Doc {
     num(v);
   }
 };
-
-// The executable's path and argv[0], into b (size cap): their lengths.
-size_t read_exe(char* b, size_t cap) {
-  const ssize_t n = readlink("/proc/self/exe", b, cap);
-  return n > 0 ? size_t(n) : 0;
-}
-size_t read_argv0(char* b, size_t cap) {
-  const int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  const ssize_t n = read(fd, b, cap);
-  close(fd);
-  return n > 0 ? strnlen(b, size_t(n)) : 0;
-}
 
 // One op and path summed over every thread's block.
 struct Total {
@@ -413,15 +423,9 @@ void gpo_stats_exit_flush(void) {
   if (!report_path(path, sizeof path) || gpo_stats_write(path) != 0) return;
   // The report has the counts: the file is no longer needed (the report names
   // it too, so a process killed just here is not counted twice).
-  if (g_counts_name[0] && g_map_state.load(std::memory_order_acquire) == kMapReady) {
-    const size_t dlen = std::strlen(g_dir), nlen = std::strlen(g_counts_name);
-    if (dlen + 1 + nlen < sizeof path) {
-      std::memcpy(path, g_dir, dlen);
-      path[dlen] = '/';
-      std::memcpy(path + dlen + 1, g_counts_name, nlen + 1);
-      unlink(path);
-    }
-  }
+  if (g_counts_name[0] && g_map_state.load(std::memory_order_acquire) == kMapReady &&
+      counts_path(path, sizeof path))
+    unlink(path);
 }
 
 }  // extern "C"
