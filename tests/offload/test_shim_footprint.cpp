@@ -140,6 +140,49 @@ TEST(ShimFootprint, AMissingCoreLeavesEveryCallWithTheProgramsLibraries) {
   EXPECT_EQ(r.out.find(warning, at + 1), std::string::npos) << "said more than once:\n" << r.out;
 }
 
+// A crc32 of a few bytes is folded by the front itself, with zlib's table:
+// crc32() and crc32_z() of 0 to 40 bytes, from initial values that include
+// bits above 32 (which zlib ignores), give what zlib gives. Under exec those
+// calls are still counted.
+TEST(ShimFootprint, TinyCrcsAreZlibsAndStillCounted) {
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  const ScratchDir dir("gpo-tiny-crc");
+  const char* script =
+      "import ctypes\n"
+      "lib = ctypes.CDLL(None)\n"  // the global scope: the shim's definitions come first
+      "for f in (lib.crc32, lib.crc32_z):\n"
+      "    f.restype = ctypes.c_ulong\n"
+      "    f.argtypes = [ctypes.c_ulong, ctypes.c_char_p, ctypes.c_size_t]\n"
+      "data = bytes((i * 37 + 11) % 256 for i in range(40))\n"
+      "for init in (0, 1, 0xffffffff, 0x123456789):\n"
+      "    for n in range(41):\n"
+      "        print('crc', init, n, lib.crc32(init, data, n), lib.crc32_z(init, data, n))\n";
+  std::string want;
+  std::string data;
+  for (int i = 0; i < 40; ++i) data += char((i * 37 + 11) % 256);
+  for (unsigned long long init : {0ull, 1ull, 0xffffffffull, 0x123456789ull})
+    for (size_t n = 0; n <= 40; ++n) {
+      const uLong c = ::crc32(uLong(init), reinterpret_cast<const Bytef*>(data.data()), uInt(n));
+      want += "crc " + std::to_string(init) + " " + std::to_string(n) + " " + std::to_string(c) + " " +
+              std::to_string(c) + "\n";
+    }
+  std::vector<std::string> env = preload_env(SHIM_PATH, Program::foreign);
+  env.push_back("GPO_SOCKET=/nonexistent/gpuoffload-footprint.sock");
+  auto r = run_with_env(env, {"/usr/bin/python3", "-I", "-c", script}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, want);
+
+  env.push_back("GPO_STATS_DIR=" + dir.path.string());
+  r = run_with_env(env, {"/usr/bin/python3", "-I", "-c", "import zlib\nprint(zlib.crc32(b'x'))\n"}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, crc_of("x") + "\n");
+  const std::vector<std::string> reports = reports_in(dir.path);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_NE(reports[0].find("\"op\": \"crc32\", \"path\": \"cpu-small\", \"calls\": 1, \"bytes\": 1,"),
+            std::string::npos)
+      << reports[0];
+}
+
 // Under `gpuoffload-agent exec` (GPO_STATS_DIR) every call is counted, small
 // ones included, so the first call of any size opens the core, and the
 // process reports it at exit. A process that made no call reports nothing.
