@@ -250,7 +250,8 @@ TEST_P(MissPath, AFloodOfNewFlowsFollowsThePolicyAndSparesKnownFlows) {
   // dropped frames itself, as many of the known flows' may be missing.
   const uint64_t cached_arrived = cached.settle(10s), inspected_arrived = inspected.settle(20s);
   const uint64_t veth_lost = veth_drops() - veth_drops0;
-  const std::string where = "\nveth drops: " + std::to_string(veth_lost) + (queued ? " (s0 queued)" : " (s0 without a queue)");
+  const std::string where =
+      "\nveth drops: " + std::to_string(veth_lost) + (queued ? " (s0 queued)" : " (s0 without a queue)");
   EXPECT_LE(cached.sent() - cached_arrived, veth_lost) << "cached flow packets lost during the flood" << where;
   EXPECT_LE(inspected.sent() - inspected_arrived, veth_lost)
       << "packets of the flow under inspection lost during the flood" << where << "\n"
@@ -286,7 +287,8 @@ TEST_P(MissPath, AFloodOfNewFlowsFollowsThePolicyAndSparesKnownFlows) {
   EXPECT_EQ(seen, to_agent + over_pass + over_drop + (after.cache_pass.packets - before.cache_pass.packets))
       << "a frame took a path outside the miss path and the cache";
   EXPECT_LE(to_agent + over_pass + over_drop, sent.sent + inspected.sent());
-  EXPECT_GE(inspected_in, inspected_arrived - 1) << "the inspected flow's packets went to the agent, ahead of the flood";
+  EXPECT_GE(inspected_in, inspected_arrived - 1)
+      << "the inspected flow's packets went to the agent, ahead of the flood";
   // The policy was in force, as configured, and said so.
   if (std::string(c.policy) == "drop") {
     EXPECT_GT(over_drop, 0u) << "the flood never exceeded the agent (sent " << sent.sent << " at "
