@@ -181,7 +181,7 @@ void collect_counts_file(const fs::path& p, Collected& c) {
     for (int op = 1; op < cl::kCountOps; ++op)
       for (int path = 0; path < GPO_PATH_COUNT; ++path) {
         if (!blk[op][path][0]) continue;
-        auto& pc = c.ops[gpo::client::counted_op_name(op)].path[path];
+        auto& pc = c.ops[std::string(gpo::backend::op_name(gpo::backend::OpId(op)))].path[path];
         pc.calls += blk[op][path][0];
         pc.bytes += blk[op][path][1];
         pc.ns += blk[op][path][2];

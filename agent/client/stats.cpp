@@ -30,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "backend/op_table.h"
 #include "client_counts.h"
 #include "stats_file.h"
 #include "gpuoffload.h"
@@ -373,7 +374,8 @@ int gpo_stats_write(const char* path) {
       const Total t = total_of(op, p);
       if (!t.calls) continue;
       d.put(first ? "{\"op\": \"" : ", {\"op\": \"");
-      d.put(gpo::client::counted_op_name(op));
+      const std::string_view name = gpo::backend::op_name(gpo::backend::OpId(op));
+      d.put(name.data(), name.size());
       d.put("\", \"path\": \"");
       d.put(gpo_path_name(p));
       d.put("\"");

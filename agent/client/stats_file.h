@@ -32,15 +32,4 @@ static_assert(sizeof(CountsHeader) <= kCountsHeaderBytes);
 // A block as it lies in the file: [op][path][calls, bytes, ns].
 using CountsBlock = uint64_t[kCountOps][GPO_PATH_COUNT][3];
 
-// An op's name as the reports spell it (gpuoffload_ops.h).
-inline const char* counted_op_name(int op) {
-  switch (op) {
-#define GPO_COUNTED_OP_NAME_(NAME, id, ident, name, family, gpu) \
-  case id: return name;
-    GPO_OPS(GPO_COUNTED_OP_NAME_)
-#undef GPO_COUNTED_OP_NAME_
-  }
-  return "unknown";
-}
-
 }  // namespace gpo::client
