@@ -38,6 +38,13 @@ std::string fmt_rate(double v) {
 
 std::string fmt_gbps(double bytes_per_second) { return fmt::format("{:.2f}", bytes_per_second / 1e9); }
 
+std::string fmt_ratio_spread(const std::vector<double>& ratios) {
+  if (ratios.empty()) return "-";
+  const auto [lo, hi] = std::minmax_element(ratios.begin(), ratios.end());
+  if (ratios.size() == 1) return fmt::format("{:.0f}%", 100 * *lo);
+  return fmt::format("{:.0f}% ({:.0f}-{:.0f}%)", 100 * median(ratios), 100 * *lo, 100 * *hi);
+}
+
 std::string fmt_size(size_t b) {
   if (b >= (size_t{1} << 20) && b % (size_t{1} << 20) == 0) return fmt::format("{} MiB", b >> 20);
   if (b >= 1024 && b % 1024 == 0) return fmt::format("{} KiB", b >> 10);

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <span>
@@ -62,6 +63,28 @@ inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
 }
+// Runs every way once per round, `rounds` times, starting each round one way
+// further on, so that a machine whose speed drifts during a run (a shared or
+// virtual host: 20% within a minute was seen) weighs on every way alike
+// instead of on whichever ran last. Returns figures[way][round].
+inline std::vector<std::vector<double>> interleaved(int rounds, const std::vector<std::function<double()>>& ways) {
+  std::vector<std::vector<double>> got(ways.size());
+  for (int r = 0; r < rounds; ++r)
+    for (size_t k = 0; k < ways.size(); ++k) {
+      const size_t w = (k + size_t(r)) % ways.size();
+      got[w].push_back(ways[w]());
+    }
+  return got;
+}
+// The rounds' own ratios a[r] / b[r] (figures from the same round), and how
+// the table gives them: "median% (lowest-highest%)".
+inline std::vector<double> round_ratios(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> q;
+  for (size_t r = 0; r < std::min(a.size(), b.size()); ++r)
+    if (b[r] > 0) q.push_back(a[r] / b[r]);
+  return q;
+}
+std::string fmt_ratio_spread(const std::vector<double>& ratios);
 // Runs f until min_seconds have passed (at least twice, the first untimed);
 // returns seconds per call.
 template <typename F>

@@ -12,7 +12,10 @@
 //                every thread: the data moves between cores as in the pool,
 //                with no queue, lock or wake-up;
 //   pool         the CPU backend, 3 batches kept in flight (the reference).
-// --set threads=8,16 (thread counts), --set chunk=BYTES (the pool's chunk).
+// Every way runs once per round, in rotating order, over several rounds: the
+// host's speed drifts more within a minute than the gaps measured here.
+// --set threads=8,16 (thread counts), --set chunk=BYTES (the pool's chunk),
+// --set rounds=N (5; 1 with --quick).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -145,6 +148,7 @@ int run_cpu_pool(const Options& opt, std::vector<Table>& out) {
   const unsigned all = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
   const auto counts = setting_list(opt, "threads", {std::max(1u, all / 2), all});
   const uint64_t chunk_set = std::stoull(setting(opt, "chunk", "0"));
+  const int rounds = std::max(1, std::stoi(setting(opt, "rounds", opt.quick ? "1" : "5")));
   struct Shape {
     OpId op;
     size_t size;
@@ -165,14 +169,19 @@ int run_cpu_pool(const Options& opt, std::vector<Table>& out) {
       backend::CpuBackend pool(n, chunk_set);
       // The pool's chunk for these batches: what make_run picks (or --set chunk).
       const uint64_t chunk = pool.chunk_bytes(w.per_set * s.size);
-      const double o = openssl_loop(s.op, s.size, n, opt.min_seconds, s.op == OpId::aes256_gcm_encrypt);
-      const double a = own_job(w, n, opt.min_seconds, &failed);
-      const double b = own_slice(w, n, opt.min_seconds, &failed);
-      const double c = shared_counter(w, n, chunk, opt.min_seconds, &failed);
-      const double d = backend_in_flight(pool, s.op, s.size, w.per_set, kSets, opt.min_seconds, &failed);
+      const double secs = opt.min_seconds;
+      const auto got = interleaved(
+          rounds, {[&] { return openssl_loop(s.op, s.size, n, secs, s.op == OpId::aes256_gcm_encrypt); },
+                   [&] { return own_job(w, n, secs, &failed); }, [&] { return own_slice(w, n, secs, &failed); },
+                   [&] { return shared_counter(w, n, chunk, secs, &failed); },
+                   [&] { return backend_in_flight(pool, s.op, s.size, w.per_set, kSets, secs, &failed); }});
+      const auto &o = got[0], &d = got[4];
       t.rows.push_back({fmt::format("{} {}", backend::find_op(s.op)->name, fmt_size(s.size)), std::to_string(n),
-                        fmt_gbps(o), fmt_gbps(a), fmt_gbps(b), fmt_gbps(c), fmt_gbps(d),
-                        fmt::format("{:.0f}%", 100 * d / b), fmt::format("{:.0f}%", 100 * d / o), fmt_size(chunk)});
+                        fmt_gbps(median(o)), fmt_gbps(median(got[1])), fmt_gbps(median(got[2])),
+                        fmt_gbps(median(got[3])), fmt_gbps(median(d)),
+                        fmt::format("{:.0f}%", 100 * median(round_ratios(d, got[2]))),
+                        fmt_ratio_spread(round_ratios(d, o)),
+                        fmt_size(chunk)});
     }
   }
   t.notes.push_back(fmt::format("working set: {} sets of {} (or one job per thread) in place, as bench crypto's "
@@ -181,6 +190,12 @@ int run_cpu_pool(const Options& opt, std::vector<Table>& out) {
   t.notes.push_back("OpenSSL loop: `openssl speed`'s loop replicated in this process, one buffer per thread: for "
                     "GCM `-aead`'s (a new IV, 13 bytes of AAD, update and final per message, as a job), for the "
                     "others `-evp`'s (bench crypto's speed loop)");
+  t.notes.push_back(rounds == 1 ? std::string("each figure: one round (--set rounds=N for the median of N, every way "
+                                               "once per round in rotating order)")
+                                 : fmt::format("each figure: the median of {} rounds, every way once per round in "
+                                               "rotating order; the ratios: the median of the rounds' own ratios, in "
+                                               "brackets the lowest and highest (--set rounds=N)",
+                                               rounds));
   t.notes.push_back("own job: one buffer per thread (in its caches); own slice: each thread its part of the working "
                     "set; shared counter: the pool's chunks claimed from one atomic counter (data moves between "
                     "cores, no queue); pool: the CPU backend with 3 batches in flight");

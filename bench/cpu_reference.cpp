@@ -317,28 +317,36 @@ int cpu_reference(const Options& opt, std::vector<Table>& out) {
                "speed loop 1 core",
                fmt::format("backend {} thr", threads),
                fmt::format("speed loop {} thr", threads),
-               "backend / speed",
+               fmt::format("backend / loop {} thr", threads),
                "GCM -aead loop 1 / N",
                "openssl CLI 1 / N",
                fmt::format("out of cache: backend {} thr", threads),
                fmt::format("stream copy {} thr", threads),
                "backend 1 thr, input snapshot"};
+  const int rounds = std::max(1, std::stoi(setting(opt, "rounds", quick ? "1" : "3")));
   int failed = 0;
   for (const auto& r : rows) {
     const auto* info = backend::find_op(r.op);
     // In cache: 3 batches in flight, each of at least one job per thread and 4 MiB (4 KiB jobs: 1024 per batch).
     const size_t per_set = std::max<size_t>(threads, (size_t{4} << 20) / r.size);
-    const double b1 = backend_in_flight(one, r.op, r.size, std::max<size_t>(1, (size_t{4} << 20) / r.size), 3,
-                                        opt.min_seconds, &failed);
-    const double bn = backend_in_flight(all, r.op, r.size, per_set, 3, opt.min_seconds, &failed);
-    const double s1 = openssl_loop(r.op, r.size, 1, opt.min_seconds, false);
-    const double sn = openssl_loop(r.op, r.size, threads, opt.min_seconds, false);
-    std::string aead = "-";
-    if (r.op == OpId::aes256_gcm_encrypt) {
-      const double a1 = openssl_loop(r.op, r.size, 1, opt.min_seconds, true);
-      const double an = openssl_loop(r.op, r.size, threads, opt.min_seconds, true);
-      aead = fmt::format("{} / {}", fmt_gbps(a1), fmt_gbps(an));
+    const bool gcm = r.op == OpId::aes256_gcm_encrypt;
+    const double secs = opt.min_seconds;
+    std::vector<std::function<double()>> ways = {
+        [&] { return backend_in_flight(one, r.op, r.size, std::max<size_t>(1, (size_t{4} << 20) / r.size), 3, secs,
+                                       &failed); },
+        [&] { return backend_in_flight(all, r.op, r.size, per_set, 3, secs, &failed); },
+        [&] { return openssl_loop(r.op, r.size, 1, secs, false); },
+        [&] { return openssl_loop(r.op, r.size, threads, secs, false); }};
+    if (gcm) {
+      ways.push_back([&] { return openssl_loop(r.op, r.size, 1, secs, true); });
+      ways.push_back([&] { return openssl_loop(r.op, r.size, threads, secs, true); });
     }
+    const auto got = interleaved(rounds, ways);
+    const double b1 = median(got[0]), bn = median(got[1]), s1 = median(got[2]), sn = median(got[3]);
+    // A GCM job is a message: its fair loop is -aead's.
+    const std::string ratio = fmt_ratio_spread(round_ratios(got[1], got[gcm ? 5 : 3]));
+    std::string aead = "-";
+    if (gcm) aead = fmt::format("{} / {}", fmt_gbps(median(got[4])), fmt_gbps(median(got[5])));
     std::string cli_cell = r.evp ? "-" : "n/a";
     if (r.evp && !cli.empty()) {
       auto c1 = openssl_cli(cli, r.evp, r.size, 1), cn = openssl_cli(cli, r.evp, r.size, threads);
@@ -362,7 +370,7 @@ int cpu_reference(const Options& opt, std::vector<Table>& out) {
       snap_cell = fmt::format("{} ({:+.0f}% CPU)", fmt_gbps(median(snap_runs)), 100 * cost);
     }
     t.rows.push_back({fmt::format("{} {}", info->name, fmt_size(r.size)), fmt_gbps(b1), fmt_gbps(s1), fmt_gbps(bn),
-                      fmt_gbps(sn), fmt::format("{:.0f}%", 100 * bn / sn), aead, cli_cell,
+                      fmt_gbps(sn), ratio, aead, cli_cell,
                       ooc > 0 ? fmt_gbps(ooc) : "-", fmt_gbps(copy),
                       snap_cell});
   }
@@ -372,6 +380,15 @@ int cpu_reference(const Options& opt, std::vector<Table>& out) {
   t.notes.push_back("speed loop: what `openssl speed -evp` runs, replicated in this process (one buffer per thread, "
                     "EVP_EncryptUpdate in place with no IV or tag per call; SHA-256: init, update, final per call on a context of the thread; zstd: "
                     "ZSTD_compressCCtx at level 1 per call, a context per thread, text-like input)");
+  t.notes.push_back(fmt::format("backend and loops: {}; backend / loop: against the -aead loop for GCM and the "
+                                "speed loop for the others{}",
+                                rounds == 1 ? std::string("one round (--set rounds=N for the median of N, each way "
+                                                          "once per round in rotating order)")
+                                            : fmt::format("the median of {} rounds, each way once per round in "
+                                                          "rotating order (--set rounds=N)",
+                                                          rounds),
+                                rounds == 1 ? "" : ", the median of the rounds' own ratios, in brackets the lowest "
+                                                   "and highest"));
   t.notes.push_back("GCM -aead loop: `openssl speed -aead`'s loop (a new IV, 13 bytes of AAD, update and final per "
                     "message), the fair comparison for one GCM job per message");
   t.notes.push_back(cli.empty() ? std::string("openssl CLI: not run (--set openssl-cli=1 or =PATH runs `openssl speed "

@@ -29,7 +29,7 @@ const Suite kSuites[] = {
      run_crypto},
     {"cpu-pool",
      "small jobs on the CPU pool of N threads against per-thread loops over the same jobs (own buffer, own "
-     "slice, chunks from one counter): what each step costs (--set threads=8,16 chunk=BYTES)",
+     "slice, chunks from one counter): what each step costs (--set threads=8,16 chunk=BYTES rounds=N)",
      false, run_cpu_pool},
     {"planner",
      "mixed workload CPU-only vs GPU-only vs planned, per job size; fails when planned is more than "
