@@ -22,10 +22,15 @@ int cpu_reference(const Options& opt, std::vector<Table>& out);
 double backend_in_flight(backend::CpuBackend& be, backend::OpId op, size_t size, size_t jobs_per_set, int sets,
                          double min_seconds, int* failed, bool snapshot = false, double* cpu_ns_per_byte = nullptr);
 
-// The loop `openssl speed` runs, on `threads` threads at once, one buffer of
-// `size` bytes per thread (in its caches): `-aead`'s for aead (a message per
-// call: a new IV, 13 bytes of AAD, update and final), else `-evp`'s. Bytes of
-// input per second.
-double openssl_loop(backend::OpId op, size_t size, unsigned threads, double min_seconds, bool aead);
+// Which of OpenSSL's loops: `openssl speed -evp`'s (speed: the cipher over
+// one stream, no IV or tag per call; SHA-256 and zstd a message per call
+// anyway), `-aead`'s (aead, GCM: a new IV, 13 bytes of AAD, update and final
+// per call), or a message as a job must make one (message: GCM -aead's and
+// the tag read back, CTR a new IV per call, the others as speed).
+enum class Loop { speed, aead, message };
+
+// The loop on `threads` threads at once, one buffer of `size` bytes per
+// thread (in its caches). Bytes of input per second.
+double openssl_loop(backend::OpId op, size_t size, unsigned threads, double min_seconds, Loop loop);
 
 }  // namespace gpo::bench
