@@ -45,6 +45,11 @@ std::string fmt_ratio_spread(const std::vector<double>& ratios) {
   return fmt::format("{:.0f}% ({:.0f}-{:.0f}%)", 100 * median(ratios), 100 * *lo, 100 * *hi);
 }
 
+std::string rounds_note(int rounds) {
+  if (rounds == 1) return "one round (--set rounds=N for the median of N, every way once per round in rotating order)";
+  return fmt::format("the median of {} rounds, every way once per round in rotating order (--set rounds=N)", rounds);
+}
+
 std::string fmt_size(size_t b) {
   if (b >= (size_t{1} << 20) && b % (size_t{1} << 20) == 0) return fmt::format("{} MiB", b >> 20);
   if (b >= 1024 && b % 1024 == 0) return fmt::format("{} KiB", b >> 10);

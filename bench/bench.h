@@ -85,6 +85,9 @@ inline std::vector<double> round_ratios(const std::vector<double>& a, const std:
   return q;
 }
 std::string fmt_ratio_spread(const std::vector<double>& ratios);
+// How a table's notes say it: "the median of N rounds, ..." or "one round (...)".
+std::string rounds_note(int rounds);
+inline constexpr const char* ratio_note = "the median of the rounds' own ratios, in brackets the lowest and highest";
 // Runs f until min_seconds have passed (at least twice, the first untimed);
 // returns seconds per call.
 template <typename F>

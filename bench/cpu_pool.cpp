@@ -198,12 +198,8 @@ int run_cpu_pool(const Options& opt, std::vector<Table>& out) {
                     "others `-evp`'s (bench crypto's speed loop); per message: the same loop making each call the "
                     "message a job is (GCM: reading its tag as well, with EVP_CIPHER_CTX_get_params; CTR: a new IV "
                     "per call), which `openssl speed` does not and a job must; '=': the loop already does");
-  t.notes.push_back(rounds == 1 ? std::string("each figure: one round (--set rounds=N for the median of N, every way "
-                                               "once per round in rotating order)")
-                                 : fmt::format("each figure: the median of {} rounds, every way once per round in "
-                                               "rotating order; the ratios: the median of the rounds' own ratios, in "
-                                               "brackets the lowest and highest (--set rounds=N)",
-                                               rounds));
+  t.notes.push_back(fmt::format("each figure: {}{}", rounds_note(rounds), rounds == 1 ? "" : "; the ratios: ") +
+                    (rounds == 1 ? "" : ratio_note));
   t.notes.push_back("own job: one buffer per thread (in its caches); own slice: each thread its part of the working "
                     "set; shared counter: the pool's chunks claimed from one atomic counter (data moves between "
                     "cores, no queue); pool: the CPU backend with 3 batches in flight");

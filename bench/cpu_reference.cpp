@@ -58,11 +58,12 @@ struct EvpCtx {
   ~EvpCtx() { EVP_CIPHER_CTX_free(c); }
 };
 
-// One thread of `openssl speed -evp NAME -bytes size`: the cipher set up once,
-// then EVP_EncryptUpdate over one buffer in place (no IV, no tag per call);
-// aead: the `-aead` loop, per call a new IV, 13 bytes of AAD, the update and
-// the final (a message, as a GCM job is). SHA-256: EVP_Digest per call.
-// zstd: ZSTD_compressCCtx per call, a context per thread.
+// One thread of OpenSSL's loop (Loop): the cipher set up once, then per call
+// EVP_EncryptUpdate over one buffer in place (speed: no IV, no tag); GCM
+// aead: a new IV, 13 bytes of AAD, the update and the final; GCM message:
+// that and the tag read back; CTR message: a new IV and the update.
+// SHA-256: init, update, final per call. zstd: ZSTD_compressCCtx per call,
+// a context per thread.
 std::function<uint64_t()> speed_call(OpId op, size_t size, Loop loop, unsigned seed) {
   auto buf = std::make_shared<std::vector<uint8_t>>(size + 64);
   fill_random(buf->data(), buf->size(), seed + 1);
@@ -404,14 +405,8 @@ int cpu_reference(const Options& opt, std::vector<Table>& out) {
   t.notes.push_back("per-message loop: the speed loop making each call the message a job is, which `openssl speed` "
                     "does not and a job must: GCM -aead's loop reading each tag back (EVP_CIPHER_CTX_get_params), "
                     "CTR a new IV per call; '=': the speed loop already makes one (SHA-256, zstd)");
-  t.notes.push_back(fmt::format("backend and loops: {}; backend / per-message loop{}",
-                                rounds == 1 ? std::string("one round (--set rounds=N for the median of N, each way "
-                                                          "once per round in rotating order)")
-                                            : fmt::format("the median of {} rounds, each way once per round in "
-                                                          "rotating order (--set rounds=N)",
-                                                          rounds),
-                                rounds == 1 ? "" : ", the median of the rounds' own ratios, in brackets the lowest "
-                                                   "and highest"));
+  t.notes.push_back("backend and loops: " + rounds_note(rounds) +
+                    (rounds == 1 ? "" : fmt::format("; backend / per-message loop: {}", ratio_note)));
   t.notes.push_back("GCM -aead loop: `openssl speed -aead`'s loop (a new IV, 13 bytes of AAD, update and final per "
                     "message, no tag read)");
   t.notes.push_back(cli.empty() ? std::string("openssl CLI: not run (--set openssl-cli=1 or =PATH runs `openssl speed "
