@@ -9,6 +9,7 @@ int run_zlib_crc32_memcpy(const Options&, std::vector<Table>&);
 int run_match(const Options&, std::vector<Table>&);
 int run_crypto(const Options&, std::vector<Table>&);
 int run_cpu_pool(const Options&, std::vector<Table>&);
+int run_handoff(const Options&, std::vector<Table>&);
 int run_planner(const Options&, std::vector<Table>&);
 int run_classify(const Options&, std::vector<Table>&);
 int run_xdp(const Options&, std::vector<Table>&);
@@ -31,6 +32,10 @@ const Suite kSuites[] = {
      "small jobs on the CPU pool of N threads against per-thread loops over the same jobs (own buffer, own "
      "slice, chunks from one counter): what each step costs (--set threads=8,16 chunk=BYTES rounds=N)",
      false, run_cpu_pool},
+    {"handoff",
+     "handing work to another thread: a sleeping thread woken on another CPU and on the same CPU, a spinning one; "
+     "the step a job sent to the agent takes three times (--set samples=N idle_us=U,V)",
+     false, run_handoff},
     {"planner",
      "mixed workload CPU-only vs GPU-only vs planned, per job size; fails when planned is more than "
      "--set tolerance=5 (%) slower than the better (--set profile=PATH, objective=time|cpu, doubt=10)",

@@ -2,6 +2,7 @@
 // paths, a quick suite with the CPU reference of the same run; and the
 // agent's old `bench` command, which points to it.
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -86,6 +87,26 @@ TEST(BenchCli, CpuPoolGivesThePoolAgainstOpenSslsLoops) {
   for (int c = 2; c <= 10; ++c) EXPECT_GT(std::stod(row[c].get<std::string>()), 0) << c << ": " << row;
   // Two rounds: the ratios come with the lowest and highest of the rounds.
   EXPECT_NE(row[10].get<std::string>().find("% ("), std::string::npos) << row;
+}
+
+TEST(BenchCli, HandoffTimesAWokenThread) {
+  auto r = run_proc({BENCH_BIN, "--quick", "--json", "handoff", "--set", "samples=20", "--set", "idle_us=100"}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  const auto& t = j["suites"][0]["tables"][0];
+  const auto& rows = t["rows"];
+  cpu_set_t mask;  // the suite picks its CPUs from the mask it may run on
+  ASSERT_EQ(sched_getaffinity(0, sizeof mask, &mask), 0);
+  const bool several = CPU_COUNT(&mask) > 1;
+  ASSERT_EQ(rows.size(), several ? 3u : 1u) << rows;
+  for (const auto& row : rows) {
+    EXPECT_EQ(row[1], "100") << row;
+    EXPECT_GT(std::stod(row[3].get<std::string>()), 0) << row;  // median, us
+    EXPECT_GT(std::stod(row[4].get<std::string>()), 0) << row;  // mean
+    EXPECT_GE(std::stod(row[6].get<std::string>()), std::stod(row[3].get<std::string>())) << row;  // p99 >= median
+    EXPECT_EQ(row[7], "20") << row;
+  }
+  EXPECT_EQ(rows[several ? 1 : 0][0], "sleeping, same CPU");
 }
 
 TEST(BenchCli, AgentBenchSaysWhereTheBenchmarksWent) {
