@@ -86,6 +86,10 @@ std::vector<double> measure(Mode mode, unsigned waker_cpu, unsigned waiter_cpu, 
       futex_wake(&back);
     }
   });
+  // The calling thread is the waker: pinned for the measurement, then given
+  // its mask back (threads it starts later, the next suites', inherit it).
+  cpu_set_t mask;
+  const bool had_mask = pthread_getaffinity_np(pthread_self(), sizeof mask, &mask) == 0;
   if (!pin(waker_cpu)) placed = false;
   for (uint32_t k = 1; k <= uint32_t(samples); ++k) {
     // The same CPU: the waiter must be asleep before the waker stamps, and
@@ -106,6 +110,7 @@ std::vector<double> measure(Mode mode, unsigned waker_cpu, unsigned waiter_cpu, 
     while (back.load(std::memory_order_acquire) != k) futex_wait(&back, k - 1);
   }
   waiter.join();
+  if (had_mask) pthread_setaffinity_np(pthread_self(), sizeof mask, &mask);
   if (!placed) got.clear();
   return got;
 }
