@@ -178,10 +178,11 @@ int run_cpu_pool(const Options& opt, std::vector<Table>& out) {
           [&] { return own_job(w, n, secs, &failed); }, [&] { return own_slice(w, n, secs, &failed); },
           [&] { return shared_counter(w, n, chunk, secs, &failed); },
           [&] { return backend_in_flight(pool, s.op, s.size, w.per_set, kSets, secs, &failed); }};
-      // A cipher's message (its IV, and GCM's tag): the others' loop already makes one per call.
+      // A cipher's message (its IV, and GCM's tag): the others' loop (way 0) already makes one per call.
+      const size_t msg = cipher ? ways.size() : 0;
       if (cipher) ways.push_back([&] { return openssl_loop(s.op, s.size, n, secs, Loop::message); });
       const auto got = interleaved(rounds, ways);
-      const auto &o = got[0], &d = got[4], &m = got[cipher ? 5 : 0];
+      const auto &o = got[0], &d = got[4], &m = got[msg];
       t.rows.push_back({fmt::format("{} {}", backend::find_op(s.op)->name, fmt_size(s.size)), std::to_string(n),
                         fmt_gbps(median(o)), cipher ? fmt_gbps(median(m)) : "=", fmt_gbps(median(got[1])),
                         fmt_gbps(median(got[2])), fmt_gbps(median(got[3])), fmt_gbps(median(d)),

@@ -26,6 +26,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <numeric>
 #include <thread>
 
 #include "bench/bench.h"
@@ -135,7 +136,6 @@ int run_handoff(const Options& opt, std::vector<Table>& out) {
     fmt::print(stderr, "handoff: --set idle_us needs at least one value\n");
     return 1;
   }
-  const unsigned ncpu = std::max(1u, std::thread::hardware_concurrency());
   // Two CPUs of this process's mask: the first and the last it may use.
   cpu_set_t mask;
   std::vector<unsigned> cpus;
@@ -160,21 +160,20 @@ int run_handoff(const Options& opt, std::vector<Table>& out) {
   }
   if (a != b) cases.push_back({"spinning, other CPU", Mode::spinning, a, b, idle_us.front()});
   for (const auto& c : cases) {
-    const std::string cpus = fmt::format("{} -> {}", c.waker, c.waiter);
+    const std::string pair = fmt::format("{} -> {}", c.waker, c.waiter);
     const auto v = measure(c.mode, c.waker, c.waiter, samples, int64_t(c.idle_us) * 1000);
     if (v.empty()) {
-      t.rows.push_back({c.name, std::to_string(c.idle_us), cpus, "not run: could not pin", "-", "-", "-", "0"});
+      t.rows.push_back({c.name, std::to_string(c.idle_us), pair, "not run: could not pin", "-", "-", "-", "0"});
       continue;
     }
-    double sum = 0;
-    for (double x : v) sum += x;
     auto us = [](double ns) { return fmt::format("{:.1f}", ns / 1e3); };
-    t.rows.push_back({c.name, std::to_string(c.idle_us), cpus, us(median(v)), us(sum / double(v.size())),
+    const double mean = std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+    t.rows.push_back({c.name, std::to_string(c.idle_us), pair, us(median(v)), us(mean),
                       us(percentile(v, 0.9)), us(percentile(v, 0.99)), std::to_string(v.size())});
   }
-  t.notes.push_back(fmt::format("{} CPUs; cpuidle driver: {} (none: an idle CPU halts, and in a virtual machine "
-                                "waking it goes through the hypervisor)",
-                                ncpu, cpuidle_driver()));
+  t.notes.push_back(fmt::format("{} CPUs to run on; cpuidle driver: {} (none: an idle CPU halts, and in a virtual "
+                                "machine waking it goes through the hypervisor)",
+                                cpus.size(), cpuidle_driver()));
   t.notes.push_back("idle before: how long the woken thread's CPU was left idle before each wake (--set "
                     "idle_us=U,V); a job sent to the agent takes three such hand-offs (doorbell to the agent's loop, "
                     "loop to a worker, completion to the client), and the client has waited about as long as its "
