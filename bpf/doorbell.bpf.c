@@ -39,6 +39,8 @@ int BPF_KPROBE(gpo_doorbell_probe, __u32 slab_id, __u32 job, __u32 op, __u64 len
   e->op = op;
   e->len = len;
   e->cgroup_id = bpf_get_current_cgroup_id();
+  e->cpu = bpf_get_smp_processor_id();
+  e->pad = 0;
   bpf_ringbuf_submit(e, 0);
   return 0;
 }

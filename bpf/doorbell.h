@@ -18,6 +18,9 @@ struct gpo_doorbell_event {
   __u32 op;
   __u64 len;
   __u64 cgroup_id; /* stamped by the kernel */
+  __u32 cpu;       /* where the client rang and now waits (stamped by the kernel):
+                    * the CPU backend runs the job there, so no wake crosses CPUs */
+  __u32 pad;
 };
 
 #endif

@@ -52,6 +52,10 @@ struct Job {
   // just before it runs (a per-worker staging buffer): for inputs in memory
   // that another process may still write (a client slab).
   bool private_input = false;
+  // The CPU the submitter waits on, or -1. The CPU backend runs a job that
+  // makes a run of its own there when that CPU's worker is idle: the
+  // submitter's wake is then local, and its input still in that core's cache.
+  int32_t cpu = -1;
   Ran ran = Ran::not_yet;        // set by the backend (cpu: the CPU backend or a GPU backend's CPU fallback)
   uint64_t cookie = 0;           // the submitter's own, never touched
 };
@@ -81,6 +85,7 @@ struct Stats {
   uint64_t cpu_retries = 0;  // jobs re-run on the CPU after a GPU error
   uint64_t cpu_ns = 0;       // host CPU time spent (Batch::cpu_ns summed)
   uint64_t split_jobs = 0;   // CPU: long jobs cut into ranges run on several threads
+  uint64_t jobs_on_waiter_cpu = 0;  // CPU: jobs run on the CPU their submitter waits on (Job::cpu)
 };
 
 // How much work a backend runs at once; more waits in its queue. A batcher

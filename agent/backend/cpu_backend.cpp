@@ -1,6 +1,7 @@
 #include "backend/cpu_backend.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 
 #include <algorithm>
@@ -120,6 +121,8 @@ struct CpuBackend::Run {
   std::atomic<uint32_t> refs{1};
   std::atomic<size_t> left{0};
   std::atomic<uint64_t> cpu_ns{0};
+  std::atomic<uint64_t> on_waiter_cpu{0};  // jobs a worker ran on their Job::cpu
+  int32_t cpu = -1;  // one chunk: the CPU its (first) job's submitter waits on
   uint64_t bytes = 0;
   Batch* batch = nullptr;  // submit(): completed through done, then deleted
   Completion done;
@@ -130,8 +133,33 @@ struct CpuBackend::Run {
   bool finished = false;
 };
 
+namespace {
+
+// The CPUs this process may run on, in order.
+std::vector<int32_t> allowed_cpus() {
+  std::vector<int32_t> cpus;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  return cpus;
+}
+
+}  // namespace
+
 CpuBackend::CpuBackend(unsigned threads, uint64_t chunk) : chunk_(chunk) {
+  const std::vector<int32_t> cpus = allowed_cpus();
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  // One worker per CPU the process may use: each pinned to its own, so that a
+  // job can run where its submitter waits. Fewer or more workers than those
+  // CPUs (a restricted mask): the scheduler places them.
+  if (!cpus.empty() && threads == cpus.size()) {
+    cpu_of_worker_ = cpus;
+    worker_of_cpu_.assign(size_t(cpus.back()) + 1, -1);
+    for (unsigned i = 0; i < threads; ++i) worker_of_cpu_[size_t(cpus[i])] = int32_t(i);
+  }
+  seats_ = std::make_unique<Seat[]>(threads);
   for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this, i] { worker(i); });
 }
 
@@ -139,8 +167,10 @@ CpuBackend::~CpuBackend() {
   {
     std::lock_guard lk(mu_);
     stop_ = true;
+    for (unsigned w : sleepers_) seats_[w].asleep = false;
+    sleepers_.clear();
   }
-  cv_.notify_all();
+  for (unsigned i = 0; i < threads(); ++i) seats_[i].cv.notify_one();
   for (auto& t : workers_) t.join();
 }
 
@@ -201,6 +231,7 @@ CpuBackend::Run* CpuBackend::make_run(std::vector<Job*> jobs) const {
   }
   close_group(uint32_t(n));
   r->left = r->chunks.size();
+  if (r->chunks.size() == 1) r->cpu = r->jobs[r->chunks[0].first]->cpu;
   // Contiguous slots of chunks, as even as they divide.
   const size_t nc = r->chunks.size();
   r->nslots = unsigned(std::max<size_t>(1, std::min<size_t>(threads(), nc)));
@@ -212,15 +243,33 @@ CpuBackend::Run* CpuBackend::make_run(std::vector<Job*> jobs) const {
   return r;
 }
 
+void CpuBackend::pick_sleepers(size_t chunks, int32_t cpu, std::vector<unsigned>* wake) {
+  auto take = [&](std::deque<unsigned>::iterator it) {
+    seats_[*it].asleep = false;
+    wake->push_back(*it);
+    sleepers_.erase(it);
+  };
+  if (cpu >= 0 && size_t(cpu) < worker_of_cpu_.size() && worker_of_cpu_[size_t(cpu)] >= 0 && chunks > 0) {
+    const unsigned w = unsigned(worker_of_cpu_[size_t(cpu)]);
+    if (seats_[w].asleep) {
+      take(std::find(sleepers_.begin(), sleepers_.end(), w));
+      --chunks;
+    }
+  }
+  while (chunks-- > 0 && !sleepers_.empty()) take(sleepers_.begin());
+}
+
 void CpuBackend::enqueue(Run* r) {
-  unsigned wake;
+  std::vector<unsigned> wake;
   {
     std::lock_guard lk(mu_);
     queue_.push_back(r);
     r->queued = true;
-    wake = unsigned(std::min<size_t>(r->chunks.size(), idle_));
+    pick_sleepers(r->chunks.size(), r->cpu, &wake);
   }
-  for (unsigned i = 0; i < wake; ++i) cv_.notify_one();
+  // Each woken worker's asleep was cleared under the lock: notified after
+  // it, it cannot miss the wake.
+  for (unsigned w : wake) seats_[w].cv.notify_one();
 }
 
 bool CpuBackend::claim(Run& r, unsigned slot, size_t* chunk) {
@@ -248,7 +297,7 @@ void CpuBackend::release(Run* r) {
   if (r->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete r;
 }
 
-void CpuBackend::run_chunk(Run& r, size_t k, uint64_t* clock) {
+void CpuBackend::run_chunk(Run& r, size_t k, int32_t cpu, uint64_t* clock) {
   // The thread CPU clock is a system call (a few hundred ns on a VM, against
   // 10-20 us of a chunk): a worker going from chunk to chunk reads it once
   // per chunk, the end of one being the start of the next (clock).
@@ -258,7 +307,10 @@ void CpuBackend::run_chunk(Run& r, size_t k, uint64_t* clock) {
     Job& j = *r.jobs[c.first];
     r.part_status[size_t(c.part)] = run_range(*find_op(j.op), j, c.lo, c.hi, &r.parts[size_t(c.part)]);
   } else {
-    for (uint32_t i = c.first; i < c.last; ++i) run_job(*r.jobs[i]);
+    for (uint32_t i = c.first; i < c.last; ++i) {
+      run_job(*r.jobs[i]);
+      if (cpu >= 0 && r.jobs[i]->cpu == cpu) r.on_waiter_cpu.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   const uint64_t t1 = thread_cpu_ns();
   r.cpu_ns += t1 - t0;
@@ -300,6 +352,7 @@ void CpuBackend::finish(Run* r) {
     stats_.bytes += r->bytes;
     stats_.cpu_ns += r->cpu_ns;
     stats_.split_jobs += r->splits.size();
+    stats_.jobs_on_waiter_cpu += r->on_waiter_cpu;
   }
   Batch& b = *r->batch;
   b.ran_on = "cpu";
@@ -314,6 +367,14 @@ void CpuBackend::worker(unsigned index) {
   char name[16];
   std::snprintf(name, sizeof name, "gpo-cpu/%u", index);
   pthread_setname_np(pthread_self(), name);
+  const int32_t cpu = cpu_of_worker_.empty() ? -1 : cpu_of_worker_[index];
+  if (cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);  // a failure only loses locality
+  }
+  Seat& seat = seats_[index];
   uint64_t clock = 0;
   bool fresh = false;  // clock is the end of this worker's last chunk, nothing run since
   for (;;) {
@@ -321,10 +382,10 @@ void CpuBackend::worker(unsigned index) {
     {
       std::unique_lock lk(mu_);
       while (!stop_ && queue_.empty()) {
-        ++idle_;
         fresh = false;
-        cv_.wait(lk);
-        --idle_;
+        seat.asleep = true;
+        sleepers_.push_back(index);
+        seat.cv.wait(lk, [&] { return !seat.asleep; });
       }
       if (queue_.empty()) return;  // stop_ and drained
       r = queue_.front();
@@ -333,7 +394,7 @@ void CpuBackend::worker(unsigned index) {
     size_t k = 0;
     while (claim(*r, index, &k)) {
       if (!fresh) clock = thread_cpu_ns();
-      run_chunk(*r, k, &clock);
+      run_chunk(*r, k, cpu, &clock);
       fresh = true;
       if (r->left.fetch_sub(1) == 1) {
         finish(r);  // the completion's work is not the next chunk's
@@ -372,7 +433,7 @@ uint64_t CpuBackend::run_jobs(std::span<Job* const> jobs) {
   // start at theirs): one chunk needs no worker at all.
   size_t k;
   while (claim(*r, r->nslots - 1, &k)) {
-    run_chunk(*r, k);
+    run_chunk(*r, k, -1);
     if (r->left.fetch_sub(1) == 1) finish(r);
   }
   dequeue(r);
@@ -393,6 +454,11 @@ void CpuBackend::start_jobs(std::vector<Job*> jobs, std::function<void(uint64_t)
   Run* r = make_run(std::move(jobs));
   r->on_done = std::move(done);
   enqueue(r);
+}
+
+unsigned CpuBackend::asleep() const {
+  std::lock_guard lk(mu_);
+  return unsigned(sleepers_.size());
 }
 
 Stats CpuBackend::stats() const {

@@ -16,6 +16,13 @@
 // same shape, whose bytes its own caches may still hold (on 16 threads,
 // chunks moving from core to core cost a quarter of small-job throughput),
 // and the queue's lock is taken once per run a worker joins, not per chunk.
+//
+// With as many workers as the process may use CPUs (the default), worker w is
+// pinned to the w-th of those CPUs. A run of one chunk whose job names the CPU
+// its submitter waits on (Job::cpu: a client asleep until its job is done)
+// wakes that CPU's worker when it sleeps: the worker runs where the client's
+// input was just written, and the client's wake at the end is local instead
+// of a wake of a vCPU that sat idle for the whole job.
 #pragma once
 #include <condition_variable>
 #include <deque>
@@ -46,6 +53,7 @@ class CpuBackend final : public Backend {
   // pool thread (at once when jobs is empty). Not counted in stats() either.
   void start_jobs(std::vector<Job*> jobs, std::function<void(uint64_t cpu_ns)> done);
   unsigned threads() const { return unsigned(workers_.size()); }
+  unsigned asleep() const;  // workers asleep now, waiting for work
 
   // Chunking: a chunk carries about total / (2 x threads) bytes of input,
   // within these bounds; a splittable job longer than two chunks is cut.
@@ -62,15 +70,27 @@ class CpuBackend final : public Backend {
   static bool claim(Run& r, unsigned slot, size_t* chunk);
   void dequeue(Run* r);          // r leaves the queue (all its chunks are taken)
   static void release(Run* r);   // drops one reference; the last deletes r
-  void run_chunk(Run& r, size_t chunk, uint64_t* clock = nullptr);
+  // cpu: the worker's pinned CPU, or -1 (jobs whose Job::cpu it is are counted).
+  void run_chunk(Run& r, size_t chunk, int32_t cpu, uint64_t* clock = nullptr);
   void finish(Run* r);
   void worker(unsigned index);
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Run*> queue_;  // runs with chunks not yet taken, oldest first
-  unsigned idle_ = 0;       // workers asleep in cv_
+  // Wakes sleepers_ (or, for a run with a CPU, that CPU's worker if asleep)
+  // for up to `chunks` chunks; called with mu_ held, the workers to notify
+  // come back in wake.
+  void pick_sleepers(size_t chunks, int32_t cpu, std::vector<unsigned>* wake);
+
+  struct Seat {  // a worker's own wait, so that a submit can wake a chosen one
+    std::condition_variable cv;
+    bool asleep = false;  // in sleepers_; cleared (under mu_) by whoever wakes it
+  };
+  mutable std::mutex mu_;
+  std::deque<Run*> queue_;       // runs with chunks not yet taken, oldest first
+  std::unique_ptr<Seat[]> seats_;
+  std::deque<unsigned> sleepers_;  // asleep, the first asleep first
   bool stop_ = false;
+  std::vector<int32_t> cpu_of_worker_;   // pinned: worker w's CPU; empty: not pinned
+  std::vector<int32_t> worker_of_cpu_;   // pinned: CPU c's worker, or -1
   uint64_t chunk_ = 0;  // fixed chunk, or 0
   std::vector<std::thread> workers_;
   mutable std::mutex stats_mu_;

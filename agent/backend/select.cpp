@@ -31,6 +31,7 @@ class MultiBackend final : public Backend {
       Stats x = p->stats();
       s.batches += x.batches, s.jobs += x.jobs, s.bytes += x.bytes;
       s.gpu_errors += x.gpu_errors, s.cpu_retries += x.cpu_retries, s.cpu_ns += x.cpu_ns;
+      s.split_jobs += x.split_jobs, s.jobs_on_waiter_cpu += x.jobs_on_waiter_cpu;
     }
     return s;
   }

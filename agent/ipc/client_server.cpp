@@ -171,6 +171,7 @@ struct ClientServer::Pending {
   uint32_t job = 0;
   gpo_job d{};
   uint64_t claimed_ns = 0;  // when the doorbell claimed it (mono_ns)
+  int32_t cpu = -1;         // where the client waits (the uprobe doorbell's), or -1
 };
 
 struct ClientServer::Running {
@@ -304,7 +305,7 @@ void ClientServer::register_with(loop::EventLoop& loop) {
     } else {
       probe_ = DoorbellProbe::load(
           [this](const gpo_doorbell_event& e) {
-            on_doorbell(pid_t(e.tgid), e.slab_id, e.job, e.op, e.len, true);
+            on_doorbell(pid_t(e.tgid), e.slab_id, e.job, e.op, e.len, int32_t(e.cpu));
           },
           &probe_why_);
       if (probe_) probe_->register_with(loop);
@@ -536,7 +537,7 @@ void ClientServer::on_conn(int fd) {
       continue;
     } else if (size_t(r) >= sizeof(gpo_msg_doorbell) && m.type == GPO_MSG_DOORBELL) {
       // The socket's peer is the process: same check as the kernel-stamped tgid.
-      on_doorbell(c.pid, m.bell.slab_id, m.bell.job, m.bell.op, m.bell.len, false);
+      on_doorbell(c.pid, m.bell.slab_id, m.bell.job, m.bell.op, m.bell.len, kSocketDoorbell);
     } else {
       st_->doorbells_refused++;
     }
@@ -683,8 +684,8 @@ void ClientServer::complete(Slab& s, uint32_t i, uint8_t status, uint64_t out_le
   futex_wake(&j->state);
 }
 
-void ClientServer::on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len, bool uprobe) {
-  (uprobe ? st_->doorbells_uprobe : st_->doorbells_socket)++;
+void ClientServer::on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len, int32_t cpu) {
+  (cpu == kSocketDoorbell ? st_->doorbells_socket : st_->doorbells_uprobe)++;
   auto it = slabs_.find(slab_id);
   // Only the process that registered a slab may ring for it; anything else is
   // dropped without touching any slab.
@@ -703,6 +704,7 @@ void ClientServer::on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint3
   p.slab = s;
   p.job = job;
   p.claimed_ns = mono_ns();
+  p.cpu = cpu;
   std::memcpy(&p.d, j, sizeof(gpo_job));  // from here on only the copy counts
   if (p.d.rung_ns && p.d.rung_ns <= p.claimed_ns && p.claimed_ns - p.d.rung_ns < 10'000'000'000ull) {
     st_->ns_reaching += p.claimed_ns - p.d.rung_ns;
@@ -797,6 +799,7 @@ void ClientServer::flush(uint16_t op) {
     Pending& p = run->items[i];
     backend::Job& j = run->batch.jobs[i];
     j = to_backend_job(p.slab->base, p.d);
+    j.cpu = p.cpu;
     j.cookie = i;
   }
   uint64_t bytes = 0;
@@ -869,7 +872,8 @@ nlohmann::json ClientServer::per_job_us() const {
           {"reaching_jobs", st_->jobs_reached.load()},
           {"gathering", double(st_->ns_gathering.load()) / n / 1e3},
           {"at_backend", double(st_->ns_backend.load()) / n / 1e3},
-          {"completing", double(st_->ns_completing.load()) / n / 1e3}};
+          {"completing", double(st_->ns_completing.load()) / n / 1e3},
+          {"on_client_cpu", be_.stats().jobs_on_waiter_cpu}};
 }
 
 nlohmann::json ClientServer::plan_json() const {

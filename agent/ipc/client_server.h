@@ -146,7 +146,9 @@ class ClientServer {
   // Returns false when the connection was closed.
   bool on_register(Conn& c, const gpo_msg_register& m, int memfd);
   std::string attach_uprobe(Conn& c, const std::string& lib, std::string* why);
-  void on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len, bool uprobe);
+  // cpu: where the client rang (the uprobe doorbell), or kSocketDoorbell.
+  static constexpr int32_t kSocketDoorbell = -1;
+  void on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len, int32_t cpu);
   std::shared_ptr<UidAccount> account(uid_t uid);
   void flush(uint16_t op);
   void flush_all();

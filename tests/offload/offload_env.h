@@ -64,6 +64,7 @@ class InProcessAgent {
     server_.unregister(loop_);
   }
   ipc::ClientServer& server() { return server_; }
+  backend::CpuBackend& backend() { return be_; }
   const std::string& socket() const { return opt_.socket_path; }
 
  private:

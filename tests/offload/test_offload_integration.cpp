@@ -3,6 +3,7 @@
 // `gpuoffload-agent run` killed with SIGKILL under load and restarted.
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -25,7 +26,10 @@ namespace {
 
 TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
   if (!is_root()) GTEST_SKIP() << "needs root for the BPF uprobe doorbell";
-  InProcessAgent agent(agent_options("uprobe", true));
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(mask), &mask), 0);
+  InProcessAgent agent(agent_options("uprobe", true), unsigned(CPU_COUNT(&mask)));  // a worker pinned to each CPU
   // Root is the prerequisite; a doorbell program that then does not load is a failure.
   ASSERT_TRUE(agent.server().uprobe_doorbell()) << "root, yet the BPF doorbell did not load: "
                                                 << agent.server().describe();
@@ -43,6 +47,10 @@ TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
   gpo_get_stats(&s0);
   constexpr int kJobs = 200;
   for (int i = 0; i < kJobs; ++i) {
+    // Every worker asleep before the next job (the one that ran the last may
+    // still be on its way back): the job then runs on the CPU it was rung from.
+    auto& be = agent.backend();
+    for (int k = 0; k < 2000 && be.asleep() < be.threads(); ++k) usleep(500);
     Bytes m = random_bytes(size_t(i * 13), uint32_t(i)), d(32);
     const void* p = m.data();
     size_t l = m.size();
@@ -55,6 +63,10 @@ TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
   auto st = agent.server().stats();
   EXPECT_GE(st.doorbells_uprobe, uint64_t(kJobs));
   EXPECT_EQ(st.doorbells_socket, 0u);
+  // The kernel also stamps the CPU the client rang on, where it then waits:
+  // with every worker asleep, the job runs on that CPU's worker.
+  for (int i = 0; i < 300 && agent.server().per_job_us()["jobs"].get<uint64_t>() < uint64_t(kJobs); ++i) usleep(10000);
+  EXPECT_EQ(agent.server().per_job_us()["on_client_cpu"].get<uint64_t>(), uint64_t(kJobs));
 
   // Another process rings the uprobe doorbell for this process's slab: the
   // kernel stamps the child's tgid, the agent refuses it.

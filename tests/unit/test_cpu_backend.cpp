@@ -2,8 +2,9 @@
 // behind a long one), long splittable jobs cut across threads give the bytes
 // of one call, every job runs exactly once and every batch completes once,
 // private inputs, the per-thread key reuse of the AES reference, the
-// workers' names.
+// workers' names, and their pinning: a job runs where its submitter waits.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -305,4 +307,103 @@ TEST(CpuBackend, WorkersAreNamed) {
   std::vector<std::string> v;
   for (int i = 0; i < 200 && (v = names()).size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(v, (std::vector<std::string>{"gpo-cpu/0", "gpo-cpu/1", "gpo-cpu/2"}));
+}
+
+namespace {
+
+std::vector<int> allowed_cpus() {
+  std::vector<int> v;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) v.push_back(c);
+  return v;
+}
+
+// Cpus_allowed_list of each gpo-cpu/N thread, by N.
+std::map<int, std::string> worker_masks() {
+  std::map<int, std::string> m;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(e.path() / "comm");
+    std::string n;
+    std::getline(comm, n);
+    if (n.rfind("gpo-cpu/", 0) != 0) continue;
+    std::ifstream st(e.path() / "status");
+    for (std::string line; std::getline(st, line);)
+      if (line.rfind("Cpus_allowed_list:", 0) == 0) m[std::stoi(n.substr(8))] = line.substr(line.find_last_of(" \t") + 1);
+  }
+  return m;
+}
+
+}  // namespace
+
+// One worker per allowed CPU (the agent's pool), each pinned to its own; a
+// run of one job that names the CPU its submitter waits on runs on that CPU's
+// worker when it is idle. Jobs naming no CPU, or one the pool has no worker
+// for, run anyway and are not counted.
+TEST(CpuBackend, AJobRunsOnTheCpuItsSubmitterWaitsOn) {
+  const std::vector<int> cpus = allowed_cpus();
+  ASSERT_FALSE(cpus.empty());
+  backend::CpuBackend cpu(unsigned(cpus.size()));
+  // A worker pins itself as it starts, before it first sleeps: wait (bounded) for all.
+  std::map<int, std::string> masks = worker_masks();
+  for (int i = 0; i < 200; ++i, masks = worker_masks()) {
+    bool pinned = masks.size() == cpus.size();
+    for (size_t w = 0; pinned && w < cpus.size(); ++w) pinned = masks[int(w)] == std::to_string(cpus[w]);
+    if (pinned) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(masks.size(), cpus.size());
+  for (size_t w = 0; w < cpus.size(); ++w) EXPECT_EQ(masks[int(w)], std::to_string(cpus[w])) << "worker " << w;
+
+  const Bytes in = random_bytes(64 << 10, 11);
+  auto one = [&](int32_t where) {
+    Bytes digest(32);
+    backend::Batch b;
+    b.jobs.resize(1);
+    b.jobs[0].op = OpId::sha256;
+    b.jobs[0].in = in;
+    b.jobs[0].out = digest;
+    b.jobs[0].cpu = where;
+    // Every worker asleep first (the one that ran the last job may still be
+    // on its way back): then the worker named is the only one woken.
+    for (int i = 0; i < 2000 && cpu.asleep() < cpu.threads(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_EQ(cpu.asleep(), cpu.threads());
+    cpu.run(b);
+    EXPECT_EQ(b.jobs[0].status, Status::ok);
+    EXPECT_TRUE(digest == gpo::test::ref_sha256(in));
+  };
+  constexpr int kEach = 3;
+  for (int k = 0; k < kEach; ++k)
+    for (int c : cpus) one(c);
+  EXPECT_EQ(cpu.stats().jobs_on_waiter_cpu, uint64_t(kEach * cpus.size()));
+  one(-1);
+  one(cpus.back() + 1);  // no worker for it
+  EXPECT_EQ(cpu.stats().jobs_on_waiter_cpu, uint64_t(kEach * cpus.size()));
+
+  // Many submitters naming CPUs at once, some the same one: the worker
+  // named is often busy and another takes the run; every job runs once.
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&, t] {
+      std::mt19937 rng{uint32_t(t)};
+      for (int k = 0; k < 50; ++k) {
+        std::vector<Bytes> digests(1 + rng() % 3, Bytes(32));
+        backend::Batch b;
+        b.jobs.resize(digests.size());
+        for (size_t i = 0; i < digests.size(); ++i) {
+          b.jobs[i].op = OpId::sha256;
+          b.jobs[i].in = in;
+          b.jobs[i].out = digests[i];
+          b.jobs[i].cpu = cpus[rng() % cpus.size()];
+        }
+        cpu.run(b);
+        for (size_t i = 0; i < digests.size(); ++i)
+          if (b.jobs[i].status != Status::ok || digests[i] != gpo::test::ref_sha256(in)) bad++;
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(bad.load(), 0);
 }
