@@ -398,9 +398,9 @@ void print_offload_status(const std::string& file) {
   const auto t = off.value("per_job_us", nlohmann::json::object());
   if (t.value("jobs", 0ull) > 0)
     std::printf("  per job in the agent: %.1f us from the doorbell to the claim, %.1f us gathering, %.1f us at the "
-                "backend, %.1f us completing\n",
+                "backend, %.1f us completing; %llu of %llu jobs ran on the CPU where their client waited\n",
                 t.value("reaching", 0.0), t.value("gathering", 0.0), t.value("at_backend", 0.0),
-                t.value("completing", 0.0));
+                t.value("completing", 0.0), u64(t, "on_client_cpu"), u64(t, "jobs"));
   const auto plan = off.value("plan", nlohmann::json());
   if (plan.is_object()) {
     std::string sent;
