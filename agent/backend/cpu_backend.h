@@ -75,9 +75,9 @@ class CpuBackend final : public Backend {
   void finish(Run* r);
   void worker(unsigned index);
 
-  // Wakes sleepers_ (or, for a run with a CPU, that CPU's worker if asleep)
-  // for up to `chunks` chunks; called with mu_ held, the workers to notify
-  // come back in wake.
+  // Takes up to `chunks` workers out of sleepers_ (a run's CPU's worker
+  // first, if asleep), with mu_ held; the caller notifies them after
+  // unlocking.
   void pick_sleepers(size_t chunks, int32_t cpu, std::vector<unsigned>* wake);
 
   struct Seat {  // a worker's own wait, so that a submit can wake a chosen one
