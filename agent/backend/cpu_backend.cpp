@@ -122,7 +122,6 @@ struct CpuBackend::Run {
   std::atomic<size_t> left{0};
   std::atomic<uint64_t> cpu_ns{0};
   std::atomic<uint64_t> on_waiter_cpu{0};  // jobs a worker ran on their Job::cpu
-  int32_t cpu = -1;  // one chunk: the CPU its (first) job's submitter waits on
   uint64_t bytes = 0;
   Batch* batch = nullptr;  // submit(): completed through done, then deleted
   Completion done;
@@ -231,7 +230,6 @@ CpuBackend::Run* CpuBackend::make_run(std::vector<Job*> jobs) const {
   }
   close_group(uint32_t(n));
   r->left = r->chunks.size();
-  if (r->chunks.size() == 1) r->cpu = r->jobs[r->chunks[0].first]->cpu;
   // Contiguous slots of chunks, as even as they divide.
   const size_t nc = r->chunks.size();
   r->nslots = unsigned(std::max<size_t>(1, std::min<size_t>(threads(), nc)));
@@ -265,7 +263,8 @@ void CpuBackend::enqueue(Run* r) {
     std::lock_guard lk(mu_);
     queue_.push_back(r);
     r->queued = true;
-    pick_sleepers(r->chunks.size(), r->cpu, &wake);
+    // A run of one chunk: the CPU its (first) job's submitter waits on.
+    pick_sleepers(r->chunks.size(), r->chunks.size() == 1 ? r->jobs[r->chunks[0].first]->cpu : -1, &wake);
   }
   // Each woken worker's asleep was cleared under the lock: notified after
   // it, it cannot miss the wake.
