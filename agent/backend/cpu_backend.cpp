@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "backend/ops.h"
+#include "util/cpus.h"
 
 namespace gpo::backend {
 
@@ -132,23 +133,9 @@ struct CpuBackend::Run {
   bool finished = false;
 };
 
-namespace {
-
-// The CPUs this process may run on, in order.
-std::vector<int32_t> allowed_cpus() {
-  std::vector<int32_t> cpus;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
-  for (int c = 0; c < CPU_SETSIZE; ++c)
-    if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  return cpus;
-}
-
-}  // namespace
 
 CpuBackend::CpuBackend(unsigned threads, uint64_t chunk) : chunk_(chunk) {
-  const std::vector<int32_t> cpus = allowed_cpus();
+  const std::vector<int32_t> cpus = util::allowed_cpus();
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   // One worker per CPU the process may use: each pinned to its own, so that a
   // job can run where its submitter waits. Fewer or more workers than those

@@ -23,6 +23,7 @@
 #include "ipc/slab_job.h"
 #include "ipc/slab_validate.h"
 #include "loop/event_loop.h"
+#include "util/cpus.h"
 #include "util/fd_passing.h"
 #include "util/log.h"
 
@@ -97,7 +98,7 @@ uint64_t quarter_of_memory() {
 
 struct ClientServer::AtomicStats {
   std::atomic<uint64_t> clients{0}, slabs{0}, slabs_released{0}, registrations_refused{0}, doorbells_socket{0},
-      doorbells_uprobe{0}, doorbells_refused{0}, doorbells_stale{0}, jobs_rejected{0}, jobs_over_quota{0},
+      doorbells_uprobe{0}, doorbells_on_client_cpu{0}, doorbells_refused{0}, doorbells_stale{0}, jobs_rejected{0}, jobs_over_quota{0},
       jobs_done{0}, jobs_released{0}, batches{0}, connections_refused{0}, accept_no_fd{0};
   std::atomic<uint64_t> slab_bytes{0};  // registered and still mapped, all clients
   // In flight at the backend (handed over, not completed), and claimed jobs
@@ -286,7 +287,10 @@ void ClientServer::register_with(loop::EventLoop& loop) {
   reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (reserve_fd_ < 0) throw std::runtime_error("offload: out of file descriptors at start: " + errno_text(errno));
   pause_timer_ = std::make_unique<loop::OneShotTimer>(loop, [this] { listen_again(); });
-  window_timer_ = std::make_unique<loop::OneShotTimer>(loop, [this] { flush_all(); });
+  window_timer_ = std::make_unique<loop::OneShotTimer>(loop, [this] {
+    std::lock_guard lk(mu_);
+    flush_all();
+  });
   loop.add_fd(listen_fd_, [this] { on_accept(); });
   listening_ = true;
 
@@ -296,6 +300,7 @@ void ClientServer::register_with(loop::EventLoop& loop) {
     uint64_t n;
     while (read(wake_fd_, &n, sizeof(n)) > 0) {
     }
+    std::lock_guard lk(mu_);
     flush_while_room();
   });
 
@@ -304,11 +309,24 @@ void ClientServer::register_with(loop::EventLoop& loop) {
       probe_why_ = "not root";
     } else {
       probe_ = DoorbellProbe::load(
-          [this](const gpo_doorbell_event& e) {
+          [this](const gpo_doorbell_event& e, bool on_its_cpu) {
+            if (on_its_cpu) st_->doorbells_on_client_cpu++;
             on_doorbell(pid_t(e.tgid), e.slab_id, e.job, e.op, e.len, int32_t(e.cpu));
           },
           &probe_why_);
-      if (probe_) probe_->register_with(loop);
+      if (probe_) {
+        probe_->register_with(loop);
+        if (!opt_.cpu_doorbells) {
+          cpu_doorbells_why_ = "disabled";
+        } else if (!opt_.flush_when_idle) {
+          cpu_doorbells_why_ = "fixed batching windows";
+        } else if (probe_->start_cpu_lanes(util::allowed_cpus(), &cpu_doorbells_why_) == 0 && cpu_doorbells_why_.empty()) {
+          cpu_doorbells_why_ = "no CPU in the agent's affinity mask";
+        } else if (!cpu_doorbells_why_.empty()) {
+          log::warn("offload: {} CPUs ring a doorbell thread of their own, the others the event loop ({})",
+                    probe_->cpu_lanes(), cpu_doorbells_why_);
+        }
+      }
     }
   } else {
     probe_why_ = "disabled";
@@ -338,7 +356,11 @@ std::string ClientServer::plan_page_path() const { return plan_ ? plan_->path() 
 void ClientServer::unregister(loop::EventLoop& loop) {
   if (!loop_) return;
   plan_.reset();  // clients stop sending before the socket goes
-  flush_all();
+  if (probe_) probe_->stop_cpu_lanes();  // from here on only the loop claims
+  {
+    std::lock_guard lk(mu_);
+    flush_all();
+  }
   while (!conns_.empty()) close_conn(conns_.begin()->first);
   if (probe_) {
     probe_->unregister(loop);
@@ -509,6 +531,7 @@ void ClientServer::close_conn(int fd) {
   }
   if (c.slab) {
     log::debug("offload: client pid {} gone, slab {} released", c.pid, c.slab->id);
+    std::lock_guard lk(mu_);
     slabs_.erase(c.slab->id);
   }
   conns_.erase(it);  // the slab is unmapped once no batch holds it
@@ -598,7 +621,10 @@ bool ClientServer::on_register(Conn& c, const gpo_msg_register& m, int memfd) {
   if (!be_.register_memory(p, m.slab_size, backend::Backend::Pin::on_first_gpu_use))
     log::warn("offload: backend could not pin slab {} (pid {})", s->id, c.pid);
   c.slab = s;
-  slabs_[s->id] = s;
+  {
+    std::lock_guard lk(mu_);
+    slabs_[s->id] = s;
+  }
   st_->slabs++;
 
   rep.type = GPO_MSG_REGISTERED;
@@ -686,6 +712,7 @@ void ClientServer::complete(Slab& s, uint32_t i, uint8_t status, uint64_t out_le
 
 void ClientServer::on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len, int32_t cpu) {
   (cpu == kSocketDoorbell ? st_->doorbells_socket : st_->doorbells_uprobe)++;
+  std::lock_guard lk(mu_);
   auto it = slabs_.find(slab_id);
   // Only the process that registered a slab may ring for it; anything else is
   // dropped without touching any slab.
@@ -848,6 +875,7 @@ ServerStats ClientServer::stats() const {
   s.registrations_refused = st_->registrations_refused;
   s.doorbells_socket = st_->doorbells_socket;
   s.doorbells_uprobe = st_->doorbells_uprobe;
+  s.doorbells_on_client_cpu = st_->doorbells_on_client_cpu;
   s.doorbells_refused = st_->doorbells_refused;
   s.doorbells_stale = st_->doorbells_stale;
   s.jobs_rejected = st_->jobs_rejected;
@@ -861,6 +889,8 @@ ServerStats ClientServer::stats() const {
   s.doorbells_lost = probe_ ? probe_->dropped() : 0;
   return s;
 }
+
+size_t ClientServer::cpu_doorbells() const { return probe_ ? probe_->cpu_lanes() : 0; }
 
 size_t ClientServer::uprobe_files() const { return probe_ ? probe_->attached() : 0; }
 
@@ -930,6 +960,8 @@ nlohmann::json ClientServer::to_json() const {
           {"registrations_refused", s.registrations_refused},
           {"doorbells_socket", s.doorbells_socket},
           {"doorbells_uprobe", s.doorbells_uprobe},
+          {"doorbells_on_client_cpu", s.doorbells_on_client_cpu},
+          {"cpu_doorbells", cpu_doorbells()},
           {"doorbells_refused", s.doorbells_refused},
           {"doorbells_stale", s.doorbells_stale},
           {"doorbells_lost", s.doorbells_lost},
@@ -955,7 +987,10 @@ std::string ClientServer::describe() const {
   return fmt::format("socket {} ({}), doorbell {}{}, {}, plan page {}; per client {} MiB and {} jobs, per uid {} "
                      "MiB, {} jobs and {} connections, {} MiB of slabs in all",
                      opt_.socket_path, access_, probe_ ? "uprobe (socket as fallback)" : "socket",
-                     probe_ ? "" : " (uprobe: " + probe_why_ + ")", batching, plan_ ? plan_->path() : "none",
+                     !probe_                 ? " (uprobe: " + probe_why_ + ")"
+                     : probe_->cpu_lanes()   ? fmt::format(", a ring and thread on each of {} CPUs", probe_->cpu_lanes())
+                                             : " to the event loop (" + cpu_doorbells_why_ + ")",
+                     batching, plan_ ? plan_->path() : "none",
                      opt_.max_slab_bytes >> 20, opt_.max_inflight, opt_.uid_max_slab_bytes >> 20,
                      opt_.uid_max_inflight, opt_.uid_max_connections, opt_.max_slab_bytes_total >> 20);
 }

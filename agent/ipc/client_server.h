@@ -71,6 +71,10 @@ struct ServerOptions {
   // or batch_max are waiting. false: fixed windows of batch_window_us (tests).
   bool flush_when_idle = true;
   bool uprobe_doorbell = true;             // try the BPF doorbell (needs root); else socket only
+  // The uprobe doorbell rings a thread of the agent pinned to the client's
+  // CPU (a ring and thread per CPU) instead of the event loop. Only with
+  // flush_when_idle: fixed windows are the loop's.
+  bool cpu_doorbells = true;
   // The plan page clients read (socket path + ".plan"): per op id, from which
   // input size jobs come to the agent (GPO_PLAN_NEVER: none). Default: all.
   bool plan_page = true;
@@ -86,6 +90,7 @@ struct ServerStats {
   uint64_t registrations_refused = 0;
   uint64_t doorbells_socket = 0;
   uint64_t doorbells_uprobe = 0;
+  uint64_t doorbells_on_client_cpu = 0;  // uprobe doorbells claimed on the CPU the client rang on
   uint64_t doorbells_refused = 0;    // unknown slab, or a slab of another process
   uint64_t doorbells_stale = 0;      // job not SUBMITTED (already taken or revoked)
   uint64_t jobs_rejected = 0;        // descriptor out of bounds, unknown op, mismatch
@@ -124,6 +129,7 @@ class ClientServer {
   nlohmann::json per_job_us() const;
   std::string describe() const;  // one line: socket, doorbell mode, batching
   bool uprobe_doorbell() const { return probe_ != nullptr; }
+  size_t cpu_doorbells() const;  // CPUs whose clients ring a thread of the agent on that CPU
   size_t uprobe_files() const;   // library files the doorbell uprobe is attached to now
   const ServerOptions& options() const { return opt_; }
 
@@ -147,9 +153,11 @@ class ClientServer {
   bool on_register(Conn& c, const gpo_msg_register& m, int memfd);
   std::string attach_uprobe(Conn& c, const std::string& lib, std::string* why);
   // cpu: where the client rang (the uprobe doorbell), or kSocketDoorbell.
+  // Any thread: the loop's or a CPU's doorbell thread; takes mu_.
   static constexpr int32_t kSocketDoorbell = -1;
   void on_doorbell(pid_t tgid, uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len, int32_t cpu);
   std::shared_ptr<UidAccount> account(uid_t uid);
+  // mu_ held by the caller:
   void flush(uint16_t op);
   void flush_all();
   void flush_while_room();  // a batch completed: what waited goes now
@@ -175,6 +183,11 @@ class ClientServer {
   std::unique_ptr<DoorbellProbe> probe_;
   std::string probe_why_;
   std::map<int, std::unique_ptr<Conn>> conns_;
+  std::string cpu_doorbells_why_;  // why some or all CPUs ring the loop instead
+  // What doorbells touch, from the loop and the CPUs' doorbell threads: the
+  // slabs by id (the loop adds and removes them under mu_ and reads them
+  // without), the jobs waiting for a batch and the batches' hand-over.
+  std::mutex mu_;
   std::map<uint32_t, std::shared_ptr<Slab>> slabs_;
   uint32_t next_slab_id_ = 1;
   std::map<uint16_t, FairQueue<Pending>> pending_;  // claimed jobs waiting for their batch, per op

@@ -2,12 +2,21 @@
 // gpo_doorbell symbol of each client library file a client registers with,
 // and hands ring-buffer descriptors (kernel-stamped tgid) to a callback.
 // Needs root (CAP_BPF + CAP_PERFMON); without it the socket doorbell serves.
+//
+// Descriptors arrive on the event loop (the shared ring) or, once
+// start_cpu_lanes() ran, on a thread pinned to the CPU the client rang on:
+// each CPU the agent may use gets its own ring and thread, so a client's
+// ring wakes a thread on its own CPU (a few microseconds) instead of one on
+// another CPU, which on a virtual machine whose idle vCPUs halt costs tens.
 #pragma once
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "doorbell.h"  // bpf/doorbell.h
 
@@ -23,12 +32,15 @@ namespace gpo::ipc {
 
 class DoorbellProbe {
  public:
-  using Handler = std::function<void(const gpo_doorbell_event&)>;
+  // on_its_cpu: a CPU lane's thread runs the handler on the CPU the client
+  // rang on. Lanes call it from their threads, concurrently with the loop.
+  using Handler = std::function<void(const gpo_doorbell_event&, bool on_its_cpu)>;
   // Loads the BPF object; returns null with *why when BPF is not usable here.
   static std::unique_ptr<DoorbellProbe> load(Handler h, std::string* why);
   ~DoorbellProbe();
-  // Attaches the uprobe to gpo_doorbell in the library file open at fd (O_PATH will do), whose
-  // identity is key ("dev:ino"): once per file, counted, so that the uprobe
+  // Attaches the uprobe to gpo_doorbell (and gpo_doorbell_forked) in the
+  // library file open at fd (O_PATH will do), whose identity is key
+  // ("dev:ino"): once per file, counted, so that the uprobe
   // goes when the last user releases it. The caller has checked the file
   // (who owns it, who maps it): its ELF is parsed here. False with *why when
   // the file has no such symbol, attach fails (remembered: a file is parsed
@@ -37,6 +49,12 @@ class DoorbellProbe {
   void release(const std::string& key);
   void register_with(loop::EventLoop& loop);
   void unregister(loop::EventLoop& loop);
+  // A ring and a pinned thread for each CPU in cpus (the agent's affinity
+  // mask); the others keep the shared ring. Returns how many started, with
+  // *why when not all did (the shared ring serves those CPUs).
+  size_t start_cpu_lanes(const std::vector<int32_t>& cpus, std::string* why);
+  void stop_cpu_lanes();  // their CPUs go back to the shared ring; joins the threads
+  size_t cpu_lanes() const { return lanes_.size(); }
   size_t attached() const { return attached_.load(); }  // any thread (status)
   uint64_t dropped() const;  // descriptors lost to a full ring buffer
 
@@ -44,17 +62,22 @@ class DoorbellProbe {
 
  private:
   DoorbellProbe() = default;
+  struct Lane;
   static int on_event(void* ctx, void* data, size_t len);
+  static int on_lane_event(void* ctx, void* data, size_t len);
+  void drain(Lane& l);  // a lane's thread
   ::doorbell* skel_ = nullptr;
   ring_buffer* rb_ = nullptr;
   Handler handler_;
   struct Link {
-    bpf_link* link = nullptr;
+    bpf_link* link = nullptr;    // on gpo_doorbell
+    bpf_link* forked = nullptr;  // on gpo_doorbell_forked, when the file has it
     uint32_t users = 0;
   };
   std::map<std::string, Link> links_;         // by "dev:inode" of the library file
   std::map<std::string, std::string> failed_;  // files that could not be attached, and why (bounded)
   std::atomic<size_t> attached_{0};
+  std::vector<std::unique_ptr<Lane>> lanes_;
 };
 
 }  // namespace gpo::ipc

@@ -37,6 +37,9 @@ extern "C" {
 #define GPO_PROTO_VERSION 2u
 #define GPO_DEFAULT_SOCKET "/run/gpuoffload/agent.sock"
 #define GPO_DOORBELL_SYMBOL "gpo_doorbell"
+/* The same doorbell for a process forked from the one that loaded the
+ * library (client.cpp says why it needs its own); the agent probes both. */
+#define GPO_DOORBELL_FORKED_SYMBOL "gpo_doorbell_forked"
 
 /* Op ids: the rows of gpuoffload_ops.h (the API's GPO_* and the agent's OpId are the same numbers). */
 #define GPO_OP_ID_(NAME, id, ident, name, family, gpu) GPO_OP_##NAME = id,

@@ -24,23 +24,45 @@ using namespace gpo::test;
 
 namespace {
 
-TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
-  if (!is_root()) GTEST_SKIP() << "needs root for the BPF uprobe doorbell";
-  cpu_set_t mask;
-  CPU_ZERO(&mask);
-  ASSERT_EQ(sched_getaffinity(0, sizeof(mask), &mask), 0);
-  InProcessAgent agent(agent_options("uprobe", true), unsigned(CPU_COUNT(&mask)));  // a worker pinned to each CPU
-  // Root is the prerequisite; a doorbell program that then does not load is a failure.
-  ASSERT_TRUE(agent.server().uprobe_doorbell()) << "root, yet the BPF doorbell did not load: "
-                                                << agent.server().describe();
+// Why the uprobe doorbell cannot serve this test run, or "".
+std::string uprobe_unavailable() {
+  if (!is_root()) return "needs root for the BPF uprobe doorbell";
   // The agent attaches only to a library file root owns and only root can
   // write (docs/security.md): a build made by another user gets the socket doorbell.
   struct stat lib {};
   Dl_info info{};
-  ASSERT_TRUE(dladdr(reinterpret_cast<void*>(&gpo_doorbell), &info));
-  ASSERT_EQ(stat(info.dli_fname, &lib), 0);
+  if (!dladdr(reinterpret_cast<void*>(&gpo_doorbell), &info) || stat(info.dli_fname, &lib) != 0) return "";
   if (lib.st_uid != 0 || (lib.st_mode & 022))
-    GTEST_SKIP() << info.dli_fname << " is not root's alone: the uprobe doorbell rightly stays off (build as root)";
+    return std::string(info.dli_fname) + " is not root's alone: the uprobe doorbell rightly stays off (build as root)";
+  return "";
+}
+
+// The kernel turns a uprobe on a 5-byte nop into a call to its uprobe
+// trampoline (x86-64, 6.18 and later).
+bool kernel_optimizes_uprobes() {
+  std::ifstream in("/proc/kallsyms");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.size() > 21 && line.compare(line.size() - 21, 21, " arch_uprobe_optimize") == 0) return true;
+  return false;
+}
+
+int allowed_cpu_count() {
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  return sched_getaffinity(0, sizeof(mask), &mask) == 0 ? CPU_COUNT(&mask) : 0;
+}
+
+TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
+  if (auto why = uprobe_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  const int cpus = allowed_cpu_count();
+  ASSERT_GT(cpus, 0);
+  InProcessAgent agent(agent_options("uprobe", true), unsigned(cpus));  // a worker pinned to each CPU
+  // Root is the prerequisite; a doorbell program that then does not load is a failure.
+  ASSERT_TRUE(agent.server().uprobe_doorbell()) << "root, yet the BPF doorbell did not load: "
+                                                << agent.server().describe();
+  // Each CPU has its own ring and doorbell thread.
+  EXPECT_EQ(agent.server().cpu_doorbells(), size_t(cpus)) << agent.server().describe();
   gpo_set_socket(agent.socket().c_str());
   setenv("GPO_TIMEOUT_MS", "5000", 1);
   gpo_client_stats s0{}, s1{};
@@ -63,10 +85,27 @@ TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
   auto st = agent.server().stats();
   EXPECT_GE(st.doorbells_uprobe, uint64_t(kJobs));
   EXPECT_EQ(st.doorbells_socket, 0u);
+  // Every ring (this process's, and those of other tests' processes that the
+  // uprobe on the shared library file also brings) was claimed by a thread
+  // on the CPU it was rung from, not by the event loop.
+  EXPECT_GE(st.doorbells_on_client_cpu, uint64_t(kJobs));
   // The kernel also stamps the CPU the client rang on, where it then waits:
   // with every worker asleep, the job runs on that CPU's worker.
   for (int i = 0; i < 300 && agent.server().per_job_us()["jobs"].get<uint64_t>() < uint64_t(kJobs); ++i) usleep(10000);
   EXPECT_EQ(agent.server().per_job_us()["on_client_cpu"].get<uint64_t>(), uint64_t(kJobs));
+
+#if defined(__x86_64__)
+  // gpo_doorbell's first instruction is a 5-byte nop (docs/offload.md): where
+  // the kernel can, the uprobe on it became a call into the kernel's uprobe
+  // trampoline at the first ring, instead of a breakpoint (0xcc) trapped and
+  // stepped on every ring.
+  const auto* code = static_cast<const uint8_t*>(dlsym(RTLD_DEFAULT, "gpo_doorbell"));
+  ASSERT_NE(code, nullptr);
+  if (kernel_optimizes_uprobes())
+    EXPECT_EQ(code[0], 0xe8) << "the doorbell's uprobe was not optimized (first byte " << int(code[0]) << ")";
+  else
+    EXPECT_EQ(code[0], 0xcc) << "this kernel cannot optimize uprobes; the doorbell should hold a breakpoint";
+#endif
 
   // Another process rings the uprobe doorbell for this process's slab: the
   // kernel stamps the child's tgid, the agent refuses it.
@@ -74,17 +113,95 @@ TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
   auto refused = st.doorbells_refused;
   pid_t child = fork();
   if (child == 0) {
-    for (uint32_t j = 0; j < 8; ++j) gpo_doorbell(sid, j, GPO_OP_SHA256, 0);
+    for (uint32_t j = 0; j < 8; ++j) gpo_doorbell_forked(sid, j, GPO_OP_SHA256, 0);
     _exit(0);
   }
   int status = 0;
   waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the forging child died: status " << status;
   for (int i = 0; i < 200 && agent.server().stats().doorbells_refused < refused + 8; ++i) usleep(5000);
   // At least the child's 8: the uprobe is on the library file, so processes
   // of other tests running now, ringing for their own agents, reach this
   // agent's program too and are refused as well.
   EXPECT_GE(agent.server().stats().doorbells_refused - refused, 8u);
   EXPECT_EQ(agent.server().stats().jobs_done, uint64_t(kJobs)) << "a forged doorbell ran a job";
+  gpo_set_socket(nullptr);
+}
+
+// A process forked after its parent rang (and, where the kernel can, the
+// doorbell's uprobe became a call into a trampoline the child does not
+// inherit) sends its own jobs through the uprobe doorbell and lives.
+TEST(OffloadIntegration, ForkedChildRingsTheUprobeDoorbellAndLives) {
+  if (auto why = uprobe_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  InProcessAgent agent(agent_options("uprobe-fork", true));
+  ASSERT_TRUE(agent.server().uprobe_doorbell()) << agent.server().describe();
+  gpo_set_socket(agent.socket().c_str());
+  setenv("GPO_TIMEOUT_MS", "5000", 1);
+  auto sha_jobs = [](int n, uint32_t seed) {
+    for (int i = 0; i < n; ++i) {
+      Bytes m = random_bytes(4096 + size_t(i), seed + uint32_t(i)), d(32);
+      const void* p = m.data();
+      size_t l = m.size();
+      if (gpo_sha256_batch(&p, &l, 1, d.data()) != GPO_OK || d != ref_sha256(m)) return false;
+    }
+    return true;
+  };
+  gpo_client_stats s0{}, s1{};
+  gpo_get_stats(&s0);
+  ASSERT_TRUE(sha_jobs(20, 1));
+  gpo_get_stats(&s1);
+  ASSERT_EQ(s1.by_agent - s0.by_agent, 20u);
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    close(pipefd[0]);
+    gpo_client_stats c0{}, c1{};
+    gpo_get_stats(&c0);
+    const bool ok = sha_jobs(20, 100);
+    gpo_get_stats(&c1);
+    const uint64_t by_agent = c1.by_agent - c0.by_agent;
+    const ssize_t w = write(pipefd[1], &by_agent, sizeof(by_agent));
+    _exit(ok && w == ssize_t(sizeof(by_agent)) ? 0 : 1);
+  }
+  close(pipefd[1]);
+  uint64_t child_by_agent = 0;
+  const ssize_t r = read(pipefd[0], &child_by_agent, sizeof(child_by_agent));
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "a child's job went wrong";
+  ASSERT_EQ(r, ssize_t(sizeof(child_by_agent)));
+  EXPECT_EQ(child_by_agent, 20u) << "the child's jobs did not reach the agent";
+  EXPECT_EQ(agent.server().stats().doorbells_socket, 0u) << "the child rang the socket, not the uprobe";
+  gpo_set_socket(nullptr);
+}
+
+TEST(OffloadIntegration, UprobeDoorbellRingsTheEventLoopWhenCpuDoorbellsAreOff) {
+  if (auto why = uprobe_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  auto o = agent_options("uprobe-loop", true);
+  o.cpu_doorbells = false;
+  InProcessAgent agent(o);
+  ASSERT_TRUE(agent.server().uprobe_doorbell()) << agent.server().describe();
+  EXPECT_EQ(agent.server().cpu_doorbells(), 0u);
+  gpo_set_socket(agent.socket().c_str());
+  setenv("GPO_TIMEOUT_MS", "5000", 1);
+  gpo_client_stats s0{}, s1{};
+  gpo_get_stats(&s0);
+  constexpr int kJobs = 50;
+  for (int i = 0; i < kJobs; ++i) {
+    Bytes m = random_bytes(size_t(i * 13), uint32_t(i)), d(32);
+    const void* p = m.data();
+    size_t l = m.size();
+    ASSERT_EQ(gpo_sha256_batch(&p, &l, 1, d.data()), GPO_OK);
+    ASSERT_EQ(d, ref_sha256(m)) << i;
+  }
+  gpo_get_stats(&s1);
+  EXPECT_EQ(s1.by_agent - s0.by_agent, uint64_t(kJobs));
+  const auto st = agent.server().stats();
+  EXPECT_GE(st.doorbells_uprobe, uint64_t(kJobs));
+  EXPECT_EQ(st.doorbells_on_client_cpu, 0u) << "a CPU's doorbell thread ran though they are off";
   gpo_set_socket(nullptr);
 }
 

@@ -184,8 +184,11 @@ GPO_API void gpo_set_socket(const char* path);
  * real function itself otherwise. */
 GPO_API int gpo_would_offload(int op, size_t len);
 
-/* The doorbell: the agent's uprobe sits on this symbol. Called by the library. */
+/* The doorbell: the agent's uprobe sits on this symbol. Called by the library;
+ * in a process forked from the one that loaded it, the library calls
+ * gpo_doorbell_forked instead, which the agent probes too. */
 GPO_API void gpo_doorbell(uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len);
+GPO_API void gpo_doorbell_forked(uint32_t slab_id, uint32_t job, uint32_t op, uint64_t len);
 
 #ifdef __cplusplus
 }
