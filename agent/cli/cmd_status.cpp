@@ -378,7 +378,7 @@ void print_offload_status(const std::string& file) {
   std::printf("  socket %s (%s); %llu clients connected, %llu MiB of slabs\n",
               off.value("socket", std::string("?")).c_str(), off.value("access", std::string("?")).c_str(),
               u64(off, "clients_connected"), u64(off, "slab_bytes") >> 20);
-  std::printf("  doorbells: %s; %llu by uprobe (%llu claimed on the client's CPU, %llu CPUs with a doorbell "
+  std::printf("  doorbells: %s; %llu by uprobe (%llu handled on the client's CPU, %llu CPUs with a doorbell "
               "thread), %llu by socket\n",
               off.value("doorbell", std::string("?")).c_str(), u64(off, "doorbells_uprobe"),
               u64(off, "doorbells_on_client_cpu"), u64(off, "cpu_doorbells"), u64(off, "doorbells_socket"));

@@ -98,8 +98,8 @@ uint64_t quarter_of_memory() {
 
 struct ClientServer::AtomicStats {
   std::atomic<uint64_t> clients{0}, slabs{0}, slabs_released{0}, registrations_refused{0}, doorbells_socket{0},
-      doorbells_uprobe{0}, doorbells_on_client_cpu{0}, doorbells_refused{0}, doorbells_stale{0}, jobs_rejected{0}, jobs_over_quota{0},
-      jobs_done{0}, jobs_released{0}, batches{0}, connections_refused{0}, accept_no_fd{0};
+      doorbells_uprobe{0}, doorbells_on_client_cpu{0}, doorbells_refused{0}, doorbells_stale{0}, jobs_rejected{0},
+      jobs_over_quota{0}, jobs_done{0}, jobs_released{0}, batches{0}, connections_refused{0}, accept_no_fd{0};
   std::atomic<uint64_t> slab_bytes{0};  // registered and still mapped, all clients
   // In flight at the backend (handed over, not completed), and claimed jobs
   // waiting in the batcher. A completion that finds jobs waiting wakes the

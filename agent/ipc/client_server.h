@@ -90,7 +90,7 @@ struct ServerStats {
   uint64_t registrations_refused = 0;
   uint64_t doorbells_socket = 0;
   uint64_t doorbells_uprobe = 0;
-  uint64_t doorbells_on_client_cpu = 0;  // uprobe doorbells claimed on the CPU the client rang on
+  uint64_t doorbells_on_client_cpu = 0;  // uprobe doorbells handled on the CPU the client rang on
   uint64_t doorbells_refused = 0;    // unknown slab, or a slab of another process
   uint64_t doorbells_stale = 0;      // job not SUBMITTED (already taken or revoked)
   uint64_t jobs_rejected = 0;        // descriptor out of bounds, unknown op, mismatch

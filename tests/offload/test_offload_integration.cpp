@@ -86,7 +86,7 @@ TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
   EXPECT_GE(st.doorbells_uprobe, uint64_t(kJobs));
   EXPECT_EQ(st.doorbells_socket, 0u);
   // Every ring (this process's, and those of other tests' processes that the
-  // uprobe on the shared library file also brings) was claimed by a thread
+  // uprobe on the shared library file also brings) was handled by a thread
   // on the CPU it was rung from, not by the event loop.
   EXPECT_GE(st.doorbells_on_client_cpu, uint64_t(kJobs));
   // The kernel also stamps the CPU the client rang on, where it then waits:
