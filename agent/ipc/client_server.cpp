@@ -320,11 +320,12 @@ void ClientServer::register_with(loop::EventLoop& loop) {
           cpu_doorbells_why_ = "disabled";
         } else if (!opt_.flush_when_idle) {
           cpu_doorbells_why_ = "fixed batching windows";
-        } else if (probe_->start_cpu_lanes(util::allowed_cpus(), &cpu_doorbells_why_) == 0 && cpu_doorbells_why_.empty()) {
-          cpu_doorbells_why_ = "no CPU in the agent's affinity mask";
-        } else if (!cpu_doorbells_why_.empty()) {
-          log::warn("offload: {} CPUs ring a doorbell thread of their own, the others the event loop ({})",
-                    probe_->cpu_lanes(), cpu_doorbells_why_);
+        } else {
+          const size_t n = probe_->start_cpu_lanes(util::allowed_cpus(), &cpu_doorbells_why_);
+          if (n == 0 && cpu_doorbells_why_.empty()) cpu_doorbells_why_ = "no CPU in the agent's affinity mask";
+          else if (!cpu_doorbells_why_.empty())
+            log::warn("offload: {} CPUs ring a doorbell thread of their own, the others the event loop ({})", n,
+                      cpu_doorbells_why_);
         }
       }
     }

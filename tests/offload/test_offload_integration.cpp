@@ -12,6 +12,7 @@
 #include <atomic>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "common/files.h"
 #include "common/preload.h"
@@ -176,6 +177,53 @@ TEST(OffloadIntegration, ForkedChildRingsTheUprobeDoorbellAndLives) {
   EXPECT_EQ(child_by_agent, 20u) << "the child's jobs did not reach the agent";
   EXPECT_EQ(agent.server().stats().doorbells_socket, 0u) << "the child rang the socket, not the uprobe";
   gpo_set_socket(nullptr);
+}
+
+// The agent gets a doorbell thread only on the CPUs of its affinity mask; a
+// client ringing from another CPU reaches the event loop through the shared
+// ring, and its jobs are done all the same.
+TEST(OffloadIntegration, ACpuOutsideTheAgentsMaskRingsTheEventLoop) {
+  if (auto why = uprobe_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &all)) cpus.push_back(c);
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  auto pin = [](int cpu) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(0, sizeof(one), &one) == 0;
+  };
+  // The agent's threads inherit the mask of the thread that starts them.
+  ASSERT_TRUE(pin(cpus[0]));
+  auto agent = std::make_unique<InProcessAgent>(agent_options("uprobe-mask", true));
+  ASSERT_TRUE(agent->server().uprobe_doorbell()) << agent->server().describe();
+  EXPECT_EQ(agent->server().cpu_doorbells(), 1u);
+  ASSERT_TRUE(pin(cpus[1]));  // the client rings from a CPU without a doorbell thread
+  gpo_set_socket(agent->socket().c_str());
+  setenv("GPO_TIMEOUT_MS", "5000", 1);
+  gpo_client_stats s0{}, s1{};
+  gpo_get_stats(&s0);
+  constexpr int kJobs = 30;
+  for (int i = 0; i < kJobs; ++i) {
+    Bytes m = random_bytes(4096, uint32_t(i)), d(32);
+    const void* p = m.data();
+    size_t l = m.size();
+    ASSERT_EQ(gpo_sha256_batch(&p, &l, 1, d.data()), GPO_OK);
+    ASSERT_EQ(d, ref_sha256(m)) << i;
+  }
+  gpo_get_stats(&s1);
+  sched_setaffinity(0, sizeof(all), &all);
+  EXPECT_EQ(s1.by_agent - s0.by_agent, uint64_t(kJobs)) << "jobs rung outside the agent's mask were not served";
+  const auto st = agent->server().stats();
+  EXPECT_EQ(st.doorbells_socket, 0u);
+  EXPECT_GE(st.doorbells_uprobe - st.doorbells_on_client_cpu, uint64_t(kJobs))
+      << "the doorbells of a CPU without a doorbell thread did not reach the loop";
+  gpo_set_socket(nullptr);
+  agent.reset();
 }
 
 TEST(OffloadIntegration, UprobeDoorbellRingsTheEventLoopWhenCpuDoorbellsAreOff) {
