@@ -175,10 +175,10 @@ void OffloadService::stop(loop::EventLoop& loop) {
     const auto t = server_->per_job_us();
     log::info("offload: {} jobs done in {} batches, {} rejected, {} over quota, {} clients; per job {:.1f} us "
               "from the doorbell to the claim, {:.1f} us gathering, {:.1f} us at the backend, {:.1f} us completing; "
-              "{} ran on the CPU where their client waited",
+              "{} ran on the CPU where their client waited; {} of {} uprobe doorbells handled on the client's CPU",
               s.jobs_done, s.batches, s.jobs_rejected, s.jobs_over_quota, s.clients, t["reaching"].get<double>(),
               t["gathering"].get<double>(), t["at_backend"].get<double>(), t["completing"].get<double>(),
-              t["on_client_cpu"].get<uint64_t>());
+              t["on_client_cpu"].get<uint64_t>(), s.doorbells_on_client_cpu, s.doorbells_uprobe);
     if (planner_) {
       const auto c = planner_->cpu_seconds();
       log::info("planner: {:.2f} CPU seconds saved ({:.2f} s of CPU work moved to the GPU, {:.2f} s of host CPU "
