@@ -48,15 +48,16 @@ using Clock = std::chrono::steady_clock;
 // kernel with optimized uprobes (6.18 and later) turns into a call to a uprobe
 // trampoline it maps into the process at the first hit: a system call per
 // ring instead of a breakpoint trapped and an instruction stepped out of line
-// (a thirtieth of the time on a virtual machine). Other kernels probe the nop
-// like any instruction.
+// (a fifth to a tenth of the time on a virtual machine). Other kernels probe
+// the nop like any instruction. Aligned to 16, the nop never crosses a page,
+// which the kernel needs to rewrite it.
 //
 // A forked child inherits that call but not the trampoline (6.18): calling it
 // there kills the child with SIGSEGV. So a process other than the one that
 // loaded the library rings gpo_doorbell_forked, which no kernel optimizes.
 #if defined(__x86_64__)
 asm(R"(
-  .text
+  .pushsection .text
   .globl gpo_doorbell
   .type gpo_doorbell, @function
   .p2align 4
@@ -75,6 +76,7 @@ gpo_doorbell_forked:
   ret
   .cfi_endproc
   .size gpo_doorbell_forked, .-gpo_doorbell_forked
+  .popsection
 )");
 #else
 // noipa: two identical empty functions must stay two (identical code folding).
