@@ -48,7 +48,7 @@ using Clock = std::chrono::steady_clock;
 // kernel with optimized uprobes (6.18 and later) turns into a call to a uprobe
 // trampoline it maps into the process at the first hit: a system call per
 // ring instead of a breakpoint trapped and an instruction stepped out of line
-// (a fifth to a tenth of the time on a virtual machine). Other kernels probe
+// (a fifth to an eighth of the time on a virtual machine). Other kernels probe
 // the nop like any instruction. Aligned to 16, the nop never crosses a page,
 // which the kernel needs to rewrite it.
 //
