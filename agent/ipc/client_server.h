@@ -73,8 +73,10 @@ struct ServerOptions {
   bool uprobe_doorbell = true;             // try the BPF doorbell (needs root); else socket only
   // The uprobe doorbell rings a thread of the agent pinned to the client's
   // CPU (a ring and thread per CPU) instead of the event loop. Only with
-  // flush_when_idle: fixed windows are the loop's.
-  bool cpu_doorbells = true;
+  // flush_when_idle: fixed windows are the loop's. Off by default: on a
+  // 16-vCPU host the doorbell thread waited for its CPU, busy with the
+  // client or a worker (docs/offload.md, "Doorbell threads").
+  bool cpu_doorbells = false;
   // The plan page clients read (socket path + ".plan"): per op id, from which
   // input size jobs come to the agent (GPO_PLAN_NEVER: none). Default: all.
   bool plan_page = true;
