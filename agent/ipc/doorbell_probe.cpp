@@ -181,8 +181,8 @@ bool DoorbellProbe::attach(int fd, const std::string& key, std::string* why) {
     return false;
   }
   // The forked children's doorbell. A library without it (an older build)
-  // serves its first process; its forked children time out and compute
-  // their jobs themselves.
+  // rings gpo_doorbell from every process, which is safe there: its
+  // doorbell does not begin with the 5-byte nop a kernel optimizes.
   LIBBPF_OPTS(bpf_uprobe_opts, fo, .func_name = GPO_DOORBELL_FORKED_SYMBOL);
   bpf_link* forked = bpf_program__attach_uprobe_opts(skel_->progs.gpo_doorbell_probe, -1, path.c_str(), 0, &fo);
   links_[key] = {link, forked, 1};
