@@ -2,9 +2,9 @@
 /* Offload doorbell: a uprobe on libgpuoffload's gpo_doorbell(slab, job, op, len)
  * forwards the descriptor to the agent, with the caller's tgid, cgroup and CPU
  * stamped here, where the client cannot forge them. It goes to the ring of the
- * CPU it fired on when the agent gave that CPU one (a thread of the agent
- * pinned there waits on it, so the client's ring wakes nothing on another
- * CPU), else to the shared ring the agent's event loop drains. */
+ * CPU it fired on when the agent gave that CPU one (--offload-cpu-doorbells:
+ * a thread of the agent pinned there waits on it), else to the shared ring
+ * the agent's event loop drains. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>

@@ -10,8 +10,9 @@
 #endif
 
 #define GPO_DOORBELL_RING_BYTES (1u << 20)
-/* One CPU's ring: 5000 descriptors, more than one CPU's clients can have
- * waiting (a slab holds 1024 jobs, and a client waits for each it rings). */
+/* One CPU's ring (--offload-cpu-doorbells): about 5000 descriptors; what a
+ * full ring loses is counted in doorbell_dropped and costs its clients their
+ * timeout, never a result. */
 #define GPO_DOORBELL_CPU_RING_BYTES (256u << 10)
 
 struct gpo_doorbell_event {

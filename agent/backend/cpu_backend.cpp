@@ -133,7 +133,6 @@ struct CpuBackend::Run {
   bool finished = false;
 };
 
-
 CpuBackend::CpuBackend(unsigned threads, uint64_t chunk) : chunk_(chunk) {
   const std::vector<int32_t> cpus = util::allowed_cpus();
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());

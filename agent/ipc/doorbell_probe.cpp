@@ -78,11 +78,10 @@ int DoorbellProbe::on_event(void* ctx, void* data, size_t len) {
 }
 
 int DoorbellProbe::on_lane_event(void* ctx, void* data, size_t len) {
+  // The program picks a lane's ring by the CPU it fired on, and the lane's
+  // thread was pinned to that CPU before the ring was published.
   auto* lane = static_cast<Lane*>(ctx);
-  if (len >= sizeof(gpo_doorbell_event)) {
-    const auto& e = *static_cast<const gpo_doorbell_event*>(data);
-    lane->probe->handler_(e, sched_getcpu() == int(e.cpu));
-  }
+  if (len >= sizeof(gpo_doorbell_event)) lane->probe->handler_(*static_cast<const gpo_doorbell_event*>(data), true);
   return 0;
 }
 

@@ -4,10 +4,10 @@
 // Needs root (CAP_BPF + CAP_PERFMON); without it the socket doorbell serves.
 //
 // Descriptors arrive on the event loop (the shared ring) or, once
-// start_cpu_lanes() ran, on a thread pinned to the CPU the client rang on:
-// each CPU the agent may use gets its own ring and thread, so a client's
-// ring wakes a thread on its own CPU (a few microseconds) instead of one on
-// another CPU, which on a virtual machine whose idle vCPUs halt costs tens.
+// start_cpu_lanes() ran (--offload-cpu-doorbells), on a thread pinned to the
+// CPU the client rang on: each CPU the agent may use gets its own ring and
+// thread, so a ring wakes no thread on another CPU. Whether that wins depends
+// on the host (docs/offload.md, "Doorbell threads").
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -32,8 +32,8 @@ namespace gpo::ipc {
 
 class DoorbellProbe {
  public:
-  // on_its_cpu: a CPU lane's thread runs the handler on the CPU the client
-  // rang on. Lanes call it from their threads, concurrently with the loop.
+  // on_its_cpu: a CPU lane's thread, pinned to the CPU the client rang on,
+  // runs the handler. Lanes call it concurrently with the loop.
   using Handler = std::function<void(const gpo_doorbell_event&, bool on_its_cpu)>;
   // Loads the BPF object; returns null with *why when BPF is not usable here.
   static std::unique_ptr<DoorbellProbe> load(Handler h, std::string* why);

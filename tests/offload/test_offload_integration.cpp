@@ -20,6 +20,7 @@
 #include "gpuoffload.h"
 #include "ipc/slab_protocol.h"
 #include "offload/offload_env.h"
+#include "util/cpus.h"
 
 using namespace gpo::test;
 
@@ -48,12 +49,6 @@ bool kernel_optimizes_uprobes() {
   return false;
 }
 
-int allowed_cpu_count() {
-  cpu_set_t mask;
-  CPU_ZERO(&mask);
-  return sched_getaffinity(0, sizeof(mask), &mask) == 0 ? CPU_COUNT(&mask) : 0;
-}
-
 // n SHA-256 jobs through the library, each checked against OpenSSL: how many
 // the agent did, or -1 after a failed or wrong one.
 int64_t sha256_jobs(int n, uint32_t seed, size_t len) {
@@ -71,8 +66,8 @@ int64_t sha256_jobs(int n, uint32_t seed, size_t len) {
 
 TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
   if (auto why = uprobe_unavailable(); !why.empty()) GTEST_SKIP() << why;
-  const int cpus = allowed_cpu_count();
-  ASSERT_GT(cpus, 0);
+  const size_t cpus = gpo::util::allowed_cpus().size();
+  ASSERT_GT(cpus, 0u);
   InProcessAgent agent(agent_options("uprobe", true), unsigned(cpus));  // a worker pinned to each CPU
   // Root is the prerequisite; a doorbell program that then does not load is a failure.
   ASSERT_TRUE(agent.server().uprobe_doorbell()) << "root, yet the BPF doorbell did not load: "
@@ -181,9 +176,7 @@ TEST(OffloadIntegration, ACpuOutsideTheAgentsMaskRingsTheEventLoop) {
   cpu_set_t all;
   CPU_ZERO(&all);
   ASSERT_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
-  std::vector<int> cpus;
-  for (int c = 0; c < CPU_SETSIZE; ++c)
-    if (CPU_ISSET(c, &all)) cpus.push_back(c);
+  const std::vector<int32_t> cpus = gpo::util::allowed_cpus();
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
   auto pin = [](int cpu) {
     cpu_set_t one;
@@ -221,7 +214,7 @@ TEST(OffloadIntegration, CpuDoorbellThreadsHandleEachRingOnItsCpu) {
   o.cpu_doorbells = true;
   InProcessAgent agent(o);
   ASSERT_TRUE(agent.server().uprobe_doorbell()) << agent.server().describe();
-  EXPECT_EQ(agent.server().cpu_doorbells(), size_t(allowed_cpu_count())) << agent.server().describe();
+  EXPECT_EQ(agent.server().cpu_doorbells(), gpo::util::allowed_cpus().size()) << agent.server().describe();
   gpo_set_socket(agent.socket().c_str());
   setenv("GPO_TIMEOUT_MS", "5000", 1);
   constexpr int kJobs = 50;
