@@ -112,6 +112,103 @@ TEST(OffloadClients, HostileDescriptorsAreRefusedAndOthersServed) {
   gpo_set_socket(nullptr);
 }
 
+// A job may leave its input in the client (gpo_job.in_addr) only where the
+// agent offered it at registration; the agent then reads it from there, not
+// from the slab; an address it cannot read fails that job alone.
+TEST(OffloadClients, AnInputLeftInTheClientIsReadFromItOnlyWhereOffered) {
+  InProcessAgent agent(opts("inaddr"));
+  RawClient a;
+  ASSERT_TRUE(a.connect_and_register(agent.socket()));
+  ASSERT_EQ(a.rep.reads_input, 1u) << "the CPU backend's agent did not offer to read inputs";
+  const Bytes mine = random_bytes(65536, 40);  // the most RawClient reserves before its outputs
+  std::memset(a.base + RawClient::kDataOff, 'x', mine.size());  // the reserved slab range: not the input
+  const uint64_t read0 = agent.server().stats().jobs_read_from_client;
+  a.sha_job_at(0, mine.data(), mine.size());
+  a.ring(0);
+  ASSERT_EQ(a.wait_final(0), uint32_t(GPO_JOB_DONE));
+  EXPECT_EQ(a.job(0)->status, GPO_JS_OK);
+  EXPECT_EQ(hex(a.base + a.job(0)->out_off, 32), hex(ref_sha256(mine))) << "not the bytes at in_addr";
+  EXPECT_EQ(agent.server().stats().jobs_read_from_client - read0, 1u);
+
+  // Memory the client no longer maps: that job fails (the library then
+  // computes it), the next is served.
+  void* gone = mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(gone, MAP_FAILED);
+  munmap(gone, 1 << 20);
+  a.sha_job_at(1, gone, 65536);
+  a.ring(1);
+  ASSERT_EQ(a.wait_final(1), uint32_t(GPO_JOB_DONE));
+  EXPECT_EQ(a.job(1)->status, GPO_JS_FAILED);
+  a.sha_job_at(2, mine.data(), 1000);
+  a.ring(2);
+  ASSERT_EQ(a.wait_final(2), uint32_t(GPO_JOB_DONE));
+  EXPECT_EQ(a.job(2)->status, GPO_JS_OK);
+
+  // A client that gave a false slab address gets no offer, and a job that
+  // leaves its input anyway is refused untouched.
+  RawClient liar;
+  liar.slab_addr_skew = 4096;
+  ASSERT_TRUE(liar.connect_and_register(agent.socket()));
+  EXPECT_EQ(liar.rep.reads_input, 0u);
+  liar.sha_job_at(0, mine.data(), 1000);
+  liar.ring(0);
+  ASSERT_EQ(liar.wait_final(0), uint32_t(GPO_JOB_DONE));
+  EXPECT_EQ(liar.job(0)->status, GPO_JS_REJECTED);
+
+  // Off (--offload-copy-inputs): no offer.
+  auto o = opts("inaddroff");
+  o.read_client_input = false;
+  InProcessAgent copying(o);
+  RawClient b;
+  ASSERT_TRUE(b.connect_and_register(copying.socket()));
+  EXPECT_EQ(b.rep.reads_input, 0u);
+}
+
+// Through the library: a caller that waits (gpo_run, the one-shot calls,
+// gpo_sha256_batch) leaves inputs from 64 KiB on in place; gpo_submit's
+// caller may reuse its buffer at once, so its input is copied, as are small
+// ones. Results are the references' either way.
+TEST(OffloadClients, TheLibraryLeavesOnlyAWaitingCallersLargeInputsInPlace) {
+  InProcessAgent agent(opts("inaddrlib"));
+  gpo_set_socket(agent.socket().c_str());
+  const Bytes key = random_bytes(32, 41), iv = random_bytes(16, 42);
+  const Bytes big = random_bytes(1 << 20, 43), small = random_bytes(4096, 44);
+  auto read_from_client = [&] { return agent.server().stats().jobs_read_from_client; };
+  gpo_client_stats s0{}, s1{};
+  gpo_get_stats(&s0);
+  const uint64_t r0 = read_from_client();
+  Bytes out(big.size());
+  ASSERT_EQ(gpo_aes256_ctr(key.data(), iv.data(), big.data(), big.size(), out.data()), GPO_OK);
+  EXPECT_TRUE(out == ref_ctr(key, iv, big));
+  EXPECT_EQ(read_from_client() - r0, 1u) << "a waiting caller's 1 MiB input was copied";
+
+  const uint64_t r1 = read_from_client();
+  Bytes out_small(small.size());
+  ASSERT_EQ(gpo_aes256_ctr(key.data(), iv.data(), small.data(), small.size(), out_small.data()), GPO_OK);
+  EXPECT_TRUE(out_small == ref_ctr(key, iv, small));
+  Bytes reused = big;
+  gpo_request r{GPO_AES256_CTR, reused.data(), reused.size(), out.data(), out.size(), key.data(), iv.data(), 16,
+                nullptr, 0, nullptr, 0, 0};
+  gpo_handle* h = nullptr;
+  ASSERT_EQ(gpo_submit(&r, &h), GPO_OK);
+  std::fill(reused.begin(), reused.end(), 0);  // allowed once gpo_submit returned
+  ASSERT_EQ(gpo_wait(h, nullptr), GPO_OK);
+  EXPECT_TRUE(out == ref_ctr(key, iv, big)) << "gpo_submit's input was read after it returned";
+  EXPECT_EQ(read_from_client(), r1) << "a small or an asynchronous input was left in place";
+
+  const void* msgs[2] = {big.data(), small.data()};
+  const size_t lens[2] = {big.size(), small.size()};
+  uint8_t d[64];
+  const uint64_t r2 = read_from_client();
+  ASSERT_EQ(gpo_sha256_batch(msgs, lens, 2, d), GPO_OK);
+  EXPECT_EQ(hex(d, 32), hex(ref_sha256(big)));
+  EXPECT_EQ(hex(d + 32, 32), hex(ref_sha256(small)));
+  EXPECT_EQ(read_from_client() - r2, 1u);
+  gpo_get_stats(&s1);
+  EXPECT_EQ(s1.by_agent - s0.by_agent, 5u) << "every job should have been the agent's";
+  gpo_set_socket(nullptr);
+}
+
 TEST(OffloadClients, BadRegistrationsAreRefused) {
   auto o = opts("reg");
   o.max_slab_bytes = 4 << 20;
