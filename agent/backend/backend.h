@@ -9,8 +9,6 @@
 // GPU, or on the CPU when the GPU failed) and then done(batch) is called once,
 // on a backend thread. docs/backends.md has the whole contract.
 #pragma once
-#include <sys/types.h>
-
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -37,16 +35,6 @@ const char* status_name(Status s);
 // GPU did the work; a CPU fallback shows here even when its batch ran on a GPU).
 enum class Ran : uint8_t { not_yet = 0, cpu = 1, gpu = 2 };
 
-// Where a job's input still is when its submitter left it in its own memory
-// (a client the offload service reads from): bytes at addr of process pid,
-// read as uid and gid (caller_input.h says why).
-struct CallerInput {
-  pid_t pid = 0;  // 0: the input is in Job::in
-  uid_t uid = 0;
-  gid_t gid = 0;
-  uint64_t addr = 0;
-};
-
 struct Job {
   OpId op = OpId::sha256;
   std::span<const uint8_t> in;
@@ -64,11 +52,6 @@ struct Job {
   // just before it runs (a per-worker staging buffer): for inputs in memory
   // that another process may still write (a client slab).
   bool private_input = false;
-  // Set: in spans memory reserved for the input but not filled; the input is
-  // in the submitter's process. The CPU backend reads it into the worker's
-  // staging buffer (a private copy whatever private_input says); others fill
-  // in first (fill_from_caller). A read that fails fails the job.
-  CallerInput caller;
   // The CPU the submitter waits on, or -1. The CPU backend runs a job that
   // makes a run of its own there when that CPU's worker is idle: the
   // submitter's wake is then local, and its input still in that core's cache.
@@ -134,11 +117,6 @@ class Backend {
   enum class Pin { now, on_first_gpu_use };
   virtual bool register_memory(void* /*p*/, size_t /*len*/, Pin /*when*/ = Pin::now) { return true; }
   virtual void unregister_memory(void* /*p*/) {}
-  // Whether jobs whose input is still in the submitter's process
-  // (Job::caller) cost it nothing extra: true where every job runs on the
-  // CPU backend, whose worker reads the input once. A GPU backend takes them
-  // too, but fills them in first, one after another.
-  virtual bool reads_caller_input() const { return false; }
   // submit() and wait for done().
   void run(Batch& batch);
 };

@@ -10,7 +10,6 @@
 #include <cstring>
 #include <memory>
 
-#include "backend/caller_input.h"
 #include "backend/ops.h"
 #include "util/cpus.h"
 
@@ -44,27 +43,12 @@ constexpr size_t kKeepStagingBytes = 16 << 20;
 
 struct Staging {
   std::vector<uint8_t> buf;
-  uint8_t* room(size_t n) {
-    if (buf.size() < n) buf.resize(n);
-    return buf.data();
-  }
-  // a, then b, copied into the buffer: a's copy, and b's in *b_copy.
   std::span<const uint8_t> copy(std::span<const uint8_t> a, std::span<const uint8_t> b, std::span<const uint8_t>* b_copy) {
-    uint8_t* p = room(a.size() + b.size());
-    if (!a.empty()) std::memcpy(p, a.data(), a.size());
-    if (!b.empty()) std::memcpy(p + a.size(), b.data(), b.size());
-    if (b_copy) *b_copy = {p + a.size(), b.size()};
-    return {p, a.size()};
-  }
-  // The same with a's len bytes read from the caller's memory at off.
-  bool read(const CallerInput& from, uint64_t off, size_t len, std::span<const uint8_t> b,
-            std::span<const uint8_t>* a_copy, std::span<const uint8_t>* b_copy) {
-    uint8_t* p = room(len + b.size());
-    if (!read_caller(from, off, {p, len})) return false;
-    if (!b.empty()) std::memcpy(p + len, b.data(), b.size());
-    if (b_copy) *b_copy = {p + len, b.size()};
-    *a_copy = {p, len};
-    return true;
+    if (buf.size() < a.size() + b.size()) buf.resize(a.size() + b.size());
+    if (!a.empty()) std::memcpy(buf.data(), a.data(), a.size());
+    if (!b.empty()) std::memcpy(buf.data() + a.size(), b.data(), b.size());
+    if (b_copy) *b_copy = {buf.data() + a.size(), b.size()};
+    return {buf.data(), a.size()};
   }
   void trim() {
     if (buf.capacity() > kKeepStagingBytes) std::vector<uint8_t>().swap(buf);
@@ -78,24 +62,16 @@ Staging& staging() {
 
 // Runs one whole job; a private_input job on a copy of its input and AAD in
 // this worker's staging buffer (the job's own spans are left as they were):
-// the library then reads bytes nobody else can change while it runs. An input
-// still in the caller's process is read from there into the same buffer.
+// the library then reads bytes nobody else can change while it runs.
 void run_job(Job& j) {
   j.ran = Ran::cpu;
-  const bool from_caller = j.caller.pid && !j.in.empty();
-  if (!from_caller && (!j.private_input || (j.in.empty() && j.aad.empty()))) {
+  if (!j.private_input || (j.in.empty() && j.aad.empty())) {
     run_on_cpu(j);
     return;
   }
   Staging& st = staging();
   Job c = j;
-  if (!from_caller) {
-    c.in = st.copy(j.in, j.aad, &c.aad);
-  } else if (!st.read(j.caller, 0, j.in.size(), j.aad, &c.in, &c.aad)) {
-    j.status = Status::failed;
-    st.trim();
-    return;
-  }
+  c.in = st.copy(j.in, j.aad, &c.aad);
   run_on_cpu(c);
   j.status = c.status;
   j.out_len = c.out_len;
@@ -105,11 +81,9 @@ void run_job(Job& j) {
 
 Status run_range(const OpInfo& op, Job& j, uint64_t lo, uint64_t hi, uint64_t* part) {
   std::span<const uint8_t> bytes = j.in.subspan(lo, hi - lo);
-  if (!j.private_input && !j.caller.pid) return op.cpu_range(j, lo, bytes, part);
+  if (!j.private_input) return op.cpu_range(j, lo, bytes, part);
   Staging& st = staging();
-  Status s = Status::failed;
-  if (!j.caller.pid) bytes = st.copy(bytes, {}, nullptr);
-  if (!j.caller.pid || st.read(j.caller, lo, bytes.size(), {}, &bytes, nullptr)) s = op.cpu_range(j, lo, bytes, part);
+  const Status s = op.cpu_range(j, lo, st.copy(bytes, {}, nullptr), part);
   st.trim();
   return s;
 }

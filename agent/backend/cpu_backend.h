@@ -45,7 +45,6 @@ class CpuBackend final : public Backend {
   void submit(Batch& batch, Completion done) override;
   Stats stats() const override;
   Capacity capacity() const override { return {threads(), threads()}; }
-  bool reads_caller_input() const override { return true; }
   // Runs jobs on the pool, the calling thread helping, and returns when all
   // are done (GPU retries, jobs a GPU backend hands to the CPU) with the CPU
   // time they took on all threads. Not counted in stats(): the caller counts.

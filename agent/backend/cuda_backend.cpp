@@ -13,7 +13,6 @@
 #include "kernels/aes/aes.h"
 #include "kernels/common/copy_plan.h"
 #include "kernels/common/cuda_buffers.h"
-#include "backend/caller_input.h"
 #include "backend/ops.h"
 #include "backend/cuda_crc32_memcpy.h"
 #include "backend/cuda_zstd.h"
@@ -495,9 +494,6 @@ void CudaBackend::run_group(std::vector<std::pair<Batch*, Completion>>& group) {
         j.status = Status::invalid;
         continue;
       }
-      // Never offered by this backend (reads_caller_input), so never costly:
-      // an input still in its caller comes into the slab here, one by one.
-      if (j.caller.pid && !fill_from_caller(j)) continue;
       if (broken_ || !op->gpu || (op->gpu_sequential && j.in.size() > kShaGpuMaxBytes))
         cpu_p.add(&j, g);
       else if (op->family == Family::aes)

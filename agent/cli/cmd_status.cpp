@@ -382,8 +382,6 @@ void print_offload_status(const std::string& file) {
               "thread), %llu by socket\n",
               off.value("doorbell", std::string("?")).c_str(), u64(off, "doorbells_uprobe"),
               u64(off, "doorbells_on_client_cpu"), u64(off, "cpu_doorbells"), u64(off, "doorbells_socket"));
-  std::printf("  inputs: %llu jobs read from their client's memory; %llu of %llu slabs offered it\n",
-              u64(off, "jobs_read_from_client"), u64(off, "slabs_reading_input"), u64(off, "slabs"));
   std::printf("  refused: %llu connections, %llu registrations, %llu jobs over quota, %llu jobs rejected; "
               "%llu connections dropped out of fds; %llu doorbells lost\n",
               u64(off, "connections_refused"), u64(off, "registrations_refused"), u64(off, "jobs_over_quota"),

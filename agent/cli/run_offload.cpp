@@ -56,10 +56,6 @@ void add_run_options(CLI::App& cmd, OffloadRunOptions& o) {
       ->capture_default_str();
   cmd.add_flag("!--no-offload-uprobe", o.server.uprobe_doorbell,
                "Offload: take doorbells from the socket only, not from the uprobe ring buffer");
-  cmd.add_flag("!--offload-copy-inputs", o.server.read_client_input,
-               "Offload: clients copy every job's input into their slab. By default, with the CPU backend, a "
-               "client waiting for its job leaves the input in its memory and the worker reads it from there "
-               "once, as the client's user (docs/offload.md, \"Inputs read from the client\")");
   cmd.add_flag("--offload-cpu-doorbells", o.server.cpu_doorbells,
                "Offload: a uprobe doorbell wakes a thread of the agent on the CPU the client rang from (a ring "
                "and thread per CPU) instead of the event loop. Measured faster on a 2-vCPU VM, slower on a "
@@ -180,12 +176,10 @@ void OffloadService::stop(loop::EventLoop& loop) {
     const auto t = server_->per_job_us();
     log::info("offload: {} jobs done in {} batches, {} rejected, {} over quota, {} clients; per job {:.1f} us "
               "from the doorbell to the claim, {:.1f} us gathering, {:.1f} us at the backend, {:.1f} us completing; "
-              "{} ran on the CPU where their client waited; {} of {} uprobe doorbells handled on the client's CPU; "
-              "{} inputs read from their client",
+              "{} ran on the CPU where their client waited; {} of {} uprobe doorbells handled on the client's CPU",
               s.jobs_done, s.batches, s.jobs_rejected, s.jobs_over_quota, s.clients, t["reaching"].get<double>(),
               t["gathering"].get<double>(), t["at_backend"].get<double>(), t["completing"].get<double>(),
-              t["on_client_cpu"].get<uint64_t>(), s.doorbells_on_client_cpu, s.doorbells_uprobe,
-              s.jobs_read_from_client);
+              t["on_client_cpu"].get<uint64_t>(), s.doorbells_on_client_cpu, s.doorbells_uprobe);
     if (planner_) {
       const auto c = planner_->cpu_seconds();
       log::info("planner: {:.2f} CPU seconds saved ({:.2f} s of CPU work moved to the GPU, {:.2f} s of host CPU "

@@ -414,7 +414,6 @@ std::shared_ptr<Conn> connect_agent() {
   m.data_off = data_off;
   std::string lib = own_library_path();
   if (lib.size() < sizeof(m.lib_path)) std::strcpy(m.lib_path, lib.c_str());
-  m.slab_addr = uint64_t(uintptr_t(p));
   ssize_t sent = gpo::util::send_with_fd(c->fd, &m, sizeof(m), mfd);
   close(mfd);  // the agent has its own reference now; ours is the mapping
   if (sent != ssize_t(sizeof(m))) return nullptr;
@@ -427,7 +426,6 @@ std::shared_ptr<Conn> connect_agent() {
   c->slab_id = rep.slab_id;
   c->doorbell = int(rep.doorbell);
   c->layout = {slab, kJobs, job_off, data_off};
-  c->layout.reads_input = rep.reads_input == 1;
   c->bufs.resize(kJobs);
   for (uint32_t i = kJobs; i-- > 0;) c->free_jobs.push_back(i);
   c->alloc.init(data_off, slab - data_off);
@@ -586,18 +584,11 @@ struct gpo_handle {
   gpo_request req{};
   std::shared_ptr<Conn> conn;  // null: computed at submit
   uint32_t job = 0;
-  bool input_left = false;     // req.in stayed in the caller (gpo_job.in_addr), not copied into the slab
   int result = GPO_OK;
   size_t out_len = 0;
 };
 
 namespace {
-
-// Where a submitted job's input is: the caller's buffer, or its copy in the slab.
-const uint8_t* input_of(const gpo_handle& h) {
-  if (h.input_left) return static_cast<const uint8_t*>(h.req.in);
-  return h.conn->base + h.conn->job(h.job)->in_off;
-}
 
 void free_job(Conn& c, uint32_t i) {
   std::lock_guard lk(c.mu);
@@ -617,9 +608,10 @@ bool take_back(gpo_handle& h, std::atomic<uint64_t>& reason) {
       return false;  // DONE in between
     zombie = true;
   }
-  // The input is still in the slab (or the caller's): the agent only writes the output area.
+  // The input is still in the slab: the agent only writes the output area.
+  const uint8_t* in = c.base + j->in_off;
   const uint8_t* aad = c.base + j->aad_off;
-  h.result = compute_local(h.req, input_of(h), aad, j->tag, &h.out_len);
+  h.result = compute_local(h.req, in, aad, j->tag, &h.out_len);
   reason++;
   g_count.local++;
   std::lock_guard lk(c.mu);
@@ -634,15 +626,11 @@ void futex_wait(uint32_t* addr, uint32_t val, std::chrono::nanoseconds d) {
   syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, nullptr, 0);
 }
 
-// Inputs from this size on stay in a waiting caller when the agent offers to
-// read them there: one read by the agent's worker instead of this thread's
-// copy into the slab and the worker's copy out of it. Smaller ones are
-// copied, cheaper than the agent's system call.
-constexpr size_t kLeaveInputFrom = 64 << 10;
+}  // namespace
 
-// waits: the caller keeps req->in as it is until it has waited (gpo_run, and
-// the batches that submit and then wait for all).
-int submit(const gpo_request* req, gpo_handle** out, bool waits) {
+extern "C" {
+
+int gpo_submit(const gpo_request* req, gpo_handle** out) {
   if (!req || !out) return GPO_ERR_INVALID;
   *out = nullptr;
   int rc = check_request(*req);
@@ -697,9 +685,7 @@ int submit(const gpo_request* req, gpo_handle** out, bool waits) {
   j->out_cap = slab_out_bytes(*req);
   j->aad_off = req->aad_len ? b.aad : b.in;
   j->aad_len = req->aad_len;
-  h->input_left = waits && c->layout.reads_input && req->in_len >= kLeaveInputFrom;
-  if (h->input_left) j->in_addr = uint64_t(uintptr_t(req->in));
-  else if (req->in_len) std::memcpy(c->base + b.in, req->in, req->in_len);
+  if (req->in_len) std::memcpy(c->base + b.in, req->in, req->in_len);
   if (req->aad_len) std::memcpy(c->base + b.aad, req->aad, req->aad_len);
   if (req->key) std::memcpy(j->key, req->key, 32);
   if (req->iv) {
@@ -740,12 +726,6 @@ int submit(const gpo_request* req, gpo_handle** out, bool waits) {
   return GPO_OK;
 }
 
-}  // namespace
-
-extern "C" {
-
-int gpo_submit(const gpo_request* req, gpo_handle** out) { return submit(req, out, false); }
-
 int gpo_wait(gpo_handle* h, size_t* out_len) {
   if (!h) return GPO_ERR_INVALID;
   if (h->conn && h->conn->pid != getpid()) {
@@ -753,7 +733,7 @@ int gpo_wait(gpo_handle* h, size_t* out_len) {
     // consume. Compute from the input in the shared slab, leave the slot alone.
     Conn& c = *h->conn;
     gpo_job* j = c.job(h->job);
-    h->result = compute_local(h->req, input_of(*h), c.base + j->aad_off, j->tag, &h->out_len);
+    h->result = compute_local(h->req, c.base + j->in_off, c.base + j->aad_off, j->tag, &h->out_len);
     g_count.local++;
     h->conn.reset();
   }
@@ -806,7 +786,7 @@ int gpo_wait(gpo_handle* h, size_t* out_len) {
         g_count.by_agent++;
       } else {
         // Rejected or failed by the agent: same answer, computed here.
-        h->result = compute_local(r, input_of(*h), c.base + j->aad_off, j->tag, &h->out_len);
+        h->result = compute_local(r, c.base + j->in_off, c.base + j->aad_off, j->tag, &h->out_len);
         g_count.local++;
         g_count.local_rejected++;
       }
@@ -822,7 +802,7 @@ int gpo_wait(gpo_handle* h, size_t* out_len) {
 
 int gpo_run(const gpo_request* req, size_t* out_len) {
   gpo_handle* h = nullptr;
-  int rc = submit(req, &h, true);
+  int rc = gpo_submit(req, &h);
   if (rc != GPO_OK) return rc;
   return gpo_wait(h, out_len);
 }
@@ -850,7 +830,7 @@ int gpo_sha256_batch(const void* const* msgs, const size_t* lens, size_t n, uint
   int rc = GPO_OK;
   for (size_t i = 0; i < n; ++i) {
     gpo_request r{GPO_SHA256, msgs[i], lens[i], digests + 32 * i, 32, nullptr, nullptr, 0, nullptr, 0, nullptr, 0, 0};
-    int e = submit(&r, &hs[i], true);  // every message is waited for before returning
+    int e = gpo_submit(&r, &hs[i]);
     if (e != GPO_OK) rc = e;
   }
   for (size_t i = 0; i < n; ++i)

@@ -17,7 +17,6 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "backend/caller_input.h"
 #include "backend/ops.h"
 #include "ipc/doorbell_probe.h"
 #include "ipc/plan_page.h"
@@ -100,8 +99,7 @@ uint64_t quarter_of_memory() {
 struct ClientServer::AtomicStats {
   std::atomic<uint64_t> clients{0}, slabs{0}, slabs_released{0}, registrations_refused{0}, doorbells_socket{0},
       doorbells_uprobe{0}, doorbells_on_client_cpu{0}, doorbells_refused{0}, doorbells_stale{0}, jobs_rejected{0},
-      jobs_over_quota{0}, jobs_done{0}, jobs_released{0}, batches{0}, connections_refused{0}, accept_no_fd{0}, slabs_reading_input{0},
-      jobs_read_from_client{0};
+      jobs_over_quota{0}, jobs_done{0}, jobs_released{0}, batches{0}, connections_refused{0}, accept_no_fd{0};
   std::atomic<uint64_t> slab_bytes{0};  // registered and still mapped, all clients
   // In flight at the backend (handed over, not completed), and claimed jobs
   // waiting in the batcher. A completion that finds jobs waiting wakes the
@@ -137,9 +135,6 @@ struct ClientServer::UidAccount {
 struct ClientServer::Slab {
   uint32_t id = 0;
   pid_t owner = 0;  // SO_PEERCRED pid at registration
-  // Inputs its jobs leave in the client are read from owner as the client's
-  // user (pid 0: none; layout.reads_input says whether the agent offered).
-  backend::CallerInput client;
   uint8_t* base = nullptr;
   SlabLayout layout;
   std::atomic<uint32_t> inflight{0};
@@ -626,13 +621,6 @@ bool ClientServer::on_register(Conn& c, const gpo_msg_register& m, int memfd) {
   // every page of the slab to be faulted in and locked.
   if (!be_.register_memory(p, m.slab_size, backend::Backend::Pin::on_first_gpu_use))
     log::warn("offload: backend could not pin slab {} (pid {})", s->id, c.pid);
-  // Before the slab is known to the doorbell paths: they read its layout.
-  if (std::string why; offer_input_reads(c, *s, m.slab_addr, &why)) {
-    rep.reads_input = 1;
-    st_->slabs_reading_input++;
-  } else {
-    log::debug("offload: pid {}: its jobs copy their input into the slab ({})", c.pid, why);
-  }
   c.slab = s;
   {
     std::lock_guard lk(mu_);
@@ -660,33 +648,6 @@ bool ClientServer::on_register(Conn& c, const gpo_msg_register& m, int memfd) {
     close_conn(c.fd);
     return false;
   }
-  return true;
-}
-
-bool ClientServer::offer_input_reads(const Conn& c, Slab& s, uint64_t slab_addr, std::string* why) {
-  if (!opt_.read_client_input) {
-    *why = "disabled";
-    return false;
-  }
-  if (!be_.reads_caller_input()) {
-    *why = be_.name() + " reads inputs from the slab";
-    return false;
-  }
-  // One read as the client, of the slab where it says it mapped it: proves
-  // that the kernel lets the client's user read this process (not
-  // undumpable, no Yama policy against it) and that the address is true.
-  const backend::CallerInput client{c.pid, c.uid, c.gid, slab_addr};
-  gpo_slab_header seen{};
-  if (!slab_addr || !backend::read_caller(client, 0, {reinterpret_cast<uint8_t*>(&seen), sizeof seen})) {
-    *why = slab_addr ? "reading the client as its user: " + errno_text(errno) : "no slab address";
-    return false;
-  }
-  if (std::memcmp(&seen, s.base, sizeof seen) != 0) {
-    *why = "the slab is not at the address the client gave";
-    return false;
-  }
-  s.client = client;
-  s.layout.reads_input = true;
   return true;
 }
 
@@ -865,8 +826,7 @@ void ClientServer::flush(uint16_t op) {
   for (size_t i = 0; i < run->items.size(); ++i) {
     Pending& p = run->items[i];
     backend::Job& j = run->batch.jobs[i];
-    j = to_backend_job(p.slab->base, p.d, p.slab->client);
-    if (j.caller.pid) st_->jobs_read_from_client++;
+    j = to_backend_job(p.slab->base, p.d);
     j.cpu = p.cpu;
     j.cookie = i;
   }
@@ -926,8 +886,6 @@ ServerStats ClientServer::stats() const {
   s.batches = st_->batches;
   s.connections_refused = st_->connections_refused;
   s.accept_no_fd = st_->accept_no_fd;
-  s.slabs_reading_input = st_->slabs_reading_input;
-  s.jobs_read_from_client = st_->jobs_read_from_client;
   s.slab_bytes = st_->slab_bytes;
   s.doorbells_lost = probe_ ? probe_->dropped() : 0;
   return s;
@@ -1010,8 +968,6 @@ nlohmann::json ClientServer::to_json() const {
           {"doorbells_lost", s.doorbells_lost},
           {"uprobe_files", uprobe_files()},
           {"jobs_done", s.jobs_done},
-          {"slabs_reading_input", s.slabs_reading_input},
-          {"jobs_read_from_client", s.jobs_read_from_client},
           {"jobs_released", s.jobs_released},
           {"jobs_rejected", s.jobs_rejected},
           {"jobs_over_quota", s.jobs_over_quota},

@@ -80,11 +80,6 @@ struct ServerOptions {
   // The plan page clients read (socket path + ".plan"): per op id, from which
   // input size jobs come to the agent (GPO_PLAN_NEVER: none). Default: all.
   bool plan_page = true;
-  // Offer clients to leave a waiting job's input in their memory, read once by
-  // the CPU worker as the client's user (backend/caller_input.h), instead of
-  // their copying it into the slab. Only where the backend reads it itself
-  // (Backend::reads_caller_input: the CPU backend).
-  bool read_client_input = true;
   std::array<uint64_t, GPO_PLAN_OPS> plan_min_bytes{};
 };
 
@@ -107,8 +102,6 @@ struct ServerStats {
   uint64_t batches = 0;
   uint64_t slab_bytes = 0;           // registered now, all clients
   uint64_t doorbells_lost = 0;       // uprobe doorbells lost to a full ring buffer
-  uint64_t slabs_reading_input = 0;  // registrations where the agent offered to read inputs in the client
-  uint64_t jobs_read_from_client = 0;  // jobs handed over with their input still in the client
 };
 
 class ClientServer {
@@ -160,8 +153,6 @@ class ClientServer {
   void refuse_conn(int fd, const std::string& why);  // sends GPO_MSG_REFUSED, closes
   // Returns false when the connection was closed.
   bool on_register(Conn& c, const gpo_msg_register& m, int memfd);
-  // Whether jobs of slab s may leave their input in the client (why not in *why).
-  bool offer_input_reads(const Conn& c, Slab& s, uint64_t slab_addr, std::string* why);
   std::string attach_uprobe(Conn& c, const std::string& lib, std::string* why);
   // cpu: where the client rang (the uprobe doorbell), or kSocketDoorbell.
   // Any thread: the loop's or a CPU's doorbell thread; takes mu_.

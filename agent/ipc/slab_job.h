@@ -13,9 +13,8 @@ namespace gpo::ipc {
 // it: it must outlive the job), of a known op. Input, output and AAD are
 // spans of the slab at base; the client may still write them, so the input is
 // marked private where the op's library must not see it change
-// (OpInfo::input_snapshot). An input the client left in its own memory
-// (d.in_addr) is read from the process client names, as its user.
-inline backend::Job to_backend_job(uint8_t* base, const gpo_job& d, const backend::CallerInput& client = {}) {
+// (OpInfo::input_snapshot).
+inline backend::Job to_backend_job(uint8_t* base, const gpo_job& d) {
   backend::Job j;
   j.op = backend::OpId(d.op);
   j.in = {base + d.in_off, size_t(d.in_len)};
@@ -26,10 +25,6 @@ inline backend::Job to_backend_job(uint8_t* base, const gpo_job& d, const backen
   // copy it made on the device), or the slab in place.
   const backend::OpInfo* op = backend::find_op(j.op);
   j.private_input = !op || op->input_snapshot;
-  if (d.in_addr && client.pid) {
-    j.caller = client;
-    j.caller.addr = d.in_addr;
-  }
   if (backend::op_params(j.op).key_bytes) {  // the ciphers
     j.key = {d.key, 32};
     j.iv = {d.iv, d.iv_len};

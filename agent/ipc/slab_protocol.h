@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 #define GPO_SLAB_MAGIC 0x534f5047u /* "GPOS" */
-#define GPO_PROTO_VERSION 3u
+#define GPO_PROTO_VERSION 2u
 #define GPO_DEFAULT_SOCKET "/run/gpuoffload/agent.sock"
 #define GPO_DOORBELL_SYMBOL "gpo_doorbell"
 /* The same doorbell for a process forked from the one that loaded the
@@ -65,7 +65,7 @@ enum gpo_job_status {
   GPO_JS_REJECTED = 5, /* the agent refused the job (its descriptor, or over quota): the client computes it */
 };
 
-/* One job: 160 bytes. Offsets are from the start of the slab. */
+/* One job: 152 bytes. Offsets are from the start of the slab. */
 struct gpo_job {
   uint32_t state;     /* gpo_job_state; futex word */
   uint16_t op;        /* gpo_op_id */
@@ -77,11 +77,6 @@ struct gpo_job {
   uint64_t out_off, out_cap;
   uint64_t out_len;   /* written by the agent before DONE */
   uint64_t aad_off, aad_len;
-  /* Nonzero: the input is still in the client, in_len bytes at this address
-   * of the process that registered the slab, which waits for the result
-   * (the agent offered, gpo_msg_registered.reads_input); [in_off, in_off +
-   * in_len) is reserved for it in the slab but not filled. */
-  uint64_t in_addr;
   uint8_t key[32];
   uint8_t iv[16];
   uint8_t tag[16];    /* GCM: written on encrypt, the expected tag on decrypt */
@@ -116,7 +111,6 @@ struct gpo_msg_register {
   uint32_t job_off;
   uint64_t data_off;
   char lib_path[256];   /* the client library holding gpo_doorbell (for the uprobe); "" = none */
-  uint64_t slab_addr;   /* where the client mapped the slab: the agent checks that it can read it there */
 };
 
 enum gpo_doorbell_mode { GPO_DOORBELL_SOCKET = 0, GPO_DOORBELL_UPROBE = 1 };
@@ -126,7 +120,6 @@ struct gpo_msg_registered {
   uint32_t slab_id;
   uint32_t doorbell;    /* gpo_doorbell_mode */
   uint32_t max_inflight;
-  uint32_t reads_input; /* 1: jobs may leave their input in the client (gpo_job.in_addr) */
   char reason[128];     /* REFUSED: why */
 };
 

@@ -19,9 +19,6 @@ struct SlabLayout {
   uint32_t njobs = 0;     // entries of the job table at job_off
   uint64_t job_off = 0;
   uint64_t data_off = 0;  // buffers live in [data_off, size)
-  // The agent reads inputs in the client's memory (gpo_job.in_addr); not part
-  // of the layout the client sends, but of what the agent answered.
-  bool reads_input = false;
 };
 
 inline constexpr uint32_t kMaxSlabJobs = 65536;
@@ -75,8 +72,6 @@ inline const char* check_job(const SlabLayout& l, const gpo_job& d, uint32_t op,
   if (!in_range(d.in_off, d.in_len, l.data_off, l.size)) return "input out of the data area";
   if (!in_range(d.out_off, d.out_cap, l.data_off, l.size)) return "output out of the data area";
   if (!in_range(d.aad_off, d.aad_len, l.data_off, l.size)) return "AAD out of the data area";
-  if (d.in_addr && !l.reads_input) return "input address in a slab whose input the agent does not read";
-  if (d.in_addr && d.in_len > UINT64_MAX - d.in_addr) return "input address range wraps";
   if (d.iv_len > sizeof(d.iv)) return "IV length";
   if (overlaps(d.out_off, d.out_cap, d.in_off, d.in_len) || overlaps(d.out_off, d.out_cap, d.aad_off, d.aad_len))
     return "output overlaps an input";

@@ -27,7 +27,6 @@ class PlannedBackend final : public backend::Backend {
   backend::Capacity capacity() const override;
   bool register_memory(void* p, size_t len, Pin when = Pin::now) override;
   void unregister_memory(void* p) override;
-  bool reads_caller_input() const override { return !gpu_; }
   Planner& planner() { return *planner_; }
 
  private:

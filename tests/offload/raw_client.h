@@ -35,7 +35,6 @@ struct RawClient {
   gpo_msg_registered rep{};
   std::string lib_path;       // sent in the registration ("" = none)
   bool shut_read = false;     // shutdown(SHUT_RD) before registering: the agent's reply cannot be delivered
-  int64_t slab_addr_skew = 0; // added to the slab's address the registration gives (nonzero: a lie)
 
   static constexpr uint32_t kJobs = 16;
   static constexpr uint32_t kJobOff = 4096;
@@ -67,8 +66,6 @@ struct RawClient {
     m.job_off = kJobOff;
     m.data_off = kDataOff;
     std::snprintf(m.lib_path, sizeof(m.lib_path), "%s", lib_path.c_str());
-    m.slab_addr = uint64_t(uintptr_t(base)) + uint64_t(slab_addr_skew);
-    std::memcpy(base, "raw slab header", 16);  // what the agent compares at slab_addr
     if (shut_read) shutdown(fd, SHUT_RD);
     bool ok = util::send_with_fd(fd, &m, sizeof(m), mfd) == ssize_t(sizeof(m));
     close(mfd);
@@ -103,13 +100,6 @@ struct RawClient {
     __atomic_store_n(&j->state, GPO_JOB_SUBMITTED, __ATOMIC_RELEASE);
   }
   void sha_job(uint32_t i, uint64_t n) { submit_job(i, GPO_OP_SHA256, n, 32); }
-  // A SHA-256 job of n bytes left at addr of this process (gpo_job.in_addr).
-  void sha_job_at(uint32_t i, const void* addr, uint64_t n) {
-    submit_job(i, GPO_OP_SHA256, n, 32);
-    __atomic_store_n(&job(i)->state, GPO_JOB_FREE, __ATOMIC_RELAXED);
-    job(i)->in_addr = uint64_t(uintptr_t(addr));
-    __atomic_store_n(&job(i)->state, GPO_JOB_SUBMITTED, __ATOMIC_RELEASE);
-  }
   void zstd_job(uint32_t i, uint64_t n) { submit_job(i, GPO_OP_ZSTD_COMPRESS, n, 4096, 1); }
   // Waits (bounded) until job i leaves SUBMITTED/RUNNING.
   uint32_t wait_final(uint32_t i, int ms = 3000) {

@@ -9,7 +9,6 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -282,49 +281,6 @@ TEST(OffloadAccess, OnlyRootTheAgentsUserAndItsGroupGetIn) {
               return c.connect_and_register(open_agent.socket()) ? 0 : 1;
             }),
             0);
-}
-
-// The agent reads an input left in a client (gpo_job.in_addr) as the
-// client's user: what that user could not read of the process, the agent
-// does not either. A process that makes itself undumpable (as running a
-// setuid program does) is read no more: the job fails and the client
-// computes it; the agent, root, could have read it.
-TEST(OffloadAccess, InputsLeftInAClientAreReadAsTheClientsUser) {
-  if (!is_root()) GTEST_SKIP() << "needs root to connect as another user";
-  int yama = 0;
-  if (std::ifstream("/proc/sys/kernel/yama/ptrace_scope") >> yama; yama > 0)
-    GTEST_SKIP() << "Yama ptrace_scope " << yama << ": a user may not read its own processes from another, so the "
-                 << "agent offers non-root clients no reads (docs/security.md)";
-  auto o = agent_options("asclient");
-  o.allow_all_users = true;
-  InProcessAgent agent(o);
-  // Bits of the exit code: 1 no offer while dumpable, 2 the job failed, 4 the
-  // job read while undumpable did not fail, 8 offered while undumpable.
-  const int rc = as_nobody([&] {
-    // A process that changed its uid is undumpable until it says otherwise;
-    // one started as nobody (exec) is dumpable.
-    if (prctl(PR_SET_DUMPABLE, 1) != 0) return 103;
-    const Bytes mine = random_bytes(65536, 50);
-    int bad = 0;
-    RawClient c;
-    if (!c.connect_and_register(agent.socket())) return 100;
-    if (c.rep.reads_input != 1) bad |= 1;
-    c.sha_job_at(0, mine.data(), mine.size());
-    c.ring(0);
-    if (c.wait_final(0) != GPO_JOB_DONE || c.job(0)->status != GPO_JS_OK ||
-        hex(c.base + c.job(0)->out_off, 32) != hex(ref_sha256(mine)))
-      bad |= 2;
-    if (prctl(PR_SET_DUMPABLE, 0) != 0) return 101;
-    c.sha_job_at(1, mine.data(), mine.size());
-    c.ring(1);
-    if (c.wait_final(1) != GPO_JOB_DONE || c.job(1)->status != GPO_JS_FAILED) bad |= 4;
-    RawClient later;
-    if (!later.connect_and_register(agent.socket())) return 102;
-    if (later.rep.reads_input != 0) bad |= 8;
-    return bad;
-  });
-  EXPECT_EQ(rc, 0) << "1: no offer to a dumpable client; 2: its job failed; 4: the agent read an undumpable "
-                      "process; 8: an undumpable client got the offer";
 }
 
 // One user at its connection quota does not stop another.

@@ -5,9 +5,6 @@
 // workers' names, and their pinning: a job runs where its submitter waits.
 #include <gtest/gtest.h>
 #include <sched.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -245,75 +242,6 @@ TEST(CpuBackend, PrivateInputRunsOnACopy) {
   EXPECT_TRUE(inplace == ref_gcm_encrypt(key, iv, {}, pt, tag));
   EXPECT_TRUE(std::equal(tag.begin(), tag.end(), b.jobs[0].tag.begin()));
   EXPECT_TRUE(out == ref_ctr(key, iv16, big));
-}
-
-// An input left in another process (Job::caller) is read from there, whole
-// or a range per worker, and never from Job::in; a read that fails fails the
-// job and nothing else.
-TEST(CpuBackend, CallerInputIsReadFromTheCallersProcess) {
-  backend::CpuBackend cpu(2);
-  const Bytes key = random_bytes(32, 30), iv16 = random_bytes(16, 31);
-  Bytes small = random_bytes(70000, 32), big = random_bytes(3 << 20, 33);
-  const Bytes want_digest = gpo::test::ref_sha256(small), want_ct = ref_ctr(key, iv16, big);
-  // The caller: a child with the inputs at the addresses they have here
-  // (fork copies them); then ours change, so reading this process is wrong.
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  const pid_t child = fork();
-  if (child == 0) {
-    char c = 'r';
-    if (write(ready[1], &c, 1) != 1) _exit(1);
-    pause();
-    _exit(0);
-  }
-  char c = 0;
-  ASSERT_EQ(read(ready[0], &c, 1), 1);
-  std::fill(small.begin(), small.end(), 0x5a);
-  std::fill(big.begin(), big.end(), 0x5a);
-  const uint64_t small_addr = uint64_t(uintptr_t(small.data())), big_addr = uint64_t(uintptr_t(big.data()));
-  Bytes reserved_small(small.size(), 0), reserved_big(big.size(), 0), d(32), out(big.size());
-  backend::Batch b;
-  b.jobs.resize(3);
-  b.jobs[0].op = OpId::sha256;
-  b.jobs[0].in = reserved_small;
-  b.jobs[0].out = d;
-  b.jobs[0].caller = {child, getuid(), getgid(), small_addr};
-  b.jobs[1] = ctr_job(key, iv16, reserved_big, out);  // split: each range read on its own
-  b.jobs[1].caller = {child, getuid(), getgid(), big_addr};
-  Bytes d2(32);
-  b.jobs[2].op = OpId::sha256;
-  b.jobs[2].in = reserved_small;
-  b.jobs[2].out = d2;
-  b.jobs[2].caller = {child, getuid(), getgid(), 4096};  // nothing mapped there
-  // As another user, who may not read a process of ours (root: the agent
-  // reads as its client would).
-  Bytes d3(32);
-  b.jobs.emplace_back();
-  b.jobs[3].op = OpId::sha256;
-  b.jobs[3].in = reserved_small;
-  b.jobs[3].out = d3;
-  b.jobs[3].caller = {child, 65534, 65534, small_addr};
-  cpu.run(b);
-  kill(child, SIGKILL);
-  waitpid(child, nullptr, 0);
-  ASSERT_EQ(b.jobs[0].status, Status::ok);
-  EXPECT_TRUE(d == want_digest) << "the input was not read from the caller";
-  ASSERT_EQ(b.jobs[1].status, Status::ok);
-  EXPECT_TRUE(out == want_ct);
-  EXPECT_EQ(b.jobs[2].status, Status::failed) << "an unreadable caller address must fail the job";
-  EXPECT_TRUE(std::all_of(reserved_big.begin(), reserved_big.end(), [](uint8_t x) { return x == 0; }))
-      << "the reserved span was written";
-  if (geteuid() == 0) {
-    EXPECT_EQ(b.jobs[3].status, Status::failed) << "read as uid 65534 a process of root's";
-    // Every thread is root again: the workers' next jobs are the agent's.
-    for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
-      std::ifstream st(t.path() / "status");
-      std::string line;
-      while (std::getline(st, line))
-        if (line.rfind("Uid:", 0) == 0 || line.rfind("Gid:", 0) == 0)
-          EXPECT_EQ(line.substr(4).find_first_not_of("\t 0"), std::string::npos) << t.path() << ": " << line;
-    }
-  }
 }
 
 // The AES reference reuses a thread's key schedule while the key repeats:

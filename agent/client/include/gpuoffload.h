@@ -70,8 +70,7 @@ typedef struct gpo_handle gpo_handle;
 GPO_API int gpo_submit(const gpo_request* req, gpo_handle** handle);
 GPO_API int gpo_wait(gpo_handle* handle, size_t* out_len);
 
-/* Sync: submit + wait. Inputs are read until the call returns: a large one
- * may be read by the agent where it is, in this process, instead of copied. */
+/* Sync: submit + wait. */
 GPO_API int gpo_run(const gpo_request* req, size_t* out_len);
 GPO_API int gpo_aes256_gcm_encrypt(const uint8_t key[32], const uint8_t iv[12], const void* aad, size_t aad_len,
                            const void* in, size_t len, void* out, uint8_t tag[16]);
