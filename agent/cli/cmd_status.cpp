@@ -378,10 +378,12 @@ void print_offload_status(const std::string& file) {
   std::printf("  socket %s (%s); %llu clients connected, %llu MiB of slabs\n",
               off.value("socket", std::string("?")).c_str(), off.value("access", std::string("?")).c_str(),
               u64(off, "clients_connected"), u64(off, "slab_bytes") >> 20);
+  const std::string lane_sched = off.value("cpu_doorbells_sched", std::string());
   std::printf("  doorbells: %s; %llu by uprobe (%llu handled on the client's CPU, %llu CPUs with a doorbell "
-              "thread), %llu by socket\n",
+              "thread%s), %llu by socket\n",
               off.value("doorbell", std::string("?")).c_str(), u64(off, "doorbells_uprobe"),
-              u64(off, "doorbells_on_client_cpu"), u64(off, "cpu_doorbells"), u64(off, "doorbells_socket"));
+              u64(off, "doorbells_on_client_cpu"), u64(off, "cpu_doorbells"),
+              lane_sched.empty() ? "" : (": " + lane_sched).c_str(), u64(off, "doorbells_socket"));
   std::printf("  refused: %llu connections, %llu registrations, %llu jobs over quota, %llu jobs rejected; "
               "%llu connections dropped out of fds; %llu doorbells lost\n",
               u64(off, "connections_refused"), u64(off, "registrations_refused"), u64(off, "jobs_over_quota"),

@@ -4,6 +4,7 @@
 #include "backend/ops.h"
 #include "loop/event_loop.h"
 #include "cli/commands.h"
+#include "ipc/doorbell_probe.h"
 #include "planner/planned_backend.h"
 #include "util/log.h"
 
@@ -60,6 +61,14 @@ void add_run_options(CLI::App& cmd, OffloadRunOptions& o) {
                "Offload: a uprobe doorbell wakes a thread of the agent on the CPU the client rang from (a ring "
                "and thread per CPU) instead of the event loop. Measured faster on a 2-vCPU VM, slower on a "
                "16-vCPU host (docs/offload.md)");
+  cmd.add_option("--offload-cpu-doorbell-sched", o.server.cpu_doorbell_sched,
+                 "Offload: how doorbell threads are scheduled, the first the kernel grants from this one on: "
+                 "fifo (SCHED_FIFO 1), short-slice (nice -20 and a 0.1 ms slice, which preempts on Linux 6.12+), "
+                 "normal")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, ipc::LaneSched>{{"fifo", ipc::LaneSched::fifo},
+                                                                                {"short-slice", ipc::LaneSched::short_slice},
+                                                                                {"normal", ipc::LaneSched::normal}}))
+      ->default_str("fifo");
   cmd.add_option("--offload-mode", o.mode,
                  "Offload: plan = clients send only the jobs the GPU speeds up (the rest stay in their process, "
                  "no IPC); all = every job over the client's threshold comes here (to measure the service)")

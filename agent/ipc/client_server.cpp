@@ -321,7 +321,7 @@ void ClientServer::register_with(loop::EventLoop& loop) {
         } else if (!opt_.flush_when_idle) {
           cpu_doorbells_why_ = "fixed batching windows";
         } else {
-          const size_t n = probe_->start_cpu_lanes(util::allowed_cpus(), &cpu_doorbells_why_);
+          const size_t n = probe_->start_cpu_lanes(util::allowed_cpus(), opt_.cpu_doorbell_sched, &cpu_doorbells_why_);
           if (n == 0 && cpu_doorbells_why_.empty()) cpu_doorbells_why_ = "no CPU in the agent's affinity mask";
           else if (!cpu_doorbells_why_.empty())
             log::warn("offload: {} CPUs ring a doorbell thread of their own, the others the event loop ({})", n,
@@ -892,6 +892,14 @@ ServerStats ClientServer::stats() const {
 }
 
 size_t ClientServer::cpu_doorbells() const { return probe_ ? probe_->cpu_lanes() : 0; }
+size_t ClientServer::cpu_doorbells_scheduled(LaneSched s) const { return probe_ ? probe_->lanes_scheduled(s) : 0; }
+std::string ClientServer::cpu_doorbells_sched() const {
+  std::string out;
+  for (LaneSched s : {LaneSched::fifo, LaneSched::short_slice, LaneSched::normal})
+    if (const size_t n = cpu_doorbells_scheduled(s))
+      out += fmt::format("{}{} {}", out.empty() ? "" : ", ", n, lane_sched_name(s));
+  return out;
+}
 
 size_t ClientServer::uprobe_files() const { return probe_ ? probe_->attached() : 0; }
 
@@ -963,6 +971,7 @@ nlohmann::json ClientServer::to_json() const {
           {"doorbells_uprobe", s.doorbells_uprobe},
           {"doorbells_on_client_cpu", s.doorbells_on_client_cpu},
           {"cpu_doorbells", cpu_doorbells()},
+          {"cpu_doorbells_sched", cpu_doorbells_sched()},
           {"doorbells_refused", s.doorbells_refused},
           {"doorbells_stale", s.doorbells_stale},
           {"doorbells_lost", s.doorbells_lost},
@@ -989,7 +998,8 @@ std::string ClientServer::describe() const {
                      "MiB, {} jobs and {} connections, {} MiB of slabs in all",
                      opt_.socket_path, access_, probe_ ? "uprobe (socket as fallback)" : "socket",
                      !probe_                 ? " (uprobe: " + probe_why_ + ")"
-                     : probe_->cpu_lanes()   ? fmt::format(", a ring and thread on each of {} CPUs", probe_->cpu_lanes())
+                     : probe_->cpu_lanes()   ? fmt::format(", a ring and thread on each of {} CPUs ({})",
+                                                           cpu_doorbells(), cpu_doorbells_sched())
                                              : " to the event loop (" + cpu_doorbells_why_ + ")",
                      batching, plan_ ? plan_->path() : "none",
                      opt_.max_slab_bytes >> 20, opt_.max_inflight, opt_.uid_max_slab_bytes >> 20,

@@ -37,6 +37,7 @@ class OneShotTimer;
 namespace gpo::ipc {
 
 class DoorbellProbe;
+enum class LaneSched : uint8_t;  // ipc/doorbell_probe.h
 class PlanPage;
 
 // register_with(): another live agent already serves the socket path.
@@ -77,6 +78,9 @@ struct ServerOptions {
   // 16-vCPU host the doorbell thread waited for its CPU, busy with the
   // client or a worker (docs/offload.md, "Doorbell threads").
   bool cpu_doorbells = false;
+  // How those threads are scheduled: the first the kernel grants from this
+  // one on (LaneSched{}: SCHED_FIFO first).
+  LaneSched cpu_doorbell_sched{};
   // The plan page clients read (socket path + ".plan"): per op id, from which
   // input size jobs come to the agent (GPO_PLAN_NEVER: none). Default: all.
   bool plan_page = true;
@@ -132,6 +136,9 @@ class ClientServer {
   std::string describe() const;  // one line: socket, doorbell mode, batching
   bool uprobe_doorbell() const { return probe_ != nullptr; }
   size_t cpu_doorbells() const;  // CPUs whose clients ring a thread of the agent on that CPU
+  // Of those, how many threads got each LaneSched: "16 fifo", "16 short-slice, 0 normal"...
+  std::string cpu_doorbells_sched() const;
+  size_t cpu_doorbells_scheduled(LaneSched s) const;
   size_t uprobe_files() const;   // library files the doorbell uprobe is attached to now
   const ServerOptions& options() const { return opt_; }
 

@@ -6,8 +6,10 @@
 // Descriptors arrive on the event loop (the shared ring) or, once
 // start_cpu_lanes() ran (--offload-cpu-doorbells), on a thread pinned to the
 // CPU the client rang on: each CPU the agent may use gets its own ring and
-// thread, so a ring wakes no thread on another CPU. Whether that wins depends
-// on the host (docs/offload.md, "Doorbell threads").
+// thread, so a ring wakes no thread on another CPU. The threads are scheduled
+// to preempt whatever runs on their CPU (LaneSched), so that a ring is claimed
+// at once even while a worker runs there. Whether that wins depends on the
+// host (docs/offload.md, "Doorbell threads").
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -30,6 +32,19 @@ class EventLoop;
 
 namespace gpo::ipc {
 
+// How a CPU lane's thread is scheduled. A lane must run the moment its
+// CPU's client rings, not after the slice of a worker running another
+// client's job there.
+// LaneSched{} is fifo: try them all.
+enum class LaneSched : uint8_t {
+  fifo = 0,     // SCHED_FIFO, priority 1 (needs CAP_SYS_NICE and, under
+                // cgroup v2 with real-time group scheduling, the root cgroup)
+  short_slice,  // SCHED_OTHER, nice -20 and a 0.1 ms slice: EEVDF lets a
+                // woken task with a shorter slice preempt (Linux 6.12+)
+  normal,       // as any thread
+};
+const char* lane_sched_name(LaneSched s);
+
 class DoorbellProbe {
  public:
   // on_its_cpu: a CPU lane's thread, pinned to the CPU the client rang on,
@@ -51,10 +66,13 @@ class DoorbellProbe {
   void unregister(loop::EventLoop& loop);
   // A ring and a pinned thread for each CPU in cpus (the agent's affinity
   // mask); the others keep the shared ring. Returns how many started, with
-  // *why when not all did (the shared ring serves those CPUs).
-  size_t start_cpu_lanes(const std::vector<int32_t>& cpus, std::string* why);
+  // *why when not all did (the shared ring serves those CPUs). Each thread
+  // gets the first of fifo, short_slice that the kernel grants, not before
+  // `first` (normal: none is tried).
+  size_t start_cpu_lanes(const std::vector<int32_t>& cpus, LaneSched first, std::string* why);
   void stop_cpu_lanes();  // their CPUs go back to the shared ring; joins the threads
   size_t cpu_lanes() const { return lanes_.size(); }
+  size_t lanes_scheduled(LaneSched s) const;  // lanes whose thread got s
   size_t attached() const { return attached_.load(); }  // any thread (status)
   uint64_t dropped() const;  // descriptors lost to a full ring buffer
 

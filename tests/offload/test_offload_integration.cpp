@@ -5,11 +5,13 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -18,11 +20,13 @@
 #include "common/preload.h"
 #include "common/proc.h"
 #include "gpuoffload.h"
+#include "ipc/doorbell_probe.h"
 #include "ipc/slab_protocol.h"
 #include "offload/offload_env.h"
 #include "util/cpus.h"
 
 using namespace gpo::test;
+using gpo::ipc::LaneSched;
 
 namespace {
 
@@ -206,8 +210,37 @@ TEST(OffloadIntegration, ACpuOutsideTheAgentsMaskRingsTheEventLoop) {
   agent.reset();
 }
 
+// The doorbell threads (gpo-bell/CPU) of this process, as the kernel
+// schedules them.
+struct LaneThread {
+  int policy = -1, nice = 0;
+  uint64_t slice_ns = 0;
+};
+std::vector<LaneThread> lane_threads() {
+  struct {  // struct sched_attr, SCHED_ATTR_SIZE_VER0
+    uint32_t size, policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime, deadline, period;
+  } a{};
+  std::vector<LaneThread> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(e.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind("gpo-bell/", 0) != 0) continue;
+    const auto tid = pid_t(std::stol(e.path().filename().string()));
+    if (syscall(SYS_sched_getattr, tid, &a, unsigned(sizeof(a)), 0) != 0) continue;
+    out.push_back({int(a.policy), a.nice, a.runtime});
+  }
+  return out;
+}
+
 // --offload-cpu-doorbells: each CPU has its own ring and doorbell thread,
-// which handles every ring of that CPU.
+// which handles every ring of that CPU. As root each thread is scheduled to
+// preempt what runs on its CPU (SCHED_FIFO, or where that is refused nice -20
+// with a short slice): a ring must not wait for a worker's slice there.
 TEST(OffloadIntegration, CpuDoorbellThreadsHandleEachRingOnItsCpu) {
   if (auto why = uprobe_unavailable(); !why.empty()) GTEST_SKIP() << why;
   auto o = agent_options("uprobe-cpu", true);
@@ -215,6 +248,16 @@ TEST(OffloadIntegration, CpuDoorbellThreadsHandleEachRingOnItsCpu) {
   InProcessAgent agent(o);
   ASSERT_TRUE(agent.server().uprobe_doorbell()) << agent.server().describe();
   EXPECT_EQ(agent.server().cpu_doorbells(), gpo::util::allowed_cpus().size()) << agent.server().describe();
+  EXPECT_EQ(agent.server().cpu_doorbells_scheduled(LaneSched::normal), 0u) << agent.server().describe();
+  const auto lanes = lane_threads();
+  EXPECT_EQ(lanes.size(), agent.server().cpu_doorbells());
+  size_t fifo = 0, short_slice = 0;
+  for (const auto& l : lanes) {
+    fifo += l.policy == SCHED_FIFO;
+    short_slice += l.policy == SCHED_OTHER && l.nice == -20;
+  }
+  EXPECT_EQ(fifo, agent.server().cpu_doorbells_scheduled(LaneSched::fifo));
+  EXPECT_EQ(short_slice, agent.server().cpu_doorbells_scheduled(LaneSched::short_slice));
   gpo_set_socket(agent.socket().c_str());
   setenv("GPO_TIMEOUT_MS", "5000", 1);
   constexpr int kJobs = 50;
@@ -225,6 +268,32 @@ TEST(OffloadIntegration, CpuDoorbellThreadsHandleEachRingOnItsCpu) {
   // uprobe on the shared library file also brings) was handled by a thread
   // on the CPU it was rung from, not by the event loop.
   EXPECT_GE(st.doorbells_on_client_cpu, uint64_t(kJobs));
+  gpo_set_socket(nullptr);
+}
+
+// --offload-cpu-doorbell-sched short-slice (what a host that refuses
+// SCHED_FIFO gets): nice -20 and a 0.1 ms slice, and the rings still arrive.
+TEST(OffloadIntegration, CpuDoorbellThreadsWithAShortSlice) {
+  if (auto why = uprobe_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  auto o = agent_options("uprobe-slice", true);
+  o.cpu_doorbells = true;
+  o.cpu_doorbell_sched = LaneSched::short_slice;
+  InProcessAgent agent(o);
+  ASSERT_TRUE(agent.server().uprobe_doorbell()) << agent.server().describe();
+  EXPECT_EQ(agent.server().cpu_doorbells_scheduled(LaneSched::short_slice), agent.server().cpu_doorbells())
+      << agent.server().describe();
+  const auto lanes = lane_threads();
+  EXPECT_EQ(lanes.size(), agent.server().cpu_doorbells());
+  for (const auto& l : lanes) {
+    EXPECT_EQ(l.policy, SCHED_OTHER);
+    EXPECT_EQ(l.nice, -20);
+    EXPECT_EQ(l.slice_ns, 100'000u) << "the kernel did not keep the slice (custom slices: Linux 6.12+)";
+  }
+  gpo_set_socket(agent.socket().c_str());
+  setenv("GPO_TIMEOUT_MS", "5000", 1);
+  constexpr int kJobs = 30;
+  EXPECT_EQ(sha256_jobs(kJobs, 0, 4096), kJobs);
+  EXPECT_GE(agent.server().stats().doorbells_on_client_cpu, uint64_t(kJobs));
   gpo_set_socket(nullptr);
 }
 
