@@ -57,18 +57,16 @@ void add_run_options(CLI::App& cmd, OffloadRunOptions& o) {
       ->capture_default_str();
   cmd.add_flag("!--no-offload-uprobe", o.server.uprobe_doorbell,
                "Offload: take doorbells from the socket only, not from the uprobe ring buffer");
-  cmd.add_flag("--offload-cpu-doorbells", o.server.cpu_doorbells,
+  cmd.add_flag("--offload-cpu-doorbells,!--no-offload-cpu-doorbells", o.server.cpu_doorbells,
                "Offload: a uprobe doorbell wakes a thread of the agent on the CPU the client rang from (a ring "
-               "and thread per CPU) instead of the event loop. Measured faster on a 2-vCPU VM, slower on a "
-               "16-vCPU host (docs/offload.md)");
-  cmd.add_option("--offload-cpu-doorbell-sched", o.server.cpu_doorbell_sched,
+               "and thread per CPU, default) or, with --no-offload-cpu-doorbells, the event loop wherever it "
+               "runs (docs/offload.md, \"Doorbell threads\")");
+  cmd.add_option("--offload-cpu-doorbell-sched", o.doorbell_sched,
                  "Offload: how doorbell threads are scheduled, the first the kernel grants from this one on: "
                  "fifo (SCHED_FIFO 1), short-slice (nice -20 and a 0.1 ms slice, which preempts on Linux 6.12+), "
                  "normal")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, ipc::LaneSched>{{"fifo", ipc::LaneSched::fifo},
-                                                                                {"short-slice", ipc::LaneSched::short_slice},
-                                                                                {"normal", ipc::LaneSched::normal}}))
-      ->default_str("fifo");
+      ->check(CLI::IsMember({"fifo", "short-slice", "normal"}))
+      ->capture_default_str();
   cmd.add_option("--offload-mode", o.mode,
                  "Offload: plan = clients send only the jobs the GPU speeds up (the rest stay in their process, "
                  "no IPC); all = every job over the client's threshold comes here (to measure the service)")
@@ -146,6 +144,9 @@ void OffloadService::start(const OffloadRunOptions& o, const std::string& backen
   so.uid_max_slab_bytes = uint64_t(o.uid_slab_mb) << 20;
   so.max_slab_bytes_total = uint64_t(o.slab_total_mb) << 20;
   so.plan_min_bytes = client_plan();
+  so.cpu_doorbell_sched = o.doorbell_sched == "normal"        ? LaneSched::normal
+                          : o.doorbell_sched == "short-slice" ? LaneSched::short_slice
+                                                              : LaneSched::fifo;
   server_ = std::make_unique<ClientServer>(so, *backend_);
   try {
     server_->register_with(loop);

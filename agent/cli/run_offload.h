@@ -37,6 +37,7 @@ struct OffloadRunOptions {
   std::string mode = "plan";
   std::string objective = "time";  // the planner's: time | cpu
   double slack_pct = 25;           // objective cpu: how much later the GPU may finish
+  std::string doorbell_sched = "fifo";  // doorbell threads: fifo | short-slice | normal (ipc::LaneSched)
 };
 
 // Adds the offload options to the run subcommand.

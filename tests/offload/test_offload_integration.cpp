@@ -72,11 +72,13 @@ TEST(OffloadIntegration, UprobeDoorbellCarriesKernelStampedTgid) {
   if (auto why = uprobe_unavailable(); !why.empty()) GTEST_SKIP() << why;
   const size_t cpus = gpo::util::allowed_cpus().size();
   ASSERT_GT(cpus, 0u);
-  InProcessAgent agent(agent_options("uprobe", true), unsigned(cpus));  // a worker pinned to each CPU
+  auto o = agent_options("uprobe", true);
+  o.cpu_doorbells = false;  // the shared ring and the event loop (doorbell threads: below)
+  InProcessAgent agent(o, unsigned(cpus));  // a worker pinned to each CPU
   // Root is the prerequisite; a doorbell program that then does not load is a failure.
   ASSERT_TRUE(agent.server().uprobe_doorbell()) << "root, yet the BPF doorbell did not load: "
                                                 << agent.server().describe();
-  EXPECT_EQ(agent.server().cpu_doorbells(), 0u) << "doorbell threads are opt-in";
+  EXPECT_EQ(agent.server().cpu_doorbells(), 0u);
   gpo_set_socket(agent.socket().c_str());
   setenv("GPO_TIMEOUT_MS", "5000", 1);
   gpo_client_stats s0{}, s1{};
@@ -237,14 +239,13 @@ std::vector<LaneThread> lane_threads() {
   return out;
 }
 
-// --offload-cpu-doorbells: each CPU has its own ring and doorbell thread,
-// which handles every ring of that CPU. As root each thread is scheduled to
+// Doorbell threads (the default): each CPU has its own ring and doorbell
+// thread, which handles every ring of that CPU. As root each thread is scheduled to
 // preempt what runs on its CPU (SCHED_FIFO, or where that is refused nice -20
 // with a short slice): a ring must not wait for a worker's slice there.
 TEST(OffloadIntegration, CpuDoorbellThreadsHandleEachRingOnItsCpu) {
   if (auto why = uprobe_unavailable(); !why.empty()) GTEST_SKIP() << why;
-  auto o = agent_options("uprobe-cpu", true);
-  o.cpu_doorbells = true;
+  auto o = agent_options("uprobe-cpu", true);  // doorbell threads by default
   InProcessAgent agent(o);
   ASSERT_TRUE(agent.server().uprobe_doorbell()) << agent.server().describe();
   EXPECT_EQ(agent.server().cpu_doorbells(), gpo::util::allowed_cpus().size()) << agent.server().describe();
