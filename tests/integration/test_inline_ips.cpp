@@ -229,8 +229,11 @@ TEST_P(Sustained, ManyConcurrentUdpFlowsArriveWhole) {
 }
 
 // One TCP flow of 10,000 data segments (100-byte writes, TCP_NODELAY, sustained_rate()):
-// every byte arrives, and every segment the client sent reached the server
-// with no retransmission (loss 0 at the packet level, not hidden by TCP).
+// every byte arrives, and every segment the client sent, retransmissions
+// included, reached the server (loss 0 at the packet level, not hidden by
+// TCP: a lost segment leaves the server with fewer than sent + retransmitted).
+// A retransmission whose original arrived too (a tail-loss probe on a busy
+// machine) is no loss.
 TEST_P(Sustained, OneTcpFlowOf10000SegmentsLosesNone) {
   write_rules(kPassAll);
   topology(GetParam());
@@ -288,8 +291,10 @@ TEST_P(Sustained, OneTcpFlowOf10000SegmentsLosesNone) {
   // Autocorking may merge a few writes when the machine is busy; a sustained
   // flow of thousands of segments is what matters here.
   EXPECT_GE(sent, uint64_t(kWrites) * 9 / 10) << "the client coalesced writes: far fewer segments than wanted";
-  EXPECT_EQ(gpo::test::snmp_counter(*cli_, "Tcp", "RetransSegs") - retrans0, 0u) << "segments were lost";
-  EXPECT_EQ(arrived, sent) << "segments sent vs arrived at the server\n" << fresh_status().dump(2);
+  const uint64_t retrans = gpo::test::snmp_counter(*cli_, "Tcp", "RetransSegs") - retrans0;
+  EXPECT_EQ(arrived, sent + retrans) << "segments lost: " << sent << " sent and " << retrans
+                                     << " retransmitted, " << arrived << " arrived at the server\n"
+                                     << fresh_status().dump(2);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, Sustained, ::testing::Values(Mode::inline_, Mode::host),

@@ -6,11 +6,13 @@
 #include <sched.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -285,10 +287,16 @@ TEST(OffloadIntegration, CpuDoorbellThreadsWithAShortSlice) {
       << agent.server().describe();
   const auto lanes = lane_threads();
   EXPECT_EQ(lanes.size(), agent.server().cpu_doorbells());
+  // Custom slices came with Linux 6.12; an older kernel takes the call, keeps
+  // the nice value and reads the slice back as 0.
+  utsname u{};
+  int major = 0, minor = 0;
+  const bool slices = uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+                      (major > 6 || (major == 6 && minor >= 12));
   for (const auto& l : lanes) {
     EXPECT_EQ(l.policy, SCHED_OTHER);
     EXPECT_EQ(l.nice, -20);
-    EXPECT_EQ(l.slice_ns, 100'000u) << "the kernel did not keep the slice (custom slices: Linux 6.12+)";
+    if (slices) EXPECT_EQ(l.slice_ns, 100'000u) << "the kernel did not keep the slice";
   }
   gpo_set_socket(agent.socket().c_str());
   setenv("GPO_TIMEOUT_MS", "5000", 1);
