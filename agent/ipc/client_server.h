@@ -75,7 +75,7 @@ struct ServerOptions {
   // The uprobe doorbell rings a thread of the agent pinned to the client's
   // CPU (a ring and thread per CPU) instead of the event loop. Only with
   // flush_when_idle: fixed windows are the loop's. Scheduled to preempt
-  // (cpu_doorbell_sched), it claims a job in 20-40 us where the loop takes
+  // (cpu_doorbell_sched), it claims a job in 17-44 us where the loop takes
   // 100-135 us on a 16-vCPU virtual machine (docs/offload.md, "Doorbell threads").
   bool cpu_doorbells = true;
   // How those threads are scheduled: the first the kernel grants from this
@@ -136,7 +136,7 @@ class ClientServer {
   std::string describe() const;  // one line: socket, doorbell mode, batching
   bool uprobe_doorbell() const { return probe_ != nullptr; }
   size_t cpu_doorbells() const;  // CPUs whose clients ring a thread of the agent on that CPU
-  // Of those, how many threads got each LaneSched: "16 fifo", "16 short-slice, 0 normal"...
+  // Of those, how many threads got each LaneSched: "16 fifo", "12 short-slice, 4 normal"...
   std::string cpu_doorbells_sched() const;
   size_t cpu_doorbells_scheduled(LaneSched s) const;
   size_t uprobe_files() const;   // library files the doorbell uprobe is attached to now
