@@ -144,9 +144,7 @@ void OffloadService::start(const OffloadRunOptions& o, const std::string& backen
   so.uid_max_slab_bytes = uint64_t(o.uid_slab_mb) << 20;
   so.max_slab_bytes_total = uint64_t(o.slab_total_mb) << 20;
   so.plan_min_bytes = client_plan();
-  so.cpu_doorbell_sched = o.doorbell_sched == "normal"        ? LaneSched::normal
-                          : o.doorbell_sched == "short-slice" ? LaneSched::short_slice
-                                                              : LaneSched::fifo;
+  so.cpu_doorbell_sched = parse_lane_sched(o.doorbell_sched).value_or(LaneSched::fifo);
   server_ = std::make_unique<ClientServer>(so, *backend_);
   try {
     server_->register_with(loop);

@@ -13,35 +13,19 @@
 #include <cstdio>
 #include <cstring>
 #include <future>
+#include <utility>
 
 #include "doorbell.skel.h"
 #include "ipc/slab_protocol.h"
+#include "util/sched_attr.h"
 #include "loop/event_loop.h"
 
 namespace gpo::ipc {
 
-const char* lane_sched_name(LaneSched s) {
-  switch (s) {
-    case LaneSched::fifo: return "fifo";
-    case LaneSched::short_slice: return "short-slice";
-    case LaneSched::normal: return "normal";
-  }
-  return "?";
-}
-
 namespace {
 
-// struct sched_attr as the kernel takes it (SCHED_ATTR_SIZE_VER0): the uapi
-// header cannot be included beside glibc's sched.h, and glibc 2.36 has no
-// sched_setattr.
-struct SchedAttr {
-  uint32_t size, policy;
-  uint64_t flags;
-  int32_t nice;
-  uint32_t priority;
-  uint64_t runtime, deadline, period;
-};
-static_assert(sizeof(SchedAttr) == 48);
+constexpr std::pair<LaneSched, std::string_view> kLaneSchedNames[] = {
+    {LaneSched::fifo, "fifo"}, {LaneSched::short_slice, "short-slice"}, {LaneSched::normal, "normal"}};
 
 // Schedules the calling thread as the first of fifo, short_slice the kernel
 // grants, from `first` on; returns what it got. A lane only claims,
@@ -55,8 +39,7 @@ LaneSched schedule_lane(LaneSched first) {
     if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0) return LaneSched::fifo;
   }
   if (first != LaneSched::normal) {
-    SchedAttr a{};
-    a.size = sizeof(a);
+    util::SchedAttr a;
     a.policy = SCHED_OTHER;
     a.nice = -20;
     a.runtime = 100'000;  // the slice, in ns: EEVDF's floor
@@ -66,6 +49,18 @@ LaneSched schedule_lane(LaneSched first) {
 }
 
 }  // namespace
+
+const char* lane_sched_name(LaneSched s) {
+  for (const auto& [v, name] : kLaneSchedNames)
+    if (v == s) return name.data();
+  return "?";
+}
+
+std::optional<LaneSched> parse_lane_sched(std::string_view s) {
+  for (const auto& [v, name] : kLaneSchedNames)
+    if (name == s) return v;
+  return std::nullopt;
+}
 
 // One CPU's ring buffer and the thread, pinned to that CPU, that drains it.
 struct DoorbellProbe::Lane {

@@ -4,19 +4,21 @@
 // Needs root (CAP_BPF + CAP_PERFMON); without it the socket doorbell serves.
 //
 // Descriptors arrive on the event loop (the shared ring) or, once
-// start_cpu_lanes() ran (--offload-cpu-doorbells), on a thread pinned to the
-// CPU the client rang on: each CPU the agent may use gets its own ring and
-// thread, so a ring wakes no thread on another CPU. The threads are scheduled
-// to preempt whatever runs on their CPU (LaneSched), so that a ring is claimed
-// at once even while a worker runs there. Whether that wins depends on the
-// host (docs/offload.md, "Doorbell threads").
+// start_cpu_lanes() ran (by default; not with --no-offload-cpu-doorbells), on
+// a thread pinned to the CPU the client rang on: each CPU the agent may use
+// gets its own ring and thread, so a ring wakes no thread on another CPU. The
+// threads are scheduled to preempt whatever runs on their CPU (LaneSched), so
+// that a ring is claimed at once even while a worker runs there
+// (docs/offload.md, "Doorbell threads").
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -43,7 +45,8 @@ enum class LaneSched : uint8_t {
                 // woken task with a shorter slice preempt (Linux 6.12+)
   normal,       // as any thread
 };
-const char* lane_sched_name(LaneSched s);
+const char* lane_sched_name(LaneSched s);                // fifo, short-slice, normal
+std::optional<LaneSched> parse_lane_sched(std::string_view s);  // those names
 
 class DoorbellProbe {
  public:

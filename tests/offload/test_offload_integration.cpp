@@ -26,6 +26,7 @@
 #include "ipc/slab_protocol.h"
 #include "offload/offload_env.h"
 #include "util/cpus.h"
+#include "util/sched_attr.h"
 
 using namespace gpo::test;
 using gpo::ipc::LaneSched;
@@ -221,13 +222,7 @@ struct LaneThread {
   uint64_t slice_ns = 0;
 };
 std::vector<LaneThread> lane_threads() {
-  struct {  // struct sched_attr, SCHED_ATTR_SIZE_VER0
-    uint32_t size, policy;
-    uint64_t flags;
-    int32_t nice;
-    uint32_t priority;
-    uint64_t runtime, deadline, period;
-  } a{};
+  gpo::util::SchedAttr a;
   std::vector<LaneThread> out;
   for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
     std::ifstream comm(e.path() / "comm");
@@ -296,7 +291,9 @@ TEST(OffloadIntegration, CpuDoorbellThreadsWithAShortSlice) {
   for (const auto& l : lanes) {
     EXPECT_EQ(l.policy, SCHED_OTHER);
     EXPECT_EQ(l.nice, -20);
-    if (slices) EXPECT_EQ(l.slice_ns, 100'000u) << "the kernel did not keep the slice";
+    if (slices) {
+      EXPECT_EQ(l.slice_ns, 100'000u) << "the kernel did not keep the slice";
+    }
   }
   gpo_set_socket(agent.socket().c_str());
   setenv("GPO_TIMEOUT_MS", "5000", 1);
