@@ -893,13 +893,7 @@ ServerStats ClientServer::stats() const {
 
 size_t ClientServer::cpu_doorbells() const { return probe_ ? probe_->cpu_lanes() : 0; }
 size_t ClientServer::cpu_doorbells_scheduled(LaneSched s) const { return probe_ ? probe_->lanes_scheduled(s) : 0; }
-std::string ClientServer::cpu_doorbells_sched() const {
-  std::string out;
-  for (LaneSched s : {LaneSched::fifo, LaneSched::short_slice, LaneSched::normal})
-    if (const size_t n = cpu_doorbells_scheduled(s))
-      out += fmt::format("{}{} {}", out.empty() ? "" : ", ", n, lane_sched_name(s));
-  return out;
-}
+std::string ClientServer::cpu_doorbells_sched() const { return probe_ ? probe_->lanes_by_sched() : ""; }
 
 size_t ClientServer::uprobe_files() const { return probe_ ? probe_->attached() : 0; }
 

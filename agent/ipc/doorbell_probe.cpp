@@ -203,6 +203,16 @@ size_t DoorbellProbe::lanes_scheduled(LaneSched s) const {
   return n;
 }
 
+std::string DoorbellProbe::lanes_by_sched() const {
+  std::string out;
+  for (const auto& [s, name] : kLaneSchedNames)
+    if (const size_t n = lanes_scheduled(s)) {
+      if (!out.empty()) out += ", ";
+      out += std::to_string(n) + " " + std::string(name);
+    }
+  return out;
+}
+
 void DoorbellProbe::stop_cpu_lanes() {
   if (lanes_.empty()) return;
   const int outer = bpf_map__fd(skel_->maps.doorbell_cpu_rings);

@@ -76,6 +76,7 @@ class DoorbellProbe {
   void stop_cpu_lanes();  // their CPUs go back to the shared ring; joins the threads
   size_t cpu_lanes() const { return lanes_.size(); }
   size_t lanes_scheduled(LaneSched s) const;  // lanes whose thread got s
+  std::string lanes_by_sched() const;          // "16 fifo", "12 short-slice, 4 normal"...
   size_t attached() const { return attached_.load(); }  // any thread (status)
   uint64_t dropped() const;  // descriptors lost to a full ring buffer
 
